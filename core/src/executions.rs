@@ -1,0 +1,169 @@
+//! `execution.run` and the execution records.
+
+use crate::app::App;
+use crate::auth::Identity;
+use crate::db::{Db, Value};
+use crate::dispatch::{Dispatch, DispatchError};
+use crate::env::{execution_id, rfc3339, Env};
+use crate::errors::{Code, Error, Result};
+use crate::host_api::{Limits, RunRequest, RunResponse};
+use crate::reference::{ComponentType, Reference};
+use crate::{policy, registry};
+use serde_json::{json, Value as Json};
+
+/// Runs a component for `who` and records the run.
+pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+    let type_hint = match args.get("type").and_then(Json::as_str) {
+        None => None,
+        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
+    };
+    let reference = args.get("reference").ok_or_else(|| Error::invalid_params("execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\""))?;
+    let reference = Reference::from_json(reference, type_hint)?;
+    let component = registry::resolve(&app.db, &reference).await?;
+    let policy = policy::effective(&app.db, &component).await?;
+    let input = serde_json::to_string(args.get("input").unwrap_or(&json!({}))).unwrap_or_default();
+
+    let id = execution_id(&app.env);
+    let started = app.env.now_ms();
+    app.db
+        .query(
+            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at) VALUES (?, ?, ?, ?, 'started', ?, ?, ?)",
+            &[
+                id.clone().into(),
+                component.reference.clone().into(),
+                component.ctype.as_str().into(),
+                component.digest.clone().into(),
+                who.id().into(),
+                policy.to_json().to_string().into(),
+                Value::Integer(started as i64),
+            ],
+        )
+        .await?;
+
+    let failure = |reason: &str, message: String| {
+        let code = if reason == "timeout" { Code::ExecutionTimeout } else { Code::ExecutionFailed };
+        Error::new(code, message).with_data(json!({ "execution_id": id, "reason": reason, "reference": component.reference }))
+    };
+
+    // Checked here as well as on the host, so an oversize input never leaves the router.
+    if input.len() as u64 > policy.max_request_size {
+        let msg = format!("input is {} bytes; the policy allows {} (max_request_size)", input.len(), policy.max_request_size);
+        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        return Err(failure("input_too_large", msg));
+    }
+    if component.ctype != ComponentType::Reagent {
+        let msg = format!("{} components cannot run on this server yet: only reagents", component.ctype.as_str());
+        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id })));
+    }
+
+    let req = RunRequest {
+        execution_id: id.clone(),
+        digest: component.digest.clone(),
+        component_type: component.ctype.as_str().into(),
+        input,
+        limits: Limits {
+            timeout_ms: policy.timeout_ms,
+            max_memory_bytes: policy.max_memory_bytes,
+            max_input_bytes: policy.max_request_size,
+            max_output_bytes: policy.max_response_size,
+        },
+    };
+    let resp = match dispatch_run(app, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("the host could not run {}: {}", component.reference, describe(&e));
+            finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+            return Err(Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id })));
+        }
+    };
+    let now = app.env.now_ms();
+    if resp.status != "completed" {
+        let err = resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() });
+        let status = if err.code == "timeout" { "timed_out" } else { "failed" };
+        finish(&app.db, &id, status, Some(&err.message), &resp.stdout, &resp.stderr, started, now).await?;
+        return Err(failure(&err.code, err.message));
+    }
+    finish(&app.db, &id, "completed", None, &resp.stdout, &resp.stderr, started, now).await?;
+    let output = resp.output.unwrap_or_default();
+    let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
+    Ok(json!({
+        "status": "completed",
+        "execution_id": id,
+        "result": result,
+        "duration_ms": resp.duration_ms,
+        "component_type": component.ctype.as_str(),
+        "component_digest": component.digest,
+        "reference": component.reference,
+        "policy_applied": policy.to_json(),
+    }))
+}
+
+/// Sends the run; when the host lacks the artifact, uploads it from the registry once and retries.
+async fn dispatch_run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &RunRequest) -> std::result::Result<RunResponse, DispatchError> {
+    match app.dispatch.run(req).await {
+        Err(DispatchError::ArtifactMissing) => {
+            let bytes = registry::artifact(&app.db, &req.digest).await.map_err(|e| DispatchError::Unreachable(e.message))?;
+            app.dispatch.put_artifact(&req.digest, &bytes).await?;
+            app.dispatch.run(req).await
+        }
+        other => other,
+    }
+}
+
+/// A human description of a dispatch failure.
+pub fn describe(e: &DispatchError) -> String {
+    match e {
+        DispatchError::ArtifactMissing => "the host does not have the artifact".into(),
+        DispatchError::Refused { code, message } => format!("{code}: {message}"),
+        DispatchError::Unreachable(m) => format!("host unreachable: {m}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, stdout: &str, stderr: &str, started: u64, now: u64) -> Result<()> {
+    db.query(
+        "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+        &[
+            status.into(),
+            error.map(String::from).into(),
+            stdout.into(),
+            stderr.into(),
+            Value::Integer(now as i64),
+            Value::Integer(now.saturating_sub(started) as i64),
+            id.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `execution.list`: the caller's own runs, newest first (an admin sees all).
+pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
+    let limit = args.get("limit").and_then(Json::as_u64).unwrap_or(50).clamp(1, 500) as i64;
+    let caller: Value = if who.is_admin() { Value::Null } else { who.id().into() };
+    let rows = db
+        .query(
+            "SELECT id, reference, component_type, digest, status, error, started_at, duration_ms, parent_execution_id FROM executions \
+             WHERE (?1 IS NULL OR caller = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
+            &[caller, Value::Integer(limit)],
+        )
+        .await?;
+    let list: Vec<Json> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "execution_id": r.text("id"),
+                "reference": r.text("reference"),
+                "component_type": r.text("component_type"),
+                "component_digest": r.text("digest"),
+                "status": r.text("status"),
+                "error": r.opt_text("error"),
+                "started_at": rfc3339(r.int("started_at") as u64),
+                "duration_ms": r.opt_int("duration_ms"),
+                "parent_execution_id": r.opt_text("parent_execution_id"),
+            })
+        })
+        .collect();
+    Ok(json!({ "executions": list, "count": list.len() }))
+}

@@ -1,0 +1,109 @@
+//! IP allowlists and the one rule for who the client is behind proxies.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// A list of networks (exact addresses become /32 or /128).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetList(pub Vec<IpNet>);
+
+impl NetList {
+    /// Parses `"140.82.112.0/20,10.0.0.1,2001:db8::/32"`.
+    pub fn parse(s: &str) -> Result<NetList, String> {
+        let mut nets = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let net = if part.contains('/') {
+                part.parse::<IpNet>().map_err(|_| format!("`{part}` is not a valid CIDR network"))?
+            } else {
+                let ip: IpAddr = part.parse().map_err(|_| format!("`{part}` is not a valid IP address"))?;
+                IpNet::from(ip)
+            };
+            nets.push(net.trunc());
+        }
+        Ok(NetList(nets))
+    }
+
+    /// Whether `ip` lies in one of the networks. IPv4-mapped IPv6 addresses are compared as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether the list is empty (an empty allowlist allows everyone).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The text form, comma-separated.
+    pub fn to_text(&self) -> String {
+        self.0.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
+/// `X-Forwarded-For` is walked from the right and the first address that is not a trusted
+/// proxy is the client. A header from anyone else is ignored, so it cannot be spoofed.
+pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &NetList) -> IpAddr {
+    if !trusted.contains(peer) {
+        return canonical(peer);
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).map(str::trim).collect();
+    let mut client = canonical(peer);
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = canonical(ip);
+                if !trusted.contains(client) {
+                    return client;
+                }
+            }
+            // A malformed hop ends what can be believed; the last trusted hop is the client.
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allowlist_matches_cidrs_exact_ips_and_ipv6() {
+        let l = NetList::parse("140.82.112.0/20, 10.0.0.1,2001:db8::/32").unwrap();
+        assert!(l.contains(ip("140.82.127.255")));
+        assert!(!l.contains(ip("140.82.128.0")));
+        assert!(l.contains(ip("10.0.0.1")));
+        assert!(!l.contains(ip("10.0.0.2")));
+        assert!(l.contains(ip("2001:db8::1")));
+        assert!(l.contains(ip("::ffff:10.0.0.1")));
+        assert!(NetList::parse("10.0.0.300").is_err());
+        assert!(NetList::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_untrusted_peers() {
+        let trusted = NetList::parse("127.0.0.1").unwrap();
+        let xff = ["10.9.9.9"];
+        assert_eq!(client_ip(ip("192.0.2.7"), xff.iter().copied(), &trusted), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn forwarded_for_from_trusted_proxy_yields_rightmost_untrusted_hop() {
+        let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        // The client put a fake address first; our proxies appended the real one.
+        let xff = ["6.6.6.6, 203.0.113.5, 10.1.1.1"];
+        assert_eq!(client_ip(ip("127.0.0.1"), xff.iter().copied(), &trusted), ip("203.0.113.5"));
+    }
+}

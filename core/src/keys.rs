@@ -1,0 +1,272 @@
+//! API keys: generated at random, shown once, stored as SHA-256, listed by prefix.
+
+use crate::crypto::{ct_eq, sha256_hex};
+use crate::db::{Db, Row, Value};
+use crate::env::{random_token, rfc3339, Env};
+use crate::errors::{Error, Result};
+use crate::ipallow::NetList;
+use crate::scopes::SCOPES;
+use crate::units::Rate;
+use serde_json::{json, Value as Json};
+
+/// The three kinds of key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// `cyfr_pk_`: may be embedded in browsers; `execution` scope only.
+    Public,
+    /// `cyfr_sk_`: for backends.
+    Secret,
+    /// `cyfr_ak_`: full access.
+    Admin,
+}
+
+impl KeyType {
+    /// Parses `public`, `secret` or `admin`.
+    pub fn parse(s: &str) -> Result<KeyType> {
+        match s {
+            "public" => Ok(KeyType::Public),
+            "secret" => Ok(KeyType::Secret),
+            "admin" => Ok(KeyType::Admin),
+            other => Err(Error::invalid_params(format!("key type `{other}` must be one of public, secret, admin"))),
+        }
+    }
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Public => "public",
+            KeyType::Secret => "secret",
+            KeyType::Admin => "admin",
+        }
+    }
+    /// The raw key's prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            KeyType::Public => "cyfr_pk_",
+            KeyType::Secret => "cyfr_sk_",
+            KeyType::Admin => "cyfr_ak_",
+        }
+    }
+    /// The type a raw key claims by its prefix.
+    pub fn of_raw(raw: &str) -> Option<KeyType> {
+        [KeyType::Public, KeyType::Secret, KeyType::Admin].into_iter().find(|t| raw.starts_with(t.prefix()))
+    }
+}
+
+/// A stored key (never the raw value).
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    /// Stable id (`key_…`).
+    pub id: String,
+    /// Unique among active keys.
+    pub name: String,
+    /// Public, secret or admin.
+    pub key_type: KeyType,
+    /// The first 12 characters of the raw key.
+    pub prefix: String,
+    /// Scopes held (`*` for admin).
+    pub scopes: Vec<String>,
+    /// Per-key rate limit, if any.
+    pub rate_limit: Option<Rate>,
+    /// Allowed client networks; empty allows all.
+    pub ip_allowlist: NetList,
+    /// The key id that created this one (`None` for the bootstrap admin key).
+    pub created_by: Option<String>,
+    /// Unix ms.
+    pub created_at: u64,
+    /// Unix ms of the last authenticated request.
+    pub last_used_at: Option<u64>,
+    /// Unix ms when revoked.
+    pub revoked_at: Option<u64>,
+}
+
+impl ApiKey {
+    /// The view shown by `key get`/`key list`: no hash, no raw key.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "type": self.key_type.as_str(),
+            "prefix": format!("{}...", self.prefix),
+            "scope": self.scopes,
+            "rate_limit": self.rate_limit.map(|r| r.to_text()),
+            "ip_allowlist": if self.ip_allowlist.is_empty() { Json::Null } else { json!(self.ip_allowlist.to_text()) },
+            "created_at": rfc3339(self.created_at),
+            "last_used_at": self.last_used_at.map(rfc3339),
+            "revoked": self.revoked_at.is_some(),
+        })
+    }
+
+    fn from_row(r: &Row<'_>) -> Result<ApiKey> {
+        Ok(ApiKey {
+            id: r.text("id"),
+            name: r.text("name"),
+            key_type: KeyType::parse(&r.text("key_type"))?,
+            prefix: r.text("prefix"),
+            scopes: r.text("scopes").split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+            rate_limit: r.opt_text("rate_limit").and_then(|s| Rate::parse(&Json::String(s)).ok()),
+            ip_allowlist: NetList::parse(&r.text("ip_allowlist")).unwrap_or_default(),
+            created_by: r.opt_text("created_by"),
+            created_at: r.int("created_at") as u64,
+            last_used_at: r.opt_int("last_used_at").map(|v| v as u64),
+            revoked_at: r.opt_int("revoked_at").map(|v| v as u64),
+        })
+    }
+}
+
+/// What a caller asks for when creating a key.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    /// Unique name among active keys.
+    pub name: String,
+    /// Public, secret or admin.
+    pub key_type: KeyType,
+    /// Requested scopes (ignored for admin keys, which hold `*`).
+    pub scopes: Vec<String>,
+    /// Optional per-key rate limit.
+    pub rate_limit: Option<Rate>,
+    /// Optional IP allowlist.
+    pub ip_allowlist: NetList,
+}
+
+impl NewKey {
+    /// Checks the name, the scopes and the public-key rule; returns the scopes to store.
+    pub fn validated_scopes(&self) -> Result<Vec<String>> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c)) {
+            return Err(Error::invalid_params("key name must be 1-64 characters of letters, digits, space, '-', '_' or '.'"));
+        }
+        if self.key_type == KeyType::Admin {
+            return Ok(vec!["*".into()]);
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        for s in &self.scopes {
+            if !SCOPES.contains(&s.as_str()) {
+                return Err(Error::invalid_params(format!("unknown scope `{s}`; scopes are: {}", SCOPES.join(", "))));
+            }
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        if scopes.is_empty() {
+            if self.key_type == KeyType::Public {
+                scopes.push("execution".into());
+            } else {
+                return Err(Error::invalid_params("a secret key needs at least one scope (e.g. \"scope\": [\"execution\"])"));
+            }
+        }
+        if self.key_type == KeyType::Public && scopes.iter().any(|s| s != "execution") {
+            return Err(Error::invalid_params("public keys can hold only the `execution` scope: they are visible to anyone who loads your page"));
+        }
+        Ok(scopes)
+    }
+}
+
+/// SHA-256 of a raw key, as stored.
+pub fn hash_raw(raw: &str) -> String {
+    sha256_hex(raw.as_bytes())
+}
+
+/// Creates a key and returns it with its raw value, which is shown only this once.
+pub async fn create(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&str>) -> Result<(ApiKey, String)> {
+    let scopes = new.validated_scopes()?;
+    if find_by_name(db, &new.name).await?.is_some() {
+        return Err(Error::invalid_params(format!("an active key named `{}` exists; revoke or rotate it, or pick another name", new.name)));
+    }
+    // 24 random bytes are 32 base64url characters.
+    let raw = format!("{}{}", new.key_type.prefix(), random_token(env, 24));
+    let key = ApiKey {
+        id: format!("key_{}", random_token(env, 12)),
+        name: new.name.clone(),
+        key_type: new.key_type,
+        prefix: raw[..12].to_string(),
+        scopes,
+        rate_limit: new.rate_limit,
+        ip_allowlist: new.ip_allowlist.clone(),
+        created_by: created_by.map(String::from),
+        created_at: env.now_ms(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    db.query(
+        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            key.id.clone().into(),
+            key.name.clone().into(),
+            key.key_type.as_str().into(),
+            hash_raw(&raw).into(),
+            key.prefix.clone().into(),
+            key.scopes.join(",").into(),
+            key.rate_limit.map(|r| r.to_text()).into(),
+            Value::from(if key.ip_allowlist.is_empty() { None } else { Some(key.ip_allowlist.to_text()) }),
+            key.created_by.clone().into(),
+            Value::Integer(key.created_at as i64),
+        ],
+    )
+    .await?;
+    Ok((key, raw))
+}
+
+/// The active or revoked key a raw value belongs to. The caller checks `revoked_at`.
+pub async fn find_by_raw(db: &impl Db, raw: &str) -> Result<Option<ApiKey>> {
+    let hash = hash_raw(raw);
+    let rows = db.query("SELECT * FROM api_keys WHERE key_hash = ?", &[hash.clone().into()]).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    // The index lookup already matched; this keeps the final check constant-time anyway.
+    if !ct_eq(row.text("key_hash").as_bytes(), hash.as_bytes()) {
+        return Ok(None);
+    }
+    ApiKey::from_row(&row).map(Some)
+}
+
+/// The active key with this name.
+pub async fn find_by_name(db: &impl Db, name: &str) -> Result<Option<ApiKey>> {
+    let rows = db.query("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", &[name.into()]).await?;
+    rows.first().map(|r| ApiKey::from_row(&r)).transpose()
+}
+
+/// Every key, newest first; revoked ones only when asked.
+pub async fn list(db: &impl Db, include_revoked: bool) -> Result<Vec<ApiKey>> {
+    let sql = if include_revoked {
+        "SELECT * FROM api_keys ORDER BY created_at DESC"
+    } else {
+        "SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC"
+    };
+    db.query(sql, &[]).await?.iter().map(|r| ApiKey::from_row(&r)).collect()
+}
+
+/// Revokes a key; the very next request with it is refused.
+pub async fn revoke(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
+    db.query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", &[Value::Integer(now_ms as i64), id.into()])
+        .await?;
+    Ok(())
+}
+
+/// Replaces a key with a new one of the same name, type, scopes and limits.
+pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKey, String)> {
+    revoke(db, &old.id, env.now_ms()).await?;
+    let new = NewKey {
+        name: old.name.clone(),
+        key_type: old.key_type,
+        scopes: if old.key_type == KeyType::Admin { vec![] } else { old.scopes.clone() },
+        rate_limit: old.rate_limit,
+        ip_allowlist: old.ip_allowlist.clone(),
+    };
+    create(db, env, &new, old.created_by.as_deref()).await
+}
+
+/// Records use, at most once a minute per key so reads stay cheap.
+pub async fn touch(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
+    db.query(
+        "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1 - 60000)",
+        &[Value::Integer(now_ms as i64), id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The key with this id, active or not.
+pub async fn find_by_id(db: &impl Db, id: &str) -> Result<Option<ApiKey>> {
+    let rows = db.query("SELECT * FROM api_keys WHERE id = ?", &[id.into()]).await?;
+    rows.first().map(|r| ApiKey::from_row(&r)).transpose()
+}

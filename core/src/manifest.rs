@@ -1,0 +1,127 @@
+//! `cyfr-manifest.json`: read and checked before anything is registered.
+
+use crate::errors::{Code, Error, Result};
+use crate::reference::{valid_name, ComponentType, Semver};
+use serde_json::Value as Json;
+
+/// A checked manifest: the fields the registry relies on, plus the original JSON.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// Component type.
+    pub ctype: ComponentType,
+    /// Namespace from `id`.
+    pub namespace: String,
+    /// Name from `id`.
+    pub name: String,
+    /// Semver version.
+    pub version: String,
+    /// One-line description.
+    pub description: String,
+    /// The manifest as given.
+    pub raw: Json,
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(Code::ComponentInvalid, format!("cyfr-manifest.json: field `{field}` {why}"))
+}
+
+impl Manifest {
+    /// Parses and checks manifest text.
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let raw: Json = serde_json::from_str(text)
+            .map_err(|e| Error::new(Code::ComponentInvalid, format!("cyfr-manifest.json is not valid JSON: {e}")))?;
+        Manifest::check(raw)
+    }
+
+    /// Checks a manifest value.
+    pub fn check(raw: Json) -> Result<Manifest> {
+        let o = raw.as_object().ok_or_else(|| Error::new(Code::ComponentInvalid, "cyfr-manifest.json must be a JSON object"))?;
+        let s = |f: &str| -> Result<&str> {
+            o.get(f).and_then(Json::as_str).filter(|v| !v.is_empty()).ok_or_else(|| invalid(f, "is required and must be a non-empty string"))
+        };
+        let type_str = s("type")?;
+        let ctype = ComponentType::parse(type_str)
+            .filter(|_| type_str.len() > 1)
+            .ok_or_else(|| invalid("type", format!("must be one of reagent, catalyst, formula (got `{type_str}`)")))?;
+        let id = s("id")?;
+        let (id_type, id_rest) = id.split_once(':').ok_or_else(|| invalid("id", format!("must look like `{}:namespace.name` (got `{id}`)", ctype.as_str())))?;
+        if ComponentType::parse(id_type) != Some(ctype) {
+            return Err(invalid("id", format!("says `{id_type}` but `type` is `{}`", ctype.as_str())));
+        }
+        let (namespace, name) = id_rest.split_once('.').ok_or_else(|| invalid("id", "must be type:namespace.name"))?;
+        if !valid_name(namespace) || !valid_name(name) {
+            return Err(invalid("id", "namespace and name must be lower-case letters, digits and '-', 1-64 characters"));
+        }
+        let version = s("version")?;
+        Semver::parse(version).ok_or_else(|| invalid("version", format!("must be semver like 0.1.0 (got `{version}`)")))?;
+        let description = o.get("description").map(|d| d.as_str().map(String::from).ok_or_else(|| invalid("description", "must be a string"))).transpose()?;
+        if let Some(secrets) = o.get("secrets") {
+            let ok = secrets.as_array().is_some_and(|a| a.iter().all(Json::is_string));
+            if !ok {
+                return Err(invalid("secrets", "must be an array of secret names"));
+            }
+        }
+        for f in ["schema", "defaults", "wasi"] {
+            if o.get(f).is_some_and(|v| !v.is_object()) {
+                return Err(invalid(f, "must be an object"));
+            }
+        }
+        if o.get("examples").is_some_and(|v| !v.is_array()) {
+            return Err(invalid("examples", "must be an array"));
+        }
+        if let Some(wasi) = o.get("wasi").and_then(Json::as_object) {
+            for (k, v) in wasi {
+                if !v.is_boolean() {
+                    return Err(invalid(&format!("wasi.{k}"), "must be true or false"));
+                }
+            }
+            let wants = |k: &str| wasi.get(k).and_then(Json::as_bool).unwrap_or(false);
+            if ctype == ComponentType::Reagent && (wants("http") || wants("streaming") || wants("secrets")) {
+                return Err(invalid("wasi", "a reagent is pure compute: http, streaming and secrets must be false (make it a catalyst)"));
+            }
+        }
+        Ok(Manifest {
+            ctype,
+            namespace: namespace.into(),
+            name: name.into(),
+            version: version.into(),
+            description: description.unwrap_or_default(),
+            raw,
+        })
+    }
+
+    /// The canonical reference this manifest registers.
+    pub fn reference(&self) -> String {
+        format!("{}:{}.{}:{}", self.ctype.as_str(), self.namespace, self.name, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"id":"reagent:cyfr.json-transform","type":"reagent","version":"0.1.0","description":"d","secrets":[],"wasi":{"http":false}}"#;
+
+    #[test]
+    fn a_good_manifest_gives_its_reference() {
+        assert_eq!(Manifest::parse(GOOD).unwrap().reference(), "reagent:cyfr.json-transform:0.1.0");
+    }
+
+    #[test]
+    fn bad_manifests_name_the_field_and_use_component_invalid() {
+        let cases = [
+            ("not json", "valid JSON"),
+            (r#"{"id":"reagent:cyfr.x","type":"gizmo","version":"0.1.0"}"#, "`type`"),
+            (r#"{"id":"catalyst:cyfr.x","type":"reagent","version":"0.1.0"}"#, "`id`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"one"}"#, "`version`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","secrets":"A"}"#, "`secrets`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","wasi":{"http":true}}"#, "`wasi`"),
+            (r#"{"type":"reagent","version":"0.1.0"}"#, "`id`"),
+        ];
+        for (text, needle) in cases {
+            let e = Manifest::parse(text).unwrap_err();
+            assert_eq!(e.code, Code::ComponentInvalid);
+            assert!(e.message.contains(needle), "{} should mention {needle}", e.message);
+        }
+    }
+}

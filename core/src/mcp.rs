@@ -1,0 +1,154 @@
+//! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications.
+
+use crate::app::{rpc_error, App, PROTOCOL_VERSIONS};
+use crate::auth::{self, Identity};
+use crate::db::Db;
+use crate::dispatch::Dispatch;
+use crate::env::Env;
+use crate::errors::{Code, Error, Result};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::{keys, sessions, tools};
+use serde_json::{json, Value as Json};
+
+/// Handles one JSON-RPC message (already known to be JSON and not a batch).
+pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, msg: Json) -> HttpResponse {
+    let Some(obj) = msg.as_object() else {
+        return rpc_error(None, &Error::new(Code::InvalidRequest, "a JSON-RPC message must be an object"), 400);
+    };
+    if obj.get("jsonrpc").and_then(Json::as_str) != Some("2.0") {
+        return rpc_error(obj.get("id").cloned(), &Error::new(Code::InvalidRequest, "`jsonrpc` must be \"2.0\""), 400);
+    }
+    let id = obj.get("id").cloned();
+    if let Some(id) = &id {
+        if !(id.is_string() || id.is_i64() || id.is_u64()) {
+            return rpc_error(None, &Error::new(Code::InvalidRequest, "`id` must be a string or an integer"), 400);
+        }
+    }
+    let Some(method) = obj.get("method").and_then(Json::as_str) else {
+        // A response to something we asked (we ask nothing yet): accepted, no body.
+        return HttpResponse::empty(202);
+    };
+    let params = obj.get("params").cloned().unwrap_or(Json::Null);
+    let now = app.env.now_ms();
+
+    if method == "initialize" {
+        return match initialize(app, req, &params).await {
+            Ok((result, session_id)) => {
+                let mut r = ok(id, result);
+                r.headers.push(("mcp-session-id".into(), session_id));
+                r
+            }
+            Err(e) => rpc_error(id, &e, 0),
+        };
+    }
+
+    // A session id must name a live session, whatever else the request carries.
+    let session = match req.header("mcp-session-id") {
+        None => None,
+        Some(sid) => match sessions::touch(&app.db, sid, now, app.config.session_ttl_ms).await {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => return rpc_error(id, &Error::new(Code::SessionExpired, "session not found or expired; initialize a new one"), 404),
+            Err(e) => return rpc_error(id, &e, 500),
+        },
+    };
+
+    let Some(id) = id else {
+        // Notifications (notifications/initialized, cancelled, ...) need no answer.
+        return HttpResponse::empty(202);
+    };
+    if method == "ping" {
+        return ok(Some(id), json!({}));
+    }
+    let identity = match identify(app, req, session.as_ref(), now).await {
+        Ok(i) => i,
+        Err(e) => return rpc_error(Some(id), &e, 0),
+    };
+    let result = match method {
+        "tools/list" => require(identity).map(|_| json!({ "tools": tools::definitions() })),
+        "tools/call" => match require(identity) {
+            Ok(who) => return call_tool(app, &who, id, &params).await,
+            Err(e) => Err(e),
+        },
+        other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),
+    };
+    match result {
+        Ok(v) => ok(Some(id), v),
+        Err(e) => rpc_error(Some(id), &e, 0),
+    }
+}
+
+async fn initialize<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, params: &Json) -> Result<(Json, String)> {
+    let asked = params.get("protocolVersion").and_then(Json::as_str).unwrap_or(PROTOCOL_VERSIONS[0]);
+    let version = if PROTOCOL_VERSIONS.contains(&asked) { asked } else { PROTOCOL_VERSIONS[0] };
+    // A key given at initialize binds the session to it; without one the session is
+    // anonymous and can only ping until the caller authenticates per request.
+    let key_id = match auth::bearer(req) {
+        Some(raw) => Some(auth::authenticate_key(&app.db, &app.config, req, raw, app.env.now_ms()).await?.key.id),
+        None => None,
+    };
+    let sid = sessions::create(&app.db, &app.env, key_id.as_deref(), version, app.config.session_ttl_ms).await?;
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": "cyfr", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "cyfr runs sandboxed WebAssembly components. Call the `execution` tool with action `run` and a component reference; `component` searches and inspects the registry.",
+    });
+    Ok((result, sid))
+}
+
+/// Resolves the caller: a bearer key wins; otherwise the key the session was bound to.
+async fn identify<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    req: &HttpRequest,
+    session: Option<&sessions::Session>,
+    now: u64,
+) -> Result<Option<Identity>> {
+    if let Some(raw) = auth::bearer(req) {
+        return auth::authenticate_key(&app.db, &app.config, req, raw, now).await.map(Some);
+    }
+    if req.header("authorization").is_some() {
+        return Err(Error::new(Code::AuthInvalid, "Authorization header must be `Bearer <key>`"));
+    }
+    let Some(key_id) = session.and_then(|s| s.key_id.as_deref()) else { return Ok(None) };
+    let key = keys::find_by_id(&app.db, key_id).await?.filter(|k| k.revoked_at.is_none());
+    // The key behind the session was revoked or rotated: the session's authority ends with it.
+    let key = key.ok_or_else(|| Error::new(Code::AuthInvalid, "the API key this session was opened with is no longer valid"))?;
+    auth::check_key_use(&app.db, &app.config, req, &key, now).await?;
+    Ok(Some(Identity { key }))
+}
+
+fn require(identity: Option<Identity>) -> Result<Identity> {
+    identity.ok_or_else(|| Error::new(Code::AuthRequired, "Authentication required: send `Authorization: Bearer cyfr_sk_…`"))
+}
+
+async fn call_tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, id: Json, params: &Json) -> HttpResponse {
+    let Some(name) = params.get("name").and_then(Json::as_str) else {
+        return rpc_error(Some(id), &Error::invalid_params("tools/call needs `params.name`"), 0);
+    };
+    let args = match params.get("arguments") {
+        None | Some(Json::Null) => Json::Object(Default::default()),
+        Some(a @ Json::Object(_)) => a.clone(),
+        Some(_) => return rpc_error(Some(id), &Error::invalid_params("`params.arguments` must be an object"), 0),
+    };
+    match tools::call(app, who, name, &args).await {
+        Ok(value) => ok(Some(id), tool_result(&value, false)),
+        // Bad arguments go back as a tool error the caller (or model) can read and fix.
+        Err(e) if e.code == Code::InvalidParams && tools::exists(name) => {
+            ok(Some(id), tool_result(&json!({ "error": { "code": e.code.number(), "name": e.code.name(), "message": e.message } }), true))
+        }
+        Err(e) => rpc_error(Some(id), &e, 0),
+    }
+}
+
+fn tool_result(value: &Json, is_error: bool) -> Json {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut r = json!({ "content": [{ "type": "text", "text": text }], "isError": is_error });
+    if value.is_object() {
+        r["structuredContent"] = value.clone();
+    }
+    r
+}
+
+fn ok(id: Option<Json>, result: Json) -> HttpResponse {
+    HttpResponse::json(200, &json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Json::Null), "result": result }))
+}

@@ -1,0 +1,182 @@
+//! Host policy: the limits a component runs under. Defaults from the guide.
+
+use serde_json::{json, Value as Json};
+
+/// The effective policy of a component.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Domains a catalyst may reach (deny-all when empty).
+    pub allowed_domains: Vec<String>,
+    /// HTTP methods allowed.
+    pub allowed_methods: Vec<String>,
+    /// Requests per window, per user per component.
+    pub rate_limit: crate::units::Rate,
+    /// Wall-clock limit in ms.
+    pub timeout_ms: u64,
+    /// Linear memory cap.
+    pub max_memory_bytes: u64,
+    /// Input size cap.
+    pub max_request_size: u64,
+    /// Output size cap.
+    pub max_response_size: u64,
+    /// MCP tools a formula may call (deny-all when empty).
+    pub allowed_tools: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_domains: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "DELETE", "PATCH"].map(String::from).to_vec(),
+            rate_limit: crate::units::Rate { requests: 100, window_ms: 60_000 },
+            timeout_ms: 30_000,
+            max_memory_bytes: 64 << 20,
+            max_request_size: 1 << 20,
+            max_response_size: 5 << 20,
+            allowed_tools: Vec::new(),
+        }
+    }
+}
+
+impl Policy {
+    /// The JSON form reported as `policy_applied`.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "allowed_domains": self.allowed_domains,
+            "allowed_methods": self.allowed_methods,
+            "rate_limit": { "requests": self.rate_limit.requests, "window": crate::units::Rate { requests: 1, window_ms: self.rate_limit.window_ms }.to_text().trim_start_matches("1/") },
+            "timeout": format!("{}ms", self.timeout_ms),
+            "max_memory_bytes": self.max_memory_bytes,
+            "max_request_size": self.max_request_size,
+            "max_response_size": self.max_response_size,
+            "allowed_tools": self.allowed_tools,
+        })
+    }
+}
+
+/// Every policy field, in the guide's order.
+pub const FIELDS: &[&str] = &[
+    "allowed_domains",
+    "allowed_methods",
+    "rate_limit",
+    "timeout",
+    "max_memory_bytes",
+    "max_request_size",
+    "max_response_size",
+    "allowed_tools",
+];
+
+/// Caps no policy may exceed, whatever an admin sets.
+const MAX_TIMEOUT_MS: u64 = 15 * 60_000;
+const MAX_MEMORY_BYTES: u64 = 1 << 30;
+
+fn string_list(field: &str, v: &Json) -> Result<Vec<String>, String> {
+    v.as_array()
+        .filter(|a| a.iter().all(Json::is_string))
+        .map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect())
+        .ok_or_else(|| format!("`{field}` must be an array of strings, e.g. [\"api.example.com\"]"))
+}
+
+impl Policy {
+    /// Sets one field from its JSON value, checking it. Unknown fields are refused.
+    pub fn set_field(&mut self, field: &str, v: &Json) -> Result<(), String> {
+        use crate::units::{parse_duration_ms, parse_size, Rate};
+        match field {
+            "allowed_domains" => {
+                let list = string_list(field, v)?;
+                for d in &list {
+                    let bare = d.strip_prefix("*.").unwrap_or(d);
+                    let ok = !bare.is_empty() && !bare.contains('*') && bare.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                    if !ok {
+                        return Err(format!("`{d}` is not a domain or `*.domain` wildcard"));
+                    }
+                }
+                self.allowed_domains = list.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+            }
+            "allowed_methods" => {
+                let list = string_list(field, v)?;
+                let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+                let list: Vec<String> = list.into_iter().map(|m| m.to_ascii_uppercase()).collect();
+                if let Some(m) = list.iter().find(|m| !known.contains(&m.as_str())) {
+                    return Err(format!("`{m}` is not an HTTP method cyfr allows ({})", known.join(", ")));
+                }
+                self.allowed_methods = list;
+            }
+            "rate_limit" => self.rate_limit = Rate::parse(v)?,
+            "timeout" => {
+                let ms = match v {
+                    Json::String(s) => parse_duration_ms(s)?,
+                    _ => return Err("`timeout` must be a string like \"30s\"".into()),
+                };
+                if ms > MAX_TIMEOUT_MS {
+                    return Err(format!("`timeout` may be at most {}m", MAX_TIMEOUT_MS / 60_000));
+                }
+                self.timeout_ms = ms;
+            }
+            "max_memory_bytes" => {
+                let n = parse_size(v)?;
+                if !(1 << 20..=MAX_MEMORY_BYTES).contains(&n) {
+                    return Err("`max_memory_bytes` must be between 1MB and 1GB".into());
+                }
+                self.max_memory_bytes = n;
+            }
+            "max_request_size" => self.max_request_size = parse_size(v)?,
+            "max_response_size" => self.max_response_size = parse_size(v)?,
+            "allowed_tools" => {
+                let list = string_list(field, v)?;
+                if let Some(t) = list.iter().find(|t| !t.contains('.')) {
+                    return Err(format!("`{t}` must be tool.action or tool.*"));
+                }
+                self.allowed_tools = list;
+            }
+            other => return Err(format!("unknown policy field `{other}`; fields are: {}", FIELDS.join(", "))),
+        }
+        Ok(())
+    }
+
+    /// Applies stored fields over the defaults.
+    pub fn from_fields(fields: &serde_json::Map<String, Json>) -> Result<Policy, String> {
+        let mut p = Policy::default();
+        for (k, v) in fields {
+            p.set_field(k, v)?;
+        }
+        Ok(p)
+    }
+}
+
+/// Loads the stored fields for a reference key (`type:ns.name:version` or `type:ns.name`).
+pub async fn stored_fields(db: &impl crate::db::Db, key: &str) -> crate::errors::Result<Option<serde_json::Map<String, Json>>> {
+    let rows = db.query("SELECT fields FROM policies WHERE reference = ?", &[key.into()]).await?;
+    Ok(rows.first().and_then(|r| serde_json::from_str(&r.text("fields")).ok()))
+}
+
+/// The policy a component runs under: a version-less policy for the component, then the
+/// exact version's fields over it, over the defaults.
+pub async fn effective(db: &impl crate::db::Db, c: &crate::registry::Component) -> crate::errors::Result<Policy> {
+    let unversioned = c.reference.rsplit_once(':').map(|(k, _)| k.to_string()).unwrap_or_default();
+    let mut fields = stored_fields(db, &unversioned).await?.unwrap_or_default();
+    fields.extend(stored_fields(db, &c.reference).await?.unwrap_or_default());
+    Policy::from_fields(&fields).map_err(|e| crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_checked_and_unknown_ones_refused() {
+        let mut p = Policy::default();
+        p.set_field("timeout", &json!("60s")).unwrap();
+        assert_eq!(p.timeout_ms, 60_000);
+        p.set_field("allowed_domains", &json!(["API.example.com", "*.stripe.com"])).unwrap();
+        assert_eq!(p.allowed_domains, vec!["api.example.com", "*.stripe.com"]);
+        p.set_field("max_response_size", &json!("5MB")).unwrap();
+        assert_eq!(p.max_response_size, 5 << 20);
+        assert!(p.set_field("timeout", &json!(60)).is_err());
+        assert!(p.set_field("allowed_domains", &json!(["exa mple.com"])).is_err());
+        assert!(p.set_field("allowed_domains", &json!(["*"])).is_err());
+        assert!(p.set_field("allowed_methods", &json!(["CONNECT"])).is_err());
+        assert!(p.set_field("colour", &json!("red")).unwrap_err().contains("unknown policy field"));
+    }
+}

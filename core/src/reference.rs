@@ -1,0 +1,191 @@
+//! Component references: `catalyst:local.claude:0.1.0`, `c:local.claude:0.1.0`,
+//! `{"registry": "…"}`; a missing version means the highest registered one.
+
+use crate::errors::{Code, Error, Result};
+use serde_json::Value as Json;
+
+/// The three kinds of component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentType {
+    /// Pure compute.
+    Reagent,
+    /// May call allow-listed HTTP APIs and read granted secrets.
+    Catalyst,
+    /// Composes other components and tools.
+    Formula,
+}
+
+impl ComponentType {
+    /// Parses `reagent`/`r`, `catalyst`/`c`, `formula`/`f`.
+    pub fn parse(s: &str) -> Option<ComponentType> {
+        match s {
+            "reagent" | "r" => Some(ComponentType::Reagent),
+            "catalyst" | "c" => Some(ComponentType::Catalyst),
+            "formula" | "f" => Some(ComponentType::Formula),
+            _ => None,
+        }
+    }
+    /// `reagent`, `catalyst` or `formula`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentType::Reagent => "reagent",
+            ComponentType::Catalyst => "catalyst",
+            ComponentType::Formula => "formula",
+        }
+    }
+}
+
+/// A parsed reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// Reagent, catalyst or formula.
+    pub ctype: ComponentType,
+    /// e.g. `local`.
+    pub namespace: String,
+    /// e.g. `claude`.
+    pub name: String,
+    /// A semver version; `None` means the highest registered.
+    pub version: Option<String>,
+}
+
+impl Reference {
+    /// Parses the string form. `type_hint` supplies the type when the string has none
+    /// (`local.claude:0.1.0` with `"type": "catalyst"`).
+    pub fn parse(s: &str, type_hint: Option<ComponentType>) -> Result<Reference> {
+        let bad = |why: &str| Error::new(Code::ComponentNotFound, format!("invalid component reference `{s}`: {why}"));
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let (ctype, id, version) = match parts.as_slice() {
+            [t, id, v] => (ComponentType::parse(t).ok_or_else(|| bad("type must be reagent, catalyst or formula (or r, c, f)"))?, *id, Some(*v)),
+            [a, b] => match ComponentType::parse(a) {
+                Some(t) => (t, *b, None),
+                None => (type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?, *a, Some(*b)),
+            },
+            [id] => (type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?, *id, None),
+            _ => return Err(bad("expected type:namespace.name:version")),
+        };
+        if let Some(hint) = type_hint {
+            if hint != ctype {
+                return Err(bad(&format!("it names a {} but `type` says {}", ctype.as_str(), hint.as_str())));
+            }
+        }
+        let (namespace, name) = id.split_once('.').ok_or_else(|| bad("the id must be namespace.name"))?;
+        if !valid_name(namespace) || !valid_name(name) {
+            return Err(bad("namespace and name are lower-case letters, digits and '-', 1-64 characters, not starting or ending with '-'"));
+        }
+        let version = match version {
+            None | Some("latest") => None,
+            Some(v) => {
+                Semver::parse(v).ok_or_else(|| bad("the version must be semver, like 0.1.0"))?;
+                Some(v.to_string())
+            }
+        };
+        Ok(Reference { ctype, namespace: namespace.into(), name: name.into(), version })
+    }
+
+    /// Parses the JSON forms `execution.run` accepts: a string or `{"registry": "…"}`.
+    pub fn from_json(v: &Json, type_hint: Option<ComponentType>) -> Result<Reference> {
+        match v {
+            Json::String(s) => Reference::parse(s, type_hint),
+            Json::Object(o) if o.contains_key("registry") => match o.get("registry") {
+                Some(Json::String(s)) => Reference::parse(s, type_hint),
+                _ => Err(Error::invalid_params("`reference.registry` must be a string like \"reagent:cyfr.json-transform:0.1.0\"")),
+            },
+            Json::Object(o) if o.contains_key("local") => Err(Error::new(
+                Code::ComponentNotFound,
+                "`{\"local\": …}` references are not supported by this server; register the component and use its registry reference",
+            )),
+            _ => Err(Error::invalid_params("`reference` must be a string like \"reagent:cyfr.json-transform:0.1.0\" or {\"registry\": \"…\"}")),
+        }
+    }
+
+    /// `type:namespace.name:version` (or without the version when unresolved).
+    pub fn canonical(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}:{}.{}:{}", self.ctype.as_str(), self.namespace, self.name, v),
+            None => format!("{}:{}.{}", self.ctype.as_str(), self.namespace, self.name),
+        }
+    }
+}
+
+/// Whether `s` is a valid namespace or name.
+pub fn valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 64
+        && b.iter().all(|c| ok(c) || *c == b'-')
+        && ok(&b[0])
+        && ok(&b[b.len() - 1])
+}
+
+/// A semver version, ordered by precedence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Semver {
+    major: u64,
+    minor: u64,
+    patch: u64,
+    pre: String,
+}
+
+impl Semver {
+    /// Parses `1.2.3`, `1.2.3-rc.1`, `1.2.3+build`.
+    pub fn parse(s: &str) -> Option<Semver> {
+        let core = s.split('+').next()?;
+        let (nums, pre) = core.split_once('-').unwrap_or((core, ""));
+        let mut it = nums.split('.');
+        let mut num = || -> Option<u64> {
+            let p = it.next()?;
+            if p.is_empty() || (p.len() > 1 && p.starts_with('0')) || !p.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            p.parse().ok()
+        };
+        let v = Semver { major: num()?, minor: num()?, patch: num()?, pre: pre.to_string() };
+        if it.next().is_some() || (core.contains('-') && pre.is_empty()) {
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A string that sorts like the version's precedence (releases after pre-releases).
+    pub fn sort_key(&self) -> String {
+        let pre = if self.pre.is_empty() { "~".to_string() } else { self.pre.clone() };
+        format!("{:010}.{:010}.{:010}.{pre}", self.major, self.minor, self.patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_short_and_object_forms_parse_to_the_same_reference() {
+        let a = Reference::parse("catalyst:local.claude:0.1.0", None).unwrap();
+        let b = Reference::parse("c:local.claude:0.1.0", None).unwrap();
+        let c = Reference::from_json(&serde_json::json!({"registry": "catalyst:local.claude:0.1.0"}), None).unwrap();
+        let d = Reference::parse("local.claude:0.1.0", Some(ComponentType::Catalyst)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a, d);
+        assert_eq!(a.canonical(), "catalyst:local.claude:0.1.0");
+        assert_eq!(Reference::parse("r:cyfr.json-transform", None).unwrap().version, None);
+    }
+
+    #[test]
+    fn bad_references_are_refused_with_component_not_found() {
+        for s in ["x:local.claude:0.1.0", "c:claude:0.1.0", "c:Local.claude:0.1.0", "c:local.claude:1.0", "c:local.-x:1.0.0", "c:a.b:01.0.0"] {
+            let e = Reference::parse(s, None).unwrap_err();
+            assert_eq!(e.code, Code::ComponentNotFound, "{s}");
+        }
+        assert!(Reference::parse("r:local.x:1.0.0", Some(ComponentType::Catalyst)).is_err());
+    }
+
+    #[test]
+    fn semver_orders_by_precedence_not_text() {
+        let k = |s| Semver::parse(s).unwrap().sort_key();
+        assert!(k("0.10.0") > k("0.9.0"));
+        assert!(k("1.0.0") > k("1.0.0-rc.1"));
+        assert!(Semver::parse("1.0").is_none());
+        assert!(Semver::parse("1.0.0-").is_none());
+    }
+}

@@ -1,0 +1,181 @@
+//! The component registry: manifests and content-addressed artifacts in the database.
+
+use crate::crypto::digest;
+use crate::db::{Db, Row, Value};
+use crate::env::rfc3339;
+use crate::errors::{Code, Error, Result};
+use crate::manifest::Manifest;
+use crate::reference::{ComponentType, Reference, Semver};
+use serde_json::{json, Value as Json};
+
+/// Largest artifact accepted.
+pub const MAX_ARTIFACT_BYTES: usize = 32 << 20;
+
+/// A registered component.
+#[derive(Clone, Debug)]
+pub struct Component {
+    /// Canonical reference with version.
+    pub reference: String,
+    /// Type.
+    pub ctype: ComponentType,
+    /// Version.
+    pub version: String,
+    /// `sha256:…` of the wasm.
+    pub digest: String,
+    /// Description.
+    pub description: String,
+    /// The manifest as registered.
+    pub manifest: Json,
+    /// Unix ms.
+    pub created_at: u64,
+}
+
+impl Component {
+    fn from_row(r: &Row<'_>) -> Component {
+        let ctype = ComponentType::parse(&r.text("component_type")).unwrap_or(ComponentType::Reagent);
+        Component {
+            reference: format!("{}:{}.{}:{}", ctype.as_str(), r.text("namespace"), r.text("name"), r.text("version")),
+            ctype,
+            version: r.text("version"),
+            digest: r.text("digest"),
+            description: r.text("description"),
+            manifest: serde_json::from_str(&r.text("manifest")).unwrap_or(Json::Null),
+            created_at: r.int("created_at") as u64,
+        }
+    }
+
+    /// The summary shown by search and register.
+    pub fn summary(&self) -> Json {
+        json!({
+            "reference": self.reference,
+            "type": self.ctype.as_str(),
+            "version": self.version,
+            "description": self.description,
+            "digest": self.digest,
+            "registered_at": rfc3339(self.created_at),
+        })
+    }
+}
+
+/// Registers a checked manifest with its wasm. Registering the same bytes again is a
+/// no-op; different bytes under an existing version are refused unless `replace`.
+pub async fn register(db: &impl Db, manifest: &Manifest, wasm: &[u8], by: Option<&str>, replace: bool, now_ms: u64) -> Result<Component> {
+    if wasm.len() > MAX_ARTIFACT_BYTES {
+        return Err(Error::new(Code::ComponentInvalid, format!("{}.wasm is {} bytes; the limit is {MAX_ARTIFACT_BYTES}", manifest.ctype.as_str(), wasm.len())));
+    }
+    // Every component starts with the wasm magic and the component-model layer byte.
+    if wasm.len() < 8 || &wasm[0..4] != b"\0asm" || wasm[6..8] != [0x01, 0x00] {
+        return Err(Error::new(Code::ComponentInvalid, format!("{}.wasm is not a WebAssembly component (build it for wasm32-wasip2)", manifest.ctype.as_str())));
+    }
+    let d = digest(wasm);
+    let reference = manifest.reference();
+    let existing = lookup(db, manifest.ctype, &manifest.namespace, &manifest.name, Some(&manifest.version)).await?;
+    if let Some(c) = &existing {
+        if c.digest == d {
+            return Ok(c.clone());
+        }
+        if !replace {
+            return Err(Error::new(
+                Code::ComponentInvalid,
+                format!("{reference} is already registered with {}; bump the version, or pass \"replace\": true", c.digest),
+            ));
+        }
+    }
+    db.query(
+        "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) VALUES (?, ?, ?, ?)",
+        &[d.clone().into(), Value::Integer(wasm.len() as i64), Value::Blob(wasm.to_vec()), Value::Integer(now_ms as i64)],
+    )
+    .await?;
+    let key = Semver::parse(&manifest.version).map(|s| s.sort_key()).unwrap_or_default();
+    db.query(
+        "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET digest = excluded.digest, \
+         description = excluded.description, manifest = excluded.manifest, registered_by = excluded.registered_by, created_at = excluded.created_at",
+        &[
+            manifest.ctype.as_str().into(),
+            manifest.namespace.clone().into(),
+            manifest.name.clone().into(),
+            manifest.version.clone().into(),
+            key.into(),
+            d.clone().into(),
+            manifest.description.clone().into(),
+            manifest.raw.to_string().into(),
+            by.map(String::from).into(),
+            Value::Integer(now_ms as i64),
+        ],
+    )
+    .await?;
+    Ok(Component {
+        reference,
+        ctype: manifest.ctype,
+        version: manifest.version.clone(),
+        digest: d,
+        description: manifest.description.clone(),
+        manifest: manifest.raw.clone(),
+        created_at: now_ms,
+    })
+}
+
+async fn lookup(db: &impl Db, ctype: ComponentType, ns: &str, name: &str, version: Option<&str>) -> Result<Option<Component>> {
+    let rows = match version {
+        Some(v) => {
+            db.query(
+                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version = ?",
+                &[ctype.as_str().into(), ns.into(), name.into(), v.into()],
+            )
+            .await?
+        }
+        // The highest version by semver precedence, not the newest row.
+        None => {
+            db.query(
+                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC LIMIT 1",
+                &[ctype.as_str().into(), ns.into(), name.into()],
+            )
+            .await?
+        }
+    };
+    Ok(rows.first().map(|r| Component::from_row(&r)))
+}
+
+/// The component a reference names, or -33200.
+pub async fn resolve(db: &impl Db, r: &Reference) -> Result<Component> {
+    lookup(db, r.ctype, &r.namespace, &r.name, r.version.as_deref())
+        .await?
+        .ok_or_else(|| Error::new(Code::ComponentNotFound, format!("component {} is not registered", r.canonical())).with_data(json!({ "reference": r.canonical() })))
+}
+
+/// Components whose id or description contains `query` (case-insensitive), highest version of each.
+pub async fn search(db: &impl Db, query: &str, ctype: Option<ComponentType>, limit: u32) -> Result<Vec<Component>> {
+    let pattern = format!("%{}%", query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows = db
+        .query(
+            "SELECT c.* FROM components c \
+             WHERE (?1 IS NULL OR c.component_type = ?1) \
+             AND (lower(c.namespace || '.' || c.name) LIKE ?2 ESCAPE '\\' OR lower(c.description) LIKE ?2 ESCAPE '\\') \
+             AND c.version_key = (SELECT max(version_key) FROM components d WHERE d.component_type = c.component_type AND d.namespace = c.namespace AND d.name = c.name) \
+             ORDER BY c.namespace, c.name LIMIT ?3",
+            &[ctype.map(|t| t.as_str().to_string()).into(), pattern.into(), Value::Integer(limit as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| Component::from_row(&r)).collect())
+}
+
+/// Every registered version of the component a reference names, highest first.
+pub async fn versions(db: &impl Db, r: &Reference) -> Result<Vec<String>> {
+    let rows = db
+        .query(
+            "SELECT version FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC",
+            &[r.ctype.as_str().into(), r.namespace.clone().into(), r.name.clone().into()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.text("version")).collect())
+}
+
+/// The bytes of an artifact.
+pub async fn artifact(db: &impl Db, digest: &str) -> Result<Vec<u8>> {
+    let rows = db.query("SELECT bytes FROM artifacts WHERE digest = ?", &[digest.into()]).await?;
+    rows.first()
+        .map(|r| r.blob("bytes"))
+        .ok_or_else(|| Error::new(Code::RegistryUnavailable, format!("artifact {digest} is missing from the registry")))
+}

@@ -1,0 +1,52 @@
+//! MCP sessions (`MCP-Session-Id`): random ids, stored hashed, with a sliding expiry.
+
+use crate::crypto::sha256_hex;
+use crate::db::{Db, Value};
+use crate::env::{random_token, Env};
+use crate::errors::Result;
+
+/// A live session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The key the session was initialized with, if any.
+    pub key_id: Option<String>,
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+}
+
+/// Starts a session and returns its id (shown only in the `initialize` response header).
+pub async fn create(db: &impl Db, env: &impl Env, key_id: Option<&str>, protocol_version: &str, ttl_ms: u64) -> Result<String> {
+    let id = random_token(env, 32);
+    let now = env.now_ms() as i64;
+    db.query(
+        "INSERT INTO sessions (id_hash, key_id, protocol_version, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        &[
+            sha256_hex(id.as_bytes()).into(),
+            key_id.map(String::from).into(),
+            protocol_version.into(),
+            Value::Integer(now),
+            Value::Integer(now + ttl_ms as i64),
+        ],
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The live session with this id, its expiry pushed forward; `None` if unknown or expired.
+pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<Option<Session>> {
+    let rows = db
+        .query(
+            "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version",
+            &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), sha256_hex(id.as_bytes()).into()],
+        )
+        .await?;
+    Ok(rows.first().map(|r| Session { key_id: r.opt_text("key_id"), protocol_version: r.text("protocol_version") }))
+}
+
+/// Ends a session (DELETE /mcp).
+pub async fn delete(db: &impl Db, id: &str) -> Result<bool> {
+    let rows = db
+        .query("DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash", &[sha256_hex(id.as_bytes()).into()])
+        .await?;
+    Ok(!rows.rows.is_empty())
+}

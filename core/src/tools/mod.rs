@@ -1,0 +1,151 @@
+//! The MCP tools: their schemas for `tools/list`, and the one entry that checks the
+//! caller's scope for `tool.action` before any handler runs.
+
+mod component;
+mod key;
+mod policy;
+
+use crate::app::App;
+use crate::auth::Identity;
+use crate::db::Db;
+use crate::dispatch::Dispatch;
+use crate::env::Env;
+use crate::errors::{Error, Result};
+use crate::scopes;
+use serde_json::{json, Value as Json};
+
+/// `(name, description, extra argument properties)` of every tool.
+fn catalog() -> Vec<(&'static str, &'static str, Json)> {
+    vec![
+        (
+            "execution",
+            "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference such as \"reagent:cyfr.json-transform:0.1.0\" (or {\"registry\": …}) and a JSON `input`.",
+            json!({
+                "reference": { "description": "Component reference: \"type:namespace.name:version\", the c:/r:/f: short form, or {\"registry\": \"…\"}", "anyOf": [{ "type": "string" }, { "type": "object", "properties": { "registry": { "type": "string" } }, "required": ["registry"] }] },
+                "input": { "description": "JSON input handed to the component" },
+                "type": { "type": "string", "enum": ["reagent", "catalyst", "formula"], "description": "Component type, when the reference omits it" },
+                "limit": { "type": "integer", "minimum": 1, "maximum": 500, "description": "list: how many runs" }
+            }),
+        ),
+        (
+            "component",
+            "Search, inspect, resolve and register components in the registry.",
+            json!({
+                "query": { "type": "string", "description": "search: text to find in ids and descriptions" },
+                "type": { "type": "string", "enum": ["reagent", "catalyst", "formula"] },
+                "limit": { "type": "integer", "minimum": 1, "maximum": 200 },
+                "reference": { "type": "string", "description": "inspect/resolve: component reference" },
+                "directory": { "type": "string", "description": "register: component directory on the server, e.g. components/reagents/local/my-tool/0.1.0/" },
+                "manifest": { "description": "register: cyfr-manifest.json content (object or text), instead of `directory`" },
+                "wasm": { "type": "string", "description": "register: the component's wasm, base64, with `manifest`" },
+                "replace": { "type": "boolean", "description": "register: replace an existing version with different bytes" }
+            }),
+        ),
+        (
+            "key",
+            "Manage API keys: create (the raw key is shown once), get, list, revoke, rotate.",
+            json!({
+                "name": { "type": "string", "description": "Key name (unique among active keys)" },
+                "id": { "type": "string", "description": "Key id, instead of name" },
+                "type": { "type": "string", "enum": ["public", "secret", "admin"] },
+                "scope": { "description": "Scopes, as an array or a comma-separated string", "anyOf": [{ "type": "array", "items": { "type": "string", "enum": scopes::SCOPES } }, { "type": "string" }] },
+                "rate_limit": { "description": "e.g. \"100/1m\" or {\"requests\": 100, \"window\": \"1m\"}" },
+                "ip_allowlist": { "description": "IPs and CIDRs, comma-separated or an array", "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
+                "include_revoked": { "type": "boolean", "description": "list: include revoked keys" }
+            }),
+        ),
+        (
+            "policy",
+            "Read and set the host policy a component runs under (domains, methods, rate limit, timeout, memory and size caps, allowed tools).",
+            json!({
+                "reference": { "type": "string", "description": "Component reference, with or without version" },
+                "field": { "type": "string", "enum": crate::policy::FIELDS },
+                "value": { "description": "The field's JSON value, e.g. \"60s\" or [\"api.example.com\"]" },
+                "policy": { "type": "object", "description": "set: several fields at once" }
+            }),
+        ),
+        ("system", "Server status: version and registry size.", json!({})),
+    ]
+}
+
+/// The `tools` array of `tools/list`: each tool's actions come from the scope table.
+pub fn definitions() -> Vec<Json> {
+    catalog()
+        .into_iter()
+        .map(|(name, description, props)| {
+            let mut properties = json!({ "action": { "type": "string", "enum": scopes::actions(name), "description": "What to do" } });
+            if let (Json::Object(p), Json::Object(extra)) = (&mut properties, props) {
+                p.extend(extra);
+            }
+            json!({
+                "name": name,
+                "description": description,
+                "inputSchema": { "type": "object", "properties": properties, "required": ["action"] },
+            })
+        })
+        .collect()
+}
+
+/// Whether a tool of this name exists.
+pub fn exists(name: &str) -> bool {
+    !scopes::actions(name).is_empty()
+}
+
+/// Runs `name` with `args` for `who`, after checking the scope for the action.
+pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, name: &str, args: &Json) -> Result<Json> {
+    if !exists(name) {
+        return Err(Error::invalid_params(format!("unknown tool `{name}`")));
+    }
+    let action = args.get("action").and_then(Json::as_str).ok_or_else(|| {
+        Error::invalid_params(format!("`action` is required; {name} actions: {}", scopes::actions(name).join(", ")))
+    })?;
+    let need = scopes::need(name, action)
+        .ok_or_else(|| Error::invalid_params(format!("unknown action `{action}` for {name}; actions: {}", scopes::actions(name).join(", "))))?;
+    who.require(name, action, need)?;
+    match (name, action) {
+        ("execution", "run") => crate::executions::run(app, who, args).await,
+        ("execution", "list") => crate::executions::list(&app.db, who, args).await,
+        ("component", _) => component::call(app, who, action, args).await,
+        ("key", _) => key::call(app, who, action, args).await,
+        ("policy", _) => policy::call(app, who, action, args).await,
+        ("system", "status") => system_status(&app.db).await,
+        _ => Err(Error::internal(format!("{name}.{action} has a scope but no handler"))),
+    }
+}
+
+async fn system_status(db: &impl Db) -> Result<Json> {
+    let rows = db.query("SELECT count(*) AS n FROM components", &[]).await?;
+    Ok(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol_version": crate::app::PROTOCOL_VERSIONS[0],
+        "components": rows.first().map(|r| r.int("n")).unwrap_or(0),
+    }))
+}
+
+/// A required string argument.
+pub(crate) fn str_arg<'a>(args: &'a Json, name: &str) -> Result<&'a str> {
+    args.get(name)
+        .and_then(Json::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::invalid_params(format!("`{name}` is required and must be a string")))
+}
+
+/// An optional string argument.
+pub(crate) fn opt_str<'a>(args: &'a Json, name: &str) -> Result<Option<&'a str>> {
+    match args.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::invalid_params(format!("`{name}` must be a string"))),
+    }
+}
+
+/// A list argument given as an array of strings or one comma-separated string.
+pub(crate) fn list_arg(args: &Json, name: &str) -> Result<Vec<String>> {
+    match args.get(name) {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::String(s)) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+        Some(Json::Array(a)) if a.iter().all(Json::is_string) => Ok(a.iter().filter_map(Json::as_str).map(|s| s.trim().to_string()).collect()),
+        Some(_) => Err(Error::invalid_params(format!("`{name}` must be an array of strings or a comma-separated string"))),
+    }
+}
