@@ -1,0 +1,147 @@
+//! `cyfr init` and `cyfr up`: the self-hosted, all-in-one server.
+
+use crate::Output;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use cyfr_core::keys::{self, KeyType, NewKey};
+use cyfr_host::core_db::{CoreDb, NativeEnv};
+use cyfr_host::db::LocalDb;
+use cyfr_host::service::{db_path, Server, UpOptions};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The router this binary was built with (see build.rs).
+const ROUTER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/router.wasm"));
+
+/// Options of `cyfr up`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Data directory made by `cyfr init`.
+    #[arg(long, env = "CYFR_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Address to listen on (default: CYFR_HOST:CYFR_PORT, else 127.0.0.1:4000).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Serve this router component instead of the embedded one.
+    #[arg(long)]
+    router: Option<PathBuf>,
+    /// Where `component.register {directory}` paths are resolved.
+    #[arg(long, default_value = ".")]
+    components: PathBuf,
+    /// Proxies (IPs/CIDRs) whose X-Forwarded-For is believed.
+    #[arg(long, env = "CYFR_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
+    /// Compiled-code cache (default: DATA_DIR/cache); may be shared between servers.
+    #[arg(long, env = "CYFR_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Browser origins allowed besides loopback ones (comma-separated, or *).
+    #[arg(long, env = "CYFR_ALLOWED_ORIGINS")]
+    allowed_origins: Option<String>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Creates the data directory, the server key and the first admin key.
+pub fn init(data_dir: &Path, out: &Output) -> Result<()> {
+    if db_path(data_dir).exists() {
+        bail!("{} is already initialized; use it with `cyfr up --data-dir {}`, or pick another --data-dir", data_dir.display(), data_dir.display());
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    restrict(data_dir, 0o700)?;
+    // The server's own secret, kept in a file of its own rather than in any config value.
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let key_file = data_dir.join("server.key");
+    write_private(&key_file, base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret).as_bytes())?;
+    let raw = runtime()?.block_on(async {
+        let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
+        cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let new = NewKey { name: "admin".into(), key_type: KeyType::Admin, scopes: vec![], rate_limit: None, ip_allowlist: Default::default() };
+        let (_, raw) = keys::create(&db, &NativeEnv, &new, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::Ok(raw)
+    })?;
+    out.show(&json!({ "data_dir": data_dir.display().to_string(), "admin_key": raw, "database": db_path(data_dir).display().to_string() }), || {
+        format!(
+            "Initialized cyfr in {dir}\n\nFirst admin key (shown only this once; store it now):\n\n    {raw}\n\nNext:\n    cyfr up --data-dir {dir}\n    export CYFR_API_KEY={raw}",
+            dir = data_dir.display()
+        )
+    });
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+fn restrict(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    let _ = mode;
+    Ok(())
+}
+
+fn listen_addr(args: &UpArgs) -> String {
+    if let Some(l) = &args.listen {
+        return l.clone();
+    }
+    let host = std::env::var("CYFR_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("CYFR_PORT").unwrap_or_else(|_| "4000".into());
+    format!("{host}:{port}")
+}
+
+/// Serves until interrupted.
+pub fn up(args: UpArgs, out: &Output) -> Result<()> {
+    if !db_path(&args.data_dir).exists() {
+        bail!("{} is not initialized: run `cyfr init --data-dir {}` first", args.data_dir.display(), args.data_dir.display());
+    }
+    let router_wasm = match &args.router {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading router {}", p.display()))?,
+        None => ROUTER_WASM.to_vec(),
+    };
+    let mut variables = HashMap::new();
+    if let Some(p) = &args.trusted_proxies {
+        variables.insert("trusted_proxies".to_string(), p.clone());
+    }
+    if let Some(o) = &args.allowed_origins {
+        variables.insert("allowed_origins".to_string(), o.clone());
+    }
+    if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
+        variables.insert("session_ttl_hours".to_string(), h);
+    }
+    let components_root = args.components.canonicalize().with_context(|| format!("components root {}", args.components.display()))?;
+    let digest = cyfr_core::crypto::digest(&router_wasm);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone() }).await?;
+        let addr = listen_addr(&args);
+        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        out.show(&json!({ "listening": format!("http://{local}/mcp"), "router_digest": digest }), || {
+            format!("cyfr listening on http://{local}/mcp (router {digest})")
+        });
+        std::io::stdout().flush()?;
+        server.serve(listener, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,341 @@
+//! An embedded libsql (SQLite) database in a local file.
+//!
+//! [`LocalDb`] is what Spin's `default` SQLite database is backed by in the native host
+//! (see `spin_runner`), and what the lead's `cyfr-core` `Db` implementation sits on.
+//!
+//! Every statement goes through `query` and all of its rows are collected, so `SELECT`s and
+//! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. SQLite calls are synchronous under
+//! libsql's async API (and may sleep up to `busy_timeout` waiting for a lock), so each call runs
+//! on tokio's blocking pool rather than on a runtime worker.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// How long a connection waits for a lock held by another connection (`PRAGMA busy_timeout`).
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// A single SQLite value, as a parameter or as a result column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// `NULL`.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// A 64-bit float.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl From<SqlValue> for libsql::Value {
+    fn from(v: SqlValue) -> Self {
+        match v {
+            SqlValue::Null => libsql::Value::Null,
+            SqlValue::Integer(i) => libsql::Value::Integer(i),
+            SqlValue::Real(f) => libsql::Value::Real(f),
+            SqlValue::Text(s) => libsql::Value::Text(s),
+            SqlValue::Blob(b) => libsql::Value::Blob(b),
+        }
+    }
+}
+
+impl From<libsql::Value> for SqlValue {
+    fn from(v: libsql::Value) -> Self {
+        match v {
+            libsql::Value::Null => SqlValue::Null,
+            libsql::Value::Integer(i) => SqlValue::Integer(i),
+            libsql::Value::Real(f) => SqlValue::Real(f),
+            libsql::Value::Text(s) => SqlValue::Text(s),
+            libsql::Value::Blob(b) => SqlValue::Blob(b),
+        }
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryResult {
+    /// Column names of the result set (empty for statements that return no columns).
+    pub columns: Vec<String>,
+    /// Every row produced (for `SELECT`, and for statements with `RETURNING`).
+    pub rows: Vec<Vec<SqlValue>>,
+    /// `last_insert_rowid()` of the connection that ran the statement, read right after it.
+    pub last_insert_rowid: i64,
+    /// `changes()` of the connection that ran the statement, read right after it (rows
+    /// modified by the most recent completed INSERT/UPDATE/DELETE on that connection).
+    pub changes: u64,
+}
+
+/// An embedded libsql database in a local file (created if missing), in WAL mode.
+///
+/// One `libsql::Database`; connections are opened as needed (each with `busy_timeout`).
+pub struct LocalDb {
+    db: Arc<libsql::Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LocalDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDb").field("path", &self.path).finish()
+    }
+}
+
+impl LocalDb {
+    /// Opens (creating it, and its parent directories, if missing) the database file at `path`
+    /// and switches it to WAL mode.
+    pub async fn open(path: impl AsRef<Path>) -> anyhow::Result<LocalDb> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let db = libsql::Builder::new_local(&path)
+            .build()
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+        let this = LocalDb {
+            db: Arc::new(db),
+            path,
+        };
+        // journal_mode=WAL is persistent in the file; check that it took.
+        let conn = this.connect().await?;
+        let r = conn.execute("PRAGMA journal_mode=WAL", Vec::new()).await?;
+        let mode = match r.rows.first().and_then(|row| row.first()) {
+            Some(SqlValue::Text(m)) => m.to_ascii_lowercase(),
+            other => anyhow::bail!("unexpected journal_mode result: {other:?}"),
+        };
+        anyhow::ensure!(
+            mode == "wal",
+            "could not enable WAL on {} (journal_mode is {mode})",
+            this.path.display()
+        );
+        Ok(this)
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a new connection (with `busy_timeout` set). Its `last_insert_rowid` and `changes`
+    /// are its own, as in SQLite.
+    pub async fn connect(&self) -> anyhow::Result<LocalConnection> {
+        let db = self.db.clone();
+        let conn = blocking(move || {
+            let conn = db.connect().context("connecting to database")?;
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .context("setting busy_timeout")?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(LocalConnection { conn })
+    }
+
+    /// Runs one statement on a fresh connection and collects all rows it returns.
+    pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
+        self.connect().await?.execute(sql, params).await
+    }
+}
+
+/// One connection to a [`LocalDb`].
+#[derive(Clone)]
+pub struct LocalConnection {
+    conn: libsql::Connection,
+}
+
+impl LocalConnection {
+    /// Runs one statement (through `query`) and collects all the rows it returns.
+    ///
+    /// Only the first statement of `sql` is run.
+    pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
+        let conn = self.conn.clone();
+        let sql = sql.to_owned();
+        blocking(move || {
+            let handle = tokio::runtime::Handle::current();
+            handle.block_on(run_query(&conn, &sql, params))
+        })
+        .await
+    }
+
+    /// The rowid of the most recent successful INSERT on this connection (0 if none).
+    pub fn last_insert_rowid(&self) -> i64 {
+        self.conn.last_insert_rowid()
+    }
+
+    /// Rows modified by the most recently completed INSERT/UPDATE/DELETE on this connection.
+    pub fn changes(&self) -> u64 {
+        self.conn.changes()
+    }
+}
+
+async fn run_query(
+    conn: &libsql::Connection,
+    sql: &str,
+    params: Vec<SqlValue>,
+) -> anyhow::Result<QueryResult> {
+    let params = libsql::params::Params::Positional(params.into_iter().map(Into::into).collect());
+    let mut rows = conn.query(sql, params).await?;
+    let n = rows.column_count();
+    let columns = (0..n)
+        .map(|i| rows.column_name(i).unwrap_or_default().to_owned())
+        .collect();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        let mut values = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            values.push(row.get_value(i)?.into());
+        }
+        out.push(values);
+    }
+    drop(rows);
+    Ok(QueryResult {
+        columns,
+        rows: out,
+        last_insert_rowid: conn.last_insert_rowid(),
+        changes: conn.changes(),
+    })
+}
+
+/// Runs `f` on tokio's blocking pool (SQLite may sleep waiting for a lock).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("database task panicked")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "cyfr-db-test-{}-{}-{}",
+            name,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("test.db")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opens_in_wal_mode_and_round_trips_values() {
+        let path = temp_path("wal");
+        let db = LocalDb::open(&path).await.unwrap();
+        assert!(path.exists());
+        let mode = db.execute("PRAGMA journal_mode", vec![]).await.unwrap();
+        assert_eq!(mode.rows, vec![vec![SqlValue::Text("wal".into())]]);
+        let bt = db.execute("PRAGMA busy_timeout", vec![]).await.unwrap();
+        assert_eq!(bt.rows, vec![vec![SqlValue::Integer(5000)]]);
+
+        db.execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, b BLOB, n)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let conn = db.connect().await.unwrap();
+        assert_eq!(conn.last_insert_rowid(), 0);
+        let ins = conn
+            .execute(
+                "INSERT INTO t (i, r, s, b, n) VALUES (?, ?, ?, ?, ?)",
+                vec![
+                    SqlValue::Integer(-7),
+                    SqlValue::Real(1.5),
+                    SqlValue::Text("héllo".into()),
+                    SqlValue::Blob(vec![0, 1, 255]),
+                    SqlValue::Null,
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(ins.columns.is_empty() && ins.rows.is_empty());
+        assert_eq!((ins.last_insert_rowid, ins.changes), (1, 1));
+        assert_eq!((conn.last_insert_rowid(), conn.changes()), (1, 1));
+
+        let sel = db
+            .execute(
+                "SELECT i, r, s, b, n FROM t WHERE id = ?",
+                vec![SqlValue::Integer(1)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sel.columns, vec!["i", "r", "s", "b", "n"]);
+        assert_eq!(
+            sel.rows,
+            vec![vec![
+                SqlValue::Integer(-7),
+                SqlValue::Real(1.5),
+                SqlValue::Text("héllo".into()),
+                SqlValue::Blob(vec![0, 1, 255]),
+                SqlValue::Null,
+            ]]
+        );
+
+        // Errors surface as errors.
+        assert!(db.execute("SELECT * FROM missing", vec![]).await.is_err());
+        assert!(conn
+            .execute("INSERT INTO t (id) VALUES (1)", vec![])
+            .await
+            .is_err());
+
+        // Persisted: a second LocalDb on the same file sees the row.
+        drop(db);
+        let db2 = LocalDb::open(&path).await.unwrap();
+        let count = db2
+            .execute("SELECT count(*) AS c FROM t", vec![])
+            .await
+            .unwrap();
+        assert_eq!(count.rows, vec![vec![SqlValue::Integer(1)]]);
+    }
+
+    /// The rate limiter's statement: an upsert whose DO UPDATE has a WHERE. When the WHERE is
+    /// false nothing is updated and RETURNING yields no row.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upsert_with_where_returning_yields_no_row_when_where_is_false() {
+        let db = LocalDb::open(temp_path("upsert")).await.unwrap();
+        db.execute(
+            "CREATE TABLE rate (key TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let upsert = "INSERT INTO rate (key, count) VALUES (?1, 1) \
+                      ON CONFLICT(key) DO UPDATE SET count = count + 1 \
+                      WHERE rate.count < ?2 \
+                      RETURNING count";
+        let limit = 3;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let r = db
+                .execute(
+                    upsert,
+                    vec![SqlValue::Text("k".into()), SqlValue::Integer(limit)],
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.columns, vec!["count"]);
+            seen.push((r.rows.clone(), r.changes));
+        }
+        let one = |n| (vec![vec![SqlValue::Integer(n)]], 1);
+        assert_eq!(
+            seen,
+            vec![one(1), one(2), one(3), (vec![], 0), (vec![], 0)],
+            "insert, two updates, then the WHERE is false: no row, no change"
+        );
+        let r = db
+            .execute("SELECT count FROM rate WHERE key = 'k'", vec![])
+            .await
+            .unwrap();
+        assert_eq!(r.rows, vec![vec![SqlValue::Integer(3)]]);
+    }
+}

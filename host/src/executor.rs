@@ -1,0 +1,1447 @@
+//! Runs *reagent* components under hard limits.
+//!
+//! A reagent is a `wasm32-wasip2` component of the world `cyfr:reagent/reagent`
+//! (`guest-wit/reagent.wit`): it exports `compute(input: string) -> string` and imports only
+//! the ordinary WASI 0.2 interfaces a Rust `std` binary pulls in. Those are provided by
+//! `wasmtime-wasi` with nothing granted: no preopened directories, no environment, no
+//! arguments, no network, empty stdin. The guest's stdout and stderr are captured into
+//! bounded in-memory buffers and returned with the result.
+//!
+//! Artifacts are content-addressed (`sha256:<hex>`): [`Executor::put_artifact`] verifies the
+//! digest before anything is stored, and the bytes are hashed again before they are compiled.
+//! Compiled code is cached twice: in memory (one pre-linked instance template per digest) and
+//! on disk (`<cache_dir>/compiled/<hex>.cwasm`), so a restarted executor does not recompile.
+//!
+//! Limits ([`Limits`]) per execution: wall-clock timeout (epoch interruption, plus an async
+//! timeout for a guest parked in a host call such as a sleep), linear-memory cap (a store
+//! limiter that traps on a refused grow), optional fuel, and input/output size caps.
+//!
+//! [`Executor::run_reagent`] is synchronous. Call it from `tokio::task::spawn_blocking` (or
+//! from a thread outside any tokio runtime); it must not be called directly on an async task.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder, Trap,
+};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../guest-wit",
+        world: "cyfr:reagent/reagent",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+use bindings::ReagentPre;
+
+/// How often the background thread advances the engine's epoch.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Largest linear memory a single instance may ever have: the pooling allocator's slot size.
+/// [`Limits::max_memory_bytes`] above this is clamped to it.
+pub const MAX_MEMORY_CEILING: u64 = 256 * 1024 * 1024;
+/// Concurrent component instances the pooling allocator has room for (per executor).
+const POOL_INSTANCES: u32 = 64;
+/// Cap on each of the captured stdout and stderr buffers; the excess is dropped.
+const LOG_CAP: usize = 1024 * 1024;
+/// How much of the guest's stderr is quoted in a [`ExecError::Trap`] message.
+const TRAP_STDERR_TAIL: usize = 512;
+
+/// Resource limits for one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock limit for instantiation plus the `compute` call.
+    pub timeout: Duration,
+    /// Cap on the guest's linear memory, in bytes (clamped to [`MAX_MEMORY_CEILING`]).
+    pub max_memory_bytes: u64,
+    /// Optional fuel budget (roughly: wasm instructions); `None` means unmetered.
+    pub fuel: Option<u64>,
+    /// Largest accepted input, in bytes; checked before the guest is instantiated.
+    pub max_input_bytes: usize,
+    /// Largest accepted output, in bytes; checked after the guest returns.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 30 s, 64 MiB, no fuel limit, 1 MiB input, 5 MiB output.
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(30),
+            max_memory_bytes: 64 * 1024 * 1024,
+            fuel: None,
+            max_input_bytes: 1024 * 1024,
+            max_output_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// The result of a successful execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// JSON text: the guest's output verbatim if it parses as JSON, else `{"raw": "<text>"}`.
+    pub output: String,
+    /// Everything the guest wrote to stdout (lossy UTF-8, capped at 1 MiB).
+    pub stdout: String,
+    /// Everything the guest wrote to stderr (lossy UTF-8, capped at 1 MiB).
+    pub stderr: String,
+    /// Wall-clock time of instantiation plus the `compute` call, in milliseconds
+    /// (compilation and cache loading are not included).
+    pub duration_ms: u64,
+}
+
+/// Why an execution (or an artifact upload) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecError {
+    /// The input exceeded [`Limits::max_input_bytes`]; the guest was not run.
+    InputTooLarge {
+        /// Input size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The guest's output exceeded [`Limits::max_output_bytes`].
+    OutputTooLarge {
+        /// Output size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The execution ran past [`Limits::timeout`].
+    Timeout {
+        /// The limit in milliseconds.
+        limit_ms: u64,
+    },
+    /// The guest tried to grow its memory past the cap.
+    MemoryLimit {
+        /// The effective cap in bytes.
+        limit_bytes: u64,
+    },
+    /// The guest used up its fuel budget.
+    FuelExhausted,
+    /// Any other guest trap or panic (short message, with the tail of the guest's stderr).
+    Trap(String),
+    /// The executor holds no bytes for this digest.
+    ArtifactMissing {
+        /// The requested digest.
+        digest: String,
+    },
+    /// The bytes do not hash to the claimed digest.
+    DigestMismatch {
+        /// The digest that was claimed.
+        expected: String,
+        /// The digest of the bytes actually given (or found on disk).
+        actual: String,
+    },
+    /// Not a component, not of the `cyfr:reagent/reagent` world, or failed to compile.
+    InvalidComponent(String),
+    /// A host-side failure unrelated to the guest: disk I/O, or the instance pool being full.
+    /// (Not in the original design: `put_artifact` writes to disk and that can fail.)
+    Internal(String),
+}
+
+impl ExecError {
+    /// A stable snake_case name for the error, suitable for API responses and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExecError::InputTooLarge { .. } => "input_too_large",
+            ExecError::OutputTooLarge { .. } => "output_too_large",
+            ExecError::Timeout { .. } => "timeout",
+            ExecError::MemoryLimit { .. } => "memory_limit",
+            ExecError::FuelExhausted => "fuel_exhausted",
+            ExecError::Trap(_) => "trap",
+            ExecError::ArtifactMissing { .. } => "artifact_missing",
+            ExecError::DigestMismatch { .. } => "digest_mismatch",
+            ExecError::InvalidComponent(_) => "invalid_component",
+            ExecError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::InputTooLarge { size, limit } => {
+                write!(f, "input is {size} bytes, over the {limit}-byte limit")
+            }
+            ExecError::OutputTooLarge { size, limit } => {
+                write!(f, "output is {size} bytes, over the {limit}-byte limit")
+            }
+            ExecError::Timeout { limit_ms } => {
+                write!(f, "execution exceeded the {limit_ms} ms time limit")
+            }
+            ExecError::MemoryLimit { limit_bytes } => {
+                write!(f, "guest exceeded the {limit_bytes}-byte memory limit")
+            }
+            ExecError::FuelExhausted => f.write_str("guest ran out of fuel"),
+            ExecError::Trap(msg) => write!(f, "guest trapped: {msg}"),
+            ExecError::ArtifactMissing { digest } => write!(f, "no artifact stored for {digest}"),
+            ExecError::DigestMismatch { expected, actual } => {
+                write!(f, "digest mismatch: expected {expected}, got {actual}")
+            }
+            ExecError::InvalidComponent(msg) => write!(f, "invalid component: {msg}"),
+            ExecError::Internal(msg) => write!(f, "internal executor error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// Runs reagent components; shared as `Arc<Executor>` (it is `Send + Sync`).
+///
+/// Owns a wasmtime engine (epoch interruption, fuel metering, pooling allocator), the on-disk
+/// artifact and compiled-code caches under `cache_dir`, and a ticker thread that advances the
+/// engine's epoch every 10 ms; the thread stops when the executor is dropped.
+pub struct Executor {
+    engine: Engine,
+    linker: Linker<State>,
+    artifacts_dir: PathBuf,
+    compiled_dir: PathBuf,
+    /// Pre-linked instance templates by digest hex. The lock is held only for lookups and
+    /// inserts, never while compiling or running a guest.
+    ready: Mutex<HashMap<String, ReagentPre<State>>>,
+    /// Digests known not to be valid reagents (deterministic for a given engine), so a bad
+    /// artifact is not recompiled on every request.
+    invalid: Mutex<HashMap<String, String>>,
+    /// One lock per digest being compiled or loaded, so concurrent first runs of the same
+    /// digest compile it once (the others wait, then take the result from `ready`).
+    preparing: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Components compiled from wasm (for tests and diagnostics).
+    compiles: AtomicU64,
+    /// Components loaded from the on-disk compiled cache.
+    disk_loads: AtomicU64,
+    /// Unique suffix for temporary files.
+    tmp_seq: AtomicU64,
+    ticker_stop: Option<mpsc::Sender<()>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("artifacts_dir", &self.artifacts_dir)
+            .field("compiled_dir", &self.compiled_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        drop(self.ticker_stop.take()); // disconnects the channel: the ticker exits
+        if let Some(handle) = self.ticker.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Executor {
+    /// Creates an executor caching under `cache_dir` (`artifacts/` and `compiled/` are created).
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Executor> {
+        let artifacts_dir = cache_dir.join("artifacts");
+        let compiled_dir = cache_dir.join("compiled");
+        for dir in [&artifacts_dir, &compiled_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+
+        // Pooling: every memory slot is sized for MAX_MEMORY_CEILING, so any per-execution cap
+        // up to 256 MiB fits; slots are reserved virtual address space, committed only on use.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 8)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 8)
+            .total_stacks(POOL_INSTANCES)
+            .total_gc_heaps(POOL_INSTANCES)
+            .max_memory_size(MAX_MEMORY_CEILING as usize);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+
+        let (ticker_stop, stop_rx) = mpsc::channel::<()>();
+        let ticking = engine.clone();
+        let ticker = std::thread::Builder::new()
+            .name("cyfr-epoch-ticker".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(EPOCH_TICK) {
+                    ticking.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker thread")?;
+
+        Ok(Executor {
+            engine,
+            linker,
+            artifacts_dir,
+            compiled_dir,
+            ready: Mutex::new(HashMap::new()),
+            invalid: Mutex::new(HashMap::new()),
+            preparing: Mutex::new(HashMap::new()),
+            compiles: AtomicU64::new(0),
+            disk_loads: AtomicU64::new(0),
+            tmp_seq: AtomicU64::new(0),
+            ticker_stop: Some(ticker_stop),
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The content address of `bytes`: `"sha256:<lowercase hex>"`.
+    pub fn digest_of(bytes: &[u8]) -> String {
+        format!("sha256:{}", hex_sha256(bytes))
+    }
+
+    /// Stores `bytes` under `digest` after checking that they hash to it
+    /// ([`ExecError::DigestMismatch`] otherwise). Storing an artifact that is already present
+    /// is a no-op. The bytes are not compiled here; that happens on first run.
+    pub fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), ExecError> {
+        let actual = Executor::digest_of(bytes);
+        if digest != actual {
+            return Err(ExecError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        let hex = &actual["sha256:".len()..];
+        let path = self.artifact_path(hex);
+        if path.is_file() {
+            return Ok(());
+        }
+        self.write_atomic(&path, bytes)
+            .map_err(|e| ExecError::Internal(format!("storing artifact {digest}: {e}")))
+    }
+
+    /// Whether the executor holds the bytes for `digest`.
+    pub fn has_artifact(&self, digest: &str) -> bool {
+        parse_digest(digest).is_some_and(|hex| self.artifact_path(hex).is_file())
+    }
+
+    /// Runs the reagent stored under `digest` with `input`, under `limits`.
+    ///
+    /// Synchronous and blocking: call it from `tokio::task::spawn_blocking`. Compiles the
+    /// artifact on first use (or loads it from the on-disk compiled cache). The executor stays
+    /// usable after any error, including a guest that hit a limit.
+    pub fn run_reagent(
+        &self,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+    ) -> Result<ExecOutcome, ExecError> {
+        if input.len() > limits.max_input_bytes {
+            return Err(ExecError::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input_bytes,
+            });
+        }
+        let Some(hex) = parse_digest(digest) else {
+            return Err(ExecError::ArtifactMissing {
+                digest: digest.to_string(),
+            });
+        };
+        let pre = self.prepare(hex, digest)?;
+
+        let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
+        let stdout = CappedPipe::new(LOG_CAP);
+        let stderr = CappedPipe::new(LOG_CAP);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(memory_cap as usize)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory_refused: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| ExecError::Internal(format!("setting fuel: {e}")))?;
+        let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
+        let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        store.set_epoch_deadline(limit_ms.div_ceil(tick_ms).max(1));
+        store.epoch_deadline_trap();
+
+        let started = Instant::now();
+        // Epoch interruption stops wasm code; the async timeout also stops a guest that is
+        // parked inside a host call (e.g. a WASI sleep), which epochs cannot interrupt.
+        let result = wasmtime_wasi::runtime::in_tokio(async {
+            tokio::time::timeout(limits.timeout, async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance
+                    .cyfr_reagent_compute()
+                    .call_compute(&mut store, input)
+                    .await
+            })
+            .await
+        });
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let memory_refused = store.data().limiter.memory_refused;
+        drop(store); // returns the instance's slot to the pool before we format anything
+
+        let output = match result {
+            Err(_elapsed) => return Err(ExecError::Timeout { limit_ms }),
+            Ok(Err(err)) => {
+                return Err(classify(
+                    &err,
+                    memory_refused,
+                    memory_cap,
+                    limit_ms,
+                    &stderr.text(),
+                ));
+            }
+            Ok(Ok(output)) => output,
+        };
+        if output.len() > limits.max_output_bytes {
+            return Err(ExecError::OutputTooLarge {
+                size: output.len(),
+                limit: limits.max_output_bytes,
+            });
+        }
+        Ok(ExecOutcome {
+            output: json_or_raw(output),
+            stdout: stdout.text(),
+            stderr: stderr.text(),
+            duration_ms,
+        })
+    }
+
+    /// Returns the pre-linked instance template for `hex`, compiling or loading it if needed.
+    fn prepare(&self, hex: &str, digest: &str) -> Result<ReagentPre<State>, ExecError> {
+        if let Some(pre) = self.cached(hex)? {
+            return Ok(pre);
+        }
+        let gate = Arc::clone(lock(&self.preparing).entry(hex.to_string()).or_default());
+        let result = {
+            let _one_at_a_time = lock(&gate);
+            match self.cached(hex) {
+                Ok(Some(pre)) => Ok(pre),
+                Err(e) => Err(e),
+                Ok(None) => self.load_or_compile(hex, digest),
+            }
+        };
+        lock(&self.preparing).remove(hex);
+        if let Err(ExecError::InvalidComponent(msg)) = &result {
+            lock(&self.invalid).insert(hex.to_string(), msg.clone());
+        }
+        result
+    }
+
+    /// The in-memory verdict for `hex`: ready to instantiate, known invalid, or unknown.
+    fn cached(&self, hex: &str) -> Result<Option<ReagentPre<State>>, ExecError> {
+        if let Some(pre) = lock(&self.ready).get(hex) {
+            return Ok(Some(pre.clone()));
+        }
+        match lock(&self.invalid).get(hex) {
+            Some(msg) => Err(ExecError::InvalidComponent(msg.clone())),
+            None => Ok(None),
+        }
+    }
+
+    fn load_or_compile(&self, hex: &str, digest: &str) -> Result<ReagentPre<State>, ExecError> {
+        if !self.artifact_path(hex).is_file() {
+            return Err(ExecError::ArtifactMissing {
+                digest: digest.to_string(),
+            });
+        }
+        let component = match self.load_compiled(hex) {
+            Some(component) => component,
+            None => self.compile(hex, digest)?,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ExecError::InvalidComponent(format!("cannot link: {e}")))?;
+        let pre = ReagentPre::new(pre).map_err(|e| {
+            ExecError::InvalidComponent(format!("not a cyfr:reagent/reagent component: {e}"))
+        })?;
+        lock(&self.ready).insert(hex.to_string(), pre.clone());
+        Ok(pre)
+    }
+
+    /// Loads `compiled/<hex>.cwasm` if present and compatible with this engine.
+    fn load_compiled(&self, hex: &str) -> Option<Component> {
+        let path = self.compiled_path(hex);
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: the file lives in our private cache directory and was written by
+        // `compile` below from `Component::serialize`; wasmtime checks that it was produced
+        // by a compatible engine and configuration and errors out otherwise.
+        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(component) => {
+                self.disk_loads.fetch_add(1, Ordering::Relaxed);
+                Some(component)
+            }
+            Err(e) => {
+                tracing::info!(path = %path.display(), error = %e, "compiled cache entry unusable; recompiling");
+                None
+            }
+        }
+    }
+
+    /// Reads the artifact, re-verifies its digest, compiles it, and writes the compiled cache.
+    fn compile(&self, hex: &str, digest: &str) -> Result<Component, ExecError> {
+        let bytes = match std::fs::read(self.artifact_path(hex)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ExecError::ArtifactMissing {
+                    digest: digest.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(ExecError::Internal(format!(
+                    "reading artifact {digest}: {e}"
+                )))
+            }
+        };
+        let actual = hex_sha256(&bytes);
+        if actual != hex {
+            return Err(ExecError::DigestMismatch {
+                expected: digest.to_string(),
+                actual: format!("sha256:{actual}"),
+            });
+        }
+        // `from_binary`, not `new`: never interpret stored bytes as WAT text.
+        let component = Component::from_binary(&self.engine, &bytes)
+            .map_err(|e| ExecError::InvalidComponent(format!("{e:#}")))?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        match component.serialize() {
+            Ok(serialized) => {
+                if let Err(e) = self.write_atomic(&self.compiled_path(hex), &serialized) {
+                    tracing::warn!(digest, error = %e, "could not write the compiled cache");
+                }
+            }
+            Err(e) => tracing::warn!(digest, error = %e, "could not serialize compiled component"),
+        }
+        Ok(component)
+    }
+
+    fn artifact_path(&self, hex: &str) -> PathBuf {
+        self.artifacts_dir.join(format!("{hex}.wasm"))
+    }
+
+    fn compiled_path(&self, hex: &str) -> PathBuf {
+        self.compiled_dir.join(format!("{hex}.cwasm"))
+    }
+
+    /// Writes via a unique temporary file and a rename, so readers never see a partial file.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp-{}-{seq}", std::process::id()));
+        let written = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (every critical section here leaves the data consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Maps a failed instantiation or call to an [`ExecError`].
+fn classify(
+    err: &wasmtime::Error,
+    memory_refused: bool,
+    memory_cap: u64,
+    limit_ms: u64,
+    stderr: &str,
+) -> ExecError {
+    // A refused grow comes first: with trap_on_grow_failure the refusal itself is the error,
+    // and if a guest's allocator saw the failure instead, it aborts with `unreachable`.
+    if memory_refused {
+        return ExecError::MemoryLimit {
+            limit_bytes: memory_cap,
+        };
+    }
+    let message = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return ExecError::Timeout { limit_ms },
+        Some(Trap::OutOfFuel) => return ExecError::FuelExhausted,
+        Some(trap) => trap.to_string(),
+        None => {
+            let text = err.to_string();
+            if text.contains("concurrent") && text.contains("limit") {
+                // e.g. the pooling allocator's "maximum concurrent instance limit reached"
+                return ExecError::Internal(format!("executor at capacity: {text}"));
+            }
+            text
+        }
+    };
+    let tail = stderr.trim();
+    if tail.is_empty() {
+        ExecError::Trap(message)
+    } else {
+        let start = tail
+            .char_indices()
+            .map(|(i, _)| i)
+            .find(|&i| tail.len() - i <= TRAP_STDERR_TAIL)
+            .unwrap_or(tail.len());
+        ExecError::Trap(format!("{message}; stderr: {}", &tail[start..]))
+    }
+}
+
+/// The guest's output verbatim if it is JSON, else wrapped as `{"raw": "<text>"}`.
+fn json_or_raw(output: String) -> String {
+    if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
+        output
+    } else {
+        serde_json::json!({ "raw": output }).to_string()
+    }
+}
+
+/// `"sha256:<64 lowercase hex>"` → the hex part; anything else → `None` (so a digest can never
+/// smuggle a path into the cache directory).
+fn parse_digest(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use fmt::Write as _;
+    let hash = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in hash {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Per-execution store data.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// [`StoreLimits`] plus a record of whether a memory grow was ever refused.
+struct Limiter {
+    inner: StoreLimits,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let verdict = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(verdict, Ok(true)) {
+            self.memory_refused = true;
+        }
+        verdict
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// An in-memory stdout/stderr sink that keeps the first `cap` bytes and silently drops the
+/// rest. (wasmtime-wasi's `MemoryOutputPipe` traps the guest once full, which would turn a
+/// chatty but correct guest into a failure.)
+#[derive(Clone)]
+struct CappedPipe {
+    buf: Arc<Mutex<CappedBuf>>,
+}
+
+struct CappedBuf {
+    data: Vec<u8>,
+    cap: usize,
+    dropped: usize,
+}
+
+impl CappedPipe {
+    fn new(cap: usize) -> Self {
+        CappedPipe {
+            buf: Arc::new(Mutex::new(CappedBuf {
+                data: Vec::new(),
+                cap,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = lock(&self.buf);
+        let room = buf.cap.saturating_sub(buf.data.len());
+        let take = room.min(bytes.len());
+        buf.data.extend_from_slice(&bytes[..take]);
+        buf.dropped += bytes.len() - take;
+    }
+
+    fn text(&self) -> String {
+        let buf = lock(&self.buf);
+        let mut text = String::from_utf8_lossy(&buf.data).into_owned();
+        if buf.dropped > 0 {
+            text.push_str(&format!("\n[... {} more bytes dropped]", buf.dropped));
+        }
+        text
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for CappedPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024) // always writable; bytes past the cap are dropped, not refused
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedPipe {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::sync::OnceLock;
+
+    /// The four test components, built once per test process into `<workspace>/target/wasm`
+    /// (a separate target dir, so the nested cargo never waits on the outer cargo's lock).
+    fn wasm(name: &str) -> &'static [u8] {
+        static BUILT: OnceLock<HashMap<&'static str, Vec<u8>>> = OnceLock::new();
+        let built = BUILT.get_or_init(|| {
+            let packages = [
+                "json-transform",
+                "text-stats",
+                "memory-bomb",
+                "endless-loop",
+            ];
+            let root = workspace_root();
+            let target_dir = root.join("target").join("wasm");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.current_dir(root)
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .args(["build", "--target", "wasm32-wasip2", "--release"]);
+            for p in packages {
+                cmd.args(["-p", p]);
+            }
+            let out = cmd
+                .output()
+                .expect("running cargo to build the test components");
+            assert!(
+                out.status.success(),
+                "building test components failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            packages
+                .into_iter()
+                .map(|p| {
+                    let file = target_dir
+                        .join("wasm32-wasip2/release")
+                        .join(format!("{}.wasm", p.replace('-', "_")));
+                    let bytes =
+                        std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                    (p, bytes)
+                })
+                .collect()
+        });
+        built
+            .get(name)
+            .unwrap_or_else(|| panic!("no test component {name}"))
+    }
+
+    fn workspace_root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+    }
+
+    /// One executor shared by the behaviour tests, holding all four components, so each is
+    /// compiled once per process (Cranelift is slow in a debug build). Its cache lives in
+    /// `target/wasm/executor-tests-cache` and is reused by later runs.
+    fn shared() -> (&'static Executor, impl Fn(&str) -> String) {
+        static SHARED: OnceLock<Executor> = OnceLock::new();
+        let exec = SHARED.get_or_init(|| {
+            let exec =
+                Executor::new(&workspace_root().join("target/wasm/executor-tests-cache")).unwrap();
+            for name in [
+                "json-transform",
+                "text-stats",
+                "memory-bomb",
+                "endless-loop",
+            ] {
+                exec.put_artifact(&Executor::digest_of(wasm(name)), wasm(name))
+                    .unwrap();
+            }
+            exec
+        });
+        (exec, |name: &str| Executor::digest_of(wasm(name)))
+    }
+
+    /// A fresh cache directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "cyfr-executor-{tag}-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// An executor holding the named component; returns its digest.
+    fn executor_with(tag: &str, component: &str) -> (TempDir, Executor, String) {
+        let dir = TempDir::new(tag);
+        let exec = Executor::new(&dir.0).unwrap();
+        let bytes = wasm(component);
+        let digest = Executor::digest_of(bytes);
+        exec.put_artifact(&digest, bytes).unwrap();
+        (dir, exec, digest)
+    }
+
+    fn run_json(exec: &Executor, digest: &str, input: Value) -> Value {
+        let outcome = exec
+            .run_reagent(digest, &input.to_string(), &Limits::default())
+            .unwrap();
+        serde_json::from_str(&outcome.output).unwrap()
+    }
+
+    #[test]
+    fn json_transform_round_trip() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("json-transform");
+
+        let stats = run_json(exec, &digest, json!({"data": [1, 2, 3]}));
+        assert_eq!(
+            stats,
+            json!({"data": [1, 2, 3], "count": 3, "sum": 6, "min": 1, "max": 3, "mean": 2})
+        );
+
+        let people = json!([
+            {"name": "ada", "age": 36, "team": "x"},
+            {"name": "bob", "age": 25, "team": "y"},
+            {"name": "cy", "age": 41, "team": "x"},
+        ]);
+        let picked = run_json(
+            exec,
+            &digest,
+            json!({"data": people, "ops": [
+                {"op": "filter", "field": "team", "eq": "x"},
+                {"op": "sort", "field": "age", "desc": true},
+                {"op": "rename", "from": "name", "to": "who"},
+                {"op": "pick", "fields": ["who", "age"]},
+            ]}),
+        );
+        assert_eq!(
+            picked,
+            json!({"data": [{"who": "cy", "age": 41}, {"who": "ada", "age": 36}]})
+        );
+
+        let total = run_json(
+            exec,
+            &digest,
+            json!({"data": people, "ops": [{"op": "sum", "field": "age"}]}),
+        );
+        assert_eq!(total, json!({"data": 102}));
+        let count = run_json(
+            exec,
+            &digest,
+            json!({"data": people, "ops": [{"op": "count"}]}),
+        );
+        assert_eq!(count, json!({"data": 3}));
+
+        let bad = run_json(
+            exec,
+            &digest,
+            json!({"data": 1, "ops": [{"op": "explode"}]}),
+        );
+        assert_eq!(bad["error"]["type"], "invalid_input");
+        let not_json = exec
+            .run_reagent(&digest, "this is not json", &Limits::default())
+            .unwrap();
+        let not_json: Value = serde_json::from_str(&not_json.output).unwrap();
+        assert_eq!(not_json["error"]["type"], "invalid_input");
+    }
+
+    #[test]
+    fn manifest_examples_match_component_output() {
+        let (exec, digest_of) = shared();
+        for name in ["json-transform", "text-stats"] {
+            let path = workspace_root().join(format!(
+                "components/reagents/cyfr/{name}/0.1.0/cyfr-manifest.json"
+            ));
+            let manifest: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert_eq!(manifest["id"], format!("reagent:cyfr.{name}"));
+            let examples = manifest["examples"].as_array().unwrap();
+            assert!(!examples.is_empty());
+            for example in examples {
+                let got = run_json(exec, &digest_of(name), example["input"].clone());
+                assert_eq!(got, example["output"], "{name} example {}", example["name"]);
+            }
+        }
+    }
+
+    #[test]
+    fn text_stats_counts_words_and_sentences() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("text-stats");
+        let out = run_json(
+            exec,
+            &digest,
+            json!({"text": "The cat sat. The cat ran!\nDon't stop.", "top": 2}),
+        );
+        assert_eq!(out["words"], 8);
+        assert_eq!(out["lines"], 2);
+        assert_eq!(out["sentences"], 3);
+        assert_eq!(
+            out["top_words"],
+            json!([{"word": "cat", "count": 2}, {"word": "the", "count": 2}])
+        );
+    }
+
+    #[test]
+    fn guest_stdout_and_stderr_are_captured() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("json-transform");
+        let input = json!({"data": [1], "ops": [{"op": "count"}], "debug": true}).to_string();
+        let outcome = exec
+            .run_reagent(&digest, &input, &Limits::default())
+            .unwrap();
+        assert_eq!(outcome.output, r#"{"data":1}"#);
+        assert_eq!(outcome.stdout, "json-transform: applying 1 op(s)\n");
+        assert_eq!(outcome.stderr, "json-transform: debug enabled\n");
+
+        let quiet = exec
+            .run_reagent(&digest, r#"{"data":[1]}"#, &Limits::default())
+            .unwrap();
+        assert_eq!((quiet.stdout.as_str(), quiet.stderr.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn memory_bomb_hits_memory_limit_and_executor_recovers() {
+        let (exec, digest_of) = shared();
+        let (bomb_digest, ok_digest) = (digest_of("memory-bomb"), digest_of("json-transform"));
+
+        let limits = Limits {
+            max_memory_bytes: 32 * 1024 * 1024,
+            ..Limits::default()
+        };
+        for _ in 0..2 {
+            let err = exec.run_reagent(&bomb_digest, "{}", &limits).unwrap_err();
+            assert_eq!(
+                err,
+                ExecError::MemoryLimit {
+                    limit_bytes: 32 * 1024 * 1024
+                }
+            );
+            assert_eq!(err.code(), "memory_limit");
+        }
+        // Above the pool's slot size the cap is clamped, and still enforced.
+        let huge = Limits {
+            max_memory_bytes: 4 << 30,
+            ..Limits::default()
+        };
+        let err = exec.run_reagent(&bomb_digest, "{}", &huge).unwrap_err();
+        assert_eq!(
+            err,
+            ExecError::MemoryLimit {
+                limit_bytes: MAX_MEMORY_CEILING
+            }
+        );
+
+        let outcome = exec
+            .run_reagent(&ok_digest, r#"{"data":[2,4]}"#, &limits)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&outcome.output).unwrap()["mean"],
+            3
+        );
+    }
+
+    #[test]
+    fn endless_loop_times_out_and_executor_recovers() {
+        let (exec, digest_of) = shared();
+        let (spin_digest, ok_digest) = (digest_of("endless-loop"), digest_of("json-transform"));
+        // Compile first, so the timing below measures only the execution.
+        exec.prepare(parse_digest(&spin_digest).unwrap(), &spin_digest)
+            .unwrap();
+        exec.prepare(parse_digest(&ok_digest).unwrap(), &ok_digest)
+            .unwrap();
+
+        let limits = Limits {
+            timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let started = Instant::now();
+        let err = exec.run_reagent(&spin_digest, "{}", &limits).unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(err, ExecError::Timeout { limit_ms: 500 });
+        assert_eq!(err.code(), "timeout");
+        assert!(
+            elapsed >= Duration::from_millis(450),
+            "stopped too early: {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "stopped too late: {elapsed:?}"
+        );
+
+        let outcome = exec
+            .run_reagent(&ok_digest, r#"{"data":[]}"#, &limits)
+            .unwrap();
+        assert_eq!(outcome.output, r#"{"count":0,"data":[]}"#);
+    }
+
+    #[test]
+    fn guest_blocked_in_a_host_sleep_times_out() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("endless-loop");
+        exec.prepare(parse_digest(&digest).unwrap(), &digest)
+            .unwrap();
+        let limits = Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let started = Instant::now();
+        let err = exec.run_reagent(&digest, "sleep", &limits).unwrap_err();
+        assert_eq!(err, ExecError::Timeout { limit_ms: 300 });
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn guest_panic_is_a_trap_quoting_the_panic_message() {
+        let (exec, digest_of) = shared();
+        let err = exec
+            .run_reagent(&digest_of("endless-loop"), "panic", &Limits::default())
+            .unwrap_err();
+        let ExecError::Trap(msg) = &err else {
+            panic!("expected a trap, got {err:?}")
+        };
+        assert!(msg.contains("endless-loop fixture asked to panic"), "{msg}");
+        assert_eq!(err.code(), "trap");
+    }
+
+    #[test]
+    fn fuel_budget_stops_endless_loop() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("endless-loop");
+        let limits = Limits {
+            fuel: Some(5_000_000),
+            ..Limits::default()
+        };
+        let err = exec.run_reagent(&digest, "{}", &limits).unwrap_err();
+        assert_eq!(err, ExecError::FuelExhausted);
+    }
+
+    #[test]
+    fn oversize_input_is_rejected_without_running() {
+        let (_dir, exec, digest) = executor_with("big-input", "json-transform");
+        let limits = Limits {
+            max_input_bytes: 16,
+            ..Limits::default()
+        };
+        let err = exec
+            .run_reagent(&digest, r#"{"data":[1,2,3,4,5,6]}"#, &limits)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ExecError::InputTooLarge {
+                size: 22,
+                limit: 16
+            }
+        );
+        assert_eq!(
+            exec.compiles.load(Ordering::Relaxed),
+            0,
+            "nothing should have been compiled"
+        );
+    }
+
+    #[test]
+    fn oversize_output_is_rejected() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("json-transform");
+        let limits = Limits {
+            max_output_bytes: 10,
+            ..Limits::default()
+        };
+        let err = exec
+            .run_reagent(&digest, r#"{"data":[1,2,3]}"#, &limits)
+            .unwrap_err();
+        assert!(
+            matches!(err, ExecError::OutputTooLarge { limit: 10, size } if size > 10),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_digest_is_rejected() {
+        let dir = TempDir::new("wrong-digest");
+        let exec = Executor::new(&dir.0).unwrap();
+        let bytes = wasm("json-transform");
+        let claimed = Executor::digest_of(b"something else");
+        let err = exec.put_artifact(&claimed, bytes).unwrap_err();
+        assert_eq!(
+            err,
+            ExecError::DigestMismatch {
+                expected: claimed.clone(),
+                actual: Executor::digest_of(bytes)
+            }
+        );
+        assert_eq!(err.code(), "digest_mismatch");
+        assert!(!exec.has_artifact(&claimed));
+        assert!(!exec.has_artifact(&Executor::digest_of(bytes)));
+    }
+
+    #[test]
+    fn tampered_artifact_on_disk_is_not_compiled() {
+        let (dir, exec, digest) = executor_with("tampered", "json-transform");
+        let hex = parse_digest(&digest).unwrap();
+        std::fs::write(
+            dir.0.join("artifacts").join(format!("{hex}.wasm")),
+            wasm("endless-loop"),
+        )
+        .unwrap();
+        let err = exec
+            .run_reagent(&digest, "{}", &Limits::default())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ExecError::DigestMismatch {
+                expected: digest,
+                actual: Executor::digest_of(wasm("endless-loop"))
+            }
+        );
+        assert_eq!(exec.compiles.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn unknown_digest_is_artifact_missing() {
+        let dir = TempDir::new("unknown");
+        let exec = Executor::new(&dir.0).unwrap();
+        for digest in [
+            Executor::digest_of(b"never stored"),
+            "sha256:../../etc/passwd".to_string(),
+            "md5:abc".to_string(),
+        ] {
+            let err = exec
+                .run_reagent(&digest, "{}", &Limits::default())
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ExecError::ArtifactMissing {
+                    digest: digest.clone()
+                }
+            );
+            assert_eq!(err.code(), "artifact_missing");
+            assert!(!exec.has_artifact(&digest));
+        }
+    }
+
+    #[test]
+    fn compiled_cache_survives_a_new_executor() {
+        let dir = TempDir::new("disk-cache");
+        let bytes = wasm("json-transform");
+        let digest = Executor::digest_of(bytes);
+        let cwasm = dir
+            .0
+            .join("compiled")
+            .join(format!("{}.cwasm", parse_digest(&digest).unwrap()));
+        {
+            let exec = Executor::new(&dir.0).unwrap();
+            exec.put_artifact(&digest, bytes).unwrap();
+            assert!(exec.has_artifact(&digest));
+            run_json(&exec, &digest, json!({"data": [1]}));
+            run_json(&exec, &digest, json!({"data": [2]}));
+            assert_eq!(
+                exec.compiles.load(Ordering::Relaxed),
+                1,
+                "second run uses the in-memory cache"
+            );
+            assert!(cwasm.is_file());
+        }
+        let written = std::fs::metadata(&cwasm).unwrap().modified().unwrap();
+
+        let exec = Executor::new(&dir.0).unwrap();
+        assert!(exec.has_artifact(&digest));
+        assert_eq!(run_json(&exec, &digest, json!({"data": [5]}))["sum"], 5);
+        assert_eq!(
+            exec.compiles.load(Ordering::Relaxed),
+            0,
+            "must not recompile"
+        );
+        assert_eq!(exec.disk_loads.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            std::fs::metadata(&cwasm).unwrap().modified().unwrap(),
+            written
+        );
+    }
+
+    #[test]
+    fn unusable_compiled_cache_is_recompiled_and_overwritten() {
+        let (dir, exec, digest) = executor_with("stale-cache", "json-transform");
+        drop(exec);
+        let cwasm = dir
+            .0
+            .join("compiled")
+            .join(format!("{}.cwasm", parse_digest(&digest).unwrap()));
+        std::fs::write(&cwasm, b"compiled by some other engine").unwrap();
+
+        let exec = Executor::new(&dir.0).unwrap();
+        assert_eq!(run_json(&exec, &digest, json!({"data": [7]}))["max"], 7);
+        assert_eq!(exec.compiles.load(Ordering::Relaxed), 1);
+        assert_ne!(
+            std::fs::read(&cwasm).unwrap(),
+            b"compiled by some other engine"
+        );
+    }
+
+    #[test]
+    fn non_component_bytes_are_invalid_component() {
+        let dir = TempDir::new("invalid");
+        let exec = Executor::new(&dir.0).unwrap();
+        let core_module: &[u8] = b"\0asm\x01\0\0\0"; // an empty core module, not a component
+        let wat_text: &[u8] = b"(component)"; // WAT is text, never compiled from storage
+        for bytes in [&b"definitely not wasm"[..], core_module, wat_text] {
+            let digest = Executor::digest_of(bytes);
+            exec.put_artifact(&digest, bytes).unwrap();
+            let err = exec
+                .run_reagent(&digest, "{}", &Limits::default())
+                .unwrap_err();
+            assert!(matches!(err, ExecError::InvalidComponent(_)), "{err:?}");
+            assert_eq!(err.code(), "invalid_component");
+            // The verdict is remembered rather than recomputed.
+            assert_eq!(
+                exec.run_reagent(&digest, "{}", &Limits::default())
+                    .unwrap_err(),
+                err
+            );
+        }
+        // A valid component of the wrong world (no `compute` export).
+        let empty_component: &[u8] = b"\0asm\x0d\0\x01\0";
+        let digest = Executor::digest_of(empty_component);
+        exec.put_artifact(&digest, empty_component).unwrap();
+        let err = exec
+            .run_reagent(&digest, "{}", &Limits::default())
+            .unwrap_err();
+        assert!(matches!(err, ExecError::InvalidComponent(_)), "{err:?}");
+    }
+
+    #[test]
+    fn concurrent_runs_share_one_executor() {
+        let (_dir, exec, digest) = executor_with("concurrent", "json-transform");
+        let exec = Arc::new(exec);
+        // Eight simultaneous first runs: the component must be compiled exactly once.
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (exec, digest) = (Arc::clone(&exec), digest.clone());
+                std::thread::spawn(move || {
+                    let out = exec.run_reagent(
+                        &digest,
+                        &json!({"data": [i, i]}).to_string(),
+                        &Limits::default(),
+                    );
+                    serde_json::from_str::<Value>(&out.unwrap().output).unwrap()["sum"].clone()
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), json!(2 * i));
+        }
+        assert_eq!(exec.compiles.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn non_json_output_is_wrapped_as_raw() {
+        assert_eq!(json_or_raw(r#"{"a":1}"#.into()), r#"{"a":1}"#);
+        assert_eq!(json_or_raw("[1, 2]".into()), "[1, 2]");
+        assert_eq!(
+            json_or_raw("hello \"world\"".into()),
+            r#"{"raw":"hello \"world\""}"#
+        );
+        assert_eq!(json_or_raw(String::new()), r#"{"raw":""}"#);
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        let cases = [
+            (
+                ExecError::InputTooLarge { size: 2, limit: 1 },
+                "input_too_large",
+            ),
+            (
+                ExecError::OutputTooLarge { size: 2, limit: 1 },
+                "output_too_large",
+            ),
+            (ExecError::Timeout { limit_ms: 1 }, "timeout"),
+            (ExecError::MemoryLimit { limit_bytes: 1 }, "memory_limit"),
+            (ExecError::FuelExhausted, "fuel_exhausted"),
+            (ExecError::Trap("x".into()), "trap"),
+            (
+                ExecError::ArtifactMissing { digest: "d".into() },
+                "artifact_missing",
+            ),
+            (
+                ExecError::DigestMismatch {
+                    expected: "a".into(),
+                    actual: "b".into(),
+                },
+                "digest_mismatch",
+            ),
+            (ExecError::InvalidComponent("x".into()), "invalid_component"),
+            (ExecError::Internal("x".into()), "internal"),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code);
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn capped_pipe_keeps_the_first_bytes() {
+        let pipe = CappedPipe::new(4);
+        pipe.push(b"abcdef");
+        pipe.push(b"gh");
+        assert_eq!(pipe.text(), "abcd\n[... 4 more bytes dropped]");
+    }
+
+    #[test]
+    fn executor_is_send_and_sync_and_stops_its_ticker() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Executor>();
+        let dir = TempDir::new("drop");
+        let exec = Executor::new(&dir.0).unwrap();
+        let started = Instant::now();
+        drop(exec); // joins the ticker thread
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,12 @@
+//! cyfr's native host.
+//!
+//! Two jobs: `spin_runner` serves `router.wasm` as Spin would (wasi:http plus Spin's SQLite
+//! and variables, implemented natively over embedded libsql), and `executor` runs user
+//! components under hard limits. `service` wires them together for `cyfr up`.
+#![deny(missing_docs)]
+
+pub mod db;
+pub mod executor;
+pub mod spin_runner;
+pub mod core_db;
+pub mod service;

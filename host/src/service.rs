@@ -1,0 +1,185 @@
+//! The host's HTTP API (`/v1/executions`, `/v1/artifacts/…`, `/v1/components/load`), and
+//! `cyfr up`: the router served by [`SpinRunner`] with that API answered in-process.
+
+use crate::core_db::CoreDb;
+use crate::db::LocalDb;
+use crate::executor::{ExecError, Executor, Limits};
+use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
+use base64::Engine;
+use bytes::Bytes;
+use cyfr_core::host_api::{self, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The authority the embedded router uses to reach this process's host API.
+pub const INTERNAL_AUTHORITY: &str = "host.cyfr.internal";
+
+/// The host API: runs components, takes artifacts, reads component directories.
+pub struct HostApi {
+    executor: Arc<Executor>,
+    components_root: PathBuf,
+}
+
+impl HostApi {
+    /// A host API over an executor, reading component directories under `components_root`.
+    pub fn new(executor: Arc<Executor>, components_root: PathBuf) -> HostApi {
+        HostApi { executor, components_root }
+    }
+
+    /// Answers one host API request.
+    pub async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        let body = req.into_body();
+        if method == http::Method::POST && path == host_api::RUN_PATH {
+            match serde_json::from_slice::<RunRequest>(&body) {
+                Ok(run) => self.run(run).await,
+                Err(e) => error(400, "invalid_request", format!("bad run request: {e}")),
+            }
+        } else if method == http::Method::PUT && path.starts_with(host_api::ARTIFACT_PATH) {
+            let digest = &path[host_api::ARTIFACT_PATH.len()..];
+            match self.executor.put_artifact(digest, &body) {
+                Ok(()) => http::Response::builder().status(204).body(Bytes::new()).unwrap(),
+                Err(e) => error(400, e.code(), e.to_string()),
+            }
+        } else if method == http::Method::POST && path == host_api::LOAD_PATH {
+            match serde_json::from_slice::<LoadRequest>(&body) {
+                Ok(load) => match load_directory(&self.components_root, &load.directory) {
+                    Ok(c) => json(200, &c),
+                    Err(msg) => error(400, "invalid_directory", msg),
+                },
+                Err(e) => error(400, "invalid_request", format!("bad load request: {e}")),
+            }
+        } else {
+            error(404, "not_found", format!("no host endpoint {method} {path}"))
+        }
+    }
+
+    async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
+        if run.component_type != "reagent" {
+            return error(400, "unsupported_type", format!("this host runs reagents only, not {}", run.component_type));
+        }
+        if !self.executor.has_artifact(&run.digest) {
+            return error(404, "artifact_missing", format!("no artifact {}", run.digest));
+        }
+        let limits = Limits {
+            timeout: Duration::from_millis(run.limits.timeout_ms),
+            max_memory_bytes: run.limits.max_memory_bytes,
+            fuel: None,
+            max_input_bytes: run.limits.max_input_bytes as usize,
+            max_output_bytes: run.limits.max_output_bytes as usize,
+        };
+        let executor = self.executor.clone();
+        let digest = run.digest.clone();
+        let started = std::time::Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || executor.run_reagent(&digest, &run.input, &limits)).await;
+        let resp = match outcome {
+            Ok(Ok(o)) => RunResponse { status: "completed".into(), output: Some(o.output), error: None, stdout: o.stdout, stderr: o.stderr, duration_ms: o.duration_ms },
+            Ok(Err(ExecError::ArtifactMissing { digest })) => return error(404, "artifact_missing", format!("no artifact {digest}")),
+            Ok(Err(e)) => RunResponse {
+                status: "failed".into(),
+                output: None,
+                error: Some(HostError { code: e.code().into(), message: e.to_string() }),
+                stdout: String::new(),
+                stderr: String::new(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            },
+            Err(join) => return error(500, "host_panic", format!("execution task failed: {join}")),
+        };
+        json(200, &resp)
+    }
+}
+
+impl InternalService for HostApi {
+    fn handle(&self, req: http::Request<Bytes>) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>> {
+        let api = HostApi { executor: self.executor.clone(), components_root: self.components_root.clone() };
+        Box::pin(async move { api.respond(req).await })
+    }
+}
+
+/// Reads `cyfr-manifest.json` and `{type}.wasm` from `dir`, which must lie under `root`.
+pub fn load_directory(root: &Path, dir: &str) -> Result<LoadedComponent, String> {
+    let root = root.canonicalize().map_err(|e| format!("components root {}: {e}", root.display()))?;
+    let full = root.join(dir);
+    let full = full.canonicalize().map_err(|_| format!("component directory `{dir}` does not exist under the server's components root"))?;
+    // `..` or a symlink must not lead out of the root.
+    if !full.starts_with(&root) {
+        return Err(format!("component directory `{dir}` is outside the server's components root"));
+    }
+    let manifest = std::fs::read_to_string(full.join("cyfr-manifest.json")).map_err(|_| format!("`{dir}` has no readable cyfr-manifest.json"))?;
+    let ctype = serde_json::from_str::<serde_json::Value>(&manifest)
+        .ok()
+        .and_then(|m| m.get("type").and_then(|t| t.as_str()).map(String::from))
+        .filter(|t| ["reagent", "catalyst", "formula"].contains(&t.as_str()))
+        .ok_or_else(|| format!("cyfr-manifest.json in `{dir}`: field `type` must be one of reagent, catalyst, formula"))?;
+    let wasm_path = full.join(format!("{ctype}.wasm"));
+    let wasm = std::fs::read(&wasm_path).map_err(|_| format!("`{dir}` has no {ctype}.wasm; build it with `cyfr build {dir}`"))?;
+    Ok(LoadedComponent { manifest, wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm) })
+}
+
+fn json<T: serde::Serialize>(status: u16, v: &T) -> http::Response<Bytes> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+        .unwrap()
+}
+
+fn error(status: u16, code: &str, message: String) -> http::Response<Bytes> {
+    json(status, &HostError { code: code.into(), message })
+}
+
+/// Where `cyfr up` keeps its state and what it serves.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// Data directory made by `cyfr init` (database, caches, server key).
+    pub data_dir: PathBuf,
+    /// The router component to serve.
+    pub router_wasm: Vec<u8>,
+    /// Component directories given to `component.register {directory}` are resolved here.
+    pub components_root: PathBuf,
+    /// Extra router variables (`trusted_proxies`, `allowed_origins`, ...).
+    pub variables: HashMap<String, String>,
+    /// Compiled-code cache shared by the router and the executor (default: `data_dir/cache`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cyfr.db")
+}
+
+/// Everything `cyfr up` runs, ready to serve.
+pub struct Server {
+    runner: Arc<SpinRunner>,
+}
+
+impl Server {
+    /// Opens the database, applies migrations, compiles the router and starts the executor.
+    pub async fn start(opts: UpOptions) -> anyhow::Result<Server> {
+        let db = Arc::new(LocalDb::open(db_path(&opts.data_dir)).await?);
+        cyfr_core::migrate::migrate(&CoreDb(db.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
+        let executor = Arc::new(Executor::new(&cache_dir)?);
+        let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
+        let mut variables = opts.variables.clone();
+        variables.insert("host_url".into(), format!("http://{INTERNAL_AUTHORITY}"));
+        let runner = SpinRunner::new(RouterConfig { wasm: opts.router_wasm, db, variables, internal_authority: INTERNAL_AUTHORITY.into(), compiled_cache: Some(cache_dir) }, api)?;
+        Ok(Server { runner: Arc::new(runner) })
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        self.runner.serve(listener, shutdown).await
+    }
+
+    /// Handles one request without a socket (benchmarks, tests).
+    pub async fn handle(&self, req: http::Request<Bytes>, peer: SocketAddr) -> anyhow::Result<http::Response<Bytes>> {
+        self.runner.handle(req, peer).await
+    }
+}

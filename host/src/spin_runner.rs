@@ -1,0 +1,609 @@
+//! Serves `router.wasm` as Spin would.
+//!
+//! `router.wasm` is a Spin (spin-sdk 5.2) WASI HTTP component: it exports
+//! `wasi:http/incoming-handler@0.2.0` and imports WASI 0.2 (cli/io/clocks/random, http types and
+//! outgoing-handler), `spin:sqlite/sqlite@3.0.0` and `fermyon:spin/variables@2.0.0`.
+//! [`SpinRunner`] compiles it once, links those imports natively (SQLite over an embedded
+//! [`LocalDb`], variables from a map, outbound HTTP to the internal authority answered
+//! in-process by an [`InternalService`], every other outbound request denied), and runs a fresh
+//! instance (a new `Store`, from the pooling allocator) for every request.
+//!
+//! Like Spin, each request gets `spin-client-addr` (the real peer `ip:port`), `spin-full-url`,
+//! `spin-path-info`, `spin-matched-route`, `spin-base-path`, `spin-raw-component-route` and
+//! `spin-component-route` headers, as for a component mounted at route `/...`; any
+//! client-sent headers of those names are removed first, so they cannot be spoofed.
+
+mod outbound;
+mod spin_host;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::db::LocalDb;
+use outbound::OutboundHooks;
+use spin_host::{SpinCtxView, SpinState, SpinView};
+
+/// Largest request body accepted; larger requests get `413 Payload Too Large`.
+pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
+
+/// Most requests (router instances) in flight at once; past it requests get `503`.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 256;
+
+/// Largest linear memory a router instance may grow to.
+pub const MAX_INSTANCE_MEMORY: usize = 1 << 30;
+
+/// How often running guests yield to the async runtime (wasmtime epoch tick).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How long `serve` waits for in-flight connections after shutdown is signalled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The router component and what its imports are served from.
+pub struct RouterConfig {
+    /// The `router.wasm` component bytes.
+    pub wasm: Vec<u8>,
+    /// The database behind Spin's `default` SQLite database.
+    pub db: Arc<LocalDb>,
+    /// Spin variables (`fermyon:spin/variables.get`). Names are matched case-insensitively
+    /// (looked up lower-cased, as Spin does).
+    pub variables: HashMap<String, String>,
+    /// The authority (e.g. `host.cyfr.internal`) whose outbound requests are answered by the
+    /// [`InternalService`]. Every other outbound request is denied.
+    pub internal_authority: String,
+    /// Where the compiled router is cached (`router-<sha256>.cwasm`), so a restart or a
+    /// second server skips compilation. `None` compiles every time.
+    pub compiled_cache: Option<std::path::PathBuf>,
+}
+
+/// What the router's outbound requests to `internal_authority` are answered by (in-process;
+/// nothing goes over the network).
+pub trait InternalService: Send + Sync + 'static {
+    /// Answers one request. The request keeps the guest's method, URI (scheme, authority,
+    /// path and query) and headers (plus `host`); its body is collected.
+    fn handle(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>>;
+}
+
+/// Runs `router.wasm` as Spin would: one compiled component, a fresh instance per request.
+///
+/// `Send + Sync`; share it in an `Arc`.
+pub struct SpinRunner {
+    engine: Engine,
+    pre: ProxyPre<RequestState>,
+    db: Arc<LocalDb>,
+    variables: Arc<HashMap<String, String>>,
+    internal_authority: Arc<str>,
+    internal: Arc<dyn InternalService>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SpinRunner>();
+};
+
+impl std::fmt::Debug for SpinRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpinRunner")
+            .field("db", &self.db)
+            .field("internal_authority", &self.internal_authority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-request store data.
+struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    spin: SpinState,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl SpinView for RequestState {
+    fn spin(&mut self) -> SpinCtxView<'_> {
+        SpinCtxView {
+            state: &mut self.spin,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl SpinRunner {
+    /// Compiles the router once and links it with WASI 0.2, wasi:http, Spin SQLite and Spin
+    /// variables, on the pooling instance allocator. Fails if the component imports anything
+    /// else or does not export `wasi:http/incoming-handler@0.2.x`.
+    pub fn new(
+        config: RouterConfig,
+        internal: Arc<dyn InternalService>,
+    ) -> anyhow::Result<SpinRunner> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+            .total_core_instances(MAX_CONCURRENT_INSTANCES * 8)
+            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+            .total_tables(MAX_CONCURRENT_INSTANCES * 4)
+            .total_stacks(MAX_CONCURRENT_INSTANCES)
+            .max_memory_size(MAX_INSTANCE_MEMORY)
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10);
+        let mut wasm_config = Config::new();
+        wasm_config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true);
+        let engine = Engine::new(&wasm_config)
+            .map_err(anyhow::Error::from)
+            .context("creating wasmtime engine")?;
+
+        let component = load_or_compile(&engine, &config.wasm, config.compiled_cache.as_deref())?;
+
+        let mut linker = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
+        spin_host::add_to_linker(&mut linker).context("linking Spin interfaces")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the router imports something the host does not provide")?;
+        let pre = ProxyPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the router does not export wasi:http/incoming-handler@0.2")?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("cyfr-epoch-ticker".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("spawning the epoch ticker thread")?;
+        }
+
+        let variables = config
+            .variables
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+
+        Ok(SpinRunner {
+            engine,
+            pre,
+            db: config.db,
+            variables: Arc::new(variables),
+            internal_authority: config.internal_authority.into(),
+            internal,
+            stop_ticker,
+        })
+    }
+
+    fn new_store(&self) -> Store<RequestState> {
+        // No preopens, no env, no args, no network; stdout/stderr go to the host's.
+        let wasi = WasiCtx::builder()
+            .inherit_stdout()
+            .inherit_stderr()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = RequestState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                internal_authority: self.internal_authority.clone(),
+                internal: self.internal.clone(),
+            },
+            spin: SpinState {
+                db: self.db.clone(),
+                variables: self.variables.clone(),
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+
+    /// Handles one request in a fresh router instance. `peer` is the client's real address.
+    ///
+    /// A body over [`MAX_REQUEST_BODY`] gets `413` without running the guest, and `503` is
+    /// returned when all [`MAX_CONCURRENT_INSTANCES`] instance slots are busy. Fails if the
+    /// guest traps or produces no (or an error) response (`serve` turns that into a `500`).
+    /// The response body is buffered, and returned once the guest invocation has completed.
+    pub async fn handle(
+        &self,
+        req: http::Request<Bytes>,
+        peer: SocketAddr,
+    ) -> anyhow::Result<http::Response<Bytes>> {
+        if req.body().len() > MAX_REQUEST_BODY {
+            return Ok(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        let req = prepare_request(req, peer)?;
+
+        let mut store = self.new_store();
+        let proxy = match self.pre.instantiate_async(&mut store).await {
+            Ok(proxy) => proxy,
+            Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                tracing::warn!("router instance pool exhausted: {e}");
+                return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("instantiating the router")),
+        };
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = req.map(Full::new);
+        let mut http = store.data_mut().http();
+        let incoming = http.new_incoming_request(Scheme::Http, req)?;
+        let outparam = http.new_response_outparam(tx)?;
+
+        let guest = tokio::spawn(async move {
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        });
+
+        match rx.await {
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the router's response body: {e}"))?
+                    .to_bytes();
+                // A body cut short by a trap looks complete here (the store is dropped before
+                // `finish`), and nothing has been sent yet, so wait for the guest and fail
+                // the request if it failed. (Spin, which streams, would already have sent a
+                // truncated body.)
+                guest
+                    .await
+                    .context("router task panicked")?
+                    .map_err(anyhow::Error::from)
+                    .context("router invocation failed after setting its response")?;
+                // The body is buffered: hyper sets the length.
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                parts.headers.remove(http::header::TRANSFER_ENCODING);
+                Ok(http::Response::from_parts(parts, body))
+            }
+            Ok(Err(code)) => {
+                // Let the guest task finish (it normally already has).
+                let _ = guest.await;
+                anyhow::bail!("the router responded with an error: {code:?}")
+            }
+            Err(_) => {
+                guest
+                    .await
+                    .context("router task panicked")?
+                    .map_err(anyhow::Error::from)
+                    .context("router invocation failed")?;
+                anyhow::bail!("the router returned without producing a response")
+            }
+        }
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, one task per connection.
+    ///
+    /// On shutdown it stops accepting, lets in-flight requests finish (up to 30 s) and
+    /// returns. Guest failures become `500`s; the server keeps serving.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off rather than spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let mut stop_rx = stop_rx.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let this = this.clone();
+                    async move { Ok::<_, Infallible>(this.serve_one(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                let stopped = async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                };
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = stopped => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "connection error: {e}");
+                }
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown: abandoning {} connection(s)", connections.len());
+            connections.abort_all();
+        }
+        Ok(())
+    }
+
+    async fn serve_one(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> http::Response<Full<Bytes>> {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+            return simple_response(StatusCode::PAYLOAD_TOO_LARGE).map(Full::new);
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return simple_response(StatusCode::PAYLOAD_TOO_LARGE).map(Full::new);
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "reading request body: {e}");
+                return simple_response(StatusCode::BAD_REQUEST).map(Full::new);
+            }
+        };
+        match self
+            .handle(http::Request::from_parts(parts, body), peer)
+            .await
+        {
+            Ok(resp) => resp.map(Full::new),
+            Err(e) => {
+                tracing::error!(%peer, "router request failed: {e:?}");
+                simple_response(StatusCode::INTERNAL_SERVER_ERROR).map(Full::new)
+            }
+        }
+    }
+}
+
+impl Drop for SpinRunner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn simple_response(status: StatusCode) -> http::Response<Bytes> {
+    let mut resp = http::Response::new(Bytes::from(format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Spin's per-request headers (`crates/trigger-http/src/headers.rs`), for a component at
+/// route `/...` (so `spin-path-info` is the whole path).
+const SPIN_FULL_URL: &str = "spin-full-url";
+const SPIN_PATH_INFO: &str = "spin-path-info";
+const SPIN_MATCHED_ROUTE: &str = "spin-matched-route";
+const SPIN_BASE_PATH: &str = "spin-base-path";
+const SPIN_RAW_COMPONENT_ROUTE: &str = "spin-raw-component-route";
+const SPIN_COMPONENT_ROUTE: &str = "spin-component-route";
+const SPIN_CLIENT_ADDR: &str = "spin-client-addr";
+
+/// Replaces any client-sent Spin headers with the real values, as Spin does before handing
+/// the request to the component, and makes sure the request has an authority.
+fn prepare_request(
+    mut req: http::Request<Bytes>,
+    peer: SocketAddr,
+) -> anyhow::Result<http::Request<Bytes>> {
+    let host = match req.uri().authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+            .to_owned(),
+    };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let path = req.uri().path().to_owned();
+    let full_url = format!("http://{host}{path_and_query}");
+
+    // wasi:http needs an authority: hyper gives origin-form URIs, so use the Host.
+    if req.uri().authority().is_none() {
+        *req.uri_mut() = http::Uri::builder()
+            .scheme("http")
+            .authority(host.as_str())
+            .path_and_query(path_and_query.as_str())
+            .build()
+            .context("invalid Host header")?;
+    }
+
+    let headers = req.headers_mut();
+    // `spin-path-match-*` would be set for named wildcards; the router has none, so a client
+    // must not be able to supply them either.
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-path-match-"))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
+    }
+    let mut set = |name: &'static str, value: &str| -> anyhow::Result<()> {
+        // `insert` replaces every client-sent value of that name.
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).with_context(|| format!("invalid {name} value"))?,
+        );
+        Ok(())
+    };
+    set(SPIN_PATH_INFO, &path)?;
+    set(SPIN_FULL_URL, &full_url)?;
+    set(SPIN_MATCHED_ROUTE, "/...")?;
+    set(SPIN_BASE_PATH, "/")?;
+    set(SPIN_RAW_COMPONENT_ROUTE, "/...")?;
+    set(SPIN_COMPONENT_ROUTE, "")?;
+    set(SPIN_CLIENT_ADDR, &peer.to_string())?;
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_headers_replace_spoofed_ones() {
+        let req = http::Request::builder()
+            .uri("/api/v1/x?y=1")
+            .header("host", "cyfr.example:8080")
+            .header("spin-client-addr", "10.0.0.1:1")
+            .header("spin-client-addr", "10.0.0.2:2")
+            .header("spin-path-match-id", "evil")
+            .header("spin-full-url", "http://evil/")
+            .header("x-other", "kept")
+            .body(Bytes::new())
+            .unwrap();
+        let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let req = prepare_request(req, peer).unwrap();
+        let h = req.headers();
+        let all =
+            |n: &str| -> Vec<&str> { h.get_all(n).iter().map(|v| v.to_str().unwrap()).collect() };
+        assert_eq!(all("spin-client-addr"), vec!["127.0.0.1:5555"]);
+        assert_eq!(
+            all("spin-full-url"),
+            vec!["http://cyfr.example:8080/api/v1/x?y=1"]
+        );
+        assert_eq!(all("spin-path-info"), vec!["/api/v1/x"]);
+        assert_eq!(all("spin-matched-route"), vec!["/..."]);
+        assert_eq!(all("spin-base-path"), vec!["/"]);
+        assert!(all("spin-path-match-id").is_empty());
+        assert_eq!(all("x-other"), vec!["kept"]);
+        assert_eq!(req.uri().authority().unwrap().as_str(), "cyfr.example:8080");
+        assert_eq!(
+            req.uri().path_and_query().unwrap().as_str(),
+            "/api/v1/x?y=1"
+        );
+    }
+
+    #[test]
+    fn ipv6_peer_and_missing_host() {
+        let req = http::Request::builder()
+            .uri("/")
+            .body(Bytes::new())
+            .unwrap();
+        let peer: SocketAddr = "[::1]:4000".parse().unwrap();
+        let req = prepare_request(req, peer).unwrap();
+        assert_eq!(req.headers()["spin-client-addr"], "[::1]:4000");
+        assert_eq!(req.headers()["spin-full-url"], "http://localhost/");
+        assert_eq!(req.uri().authority().unwrap().as_str(), "localhost");
+    }
+}
+
+/// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present.
+fn load_or_compile(engine: &Engine, wasm: &[u8], cache: Option<&std::path::Path>) -> anyhow::Result<Component> {
+    let path = cache.map(|dir| dir.join(format!("router-{}.cwasm", cyfr_core::crypto::sha256_hex(wasm))));
+    if let Some(path) = path.as_ref().filter(|p| p.is_file()) {
+        // SAFETY: the file is in our own cache directory, named by the digest of the bytes it
+        // was compiled from, and written by `Component::serialize` below; wasmtime refuses
+        // files from an incompatible engine, and then we recompile.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, path) } {
+            return Ok(c);
+        }
+    }
+    let component = Component::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the router component")?;
+    if let Some(path) = path {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| {
+                std::fs::create_dir_all(path.parent().unwrap())?;
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)?;
+                Ok(())
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not cache the compiled router");
+        }
+    }
+    Ok(component)
+}

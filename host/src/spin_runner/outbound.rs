@@ -1,0 +1,59 @@
+//! Outbound wasi:http for the router: deny by default; the internal authority is answered
+//! in-process by an [`InternalService`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::InternalService;
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+
+/// The router's outbound HTTP policy (one per store).
+pub(crate) struct OutboundHooks {
+    /// Requests whose URI authority equals this (ASCII case-insensitively) go to `internal`.
+    pub internal_authority: Arc<str>,
+    /// Answers requests to `internal_authority`.
+    pub internal: Arc<dyn InternalService>,
+}
+
+impl OutboundHooks {
+    fn is_internal(&self, uri: &http::Uri) -> bool {
+        uri.authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(&self.internal_authority))
+    }
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> SendFuture {
+        if !self.is_internal(request.uri()) {
+            tracing::warn!(
+                method = %request.method(),
+                uri = %request.uri(),
+                "router outbound HTTP request denied (only the internal authority is allowed)"
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let internal = self.internal.clone();
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let response = internal
+                .handle(http::Request::from_parts(parts, body))
+                .await;
+            let response = response
+                .map(|b: Bytes| Full::new(b).map_err(|never| match never {}).boxed_unsync());
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! Spin's host interfaces for the router: `spin:sqlite/sqlite@3.0.0` over [`LocalDb`] and
+//! `fermyon:spin/variables@2.0.0` over a fixed map.
+//!
+//! The WIT is vendored in `host/wit/` (copied from spin-sdk 5.2.0) so the build never reads the
+//! cargo registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::db::{LocalConnection, LocalDb, SqlValue};
+
+#[allow(missing_docs, clippy::all)]
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "cyfr:host/spin-router-host",
+        imports: { default: async | trappable },
+        with: {
+            "spin:sqlite/sqlite.connection": super::SqliteConnection,
+        },
+    });
+}
+
+use generated::fermyon::spin::variables;
+use generated::spin::sqlite::sqlite;
+
+/// The host side of a guest's `spin:sqlite/sqlite.connection` resource.
+pub struct SqliteConnection {
+    conn: LocalConnection,
+}
+
+/// Per-store state for the Spin interfaces.
+pub(crate) struct SpinState {
+    /// The database behind `connection.open("default")`.
+    pub db: Arc<LocalDb>,
+    /// Variables, keys lower-cased.
+    pub variables: Arc<HashMap<String, String>>,
+}
+
+/// What the Spin interfaces need from the store's data.
+pub(crate) trait SpinView: Send + 'static {
+    fn spin(&mut self) -> SpinCtxView<'_>;
+}
+
+/// A borrow of the Spin state and the store's resource table; the Spin host traits are
+/// implemented on it.
+pub(crate) struct SpinCtxView<'a> {
+    pub state: &'a mut SpinState,
+    pub table: &'a mut ResourceTable,
+}
+
+struct SpinData;
+
+impl HasData for SpinData {
+    type Data<'a> = SpinCtxView<'a>;
+}
+
+/// Adds `spin:sqlite/sqlite@3.0.0` and `fermyon:spin/variables@2.0.0` to `linker`.
+pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> anyhow::Result<()> {
+    generated::SpinRouterHost::add_to_linker::<T, SpinData>(linker, T::spin)?;
+    Ok(())
+}
+
+fn to_wit(v: SqlValue) -> sqlite::Value {
+    match v {
+        SqlValue::Null => sqlite::Value::Null,
+        SqlValue::Integer(i) => sqlite::Value::Integer(i),
+        SqlValue::Real(f) => sqlite::Value::Real(f),
+        SqlValue::Text(s) => sqlite::Value::Text(s),
+        SqlValue::Blob(b) => sqlite::Value::Blob(b),
+    }
+}
+
+fn from_wit(v: sqlite::Value) -> SqlValue {
+    match v {
+        sqlite::Value::Null => SqlValue::Null,
+        sqlite::Value::Integer(i) => SqlValue::Integer(i),
+        sqlite::Value::Real(f) => SqlValue::Real(f),
+        sqlite::Value::Text(s) => SqlValue::Text(s),
+        sqlite::Value::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+/// Spin's `default` database is the only one.
+const DEFAULT_DATABASE: &str = "default";
+
+impl sqlite::Host for SpinCtxView<'_> {}
+
+impl sqlite::HostConnection for SpinCtxView<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, sqlite::Error>> {
+        if database != DEFAULT_DATABASE {
+            return Ok(Err(sqlite::Error::NoSuchDatabase));
+        }
+        let db = self.state.db.clone();
+        let conn = match db.connect().await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(sqlite::Error::Io(format!("{e:#}")))),
+        };
+        let resource = self.table.push(SqliteConnection { conn })?;
+        Ok(Ok(resource))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+        let conn = self.table.get(&connection)?.conn.clone();
+        let params = parameters.into_iter().map(from_wit).collect();
+        Ok(match conn.execute(&statement, params).await {
+            Ok(r) => Ok(sqlite::QueryResult {
+                columns: r.columns,
+                rows: r
+                    .rows
+                    .into_iter()
+                    .map(|row| sqlite::RowResult {
+                        values: row.into_iter().map(to_wit).collect(),
+                    })
+                    .collect(),
+            }),
+            Err(e) => Err(sqlite::Error::Io(format!("{e:#}"))),
+        })
+    }
+
+    async fn last_insert_rowid(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<i64> {
+        Ok(self.table.get(&connection)?.conn.last_insert_rowid())
+    }
+
+    async fn changes(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&connection)?.conn.changes())
+    }
+
+    async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl variables::Host for SpinCtxView<'_> {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        let vars = &self.state.variables;
+        Ok(match vars.get(&name.to_ascii_lowercase()) {
+            Some(v) => Ok(v.clone()),
+            None => Err(variables::Error::Undefined(name)),
+        })
+    }
+}

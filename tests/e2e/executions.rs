@@ -1,0 +1,162 @@
+//! Registering and running components in the host's sandbox, limits included.
+
+use crate::support::*;
+use serde_json::json;
+
+#[test]
+fn register_by_directory_then_run_returns_a_completed_execution() {
+    let s = Server::start();
+    // The directory form reads cyfr-manifest.json and reagent.wasm on the server.
+    let dir = workspace().join("components/reagents/cyfr/json-transform/0.1.0");
+    let out = cyfr().arg("build").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "cyfr build: {}", String::from_utf8_lossy(&out.stderr));
+    let reg = s.ok(&s.admin, "component", json!({"action": "register", "directory": "components/reagents/cyfr/json-transform/0.1.0/"}));
+    assert_eq!(reg["reference"], "reagent:cyfr.json-transform:0.1.0");
+    let key = s.key("backend", "secret", &["execution"], json!({}));
+    let r = s.ok(&key, "execution", json!({
+        "action": "run",
+        "reference": {"registry": "reagent:cyfr.json-transform:0.1.0"},
+        "input": {"data": [1, 2, 3]},
+        "type": "reagent",
+    }));
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["result"]["sum"], 6);
+    assert_eq!(r["result"]["count"], 3);
+    assert!(r["execution_id"].as_str().unwrap().starts_with("exec_"));
+    assert_eq!(r["component_type"], "reagent");
+    assert_eq!(r["reference"], "reagent:cyfr.json-transform:0.1.0");
+    assert_eq!(r["component_digest"], reg["digest"]);
+    assert!(r["component_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(r["policy_applied"]["timeout"], "30000ms");
+    // Short forms and a missing version resolve to the same component.
+    for reference in [json!("r:cyfr.json-transform:0.1.0"), json!("reagent:cyfr.json-transform"), json!("cyfr.json-transform:0.1.0")] {
+        let r = s.ok(&key, "execution", json!({"action": "run", "reference": reference, "input": {"data": [5]}, "type": "reagent"}));
+        assert_eq!(r["result"]["sum"], 5);
+    }
+    let listed = s.ok(&key, "execution", json!({"action": "list"}));
+    assert_eq!(listed["count"], 4);
+}
+
+#[test]
+fn directories_outside_the_components_root_are_refused() {
+    let s = Server::start();
+    for dir in ["../../../etc", "/etc", "components/../../"] {
+        let r = s.call(&s.admin, "component", json!({"action": "register", "directory": dir}));
+        assert_eq!(code(&r), -33201, "{dir}: {r}");
+    }
+}
+
+#[test]
+fn missing_version_means_the_highest_semver_not_the_newest_row() {
+    let s = Server::start();
+    let bytes = wasm("json-transform");
+    s.register(manifest("acme.calc", "0.10.0"), &bytes);
+    s.register(manifest("acme.calc", "0.9.0"), &bytes);
+    let r = s.ok(&s.admin, "component", json!({"action": "resolve", "reference": "r:acme.calc"}));
+    assert_eq!(r["reference"], "reagent:acme.calc:0.10.0");
+    let found = s.ok(&s.admin, "component", json!({"action": "search", "query": "calc"}));
+    assert_eq!(found["count"], 1);
+    let inspected = s.ok(&s.admin, "component", json!({"action": "inspect", "reference": "r:acme.calc"}));
+    assert_eq!(inspected["versions"], json!(["0.10.0", "0.9.0"]));
+}
+
+#[test]
+fn unknown_component_is_component_not_found() {
+    let s = Server::start();
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "reagent:nobody.nothing:1.0.0", "input": {}}));
+    assert_eq!(code(&r), -33200);
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "gizmo:x.y:1.0.0"}));
+    assert_eq!(code(&r), -33200);
+}
+
+#[test]
+fn invalid_manifest_or_wasm_is_component_invalid_and_registers_nothing() {
+    let s = Server::start();
+    let bytes = wasm("json-transform");
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let mut bad = manifest("acme.bad", "0.1.0");
+    bad["type"] = json!("gizmo");
+    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": bad, "wasm": b64}));
+    assert_eq!(code(&r), -33201, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("`type`"));
+    let not_wasm = base64::engine::general_purpose::STANDARD.encode(b"hello");
+    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": manifest("acme.bad", "0.1.0"), "wasm": not_wasm}));
+    assert_eq!(code(&r), -33201);
+    let found = s.ok(&s.admin, "component", json!({"action": "search", "query": "acme"}));
+    assert_eq!(found["count"], 0);
+    // Same version, other bytes: refused unless replaced on purpose.
+    s.register(manifest("acme.fixed", "1.0.0"), &bytes);
+    let other = base64::engine::general_purpose::STANDARD.encode(wasm("text-stats"));
+    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": manifest("acme.fixed", "1.0.0"), "wasm": other}));
+    assert_eq!(code(&r), -33201);
+}
+
+#[test]
+fn memory_bomb_fails_cleanly_and_the_host_keeps_serving() {
+    let s = Server::start();
+    s.register(manifest("test.memory-bomb", "0.1.0"), &wasm("memory-bomb"));
+    let jt = register_json_transform(&s);
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "r:test.memory-bomb:0.1.0", "input": {}}));
+    assert_eq!(code(&r), -33100, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "memory_limit", "{r}");
+    let id = r["error"]["data"]["execution_id"].as_str().unwrap();
+    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1]}}));
+    assert_eq!(ok["status"], "completed");
+    let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
+    let rec = listed["executions"].as_array().unwrap().iter().find(|e| e["execution_id"] == id).unwrap().clone();
+    assert_eq!(rec["status"], "failed");
+}
+
+#[test]
+fn endless_loop_times_out_with_33101_and_the_host_keeps_serving() {
+    let s = Server::start();
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    let jt = register_json_transform(&s);
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "1s"}));
+    let started = std::time::Instant::now();
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}}));
+    assert_eq!(code(&r), -33101, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout was not enforced");
+    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [2]}}));
+    assert_eq!(ok["result"]["sum"], 2);
+    let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
+    assert_eq!(listed["executions"][1]["status"], "timed_out", "{listed}");
+}
+
+#[test]
+fn oversize_input_is_refused_before_running_and_the_host_keeps_serving() {
+    let s = Server::start();
+    let jt = register_json_transform(&s);
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "max_request_size", "value": "1KB"}));
+    let big = "x".repeat(4096);
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": big}}));
+    assert_eq!(code(&r), -33100, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "input_too_large");
+    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [3]}}));
+    assert_eq!(ok["result"]["sum"], 3);
+}
+
+#[test]
+fn oversize_output_is_refused() {
+    let s = Server::start();
+    let jt = register_json_transform(&s);
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "max_response_size", "value": 64}));
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": vec![1; 50]}}));
+    assert_eq!(code(&r), -33100, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "output_too_large");
+}
+
+#[test]
+fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
+    let s = Server::start();
+    let jt = register_json_transform(&s);
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "timeout", "value": "5s"}));
+    for (field, value) in [("timeout", json!(5)), ("colour", json!("red")), ("max_memory_bytes", json!("10GB"))] {
+        let r = s.call(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": field, "value": value}));
+        assert_eq!(r["result"]["isError"], true, "{field}: {r}");
+    }
+    let p = s.ok(&s.admin, "policy", json!({"action": "get_effective", "reference": jt}));
+    assert_eq!(p["policy"]["timeout"], "5000ms");
+}
