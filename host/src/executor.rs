@@ -25,7 +25,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -57,7 +57,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest linear memory a single instance may ever have: the pooling allocator's slot size.
 /// [`Limits::max_memory_bytes`] above this is clamped to it.
 pub const MAX_MEMORY_CEILING: u64 = 256 * 1024 * 1024;
-/// Concurrent component instances the pooling allocator has room for (per executor).
+/// Concurrent component instances the pooling allocator has room for (per executor). Runs
+/// beyond this wait for a free slot rather than fail.
 const POOL_INSTANCES: u32 = 64;
 /// Cap on each of the captured stdout and stderr buffers; the excess is dropped.
 const LOG_CAP: usize = 1024 * 1024;
@@ -228,6 +229,9 @@ pub struct Executor {
     disk_loads: AtomicU64,
     /// Unique suffix for temporary files.
     tmp_seq: AtomicU64,
+    /// Free instance slots (starts at POOL_INSTANCES), so a burst of runs queues instead of
+    /// failing with the pool's "maximum concurrent limit reached".
+    free_slots: (Mutex<u32>, Condvar),
     ticker_stop: Option<mpsc::Sender<()>>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -303,6 +307,7 @@ impl Executor {
             compiles: AtomicU64::new(0),
             disk_loads: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
+            free_slots: (Mutex::new(POOL_INSTANCES), Condvar::new()),
             ticker_stop: Some(ticker_stop),
             ticker: Some(ticker),
         })
@@ -361,6 +366,7 @@ impl Executor {
             });
         };
         let pre = self.prepare(hex, digest)?;
+        let _slot = self.acquire_slot();
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
         let stdout = CappedPipe::new(LOG_CAP);
@@ -435,6 +441,17 @@ impl Executor {
             stderr: stderr.text(),
             duration_ms,
         })
+    }
+
+    /// Waits for one of the pool's instance slots; the guard gives it back when dropped.
+    fn acquire_slot(&self) -> SlotGuard<'_> {
+        let (free, freed) = &self.free_slots;
+        let mut free = lock(free);
+        while *free == 0 {
+            free = freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(&self.free_slots)
     }
 
     /// Returns the pre-linked instance template for `hex`, compiling or loading it if needed.
@@ -573,6 +590,16 @@ impl Executor {
     }
 }
 
+/// One held instance slot (see [`Executor::acquire_slot`]).
+struct SlotGuard<'a>(&'a (Mutex<u32>, Condvar));
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0 .0) += 1;
+        self.0 .1.notify_one();
+    }
+}
+
 /// Locks a mutex, ignoring poisoning (every critical section here leaves the data consistent).
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -597,16 +624,17 @@ fn classify(
         Some(Trap::Interrupt) => return ExecError::Timeout { limit_ms },
         Some(Trap::OutOfFuel) => return ExecError::FuelExhausted,
         Some(trap) => trap.to_string(),
-        None => {
-            let text = err.to_string();
-            if text.contains("concurrent") && text.contains("limit") {
-                // e.g. the pooling allocator's "maximum concurrent instance limit reached"
-                return ExecError::Internal(format!("executor at capacity: {text}"));
-            }
-            text
+        None if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            return ExecError::Internal(format!("executor at capacity: {err}"));
         }
+        None => err.to_string(),
     };
-    let tail = stderr.trim();
+    let tail = stderr
+        .lines()
+        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tail = tail.trim();
     if tail.is_empty() {
         ExecError::Trap(message)
     } else {
@@ -1148,6 +1176,33 @@ mod tests {
         };
         assert!(msg.contains("endless-loop fixture asked to panic"), "{msg}");
         assert_eq!(err.code(), "trap");
+    }
+
+    #[test]
+    fn more_runs_than_pool_slots_queue_instead_of_failing() {
+        let (exec, digest_of) = shared();
+        let digest = digest_of("endless-loop");
+        exec.prepare(parse_digest(&digest).unwrap(), &digest)
+            .unwrap();
+        let runs = POOL_INSTANCES as usize + 6;
+        let handles: Vec<_> = (0..runs)
+            .map(|_| {
+                let digest = digest.clone();
+                std::thread::spawn(move || {
+                    let limits = Limits {
+                        timeout: Duration::from_millis(300),
+                        ..Limits::default()
+                    };
+                    shared().0.run_reagent(&digest, "spin", &limits)
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(
+                h.join().unwrap().unwrap_err(),
+                ExecError::Timeout { limit_ms: 300 }
+            );
+        }
     }
 
     #[test]
