@@ -1,5 +1,6 @@
 //! Host policy: the limits a component runs under. Defaults from the guide.
 
+use crate::units::format_duration_ms;
 use serde_json::{json, Value as Json};
 
 /// The effective policy of a component.
@@ -44,8 +45,8 @@ impl Policy {
         json!({
             "allowed_domains": self.allowed_domains,
             "allowed_methods": self.allowed_methods,
-            "rate_limit": { "requests": self.rate_limit.requests, "window": crate::units::Rate { requests: 1, window_ms: self.rate_limit.window_ms }.to_text().trim_start_matches("1/") },
-            "timeout": format!("{}ms", self.timeout_ms),
+            "rate_limit": { "requests": self.rate_limit.requests, "window": format_duration_ms(self.rate_limit.window_ms) },
+            "timeout": format_duration_ms(self.timeout_ms),
             "max_memory_bytes": self.max_memory_bytes,
             "max_request_size": self.max_request_size,
             "max_response_size": self.max_response_size,

@@ -25,6 +25,19 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("duration `{s}` is too large"))
 }
 
+/// The shortest exact text form of a duration: `2h`, `1m`, `30s`, `250ms`.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms > 0 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 /// Parses a size given as an integer number of bytes or a string like `512KB`, `5MB`, `1GB`.
 pub fn parse_size(v: &Json) -> Result<u64, String> {
     match v {
@@ -88,19 +101,9 @@ impl Rate {
         Ok(Rate { requests, window_ms })
     }
 
-    /// The canonical text form, e.g. `100/60s`.
+    /// The canonical text form, e.g. `100/1m`.
     pub fn to_text(self) -> String {
-        let w = self.window_ms;
-        let win = if w % 3_600_000 == 0 {
-            format!("{}h", w / 3_600_000)
-        } else if w % 60_000 == 0 {
-            format!("{}m", w / 60_000)
-        } else if w % 1000 == 0 {
-            format!("{}s", w / 1000)
-        } else {
-            format!("{w}ms")
-        };
-        format!("{}/{}", self.requests, win)
+        format!("{}/{}", self.requests, format_duration_ms(self.window_ms))
     }
 }
 
@@ -118,6 +121,9 @@ mod tests {
         assert!(parse_duration_ms("30").is_err());
         assert!(parse_duration_ms("0s").is_err());
         assert!(parse_duration_ms("-1s").is_err());
+        for text in ["30s", "1m", "2h", "250ms", "90s"] {
+            assert_eq!(format_duration_ms(parse_duration_ms(text).unwrap()), text);
+        }
     }
 
     #[test]

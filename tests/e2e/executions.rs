@@ -27,7 +27,7 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
     assert_eq!(r["reference"], "reagent:cyfr.json-transform:0.1.0");
     assert_eq!(r["component_digest"], reg["digest"]);
     assert!(r["component_digest"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(r["policy_applied"]["timeout"], "30000ms");
+    assert_eq!(r["policy_applied"]["timeout"], "30s");
     // Short forms and a missing version resolve to the same component.
     for reference in [json!("r:cyfr.json-transform:0.1.0"), json!("reagent:cyfr.json-transform"), json!("cyfr.json-transform:0.1.0")] {
         let r = s.ok(&key, "execution", json!({"action": "run", "reference": reference, "input": {"data": [5]}, "type": "reagent"}));
@@ -158,5 +158,5 @@ fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
         assert_eq!(r["result"]["isError"], true, "{field}: {r}");
     }
     let p = s.ok(&s.admin, "policy", json!({"action": "get_effective", "reference": jt}));
-    assert_eq!(p["policy"]["timeout"], "5000ms");
+    assert_eq!(p["policy"]["timeout"], "5s");
 }
