@@ -160,3 +160,14 @@ fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
     let p = s.ok(&s.admin, "policy", json!({"action": "get_effective", "reference": jt}));
     assert_eq!(p["policy"]["timeout"], "5s");
 }
+
+#[test]
+fn catalysts_are_refused_with_capability_denied_until_the_host_enforces_egress() {
+    let s = Server::start();
+    let mut m = manifest("acme.fetcher", "0.1.0");
+    m["id"] = json!("catalyst:acme.fetcher");
+    m["type"] = json!("catalyst");
+    s.register(m, &wasm("json-transform"));
+    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "c:acme.fetcher:0.1.0", "input": {}}));
+    assert_eq!(code(&r), -33102, "{r}");
+}

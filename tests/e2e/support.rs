@@ -112,13 +112,20 @@ impl Server {
         (status, headers, serde_json::from_str(&text).unwrap_or(Json::Null))
     }
 
-    /// Any method to /mcp.
+    /// Any method to /mcp; returns the status.
     pub fn request(&self, method: reqwest::Method, headers: &[(&str, &str)]) -> u16 {
+        self.request_json(method, headers).0
+    }
+
+    /// Any method to /mcp; returns the status and the JSON body (or Null).
+    pub fn request_json(&self, method: reqwest::Method, headers: &[(&str, &str)]) -> (u16, Json) {
         let mut req = self.http.request(method, &self.url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        req.send().unwrap().status().as_u16()
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        (status, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Json::Null))
     }
 
     /// A JSON-RPC request with a bearer key; returns (HTTP status, whole response).

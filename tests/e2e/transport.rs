@@ -118,3 +118,10 @@ fn tools_list_describes_every_tool_with_actions() {
     let exec = tools.iter().find(|t| t["name"] == "execution").unwrap();
     assert!(exec["inputSchema"]["properties"]["action"]["enum"].as_array().unwrap().contains(&json!("run")));
 }
+
+#[test]
+fn delete_without_a_session_id_is_session_required() {
+    let s = Server::start();
+    let (status, r) = s.request_json(reqwest::Method::DELETE, &[]);
+    assert_eq!((status, code(&r)), (400, -33301));
+}
