@@ -18,6 +18,9 @@
 //!
 //! [`Executor::run_reagent`] is synchronous. Call it from `tokio::task::spawn_blocking` (or
 //! from a thread outside any tokio runtime); it must not be called directly on an async task.
+//! Internally it drives wasmtime's async API to completion (`wasmtime_wasi::runtime::in_tokio`)
+//! so that a guest blocked in a WASI call can be cut off by a timer; instance slots are
+//! limited (64 per executor) and runs beyond that queue for a free slot.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -263,8 +266,11 @@ impl Executor {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
 
-        // Pooling: every memory slot is sized for MAX_MEMORY_CEILING, so any per-execution cap
-        // up to 256 MiB fits; slots are reserved virtual address space, committed only on use.
+        // Pooling: every memory slot admits MAX_MEMORY_CEILING, so any per-execution cap up to
+        // 256 MiB fits. Slots are reserved virtual address space (wasmtime's default 4 GiB
+        // reservation plus guard per slot, ~0.5 TiB for 128 slots), committed only on use; the
+        // large reservation lets compiled code skip bounds checks. Works fine on this machine;
+        // under a tight `ulimit -v` this would need `Config::memory_reservation` lowered.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 8)

@@ -45,6 +45,7 @@ impl HostApi {
             let digest = &path[host_api::ARTIFACT_PATH.len()..];
             match self.executor.put_artifact(digest, &body) {
                 Ok(()) => http::Response::builder().status(204).body(Bytes::new()).unwrap(),
+                Err(e @ ExecError::Internal(_)) => error(500, e.code(), e.to_string()),
                 Err(e) => error(400, e.code(), e.to_string()),
             }
         } else if method == http::Method::POST && path == host_api::LOAD_PATH {
