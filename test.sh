@@ -9,4 +9,12 @@ for t in wasm32-wasip2 wasm32-unknown-unknown; do
 done
 # core must stay free of I/O: it compiles for the Workers target too.
 cargo check --locked -p cyfr-core --target wasm32-unknown-unknown
-exec cargo test --locked "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
