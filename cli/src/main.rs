@@ -3,6 +3,7 @@
 
 mod client;
 mod compile;
+mod secret;
 mod server;
 
 use anyhow::{Context, Result};
@@ -93,6 +94,24 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Store, grant and inspect secrets (values never come back, only masks).
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Seal a secret to a session's public key (libsodium sealed box), on this machine.
+    Encrypt {
+        /// The session key id (from get_encryption_instructions or mcp+session://encryption/pubkey).
+        #[arg(long)]
+        kid: String,
+        /// The session's base64 public key.
+        #[arg(long)]
+        public_key: String,
+        /// The secret; read from stdin when omitted, so it stays out of shell history.
+        value: Option<String>,
+    },
     /// Compile a component directory's src/ into {type}.wasm.
     Build {
         /// The component directory (holding cyfr-manifest.json and src/).
@@ -138,6 +157,63 @@ enum KeyAction {
     Revoke {
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretAction {
+    /// `NAME=VALUE`, or `NAME` alone to read the value from stdin.
+    Set {
+        assignment: String,
+        /// org (shared, default) or user (your own key).
+        #[arg(long, default_value = "org")]
+        scope: String,
+        /// Expire after this long, e.g. 30d, 12h.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Show a secret masked, with its length and fingerprint.
+    Get {
+        name: String,
+        #[arg(long, default_value = "org")]
+        scope: String,
+    },
+    /// List secrets (masked).
+    List {
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Delete a secret.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "org")]
+        scope: String,
+    },
+    /// Delete all of your own (user-scope) secrets.
+    Clear,
+    /// Let a component read a secret.
+    Grant {
+        reference: String,
+        name: String,
+        /// Always use the shared secret, never a caller's own key.
+        #[arg(long)]
+        no_user_keys: bool,
+    },
+    /// Take a grant away.
+    Revoke { reference: String, name: String },
+    /// Whether a component may read a secret.
+    CanAccess { reference: String, name: String },
+    /// Store every environment variable PREFIX<NAME> as secret <name> (API_KEY_OPENAI → openai).
+    Import {
+        #[arg(long, default_value = "API_KEY_")]
+        prefix: String,
+        #[arg(long, default_value = "user")]
+        scope: String,
+    },
+    /// Rotate the master key of a local data directory (rewraps data keys only; safe to re-run).
+    RotateMaster {
+        #[arg(long, env = "CYFR_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -193,7 +269,18 @@ fn run(cli: Cli) -> Result<()> {
             out.show(&json!({ "wasm": wasm.display().to_string() }), || format!("Built {}", wasm.display()));
             Ok(())
         }
-        Command::Key { action, remote } => key(action, &remote.client()?, &out),
+        Command::Key { action, remote } => key(action, &remote, &out),
+        Command::Secret { action, remote } => secret::run(action, &remote, &out),
+        Command::Encrypt { kid, public_key, value } => {
+            let value = match value {
+                Some(v) => zeroize::Zeroizing::new(v),
+                None => secret::read_stdin("Secret to seal: ")?,
+            };
+            let sealed = secret::seal(&public_key, value.as_bytes())?;
+            let v = json!({ "ciphertext": sealed, "kid": kid });
+            out.show(&v, || v.to_string());
+            Ok(())
+        }
         Command::Register { dir, replace, remote } => {
             if compile::needs_build(&dir)? {
                 compile::build(&dir)?;
@@ -265,7 +352,8 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn key(action: KeyAction, c: &Client, out: &Output) -> Result<()> {
+fn key(action: KeyAction, remote: &Remote, out: &Output) -> Result<()> {
+    let c = &remote.client()?;
     match action {
         KeyAction::Create { name, key_type, scope, rate_limit, ip_allowlist } => {
             let r = c.call(
@@ -316,7 +404,7 @@ fn key_line(k: &Json) -> String {
     format!("{:<20} {:<7} {:<16} {:<30} {}{}", s(k, "name"), s(k, "type"), s(k, "prefix"), scopes, s(k, "created_at"), revoked)
 }
 
-fn s<'a>(v: &'a Json, field: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Json, field: &str) -> &'a str {
     v.get(field).and_then(Json::as_str).unwrap_or("")
 }
 

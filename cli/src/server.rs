@@ -37,6 +37,12 @@ pub struct UpArgs {
     /// Compiled-code cache (default: DATA_DIR/cache); may be shared between servers.
     #[arg(long, env = "CYFR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Per-session sealed-box secrets (mcp+session://encryption/pubkey).
+    #[arg(long, env = "CYFR_ENABLE_SESSION_ENCRYPTION")]
+    session_encryption: bool,
+    /// Development mode: accept and show secrets over plain HTTP from other machines.
+    #[arg(long, env = "CYFR_DEV")]
+    dev: bool,
     /// Browser origins allowed besides loopback ones (comma-separated, or *).
     #[arg(long, env = "CYFR_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
@@ -46,18 +52,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-/// Creates the data directory, the server key and the first admin key.
+/// Creates the data directory, the master key (unless CYFR_MASTER_KEY is set) and the first admin key.
 pub fn init(data_dir: &Path, out: &Output) -> Result<()> {
     if db_path(data_dir).exists() {
         bail!("{} is already initialized; use it with `cyfr up --data-dir {}`, or pick another --data-dir", data_dir.display(), data_dir.display());
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     restrict(data_dir, 0o700)?;
-    // The server's own secret, kept in a file of its own rather than in any config value.
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let key_file = data_dir.join("server.key");
-    write_private(&key_file, base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret).as_bytes())?;
+    // The key-encryption key, in a file of its own rather than in any config value.
+    cyfr_host::keyring::init(data_dir)?;
     let raw = runtime()?.block_on(async {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
         cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -71,16 +74,6 @@ pub fn init(data_dir: &Path, out: &Output) -> Result<()> {
             dir = data_dir.display()
         )
     });
-    Ok(())
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)?;
     Ok(())
 }
 
@@ -116,6 +109,12 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     if let Some(o) = &args.allowed_origins {
         variables.insert("allowed_origins".to_string(), o.clone());
     }
+    if args.session_encryption || std::env::var("ENABLE_SESSION_ENCRYPTION").is_ok_and(|v| v == "true") {
+        variables.insert("session_encryption".to_string(), "true".to_string());
+    }
+    if args.dev {
+        variables.insert("dev_mode".to_string(), "true".to_string());
+    }
     if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
         variables.insert("session_ttl_hours".to_string(), h);
     }
@@ -133,6 +132,22 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         std::io::stdout().flush()?;
         server.serve(listener, shutdown_signal()).await
     })
+}
+
+/// `cyfr secret rotate-master`: a new key-encryption key rewraps every data key.
+pub fn rotate_master(data_dir: &Path, out: &Output) -> Result<()> {
+    if !db_path(data_dir).exists() {
+        bail!("{} is not initialized", data_dir.display());
+    }
+    let r = runtime()?.block_on(async {
+        let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
+        cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        cyfr_host::keyring::rotate(data_dir, &db).await
+    })?;
+    out.show(&json!({ "rotated": true, "kek_id": r.kek_id, "data_keys": r.data_keys, "session_keys": r.session_keys }), || {
+        format!("Master key rotated (now {}): {} data keys and {} session keys rewrapped; secret ciphertexts unchanged.", r.kek_id, r.data_keys, r.session_keys)
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

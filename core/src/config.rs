@@ -13,6 +13,23 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long an idle MCP session lives.
     pub session_ttl_ms: u64,
+    /// Per-session sealed-box encryption of secrets (off unless enabled).
+    pub session_encryption: bool,
+    /// Development mode: secrets may travel over plain HTTP from non-loopback clients.
+    pub dev_mode: bool,
+    /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
+    pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
+}
+
+impl std::fmt::Debug for crate::secrets::kms::LocalKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        write!(f, "LocalKms(current {})", crate::secrets::kms::Kms::current_id(self))
+    }
+}
+
+fn flag(v: Option<String>) -> bool {
+    v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 impl Default for Config {
@@ -22,13 +39,17 @@ impl Default for Config {
             trusted_proxies: NetList::default(),
             allowed_origins: Vec::new(),
             session_ttl_ms: 24 * 3_600_000,
+            session_encryption: false,
+            dev_mode: false,
+            kms: None,
         }
     }
 }
 
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
-    /// `allowed_origins`, `session_ttl_hours`); missing variables keep their defaults.
+    /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
+    /// `master_keys`); missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(v) = get("host_url").filter(|v| !v.is_empty()) {
@@ -43,6 +64,12 @@ impl Config {
         if let Some(v) = get("session_ttl_hours").filter(|v| !v.is_empty()) {
             let h: u64 = v.parse().map_err(|_| format!("variable session_ttl_hours: `{v}` is not a whole number"))?;
             c.session_ttl_ms = h.max(1) * 3_600_000;
+        }
+        c.session_encryption = flag(get("session_encryption"));
+        c.dev_mode = flag(get("dev_mode"));
+        if let Some(v) = get("master_keys").filter(|v| !v.trim().is_empty()) {
+            let kms = crate::secrets::kms::LocalKms::from_variable(&v).map_err(|e| format!("variable master_keys: {}", e.message))?;
+            c.kms = Some(std::sync::Arc::new(kms));
         }
         Ok(c)
     }

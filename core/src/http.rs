@@ -15,6 +15,8 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
     /// The address of the TCP peer, as the platform saw it (not from any client header).
     pub peer: Option<IpAddr>,
+    /// `https` or `http`, as the platform received the request (not from any client header).
+    pub scheme: Option<String>,
 }
 
 impl HttpRequest {

@@ -71,6 +71,21 @@ pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>,
     client
 }
 
+/// Whether the request reached us over a channel that may carry secrets: HTTPS, HTTPS at
+/// a trusted proxy (`X-Forwarded-Proto`), or a loopback client talking to us directly.
+pub fn transport_secure(scheme: Option<&str>, peer: Option<IpAddr>, forwarded_proto: Option<&str>, trusted: &NetList) -> bool {
+    if scheme == Some("https") {
+        return true;
+    }
+    let Some(peer) = peer.map(canonical) else { return false };
+    // A trusted proxy (even one on this machine) speaks for a client elsewhere: only its
+    // word that the client used HTTPS counts.
+    if trusted.contains(peer) {
+        return forwarded_proto.is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"));
+    }
+    peer.is_loopback()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +105,21 @@ mod tests {
         assert!(l.contains(ip("::ffff:10.0.0.1")));
         assert!(NetList::parse("10.0.0.300").is_err());
         assert!(NetList::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn secrets_need_https_unless_loopback_or_behind_a_trusted_tls_proxy() {
+        let trusted = NetList::parse("10.0.0.1").unwrap();
+        assert!(transport_secure(Some("https"), Some(ip("203.0.113.1")), None, &trusted));
+        assert!(transport_secure(Some("http"), Some(ip("127.0.0.1")), None, &trusted));
+        assert!(transport_secure(Some("http"), Some(ip("::ffff:127.0.0.1")), None, &trusted));
+        assert!(!transport_secure(Some("http"), Some(ip("203.0.113.1")), Some("https"), &trusted));
+        assert!(transport_secure(Some("http"), Some(ip("10.0.0.1")), Some("https"), &trusted));
+        assert!(!transport_secure(Some("http"), Some(ip("10.0.0.1")), Some("http"), &trusted));
+        assert!(!transport_secure(None, None, None, &trusted));
+        let local_proxy = NetList::parse("127.0.0.1").unwrap();
+        assert!(!transport_secure(Some("http"), Some(ip("127.0.0.1")), Some("http"), &local_proxy));
+        assert!(transport_secure(Some("http"), Some(ip("127.0.0.1")), Some("https"), &local_proxy));
     }
 
     #[test]

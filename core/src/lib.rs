@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod reference;
 pub mod registry;
 pub mod scopes;
+pub mod secrets;
 pub mod sessions;
 pub mod tools;
 pub mod units;

@@ -7,6 +7,8 @@ use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
+use crate::ipallow::transport_secure;
+use crate::secrets::sealed;
 use crate::{keys, sessions, tools};
 use serde_json::{json, Value as Json};
 
@@ -59,6 +61,12 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
     if method == "ping" {
         return ok(Some(id), json!({}));
     }
+    if method.starts_with("resources/") {
+        return match resources(app, method, &params, session.as_ref()).await {
+            Ok(v) => ok(Some(id), v),
+            Err(e) => rpc_error(Some(id), &e, 0),
+        };
+    }
     let identity = match identify(app, req, session.as_ref(), now).await {
         Ok(i) => i,
         Err(e) => return rpc_error(Some(id), &e, 0),
@@ -66,7 +74,15 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
     let result = match method {
         "tools/list" => require(identity).map(|_| json!({ "tools": tools::definitions() })),
         "tools/call" => match require(identity) {
-            Ok(who) => return call_tool(app, &who, id, &params).await,
+            Ok(who) => {
+                let call = tools::Call {
+                    who: &who,
+                    session_hash: session.as_ref().map(|s| s.id_hash.as_str()),
+                    secure: app.config.dev_mode
+                        || transport_secure(req.scheme.as_deref(), req.peer, req.header("x-forwarded-proto"), &app.config.trusted_proxies),
+                };
+                return call_tool(app, &call, id, &params).await;
+            }
             Err(e) => Err(e),
         },
         other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),
@@ -87,9 +103,17 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRe
         None => None,
     };
     let sid = sessions::create(&app.db, &app.env, key_id.as_deref(), version, app.config.session_ttl_ms).await?;
+    let mut capabilities = json!({ "tools": { "listChanged": false } });
+    if app.config.session_encryption {
+        if let Some(kms) = &app.config.kms {
+            let hash = crate::crypto::sha256_hex(sid.as_bytes());
+            sealed::create(&app.db, &**kms, &app.env, &hash, app.env.now_ms() + app.config.session_ttl_ms).await?;
+        }
+        capabilities["resources"] = json!({ "subscribe": false, "listChanged": false });
+    }
     let result = json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": false } },
+        "capabilities": capabilities,
         "serverInfo": { "name": "cyfr", "version": env!("CARGO_PKG_VERSION") },
         "instructions": "cyfr runs sandboxed WebAssembly components. Call the `execution` tool with action `run` and a component reference; `component` searches and inspects the registry.",
     });
@@ -121,7 +145,41 @@ fn require(identity: Option<Identity>) -> Result<Identity> {
     identity.ok_or_else(|| Error::new(Code::AuthRequired, "Authentication required: send `Authorization: Bearer cyfr_sk_…`"))
 }
 
-async fn call_tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, id: Json, params: &Json) -> HttpResponse {
+/// `resources/list` and `resources/read`: the session's encryption public key.
+async fn resources<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, method: &str, params: &Json, session: Option<&sessions::Session>) -> Result<Json> {
+    match method {
+        "resources/list" => {
+            let list = if app.config.session_encryption {
+                vec![json!({
+                    "uri": sealed::PUBKEY_URI,
+                    "name": "encryption-pubkey",
+                    "title": "Session encryption public key",
+                    "description": "X25519 public key of this MCP session: seal secrets to it (libsodium crypto_box_seal) and send {\"ciphertext\", \"kid\"}.",
+                    "mimeType": "application/json",
+                })]
+            } else {
+                Vec::new()
+            };
+            Ok(json!({ "resources": list }))
+        }
+        "resources/templates/list" => Ok(json!({ "resourceTemplates": [] })),
+        "resources/read" => {
+            let uri = params.get("uri").and_then(Json::as_str).ok_or_else(|| Error::invalid_params("resources/read needs `uri`"))?;
+            if uri != sealed::PUBKEY_URI {
+                return Err(Error::new(Code::InvalidParams, format!("no resource `{uri}`")).with_data(json!({ "uri": uri })));
+            }
+            if !app.config.session_encryption {
+                return Err(Error::invalid_params("Session encryption is not enabled"));
+            }
+            let session = session.ok_or_else(|| Error::new(Code::SessionRequired, "the encryption key belongs to an MCP session: send MCP-Session-Id"))?;
+            let info = sealed::public_info(&app.db, &session.id_hash).await?;
+            Ok(json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": info.to_string() }] }))
+        }
+        other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),
+    }
+}
+
+async fn call_tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &tools::Call<'_>, id: Json, params: &Json) -> HttpResponse {
     let Some(name) = params.get("name").and_then(Json::as_str) else {
         return rpc_error(Some(id), &Error::invalid_params("tools/call needs `params.name`"), 0);
     };

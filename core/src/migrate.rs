@@ -4,7 +4,10 @@ use crate::db::{Db, Value};
 use crate::errors::Result;
 
 /// Every migration, in order: (version, SQL). Files live in the repository's `migrations/`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_secrets.sql")),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

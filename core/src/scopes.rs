@@ -47,6 +47,15 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("policy", "set", Need::Scopes(&["policy.set"])),
     ("policy", "update_field", Need::Scopes(&["policy.set"])),
     ("policy", "delete", Need::Scopes(&["policy.set"])),
+    ("secret", "set", Need::Scopes(&["secret.set"])),
+    ("secret", "get", Need::Scopes(&["secret.get"])),
+    ("secret", "list", Need::Scopes(&["secret.get"])),
+    ("secret", "delete", Need::Scopes(&["secret.delete"])),
+    ("secret", "clear", Need::Scopes(&["secret.delete"])),
+    ("secret", "grant", Need::Scopes(&["permission.set"])),
+    ("secret", "revoke", Need::Scopes(&["permission.set"])),
+    ("secret", "can_access", Need::Scopes(&["permission.get"])),
+    ("get_encryption_instructions", "get", Need::Authenticated),
     ("system", "status", Need::Authenticated),
 ];
 

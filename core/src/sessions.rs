@@ -8,6 +8,8 @@ use crate::errors::Result;
 /// A live session.
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// SHA-256 of the session id (the id itself is never stored).
+    pub id_hash: String,
     /// The key the session was initialized with, if any.
     pub key_id: Option<String>,
     /// The negotiated protocol version.
@@ -34,19 +36,26 @@ pub async fn create(db: &impl Db, env: &impl Env, key_id: Option<&str>, protocol
 
 /// The live session with this id, its expiry pushed forward; `None` if unknown or expired.
 pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<Option<Session>> {
+    let id_hash = sha256_hex(id.as_bytes());
     let rows = db
         .query(
             "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version",
-            &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), sha256_hex(id.as_bytes()).into()],
+            &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), id_hash.clone().into()],
         )
         .await?;
-    Ok(rows.first().map(|r| Session { key_id: r.opt_text("key_id"), protocol_version: r.text("protocol_version") }))
+    if rows.rows.is_empty() {
+        return Ok(None);
+    }
+    // The session's sealed-box key lives exactly as long as the session.
+    db.query("UPDATE session_keys SET expires_at = ?1 + ?2 WHERE session_hash = ?3", &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), id_hash.clone().into()])
+        .await?;
+    Ok(rows.first().map(|r| Session { id_hash, key_id: r.opt_text("key_id"), protocol_version: r.text("protocol_version") }))
 }
 
 /// Ends a session (DELETE /mcp).
 pub async fn delete(db: &impl Db, id: &str) -> Result<bool> {
-    let rows = db
-        .query("DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash", &[sha256_hex(id.as_bytes()).into()])
-        .await?;
+    let hash = sha256_hex(id.as_bytes());
+    db.query("DELETE FROM session_keys WHERE session_hash = ?", &[hash.clone().into()]).await?;
+    let rows = db.query("DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash", &[hash.into()]).await?;
     Ok(!rows.rows.is_empty())
 }

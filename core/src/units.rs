@@ -13,12 +13,14 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         (n, 60_000)
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 3_600_000)
+    } else if let Some(n) = s.strip_suffix('d') {
+        (n, 86_400_000)
     } else {
-        return Err(format!("duration `{s}` needs a unit: ms, s, m or h (e.g. \"30s\")"));
+        return Err(format!("duration `{s}` needs a unit: ms, s, m, h or d (e.g. \"30s\")"));
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("duration `{s}` must be a whole number followed by ms, s, m or h"))?;
+        .map_err(|_| format!("duration `{s}` must be a whole number followed by ms, s, m, h or d"))?;
     if n == 0 {
         return Err(format!("duration `{s}` must be greater than zero"));
     }

@@ -7,6 +7,7 @@
 
 pub mod db;
 pub mod executor;
+pub mod keyring;
 pub mod spin_runner;
 pub mod core_db;
 pub mod service;

@@ -170,7 +170,23 @@ impl Server {
         let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
         let mut variables = opts.variables.clone();
         variables.insert("host_url".into(), format!("http://{INTERNAL_AUTHORITY}"));
-        let runner = SpinRunner::new(RouterConfig { wasm: opts.router_wasm, db, variables, internal_authority: INTERNAL_AUTHORITY.into(), compiled_cache: Some(cache_dir) }, api)?;
+        // The keys are read at each lookup, so a `cyfr secret rotate-master` next to a running
+        // server takes effect without a restart. Failing to read them is fatal at start.
+        crate::keyring::load(&opts.data_dir)?;
+        let data_dir = opts.data_dir.clone();
+        let dynamic: crate::spin_runner::DynamicVariables = Arc::new(move |name: &str| match name {
+            "master_keys" => crate::keyring::variable(&data_dir).ok(),
+            _ => None,
+        });
+        let config = RouterConfig {
+            wasm: opts.router_wasm,
+            db,
+            variables,
+            internal_authority: INTERNAL_AUTHORITY.into(),
+            compiled_cache: Some(cache_dir),
+            dynamic_variables: Some(dynamic),
+        };
+        let runner = SpinRunner::new(config, api)?;
         Ok(Server { runner: Arc::new(runner) })
     }
 

@@ -56,6 +56,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How long `serve` waits for in-flight connections after shutdown is signalled.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// A variable source consulted before the fixed map, on every lookup.
+pub type DynamicVariables = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The router component and what its imports are served from.
 pub struct RouterConfig {
     /// The `router.wasm` component bytes.
@@ -71,6 +74,8 @@ pub struct RouterConfig {
     /// Where the compiled router is cached (`router-<sha256>.cwasm`), so a restart or a
     /// second server skips compilation. `None` compiles every time.
     pub compiled_cache: Option<std::path::PathBuf>,
+    /// Variables computed at each lookup (names lower-case), before `variables`.
+    pub dynamic_variables: Option<DynamicVariables>,
 }
 
 /// What the router's outbound requests to `internal_authority` are answered by (in-process;
@@ -92,6 +97,7 @@ pub struct SpinRunner {
     pre: ProxyPre<RequestState>,
     db: Arc<LocalDb>,
     variables: Arc<HashMap<String, String>>,
+    dynamic_variables: Option<DynamicVariables>,
     internal_authority: Arc<str>,
     internal: Arc<dyn InternalService>,
     stop_ticker: Arc<AtomicBool>,
@@ -217,6 +223,7 @@ impl SpinRunner {
             pre,
             db: config.db,
             variables: Arc::new(variables),
+            dynamic_variables: config.dynamic_variables,
             internal_authority: config.internal_authority.into(),
             internal,
             stop_ticker,
@@ -243,6 +250,7 @@ impl SpinRunner {
             spin: SpinState {
                 db: self.db.clone(),
                 variables: self.variables.clone(),
+                dynamic: self.dynamic_variables.clone(),
             },
         };
         let mut store = Store::new(&self.engine, state);

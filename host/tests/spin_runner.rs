@@ -132,6 +132,7 @@ fn config(db: Arc<LocalDb>) -> RouterConfig {
         ]),
         internal_authority: INTERNAL_AUTHORITY.to_owned(),
         compiled_cache: None,
+        dynamic_variables: None,
     }
 }
 

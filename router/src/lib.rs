@@ -15,7 +15,15 @@ use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::sqlite3::{self, Connection};
 
 /// The variables the router reads (declared in spin.toml).
-const VARIABLES: &[&str] = &["host_url", "trusted_proxies", "allowed_origins", "session_ttl_hours"];
+const VARIABLES: &[&str] = &[
+    "host_url",
+    "trusted_proxies",
+    "allowed_origins",
+    "session_ttl_hours",
+    "session_encryption",
+    "dev_mode",
+    "master_keys",
+];
 
 #[spin_sdk::http_component]
 async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
@@ -58,12 +66,17 @@ fn to_core(req: Request) -> HttpRequest {
         .header("spin-client-addr")
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok().or_else(|| s.parse().ok()));
+    // Spin records the URL it received, scheme included; clients cannot set it.
+    let scheme = req
+        .header("spin-full-url")
+        .and_then(|v| v.as_str())
+        .and_then(|u| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase()));
     let headers = req
         .headers()
         .filter(|(k, _)| !k.starts_with("spin-"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or("").to_string()))
         .collect();
-    HttpRequest { method, path: req.path().to_string(), headers, body: req.into_body(), peer }
+    HttpRequest { method, path: req.path().to_string(), headers, body: req.into_body(), peer, scheme }
 }
 
 /// Spin SQLite behind the core's `Db`.

@@ -2,8 +2,10 @@
 //! caller's scope for `tool.action` before any handler runs.
 
 mod component;
+mod encryption;
 mod key;
 mod policy;
+mod secret;
 
 use crate::app::App;
 use crate::auth::Identity;
@@ -64,6 +66,23 @@ fn catalog() -> Vec<(&'static str, &'static str, Json)> {
                 "policy": { "type": "object", "description": "set: several fields at once" }
             }),
         ),
+        (
+            "secret",
+            "Store secrets for components (encrypted at rest), grant them to components, and see them masked (never their values). `scope`: \"org\" (shared) or \"user\" (your own key, preferred over the shared one when the grant allows).",
+            json!({
+                "name": { "type": "string", "description": "Secret name, e.g. ANTHROPIC_API_KEY" },
+                "value": { "description": "set: the value, or a sealed {\"ciphertext\", \"kid\"} object (see get_encryption_instructions)" },
+                "scope": { "type": "string", "enum": ["org", "user"], "description": "Whose secret (default org)" },
+                "ttl": { "type": "string", "description": "set: expire after this long, e.g. \"30d\" or \"12h\"" },
+                "reference": { "type": "string", "description": "grant/revoke/can_access: the component, e.g. c:local.claude:0.1.0" },
+                "allow_user_keys": { "type": "boolean", "description": "grant: let a caller's own (user-scope) key win over the shared one (default true)" }
+            }),
+        ),
+        (
+            "get_encryption_instructions",
+            "How to send a secret without the plaintext passing through this conversation: this session's public key and the steps to seal a value to it.",
+            json!({}),
+        ),
         ("system", "Server status: version and registry size.", json!({})),
     ]
 }
@@ -77,10 +96,12 @@ pub fn definitions() -> Vec<Json> {
             if let (Json::Object(p), Json::Object(extra)) = (&mut properties, props) {
                 p.extend(extra);
             }
+            // Single-action tools do not need `action` spelled out.
+            let required: Vec<&str> = if scopes::actions(name).len() > 1 { vec!["action"] } else { vec![] };
             json!({
                 "name": name,
                 "description": description,
-                "inputSchema": { "type": "object", "properties": properties, "required": ["action"] },
+                "inputSchema": { "type": "object", "properties": properties, "required": required },
             })
         })
         .collect()
@@ -91,26 +112,68 @@ pub fn exists(name: &str) -> bool {
     !scopes::actions(name).is_empty()
 }
 
-/// Runs `name` with `args` for `who`, after checking the scope for the action.
-pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, name: &str, args: &Json) -> Result<Json> {
+/// Who is calling a tool, and over what.
+pub struct Call<'a> {
+    /// The authenticated caller.
+    pub who: &'a Identity,
+    /// The MCP session the request came in, if any (hash of its id).
+    pub session_hash: Option<&'a str>,
+    /// Whether the transport may carry secrets (HTTPS, loopback, or development mode).
+    pub secure: bool,
+}
+
+/// Runs `name` with `args`, after checking the caller's scope for the action and opening
+/// any sealed secrets (`encrypted_secrets`) into the arguments.
+pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_>, name: &str, args: &Json) -> Result<Json> {
+    let who = call.who;
     if !exists(name) {
         return Err(Error::invalid_params(format!("unknown tool `{name}`")));
     }
-    let action = args.get("action").and_then(Json::as_str).ok_or_else(|| {
-        Error::invalid_params(format!("`action` is required; {name} actions: {}", scopes::actions(name).join(", ")))
-    })?;
+    let actions = scopes::actions(name);
+    // A tool with a single action (get_encryption_instructions) needs no `action` argument.
+    let action = match args.get("action").and_then(Json::as_str) {
+        Some(a) => a,
+        None if actions.len() == 1 => actions[0],
+        None => return Err(Error::invalid_params(format!("`action` is required; {name} actions: {}", actions.join(", ")))),
+    };
     let need = scopes::need(name, action)
         .ok_or_else(|| Error::invalid_params(format!("unknown action `{action}` for {name}; actions: {}", scopes::actions(name).join(", "))))?;
     who.require(name, action, need)?;
+    let mut args = args.clone();
+    if args.get("encrypted_secrets").is_some() {
+        if !call.secure {
+            return Err(secret::insecure());
+        }
+        opener(app, call)?.hydrate(&mut args).await?;
+    }
+    let args = &args;
     match (name, action) {
         ("execution", "run") => crate::executions::run(app, who, args).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("component", _) => component::call(app, who, action, args).await,
         ("key", _) => key::call(app, who, action, args).await,
         ("policy", _) => policy::call(app, who, action, args).await,
+        ("secret", _) => secret::call(app, call, action, args).await,
+        ("get_encryption_instructions", _) => encryption::instructions(app, call).await,
         ("system", "status") => system_status(&app.db).await,
         _ => Err(Error::internal(format!("{name}.{action} has a scope but no handler"))),
     }
+}
+
+/// What opens sealed secrets for this call.
+pub(crate) fn opener<'a, D: Db, X: Dispatch, E: Env>(app: &'a App<D, X, E>, call: &Call<'a>) -> Result<crate::secrets::sealed::Opener<'a, D, crate::secrets::kms::LocalKms>> {
+    if !app.config.session_encryption {
+        return Err(Error::invalid_params("Session encryption is not enabled"));
+    }
+    Ok(crate::secrets::sealed::Opener { db: &app.db, kms: kms(app)?, enabled: true, session_hash: call.session_hash })
+}
+
+/// The key-encryption keys, or a clear error when none are configured.
+pub(crate) fn kms<D, X, E>(app: &App<D, X, E>) -> Result<&crate::secrets::kms::LocalKms> {
+    app.config
+        .kms
+        .as_deref()
+        .ok_or_else(|| Error::internal("no master key is configured: set the `master_keys` variable (cyfr up does this from DATA_DIR/master.key or CYFR_MASTER_KEY)"))
 }
 
 async fn system_status(db: &impl Db) -> Result<Json> {

@@ -37,6 +37,8 @@ pub(crate) struct SpinState {
     pub db: Arc<LocalDb>,
     /// Variables, keys lower-cased.
     pub variables: Arc<HashMap<String, String>>,
+    /// Variables read fresh on every lookup (e.g. key-encryption keys that may rotate).
+    pub dynamic: Option<crate::spin_runner::DynamicVariables>,
 }
 
 /// What the Spin interfaces need from the store's data.
@@ -147,8 +149,12 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
 
 impl variables::Host for SpinCtxView<'_> {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(v) = self.state.dynamic.as_ref().and_then(|d| d(&lower)) {
+            return Ok(Ok(v));
+        }
         let vars = &self.state.variables;
-        Ok(match vars.get(&name.to_ascii_lowercase()) {
+        Ok(match vars.get(&lower) {
             Some(v) => Ok(v.clone()),
             None => Err(variables::Error::Undefined(name)),
         })

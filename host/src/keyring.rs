@@ -1,0 +1,104 @@
+//! The key-encryption keys of a self-hosted cyfr: from `CYFR_MASTER_KEY` (and, while
+//! rotating, `CYFR_MASTER_KEY_PREVIOUS`) or from key files in the data directory, never
+//! from a config value. `rotate` rewraps data keys only, and can be re-run if interrupted.
+
+use crate::core_db::{CoreDb, NativeEnv};
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use cyfr_core::secrets::kms::{parse_key, LocalKms};
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+const KEY_FILE: &str = "master.key";
+const NEXT_FILE: &str = "master.key.next";
+
+fn env_key(name: &str) -> Result<Option<Zeroizing<[u8; 32]>>> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(Some(parse_key(&v).map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
+        _ => Ok(None),
+    }
+}
+
+fn file_key(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(parse_key(&Zeroizing::new(text)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The keys in force, current first: the environment's if set, else the key files
+/// (`master.key.next` is current while a rotation is under way).
+pub fn load(data_dir: &Path) -> Result<Vec<Zeroizing<[u8; 32]>>> {
+    let mut keys = Vec::new();
+    if let Some(k) = env_key("CYFR_MASTER_KEY")? {
+        keys.push(k);
+        keys.extend(env_key("CYFR_MASTER_KEY_PREVIOUS")?);
+        return Ok(keys);
+    }
+    keys.extend(file_key(&data_dir.join(NEXT_FILE))?);
+    keys.extend(file_key(&data_dir.join(KEY_FILE))?);
+    if keys.is_empty() {
+        bail!("no master key: set CYFR_MASTER_KEY or run `cyfr init` (which writes {}/{KEY_FILE})", data_dir.display());
+    }
+    Ok(keys)
+}
+
+/// The router's `master_keys` variable: base64 keys, comma-separated, current first.
+pub fn variable(data_dir: &Path) -> Result<String> {
+    let keys = load(data_dir)?;
+    Ok(keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect::<Vec<_>>().join(","))
+}
+
+fn new_key_file(path: &Path) -> Result<()> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut *key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key));
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&tmp)?, text.as_bytes())?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Writes `master.key` for a new data directory unless the environment provides the key.
+pub fn init(data_dir: &Path) -> Result<Option<PathBuf>> {
+    if std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty()) {
+        return Ok(None);
+    }
+    let path = data_dir.join(KEY_FILE);
+    new_key_file(&path)?;
+    Ok(Some(path))
+}
+
+/// What a rotation did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// Data keys rewrapped under the new key.
+    pub data_keys: usize,
+    /// Session keys rewrapped.
+    pub session_keys: usize,
+    /// The id of the key now current.
+    pub kek_id: String,
+}
+
+/// Rotates the key-encryption key: a new key wraps every data key (secret ciphertexts are
+/// untouched), then replaces the old key file. With `CYFR_MASTER_KEY` set, the new key is
+/// that one and the old one must be in `CYFR_MASTER_KEY_PREVIOUS`.
+pub async fn rotate(data_dir: &Path, db: &CoreDb) -> Result<Rotation> {
+    let env_mode = std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty());
+    if !env_mode && !data_dir.join(NEXT_FILE).exists() {
+        new_key_file(&data_dir.join(NEXT_FILE))?;
+    }
+    let kms = LocalKms::new(load(data_dir)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data_keys = cyfr_core::secrets::envelope::rewrap_all(db, &kms, &NativeEnv).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let session_keys = cyfr_core::secrets::sealed::rewrap_all(db, &kms, &NativeEnv).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !env_mode {
+        // Everything is under the new key now: it replaces the old file in one rename.
+        std::fs::rename(data_dir.join(NEXT_FILE), data_dir.join(KEY_FILE)).context("replacing master.key")?;
+    }
+    Ok(Rotation { data_keys, session_keys, kek_id: cyfr_core::secrets::kms::Kms::current_id(&kms).to_string() })
+}
