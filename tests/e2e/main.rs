@@ -5,4 +5,5 @@ mod support;
 mod auth;
 mod cli;
 mod executions;
+mod secrets;
 mod transport;

@@ -81,7 +81,8 @@ impl Server {
             .arg(&data.0)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // The server's log stays in the data directory, where leak tests search it.
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(data.0.join("server.log")).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -174,6 +175,48 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `initialize` with the admin key; returns the session id.
+    pub fn session(&self) -> String {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string();
+        let auth = format!("Bearer {}", self.admin);
+        let (status, headers, r) = self.post(&[("authorization", &auth)], &body);
+        assert_eq!(status, 200, "{r}");
+        headers["mcp-session-id"].to_str().unwrap().to_string()
+    }
+
+    /// A JSON-RPC request inside a session, with the admin key.
+    pub fn in_session(&self, sid: &str, method: &str, params: Json) -> Json {
+        let body = json!({ "jsonrpc": "2.0", "id": 2, "method": method, "params": params }).to_string();
+        let auth = format!("Bearer {}", self.admin);
+        self.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body).2
+    }
+
+    /// Every byte under the data directory (database, WAL, caches, keys, server log).
+    pub fn data_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if let Ok(b) = std::fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data.0, &mut out);
+        out
+    }
+
+    /// Panics if `needle` occurs in any file of the data directory.
+    pub fn assert_nowhere_on_disk(&self, needle: &str) {
+        for (path, bytes) in self.data_bytes() {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in {}", path.display());
+        }
     }
 }
 
