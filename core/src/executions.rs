@@ -51,11 +51,26 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
         return Err(failure("input_too_large", msg));
     }
-    if component.ctype != ComponentType::Reagent {
-        let msg = format!("{} components cannot run on this server yet: only reagents", component.ctype.as_str());
+    if component.ctype == ComponentType::Formula {
+        let msg = "formula components cannot run on this server yet".to_string();
         finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id })));
     }
+    // A catalyst reaches the network: without an explicit allowlist it does not start.
+    if component.ctype == ComponentType::Catalyst && policy.allowed_domains.is_empty() {
+        let msg = format!(
+            "POLICY_REQUIRED: {} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {} allowed_domains '[\"api.example.com\"]'`",
+            component.reference, component.reference
+        );
+        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "POLICY_REQUIRED", "reference": component.reference })));
+    }
+    // Per user per component; outbound calls have their own budget on the host.
+    if let Err(e) = crate::ratelimit::take(&app.db, &format!("exec:{}:{}", who.id(), component.reference), policy.rate_limit, started).await {
+        finish(&app.db, &id, "failed", Some(&e.message), "", "", started, app.env.now_ms()).await?;
+        return Err(e);
+    }
+    let secrets = granted_secrets(app, who, &component.reference).await?;
 
     let req = RunRequest {
         execution_id: id.clone(),
@@ -68,8 +83,21 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
             max_input_bytes: policy.max_request_size,
             max_output_bytes: policy.max_response_size,
         },
+        reference: component.reference.clone(),
+        egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
+        secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
     };
-    let resp = match dispatch_run(app, &req).await {
+    // Whatever comes back is scrubbed of every secret the run could read, in every form.
+    let scrub = |t: &str| crate::secrets::mask::redact(t, secrets.values().map(|v| v.as_slice()));
+    let resp = match dispatch_run(app, &req).await.map(|mut r| {
+        r.stdout = scrub(&r.stdout);
+        r.stderr = scrub(&r.stderr);
+        r.output = r.output.as_deref().map(scrub);
+        if let Some(e) = r.error.as_mut() {
+            e.message = scrub(&e.message);
+        }
+        r
+    }) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("the host could not run {}: {}", component.reference, describe(&e));
@@ -97,6 +125,27 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         "reference": component.reference,
         "policy_applied": policy.to_json(),
     }))
+}
+
+/// The secrets granted to a component, as this caller gets them (their own key first
+/// where the grant allows).
+async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    reference: &str,
+) -> Result<std::collections::BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let names = crate::secrets::store::granted_names(&app.db, reference).await?;
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("no master key is configured, so granted secrets cannot be read"))?;
+    for name in names {
+        if let Some(v) = crate::secrets::store::resolve_for_run(&app.db, kms, reference, &name, who.id(), app.env.now_ms()).await? {
+            out.insert(name, v);
+        }
+    }
+    Ok(out)
 }
 
 /// Sends the run; when the host lacks the artifact, uploads it from the registry once and retries.

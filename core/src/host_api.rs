@@ -23,6 +23,29 @@ pub struct Limits {
     pub max_output_bytes: u64,
 }
 
+/// Egress policy a catalyst's outbound HTTP is held to, checked by the host on every
+/// request and every redirect hop.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct Egress {
+    /// Exact hosts and `*.example.com` wildcards (never the apex); empty denies all.
+    pub allowed_domains: Vec<String>,
+    /// Upper-case HTTP methods.
+    pub allowed_methods: Vec<String>,
+    /// Optional finer rules `METHOD host/path-prefix` (e.g. `POST api.anthropic.com/v1/messages`);
+    /// when non-empty, a request must match one.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// CIDRs of private/loopback/link-local addresses that may be reached anyway.
+    #[serde(default)]
+    pub allowed_private_ips: Vec<String>,
+    /// Largest outbound request body.
+    pub max_request_bytes: u64,
+    /// Largest response body (cumulative across streams).
+    pub max_response_bytes: u64,
+    /// Most outbound requests one execution may make.
+    pub max_requests: u64,
+}
+
 /// Run a component.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRequest {
@@ -36,6 +59,17 @@ pub struct RunRequest {
     pub input: String,
     /// The limits to enforce.
     pub limits: Limits,
+    /// Canonical reference (for messages such as `NAME not granted to REF`).
+    #[serde(default)]
+    pub reference: String,
+    /// Secrets granted to this component for this caller, by name. Only the host sees them;
+    /// the guest reads them through `cyfr:secrets/read` or has them injected as
+    /// `{{secret:NAME}}` into requests that passed egress policy.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, String>,
+    /// Egress policy for catalysts (`None`: no outbound HTTP at all).
+    #[serde(default)]
+    pub egress: Option<Egress>,
 }
 
 /// A failure reported by the host.

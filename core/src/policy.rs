@@ -22,6 +22,12 @@ pub struct Policy {
     pub max_response_size: u64,
     /// MCP tools a formula may call (deny-all when empty).
     pub allowed_tools: Vec<String>,
+    /// Optional finer egress rules, `METHOD host/path-prefix`; when set, a request must match one.
+    pub allowed_requests: Vec<String>,
+    /// Private, loopback or link-local networks (CIDRs) a catalyst may reach anyway.
+    pub allowed_private_ips: Vec<String>,
+    /// Outbound HTTP requests one execution may make (its own budget, apart from `rate_limit`).
+    pub max_outbound_requests: u64,
 }
 
 impl Default for Policy {
@@ -35,6 +41,9 @@ impl Default for Policy {
             max_request_size: 1 << 20,
             max_response_size: 5 << 20,
             allowed_tools: Vec::new(),
+            allowed_requests: Vec::new(),
+            allowed_private_ips: Vec::new(),
+            max_outbound_requests: 100,
         }
     }
 }
@@ -51,7 +60,23 @@ impl Policy {
             "max_request_size": self.max_request_size,
             "max_response_size": self.max_response_size,
             "allowed_tools": self.allowed_tools,
+            "allowed_requests": self.allowed_requests,
+            "allowed_private_ips": self.allowed_private_ips,
+            "max_outbound_requests": self.max_outbound_requests,
         })
+    }
+
+    /// The egress part, as the host enforces it.
+    pub fn egress(&self) -> crate::host_api::Egress {
+        crate::host_api::Egress {
+            allowed_domains: self.allowed_domains.clone(),
+            allowed_methods: self.allowed_methods.clone(),
+            rules: self.allowed_requests.clone(),
+            allowed_private_ips: self.allowed_private_ips.clone(),
+            max_request_bytes: self.max_request_size,
+            max_response_bytes: self.max_response_size,
+            max_requests: self.max_outbound_requests,
+        }
     }
 }
 
@@ -65,6 +90,9 @@ pub const FIELDS: &[&str] = &[
     "max_request_size",
     "max_response_size",
     "allowed_tools",
+    "allowed_requests",
+    "allowed_private_ips",
+    "max_outbound_requests",
 ];
 
 /// Caps no policy may exceed, whatever an admin sets.
@@ -129,6 +157,25 @@ impl Policy {
                     return Err(format!("`{t}` must be tool.action or tool.*"));
                 }
                 self.allowed_tools = list;
+            }
+            "allowed_requests" => {
+                let list = string_list(field, v)?;
+                for r in &list {
+                    let (method, target) = r.split_once(' ').ok_or_else(|| format!("`{r}` must look like \"POST api.example.com/v1/path\""))?;
+                    let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+                    if !known.contains(&method) || target.is_empty() || target.contains("://") || target.starts_with('/') {
+                        return Err(format!("`{r}` must look like \"POST api.example.com/v1/path\" (upper-case method, host, optional path prefix)"));
+                    }
+                }
+                self.allowed_requests = list;
+            }
+            "allowed_private_ips" => {
+                let list = string_list(field, v)?;
+                crate::ipallow::NetList::parse(&list.join(",")).map_err(|e| format!("`allowed_private_ips`: {e}"))?;
+                self.allowed_private_ips = list;
+            }
+            "max_outbound_requests" => {
+                self.max_outbound_requests = v.as_u64().filter(|n| *n <= 10_000).ok_or("`max_outbound_requests` must be an integer from 0 to 10000")?;
             }
             other => return Err(format!("unknown policy field `{other}`; fields are: {}", FIELDS.join(", "))),
         }

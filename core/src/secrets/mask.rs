@@ -18,8 +18,60 @@ pub fn fingerprint(value: &[u8]) -> String {
     format!("sha256:{}", &crate::crypto::sha256_hex(value)[..16])
 }
 
+/// What replaces a secret in output, records and logs.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Replaces every secret in `text` (as plaintext, standard and URL-safe base64, and hex in
+/// either case) with `[REDACTED]`. Values shorter than 4 bytes are left alone: they would
+/// redact ordinary text.
+pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use base64::Engine;
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets {
+        if s.len() < 4 {
+            continue;
+        }
+        if let Ok(t) = std::str::from_utf8(s) {
+            forms.push(t.to_string());
+        }
+        for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+            let b = engine.encode(s);
+            forms.push(b.trim_end_matches('=').to_string());
+            forms.push(b);
+        }
+        let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
+        forms.push(hex.to_uppercase());
+        forms.push(hex);
+    }
+    // Longest first, so a form that contains another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    let mut out = text.to_string();
+    for f in forms.iter().filter(|f| !f.is_empty()) {
+        if out.contains(f.as_str()) {
+            out = out.replace(f.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_catches_plain_base64_and_hex_forms() {
+        use base64::Engine;
+        let secret = b"sk-ant-api03-secret-value";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"\xfb\xffsecret??>>");
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let text = format!("a {} b {b64} c {hex} d {}", std::str::from_utf8(secret).unwrap(), hex.to_uppercase());
+        let out = super::redact(&text, [&secret[..]]);
+        assert_eq!(out, "a [REDACTED] b [REDACTED] c [REDACTED] d [REDACTED]");
+        let out = super::redact(&format!("x{url}y"), [&b"\xfb\xffsecret??>>"[..]]);
+        assert_eq!(out, "x[REDACTED]y");
+        assert_eq!(super::redact("abc", [&b"ab"[..]]), "abc");
+    }
+
     #[test]
     fn masks_show_at_most_eight_characters_of_long_values() {
         assert_eq!(super::mask("sk-1234567890abcdef"), "sk-1...cdef");
