@@ -216,3 +216,21 @@ pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
         .collect();
     Ok(json!({ "executions": list, "count": list.len() }))
 }
+
+/// `execution.logs`: a run's captured stdout and stderr (already redacted), for its caller
+/// or an admin; anyone else's run looks missing.
+pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
+    let id = crate::tools::str_arg(args, "execution_id")?;
+    let rows = db.query("SELECT id, caller, status, error, stdout, stderr FROM executions WHERE id = ?", &[id.into()]).await?;
+    let row = rows
+        .first()
+        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
+        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    Ok(json!({
+        "execution_id": row.text("id"),
+        "status": row.text("status"),
+        "error": row.opt_text("error"),
+        "stdout": row.text("stdout"),
+        "stderr": row.text("stderr"),
+    }))
+}

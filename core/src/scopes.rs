@@ -32,6 +32,7 @@ pub const SCOPES: &[&str] = &[
 pub const TABLE: &[(&str, &str, Need)] = &[
     ("execution", "run", Need::Scopes(&["execution"])),
     ("execution", "list", Need::Scopes(&["execution"])),
+    ("execution", "logs", Need::Scopes(&["execution"])),
     ("component", "search", Need::Scopes(&["component.search"])),
     ("component", "resolve", Need::Scopes(&["component.search"])),
     ("component", "inspect", Need::Scopes(&["component.info"])),

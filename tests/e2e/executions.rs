@@ -171,3 +171,20 @@ fn catalysts_are_refused_with_capability_denied_until_the_host_enforces_egress()
     let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "c:acme.fetcher:0.1.0", "input": {}}));
     assert_eq!(code(&r), -33102, "{r}");
 }
+
+#[test]
+fn logs_show_a_runs_stdout_and_stderr_to_its_caller_only() {
+    let s = Server::start();
+    let jt = register_json_transform(&s);
+    let a = s.key("a", "secret", &["execution"], json!({}));
+    let b = s.key("b", "secret", &["execution"], json!({}));
+    let r = s.ok(&a, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1], "debug": true}}));
+    let id = r["execution_id"].as_str().unwrap();
+    let logs = s.ok(&a, "execution", json!({"action": "logs", "execution_id": id}));
+    assert_eq!(logs["status"], "completed");
+    assert!(logs["stdout"].as_str().unwrap().contains("json-transform: applying 0 op(s)"), "{logs}");
+    assert!(logs["stderr"].as_str().unwrap().contains("debug enabled"), "{logs}");
+    let r = s.call(&b, "execution", json!({"action": "logs", "execution_id": id}));
+    assert_eq!(r["result"]["isError"], true, "another caller read the logs: {r}");
+    s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": id}));
+}

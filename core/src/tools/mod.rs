@@ -26,7 +26,8 @@ fn catalog() -> Vec<(&'static str, &'static str, Json)> {
                 "reference": { "description": "Component reference: \"type:namespace.name:version\", the c:/r:/f: short form, or {\"registry\": \"…\"}", "anyOf": [{ "type": "string" }, { "type": "object", "properties": { "registry": { "type": "string" } }, "required": ["registry"] }] },
                 "input": { "description": "JSON input handed to the component" },
                 "type": { "type": "string", "enum": ["reagent", "catalyst", "formula"], "description": "Component type, when the reference omits it" },
-                "limit": { "type": "integer", "minimum": 1, "maximum": 500, "description": "list: how many runs" }
+                "limit": { "type": "integer", "minimum": 1, "maximum": 500, "description": "list: how many runs" },
+                "execution_id": { "type": "string", "description": "logs: the run (exec_…)" }
             }),
         ),
         (
@@ -150,6 +151,7 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_
     match (name, action) {
         ("execution", "run") => crate::executions::run(app, who, args).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
+        ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
         ("component", _) => component::call(app, who, action, args).await,
         ("key", _) => key::call(app, who, action, args).await,
         ("policy", _) => policy::call(app, who, action, args).await,
