@@ -50,6 +50,8 @@ enum Command {
     },
     /// Serve /mcp: the embedded router.wasm with embedded libsql, running components locally.
     Up(server::UpArgs),
+    /// Run components for remote routers (`cyfr up --host URL#KEY`).
+    Host(server::HostArgs),
     /// Manage API keys.
     Key {
         #[command(subcommand)]
@@ -264,6 +266,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { data_dir } => server::init(&data_dir, &out),
         Command::Up(args) => server::up(args, &out),
+        Command::Host(args) => server::host(args, &out),
         Command::Build { dir } => {
             let wasm = compile::build(&dir)?;
             out.show(&json!({ "wasm": wasm.display().to_string() }), || format!("Built {}", wasm.display()));

@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Compiled-code cache (default: DATA_DIR/cache); may be shared between servers.
     #[arg(long, env = "CYFR_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Run components on these remote hosts (`URL#PUBLIC_KEY`, as `cyfr host` prints) instead
+    /// of in this process; repeat for several. Needs CYFR_HOST_TOKEN_KEY.
+    #[arg(long = "host", env = "CYFR_HOSTS", value_delimiter = ',')]
+    hosts: Vec<String>,
     /// Per-session sealed-box secrets (mcp+session://encryption/pubkey).
     #[arg(long, env = "CYFR_ENABLE_SESSION_ENCRYPTION")]
     session_encryption: bool,
@@ -122,12 +126,47 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     let digest = cyfr_core::crypto::digest(&router_wasm);
     let rt = runtime()?;
     rt.block_on(async {
-        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone() }).await?;
+        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone(), hosts: args.hosts.clone() }).await?;
         let addr = listen_addr(&args);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
         out.show(&json!({ "listening": format!("http://{local}/mcp"), "router_digest": digest }), || {
             format!("cyfr listening on http://{local}/mcp (router {digest})")
+        });
+        std::io::stdout().flush()?;
+        server.serve(listener, shutdown_signal()).await
+    })
+}
+
+/// Options of `cyfr host`.
+#[derive(Args)]
+pub struct HostArgs {
+    /// Where the host keeps its key and caches.
+    #[arg(long, env = "CYFR_DATA_DIR", default_value = "host-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4100")]
+    listen: String,
+    /// Where `component.register {directory}` paths are resolved.
+    #[arg(long, default_value = ".")]
+    components: PathBuf,
+}
+
+/// `cyfr host`: runs components for remote routers.
+pub fn host(args: HostArgs, out: &Output) -> Result<()> {
+    let token_key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("set CYFR_HOST_TOKEN_KEY: the key (32+ characters) shared with the routers that dispatch here"))?;
+    let key = cyfr_host::host_server::HostKey::load_or_create(&args.data_dir)?;
+    let executor = Arc::new(cyfr_host::executor::Executor::new(&args.data_dir.join("cache"))?);
+    let components = args.components.canonicalize().with_context(|| format!("components root {}", args.components.display()))?;
+    let api = cyfr_host::service::HostApi::new(executor, components);
+    let public = key.public_b64();
+    let server = Arc::new(cyfr_host::host_server::HostServer::new(api, key, token_key)?);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        out.show(&json!({ "listening": url, "public_key": public, "host": format!("{url}#{public}") }), || {
+            format!("cyfr host listening on {url}
+Routers dispatch here with:  cyfr up --host {url}#{public}")
         });
         std::io::stdout().flush()?;
         server.serve(listener, shutdown_signal()).await

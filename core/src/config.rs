@@ -17,6 +17,10 @@ pub struct Config {
     pub session_encryption: bool,
     /// Development mode: secrets may travel over plain HTTP from non-loopback clients.
     pub dev_mode: bool,
+    /// Remote hosts (`hosts` variable, `URL#KEY,…`); empty means `host_url` in-process.
+    pub hosts: Vec<crate::host_api::HostTarget>,
+    /// Shared HS256 key for the tokens sent to remote hosts (`host_token_key`).
+    pub host_token_key: Option<String>,
     /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
     pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
 }
@@ -42,6 +46,8 @@ impl Default for Config {
             session_encryption: false,
             dev_mode: false,
             kms: None,
+            hosts: Vec::new(),
+            host_token_key: None,
         }
     }
 }
@@ -49,7 +55,7 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`); missing variables keep their defaults.
+    /// `master_keys`, `hosts`, `host_token_key`); missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(v) = get("host_url").filter(|v| !v.is_empty()) {
@@ -64,6 +70,11 @@ impl Config {
         if let Some(v) = get("session_ttl_hours").filter(|v| !v.is_empty()) {
             let h: u64 = v.parse().map_err(|_| format!("variable session_ttl_hours: `{v}` is not a whole number"))?;
             c.session_ttl_ms = h.max(1) * 3_600_000;
+        }
+        if let Some(v) = get("hosts").filter(|v| !v.trim().is_empty()) {
+            c.hosts = crate::host_api::HostTarget::parse_list(&v).map_err(|e| format!("variable hosts: {e}"))?;
+            let key = get("host_token_key").filter(|k| k.len() >= 32).ok_or("variable host_token_key: remote hosts need a shared key of at least 32 characters")?;
+            c.host_token_key = Some(key);
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

@@ -23,7 +23,12 @@ pub enum DispatchError {
 pub trait Dispatch {
     /// Runs a component; a failed run is `Ok` with `status: "failed"`.
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError>;
-    /// Gives the host an artifact's bytes (it verifies the digest).
+    /// Runs again on the host the last `run` went to (after `put_artifact` there). By
+    /// default the same as `run`.
+    async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
+        self.run(req).await
+    }
+    /// Gives the host the last `run` went to an artifact's bytes (it verifies the digest).
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError>;
     /// Reads `cyfr-manifest.json` and `{type}.wasm` from a directory on the host.
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError>;

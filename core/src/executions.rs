@@ -86,6 +86,8 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         reference: component.reference.clone(),
         egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
         secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+        // Sealed by the dispatcher for the host it picks, when that host is remote.
+        sealed_secrets: None,
     };
     // Whatever comes back is scrubbed of every secret the run could read, in every form.
     let scrub = |t: &str| crate::secrets::mask::redact(t, secrets.values().map(|v| v.as_slice()));
@@ -154,7 +156,7 @@ async fn dispatch_run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &RunR
         Err(DispatchError::ArtifactMissing) => {
             let bytes = registry::artifact(&app.db, &req.digest).await.map_err(|e| DispatchError::Unreachable(e.message))?;
             app.dispatch.put_artifact(&req.digest, &bytes).await?;
-            app.dispatch.run(req).await
+            app.dispatch.run_again(req).await
         }
         other => other,
     }

@@ -70,6 +70,55 @@ pub struct RunRequest {
     /// Egress policy for catalysts (`None`: no outbound HTTP at all).
     #[serde(default)]
     pub egress: Option<Egress>,
+    /// `secrets` sealed to the host's X25519 public key (libsodium sealed box of the JSON
+    /// map, base64), used instead of `secrets` whenever the host is across a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secrets: Option<String>,
+}
+
+/// Claims of the short-lived token the router sends a remote host (HS256).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostClaims {
+    /// The host it is for: the id of the host's public key.
+    pub aud: String,
+    /// Expiry, Unix seconds (a few seconds ahead).
+    pub exp: u64,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Unique per request (the execution id for runs); a host refuses a replay.
+    pub jti: String,
+}
+
+/// A remote host: where it listens and the X25519 key secrets are sealed to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTarget {
+    /// Base URL, e.g. `http://10.0.0.5:4100`.
+    pub url: String,
+    /// The host's public key.
+    pub public_key: [u8; 32],
+}
+
+impl HostTarget {
+    /// Parses `URL#BASE64_PUBLIC_KEY` entries separated by commas.
+    pub fn parse_list(v: &str) -> Result<Vec<HostTarget>, String> {
+        use base64::Engine;
+        let mut out = Vec::new();
+        for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (url, pk) = entry.split_once('#').ok_or_else(|| format!("host `{entry}` must be URL#PUBLIC_KEY (the key `cyfr host` prints)"))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("host URL `{url}` must start with http:// or https://"));
+            }
+            let key = base64::engine::general_purpose::STANDARD.decode(pk).map_err(|_| format!("host key of `{url}` is not base64"))?;
+            let public_key: [u8; 32] = key.as_slice().try_into().map_err(|_| format!("host key of `{url}` must be 32 bytes"))?;
+            out.push(HostTarget { url: url.trim_end_matches('/').to_string(), public_key });
+        }
+        Ok(out)
+    }
+
+    /// The audience its tokens carry: the id of its public key.
+    pub fn audience(&self) -> String {
+        crate::secrets::sealed::kid_of(&self.public_key)
+    }
 }
 
 /// A failure reported by the host.

@@ -1,4 +1,4 @@
-//! Runs *reagent* components under hard limits.
+//! Runs *reagent* and *catalyst* components under hard limits.
 //!
 //! A reagent is a `wasm32-wasip2` component of the world `cyfr:reagent/reagent`
 //! (`guest-wit/reagent.wit`): it exports `compute(input: string) -> string` and imports only
@@ -6,6 +6,16 @@
 //! `wasmtime-wasi` with nothing granted: no preopened directories, no environment, no
 //! arguments, no network, empty stdin. The guest's stdout and stderr are captured into
 //! bounded in-memory buffers and returned with the result.
+//!
+//! A catalyst is a component of the world `cyfr:catalyst/catalyst` (`guest-wit/catalyst/`):
+//! it exports `run(input: string) -> string` and may import, besides the same WASI
+//! interfaces (still without files, environment or sockets, and without `wasi:http`),
+//! `cyfr:http/fetch`, `cyfr:http/streaming` and `cyfr:secrets/read`, implemented by
+//! [`crate::egress::Session`] under the run's egress policy ([`CatalystCtx`]). Reagents are
+//! linked without those imports, so a reagent that imports them does not instantiate.
+//! [`Executor::run_catalyst`] redacts the granted secrets from the output, stdout and stderr
+//! before returning them, and reports each refused outbound request in
+//! [`ExecOutcome::refusals`].
 //!
 //! Artifacts are content-addressed (`sha256:<hex>`): [`Executor::put_artifact`] verifies the
 //! digest before anything is stored, and the bytes are hashed again before they are compiled.
@@ -53,7 +63,83 @@ mod bindings {
     });
 }
 
+mod catalyst_bindings {
+    wasmtime::component::bindgen!({
+        path: "../guest-wit/catalyst",
+        world: "cyfr:catalyst/catalyst",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
 use bindings::ReagentPre;
+use catalyst_bindings::CatalystPre;
+
+use crate::egress::{self, Refusal};
+
+/// The component worlds the executor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum World {
+    Reagent,
+    Catalyst,
+}
+
+impl World {
+    fn name(self) -> &'static str {
+        match self {
+            World::Reagent => "cyfr:reagent/reagent",
+            World::Catalyst => "cyfr:catalyst/catalyst",
+        }
+    }
+}
+
+/// A pre-linked instance template of either world.
+#[derive(Clone)]
+enum Pre {
+    Reagent(ReagentPre<State>),
+    Catalyst(CatalystPre<State>),
+}
+
+/// What a catalyst run may reach: its reference (for messages), the secrets granted to it
+/// for this caller, and its egress policy. Its `Debug` shows secret names, never values.
+#[derive(Clone)]
+pub struct CatalystCtx {
+    /// Canonical reference, e.g. `catalyst:local.claude:0.1.0`.
+    pub reference: String,
+    /// Granted secrets by name (plaintext; never logged, redacted from everything returned).
+    pub secrets: std::collections::BTreeMap<String, String>,
+    /// The egress policy every outbound request is checked against.
+    pub egress: cyfr_core::host_api::Egress,
+    /// Time limits and resolver for outbound HTTP (defaults: 30 s, 60 s, the system resolver).
+    pub options: egress::Options,
+}
+
+impl fmt::Debug for CatalystCtx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalystCtx")
+            .field("reference", &self.reference)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("egress", &self.egress)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl CatalystCtx {
+    /// A context with the default [`egress::Options`].
+    pub fn new(
+        reference: impl Into<String>,
+        secrets: std::collections::BTreeMap<String, String>,
+        egress: cyfr_core::host_api::Egress,
+    ) -> CatalystCtx {
+        CatalystCtx {
+            reference: reference.into(),
+            secrets,
+            egress,
+            options: egress::Options::default(),
+        }
+    }
+}
 
 /// How often the background thread advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -108,6 +194,9 @@ pub struct ExecOutcome {
     /// Wall-clock time of instantiation plus the `compute` call, in milliseconds
     /// (compilation and cache loading are not included).
     pub duration_ms: u64,
+    /// Outbound requests of a catalyst that were refused or failed, in order (empty for
+    /// reagents).
+    pub refusals: Vec<Refusal>,
 }
 
 /// Why an execution (or an artifact upload) failed.
@@ -153,7 +242,7 @@ pub enum ExecError {
         /// The digest of the bytes actually given (or found on disk).
         actual: String,
     },
-    /// Not a component, not of the `cyfr:reagent/reagent` world, or failed to compile.
+    /// Not a component, not of the expected world, or failed to compile.
     InvalidComponent(String),
     /// A host-side failure unrelated to the guest: disk I/O, or the instance pool being full.
     /// (Not in the original design: `put_artifact` writes to disk and that can fail.)
@@ -207,22 +296,25 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
-/// Runs reagent components; shared as `Arc<Executor>` (it is `Send + Sync`).
+/// Runs reagent and catalyst components; shared as `Arc<Executor>` (it is `Send + Sync`).
 ///
 /// Owns a wasmtime engine (epoch interruption, fuel metering, pooling allocator), the on-disk
 /// artifact and compiled-code caches under `cache_dir`, and a ticker thread that advances the
 /// engine's epoch every 10 ms; the thread stops when the executor is dropped.
 pub struct Executor {
     engine: Engine,
-    linker: Linker<State>,
+    /// WASI only.
+    reagent_linker: Linker<State>,
+    /// WASI plus `cyfr:http` and `cyfr:secrets`.
+    catalyst_linker: Linker<State>,
     artifacts_dir: PathBuf,
     compiled_dir: PathBuf,
-    /// Pre-linked instance templates by digest hex. The lock is held only for lookups and
-    /// inserts, never while compiling or running a guest.
-    ready: Mutex<HashMap<String, ReagentPre<State>>>,
-    /// Digests known not to be valid reagents (deterministic for a given engine), so a bad
-    /// artifact is not recompiled on every request.
-    invalid: Mutex<HashMap<String, String>>,
+    /// Pre-linked instance templates by digest hex and world. The lock is held only for
+    /// lookups and inserts, never while compiling or running a guest.
+    ready: Mutex<HashMap<(String, World), Pre>>,
+    /// Digests known not to be valid components of a world (deterministic for a given
+    /// engine), so a bad artifact is not recompiled on every request.
+    invalid: Mutex<HashMap<(String, World), String>>,
     /// One lock per digest being compiled or loaded, so concurrent first runs of the same
     /// digest compile it once (the others wait, then take the result from `ready`).
     preparing: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -288,8 +380,14 @@ impl Executor {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 
-        let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let mut reagent_linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut reagent_linker)?;
+        let mut catalyst_linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut catalyst_linker)?;
+        catalyst_bindings::Catalyst::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut catalyst_linker,
+            |state| state,
+        )?;
 
         let (ticker_stop, stop_rx) = mpsc::channel::<()>();
         let ticking = engine.clone();
@@ -304,7 +402,8 @@ impl Executor {
 
         Ok(Executor {
             engine,
-            linker,
+            reagent_linker,
+            catalyst_linker,
             artifacts_dir,
             compiled_dir,
             ready: Mutex::new(HashMap::new()),
@@ -360,6 +459,33 @@ impl Executor {
         input: &str,
         limits: &Limits,
     ) -> Result<ExecOutcome, ExecError> {
+        self.run(World::Reagent, digest, input, limits, None)
+    }
+
+    /// Runs the catalyst stored under `digest` with `input`, under `limits`, its outbound HTTP
+    /// held to `ctx.egress` and its secret reads to `ctx.secrets`.
+    ///
+    /// Same contract as [`Executor::run_reagent`] (synchronous; call it from
+    /// `spawn_blocking`). Host calls (HTTP requests, stream reads) end before the execution's
+    /// timeout; the output, stdout and stderr come back with every granted secret redacted.
+    pub fn run_catalyst(
+        &self,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+        ctx: &CatalystCtx,
+    ) -> Result<ExecOutcome, ExecError> {
+        self.run(World::Catalyst, digest, input, limits, Some(ctx))
+    }
+
+    fn run(
+        &self,
+        world: World,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+        catalyst: Option<&CatalystCtx>,
+    ) -> Result<ExecOutcome, ExecError> {
         if input.len() > limits.max_input_bytes {
             return Err(ExecError::InputTooLarge {
                 size: input.len(),
@@ -371,7 +497,7 @@ impl Executor {
                 digest: digest.to_string(),
             });
         };
-        let pre = self.prepare(hex, digest)?;
+        let pre = self.prepare(hex, digest, world)?;
         let _slot = self.acquire_slot();
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
@@ -384,9 +510,23 @@ impl Executor {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        // Host calls must end a little before the execution does, so the guest gets their
+        // answer (e.g. a `timeout` error) in time to return it.
+        let grace = (limits.timeout / 10).min(Duration::from_millis(500));
+        let host_deadline = tokio::time::Instant::now() + limits.timeout.saturating_sub(grace);
+        let session = catalyst.map(|ctx| {
+            egress::Session::new(
+                &ctx.reference,
+                &ctx.secrets,
+                &ctx.egress,
+                ctx.options.clone(),
+                host_deadline,
+            )
+        });
         let state = State {
             wasi,
             table: ResourceTable::new(),
+            egress: session,
             limiter: Limiter {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(memory_cap as usize)
@@ -410,28 +550,48 @@ impl Executor {
         // parked inside a host call (e.g. a WASI sleep), which epochs cannot interrupt.
         let result = wasmtime_wasi::runtime::in_tokio(async {
             tokio::time::timeout(limits.timeout, async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                instance
-                    .cyfr_reagent_compute()
-                    .call_compute(&mut store, input)
-                    .await
+                match &pre {
+                    Pre::Reagent(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        instance
+                            .cyfr_reagent_compute()
+                            .call_compute(&mut store, input)
+                            .await
+                    }
+                    Pre::Catalyst(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        instance
+                            .cyfr_catalyst_run()
+                            .call_run(&mut store, input)
+                            .await
+                    }
+                }
             })
             .await
         });
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let memory_refused = store.data().limiter.memory_refused;
+        let session = store.data_mut().egress.take();
         drop(store); // returns the instance's slot to the pool before we format anything
+
+        // A catalyst's output and logs never carry a granted secret, whatever the guest did.
+        let redact = |text: String| match &session {
+            Some(s) => s.redact(&text),
+            None => text,
+        };
+        let refusals = session
+            .as_ref()
+            .map(|s| s.refusals().to_vec())
+            .unwrap_or_default();
 
         let output = match result {
             Err(_elapsed) => return Err(ExecError::Timeout { limit_ms }),
             Ok(Err(err)) => {
-                return Err(classify(
-                    &err,
-                    memory_refused,
-                    memory_cap,
-                    limit_ms,
-                    &stderr.text(),
-                ));
+                let err = classify(&err, memory_refused, memory_cap, limit_ms, &stderr.text());
+                return Err(match err {
+                    ExecError::Trap(msg) => ExecError::Trap(redact(msg)),
+                    other => other,
+                });
             }
             Ok(Ok(output)) => output,
         };
@@ -442,10 +602,11 @@ impl Executor {
             });
         }
         Ok(ExecOutcome {
-            output: json_or_raw(output),
-            stdout: stdout.text(),
-            stderr: stderr.text(),
+            output: redact(json_or_raw(output)),
+            stdout: redact(stdout.text()),
+            stderr: redact(stderr.text()),
             duration_ms,
+            refusals,
         })
     }
 
@@ -460,39 +621,42 @@ impl Executor {
         SlotGuard(&self.free_slots)
     }
 
-    /// Returns the pre-linked instance template for `hex`, compiling or loading it if needed.
-    fn prepare(&self, hex: &str, digest: &str) -> Result<ReagentPre<State>, ExecError> {
-        if let Some(pre) = self.cached(hex)? {
+    /// Returns the pre-linked instance template for `hex` in `world`, compiling or loading it
+    /// if needed.
+    fn prepare(&self, hex: &str, digest: &str, world: World) -> Result<Pre, ExecError> {
+        if let Some(pre) = self.cached(hex, world)? {
             return Ok(pre);
         }
         let gate = Arc::clone(lock(&self.preparing).entry(hex.to_string()).or_default());
         let result = {
             let _one_at_a_time = lock(&gate);
-            match self.cached(hex) {
+            match self.cached(hex, world) {
                 Ok(Some(pre)) => Ok(pre),
                 Err(e) => Err(e),
-                Ok(None) => self.load_or_compile(hex, digest),
+                Ok(None) => self.load_or_compile(hex, digest, world),
             }
         };
         lock(&self.preparing).remove(hex);
         if let Err(ExecError::InvalidComponent(msg)) = &result {
-            lock(&self.invalid).insert(hex.to_string(), msg.clone());
+            lock(&self.invalid).insert((hex.to_string(), world), msg.clone());
         }
         result
     }
 
-    /// The in-memory verdict for `hex`: ready to instantiate, known invalid, or unknown.
-    fn cached(&self, hex: &str) -> Result<Option<ReagentPre<State>>, ExecError> {
-        if let Some(pre) = lock(&self.ready).get(hex) {
+    /// The in-memory verdict for `hex` in `world`: ready to instantiate, known invalid, or
+    /// unknown.
+    fn cached(&self, hex: &str, world: World) -> Result<Option<Pre>, ExecError> {
+        let key = (hex.to_string(), world);
+        if let Some(pre) = lock(&self.ready).get(&key) {
             return Ok(Some(pre.clone()));
         }
-        match lock(&self.invalid).get(hex) {
+        match lock(&self.invalid).get(&key) {
             Some(msg) => Err(ExecError::InvalidComponent(msg.clone())),
             None => Ok(None),
         }
     }
 
-    fn load_or_compile(&self, hex: &str, digest: &str) -> Result<ReagentPre<State>, ExecError> {
+    fn load_or_compile(&self, hex: &str, digest: &str, world: World) -> Result<Pre, ExecError> {
         if !self.artifact_path(hex).is_file() {
             return Err(ExecError::ArtifactMissing {
                 digest: digest.to_string(),
@@ -502,14 +666,21 @@ impl Executor {
             Some(component) => component,
             None => self.compile(hex, digest)?,
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ExecError::InvalidComponent(format!("cannot link: {e}")))?;
-        let pre = ReagentPre::new(pre).map_err(|e| {
-            ExecError::InvalidComponent(format!("not a cyfr:reagent/reagent component: {e}"))
+        let linker = match world {
+            World::Reagent => &self.reagent_linker,
+            World::Catalyst => &self.catalyst_linker,
+        };
+        let not_of_world = |e: wasmtime::Error| {
+            ExecError::InvalidComponent(format!("not a {} component: {e}", world.name()))
+        };
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            ExecError::InvalidComponent(format!("cannot link as {}: {e}", world.name()))
         })?;
-        lock(&self.ready).insert(hex.to_string(), pre.clone());
+        let pre = match world {
+            World::Reagent => Pre::Reagent(ReagentPre::new(pre).map_err(not_of_world)?),
+            World::Catalyst => Pre::Catalyst(CatalystPre::new(pre).map_err(not_of_world)?),
+        };
+        lock(&self.ready).insert((hex.to_string(), world), pre.clone());
         Ok(pre)
     }
 
@@ -683,7 +854,54 @@ fn hex_sha256(bytes: &[u8]) -> String {
 struct State {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// A catalyst's outbound HTTP and secrets (`None` for reagents, which cannot call them).
+    egress: Option<egress::Session>,
     limiter: Limiter,
+}
+
+/// The error a host call answers if a run has no egress session (cannot happen: only
+/// catalysts are linked with these imports, and every catalyst run has a session).
+const NO_SESSION: &str = r#"{"error":{"type":"http_error","message":"outbound HTTP is not available to this component"}}"#;
+
+impl catalyst_bindings::cyfr::http::fetch::Host for State {
+    async fn request(&mut self, json_request: String) -> String {
+        match self.egress.as_mut() {
+            Some(s) => s.fetch(&json_request).await,
+            None => NO_SESSION.to_string(),
+        }
+    }
+}
+
+impl catalyst_bindings::cyfr::http::streaming::Host for State {
+    async fn request(&mut self, json_request: String) -> String {
+        match self.egress.as_mut() {
+            Some(s) => s.stream_open(&json_request).await,
+            None => NO_SESSION.to_string(),
+        }
+    }
+
+    async fn read(&mut self, handle: String) -> String {
+        match self.egress.as_mut() {
+            Some(s) => s.stream_read(&handle).await,
+            None => NO_SESSION.to_string(),
+        }
+    }
+
+    async fn close(&mut self, handle: String) -> String {
+        match self.egress.as_mut() {
+            Some(s) => s.stream_close(&handle),
+            None => NO_SESSION.to_string(),
+        }
+    }
+}
+
+impl catalyst_bindings::cyfr::secrets::read::Host for State {
+    async fn get(&mut self, name: String) -> Result<String, String> {
+        match self.egress.as_ref() {
+            Some(s) => s.secret(&name),
+            None => Err(format!("access-denied: {name} not granted")),
+        }
+    }
 }
 
 impl WasiView for State {
@@ -1122,10 +1340,18 @@ mod tests {
         let (exec, digest_of) = shared();
         let (spin_digest, ok_digest) = (digest_of("endless-loop"), digest_of("json-transform"));
         // Compile first, so the timing below measures only the execution.
-        exec.prepare(parse_digest(&spin_digest).unwrap(), &spin_digest)
-            .unwrap();
-        exec.prepare(parse_digest(&ok_digest).unwrap(), &ok_digest)
-            .unwrap();
+        exec.prepare(
+            parse_digest(&spin_digest).unwrap(),
+            &spin_digest,
+            World::Reagent,
+        )
+        .unwrap();
+        exec.prepare(
+            parse_digest(&ok_digest).unwrap(),
+            &ok_digest,
+            World::Reagent,
+        )
+        .unwrap();
 
         let limits = Limits {
             timeout: Duration::from_millis(500),
@@ -1155,7 +1381,7 @@ mod tests {
     fn guest_blocked_in_a_host_sleep_times_out() {
         let (exec, digest_of) = shared();
         let digest = digest_of("endless-loop");
-        exec.prepare(parse_digest(&digest).unwrap(), &digest)
+        exec.prepare(parse_digest(&digest).unwrap(), &digest, World::Reagent)
             .unwrap();
         let limits = Limits {
             timeout: Duration::from_millis(300),
@@ -1188,7 +1414,7 @@ mod tests {
     fn more_runs_than_pool_slots_queue_instead_of_failing() {
         let (exec, digest_of) = shared();
         let digest = digest_of("endless-loop");
-        exec.prepare(parse_digest(&digest).unwrap(), &digest)
+        exec.prepare(parse_digest(&digest).unwrap(), &digest, World::Reagent)
             .unwrap();
         let runs = POOL_INSTANCES as usize + 6;
         let handles: Vec<_> = (0..runs)

@@ -6,7 +6,9 @@
 #![deny(missing_docs)]
 
 pub mod db;
+pub mod egress;
 pub mod executor;
+pub mod host_server;
 pub mod keyring;
 pub mod spin_runner;
 pub mod core_db;

@@ -3,7 +3,7 @@
 
 use crate::core_db::CoreDb;
 use crate::db::LocalDb;
-use crate::executor::{ExecError, Executor, Limits};
+use crate::executor::{CatalystCtx, ExecError, Executor, Limits};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
 use bytes::Bytes;
@@ -61,10 +61,19 @@ impl HostApi {
         }
     }
 
+    /// Runs a reagent, or a catalyst under the egress policy that came with the request.
+    /// Formulas (and anything else) are refused. Output and logs are redacted of the run's
+    /// secrets here as well as by the router; refused outbound requests are appended to
+    /// stderr as `cyfr egress: refused …` lines.
     async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
-        if run.component_type != "reagent" {
-            return error(400, "unsupported_type", format!("this host runs reagents only, not {}", run.component_type));
-        }
+        let catalyst = match run.component_type.as_str() {
+            "reagent" => None,
+            "catalyst" => match &run.egress {
+                Some(egress) => Some(CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone())),
+                None => return error(400, "policy_required", format!("catalyst {} came without an egress policy; it is not run", run.reference)),
+            },
+            other => return error(400, "unsupported_type", format!("this host runs reagents and catalysts, not {other}")),
+        };
         if !self.executor.has_artifact(&run.digest) {
             return error(404, "artifact_missing", format!("no artifact {}", run.digest));
         }
@@ -77,15 +86,31 @@ impl HostApi {
         };
         let executor = self.executor.clone();
         let digest = run.digest.clone();
+        let input = run.input;
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || executor.run_reagent(&digest, &run.input, &limits)).await;
+        let outcome = tokio::task::spawn_blocking(move || match &catalyst {
+            None => executor.run_reagent(&digest, &input, &limits),
+            Some(ctx) => executor.run_catalyst(&digest, &input, &limits, ctx),
+        })
+        .await;
+        let scrub = |t: &str| cyfr_core::secrets::mask::redact(t, run.secrets.values().map(|v| v.as_bytes()));
         let resp = match outcome {
-            Ok(Ok(o)) => RunResponse { status: "completed".into(), output: Some(o.output), error: None, stdout: o.stdout, stderr: o.stderr, duration_ms: o.duration_ms },
+            Ok(Ok(o)) => {
+                let mut stderr = o.stderr;
+                for r in &o.refusals {
+                    if !stderr.is_empty() && !stderr.ends_with('\n') {
+                        stderr.push('\n');
+                    }
+                    stderr.push_str(&r.log_line());
+                    stderr.push('\n');
+                }
+                RunResponse { status: "completed".into(), output: Some(scrub(&o.output)), error: None, stdout: scrub(&o.stdout), stderr: scrub(&stderr), duration_ms: o.duration_ms }
+            }
             Ok(Err(ExecError::ArtifactMissing { digest })) => return error(404, "artifact_missing", format!("no artifact {digest}")),
             Ok(Err(e)) => RunResponse {
                 status: "failed".into(),
                 output: None,
-                error: Some(HostError { code: e.code().into(), message: e.to_string() }),
+                error: Some(HostError { code: e.code().into(), message: scrub(&e.to_string()) }),
                 stdout: String::new(),
                 stderr: String::new(),
                 duration_ms: started.elapsed().as_millis() as u64,
@@ -148,6 +173,8 @@ pub struct UpOptions {
     pub variables: HashMap<String, String>,
     /// Compiled-code cache shared by the router and the executor (default: `data_dir/cache`).
     pub cache_dir: Option<PathBuf>,
+    /// Remote hosts (`URL#PUBLIC_KEY`) to dispatch runs to instead of running them here.
+    pub hosts: Vec<String>,
 }
 
 /// The database file inside a data directory.
@@ -178,7 +205,19 @@ impl Server {
             "master_keys" => crate::keyring::variable(&data_dir).ok(),
             _ => None,
         });
+        let mut allowed_outbound = Vec::new();
+        if !opts.hosts.is_empty() {
+            let targets = cyfr_core::host_api::HostTarget::parse_list(&opts.hosts.join(",")).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
+            for t in &targets {
+                let uri: http::Uri = t.url.parse().map_err(|e| anyhow::anyhow!("--host {}: {e}", t.url))?;
+                allowed_outbound.extend(uri.authority().map(|a| a.to_string()));
+            }
+            variables.insert("hosts".into(), opts.hosts.join(","));
+            let key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("remote hosts need CYFR_HOST_TOKEN_KEY (the key `cyfr host` was started with)"))?;
+            variables.insert("host_token_key".into(), key);
+        }
         let config = RouterConfig {
+            allowed_outbound,
             wasm: opts.router_wasm,
             db,
             variables,

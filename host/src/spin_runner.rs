@@ -76,6 +76,8 @@ pub struct RouterConfig {
     pub compiled_cache: Option<std::path::PathBuf>,
     /// Variables computed at each lookup (names lower-case), before `variables`.
     pub dynamic_variables: Option<DynamicVariables>,
+    /// Authorities (`host:port`) the router may call over the network (remote cyfr hosts).
+    pub allowed_outbound: Vec<String>,
 }
 
 /// What the router's outbound requests to `internal_authority` are answered by (in-process;
@@ -98,6 +100,7 @@ pub struct SpinRunner {
     db: Arc<LocalDb>,
     variables: Arc<HashMap<String, String>>,
     dynamic_variables: Option<DynamicVariables>,
+    allowed_outbound: Arc<[String]>,
     internal_authority: Arc<str>,
     internal: Arc<dyn InternalService>,
     stop_ticker: Arc<AtomicBool>,
@@ -224,6 +227,7 @@ impl SpinRunner {
             db: config.db,
             variables: Arc::new(variables),
             dynamic_variables: config.dynamic_variables,
+            allowed_outbound: config.allowed_outbound.into(),
             internal_authority: config.internal_authority.into(),
             internal,
             stop_ticker,
@@ -246,6 +250,7 @@ impl SpinRunner {
             hooks: OutboundHooks {
                 internal_authority: self.internal_authority.clone(),
                 internal: self.internal.clone(),
+                allowed: self.allowed_outbound.clone(),
             },
             spin: SpinState {
                 db: self.db.clone(),

@@ -133,6 +133,7 @@ fn config(db: Arc<LocalDb>) -> RouterConfig {
         internal_authority: INTERNAL_AUTHORITY.to_owned(),
         compiled_cache: None,
         dynamic_variables: None,
+        allowed_outbound: Vec::new(),
     }
 }
 

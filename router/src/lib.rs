@@ -9,7 +9,8 @@ use cyfr_core::config::Config;
 use cyfr_core::db::{Db, DbError, Rows, Value};
 use cyfr_core::dispatch::{Dispatch, DispatchError};
 use cyfr_core::env::Env;
-use cyfr_core::host_api::{self, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use cyfr_core::host_api::{self, HostClaims, HostTarget, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use std::cell::Cell;
 use cyfr_core::http::HttpRequest;
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::sqlite3::{self, Connection};
@@ -23,6 +24,8 @@ const VARIABLES: &[&str] = &[
     "session_encryption",
     "dev_mode",
     "master_keys",
+    "hosts",
+    "host_token_key",
 ];
 
 #[spin_sdk::http_component]
@@ -35,7 +38,8 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         Ok(c) => SpinDb(c),
         Err(e) => return Ok(text(500, &format!("cyfr router cannot open its database: {e:?}"))),
     };
-    let app = App { db, dispatch: HttpDispatch { base: config.host_url.clone() }, env: WasiEnv, config };
+    let dispatch = HttpDispatch::new(&config);
+    let app = App { db, dispatch, env: WasiEnv, config };
     let resp = app.handle(to_core(req)).await;
     let mut b = Response::builder();
     b.status(resp.status);
@@ -127,22 +131,128 @@ impl Env for WasiEnv {
     }
 }
 
-/// Runs go to the host's HTTP API.
+/// A host runs can go to.
+struct Target {
+    url: String,
+    /// Remote hosts get sealed secrets and a signed token; the in-process host neither.
+    remote: Option<HostTarget>,
+}
+
+/// Runs go to the hosts' HTTP API: spread over the configured hosts, with another host
+/// tried when one cannot be reached. A run that reached a host is never sent again.
 struct HttpDispatch {
-    base: String,
+    targets: Vec<Target>,
+    token_key: Option<String>,
+    /// The host the current run went to, so its artifact upload goes there too.
+    last: Cell<usize>,
 }
 
 impl HttpDispatch {
-    async fn call(&self, method: Method, path: &str, body: Vec<u8>, content_type: &str) -> Result<(u16, Vec<u8>), DispatchError> {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base, path))
-            .header("content-type", content_type)
-            .body(body)
-            .build();
-        let resp: Response = spin_sdk::http::send(req).await.map_err(|e| DispatchError::Unreachable(e.to_string()))?;
-        Ok((*resp.status(), resp.into_body()))
+    fn new(config: &Config) -> HttpDispatch {
+        let targets = if config.hosts.is_empty() {
+            vec![Target { url: config.host_url.clone(), remote: None }]
+        } else {
+            config.hosts.iter().map(|h| Target { url: h.url.clone(), remote: Some(h.clone()) }).collect()
+        };
+        let mut start = [0u8; 1];
+        let _ = getrandom::fill(&mut start);
+        HttpDispatch { last: Cell::new(start[0] as usize % targets.len()), targets, token_key: config.host_token_key.clone() }
     }
+
+    fn token(&self, target: &Target, jti: &str) -> Result<Option<String>, DispatchError> {
+        let (Some(host), Some(key)) = (&target.remote, &self.token_key) else { return Ok(None) };
+        let now = WasiEnv.now_ms() / 1000;
+        let claims = HostClaims { aud: host.audience(), exp: now + 30, iat: now, jti: jti.to_string() };
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
+            .map(Some)
+            .map_err(|e| DispatchError::Unreachable(format!("cannot sign the host token: {e}")))
+    }
+
+    /// Sends to one host. `Err(None)` means it could not be reached (safe to try another).
+    async fn send(&self, idx: usize, method: Method, path: &str, body: Vec<u8>, content_type: &str, jti: &str) -> Result<(u16, Vec<u8>), Option<DispatchError>> {
+        let target = &self.targets[idx];
+        let mut b = Request::builder();
+        b.method(method).uri(format!("{}{}", target.url, path)).header("content-type", content_type);
+        if let Some(t) = self.token(target, jti).map_err(Some)? {
+            b.header("authorization", format!("Bearer {t}"));
+        }
+        match spin_sdk::http::send::<_, Response>(b.body(body).build()).await {
+            Ok(resp) => Ok((*resp.status(), resp.into_body())),
+            Err(e) => {
+                let text = e.to_string();
+                // Refused or unresolvable before anything was sent: another host may take it.
+                let unreachable = ["connection refused", "ConnectionRefused", "DNS", "Dns", "connection-refused", "destination-not-found", "destination-unavailable", "ConnectionTimeout", "connection-timeout", "HttpRequestDenied"]
+                    .iter()
+                    .any(|m| text.contains(m));
+                if unreachable {
+                    Err(None)
+                } else {
+                    Err(Some(DispatchError::Unreachable(text)))
+                }
+            }
+        }
+    }
+
+    /// Tries the hosts in turn from the next one, until one answers.
+    async fn call(&self, method: Method, path: &str, body: impl Fn(usize) -> Result<Vec<u8>, DispatchError>, content_type: &str, jti: &str) -> Result<(u16, Vec<u8>), DispatchError> {
+        let n = self.targets.len();
+        let first = (self.last.get() + 1) % n;
+        for i in 0..n {
+            let idx = (first + i) % n;
+            match self.send(idx, method.clone(), path, body(idx)?, content_type, jti).await {
+                Ok(r) => {
+                    self.last.set(idx);
+                    return Ok(r);
+                }
+                Err(Some(e)) => return Err(e),
+                Err(None) => continue,
+            }
+        }
+        Err(DispatchError::Unreachable(format!("none of the {n} host(s) could be reached")))
+    }
+
+    /// The body of a run for host `idx`: secrets sealed to that host's key when it is remote.
+    fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
+        let mut req = req.clone();
+        if let Some(host) = &self.targets[idx].remote {
+            if !req.secrets.is_empty() {
+                let plain = serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
+                let sealed = crypto_box::PublicKey::from(host.public_key)
+                    .seal(&mut WasiRng, &plain)
+                    .map_err(|_| DispatchError::Unreachable("sealing secrets for the host failed".into()))?;
+                req.sealed_secrets = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sealed));
+            }
+            req.secrets.clear();
+        }
+        serde_json::to_vec(&req).map_err(|e| DispatchError::Unreachable(e.to_string()))
+    }
+}
+
+/// WASI randomness for sealing.
+struct WasiRng;
+
+impl rand_core::RngCore for WasiRng {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        getrandom::fill(dest).expect("WASI random is always available");
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for WasiRng {}
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn host_error(status: u16, body: &[u8]) -> DispatchError {
@@ -155,8 +265,7 @@ fn host_error(status: u16, body: &[u8]) -> DispatchError {
 
 impl Dispatch for HttpDispatch {
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        let body = serde_json::to_vec(req).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
-        let (status, body) = self.call(Method::Post, host_api::RUN_PATH, body, "application/json").await?;
+        let (status, body) = self.call(Method::Post, host_api::RUN_PATH, |idx| self.run_body(idx, req), "application/json", &req.execution_id).await?;
         if status != 200 {
             return Err(host_error(status, &body));
         }
@@ -164,8 +273,13 @@ impl Dispatch for HttpDispatch {
     }
 
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError> {
+        // To the host that just said it lacks the artifact.
+        let idx = self.last.get();
         let path = format!("{}{}", host_api::ARTIFACT_PATH, digest);
-        let (status, body) = self.call(Method::Put, &path, bytes.to_vec(), "application/wasm").await?;
+        let (status, body) = self
+            .send(idx, Method::Put, &path, bytes.to_vec(), "application/wasm", &nonce())
+            .await
+            .map_err(|e| e.unwrap_or_else(|| DispatchError::Unreachable("the host went away during the upload".into())))?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
@@ -173,13 +287,26 @@ impl Dispatch for HttpDispatch {
         }
     }
 
+    async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
+        let idx = self.last.get();
+        let body = self.run_body(idx, req)?;
+        // A fresh token id: the first attempt's was used, and this run never started.
+        let (status, body) = self
+            .send(idx, Method::Post, host_api::RUN_PATH, body, "application/json", &format!("{}-retry", req.execution_id))
+            .await
+            .map_err(|e| e.unwrap_or_else(|| DispatchError::Unreachable("the host went away".into())))?;
+        if status != 200 {
+            return Err(host_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
+    }
+
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError> {
         let body = serde_json::to_vec(&LoadRequest { directory: directory.to_string() }).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
-        let (status, body) = self.call(Method::Post, host_api::LOAD_PATH, body, "application/json").await?;
+        let (status, body) = self.call(Method::Post, host_api::LOAD_PATH, |_| Ok(body.clone()), "application/json", &nonce()).await?;
         if status != 200 {
             return Err(host_error(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad load response from host: {e}")))
     }
 }
-

@@ -3,7 +3,9 @@
 mod support;
 
 mod auth;
+mod catalysts;
 mod cli;
 mod executions;
+mod hosts;
 mod secrets;
 mod transport;

@@ -19,8 +19,61 @@ pub fn cyfr() -> Command {
     c.env("CARGO_TARGET_DIR", workspace().join("target/wasm"));
     // One compiled-code cache for every server the tests start: compile the router once.
     c.env("CYFR_CACHE_DIR", workspace().join("target/e2e-cache"));
+    // The key routers and `cyfr host`s share in tests that use remote hosts.
+    c.env("CYFR_HOST_TOKEN_KEY", HOST_TOKEN_KEY);
     c.env_remove("CYFR_API_KEY").env_remove("CYFR_URL").env_remove("CYFR_DATA_DIR");
     c
+}
+
+/// The router↔host token key used by the tests.
+pub const HOST_TOKEN_KEY: &str = "test-host-token-key-0123456789abcdef";
+
+/// A running `cyfr host`, stopped when dropped.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// `URL#PUBLIC_KEY`, what `cyfr up --host` takes.
+    pub spec: String,
+    /// Its data directory.
+    pub data: TempDir,
+}
+
+impl Host {
+    /// `cyfr host` on an ephemeral loopback port.
+    pub fn start() -> Host {
+        let data = TempDir::new("host");
+        let mut child = cyfr()
+            .args(["host", "--json", "--listen", "127.0.0.1:0", "--components"])
+            .arg(workspace())
+            .arg("--data-dir")
+            .arg(&data.0)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(data.0.join("host.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("cyfr host printed {line:?}: {e}"));
+        Host { child, url: v["listening"].as_str().unwrap().into(), spec: v["host"].as_str().unwrap().into(), data }
+    }
+
+    /// Stops it now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many artifacts it holds (it gets one the first time it runs a component).
+    pub fn artifacts(&self) -> usize {
+        std::fs::read_dir(self.data.0.join("cache/artifacts")).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A fresh directory for one test, removed when dropped.
@@ -235,7 +288,7 @@ pub fn wasm(package: &str) -> Vec<u8> {
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", workspace().join("target/wasm"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "json-transform", "-p", "text-stats", "-p", "memory-bomb", "-p", "endless-loop"])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "json-transform", "-p", "text-stats", "-p", "memory-bomb", "-p", "endless-loop", "-p", "http-catalyst", "-p", "claude-catalyst"])
             .status()
             .unwrap();
         assert!(status.success(), "building test components failed");

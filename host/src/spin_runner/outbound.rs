@@ -20,6 +20,8 @@ pub(crate) struct OutboundHooks {
     pub internal_authority: Arc<str>,
     /// Answers requests to `internal_authority`.
     pub internal: Arc<dyn InternalService>,
+    /// Authorities (`host:port`) the router may reach over the network: its remote hosts.
+    pub allowed: Arc<[String]>,
 }
 
 impl OutboundHooks {
@@ -36,6 +38,14 @@ impl WasiHttpHooks for OutboundHooks {
         _options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
+        let allowed = request.uri().authority().is_some_and(|a| self.allowed.iter().any(|x| x.eq_ignore_ascii_case(a.as_str())));
+        if allowed {
+            return Box::new(async move {
+                let (resp, io) = wasmtime_wasi_http::default_send_request(request, _options).await?;
+                let resp = resp.map(|b| b.boxed_unsync());
+                Ok((resp, Box::new(io) as IoFuture))
+            });
+        }
         if !self.is_internal(request.uri()) {
             tracing::warn!(
                 method = %request.method(),

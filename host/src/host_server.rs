@@ -1,0 +1,177 @@
+//! `cyfr host`: the host API served alone over HTTP, for routers elsewhere. Every request
+//! carries a short-lived HS256 token for this host (audience = the id of its public key,
+//! expiry in seconds, unique `jti`, replays refused); secrets arrive sealed to its key.
+
+use crate::service::HostApi;
+use anyhow::{Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use cyfr_core::host_api::{HostClaims, HostError, RunRequest};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
+
+/// Largest request body (artifacts are the big ones).
+const MAX_BODY: usize = 40 << 20;
+/// Token lifetimes longer than this are refused, whatever `exp` says.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 300;
+
+/// The host's X25519 key pair, kept in `DATA_DIR/host.key` (mode 0600).
+pub struct HostKey {
+    secret: crypto_box::SecretKey,
+}
+
+impl HostKey {
+    /// Loads the key, creating it on first use.
+    pub fn load_or_create(data_dir: &Path) -> Result<HostKey> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("host.key");
+        let bytes: Zeroizing<Vec<u8>> = match std::fs::read(&path) {
+            Ok(b) => Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b.trim_ascii()).context("host.key is not base64")?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = Zeroizing::new(vec![0u8; 32]);
+                getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*k));
+                std::io::Write::write_all(&mut opts.open(&path)?, text.as_bytes())?;
+                k
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("host.key must hold 32 bytes"))?;
+        Ok(HostKey { secret: crypto_box::SecretKey::from(arr) })
+    }
+
+    /// The public key, base64: what routers are configured with (`URL#KEY`).
+    pub fn public_b64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.secret.public_key().as_bytes())
+    }
+
+    /// The audience tokens for this host carry.
+    pub fn audience(&self) -> String {
+        cyfr_core::secrets::sealed::kid_of(self.secret.public_key().as_bytes())
+    }
+}
+
+/// The host API behind token checks.
+pub struct HostServer {
+    api: HostApi,
+    key: HostKey,
+    token_key: Zeroizing<String>,
+    /// Token ids seen, with their expiry: a token works once.
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn error(status: u16, code: &str, message: impl Into<String>) -> http::Response<Bytes> {
+    let body = serde_json::to_vec(&HostError { code: code.into(), message: message.into() }).unwrap_or_default();
+    http::Response::builder().status(status).header("content-type", "application/json").body(Bytes::from(body)).unwrap()
+}
+
+impl HostServer {
+    /// A host server; `token_key` is the HS256 key shared with the routers (≥ 32 bytes).
+    pub fn new(api: HostApi, key: HostKey, token_key: String) -> Result<HostServer> {
+        if token_key.len() < 32 {
+            anyhow::bail!("the host token key must be at least 32 characters");
+        }
+        Ok(HostServer { api, key, token_key: Zeroizing::new(token_key), seen: Mutex::new(HashMap::new()) })
+    }
+
+    fn check_token(&self, req: &http::Request<Bytes>) -> std::result::Result<(), http::Response<Bytes>> {
+        let token = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| error(401, "unauthorized", "a host token is required"))?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&[self.key.audience()]);
+        validation.set_required_spec_claims(&["exp", "aud", "iat", "jti"]);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<HostClaims>(token, &jsonwebtoken::DecodingKey::from_secret(self.token_key.as_bytes()), &validation)
+            .map_err(|e| error(401, "unauthorized", format!("host token refused: {e}")))?;
+        let c = data.claims;
+        if c.exp.saturating_sub(c.iat) > MAX_TOKEN_LIFETIME_SECS {
+            return Err(error(401, "unauthorized", "host token lives too long"));
+        }
+        let now = now_secs();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, exp| *exp + 10 >= now);
+        if seen.insert(c.jti.clone(), c.exp).is_some() {
+            return Err(error(401, "unauthorized", "host token replayed"));
+        }
+        Ok(())
+    }
+
+    /// Opens sealed secrets into the run request.
+    fn unseal(&self, body: &Bytes) -> std::result::Result<Bytes, http::Response<Bytes>> {
+        let mut run: RunRequest = serde_json::from_slice(body).map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
+        if let Some(sealed) = run.sealed_secrets.take() {
+            let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", "sealed_secrets is not base64"))?;
+            let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", "sealed_secrets are not sealed to this host"))?);
+            run.secrets = serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", "sealed_secrets do not hold a JSON map"))?;
+        }
+        serde_json::to_vec(&run).map(Bytes::from).map_err(|e| error(500, "internal", e.to_string()))
+    }
+
+    async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
+        if let Err(r) = self.check_token(&req) {
+            return r;
+        }
+        let (parts, body) = req.into_parts();
+        let body = if parts.method == http::Method::POST && parts.uri.path() == cyfr_core::host_api::RUN_PATH {
+            match self.unseal(&body) {
+                Ok(b) => b,
+                Err(r) => return r,
+            }
+        } else {
+            body
+        };
+        self.api.respond(http::Request::from_parts(parts, body)).await
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                a = listener.accept() => match a {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let this = this.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let resp = match Limited::new(body, MAX_BODY).collect().await {
+                            Ok(b) => this.respond(http::Request::from_parts(parts, b.to_bytes())).await,
+                            Err(_) => error(413, "too_large", format!("request body over {MAX_BODY} bytes")),
+                        };
+                        Ok::<_, Infallible>(resp.map(Full::new))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+}
