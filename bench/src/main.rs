@@ -284,11 +284,14 @@ async fn start_cyfr(
     manifest: Json,
     rate_limit: Option<&str>,
 ) -> anyhow::Result<Cyfr> {
-    // As `cyfr init` does.
+    // As `cyfr init` does: the data directory, the master key file (unless CYFR_MASTER_KEY
+    // is set; a server that reads no master key ignores it), the schema and the admin key.
     std::fs::create_dir_all(data_dir)?;
-    let mut secret = [0u8; 32];
-    cyfr_core::env::Env::fill_random(&NativeEnv, &mut secret);
-    std::fs::write(data_dir.join("server.key"), base64::engine::general_purpose::STANDARD.encode(secret))?;
+    if std::env::var("CYFR_MASTER_KEY").map_or(true, |v| v.trim().is_empty()) {
+        let mut secret = [0u8; 32];
+        cyfr_core::env::Env::fill_random(&NativeEnv, &mut secret);
+        write_private(&data_dir.join("master.key"), base64::engine::general_purpose::STANDARD.encode(secret).as_bytes())?;
+    }
     let admin = {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
         cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -304,6 +307,7 @@ async fn start_cyfr(
         components_root: ws.to_path_buf(),
         variables: HashMap::new(),
         cache_dir: Some(cache_dir.to_path_buf()),
+        hosts: Vec::new(),
     })
     .await?;
     say!("cyfr server ready in {:.1} s (router compiled or loaded from cache)", started.elapsed().as_secs_f64());
@@ -336,6 +340,15 @@ async fn start_cyfr(
     }
     say!("first execution.run (artifact upload + compile) took {:.1} s", t.elapsed().as_secs_f64());
     Ok(Cyfr { addr, key, reference, shutdown: tx })
+}
+
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(path).with_context(|| format!("creating {}", path.display()))?, data)?;
+    Ok(())
 }
 
 /// One MCP `tools/call` on a fresh connection; returns `structuredContent` or fails.
@@ -446,13 +459,18 @@ fn report(args: &Args, results: &[Stats], rate_limit: Option<&str>) {
         rate_limit.unwrap_or("none")
     );
     println!();
-    println!("{:<32} {:>10} {:>7} {:>10} {:>9} {:>9} {:>9}", "side", "completed", "errors", "req/s", "p50 ms", "p99 ms", "mean ms");
+    println!(
+        "{:<32} {:>10} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "side", "completed", "errors", "req/s", "p50 ms", "p99 ms", "mean ms", "cpu(self)", "cpu(other)"
+    );
     for s in results {
         println!(
-            "{:<32} {:>10} {:>7} {:>10.1} {:>9.3} {:>9.3} {:>9.3}",
-            s.name, s.completed, s.errors, s.rps, s.p50_ms, s.p99_ms, s.mean_ms
+            "{:<32} {:>10} {:>7} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>10.2} {:>10.2}",
+            s.name, s.completed, s.errors, s.rps, s.p50_ms, s.p99_ms, s.mean_ms, s.self_cpu_cores, s.other_cpu_cores
         );
     }
+    println!();
+    println!("cpu(self)/cpu(other): cores used during the measured window by this process / by everything else.");
     println!();
     println!("throughput ratio cyfr/baseline: {ratio:.4} (baseline is {:.1}x cyfr)", 1.0 / ratio);
     println!("p50 latency ratio cyfr/baseline: {:.1}x", cyfr.p50_ms / base.p50_ms);

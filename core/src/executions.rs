@@ -115,6 +115,10 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         return Err(failure(&err.code, err.message));
     }
     finish(&app.db, &id, "completed", None, &resp.stdout, &resp.stderr, started, now).await?;
+    if !resp.egress_refusals.is_empty() {
+        let refusals = serde_json::to_string(&resp.egress_refusals).unwrap_or_default();
+        app.db.query("UPDATE executions SET refusals = ? WHERE id = ?", &[refusals.into(), id.clone().into()]).await?;
+    }
     let output = resp.output.unwrap_or_default();
     let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
     Ok(json!({
@@ -126,6 +130,7 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         "component_digest": component.digest,
         "reference": component.reference,
         "policy_applied": policy.to_json(),
+        "egress_refusals": resp.egress_refusals,
     }))
 }
 
@@ -223,7 +228,7 @@ pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
 /// or an admin; anyone else's run looks missing.
 pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
     let id = crate::tools::str_arg(args, "execution_id")?;
-    let rows = db.query("SELECT id, caller, status, error, stdout, stderr FROM executions WHERE id = ?", &[id.into()]).await?;
+    let rows = db.query("SELECT id, caller, status, error, stdout, stderr, refusals FROM executions WHERE id = ?", &[id.into()]).await?;
     let row = rows
         .first()
         .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
@@ -234,5 +239,6 @@ pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
         "error": row.opt_text("error"),
         "stdout": row.text("stdout"),
         "stderr": row.text("stderr"),
+        "egress_refusals": row.opt_text("refusals").and_then(|r| serde_json::from_str::<Json>(&r).ok()).unwrap_or(json!([])),
     }))
 }

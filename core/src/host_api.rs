@@ -149,6 +149,23 @@ pub struct RunResponse {
     pub stderr: String,
     /// Time spent in the component.
     pub duration_ms: u64,
+    /// Outbound requests the host refused, in order.
+    #[serde(default)]
+    pub egress_refusals: Vec<EgressRefusal>,
+}
+
+/// One outbound request the host refused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EgressRefusal {
+    /// The documented error type (`domain_blocked`, `private_ip_blocked`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request's method.
+    pub method: String,
+    /// The URL without user info, query or fragment.
+    pub url: String,
+    /// Why (never a secret).
+    pub message: String,
 }
 
 /// Read a component directory on the host.

@@ -7,6 +7,7 @@ use crate::errors::Result;
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_secrets.sql")),
+    (3, include_str!("../../migrations/0003_refusals.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -95,6 +95,32 @@ pub const FIELDS: &[&str] = &[
     "max_outbound_requests",
 ];
 
+/// An `allowed_domains` entry: `api.example.com`, `*.example.com`, optionally `:port`.
+/// IP addresses are refused: an allowlist names hosts, and private addresses have their
+/// own field (`allowed_private_ips`).
+fn check_domain(d: &str) -> Result<(), String> {
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (d, None),
+    };
+    if let Some(p) = port {
+        if !p.parse::<u16>().is_ok_and(|n| n > 0) {
+            return Err(format!("`{d}`: the port must be 1-65535"));
+        }
+    }
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let labels_ok = !bare.is_empty() && !bare.contains('*') && bare.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !labels_ok {
+        return Err(format!("`{d}` is not a domain or `*.domain` wildcard"));
+    }
+    // A last label of digits (or hex) makes it an IP address to URL parsers.
+    let last = bare.rsplit('.').next().unwrap_or("");
+    if last.chars().all(|c| c.is_ascii_digit()) || last.starts_with("0x") || bare.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{d}` is an IP address; name hosts in allowed_domains and put private networks in allowed_private_ips"));
+    }
+    Ok(())
+}
+
 /// Caps no policy may exceed, whatever an admin sets.
 const MAX_TIMEOUT_MS: u64 = 15 * 60_000;
 const MAX_MEMORY_BYTES: u64 = 1 << 30;
@@ -114,11 +140,7 @@ impl Policy {
             "allowed_domains" => {
                 let list = string_list(field, v)?;
                 for d in &list {
-                    let bare = d.strip_prefix("*.").unwrap_or(d);
-                    let ok = !bare.is_empty() && !bare.contains('*') && bare.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-                    if !ok {
-                        return Err(format!("`{d}` is not a domain or `*.domain` wildcard"));
-                    }
+                    check_domain(d)?;
                 }
                 self.allowed_domains = list.into_iter().map(|d| d.to_ascii_lowercase()).collect();
             }
@@ -224,6 +246,10 @@ mod tests {
         assert!(p.set_field("timeout", &json!(60)).is_err());
         assert!(p.set_field("allowed_domains", &json!(["exa mple.com"])).is_err());
         assert!(p.set_field("allowed_domains", &json!(["*"])).is_err());
+        assert!(p.set_field("allowed_domains", &json!(["127.0.0.1"])).is_err());
+        assert!(p.set_field("allowed_domains", &json!(["0x7f.1"])).is_err());
+        assert!(p.set_field("allowed_domains", &json!(["api.example.com:0"])).is_err());
+        p.set_field("allowed_domains", &json!(["api.example.com:8443", "*.example.org"])).unwrap();
         assert!(p.set_field("allowed_methods", &json!(["CONNECT"])).is_err());
         assert!(p.set_field("colour", &json!("red")).unwrap_err().contains("unknown policy field"));
     }

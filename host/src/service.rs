@@ -7,7 +7,7 @@ use crate::executor::{CatalystCtx, ExecError, Executor, Limits};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
 use bytes::Bytes;
-use cyfr_core::host_api::{self, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use cyfr_core::host_api::{self, EgressRefusal, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,7 +104,20 @@ impl HostApi {
                     stderr.push_str(&r.log_line());
                     stderr.push('\n');
                 }
-                RunResponse { status: "completed".into(), output: Some(scrub(&o.output)), error: None, stdout: scrub(&o.stdout), stderr: scrub(&stderr), duration_ms: o.duration_ms }
+                let egress_refusals = o
+                    .refusals
+                    .iter()
+                    .map(|r| EgressRefusal { kind: r.kind.clone(), method: r.method.clone(), url: scrub(&r.url), message: scrub(&r.message) })
+                    .collect();
+                RunResponse {
+                    status: "completed".into(),
+                    output: Some(scrub(&o.output)),
+                    error: None,
+                    stdout: scrub(&o.stdout),
+                    stderr: scrub(&stderr),
+                    duration_ms: o.duration_ms,
+                    egress_refusals,
+                }
             }
             Ok(Err(ExecError::ArtifactMissing { digest })) => return error(404, "artifact_missing", format!("no artifact {digest}")),
             Ok(Err(e)) => RunResponse {
@@ -114,6 +127,7 @@ impl HostApi {
                 stdout: String::new(),
                 stderr: String::new(),
                 duration_ms: started.elapsed().as_millis() as u64,
+                egress_refusals: Vec::new(),
             },
             Err(join) => return error(500, "host_panic", format!("execution task failed: {join}")),
         };

@@ -271,6 +271,9 @@ fn egress_escapes_are_refused_recorded_and_the_allowed_call_still_works() {
     let out = http_run(&s, &app, json!({"url": format!("http://2130706433:{p}/ok")}));
     let stderr = logs(&s, &out)["stderr"].as_str().unwrap().to_string();
     assert!(stderr.contains("cyfr egress: refused domain_blocked GET http://127.0.0.1:"), "{stderr}");
+    // ...and in the record, typed, and in the run's answer.
+    assert_eq!(logs(&s, &out)["egress_refusals"][0]["type"], "domain_blocked");
+    assert_eq!(out["egress_refusals"][0]["type"], "domain_blocked", "{out}");
 
     let ok = http_run(&s, &app, json!({"url": up.url("/ok")}));
     assert_eq!(ok["result"]["status"], 200, "{ok}");

@@ -162,7 +162,7 @@ fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
 }
 
 #[test]
-fn catalysts_are_refused_with_capability_denied_until_the_host_enforces_egress() {
+fn catalysts_without_allowed_domains_are_refused_with_policy_required() {
     let s = Server::start();
     let mut m = manifest("acme.fetcher", "0.1.0");
     m["id"] = json!("catalyst:acme.fetcher");
@@ -170,6 +170,7 @@ fn catalysts_are_refused_with_capability_denied_until_the_host_enforces_egress()
     s.register(m, &wasm("json-transform"));
     let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "c:acme.fetcher:0.1.0", "input": {}}));
     assert_eq!(code(&r), -33102, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "POLICY_REQUIRED");
 }
 
 #[test]
