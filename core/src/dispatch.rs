@@ -30,6 +30,8 @@ pub trait Dispatch {
     }
     /// Gives the host the last `run` went to an artifact's bytes (it verifies the digest).
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError>;
+    /// Stops a run under way on whichever host has it; whether one did.
+    async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError>;
     /// Reads `cyfr-manifest.json` and `{type}.wasm` from a directory on the host.
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError>;
 }

@@ -110,7 +110,11 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
     let now = app.env.now_ms();
     if resp.status != "completed" {
         let err = resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() });
-        let status = if err.code == "timeout" { "timed_out" } else { "failed" };
+        let status = match err.code.as_str() {
+            "timeout" => "timed_out",
+            "cancelled" => "cancelled",
+            _ => "failed",
+        };
         finish(&app.db, &id, status, Some(&err.message), &resp.stdout, &resp.stderr, started, now).await?;
         return Err(failure(&err.code, err.message));
     }
@@ -241,4 +245,21 @@ pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
         "stderr": row.text("stderr"),
         "egress_refusals": row.opt_text("refusals").and_then(|r| serde_json::from_str::<Json>(&r).ok()).unwrap_or(json!([])),
     }))
+}
+
+/// `execution.cancel`: stops a run under way (the caller's own, or any for an admin). The
+/// running instance is really stopped on its host; its record ends as `cancelled`.
+pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+    let id = crate::tools::str_arg(args, "execution_id")?;
+    let rows = app.db.query("SELECT caller, status FROM executions WHERE id = ?", &[id.into()]).await?;
+    let row = rows
+        .first()
+        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
+        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    let status = row.text("status");
+    if status != "started" {
+        return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
+    }
+    let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)))?;
+    Ok(json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }))
 }

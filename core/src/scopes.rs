@@ -33,6 +33,7 @@ pub const TABLE: &[(&str, &str, Need)] = &[
     ("execution", "run", Need::Scopes(&["execution"])),
     ("execution", "list", Need::Scopes(&["execution"])),
     ("execution", "logs", Need::Scopes(&["execution"])),
+    ("execution", "cancel", Need::Scopes(&["execution"])),
     ("component", "search", Need::Scopes(&["component.search"])),
     ("component", "resolve", Need::Scopes(&["component.search"])),
     ("component", "inspect", Need::Scopes(&["component.info"])),

@@ -37,7 +37,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -154,6 +154,13 @@ const LOG_CAP: usize = 1024 * 1024;
 /// How much of the guest's stderr is quoted in a [`ExecError::Trap`] message.
 const TRAP_STDERR_TAIL: usize = 512;
 
+/// A running execution's cancel switch.
+#[derive(Default)]
+pub struct Cancel {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
 /// Resource limits for one execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -228,6 +235,8 @@ pub enum ExecError {
     },
     /// The guest used up its fuel budget.
     FuelExhausted,
+    /// The run was cancelled (`Executor::cancel`) while it ran.
+    Cancelled,
     /// Any other guest trap or panic (short message, with the tail of the guest's stderr).
     Trap(String),
     /// The executor holds no bytes for this digest.
@@ -258,6 +267,7 @@ impl ExecError {
             ExecError::Timeout { .. } => "timeout",
             ExecError::MemoryLimit { .. } => "memory_limit",
             ExecError::FuelExhausted => "fuel_exhausted",
+            ExecError::Cancelled => "cancelled",
             ExecError::Trap(_) => "trap",
             ExecError::ArtifactMissing { .. } => "artifact_missing",
             ExecError::DigestMismatch { .. } => "digest_mismatch",
@@ -283,6 +293,7 @@ impl fmt::Display for ExecError {
                 write!(f, "guest exceeded the {limit_bytes}-byte memory limit")
             }
             ExecError::FuelExhausted => f.write_str("guest ran out of fuel"),
+            ExecError::Cancelled => f.write_str("the execution was cancelled"),
             ExecError::Trap(msg) => write!(f, "guest trapped: {msg}"),
             ExecError::ArtifactMissing { digest } => write!(f, "no artifact stored for {digest}"),
             ExecError::DigestMismatch { expected, actual } => {
@@ -327,6 +338,8 @@ pub struct Executor {
     /// Free instance slots (starts at POOL_INSTANCES), so a burst of runs queues instead of
     /// failing with the pool's "maximum concurrent limit reached".
     free_slots: (Mutex<u32>, Condvar),
+    /// Cancel flags of the runs under way, by execution id.
+    running: Mutex<HashMap<String, Arc<Cancel>>>,
     ticker_stop: Option<mpsc::Sender<()>>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -413,6 +426,7 @@ impl Executor {
             disk_loads: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
             free_slots: (Mutex::new(POOL_INSTANCES), Condvar::new()),
+            running: Mutex::new(HashMap::new()),
             ticker_stop: Some(ticker_stop),
             ticker: Some(ticker),
         })
@@ -478,6 +492,37 @@ impl Executor {
         self.run(World::Catalyst, digest, input, limits, Some(ctx))
     }
 
+    /// Runs a reagent (`catalyst: None`) or a catalyst as execution `execution_id`, which
+    /// [`Executor::cancel`] can stop from another thread while it runs.
+    pub fn run_execution(
+        &self,
+        execution_id: &str,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+        catalyst: Option<&CatalystCtx>,
+    ) -> Result<ExecOutcome, ExecError> {
+        let cancel = Arc::new(Cancel::default());
+        lock(&self.running).insert(execution_id.to_string(), cancel.clone());
+        let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
+        let result = self.run_inner(world, digest, input, limits, catalyst, &cancel);
+        lock(&self.running).remove(execution_id);
+        result
+    }
+
+    /// Stops a running execution: its wasm traps at the next epoch tick (≈10 ms), and a
+    /// host call it is parked in is abandoned. Returns whether it was running here.
+    pub fn cancel(&self, execution_id: &str) -> bool {
+        match lock(&self.running).get(execution_id) {
+            Some(c) => {
+                c.flag.store(true, Ordering::SeqCst);
+                c.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn run(
         &self,
         world: World,
@@ -485,6 +530,18 @@ impl Executor {
         input: &str,
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
+    ) -> Result<ExecOutcome, ExecError> {
+        self.run_inner(world, digest, input, limits, catalyst, &Arc::new(Cancel::default()))
+    }
+
+    fn run_inner(
+        &self,
+        world: World,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+        catalyst: Option<&CatalystCtx>,
+        cancel: &Arc<Cancel>,
     ) -> Result<ExecOutcome, ExecError> {
         if input.len() > limits.max_input_bytes {
             return Err(ExecError::InputTooLarge {
@@ -542,14 +599,33 @@ impl Executor {
             .map_err(|e| ExecError::Internal(format!("setting fuel: {e}")))?;
         let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
         let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        store.set_epoch_deadline(limit_ms.div_ceil(tick_ms).max(1));
-        store.epoch_deadline_trap();
+        // Checked at every tick: a cancel stops the guest within one tick, the deadline
+        // ends it as a timeout (Trap::Interrupt).
+        let ticks_allowed = limit_ms.div_ceil(tick_ms).max(1);
+        let mut ticks = 0u64;
+        let flag = cancel.clone();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks += 1;
+            if flag.flag.load(Ordering::SeqCst) {
+                return Err(wasmtime::Error::msg("cancelled"));
+            }
+            if ticks >= ticks_allowed {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        });
 
         let started = Instant::now();
         // Epoch interruption stops wasm code; the async timeout also stops a guest that is
         // parked inside a host call (e.g. a WASI sleep), which epochs cannot interrupt.
         let result = wasmtime_wasi::runtime::in_tokio(async {
-            tokio::time::timeout(limits.timeout, async {
+            let cancelled = async {
+                if !cancel.flag.load(Ordering::SeqCst) {
+                    cancel.notify.notified().await;
+                }
+            };
+            let run = tokio::time::timeout(limits.timeout, async {
                 match &pre {
                     Pre::Reagent(pre) => {
                         let instance = pre.instantiate_async(&mut store).await?;
@@ -566,8 +642,11 @@ impl Executor {
                             .await
                     }
                 }
-            })
-            .await
+            });
+            tokio::select! {
+                r = run => r,
+                () = cancelled => Ok(Err(wasmtime::Error::msg("cancelled"))),
+            }
         });
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let memory_refused = store.data().limiter.memory_refused;
@@ -584,6 +663,9 @@ impl Executor {
             .map(|s| s.refusals().to_vec())
             .unwrap_or_default();
 
+        if cancel.flag.load(Ordering::SeqCst) {
+            return Err(ExecError::Cancelled);
+        }
         let output = match result {
             Err(_elapsed) => return Err(ExecError::Timeout { limit_ms }),
             Ok(Err(err)) => {
@@ -1692,6 +1774,7 @@ mod tests {
             (ExecError::Timeout { limit_ms: 1 }, "timeout"),
             (ExecError::MemoryLimit { limit_bytes: 1 }, "memory_limit"),
             (ExecError::FuelExhausted, "fuel_exhausted"),
+            (ExecError::Cancelled, "cancelled"),
             (ExecError::Trap("x".into()), "trap"),
             (
                 ExecError::ArtifactMissing { digest: "d".into() },

@@ -41,6 +41,9 @@ impl HostApi {
                 Ok(run) => self.run(run).await,
                 Err(e) => error(400, "invalid_request", format!("bad run request: {e}")),
             }
+        } else if method == http::Method::POST && path.starts_with(host_api::RUN_PATH) && path.ends_with("/cancel") {
+            let id = path[host_api::RUN_PATH.len()..].trim_start_matches('/').trim_end_matches("/cancel");
+            json(200, &serde_json::json!({ "cancelled": self.executor.cancel(id) }))
         } else if method == http::Method::PUT && path.starts_with(host_api::ARTIFACT_PATH) {
             let digest = &path[host_api::ARTIFACT_PATH.len()..];
             match self.executor.put_artifact(digest, &body) {
@@ -88,11 +91,8 @@ impl HostApi {
         let digest = run.digest.clone();
         let input = run.input;
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || match &catalyst {
-            None => executor.run_reagent(&digest, &input, &limits),
-            Some(ctx) => executor.run_catalyst(&digest, &input, &limits, ctx),
-        })
-        .await;
+        let execution_id = run.execution_id.clone();
+        let outcome = tokio::task::spawn_blocking(move || executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref())).await;
         let scrub = |t: &str| cyfr_core::secrets::mask::redact(t, run.secrets.values().map(|v| v.as_bytes()));
         let resp = match outcome {
             Ok(Ok(o)) => {

@@ -301,6 +301,18 @@ impl Dispatch for HttpDispatch {
         serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
     }
 
+    async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError> {
+        // The router does not note which host took a run: ask each (there are few).
+        let path = format!("{}/{}/cancel", host_api::RUN_PATH, execution_id);
+        let mut found = false;
+        for idx in 0..self.targets.len() {
+            if let Ok((200, body)) = self.send(idx, Method::Post, &path, Vec::new(), "application/json", &nonce()).await {
+                found |= serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["cancelled"].as_bool()).unwrap_or(false);
+            }
+        }
+        Ok(found)
+    }
+
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError> {
         let body = serde_json::to_vec(&LoadRequest { directory: directory.to_string() }).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
         let (status, body) = self.call(Method::Post, host_api::LOAD_PATH, |_| Ok(body.clone()), "application/json", &nonce()).await?;

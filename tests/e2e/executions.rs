@@ -189,3 +189,61 @@ fn logs_show_a_runs_stdout_and_stderr_to_its_caller_only() {
     assert_eq!(r["result"]["isError"], true, "another caller read the logs: {r}");
     s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": id}));
 }
+
+/// Starts an endless loop in the background and returns its execution id once it runs.
+fn start_endless(s: &std::sync::Arc<Server>) -> (String, std::thread::JoinHandle<serde_json::Value>) {
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    let bg = s.clone();
+    let handle = std::thread::spawn(move || bg.call(&bg.admin, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}})));
+    for _ in 0..200 {
+        let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
+        if let Some(e) = listed["executions"].as_array().unwrap().iter().find(|e| e["status"] == "started") {
+            return (e["execution_id"].as_str().unwrap().to_string(), handle);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the endless loop never showed up as started");
+}
+
+fn cancel_and_check(s: &std::sync::Arc<Server>) {
+    let (id, handle) = start_endless(s);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    let r = s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    assert_eq!(r["cancelled"], true, "{r}");
+    let run = handle.join().unwrap();
+    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "cancel took {:?}", asked.elapsed());
+    assert_eq!(code(&run), -33100, "{run}");
+    assert_eq!(run["error"]["data"]["reason"], "cancelled");
+    let logs = s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": id}));
+    assert_eq!(logs["status"], "cancelled");
+    // Cancelling again changes nothing; the server keeps serving.
+    let again = s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    assert_eq!(again["cancelled"], false);
+    let jt = register_json_transform(s);
+    assert_eq!(s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [4]}}))["result"]["sum"], 4);
+}
+
+#[test]
+fn cancel_from_a_second_request_stops_a_running_loop_within_a_second() {
+    let s = std::sync::Arc::new(Server::start());
+    cancel_and_check(&s);
+}
+
+#[test]
+fn cancel_reaches_a_run_on_a_remote_host() {
+    let h = Host::start();
+    let s = std::sync::Arc::new(Server::start_with(&["--host", &h.spec]));
+    cancel_and_check(&s);
+}
+
+#[test]
+fn only_the_caller_or_an_admin_can_cancel() {
+    let s = std::sync::Arc::new(Server::start());
+    let other = s.key("other", "secret", &["execution"], json!({}));
+    let (id, handle) = start_endless(&s);
+    let r = s.call(&other, "execution", json!({"action": "cancel", "execution_id": id}));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    handle.join().unwrap();
+}

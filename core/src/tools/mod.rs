@@ -27,7 +27,7 @@ fn catalog() -> Vec<(&'static str, &'static str, Json)> {
                 "input": { "description": "JSON input handed to the component" },
                 "type": { "type": "string", "enum": ["reagent", "catalyst", "formula"], "description": "Component type, when the reference omits it" },
                 "limit": { "type": "integer", "minimum": 1, "maximum": 500, "description": "list: how many runs" },
-                "execution_id": { "type": "string", "description": "logs: the run (exec_…)" }
+                "execution_id": { "type": "string", "description": "logs/cancel: the run (exec_…)" }
             }),
         ),
         (
@@ -152,6 +152,7 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_
         ("execution", "run") => crate::executions::run(app, who, args).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
+        ("execution", "cancel") => crate::executions::cancel(app, who, args).await,
         ("component", _) => component::call(app, who, action, args).await,
         ("key", _) => key::call(app, who, action, args).await,
         ("policy", _) => policy::call(app, who, action, args).await,
