@@ -335,3 +335,53 @@ fn a_slow_upstream_times_out_inside_the_policy_timeout() {
     let ok = http_run(&s, &s.admin, json!({"url": up.url("/ok")}));
     assert_eq!(ok["result"]["status"], 200);
 }
+
+/// A session opened with `key`; returns its id.
+fn session_for(s: &Server, key: &str) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string();
+    let auth = format!("Bearer {key}");
+    let (status, headers, r) = s.post(&[("authorization", &auth)], &body);
+    assert_eq!(status, 200, "{r}");
+    headers["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+fn call_in(s: &Server, key: &str, sid: &str, tool: &str, args: Json) -> Json {
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
+    let auth = format!("Bearer {key}");
+    s.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body).2
+}
+
+#[test]
+fn a_pynacl_sealed_user_key_reaches_the_api_ahead_of_the_org_key() {
+    const ORG: &str = "sk-ant-ORG-shared-key-000000000000";
+    const ALICE: &str = "sk-ant-ALICE-own-key-111111111111";
+    let up = Upstream::start();
+    let s = Server::start_with(&["--session-encryption"]);
+    register(&s, "components/catalysts/local/claude/0.1.0", "claude-catalyst");
+    cli(&s, &["secret", "set", "ANTHROPIC_API_KEY"], Some(ORG));
+    cli(&s, &["secret", "grant", "c:local.claude:0.1.0", "ANTHROPIC_API_KEY"], None);
+    policy(&s, "c:local.claude:0.1.0", "allowed_domains", json!(["localhost"]));
+    policy(&s, "c:local.claude:0.1.0", "allowed_private_ips", json!(["127.0.0.1/32"]));
+    let alice = s.key("alice", "secret", &["execution", "secret.set"], json!({}));
+    let bob = s.key("bob", "secret", &["execution"], json!({}));
+
+    // Alice seals her own key to her session with real libsodium and stores it as hers.
+    let sid = session_for(&s, &alice);
+    let r = s.in_session(&sid, "resources/read", json!({"uri": "mcp+session://encryption/pubkey"}));
+    let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    let sealed = crate::secrets::nacl_seal(key["public_key"].as_str().unwrap(), ALICE);
+    let r = call_in(&s, &alice, &sid, "secret", json!({"action": "set", "name": "ANTHROPIC_API_KEY", "scope": "user", "value": {"ciphertext": sealed, "kid": key["kid"]}}));
+    assert_eq!(r["result"]["isError"], false, "{r}");
+
+    let run = json!({"action": "run", "reference": "c:local.claude:0.1.0", "input": {"operation": "messages.create", "params": {
+        "base_url": format!("http://localhost:{}", up.port), "model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}}});
+    let a = s.ok(&alice, "execution", run.clone());
+    let b = s.ok(&bob, "execution", run);
+    assert_eq!((a["result"]["status"].clone(), b["result"]["status"].clone()), (json!(200), json!(200)), "{a} {b}");
+    let keys: Vec<String> = up.seen().iter().map(|x| x.headers.get("x-api-key").cloned().unwrap_or_default()).collect();
+    assert_eq!(keys, [ALICE, ORG], "alice's own key first, the shared one for bob");
+    for plain in [ORG, ALICE] {
+        s.assert_nowhere_on_disk(plain);
+        assert!(!a.to_string().contains(plain) && !b.to_string().contains(plain));
+    }
+}

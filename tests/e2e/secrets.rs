@@ -217,7 +217,7 @@ fn pynacl() -> &'static std::path::Path {
     })
 }
 
-fn nacl_seal(public_key: &str, plaintext: &str) -> String {
+pub(crate) fn nacl_seal(public_key: &str, plaintext: &str) -> String {
     let out = Command::new(pynacl())
         .args(["-c", "import base64,sys,nacl.public; pk=nacl.public.PublicKey(base64.b64decode(sys.argv[1])); print(base64.b64encode(nacl.public.SealedBox(pk).encrypt(sys.argv[2].encode())).decode())"])
         .args([public_key, plaintext])
