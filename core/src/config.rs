@@ -25,13 +25,6 @@ pub struct Config {
     pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
 }
 
-impl std::fmt::Debug for crate::secrets::kms::LocalKms {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the keys themselves.
-        write!(f, "LocalKms(current {})", crate::secrets::kms::Kms::current_id(self))
-    }
-}
-
 fn flag(v: Option<String>) -> bool {
     v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }

@@ -25,6 +25,13 @@ pub struct LocalKms {
     keys: Vec<(String, Zeroizing<[u8; 32]>)>,
 }
 
+impl std::fmt::Debug for LocalKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        write!(f, "LocalKms(current {})", self.current_id())
+    }
+}
+
 /// The id of a key-encryption key: 8 bytes of its SHA-256, hex (not secret, not reversible).
 pub fn kek_id(key: &[u8; 32]) -> String {
     crate::crypto::sha256_hex(key)[..16].to_string()
