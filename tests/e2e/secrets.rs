@@ -295,10 +295,10 @@ fn cyfr_encrypt_seals_on_the_users_machine() {
     let r = s.in_session(&sid, "resources/read", json!({"uri": "mcp+session://encryption/pubkey"}));
     let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
     let out = cyfr()
-        .args(["encrypt", "--json", "--kid", key["kid"].as_str().unwrap(), "--public-key", key["public_key"].as_str().unwrap(), STRIPE])
+        .args(["encrypt", "--json", &format!("--kid={}", key["kid"].as_str().unwrap()), &format!("--public-key={}", key["public_key"].as_str().unwrap()), STRIPE])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sealed: Json = serde_json::from_slice(&out.stdout).unwrap();
     let r = tool(&s, &sid, "secret", json!({"action": "set", "name": "via-cli", "value": sealed}));
     assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(STRIPE), "{r}");

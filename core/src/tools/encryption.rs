@@ -30,7 +30,7 @@ pub(super) async fn instructions<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>,
             "The ciphertext only works in this session; re-seal after reconnecting."
         ],
         "examples": {
-            "cyfr": format!("cyfr encrypt --kid {kid} --public-key {pk}   # reads the secret from stdin"),
+            "cyfr": format!("cyfr encrypt --kid={kid} --public-key={pk}   # reads the secret from stdin"),
             "python": format!("python3 -c \"import base64,nacl.public; pk=nacl.public.PublicKey(base64.b64decode('{pk}')); print(base64.b64encode(nacl.public.SealedBox(pk).encrypt(input('Secret: ').encode())).decode())\""),
         },
     }))
