@@ -114,6 +114,11 @@ pub struct Stats {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// CPU used by this process during the measured window, in cores (from /proc).
+    pub self_cpu_cores: f64,
+    /// CPU used by everything else on the machine during the window, in cores: anything
+    /// well above zero means the numbers were disturbed.
+    pub other_cpu_cores: f64,
 }
 
 impl Stats {
@@ -132,6 +137,7 @@ impl Stats {
                 "p99": round(self.p99_ms, 3),
                 "max": round(self.max_ms, 3),
             },
+            "cpu_cores_used": { "this_process": round(self.self_cpu_cores, 2), "other_processes": round(self.other_cpu_cores, 2) },
         })
     }
 }
@@ -191,15 +197,27 @@ where
             r
         }));
     }
-    let results = local
+    let sampler = local.spawn_local(async move {
+        tokio::time::sleep_until(warm_end.into()).await;
+        let a = CpuSample::now();
+        tokio::time::sleep_until(end.into()).await;
+        let b = CpuSample::now();
+        a.zip(b).map(|(a, b)| {
+            let secs = (b.at - a.at).as_secs_f64() * CLK_TCK;
+            let own = (b.own - a.own) as f64 / secs;
+            (own, ((b.busy - a.busy) as f64 / secs - own).max(0.0))
+        })
+    });
+    let (results, cpu) = local
         .run_until(async move {
             let mut out = Vec::new();
             for h in handles {
                 out.push(h.await.expect("worker panicked"));
             }
-            out
+            (out, sampler.await.ok().flatten())
         })
         .await;
+    let (self_cpu_cores, other_cpu_cores) = cpu.unwrap_or((f64::NAN, f64::NAN));
 
     let mut all: Vec<u64> = Vec::new();
     let mut errors = 0;
@@ -234,5 +252,31 @@ where
         p90_ms: pct(0.90),
         p99_ms: pct(0.99),
         max_ms: all.last().map(|&n| n as f64 / 1e6).unwrap_or(f64::NAN),
+        self_cpu_cores,
+        other_cpu_cores,
+    }
+}
+
+/// Linux clock ticks per second for /proc times (USER_HZ; 100 on every mainstream kernel).
+const CLK_TCK: f64 = 100.0;
+
+/// Busy CPU time of the whole machine and of this process, in clock ticks.
+struct CpuSample {
+    at: Instant,
+    busy: u64,
+    own: u64,
+}
+
+impl CpuSample {
+    fn now() -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal ...
+        let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).copied().unwrap_or(0);
+        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let rest: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
+        // After the command: state(0) ... utime(11) stime(12).
+        let own = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+        Some(CpuSample { at: Instant::now(), busy, own })
     }
 }

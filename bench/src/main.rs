@@ -59,6 +59,10 @@ struct Args {
     /// refuses, but makes every request run the rate-limit statement.
     #[arg(long, default_value = "1000000/1s")]
     rate_limit: String,
+    /// The reagent's policy `rate_limit` (per caller per component; cyfr's default, 100/1m,
+    /// would refuse this load). The default never refuses.
+    #[arg(long, default_value = "1000000/1s")]
+    policy_rate_limit: String,
     /// Also measure the steps in between (cyfr /health, ping, tools/list; the executor and
     /// the baseline called in-process, without HTTP).
     #[arg(long)]
@@ -108,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let cache_dir = ws.join("target/bench-cache");
     let rate_limit = (args.rate_limit != "none").then(|| args.rate_limit.clone());
     say!("starting cyfr in {} (compiled-code cache {})", scratch.display(), cache_dir.display());
-    let cyfr = server_rt.block_on(start_cyfr(&ws, &scratch.join("data"), &cache_dir, router_wasm, &reagent_wasm, manifest, rate_limit.as_deref()))?;
+    let cyfr = server_rt.block_on(start_cyfr(&ws, &scratch.join("data"), &cache_dir, router_wasm, &reagent_wasm, manifest, rate_limit.as_deref(), &args.policy_rate_limit))?;
     say!("cyfr listening on http://{}/mcp; {} registered", cyfr.addr, cyfr.reference);
 
     let warmup = Duration::from_secs(args.warmup);
@@ -273,8 +277,9 @@ struct Cyfr {
 }
 
 /// `cyfr init` (data dir, server key, admin key), then `cyfr up` in-process on 127.0.0.1:0,
-/// then, over MCP with the admin key: register json-transform inline, create a secret key
-/// with the `execution` scope, and run the reagent once (the host compiles it here).
+/// then, over MCP with the admin key: register json-transform inline, set its policy's
+/// `rate_limit`, create a secret key with the `execution` scope, and run the reagent once
+/// (the host compiles it here).
 async fn start_cyfr(
     ws: &Path,
     data_dir: &Path,
@@ -283,6 +288,7 @@ async fn start_cyfr(
     reagent_wasm: &[u8],
     manifest: Json,
     rate_limit: Option<&str>,
+    policy_rate_limit: &str,
 ) -> anyhow::Result<Cyfr> {
     // As `cyfr init` does: the data directory, the master key file (unless CYFR_MASTER_KEY
     // is set; a server that reads no master key ignores it), the schema and the admin key.
@@ -328,6 +334,7 @@ async fn start_cyfr(
     let wasm_b64 = base64::engine::general_purpose::STANDARD.encode(reagent_wasm);
     let reg = tool(addr, &admin, "component", json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 })).await?;
     let reference = reg["reference"].as_str().context("register returned no reference")?.to_string();
+    tool(addr, &admin, "policy", json!({ "action": "set", "reference": reference, "field": "rate_limit", "value": policy_rate_limit })).await?;
     let mut key_args = json!({ "action": "create", "name": "bench", "type": "secret", "scope": ["execution"] });
     if let Some(r) = rate_limit {
         key_args["rate_limit"] = json!(r);
@@ -442,7 +449,7 @@ fn report(args: &Args, results: &[Stats], rate_limit: Option<&str>) {
             "benchmark": "execution.run of json-transform: cyfr /mcp vs bare hyper + wasmtime",
             "input": serde_json::from_str::<Json>(INPUT).unwrap(),
             "machine": { "cores": cores, "cpu": cpu },
-            "config": { "concurrency": args.concurrency, "warmup_seconds": args.warmup, "seconds": args.seconds, "key_rate_limit": rate_limit },
+            "config": { "concurrency": args.concurrency, "warmup_seconds": args.warmup, "seconds": args.seconds, "key_rate_limit": rate_limit, "policy_rate_limit": args.policy_rate_limit },
             "results": results.iter().map(Stats::to_json).collect::<Vec<_>>(),
             "throughput_ratio_cyfr_over_baseline": load::round(ratio, 4),
             "p50_ratio_cyfr_over_baseline": load::round(cyfr.p50_ms / base.p50_ms, 2),
@@ -452,11 +459,12 @@ fn report(args: &Args, results: &[Stats], rate_limit: Option<&str>) {
     }
     println!("execution.run of json-transform, input {INPUT}");
     println!(
-        "{cores} cores ({cpu}); {} connections; {} s warm-up + {} s measured per row; key rate limit: {}",
+        "{cores} cores ({cpu}); {} connections; {} s warm-up + {} s measured per row; key rate limit: {}; policy rate limit: {}",
         args.concurrency,
         args.warmup,
         args.seconds,
-        rate_limit.unwrap_or("none")
+        rate_limit.unwrap_or("none"),
+        args.policy_rate_limit
     );
     println!();
     println!(

@@ -132,7 +132,11 @@ impl LocalDb {
             Ok(conn)
         })
         .await?;
-        Ok(LocalConnection { conn })
+        let conn = LocalConnection { conn };
+        // In WAL mode NORMAL keeps the database consistent and skips an fsync per commit
+        // (a power cut may lose the last commits, never corrupt the file).
+        conn.execute("PRAGMA synchronous=NORMAL", Vec::new()).await?;
+        Ok(conn)
     }
 
     /// Runs one statement on a fresh connection and collects all rows it returns.
