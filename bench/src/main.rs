@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! cargo run --release -p cyfr-bench -- [--concurrency 8] [--seconds 10] [--warmup 2] [--json]
+//!     [--breakdown] [--rate-limit 1000000/1s|none] [--policy-rate-limit 1000000/1s] [--no-build]
 //! ```
 
 mod baseline;
