@@ -41,6 +41,10 @@ pub struct UpArgs {
     /// of in this process; repeat for several. Needs CYFR_HOST_TOKEN_KEY.
     #[arg(long = "host", env = "CYFR_HOSTS", value_delimiter = ',')]
     hosts: Vec<String>,
+    /// The URL remote hosts reach this server at, for formulas' callbacks (default with
+    /// --host: http://LISTEN_ADDRESS, loopback when listening on all interfaces).
+    #[arg(long, env = "CYFR_ROUTER_URL")]
+    router_url: Option<String>,
     /// Per-session sealed-box secrets (mcp+session://encryption/pubkey).
     #[arg(long, env = "CYFR_ENABLE_SESSION_ENCRYPTION")]
     session_encryption: bool,
@@ -50,6 +54,15 @@ pub struct UpArgs {
     /// Browser origins allowed besides loopback ones (comma-separated, or *).
     #[arg(long, env = "CYFR_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
+}
+
+/// `http://ADDR` of a listening socket, with an unspecified IP (all interfaces) as loopback.
+fn callback_url(local: std::net::SocketAddr) -> String {
+    let mut a = local;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    format!("http://{a}")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -126,10 +139,14 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     let digest = cyfr_core::crypto::digest(&router_wasm);
     let rt = runtime()?;
     rt.block_on(async {
-        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone(), hosts: args.hosts.clone() }).await?;
         let addr = listen_addr(&args);
         let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
+        // Formulas on remote hosts call back here: the address we listen on, unless told.
+        if let Some(url) = args.router_url.clone().or_else(|| (!args.hosts.is_empty()).then(|| callback_url(local))) {
+            variables.insert("router_url".to_string(), url);
+        }
+        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone(), hosts: args.hosts.clone() }).await?;
         out.show(&json!({ "listening": format!("http://{local}/mcp"), "router_digest": digest }), || {
             format!("cyfr listening on http://{local}/mcp (router {digest})")
         });

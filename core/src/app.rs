@@ -42,10 +42,16 @@ impl<D: Db, X: Dispatch, E: Env> App<D, X, E> {
         resp
     }
 
+    /// Whether this request's transport may carry secrets (HTTPS, loopback, or development mode).
+    pub fn secure(&self, req: &HttpRequest) -> bool {
+        self.config.dev_mode || crate::ipallow::transport_secure(req.scheme.as_deref(), req.peer, req.header("x-forwarded-proto"), &self.config.trusted_proxies)
+    }
+
     async fn route(&self, req: &HttpRequest) -> HttpResponse {
         match req.path.as_str() {
             "/mcp" | "/mcp/" => {}
             "/health" => return HttpResponse::json(200, &json!({ "status": "ok" })),
+            crate::host_api::INVOKE_PATH | crate::host_api::TOOLS_PATH => return crate::formulas::handle(self, req).await,
             _ => return HttpResponse::json(404, &json!({ "error": "not found; POST JSON-RPC to /mcp" })),
         }
         // A browser sends Origin; a page we do not know must not drive /mcp (DNS rebinding, CSRF).

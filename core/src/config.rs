@@ -21,6 +21,9 @@ pub struct Config {
     pub hosts: Vec<crate::host_api::HostTarget>,
     /// Shared HS256 key for the tokens sent to remote hosts (`host_token_key`).
     pub host_token_key: Option<String>,
+    /// The URL remote hosts reach this router at, for formulas' callbacks (`router_url`).
+    /// Without it, formulas can only call back to an in-process router.
+    pub router_url: Option<String>,
     /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
     pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
 }
@@ -41,6 +44,7 @@ impl Default for Config {
             kms: None,
             hosts: Vec::new(),
             host_token_key: None,
+            router_url: None,
         }
     }
 }
@@ -48,7 +52,7 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`, `hosts`, `host_token_key`); missing variables keep their defaults.
+    /// `master_keys`, `hosts`, `host_token_key`, `router_url`); missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(v) = get("host_url").filter(|v| !v.is_empty()) {
@@ -68,6 +72,13 @@ impl Config {
             c.hosts = crate::host_api::HostTarget::parse_list(&v).map_err(|e| format!("variable hosts: {e}"))?;
             let key = get("host_token_key").filter(|k| k.len() >= 32).ok_or("variable host_token_key: remote hosts need a shared key of at least 32 characters")?;
             c.host_token_key = Some(key);
+        }
+        if let Some(v) = get("router_url").filter(|v| !v.trim().is_empty()) {
+            let v = v.trim().trim_end_matches('/').to_string();
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(format!("variable router_url: `{v}` must start with http:// or https://"));
+            }
+            c.router_url = Some(v);
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

@@ -4,15 +4,36 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::db::{Db, Value};
 use crate::dispatch::{Dispatch, DispatchError};
-use crate::env::{execution_id, rfc3339, Env};
+use crate::env::{execution_id, random_token, rfc3339, Env};
 use crate::errors::{Code, Error, Result};
 use crate::host_api::{Limits, RunRequest, RunResponse};
 use crate::reference::{ComponentType, Reference};
 use crate::{policy, registry};
 use serde_json::{json, Value as Json};
 
+/// How deep formulas may nest: a top-level run is depth 0, its children 1, and so on.
+pub const MAX_DEPTH: i64 = 4;
+
+/// A child run's place under a formula: its parent, its depth and the parent's deadline,
+/// which the child never outlives.
+#[derive(Clone, Debug)]
+pub struct Lineage {
+    /// The formula's execution id.
+    pub parent_id: String,
+    /// The child's depth (the parent's plus one).
+    pub depth: i64,
+    /// When the parent's time is up, Unix ms.
+    pub deadline_ms: u64,
+}
+
 /// Runs a component for `who` and records the run.
 pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+    run_in(app, who, args, None).await
+}
+
+/// Runs a component for `who`, as a child of a formula when `lineage` says so, and records
+/// the run (with its parent). Every run, nested or not, takes this one path.
+pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, lineage: Option<&Lineage>) -> Result<Json> {
     let type_hint = match args.get("type").and_then(Json::as_str) {
         None => None,
         Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
@@ -25,9 +46,22 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
 
     let id = execution_id(&app.env);
     let started = app.env.now_ms();
+    let depth = lineage.map(|l| l.depth).unwrap_or(0);
+    // A child never outlives its parent: its timeout is cut to the parent's remaining time.
+    let remaining = lineage.map(|l| l.deadline_ms.saturating_sub(started));
+    let timeout_ms = remaining.map_or(policy.timeout_ms, |r| r.min(policy.timeout_ms));
+    let deadline = started + timeout_ms;
+    // A formula's host calls back with this token; the row keeps only its hash, and the
+    // token stops working when the row leaves `started`.
+    let callback = if component.ctype == ComponentType::Formula {
+        callback_url(&app.config).map(|url| crate::host_api::Callback { url, token: random_token(&app.env, 32) })
+    } else {
+        None
+    };
     app.db
         .query(
-            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at) VALUES (?, ?, ?, ?, 'started', ?, ?, ?)",
+            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash) \
+             VALUES (?, ?, ?, ?, 'started', ?, ?, ?, ?, ?, ?, ?)",
             &[
                 id.clone().into(),
                 component.reference.clone().into(),
@@ -36,6 +70,10 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
                 who.id().into(),
                 policy.to_json().to_string().into(),
                 Value::Integer(started as i64),
+                lineage.map(|l| l.parent_id.clone()).into(),
+                Value::Integer(depth),
+                Value::Integer(deadline as i64),
+                callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
             ],
         )
         .await?;
@@ -51,10 +89,20 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
         return Err(failure("input_too_large", msg));
     }
-    if component.ctype == ComponentType::Formula {
-        let msg = "formula components cannot run on this server yet".to_string();
+    if depth > MAX_DEPTH {
+        let msg = format!("{} would run {depth} levels deep; formulas nest at most {MAX_DEPTH} levels", component.reference);
         finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
-        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id })));
+        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "depth_exceeded", "reference": component.reference })));
+    }
+    if remaining.is_some_and(|r| r < MIN_CHILD_MS) {
+        let msg = format!("the parent formula has {} ms left, too little to run {}", remaining.unwrap_or(0), component.reference);
+        finish(&app.db, &id, "timed_out", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        return Err(failure("timeout", msg));
+    }
+    if component.ctype == ComponentType::Formula && callback.is_none() {
+        let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
+        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "no_router_url", "reference": component.reference })));
     }
     // A catalyst reaches the network: without an explicit allowlist it does not start.
     if component.ctype == ComponentType::Catalyst && policy.allowed_domains.is_empty() {
@@ -78,7 +126,7 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         component_type: component.ctype.as_str().into(),
         input,
         limits: Limits {
-            timeout_ms: policy.timeout_ms,
+            timeout_ms,
             max_memory_bytes: policy.max_memory_bytes,
             max_input_bytes: policy.max_request_size,
             max_output_bytes: policy.max_response_size,
@@ -88,6 +136,8 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
         // Sealed by the dispatcher for the host it picks, when that host is remote.
         sealed_secrets: None,
+        callback,
+        sealed_callback: None,
     };
     // Whatever comes back is scrubbed of every secret the run could read, in every form.
     let scrub = |t: &str| crate::secrets::mask::redact(t, secrets.values().map(|v| v.as_slice()));
@@ -107,6 +157,10 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
             return Err(Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id })));
         }
     };
+    if component.ctype == ComponentType::Formula {
+        // Children still running (a batch the formula never waited for) end with it.
+        cancel_children(app, &id).await;
+    }
     let now = app.env.now_ms();
     if resp.status != "completed" {
         let err = resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() });
@@ -136,6 +190,34 @@ pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity,
         "policy_applied": policy.to_json(),
         "egress_refusals": resp.egress_refusals,
     }))
+}
+
+/// Less time than this left in a parent, and a child is not started.
+const MIN_CHILD_MS: u64 = 50;
+
+/// Where a formula's host calls back: the configured `router_url`, or the in-process router
+/// when runs stay in this process.
+fn callback_url(config: &crate::config::Config) -> Option<String> {
+    config.router_url.clone().or_else(|| config.hosts.is_empty().then(|| crate::host_api::ROUTER_INTERNAL_URL.to_string()))
+}
+
+/// Cancels the runs under `parent_id` that are still going, and theirs (depth-bounded).
+async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_id: &str) {
+    let mut level = vec![parent_id.to_string()];
+    for _ in 0..=MAX_DEPTH {
+        let mut next = Vec::new();
+        for id in &level {
+            let Ok(rows) = app.db.query("SELECT id FROM executions WHERE parent_execution_id = ? AND status = 'started'", &[id.clone().into()]).await else { continue };
+            next.extend(rows.iter().map(|r| r.text("id")));
+        }
+        for child in &next {
+            let _ = app.dispatch.cancel(child).await;
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
 }
 
 /// The secrets granted to a component, as this caller gets them (their own key first
@@ -260,6 +342,8 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     if status != "started" {
         return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
     }
+    // A formula's children first, so none is left running once the formula stops.
+    cancel_children(app, id).await;
     let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)))?;
     Ok(json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }))
 }

@@ -10,6 +10,29 @@ pub const ARTIFACT_PATH: &str = "/v1/artifacts/";
 /// Path of the endpoint that reads a component directory on the host.
 pub const LOAD_PATH: &str = "/v1/components/load";
 
+/// Path on the router where a formula's host runs a child (`cyfr:formula/invoke`).
+pub const INVOKE_PATH: &str = "/v1/formula/invoke";
+/// Path on the router where a formula's host calls an MCP tool (`cyfr:mcp/tools`).
+pub const TOOLS_PATH: &str = "/v1/formula/tools";
+/// The router as the in-process host reaches it (`cyfr up`): no socket, no DNS.
+pub const ROUTER_INTERNAL_URL: &str = "http://router.cyfr.internal";
+
+/// How a formula's host reaches back into the router for children and tools.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Callback {
+    /// The router's base URL ([`ROUTER_INTERNAL_URL`] in-process).
+    pub url: String,
+    /// Bearer token naming the formula's run; the router keeps only its hash, and it stops
+    /// working when the run ends. The guest never sees it.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback").field("url", &self.url).field("token", &"[REDACTED]").finish()
+    }
+}
+
 /// Limits a run is held to; the host enforces every one.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Limits {
@@ -74,6 +97,13 @@ pub struct RunRequest {
     /// map, base64), used instead of `secrets` whenever the host is across a network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_secrets: Option<String>,
+    /// For formulas: where and how the host calls back for `invoke` and `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Callback>,
+    /// `callback` sealed to the host's key (like `sealed_secrets`), used instead of it
+    /// whenever the host is across a network: its token acts for the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_callback: Option<String>,
 }
 
 /// Claims of the short-lived token the router sends a remote host (HS256).

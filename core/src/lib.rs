@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod env;
 pub mod errors;
 pub mod executions;
+pub mod formulas;
 pub mod host_api;
 pub mod http;
 pub mod ipallow;

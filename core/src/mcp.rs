@@ -7,7 +7,6 @@ use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::ipallow::transport_secure;
 use crate::secrets::sealed;
 use crate::{keys, sessions, tools};
 use serde_json::{json, Value as Json};
@@ -78,8 +77,7 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
                 let call = tools::Call {
                     who: &who,
                     session_hash: session.as_ref().map(|s| s.id_hash.as_str()),
-                    secure: app.config.dev_mode
-                        || transport_secure(req.scheme.as_deref(), req.peer, req.header("x-forwarded-proto"), &app.config.trusted_proxies),
+                    secure: app.secure(req),
                 };
                 return call_tool(app, &call, id, &params).await;
             }

@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_secrets.sql")),
     (3, include_str!("../../migrations/0003_refusals.sql")),
+    (4, include_str!("../../migrations/0004_formulas.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -3,6 +3,15 @@
 use crate::units::format_duration_ms;
 use serde_json::{json, Value as Json};
 
+/// The one `allowed_tools` matcher: `tool.action` exactly, or `tool.*`; nothing else.
+pub fn tool_allowed(allowed: &[String], tool: &str, action: &str) -> bool {
+    allowed.iter().any(|entry| match entry.split_once('.') {
+        Some((t, "*")) => t == tool,
+        Some((t, a)) => t == tool && a == action,
+        None => false,
+    })
+}
+
 /// The effective policy of a component.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
@@ -64,6 +73,12 @@ impl Policy {
             "allowed_private_ips": self.allowed_private_ips,
             "max_outbound_requests": self.max_outbound_requests,
         })
+    }
+
+    /// Whether a formula may call MCP tool `tool.action`: an `allowed_tools` entry names it
+    /// exactly or as `tool.*`. Deny by default.
+    pub fn tool_allowed(&self, tool: &str, action: &str) -> bool {
+        tool_allowed(&self.allowed_tools, tool, action)
     }
 
     /// The egress part, as the host enforces it.

@@ -72,16 +72,28 @@ mod catalyst_bindings {
     });
 }
 
+mod formula_bindings {
+    wasmtime::component::bindgen!({
+        path: "../guest-wit/formula",
+        world: "cyfr:formula/formula",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
 use bindings::ReagentPre;
 use catalyst_bindings::CatalystPre;
+use formula_bindings::FormulaPre;
 
 use crate::egress::{self, Refusal};
+use crate::formula::{FormulaSession, RouterLink};
 
 /// The component worlds the executor runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum World {
     Reagent,
     Catalyst,
+    Formula,
 }
 
 impl World {
@@ -89,6 +101,7 @@ impl World {
         match self {
             World::Reagent => "cyfr:reagent/reagent",
             World::Catalyst => "cyfr:catalyst/catalyst",
+            World::Formula => "cyfr:formula/formula",
         }
     }
 }
@@ -98,6 +111,7 @@ impl World {
 enum Pre {
     Reagent(ReagentPre<State>),
     Catalyst(CatalystPre<State>),
+    Formula(FormulaPre<State>),
 }
 
 /// What a catalyst run may reach: its reference (for messages), the secrets granted to it
@@ -318,6 +332,8 @@ pub struct Executor {
     reagent_linker: Linker<State>,
     /// WASI plus `cyfr:http` and `cyfr:secrets`.
     catalyst_linker: Linker<State>,
+    /// WASI plus `cyfr:formula/invoke` and `cyfr:mcp/tools`.
+    formula_linker: Linker<State>,
     artifacts_dir: PathBuf,
     compiled_dir: PathBuf,
     /// Pre-linked instance templates by digest hex and world. The lock is held only for
@@ -401,6 +417,12 @@ impl Executor {
             &mut catalyst_linker,
             |state| state,
         )?;
+        let mut formula_linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut formula_linker)?;
+        formula_bindings::Formula::add_to_linker::<State, wasmtime::component::HasSelf<State>>(
+            &mut formula_linker,
+            |state| state,
+        )?;
 
         let (ticker_stop, stop_rx) = mpsc::channel::<()>();
         let ticking = engine.clone();
@@ -417,6 +439,7 @@ impl Executor {
             engine,
             reagent_linker,
             catalyst_linker,
+            formula_linker,
             artifacts_dir,
             compiled_dir,
             ready: Mutex::new(HashMap::new()),
@@ -502,10 +525,32 @@ impl Executor {
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
     ) -> Result<ExecOutcome, ExecError> {
+        let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
+        self.tracked(execution_id, |cancel| {
+            self.run_inner(world, digest, input, limits, catalyst, None, cancel)
+        })
+    }
+
+    /// Runs a formula as execution `execution_id`: its `invoke` and `tools` calls go to the
+    /// router through `link`. Same contract as [`Executor::run_execution`].
+    pub fn run_formula(
+        &self,
+        execution_id: &str,
+        digest: &str,
+        input: &str,
+        limits: &Limits,
+        link: &RouterLink,
+    ) -> Result<ExecOutcome, ExecError> {
+        self.tracked(execution_id, |cancel| {
+            self.run_inner(World::Formula, digest, input, limits, None, Some(link), cancel)
+        })
+    }
+
+    /// Runs `f` with a cancel switch registered under `execution_id` for its duration.
+    fn tracked<T>(&self, execution_id: &str, f: impl FnOnce(&Arc<Cancel>) -> T) -> T {
         let cancel = Arc::new(Cancel::default());
         lock(&self.running).insert(execution_id.to_string(), cancel.clone());
-        let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
-        let result = self.run_inner(world, digest, input, limits, catalyst, &cancel);
+        let result = f(&cancel);
         lock(&self.running).remove(execution_id);
         result
     }
@@ -531,7 +576,7 @@ impl Executor {
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
     ) -> Result<ExecOutcome, ExecError> {
-        self.run_inner(world, digest, input, limits, catalyst, &Arc::new(Cancel::default()))
+        self.run_inner(world, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()))
     }
 
     fn run_inner(
@@ -541,6 +586,7 @@ impl Executor {
         input: &str,
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
+        formula: Option<&RouterLink>,
         cancel: &Arc<Cancel>,
     ) -> Result<ExecOutcome, ExecError> {
         if input.len() > limits.max_input_bytes {
@@ -580,10 +626,12 @@ impl Executor {
                 host_deadline,
             )
         });
+        let formula = formula.map(|link| FormulaSession::new(link.clone(), host_deadline));
         let state = State {
             wasi,
             table: ResourceTable::new(),
             egress: session,
+            formula,
             limiter: Limiter {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(memory_cap as usize)
@@ -638,6 +686,13 @@ impl Executor {
                         let instance = pre.instantiate_async(&mut store).await?;
                         instance
                             .cyfr_catalyst_run()
+                            .call_run(&mut store, input)
+                            .await
+                    }
+                    Pre::Formula(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        instance
+                            .cyfr_formula_run()
                             .call_run(&mut store, input)
                             .await
                     }
@@ -751,6 +806,7 @@ impl Executor {
         let linker = match world {
             World::Reagent => &self.reagent_linker,
             World::Catalyst => &self.catalyst_linker,
+            World::Formula => &self.formula_linker,
         };
         let not_of_world = |e: wasmtime::Error| {
             ExecError::InvalidComponent(format!("not a {} component: {e}", world.name()))
@@ -761,6 +817,7 @@ impl Executor {
         let pre = match world {
             World::Reagent => Pre::Reagent(ReagentPre::new(pre).map_err(not_of_world)?),
             World::Catalyst => Pre::Catalyst(CatalystPre::new(pre).map_err(not_of_world)?),
+            World::Formula => Pre::Formula(FormulaPre::new(pre).map_err(not_of_world)?),
         };
         lock(&self.ready).insert((hex.to_string(), world), pre.clone());
         Ok(pre)
@@ -938,6 +995,8 @@ struct State {
     table: ResourceTable,
     /// A catalyst's outbound HTTP and secrets (`None` for reagents, which cannot call them).
     egress: Option<egress::Session>,
+    /// A formula's way back to the router (`None` for reagents and catalysts).
+    formula: Option<FormulaSession>,
     limiter: Limiter,
 }
 
@@ -982,6 +1041,46 @@ impl catalyst_bindings::cyfr::secrets::read::Host for State {
         match self.egress.as_ref() {
             Some(s) => s.secret(&name),
             None => Err(format!("access-denied: {name} not granted")),
+        }
+    }
+}
+
+/// The answer of a formula host call if a run has no formula session (cannot happen: only
+/// formulas are linked with these imports, and every formula run has one).
+fn no_formula() -> String {
+    crate::formula::error("dispatch_error", "this component cannot invoke others")
+}
+
+impl formula_bindings::cyfr::formula::invoke::Host for State {
+    async fn call(&mut self, json_request: String) -> String {
+        match self.formula.as_mut() {
+            Some(f) => f.call(&json_request).await,
+            None => no_formula(),
+        }
+    }
+
+    async fn call_batch(&mut self, json_request: String) -> String {
+        self.formula.as_mut().map_or_else(no_formula, |f| f.call_batch(&json_request))
+    }
+
+    async fn poll(&mut self, json_request: String) -> String {
+        self.formula.as_mut().map_or_else(no_formula, |f| f.poll(&json_request))
+    }
+
+    async fn poll_all(&mut self, json_request: String) -> String {
+        self.formula.as_mut().map_or_else(no_formula, |f| f.poll_all(&json_request))
+    }
+
+    async fn close(&mut self, json_request: String) -> String {
+        self.formula.as_mut().map_or_else(no_formula, |f| f.close(&json_request))
+    }
+}
+
+impl formula_bindings::cyfr::mcp::tools::Host for State {
+    async fn call(&mut self, json_request: String) -> String {
+        match self.formula.as_mut() {
+            Some(f) => f.tool(&json_request).await,
+            None => no_formula(),
         }
     }
 }

@@ -115,13 +115,18 @@ impl HostServer {
         Ok(())
     }
 
-    /// Opens sealed secrets into the run request.
+    /// Opens sealed secrets and the sealed formula callback into the run request.
     fn unseal(&self, body: &Bytes) -> std::result::Result<Bytes, http::Response<Bytes>> {
         let mut run: RunRequest = serde_json::from_slice(body).map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
         if let Some(sealed) = run.sealed_secrets.take() {
             let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", "sealed_secrets is not base64"))?;
             let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", "sealed_secrets are not sealed to this host"))?);
             run.secrets = serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", "sealed_secrets do not hold a JSON map"))?;
+        }
+        if let Some(sealed) = run.sealed_callback.take() {
+            let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", "sealed_callback is not base64"))?;
+            let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", "sealed_callback is not sealed to this host"))?);
+            run.callback = Some(serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", "sealed_callback does not hold a callback"))?);
         }
         serde_json::to_vec(&run).map(Bytes::from).map_err(|e| error(500, "internal", e.to_string()))
     }

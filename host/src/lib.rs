@@ -8,6 +8,7 @@
 pub mod db;
 pub mod egress;
 pub mod executor;
+pub mod formula;
 pub mod host_server;
 pub mod keyring;
 pub mod spin_runner;

@@ -4,6 +4,7 @@
 use crate::core_db::CoreDb;
 use crate::db::LocalDb;
 use crate::executor::{CatalystCtx, ExecError, Executor, Limits};
+use crate::formula::{LocalRouter, RouterLink};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
 use bytes::Bytes;
@@ -13,22 +14,25 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 /// The authority the embedded router uses to reach this process's host API.
 pub const INTERNAL_AUTHORITY: &str = "host.cyfr.internal";
 
 /// The host API: runs components, takes artifacts, reads component directories.
+#[derive(Clone)]
 pub struct HostApi {
     executor: Arc<Executor>,
     components_root: PathBuf,
+    /// The router of this process (`cyfr up`), for formulas' in-process callbacks.
+    local_router: Arc<OnceLock<Arc<dyn LocalRouter>>>,
 }
 
 impl HostApi {
     /// A host API over an executor, reading component directories under `components_root`.
     pub fn new(executor: Arc<Executor>, components_root: PathBuf) -> HostApi {
-        HostApi { executor, components_root }
+        HostApi { executor, components_root, local_router: Arc::new(OnceLock::new()) }
     }
 
     /// Answers one host API request.
@@ -64,19 +68,25 @@ impl HostApi {
         }
     }
 
-    /// Runs a reagent, or a catalyst under the egress policy that came with the request.
-    /// Formulas (and anything else) are refused. Output and logs are redacted of the run's
+    /// Runs a reagent, a catalyst under the egress policy that came with the request, or a
+    /// formula whose calls go back to the router named in its callback. Output and logs are redacted of the run's
     /// secrets here as well as by the router; refused outbound requests are appended to
     /// stderr as `cyfr egress: refused …` lines.
     async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
-        let catalyst = match run.component_type.as_str() {
-            "reagent" => None,
+        let mut catalyst = None;
+        let mut formula = None;
+        match run.component_type.as_str() {
+            "reagent" => {}
             "catalyst" => match &run.egress {
-                Some(egress) => Some(CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone())),
+                Some(egress) => catalyst = Some(CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone())),
                 None => return error(400, "policy_required", format!("catalyst {} came without an egress policy; it is not run", run.reference)),
             },
-            other => return error(400, "unsupported_type", format!("this host runs reagents and catalysts, not {other}")),
-        };
+            "formula" => match run.callback.clone() {
+                Some(callback) => formula = Some(RouterLink::new(callback, self.local_router.get().cloned())),
+                None => return error(400, "invalid_request", format!("formula {} came without a callback to its router; it is not run", run.reference)),
+            },
+            other => return error(400, "unsupported_type", format!("this host runs reagents, catalysts and formulas, not {other}")),
+        }
         if !self.executor.has_artifact(&run.digest) {
             return error(404, "artifact_missing", format!("no artifact {}", run.digest));
         }
@@ -92,7 +102,11 @@ impl HostApi {
         let input = run.input;
         let started = std::time::Instant::now();
         let execution_id = run.execution_id.clone();
-        let outcome = tokio::task::spawn_blocking(move || executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref())).await;
+        let outcome = tokio::task::spawn_blocking(move || match &formula {
+            Some(link) => executor.run_formula(&execution_id, &digest, &input, &limits, link),
+            None => executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref()),
+        })
+        .await;
         let scrub = |t: &str| cyfr_core::secrets::mask::redact(t, run.secrets.values().map(|v| v.as_bytes()));
         let resp = match outcome {
             Ok(Ok(o)) => {
@@ -137,8 +151,21 @@ impl HostApi {
 
 impl InternalService for HostApi {
     fn handle(&self, req: http::Request<Bytes>) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>> {
-        let api = HostApi { executor: self.executor.clone(), components_root: self.components_root.clone() };
+        let api = self.clone();
         Box::pin(async move { api.respond(req).await })
+    }
+}
+
+/// The runner as formulas' in-process router; weak, as the runner owns the host API.
+struct RunnerRouter(Weak<SpinRunner>);
+
+impl LocalRouter for RunnerRouter {
+    fn handle(&self, req: http::Request<Bytes>) -> crate::formula::BoxFuture<anyhow::Result<http::Response<Bytes>>> {
+        let runner = self.0.upgrade();
+        Box::pin(async move {
+            let runner = runner.ok_or_else(|| anyhow::anyhow!("the server is shutting down"))?;
+            runner.handle(req, SocketAddr::from(([127, 0, 0, 1], 0))).await
+        })
     }
 }
 
@@ -209,6 +236,7 @@ impl Server {
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
         let executor = Arc::new(Executor::new(&cache_dir)?);
         let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
+        let local_router = api.local_router.clone();
         let mut variables = opts.variables.clone();
         variables.insert("host_url".into(), format!("http://{INTERNAL_AUTHORITY}"));
         // The keys are read at each lookup, so a `cyfr secret rotate-master` next to a running
@@ -239,8 +267,9 @@ impl Server {
             compiled_cache: Some(cache_dir),
             dynamic_variables: Some(dynamic),
         };
-        let runner = SpinRunner::new(config, api)?;
-        Ok(Server { runner: Arc::new(runner) })
+        let runner = Arc::new(SpinRunner::new(config, api)?);
+        let _ = local_router.set(Arc::new(RunnerRouter(Arc::downgrade(&runner))));
+        Ok(Server { runner })
     }
 
     /// Serves until `shutdown` resolves.

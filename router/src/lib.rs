@@ -26,6 +26,7 @@ const VARIABLES: &[&str] = &[
     "master_keys",
     "hosts",
     "host_token_key",
+    "router_url",
 ];
 
 #[spin_sdk::http_component]
@@ -211,21 +212,31 @@ impl HttpDispatch {
         Err(DispatchError::Unreachable(format!("none of the {n} host(s) could be reached")))
     }
 
-    /// The body of a run for host `idx`: secrets sealed to that host's key when it is remote.
+    /// The body of a run for host `idx`: secrets and the formula callback sealed to that
+    /// host's key when it is remote.
     fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
         let mut req = req.clone();
         if let Some(host) = &self.targets[idx].remote {
             if !req.secrets.is_empty() {
-                let plain = serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
-                let sealed = crypto_box::PublicKey::from(host.public_key)
-                    .seal(&mut WasiRng, &plain)
-                    .map_err(|_| DispatchError::Unreachable("sealing secrets for the host failed".into()))?;
-                req.sealed_secrets = Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sealed));
+                let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+                req.sealed_secrets = Some(seal(host, &plain)?);
             }
             req.secrets.clear();
+            if let Some(callback) = req.callback.take() {
+                let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+                req.sealed_callback = Some(seal(host, &plain)?);
+            }
         }
         serde_json::to_vec(&req).map_err(|e| DispatchError::Unreachable(e.to_string()))
     }
+}
+
+/// `plain` sealed to a host's X25519 key (libsodium sealed box), base64.
+fn seal(host: &HostTarget, plain: &[u8]) -> Result<String, DispatchError> {
+    let sealed = crypto_box::PublicKey::from(host.public_key)
+        .seal(&mut WasiRng, plain)
+        .map_err(|_| DispatchError::Unreachable("sealing for the host failed".into()))?;
+    Ok(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sealed))
 }
 
 /// WASI randomness for sealing.

@@ -25,7 +25,7 @@ struct Seen {
 /// A minimal HTTP/1.1 server on 127.0.0.1 standing in for the remote API (one thread per
 /// connection, `Connection: close`). Routes: `/ok`, `/echo`, `/redirect?to=URL`, `/slow?ms=N`,
 /// `/v1/messages`.
-struct Upstream {
+pub(crate) struct Upstream {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
@@ -33,7 +33,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn start() -> Upstream {
+    pub(crate) fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -52,7 +52,7 @@ impl Upstream {
         Upstream { port, seen, stop, thread: Some(thread) }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://localhost:{}{path}", self.port)
     }
 
@@ -149,7 +149,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// Registers a catalyst from its directory's manifest with freshly built bytes.
-fn register(s: &Server, dir: &str, package: &str) -> String {
+pub(crate) fn register(s: &Server, dir: &str, package: &str) -> String {
     let m: Json = serde_json::from_str(&std::fs::read_to_string(workspace().join(dir).join("cyfr-manifest.json")).unwrap()).unwrap();
     s.register(m, &wasm(package))["reference"].as_str().unwrap().to_string()
 }
@@ -177,7 +177,7 @@ fn cli(s: &Server, args: &[&str], stdin: Option<&str>) -> Json {
     serde_json::from_slice(&out.stdout).unwrap_or(Json::Null)
 }
 
-fn policy(s: &Server, reference: &str, field: &str, value: Json) {
+pub(crate) fn policy(s: &Server, reference: &str, field: &str, value: Json) {
     s.ok(&s.admin, "policy", json!({"action": "set", "reference": reference, "field": field, "value": value}));
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod catalysts;
 mod cli;
 mod executions;
+mod formulas;
 mod hosts;
 mod secrets;
 mod transport;

@@ -288,7 +288,7 @@ pub fn wasm(package: &str) -> Vec<u8> {
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", workspace().join("target/wasm"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "json-transform", "-p", "text-stats", "-p", "memory-bomb", "-p", "endless-loop", "-p", "http-catalyst", "-p", "claude-catalyst"])
+            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "json-transform", "-p", "text-stats", "-p", "memory-bomb", "-p", "endless-loop", "-p", "http-catalyst", "-p", "claude-catalyst", "-p", "fetch-stats-formula", "-p", "formula-probe"])
             .status()
             .unwrap();
         assert!(status.success(), "building test components failed");

@@ -502,7 +502,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
 
 struct OpenStream {
@@ -1180,7 +1180,7 @@ fn emit(redactor: &Redactor, stream: &mut OpenStream, all: bool) -> String {
     out
 }
 
-fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+pub(crate) fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
     use tokio_rustls::rustls;
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG

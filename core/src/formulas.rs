@@ -1,0 +1,193 @@
+//! The router's side of `cyfr:formula/invoke` and `cyfr:mcp/tools`. A formula's host calls
+//! back (`POST /v1/formula/invoke` or `/v1/formula/tools`) with the token the router gave
+//! that run; the router finds the run by the token's hash, acts as the run's caller — that
+//! key, its scopes, never more — and answers the JSON the guest gets.
+
+use crate::app::App;
+use crate::auth::{bearer, Identity};
+use crate::db::Db;
+use crate::dispatch::Dispatch;
+use crate::env::Env;
+use crate::errors::{Code, Error};
+use crate::executions::{self, Lineage};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::host_api::{INVOKE_PATH, TOOLS_PATH};
+use crate::{keys, ratelimit, scopes, tools};
+use serde_json::{json, Value as Json};
+
+/// The formula run a callback speaks for.
+struct Parent {
+    id: String,
+    reference: String,
+    who: Identity,
+    depth: i64,
+    deadline_ms: u64,
+    allowed_tools: Vec<String>,
+}
+
+/// Answers a formula host's callback. Bad or stale tokens get 401; everything after that
+/// is a 200 whose body is the guest's answer (`{"error": {"type", "message"}}` on failure).
+pub async fn handle<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest) -> HttpResponse {
+    if req.method != "POST" {
+        return HttpResponse::json(405, &guest_error("invalid_request", "formula callbacks are POST"));
+    }
+    let parent = match authenticate(app, req).await {
+        Ok(p) => p,
+        Err((status, e)) => return HttpResponse::json(status, &e),
+    };
+    let body: Json = match serde_json::from_slice(&req.body) {
+        Ok(v @ Json::Object(_)) => v,
+        Ok(_) => return HttpResponse::json(200, &guest_error("invalid_request", "the request must be a JSON object")),
+        Err(e) => return HttpResponse::json(200, &guest_error("invalid_json", &format!("the request is not JSON: {e}"))),
+    };
+    let answer = if req.path == INVOKE_PATH {
+        invoke(app, &parent, &body).await
+    } else if req.path == TOOLS_PATH {
+        tool(app, req, &parent, &body).await
+    } else {
+        guest_error("invalid_request", "unknown formula callback")
+    };
+    HttpResponse::json(200, &answer)
+}
+
+/// Finds the running formula the bearer token belongs to, and its caller's key as it is now
+/// (a key revoked since the formula started is refused).
+async fn authenticate<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest) -> Result<Parent, (u16, Json)> {
+    let denied = |m: &str| (401, guest_error("auth_invalid", m));
+    let token = bearer(req).ok_or_else(|| denied("a formula callback needs its run's bearer token"))?;
+    let hash = crate::crypto::sha256_hex(token.as_bytes());
+    let rows = app
+        .db
+        .query("SELECT id, reference, caller, status, depth, deadline_at, policy FROM executions WHERE callback_hash = ?", &[hash.into()])
+        .await
+        .map_err(|e| (500, guest_error("dispatch_error", &e.0)))?;
+    let row = rows.first().ok_or_else(|| denied("unknown callback token"))?;
+    if row.text("status") != "started" || row.opt_int("deadline_at").is_some_and(|d| app.env.now_ms() >= d as u64) {
+        return Err(denied("the formula run this token belongs to has ended"));
+    }
+    let key_id = row.opt_text("caller").unwrap_or_default();
+    let key = keys::find_by_id(&app.db, &key_id)
+        .await
+        .map_err(|e| (500, guest_error("dispatch_error", &e.message)))?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| denied("the key this formula runs for is no longer valid"))?;
+    let policy: Json = serde_json::from_str(&row.text("policy")).unwrap_or(Json::Null);
+    let allowed_tools = policy["allowed_tools"].as_array().map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect()).unwrap_or_default();
+    Ok(Parent {
+        id: row.text("id"),
+        reference: row.text("reference"),
+        who: Identity { key },
+        depth: row.int("depth"),
+        deadline_ms: row.opt_int("deadline_at").unwrap_or(0) as u64,
+        allowed_tools,
+    })
+}
+
+/// `invoke.call`: runs the child through `execution.run`'s own path, as the caller, one
+/// level deeper, within the parent's remaining time.
+async fn invoke<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent, body: &Json) -> Json {
+    if body.get("reference").is_none() {
+        return guest_error("invalid_request", "`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\" or {\"registry\": \"…\"}");
+    }
+    let mut args = json!({ "reference": body["reference"], "input": body.get("input").cloned().unwrap_or(json!({})) });
+    match body.get("type") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(t)) if ["reagent", "catalyst", "formula"].contains(&t.as_str()) => args["type"] = json!(t),
+        Some(t) => return guest_error("invalid_type", &format!("`type` must be reagent, catalyst or formula (got {t})")),
+    }
+    // A bare `ns.name:version` is a reagent, as CYFR's formulas assume.
+    if args.get("type").is_none() && args["reference"].as_str().is_some_and(|r| r.matches(':').count() < 2) {
+        args["type"] = json!("reagent");
+    }
+    match run_child(app, parent, &args).await {
+        Ok(v) => json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }),
+        Err(e) => error_answer(&e),
+    }
+}
+
+/// `tools.call`: `tool.action` must be in the formula's `allowed_tools` and within the
+/// caller's scopes; then the real handler runs, as the caller.
+async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, parent: &Parent, body: &Json) -> Json {
+    let (Some(name), Some(action)) = (body.get("tool").and_then(Json::as_str), body.get("action").and_then(Json::as_str)) else {
+        return guest_error("invalid_request", "`tool` and `action` are required strings, e.g. {\"tool\": \"component\", \"action\": \"search\", \"args\": {}}");
+    };
+    let mut args = match body.get("args").or_else(|| body.get("params")) {
+        None | Some(Json::Null) => json!({}),
+        Some(v @ Json::Object(_)) => v.clone(),
+        Some(_) => return guest_error("invalid_request", "`args` (or `params`) must be an object"),
+    };
+    let Some(need) = scopes::need(name, action) else {
+        return guest_error("tool_not_found", &format!("no MCP tool {name}.{action}"));
+    };
+    if !crate::policy::tool_allowed(&parent.allowed_tools, name, action) {
+        return guest_error("tool_denied", &format!("{name}.{action} is not in the allowed_tools of {}'s policy", parent.reference));
+    }
+    if let Err(e) = parent.who.require(name, action, need) {
+        return guest_error("tool_denied", &e.message);
+    }
+    // Tool calls are requests made with the caller's key: they count against its rate limit.
+    if let Some(rate) = parent.who.key.rate_limit {
+        if let Err(e) = ratelimit::take(&app.db, &format!("key:{}", parent.who.id()), rate, app.env.now_ms()).await {
+            return error_answer(&e);
+        }
+    }
+    // A run started through the tools is still a child: same depth bound, same deadline.
+    let result = if (name, action) == ("execution", "run") {
+        run_child(app, parent, &args).await
+    } else {
+        args["action"] = json!(action);
+        // Not an MCP session: session-bound actions (sealed secrets) are refused by their handlers.
+        let call = tools::Call { who: &parent.who, session_hash: None, secure: app.secure(req) };
+        tools::call(app, &call, name, &args).await
+    };
+    match result {
+        Ok(v) => json!({ "status": "ok", "result": v }),
+        Err(e) => {
+            let kind = match e.code {
+                Code::InsufficientPermissions => "tool_denied",
+                Code::InvalidParams => "invalid_request",
+                _ => "dispatch_error",
+            };
+            json!({ "error": { "type": kind, "message": e.message, "code": e.code.number() } })
+        }
+    }
+}
+
+/// Runs a child of `parent` after checking the caller may run components at all.
+async fn run_child<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent, args: &Json) -> crate::errors::Result<Json> {
+    if let Some(need) = scopes::need("execution", "run") {
+        parent.who.require("execution", "run", need)?;
+    }
+    let lineage = Lineage { parent_id: parent.id.clone(), depth: parent.depth + 1, deadline_ms: parent.deadline_ms };
+    executions::run_in(app, &parent.who, args, Some(&lineage)).await
+}
+
+/// A failed child as the guest sees it: a stable `type`, the message, and the run's id when
+/// one was recorded.
+fn error_answer(e: &Error) -> Json {
+    let reason = e.data.as_ref().and_then(|d| d.get("reason")).and_then(Json::as_str);
+    let kind = match (e.code, reason) {
+        (_, Some("depth_exceeded")) => "depth_exceeded",
+        (_, Some("POLICY_REQUIRED")) => "policy_required",
+        (Code::ExecutionTimeout, _) => "timeout",
+        (Code::InvalidParams, _) => "invalid_request",
+        (Code::InsufficientPermissions, _) => "access_denied",
+        (Code::RateLimited, _) => "rate_limited",
+        (Code::ComponentNotFound, _) => "component_not_found",
+        (Code::ComponentInvalid, _) => "component_invalid",
+        (Code::CapabilityDenied, _) => "capability_denied",
+        _ => "execution_failed",
+    };
+    let mut err = json!({ "type": kind, "message": e.message });
+    if let Some(id) = e.data.as_ref().and_then(|d| d.get("execution_id")) {
+        err["execution_id"] = id.clone();
+    }
+    if let Some(r) = reason {
+        err["reason"] = json!(r);
+    }
+    json!({ "error": err })
+}
+
+fn guest_error(kind: &str, message: &str) -> Json {
+    json!({ "error": { "type": kind, "message": message } })
+}

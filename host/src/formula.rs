@@ -1,0 +1,289 @@
+//! A formula's host functions (`cyfr:formula/invoke`, `cyfr:mcp/tools`): each call goes back
+//! to the router that started the run ([`Callback`]), which runs the child or the tool
+//! through its full pipeline as the run's caller. The host only forwards, bounds the time
+//! and keeps the parallel batches; it decides nothing about what a formula may do.
+
+use bytes::Bytes;
+use cyfr_core::host_api::{self, Callback};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Most invocations in one `call-batch`.
+pub const MAX_BATCH: usize = 64;
+/// Most batches one run may have open at once.
+pub const MAX_OPEN_BATCHES: usize = 16;
+
+/// A boxed future that can cross threads.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The router in this process (`cyfr up`): callbacks to [`host_api::ROUTER_INTERNAL_URL`]
+/// are handed to it directly.
+pub trait LocalRouter: Send + Sync {
+    /// Handles one request as the router would from the network (peer: loopback).
+    fn handle(&self, req: http::Request<Bytes>) -> BoxFuture<anyhow::Result<http::Response<Bytes>>>;
+}
+
+/// How a run reaches its router: the callback it came with, and the in-process router if any.
+#[derive(Clone)]
+pub struct RouterLink {
+    callback: Callback,
+    local: Option<Arc<dyn LocalRouter>>,
+}
+
+impl RouterLink {
+    /// A link for `callback`; `local` answers [`host_api::ROUTER_INTERNAL_URL`].
+    pub fn new(callback: Callback, local: Option<Arc<dyn LocalRouter>>) -> RouterLink {
+        RouterLink { callback, local }
+    }
+
+    /// POSTs `body` to `path` on the router with the run's token, before `deadline`; the
+    /// answer's body, or the guest-facing error JSON.
+    async fn post(&self, path: &str, body: String, deadline: Instant) -> String {
+        let url = format!("{}{}", self.callback.url, path);
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.callback.token))
+            .body(Bytes::from(body));
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return error("dispatch_error", &format!("bad router URL: {e}")),
+        };
+        let this = self.clone();
+        // Its own task: a child that started always finishes and is recorded, even if this
+        // run is cancelled or times out while waiting.
+        let task = tokio::spawn(async move {
+            if this.callback.url == host_api::ROUTER_INTERNAL_URL {
+                match &this.local {
+                    Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
+                    None => Err("no router runs in this process".to_string()),
+                }
+            } else {
+                http_post(req).await
+            }
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Err(_) => error("timeout", "the formula's time ran out while waiting for the router"),
+            Ok(Err(join)) => error("dispatch_error", &format!("callback task failed: {join}")),
+            Ok(Ok(Err(e))) => error("dispatch_error", &format!("the router could not be reached: {e}")),
+            Ok(Ok(Ok(resp))) => {
+                let status = resp.status();
+                let text = String::from_utf8_lossy(resp.body()).into_owned();
+                if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
+                    text
+                } else {
+                    let detail = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"]["message"].as_str().map(String::from)).unwrap_or_default();
+                    error("dispatch_error", &format!("the router answered HTTP {status} {detail}"))
+                }
+            }
+        }
+    }
+}
+
+/// One run's formula state: its router link, its deadline for host calls, its batches.
+pub struct FormulaSession {
+    link: RouterLink,
+    deadline: Instant,
+    batches: HashMap<String, Vec<Slot>>,
+    next_batch: u64,
+}
+
+/// One invocation of a batch.
+enum Slot {
+    Pending(JoinHandle<String>),
+    Done(String),
+}
+
+impl FormulaSession {
+    /// A session whose host calls all end by `deadline`.
+    pub fn new(link: RouterLink, deadline: Instant) -> FormulaSession {
+        FormulaSession { link, deadline, batches: HashMap::new(), next_batch: 0 }
+    }
+
+    /// `invoke.call`.
+    pub async fn call(&mut self, request: &str) -> String {
+        if let Err(e) = parse_object(request) {
+            return e;
+        }
+        self.link.post(host_api::INVOKE_PATH, request.to_string(), self.deadline).await
+    }
+
+    /// `tools.call`.
+    pub async fn tool(&mut self, request: &str) -> String {
+        if let Err(e) = parse_object(request) {
+            return e;
+        }
+        self.link.post(host_api::TOOLS_PATH, request.to_string(), self.deadline).await
+    }
+
+    /// `invoke.call-batch`: every invocation starts now, in parallel.
+    pub fn call_batch(&mut self, request: &str) -> String {
+        let req = match parse_object(request) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let Some(list) = req.get("invocations").and_then(Value::as_array).filter(|l| !l.is_empty()) else {
+            return error("invalid_request", "`invocations` must be a non-empty array of {reference, input, type}");
+        };
+        if list.len() > MAX_BATCH {
+            return error("invalid_request", &format!("a batch holds at most {MAX_BATCH} invocations (got {})", list.len()));
+        }
+        if self.batches.len() >= MAX_OPEN_BATCHES {
+            return error("invalid_request", &format!("at most {MAX_OPEN_BATCHES} batches may be open; close one first"));
+        }
+        if list.iter().any(|inv| !inv.is_object()) {
+            return error("invalid_request", "each invocation must be an object {reference, input, type}");
+        }
+        let slots = list
+            .iter()
+            .map(|inv| {
+                let link = self.link.clone();
+                let deadline = self.deadline;
+                let body = inv.to_string();
+                Slot::Pending(tokio::spawn(async move { link.post(host_api::INVOKE_PATH, body, deadline).await }))
+            })
+            .collect();
+        self.next_batch += 1;
+        let handle = format!("batch-{}", self.next_batch);
+        self.batches.insert(handle.clone(), slots);
+        json!({ "batch": handle, "count": list.len() }).to_string()
+    }
+
+    /// `invoke.poll`: one invocation's state.
+    pub fn poll(&mut self, request: &str) -> String {
+        let req = match parse_object(request) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let Some(slots) = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h)) else {
+            return error("invalid_handle", "no open batch with that handle");
+        };
+        let count = slots.len();
+        let Some(slot) = req.get("index").and_then(Value::as_u64).and_then(|i| slots.get_mut(i as usize)) else {
+            return error("invalid_index", &format!("`index` must be from 0 to {}", count.saturating_sub(1)));
+        };
+        settle(slot);
+        state(slot, None).to_string()
+    }
+
+    /// `invoke.poll-all`: every invocation's state, and whether all are done.
+    pub fn poll_all(&mut self, request: &str) -> String {
+        let req = match parse_object(request) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let Some(slots) = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h)) else {
+            return error("invalid_handle", "no open batch with that handle");
+        };
+        let mut all_done = true;
+        let results: Vec<Value> = slots
+            .iter_mut()
+            .enumerate()
+            .map(|(i, slot)| {
+                settle(slot);
+                all_done &= matches!(slot, Slot::Done(_));
+                state(slot, Some(i))
+            })
+            .collect();
+        json!({ "results": results, "all_done": all_done }).to_string()
+    }
+
+    /// `invoke.close`: forgets a batch (idempotent). Children still running finish on their
+    /// own, and the router cancels any still going when this run ends.
+    pub fn close(&mut self, request: &str) -> String {
+        if let Some(h) = serde_json::from_str::<Value>(request).ok().and_then(|v| v.get("batch").and_then(Value::as_str).map(String::from)) {
+            self.batches.remove(&h);
+        }
+        json!({ "ok": true }).to_string()
+    }
+}
+
+/// Moves a finished task's answer into the slot.
+fn settle(slot: &mut Slot) {
+    if let Slot::Pending(task) = slot {
+        if task.is_finished() {
+            let answer = futures_now(task).unwrap_or_else(|| error("dispatch_error", "the invocation task failed"));
+            *slot = Slot::Done(answer);
+        }
+    }
+}
+
+/// The result of a finished task, without blocking.
+fn futures_now(task: &mut JoinHandle<String>) -> Option<String> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match Pin::new(task).poll(&mut cx) {
+        std::task::Poll::Ready(Ok(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A slot as `poll` reports it: pending, completed with output, or error.
+fn state(slot: &Slot, index: Option<usize>) -> Value {
+    let mut v = match slot {
+        Slot::Pending(_) => json!({ "status": "pending" }),
+        Slot::Done(answer) => match serde_json::from_str::<Value>(answer) {
+            Ok(a) if a.get("error").is_some() => json!({ "status": "error", "error": a["error"] }),
+            Ok(a) => json!({ "status": "completed", "output": a["output"], "execution_id": a["execution_id"] }),
+            Err(_) => json!({ "status": "error", "error": { "type": "dispatch_error", "message": "the router's answer is not JSON" } }),
+        },
+    };
+    if let Some(i) = index {
+        v["index"] = json!(i);
+    }
+    v
+}
+
+fn parse_object(request: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(request) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(error("invalid_request", "the request must be a JSON object")),
+        Err(e) => Err(error("invalid_json", &format!("the request is not JSON: {e}"))),
+    }
+}
+
+/// The guest-facing error JSON.
+pub fn error(kind: &str, message: &str) -> String {
+    json!({ "error": { "type": kind, "message": message } }).to_string()
+}
+
+/// Most bytes read from a router's answer.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// POSTs to a remote router over HTTP/1.1 (TLS for https).
+async fn http_post(req: http::Request<Bytes>) -> Result<http::Response<Bytes>, String> {
+    let uri = req.uri().clone();
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("router URL {uri} must be http or https")),
+    };
+    let host = uri.host().ok_or("router URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn crate::egress::Io> = if tls {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+        Box::new(tokio_rustls::TlsConnector::from(crate::egress::tls_config()).connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    let conn = tokio::spawn(conn);
+    let (mut parts, body) = req.into_parts();
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    parts.headers.insert(http::header::HOST, http::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?);
+    parts.uri = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let resp = sender.send_request(http::Request::from_parts(parts, Full::new(body))).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_ANSWER).collect().await.map_err(|e| e.to_string())?.to_bytes();
+    conn.abort();
+    Ok(http::Response::from_parts(parts, body))
+}

@@ -1,0 +1,216 @@
+//! Formulas through the real server: children run through the full pipeline with linked
+//! records, tools are deny-by-default and never exceed the caller's scopes, nesting is
+//! bounded, a child never outlives its parent, batches run in parallel, and cancelling a
+//! formula stops its children.
+
+use crate::catalysts::{policy, register, Upstream};
+use crate::support::*;
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROBE: &str = "formula:test.probe:0.1.0";
+
+/// Registers the formula probe fixture.
+fn register_probe(s: &Server) {
+    let m = json!({ "id": "formula:test.probe", "type": "formula", "version": "0.1.0", "description": "test formula probe", "secrets": [],
+                    "wasi": { "http": false, "streaming": false, "secrets": false } });
+    s.register(m, &wasm("formula-probe"));
+}
+
+/// Runs the probe with `steps` as `key`; returns the whole JSON-RPC answer.
+fn probe(s: &Server, key: &str, steps: Json) -> Json {
+    s.call(key, "execution", json!({ "action": "run", "reference": PROBE, "input": { "steps": steps } }))
+}
+
+/// The probe's per-step answers from a successful run.
+fn results(answer: &Json) -> Vec<Json> {
+    assert!(answer.get("error").is_none() && answer["result"]["isError"] == json!(false), "probe failed: {answer}");
+    answer["result"]["structuredContent"]["result"]["results"].as_array().cloned().unwrap_or_default()
+}
+
+fn runs(s: &Server, key: &str) -> Vec<Json> {
+    s.ok(key, "execution", json!({ "action": "list", "limit": 100 }))["executions"].as_array().cloned().unwrap()
+}
+
+#[test]
+fn a_formula_runs_a_catalyst_then_a_reagent_and_three_records_link_up() {
+    let up = Upstream::start();
+    let s = Server::start();
+    let http = register(&s, "components/catalysts/cyfr/http/0.1.0", "http-catalyst");
+    register(&s, "components/reagents/cyfr/text-stats/0.1.0", "text-stats");
+    let formula = register(&s, "components/formulas/cyfr/fetch-stats/0.1.0", "fetch-stats-formula");
+    assert_eq!(formula, "formula:cyfr.fetch-stats:0.1.0");
+    policy(&s, &http, "allowed_domains", json!(["localhost"]));
+    policy(&s, &http, "allowed_private_ips", json!(["127.0.0.1/32"]));
+    let key = s.key("runner", "secret", &["execution"], json!({}));
+
+    let r = s.ok(&key, "execution", json!({ "action": "run", "reference": formula, "input": { "url": up.url("/ok"), "top": 3 } }));
+    assert_eq!(r["status"], "completed", "{r}");
+    let out = &r["result"];
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["stats"]["words"], 1, "the reagent counted the catalyst's body `hello`: {out}");
+
+    let parent = r["execution_id"].as_str().unwrap();
+    let listed = runs(&s, &key);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let child = |id: &Json| listed.iter().find(|e| &e["execution_id"] == id).cloned().unwrap_or_else(|| panic!("no record {id}"));
+    let (fetch, stats) = (child(&out["executions"]["fetch"]), child(&out["executions"]["stats"]));
+    assert_eq!((fetch["component_type"].as_str(), stats["component_type"].as_str()), (Some("catalyst"), Some("reagent")));
+    for c in [&fetch, &stats] {
+        assert_eq!(c["parent_execution_id"], parent, "{c}");
+        assert_eq!(c["status"], "completed", "{c}");
+    }
+    let top = child(&json!(parent));
+    assert_eq!((top["component_type"].as_str(), top["parent_execution_id"].is_null()), (Some("formula"), true), "{top}");
+
+    // The child's own policy still holds: without allowed_domains the catalyst never starts.
+    s.ok(&s.admin, "policy", json!({ "action": "delete", "reference": http }));
+    let r = s.ok(&key, "execution", json!({ "action": "run", "reference": formula, "input": { "url": up.url("/ok") } }));
+    assert_eq!(r["result"]["error"]["type"], "policy_required", "{r}");
+    assert_eq!(r["result"]["error"]["step"], "fetch");
+}
+
+#[test]
+fn tools_are_denied_by_default_and_never_exceed_the_callers_scopes() {
+    let s = Server::start();
+    register_probe(&s);
+    let key = s.key("runner", "secret", &["execution", "component.search"], json!({}));
+    let search = json!({ "fn": "tool", "req": { "tool": "component", "action": "search", "args": { "query": "probe" } } });
+    let create_key = json!({ "fn": "tool", "req": { "tool": "key", "action": "create", "params": { "name": "made-by-formula", "type": "secret", "scope": ["execution"] } } });
+
+    let r = results(&probe(&s, &key, json!([search])));
+    assert_eq!(r[0]["error"]["type"], "tool_denied", "no allowed_tools, no tools: {r:?}");
+
+    s.ok(&s.admin, "policy", json!({ "action": "set", "reference": PROBE, "field": "allowed_tools", "value": ["component.*", "key.create"] }));
+    let unknown = json!({ "fn": "tool", "req": { "tool": "nope", "action": "x" } });
+    let run_tool = json!({ "fn": "tool", "req": { "tool": "execution", "action": "run", "args": { "reference": PROBE } } });
+    let garbage = json!({ "fn": "tool", "raw": "not json" });
+    let r = results(&probe(&s, &key, json!([search, create_key, unknown, run_tool, garbage])));
+    assert_eq!(r[0]["status"], "ok", "{r:?}");
+    assert_eq!(r[0]["result"]["components"][0]["reference"], PROBE, "{r:?}");
+    assert_eq!(r[1]["error"]["type"], "tool_denied", "a non-admin caller cannot create keys through a formula: {r:?}");
+    assert_eq!(r[2]["error"]["type"], "tool_not_found", "{r:?}");
+    assert_eq!(r[3]["error"]["type"], "tool_denied", "execution.run is not in allowed_tools: {r:?}");
+    assert_eq!(r[4]["error"]["type"], "invalid_json", "{r:?}");
+    let names: Vec<Json> = s.ok(&s.admin, "key", json!({ "action": "list" }))["keys"].as_array().unwrap().iter().map(|k| k["name"].clone()).collect();
+    assert!(!names.contains(&json!("made-by-formula")), "{names:?}");
+
+    // The same formula run by an admin reaches the real handler.
+    let r = results(&probe(&s, &s.admin, json!([create_key])));
+    assert_eq!(r[0]["status"], "ok", "{r:?}");
+    assert!(r[0]["result"]["key"].as_str().unwrap().starts_with("cyfr_sk_"));
+}
+
+#[test]
+fn formulas_nest_at_most_four_levels_deep() {
+    let s = Server::start();
+    register_probe(&s);
+    let r = results(&probe(&s, &s.admin, json!([{ "fn": "self", "reference": PROBE }])));
+    // Each level's answer holds the next level's results, until the router refuses.
+    let mut level = r[0].clone();
+    let mut depth = 1;
+    while level["status"] == "completed" {
+        level = level["output"]["results"][0].clone();
+        depth += 1;
+    }
+    assert_eq!(level["error"]["type"], "depth_exceeded", "{level}");
+    assert_eq!(depth, 5, "levels 1..4 ran under the top-level run; the fifth was refused");
+    let listed = runs(&s, &s.admin);
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert_eq!(listed.iter().filter(|e| e["status"] == "failed").count(), 1, "{listed:?}");
+}
+
+#[test]
+fn a_child_never_outlives_its_parent_and_batches_run_in_parallel() {
+    let s = Server::start();
+    register_probe(&s);
+    let jt = register_json_transform(&s);
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.ok(&s.admin, "policy", json!({ "action": "set", "reference": PROBE, "field": "timeout", "value": "2s" }));
+
+    let started = Instant::now();
+    let r = results(&probe(&s, &s.admin, json!([{ "fn": "call", "req": { "reference": "r:test.endless-loop:0.1.0", "input": {} } }])));
+    assert_eq!(r[0]["error"]["type"], "timeout", "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the child ran past its parent: {:?}", started.elapsed());
+    let child = runs(&s, &s.admin).into_iter().find(|e| e["reference"] == "reagent:test.endless-loop:0.1.0").unwrap();
+    assert!(child["status"] == "timed_out" || child["status"] == "cancelled", "{child}");
+    assert!(child["duration_ms"].as_u64().unwrap() < 3_000, "the child's 30 s default was cut to the parent's 2 s: {child}");
+
+    let inv = |n: i64| json!({ "reference": jt, "input": { "data": [n, 1] } });
+    let r = results(&probe(&s, &s.admin, json!([
+        { "fn": "batch", "req": { "invocations": [inv(1), inv(2), inv(3)] } },
+        { "fn": "wait_all", "of": 0 },
+        { "fn": "poll", "of": 0, "index": 7 },
+        { "fn": "close", "of": 0 },
+        { "fn": "poll_all", "of": 0 },
+        { "fn": "batch", "req": { "invocations": [] } },
+    ])));
+    assert_eq!(r[0]["count"], 3, "{r:?}");
+    let done = r[1]["results"].as_array().unwrap();
+    assert_eq!(r[1]["all_done"], true);
+    let sums: Vec<i64> = done.iter().map(|d| d["output"]["sum"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(sums, vec![2, 3, 4], "{done:?}");
+    assert_eq!(r[2]["error"]["type"], "invalid_index", "{r:?}");
+    assert_eq!(r[3]["ok"], true);
+    assert_eq!(r[4]["error"]["type"], "invalid_handle", "a closed batch is gone: {r:?}");
+    assert_eq!(r[5]["error"]["type"], "invalid_request", "{r:?}");
+}
+
+#[test]
+fn cancelling_a_formula_stops_its_running_child_too() {
+    let s = Arc::new(Server::start());
+    register_probe(&s);
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    let bg = s.clone();
+    let run = std::thread::spawn(move || probe(&bg, &bg.admin, json!([{ "fn": "call", "req": { "reference": "r:test.endless-loop:0.1.0" } }])));
+    let (parent, child) = loop {
+        let listed = runs(&s, &s.admin);
+        let child = listed.iter().find(|e| e["status"] == "started" && !e["parent_execution_id"].is_null());
+        if let Some(c) = child {
+            break (c["parent_execution_id"].as_str().unwrap().to_string(), c["execution_id"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let asked = Instant::now();
+    let r = s.ok(&s.admin, "execution", json!({ "action": "cancel", "execution_id": parent }));
+    assert_eq!(r["cancelled"], true, "{r}");
+    let answer = run.join().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(2), "cancel took {:?}", asked.elapsed());
+    assert_eq!(answer["error"]["data"]["reason"], "cancelled", "{answer}");
+    let status = |id: &str| s.ok(&s.admin, "execution", json!({ "action": "logs", "execution_id": id }))["status"].clone();
+    assert_eq!(status(&parent), "cancelled");
+    // The child's own request finishes recording it just after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&child) == "started" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status(&child), "cancelled");
+}
+
+#[test]
+fn callback_paths_refuse_anyone_without_a_running_formulas_token() {
+    let s = Server::start();
+    let base = s.url.trim_end_matches("/mcp").to_string();
+    let http = reqwest::blocking::Client::new();
+    let body = json!({ "reference": "r:cyfr.json-transform:0.1.0", "input": {} });
+    for path in ["/v1/formula/invoke", "/v1/formula/tools"] {
+        let r = http.post(format!("{base}{path}")).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} without a token");
+        let r = http.post(format!("{base}{path}")).bearer_auth(&s.admin).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}: an API key is not a callback token");
+        let r = http.post(format!("{base}{path}")).bearer_auth("x".repeat(43)).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path} with a made-up token");
+    }
+}
+
+#[test]
+fn formulas_on_remote_hosts_call_back_to_the_router() {
+    let h = Host::start();
+    let s = Server::start_with(&["--host", &h.spec]);
+    register_probe(&s);
+    let jt = register_json_transform(&s);
+    let r = results(&probe(&s, &s.admin, json!([{ "fn": "call", "req": { "reference": jt, "input": { "data": [4, 5] } } }])));
+    assert_eq!(r[0]["status"], "completed", "{r:?}");
+    assert_eq!(r[0]["output"]["sum"], 9);
+}
