@@ -1,6 +1,9 @@
 //! The load generator: C workers, each with one keep-alive HTTP/1.1 connection (or, for the
 //! in-process rows, one call at a time), a warm-up, then a measured window.
 //!
+//! [`HttpClient::fresh`] opens a new connection for every request instead (and resolves a
+//! host name first if told to), the way cyfr's egress does for a catalyst's requests.
+//!
 //! A request counts when it *finishes* inside the measured window `[warm_end, end]`; workers
 //! stop starting requests at `end`. Only verified responses count as completed; anything else
 //! (transport error, non-200, wrong body) is an error and the worker reconnects.
@@ -35,19 +38,36 @@ pub trait Client {
     fn call(&mut self) -> impl Future<Output = Result<(), String>>;
 }
 
-/// A worker's keep-alive connection to an [`HttpTarget`].
+/// A worker's keep-alive connection to an [`HttpTarget`] (or, made with
+/// [`HttpClient::fresh`], a new connection per request).
 pub struct HttpClient {
     target: Arc<HttpTarget>,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Close the connection after every request.
+    fresh: bool,
+    /// With `fresh`: resolve this host (`getaddrinfo`, as `tokio::net::lookup_host` does it)
+    /// before every connection and connect to its first IPv4 address on the target's port.
+    resolve: Option<String>,
 }
 
 impl HttpClient {
     pub fn new(target: Arc<HttpTarget>) -> HttpClient {
-        HttpClient { target, sender: None }
+        HttpClient { target, sender: None, fresh: false, resolve: None }
+    }
+
+    /// A client that opens a new TCP connection for every request and closes it once the
+    /// response body is read; with `resolve`, it also looks that host name up every time.
+    pub fn fresh(target: Arc<HttpTarget>, resolve: Option<String>) -> HttpClient {
+        HttpClient { target, sender: None, fresh: true, resolve }
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let stream = tokio::net::TcpStream::connect(self.target.addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut addr = self.target.addr;
+        if let Some(host) = &self.resolve {
+            let found = tokio::net::lookup_host((host.as_str(), addr.port())).await.map_err(|e| format!("resolving {host}: {e}"))?;
+            addr = found.into_iter().find(SocketAddr::is_ipv4).ok_or_else(|| format!("{host} has no IPv4 address"))?;
+        }
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
         tokio::task::spawn_local(async move {
@@ -81,8 +101,8 @@ impl HttpClient {
 impl Client for HttpClient {
     async fn call(&mut self) -> Result<(), String> {
         let r = self.once().await;
-        if r.is_err() {
-            self.sender = None; // reconnect next time
+        if r.is_err() || self.fresh {
+            self.sender = None; // reconnect next time (dropping the sender closes the connection)
         }
         r
     }

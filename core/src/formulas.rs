@@ -95,9 +95,13 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent,
         Some(Json::String(t)) if ["reagent", "catalyst", "formula"].contains(&t.as_str()) => args["type"] = json!(t),
         Some(t) => return guest_error("invalid_type", &format!("`type` must be reagent, catalyst or formula (got {t})")),
     }
-    // A bare `ns.name:version` is a reagent, as CYFR's formulas assume.
-    if args.get("type").is_none() && args["reference"].as_str().is_some_and(|r| r.matches(':').count() < 2) {
-        args["type"] = json!("reagent");
+    // Without `type`, a reference that names no type is a reagent, as CYFR's formulas assume.
+    if args.get("type").is_none() {
+        let text = args["reference"].as_str().or_else(|| args["reference"]["registry"].as_str()).unwrap_or("");
+        let prefix = text.split_once(':').map(|(p, _)| p).unwrap_or("");
+        if !["reagent", "catalyst", "formula", "r", "c", "f"].contains(&prefix) {
+            args["type"] = json!("reagent");
+        }
     }
     match run_child(app, parent, &args).await {
         Ok(v) => json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }),
@@ -133,7 +137,10 @@ async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest,
     }
     // A run started through the tools is still a child: same depth bound, same deadline.
     let result = if (name, action) == ("execution", "run") {
-        run_child(app, parent, &args).await
+        match run_child(app, parent, &args).await {
+            Ok(v) => Ok(v),
+            Err(e) => return error_answer(&e),
+        }
     } else {
         args["action"] = json!(action);
         // Not an MCP session: session-bound actions (sealed secrets) are refused by their handlers.

@@ -1322,7 +1322,12 @@ async fn host_api_runs_catalysts_under_their_egress_and_logs_refusals() {
     );
     assert_eq!(answer["stdout"], "the secret is [REDACTED]\n");
 
+    // A formula without a way back to its router is not run.
     run["component_type"] = json!("formula");
+    let resp = api.respond(post(run.clone())).await;
+    assert_eq!(resp.status(), 400);
+    assert!(String::from_utf8_lossy(resp.body()).contains("without a callback"));
+    run["component_type"] = json!("plugin");
     let resp = api.respond(post(run)).await;
     assert_eq!(resp.status(), 400);
     assert!(String::from_utf8_lossy(resp.body()).contains("unsupported_type"));

@@ -145,6 +145,7 @@ fn a_child_never_outlives_its_parent_and_batches_run_in_parallel() {
         { "fn": "close", "of": 0 },
         { "fn": "poll_all", "of": 0 },
         { "fn": "batch", "req": { "invocations": [] } },
+        { "fn": "call", "req": { "reference": { "registry": "cyfr.json-transform:0.1.0" }, "input": { "data": [5] } } },
     ])));
     assert_eq!(r[0]["count"], 3, "{r:?}");
     let done = r[1]["results"].as_array().unwrap();
@@ -155,6 +156,7 @@ fn a_child_never_outlives_its_parent_and_batches_run_in_parallel() {
     assert_eq!(r[3]["ok"], true);
     assert_eq!(r[4]["error"]["type"], "invalid_handle", "a closed batch is gone: {r:?}");
     assert_eq!(r[5]["error"]["type"], "invalid_request", "{r:?}");
+    assert_eq!(r[6]["output"]["sum"], 5, "a reference without a type is a reagent: {r:?}");
 }
 
 #[test]
