@@ -161,6 +161,10 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
         // Children still running (a batch the formula never waited for) end with it.
         cancel_children(app, &id).await;
     }
+    if !resp.egress_refusals.is_empty() {
+        let refusals = serde_json::to_string(&resp.egress_refusals).unwrap_or_default();
+        app.db.query("UPDATE executions SET refusals = ? WHERE id = ?", &[refusals.into(), id.clone().into()]).await?;
+    }
     let now = app.env.now_ms();
     if resp.status != "completed" {
         let err = resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() });
@@ -173,10 +177,6 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
         return Err(failure(&err.code, err.message));
     }
     finish(&app.db, &id, "completed", None, &resp.stdout, &resp.stderr, started, now).await?;
-    if !resp.egress_refusals.is_empty() {
-        let refusals = serde_json::to_string(&resp.egress_refusals).unwrap_or_default();
-        app.db.query("UPDATE executions SET refusals = ? WHERE id = ?", &[refusals.into(), id.clone().into()]).await?;
-    }
     let output = resp.output.unwrap_or_default();
     let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
     Ok(json!({

@@ -203,6 +203,17 @@ impl Default for Limits {
     }
 }
 
+/// What a run that failed after its guest started leaves behind (redacted like an outcome).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// What the guest wrote to stdout.
+    pub stdout: String,
+    /// What the guest wrote to stderr.
+    pub stderr: String,
+    /// Outbound requests refused before it failed.
+    pub refusals: Vec<Refusal>,
+}
+
 /// The result of a successful execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutcome {
@@ -517,6 +528,8 @@ impl Executor {
 
     /// Runs a reagent (`catalyst: None`) or a catalyst as execution `execution_id`, which
     /// [`Executor::cancel`] can stop from another thread while it runs.
+    /// When it fails after the guest started, `left` receives what the guest wrote and the
+    /// requests refused, so a failed run keeps its logs.
     pub fn run_execution(
         &self,
         execution_id: &str,
@@ -524,10 +537,11 @@ impl Executor {
         input: &str,
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
+        left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
         self.tracked(execution_id, |cancel| {
-            self.run_inner(world, digest, input, limits, catalyst, None, cancel)
+            self.run_inner(world, digest, input, limits, catalyst, None, cancel, left)
         })
     }
 
@@ -540,9 +554,10 @@ impl Executor {
         input: &str,
         limits: &Limits,
         link: &RouterLink,
+        left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         self.tracked(execution_id, |cancel| {
-            self.run_inner(World::Formula, digest, input, limits, None, Some(link), cancel)
+            self.run_inner(World::Formula, digest, input, limits, None, Some(link), cancel, left)
         })
     }
 
@@ -576,7 +591,8 @@ impl Executor {
         limits: &Limits,
         catalyst: Option<&CatalystCtx>,
     ) -> Result<ExecOutcome, ExecError> {
-        self.run_inner(world, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()))
+        let mut left = Leftovers::default();
+        self.run_inner(world, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()), &mut left)
     }
 
     fn run_inner(
@@ -588,6 +604,7 @@ impl Executor {
         catalyst: Option<&CatalystCtx>,
         formula: Option<&RouterLink>,
         cancel: &Arc<Cancel>,
+        left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         if input.len() > limits.max_input_bytes {
             return Err(ExecError::InputTooLarge {
@@ -717,6 +734,11 @@ impl Executor {
             .as_ref()
             .map(|s| s.refusals().to_vec())
             .unwrap_or_default();
+        *left = Leftovers {
+            stdout: redact(stdout.text()),
+            stderr: redact(stderr.text()),
+            refusals: refusals.clone(),
+        };
 
         if cancel.flag.load(Ordering::SeqCst) {
             return Err(ExecError::Cancelled);

@@ -3,7 +3,8 @@
 
 use crate::core_db::CoreDb;
 use crate::db::LocalDb;
-use crate::executor::{CatalystCtx, ExecError, Executor, Limits};
+use crate::egress::Refusal;
+use crate::executor::{CatalystCtx, ExecError, Executor, Leftovers, Limits};
 use crate::formula::{LocalRouter, RouterLink};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
@@ -102,47 +103,51 @@ impl HostApi {
         let input = run.input;
         let started = std::time::Instant::now();
         let execution_id = run.execution_id.clone();
-        let outcome = tokio::task::spawn_blocking(move || match &formula {
-            Some(link) => executor.run_formula(&execution_id, &digest, &input, &limits, link),
-            None => executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref()),
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut left = Leftovers::default();
+            let result = match &formula {
+                Some(link) => executor.run_formula(&execution_id, &digest, &input, &limits, link, &mut left),
+                None => executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref(), &mut left),
+            };
+            (result, left)
         })
         .await;
         let scrub = |t: &str| cyfr_core::secrets::mask::redact(t, run.secrets.values().map(|v| v.as_bytes()));
-        let resp = match outcome {
-            Ok(Ok(o)) => {
-                let mut stderr = o.stderr;
-                for r in &o.refusals {
-                    if !stderr.is_empty() && !stderr.ends_with('\n') {
-                        stderr.push('\n');
-                    }
-                    stderr.push_str(&r.log_line());
+        // Refused requests are logged as `cyfr egress: refused …` lines after the guest's stderr.
+        let logs = |stdout: &str, stderr: &str, refusals: &[Refusal]| {
+            let mut stderr = stderr.to_string();
+            for r in refusals {
+                if !stderr.is_empty() && !stderr.ends_with('\n') {
                     stderr.push('\n');
                 }
-                let egress_refusals = o
-                    .refusals
-                    .iter()
-                    .map(|r| EgressRefusal { kind: r.kind.clone(), method: r.method.clone(), url: scrub(&r.url), message: scrub(&r.message) })
-                    .collect();
+                stderr.push_str(&r.log_line());
+                stderr.push('\n');
+            }
+            let refused = refusals
+                .iter()
+                .map(|r| EgressRefusal { kind: r.kind.clone(), method: r.method.clone(), url: scrub(&r.url), message: scrub(&r.message) })
+                .collect::<Vec<_>>();
+            (scrub(stdout), scrub(&stderr), refused)
+        };
+        let resp = match outcome {
+            Ok((Ok(o), _)) => {
+                let (stdout, stderr, egress_refusals) = logs(&o.stdout, &o.stderr, &o.refusals);
+                RunResponse { status: "completed".into(), output: Some(scrub(&o.output)), error: None, stdout, stderr, duration_ms: o.duration_ms, egress_refusals }
+            }
+            Ok((Err(ExecError::ArtifactMissing { digest }), _)) => return error(404, "artifact_missing", format!("no artifact {digest}")),
+            Ok((Err(e), left)) => {
+                // A failed run keeps what its guest wrote and what it was refused.
+                let (stdout, stderr, egress_refusals) = logs(&left.stdout, &left.stderr, &left.refusals);
                 RunResponse {
-                    status: "completed".into(),
-                    output: Some(scrub(&o.output)),
-                    error: None,
-                    stdout: scrub(&o.stdout),
-                    stderr: scrub(&stderr),
-                    duration_ms: o.duration_ms,
+                    status: "failed".into(),
+                    output: None,
+                    error: Some(HostError { code: e.code().into(), message: scrub(&e.to_string()) }),
+                    stdout,
+                    stderr,
+                    duration_ms: started.elapsed().as_millis() as u64,
                     egress_refusals,
                 }
             }
-            Ok(Err(ExecError::ArtifactMissing { digest })) => return error(404, "artifact_missing", format!("no artifact {digest}")),
-            Ok(Err(e)) => RunResponse {
-                status: "failed".into(),
-                output: None,
-                error: Some(HostError { code: e.code().into(), message: scrub(&e.to_string()) }),
-                stdout: String::new(),
-                stderr: String::new(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                egress_refusals: Vec::new(),
-            },
             Err(join) => return error(500, "host_panic", format!("execution task failed: {join}")),
         };
         json(200, &resp)

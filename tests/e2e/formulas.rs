@@ -216,3 +216,16 @@ fn formulas_on_remote_hosts_call_back_to_the_router() {
     assert_eq!(r[0]["status"], "completed", "{r:?}");
     assert_eq!(r[0]["output"]["sum"], 9);
 }
+
+#[test]
+fn a_run_that_times_out_keeps_what_it_wrote() {
+    let s = Server::start();
+    register_probe(&s);
+    s.ok(&s.admin, "policy", json!({ "action": "set", "reference": PROBE, "field": "timeout", "value": "1s" }));
+    let r = probe(&s, &s.admin, json!([{ "fn": "print", "text": "got this far" }, { "fn": "spin" }]));
+    assert_eq!(code(&r), -33101, "{r}");
+    let id = r["error"]["data"]["execution_id"].clone();
+    let logs = s.ok(&s.admin, "execution", json!({ "action": "logs", "execution_id": id }));
+    assert_eq!(logs["status"], "timed_out", "{logs}");
+    assert_eq!(logs["stdout"], "got this far\n", "{logs}");
+}
