@@ -12,7 +12,7 @@
 //!    (`tokio::net::lookup_host`, i.e. `getaddrinfo` on the blocking pool), as the egress's
 //!    `SystemResolver` does for every request.
 //! 3. **executor in-process**: `Executor::run_catalyst` of the http catalyst on the blocking
-//!    pool (as the host API runs it), with a `CatalystCtx` built from the same policy; no
+//!    pool (much as the host API runs it), with a `CatalystCtx` built from the same policy; no
 //!    router, no database, no HTTP in front.
 //! 4. **executor json-transform**: the same executor running the reagent (the default mode's
 //!    `--breakdown` row), for reference: what the catalyst's run adds over a reagent's.
@@ -83,7 +83,8 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
     results.push(b.row("native (new connection)", || HttpClient::fresh(native.clone(), None)));
     results.push(b.row("native + getaddrinfo", || HttpClient::fresh(native.clone(), Some("localhost".into()))));
 
-    // 3: the executor alone, as the host API calls it (spawn_blocking + run_catalyst).
+    // 3: the executor alone (spawn_blocking + run_catalyst; the host API's run_execution
+    // also registers a cancel switch).
     let executor = Arc::new(Executor::new(&b.cache_dir)?);
     let digest = Executor::digest_of(&wasm);
     executor.put_artifact(&digest, &wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -156,9 +157,7 @@ fn verify_native(body: &[u8]) -> Result<(), String> {
 /// The catalyst's output: `{"status": 200, "data": {"status": 200, "headers": …, "body": "hello"}}`.
 fn check_output(out: &Json) -> Result<(), String> {
     if out["status"] != 200 || out["data"]["status"] != 200 || out["data"]["body"] != BODY {
-        let mut s = out.to_string();
-        s.truncate(400);
-        return Err(format!("unexpected catalyst output: {s}"));
+        return Err(format!("unexpected catalyst output: {}", crate::excerpt(&out, 400)));
     }
     Ok(())
 }
@@ -167,9 +166,7 @@ fn verify_cyfr(body: &[u8]) -> Result<(), String> {
     let v = crate::parse(body)?;
     let sc = &v["result"]["structuredContent"];
     if sc["status"] != "completed" {
-        let mut s = v.to_string();
-        s.truncate(400);
-        return Err(format!("unexpected response: {s}"));
+        return Err(format!("unexpected response: {}", crate::excerpt(&v, 400)));
     }
     check_output(&sc["result"])
 }

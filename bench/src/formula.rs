@@ -195,11 +195,7 @@ fn report(b: &Bench, args: &Args, results: &[Stats], cases: &[Case], rate_limit:
 fn verify_probe(body: &[u8]) -> Result<(), String> {
     let v = crate::parse(body)?;
     let sc = &v["result"]["structuredContent"];
-    let fail = |what: &str| {
-        let mut s = v.to_string();
-        s.truncate(600);
-        Err(format!("{what}: {s}"))
-    };
+    let fail = |what: &str| Err(format!("{what}: {}", crate::excerpt(&v, 600)));
     if sc["status"] != "completed" {
         return fail("the probe did not complete");
     }

@@ -328,7 +328,8 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
         });
         results.push(b.http_row("cyfr tools/list (key)", &list));
 
-        // The executor alone, as the host API calls it (spawn_blocking + run_reagent).
+        // The executor alone (spawn_blocking + run_reagent; the host API's run_execution
+        // also registers a cancel switch).
         let executor = Arc::new(cyfr_host::executor::Executor::new(&b.cache_dir)?);
         let call = reagent_executor_call(b, &executor)?;
         let handle = b.server_rt.handle().clone();
@@ -352,7 +353,7 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
     Ok(())
 }
 
-/// json-transform run by `executor` the way the host API runs it (`spawn_blocking` +
+/// json-transform run by `executor` much as the host API runs it (`spawn_blocking` +
 /// `run_reagent`), checked; run once here so the compile (or cache load) is not measured.
 pub(crate) fn reagent_executor_call(b: &Bench, executor: &Arc<cyfr_host::executor::Executor>) -> anyhow::Result<load::CallFn> {
     let digest = cyfr_host::executor::Executor::digest_of(&b.reagent_wasm);
@@ -427,11 +428,7 @@ async fn start_cyfr(
     // As `cyfr init` does: the data directory, the master key file (unless CYFR_MASTER_KEY
     // is set; a server that reads no master key ignores it), the schema and the admin key.
     std::fs::create_dir_all(data_dir)?;
-    if std::env::var("CYFR_MASTER_KEY").map_or(true, |v| v.trim().is_empty()) {
-        let mut secret = [0u8; 32];
-        cyfr_core::env::Env::fill_random(&NativeEnv, &mut secret);
-        write_private(&data_dir.join("master.key"), base64::engine::general_purpose::STANDARD.encode(secret).as_bytes())?;
-    }
+    cyfr_host::keyring::init(data_dir)?;
     let admin = {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
         cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -483,13 +480,10 @@ async fn start_cyfr(
     Ok(Cyfr { addr, admin, key, reference, shutdown: tx })
 }
 
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    std::io::Write::write_all(&mut opts.open(path).with_context(|| format!("creating {}", path.display()))?, data)?;
-    Ok(())
+/// The start of `v`'s JSON text, for an error message (cut on a character boundary).
+fn excerpt(v: &Json, n: usize) -> String {
+    let s = v.to_string();
+    s[..s.floor_char_boundary(n)].to_string()
 }
 
 /// One MCP `tools/call` on a fresh connection; returns `structuredContent` or fails.
@@ -532,9 +526,7 @@ fn verify_cyfr_run(body: &[u8]) -> Result<(), String> {
     let v = parse(body)?;
     let sc = &v["result"]["structuredContent"];
     if sc["status"] != "completed" || sc["result"]["sum"] != 6 {
-        let mut s = v.to_string();
-        s.truncate(400);
-        return Err(format!("unexpected response: {s}"));
+        return Err(format!("unexpected response: {}", excerpt(&v, 400)));
     }
     Ok(())
 }
@@ -558,9 +550,7 @@ fn verify_ping(body: &[u8]) -> Result<(), String> {
 fn verify_tools_list(body: &[u8]) -> Result<(), String> {
     let v = parse(body)?;
     if !v["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-        let mut s = v.to_string();
-        s.truncate(400);
-        return Err(format!("unexpected response: {s}"));
+        return Err(format!("unexpected response: {}", excerpt(&v, 400)));
     }
     Ok(())
 }

@@ -212,7 +212,7 @@ enum SecretAction {
         #[arg(long, default_value = "user")]
         scope: String,
     },
-    /// Rotate the master key of a local data directory (rewraps data keys only; safe to re-run).
+    /// Rotate the master key of a local data directory (rewraps data and session keys only; safe to re-run).
     RotateMaster {
         #[arg(long, env = "CYFR_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,

@@ -74,9 +74,15 @@ pub async fn check_key_use(db: &impl Db, cfg: &Config, req: &HttpRequest, key: &
             return Err(Error::new(Code::InsufficientPermissions, "client IP address is not in this key's allowlist"));
         }
     }
-    if let Some(rate) = key.rate_limit {
-        ratelimit::take(db, &format!("key:{}", key.id), rate, now_ms).await?;
-    }
+    take_key_rate(db, key, now_ms).await?;
     keys::touch(db, &key.id, now_ms).await?;
     Ok(())
+}
+
+/// Counts one request against the key's own rate limit, if it has one.
+pub async fn take_key_rate(db: &impl Db, key: &ApiKey, now_ms: u64) -> Result<()> {
+    match key.rate_limit {
+        Some(rate) => ratelimit::take(db, &format!("key:{}", key.id), rate, now_ms).await,
+        None => Ok(()),
+    }
 }

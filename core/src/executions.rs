@@ -86,22 +86,22 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     // Checked here as well as on the host, so an oversize input never leaves the router.
     if input.len() as u64 > policy.max_request_size {
         let msg = format!("input is {} bytes; the policy allows {} (max_request_size)", input.len(), policy.max_request_size);
-        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
         return Err(failure("input_too_large", msg));
     }
     if depth > MAX_DEPTH {
         let msg = format!("{} would run {depth} levels deep; formulas nest at most {MAX_DEPTH} levels", component.reference);
-        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "depth_exceeded", "reference": component.reference })));
     }
     if remaining.is_some_and(|r| r < MIN_CHILD_MS) {
         let msg = format!("the parent formula has {} ms left, too little to run {}", remaining.unwrap_or(0), component.reference);
-        finish(&app.db, &id, "timed_out", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "timed_out", Some(&msg), None, started, app.env.now_ms()).await?;
         return Err(failure("timeout", msg));
     }
     if component.ctype == ComponentType::Formula && callback.is_none() {
         let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
-        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "no_router_url", "reference": component.reference })));
     }
     // A catalyst reaches the network: without an explicit allowlist it does not start.
@@ -110,15 +110,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
             "POLICY_REQUIRED: {} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {} allowed_domains '[\"api.example.com\"]'`",
             component.reference, component.reference
         );
-        finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "POLICY_REQUIRED", "reference": component.reference })));
     }
     // Per user per component; outbound calls have their own budget on the host.
     if let Err(e) = crate::ratelimit::take(&app.db, &format!("exec:{}:{}", who.id(), component.reference), policy.rate_limit, started).await {
-        finish(&app.db, &id, "failed", Some(&e.message), "", "", started, app.env.now_ms()).await?;
+        finish(&app.db, &id, "failed", Some(&e.message), None, started, app.env.now_ms()).await?;
         return Err(e);
     }
-    let secrets = granted_secrets(app, who, &component.reference).await?;
+    // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
+    // needs them looked up, decrypted or sent.
+    let secrets = if component.ctype == ComponentType::Catalyst { granted_secrets(app, who, &component.reference).await? } else { Default::default() };
 
     let req = RunRequest {
         execution_id: id.clone(),
@@ -153,17 +155,13 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
         Ok(r) => r,
         Err(e) => {
             let msg = format!("the host could not run {}: {}", component.reference, describe(&e));
-            finish(&app.db, &id, "failed", Some(&msg), "", "", started, app.env.now_ms()).await?;
+            finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
             return Err(Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id })));
         }
     };
     if component.ctype == ComponentType::Formula {
         // Children still running (a batch the formula never waited for) end with it.
         cancel_children(app, &id).await;
-    }
-    if !resp.egress_refusals.is_empty() {
-        let refusals = serde_json::to_string(&resp.egress_refusals).unwrap_or_default();
-        app.db.query("UPDATE executions SET refusals = ? WHERE id = ?", &[refusals.into(), id.clone().into()]).await?;
     }
     let now = app.env.now_ms();
     if resp.status != "completed" {
@@ -173,10 +171,10 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
             "cancelled" => "cancelled",
             _ => "failed",
         };
-        finish(&app.db, &id, status, Some(&err.message), &resp.stdout, &resp.stderr, started, now).await?;
+        finish(&app.db, &id, status, Some(&err.message), Some(&resp), started, now).await?;
         return Err(failure(&err.code, err.message));
     }
-    finish(&app.db, &id, "completed", None, &resp.stdout, &resp.stderr, started, now).await?;
+    finish(&app.db, &id, "completed", None, Some(&resp), started, now).await?;
     let output = resp.output.unwrap_or_default();
     let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
     Ok(json!({
@@ -262,15 +260,18 @@ pub fn describe(e: &DispatchError) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, stdout: &str, stderr: &str, started: u64, now: u64) -> Result<()> {
+/// Ends a run's record in one statement: status, error, and what the host sent back (its
+/// logs and refused requests) when the run reached a host.
+async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, ran: Option<&RunResponse>, started: u64, now: u64) -> Result<()> {
+    let refusals = ran.filter(|r| !r.egress_refusals.is_empty()).map(|r| serde_json::to_string(&r.egress_refusals).unwrap_or_default());
     db.query(
-        "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+        "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
         &[
             status.into(),
             error.map(String::from).into(),
-            stdout.into(),
-            stderr.into(),
+            ran.map_or("", |r| r.stdout.as_str()).into(),
+            ran.map_or("", |r| r.stderr.as_str()).into(),
+            refusals.into(),
             Value::Integer(now as i64),
             Value::Integer(now.saturating_sub(started) as i64),
             id.into(),

@@ -11,8 +11,9 @@ use crate::env::Env;
 use crate::errors::{Code, Error};
 use crate::executions::{self, Lineage};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::host_api::{INVOKE_PATH, TOOLS_PATH};
-use crate::{keys, ratelimit, scopes, tools};
+use crate::host_api::TOOLS_PATH;
+use crate::reference::ComponentType;
+use crate::{keys, scopes, tools};
 use serde_json::{json, Value as Json};
 
 /// The formula run a callback speaks for.
@@ -40,13 +41,8 @@ pub async fn handle<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRe
         Ok(_) => return HttpResponse::json(200, &guest_error("invalid_request", "the request must be a JSON object")),
         Err(e) => return HttpResponse::json(200, &guest_error("invalid_json", &format!("the request is not JSON: {e}"))),
     };
-    let answer = if req.path == INVOKE_PATH {
-        invoke(app, &parent, &body).await
-    } else if req.path == TOOLS_PATH {
-        tool(app, req, &parent, &body).await
-    } else {
-        guest_error("invalid_request", "unknown formula callback")
-    };
+    // The router sends only these two paths here.
+    let answer = if req.path == TOOLS_PATH { tool(app, req, &parent, &body).await } else { invoke(app, &parent, &body).await };
     HttpResponse::json(200, &answer)
 }
 
@@ -92,14 +88,14 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent,
     let mut args = json!({ "reference": body["reference"], "input": body.get("input").cloned().unwrap_or(json!({})) });
     match body.get("type") {
         None | Some(Json::Null) => {}
-        Some(Json::String(t)) if ["reagent", "catalyst", "formula"].contains(&t.as_str()) => args["type"] = json!(t),
+        Some(Json::String(t)) if ComponentType::parse(t).is_some() => args["type"] = json!(t),
         Some(t) => return guest_error("invalid_type", &format!("`type` must be reagent, catalyst or formula (got {t})")),
     }
     // Without `type`, a reference that names no type is a reagent, as CYFR's formulas assume.
     if args.get("type").is_none() {
         let text = args["reference"].as_str().or_else(|| args["reference"]["registry"].as_str()).unwrap_or("");
         let prefix = text.split_once(':').map(|(p, _)| p).unwrap_or("");
-        if !["reagent", "catalyst", "formula", "r", "c", "f"].contains(&prefix) {
+        if ComponentType::parse(prefix).is_none() {
             args["type"] = json!("reagent");
         }
     }
@@ -130,10 +126,8 @@ async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest,
         return guest_error("tool_denied", &e.message);
     }
     // Tool calls are requests made with the caller's key: they count against its rate limit.
-    if let Some(rate) = parent.who.key.rate_limit {
-        if let Err(e) = ratelimit::take(&app.db, &format!("key:{}", parent.who.id()), rate, app.env.now_ms()).await {
-            return error_answer(&e);
-        }
+    if let Err(e) = crate::auth::take_key_rate(&app.db, &parent.who.key, app.env.now_ms()).await {
+        return error_answer(&e);
     }
     // A run started through the tools is still a child: same depth bound, same deadline.
     let result = if (name, action) == ("execution", "run") {
@@ -195,6 +189,7 @@ fn error_answer(e: &Error) -> Json {
     json!({ "error": err })
 }
 
-fn guest_error(kind: &str, message: &str) -> Json {
+/// The error a formula's guest gets: `{"error": {"type", "message"}}` (host and router alike).
+pub fn guest_error(kind: &str, message: &str) -> Json {
     json!({ "error": { "type": kind, "message": message } })
 }

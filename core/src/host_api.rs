@@ -185,7 +185,7 @@ pub struct RunResponse {
 }
 
 /// One outbound request the host refused.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EgressRefusal {
     /// The documented error type (`domain_blocked`, `private_ip_blocked`, ...).
     #[serde(rename = "type")]
@@ -196,6 +196,13 @@ pub struct EgressRefusal {
     pub url: String,
     /// Why (never a secret).
     pub message: String,
+}
+
+impl EgressRefusal {
+    /// One line for the execution's log: `cyfr egress: refused domain_blocked GET https://…: …`.
+    pub fn log_line(&self) -> String {
+        format!("cyfr egress: refused {} {} {}: {}", self.kind, self.method, self.url, self.message)
+    }
 }
 
 /// Read a component directory on the host.

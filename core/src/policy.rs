@@ -75,12 +75,6 @@ impl Policy {
         })
     }
 
-    /// Whether a formula may call MCP tool `tool.action`: an `allowed_tools` entry names it
-    /// exactly or as `tool.*`. Deny by default.
-    pub fn tool_allowed(&self, tool: &str, action: &str) -> bool {
-        tool_allowed(&self.allowed_tools, tool, action)
-    }
-
     /// The egress part, as the host enforces it.
     pub fn egress(&self) -> crate::host_api::Egress {
         crate::host_api::Egress {
@@ -246,6 +240,17 @@ pub async fn effective(db: &impl crate::db::Db, c: &crate::registry::Component) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn allowed_tools_match_exactly_or_by_tool_wildcard_and_nothing_else() {
+        let allowed: Vec<String> = ["component.*", "key.create"].map(String::from).to_vec();
+        assert!(super::tool_allowed(&allowed, "component", "search"));
+        assert!(super::tool_allowed(&allowed, "key", "create"));
+        assert!(!super::tool_allowed(&allowed, "key", "revoke"));
+        assert!(!super::tool_allowed(&allowed, "components", "search"));
+        assert!(!super::tool_allowed(&["*".to_string()], "key", "create"), "no global wildcard");
+        assert!(!super::tool_allowed(&[], "system", "status"), "deny by default");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -46,9 +46,6 @@ pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<O
     if rows.rows.is_empty() {
         return Ok(None);
     }
-    // The session's sealed-box key lives exactly as long as the session.
-    db.query("UPDATE session_keys SET expires_at = ?1 + ?2 WHERE session_hash = ?3", &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), id_hash.clone().into()])
-        .await?;
     Ok(rows.first().map(|r| Session { id_hash, key_id: r.opt_text("key_id"), protocol_version: r.text("protocol_version") }))
 }
 

@@ -734,10 +734,11 @@ impl Executor {
             .as_ref()
             .map(|s| s.refusals().to_vec())
             .unwrap_or_default();
+        // Kept for a failure; a success moves them into its outcome.
         *left = Leftovers {
             stdout: redact(stdout.text()),
             stderr: redact(stderr.text()),
-            refusals: refusals.clone(),
+            refusals,
         };
 
         if cancel.flag.load(Ordering::SeqCst) {
@@ -762,10 +763,10 @@ impl Executor {
         }
         Ok(ExecOutcome {
             output: redact(json_or_raw(output)),
-            stdout: redact(stdout.text()),
-            stderr: redact(stderr.text()),
+            stdout: std::mem::take(&mut left.stdout),
+            stderr: std::mem::take(&mut left.stderr),
             duration_ms,
-            refusals,
+            refusals: std::mem::take(&mut left.refusals),
         })
     }
 

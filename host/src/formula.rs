@@ -158,12 +158,9 @@ impl FormulaSession {
 
     /// `invoke.poll`: one invocation's state.
     pub fn poll(&mut self, request: &str) -> String {
-        let req = match parse_object(request) {
-            Ok(v) => v,
+        let (req, slots) = match self.batch(request) {
+            Ok(found) => found,
             Err(e) => return e,
-        };
-        let Some(slots) = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h)) else {
-            return error("invalid_handle", "no open batch with that handle");
         };
         let count = slots.len();
         let Some(slot) = req.get("index").and_then(Value::as_u64).and_then(|i| slots.get_mut(i as usize)) else {
@@ -175,12 +172,9 @@ impl FormulaSession {
 
     /// `invoke.poll-all`: every invocation's state, and whether all are done.
     pub fn poll_all(&mut self, request: &str) -> String {
-        let req = match parse_object(request) {
-            Ok(v) => v,
+        let slots = match self.batch(request) {
+            Ok((_, slots)) => slots,
             Err(e) => return e,
-        };
-        let Some(slots) = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h)) else {
-            return error("invalid_handle", "no open batch with that handle");
         };
         let mut all_done = true;
         let results: Vec<Value> = slots
@@ -193,6 +187,16 @@ impl FormulaSession {
             })
             .collect();
         json!({ "results": results, "all_done": all_done }).to_string()
+    }
+
+    /// The request and the open batch its `batch` handle names, or the guest's error.
+    fn batch(&mut self, request: &str) -> Result<(Value, &mut Vec<Slot>), String> {
+        let req = parse_object(request)?;
+        let slots = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h));
+        match slots {
+            Some(slots) => Ok((req, slots)),
+            None => Err(error("invalid_handle", "no open batch with that handle")),
+        }
     }
 
     /// `invoke.close`: forgets a batch (idempotent). Children still running finish on their
@@ -249,9 +253,9 @@ fn parse_object(request: &str) -> Result<Value, String> {
     }
 }
 
-/// The guest-facing error JSON.
+/// The guest-facing error JSON, as the router writes it too.
 pub fn error(kind: &str, message: &str) -> String {
-    json!({ "error": { "type": kind, "message": message } }).to_string()
+    cyfr_core::formulas::guest_error(kind, message).to_string()
 }
 
 /// Most bytes read from a router's answer.

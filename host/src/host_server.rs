@@ -66,7 +66,9 @@ impl HostKey {
 pub struct HostServer {
     api: HostApi,
     key: HostKey,
-    token_key: Zeroizing<String>,
+    /// The shared HS256 key, and the checks every token must pass (audience = this host's key id).
+    decoding_key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
     /// Token ids seen, with their expiry: a token works once.
     seen: Mutex<HashMap<String, u64>>,
 }
@@ -86,7 +88,12 @@ impl HostServer {
         if token_key.len() < 32 {
             anyhow::bail!("the host token key must be at least 32 characters");
         }
-        Ok(HostServer { api, key, token_key: Zeroizing::new(token_key), seen: Mutex::new(HashMap::new()) })
+        let decoding_key = jsonwebtoken::DecodingKey::from_secret(Zeroizing::new(token_key).as_bytes());
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&[key.audience()]);
+        validation.set_required_spec_claims(&["exp", "aud", "iat", "jti"]);
+        validation.leeway = 5;
+        Ok(HostServer { api, key, decoding_key, validation, seen: Mutex::new(HashMap::new()) })
     }
 
     fn check_token(&self, req: &http::Request<Bytes>) -> std::result::Result<(), http::Response<Bytes>> {
@@ -96,11 +103,7 @@ impl HostServer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| error(401, "unauthorized", "a host token is required"))?;
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.set_audience(&[self.key.audience()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iat", "jti"]);
-        validation.leeway = 5;
-        let data = jsonwebtoken::decode::<HostClaims>(token, &jsonwebtoken::DecodingKey::from_secret(self.token_key.as_bytes()), &validation)
+        let data = jsonwebtoken::decode::<HostClaims>(token, &self.decoding_key, &self.validation)
             .map_err(|e| error(401, "unauthorized", format!("host token refused: {e}")))?;
         let c = data.claims;
         if c.exp.saturating_sub(c.iat) > MAX_TOKEN_LIFETIME_SECS {
@@ -115,36 +118,37 @@ impl HostServer {
         Ok(())
     }
 
-    /// Opens sealed secrets and the sealed formula callback into the run request.
-    fn unseal(&self, body: &Bytes) -> std::result::Result<Bytes, http::Response<Bytes>> {
+    /// Parses a run request and opens its sealed secrets and sealed formula callback.
+    fn unseal(&self, body: &Bytes) -> std::result::Result<RunRequest, http::Response<Bytes>> {
         let mut run: RunRequest = serde_json::from_slice(body).map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
         if let Some(sealed) = run.sealed_secrets.take() {
-            let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", "sealed_secrets is not base64"))?;
-            let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", "sealed_secrets are not sealed to this host"))?);
-            run.secrets = serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", "sealed_secrets do not hold a JSON map"))?;
+            run.secrets = self.open(&sealed, "sealed_secrets")?;
         }
         if let Some(sealed) = run.sealed_callback.take() {
-            let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", "sealed_callback is not base64"))?;
-            let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", "sealed_callback is not sealed to this host"))?);
-            run.callback = Some(serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", "sealed_callback does not hold a callback"))?);
+            run.callback = Some(self.open(&sealed, "sealed_callback")?);
         }
-        serde_json::to_vec(&run).map(Bytes::from).map_err(|e| error(500, "internal", e.to_string()))
+        Ok(run)
+    }
+
+    /// Opens a base64 sealed box addressed to this host and parses the JSON inside.
+    fn open<T: serde::de::DeserializeOwned>(&self, sealed: &str, field: &str) -> std::result::Result<T, http::Response<Bytes>> {
+        let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", format!("{field} is not base64")))?;
+        let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", format!("{field} is not sealed to this host")))?);
+        serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", format!("{field} does not hold what a run request needs there")))
     }
 
     async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         if let Err(r) = self.check_token(&req) {
             return r;
         }
-        let (parts, body) = req.into_parts();
-        let body = if parts.method == http::Method::POST && parts.uri.path() == cyfr_core::host_api::RUN_PATH {
-            match self.unseal(&body) {
-                Ok(b) => b,
-                Err(r) => return r,
-            }
-        } else {
-            body
-        };
-        self.api.respond(http::Request::from_parts(parts, body)).await
+        // A run is handed over opened, not written back to JSON with its secrets in clear.
+        if req.method() == http::Method::POST && req.uri().path() == cyfr_core::host_api::RUN_PATH {
+            return match self.unseal(req.body()) {
+                Ok(run) => self.api.run(run).await,
+                Err(r) => r,
+            };
+        }
+        self.api.respond(req).await
     }
 
     /// Serves until `shutdown` resolves.

@@ -1,6 +1,6 @@
 //! The key-encryption keys of a self-hosted cyfr: from `CYFR_MASTER_KEY` (and, while
 //! rotating, `CYFR_MASTER_KEY_PREVIOUS`) or from key files in the data directory, never
-//! from a config value. `rotate` rewraps data keys only, and can be re-run if interrupted.
+//! from a config value. `rotate` rewraps data and session keys only, and can be re-run if interrupted.
 
 use crate::core_db::{CoreDb, NativeEnv};
 use anyhow::{bail, Context, Result};
@@ -50,6 +50,43 @@ pub fn variable(data_dir: &Path) -> Result<String> {
     Ok(keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect::<Vec<_>>().join(","))
 }
 
+/// Whether the keys come from the environment (`CYFR_MASTER_KEY`) rather than key files.
+pub fn env_mode() -> bool {
+    std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// The `master_keys` variable of a running server, read again only when a key file changed
+/// (a `rotate-master` next to it), so a request costs two `stat`s, not two reads and decodes.
+pub struct KeyVariable {
+    data_dir: PathBuf,
+    cached: std::sync::Mutex<Option<(FileStamps, Zeroizing<String>)>>,
+}
+
+/// Modification times of `master.key.next` and `master.key` (`None`: missing).
+type FileStamps = [Option<std::time::SystemTime>; 2];
+
+impl KeyVariable {
+    /// Reads the key files of `data_dir` on first use and whenever they change.
+    pub fn new(data_dir: &Path) -> KeyVariable {
+        KeyVariable { data_dir: data_dir.to_path_buf(), cached: std::sync::Mutex::new(None) }
+    }
+
+    /// The variable's value now.
+    pub fn get(&self) -> Result<String> {
+        let stamp = |f: &str| std::fs::metadata(self.data_dir.join(f)).and_then(|m| m.modified()).ok();
+        let stamps = [stamp(NEXT_FILE), stamp(KEY_FILE)];
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, value)) = cached.as_ref() {
+            if *seen == stamps {
+                return Ok(value.to_string());
+            }
+        }
+        let value = Zeroizing::new(variable(&self.data_dir)?);
+        *cached = Some((stamps, value.clone()));
+        Ok(value.to_string())
+    }
+}
+
 fn new_key_file(path: &Path) -> Result<()> {
     let mut key = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut *key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
@@ -66,7 +103,7 @@ fn new_key_file(path: &Path) -> Result<()> {
 
 /// Writes `master.key` for a new data directory unless the environment provides the key.
 pub fn init(data_dir: &Path) -> Result<Option<PathBuf>> {
-    if std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty()) {
+    if env_mode() {
         return Ok(None);
     }
     let path = data_dir.join(KEY_FILE);
@@ -89,7 +126,7 @@ pub struct Rotation {
 /// untouched), then replaces the old key file. With `CYFR_MASTER_KEY` set, the new key is
 /// that one and the old one must be in `CYFR_MASTER_KEY_PREVIOUS`.
 pub async fn rotate(data_dir: &Path, db: &CoreDb) -> Result<Rotation> {
-    let env_mode = std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty());
+    let env_mode = env_mode();
     if !env_mode && !data_dir.join(NEXT_FILE).exists() {
         new_key_file(&data_dir.join(NEXT_FILE))?;
     }

@@ -9,7 +9,7 @@ use crate::formula::{LocalRouter, RouterLink};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
 use bytes::Bytes;
-use cyfr_core::host_api::{self, EgressRefusal, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use cyfr_core::host_api::{self, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ impl HostApi {
     /// formula whose calls go back to the router named in its callback. Output and logs are redacted of the run's
     /// secrets here as well as by the router; refused outbound requests are appended to
     /// stderr as `cyfr egress: refused …` lines.
-    async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
+    pub(crate) async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
         let mut catalyst = None;
         let mut formula = None;
         match run.component_type.as_str() {
@@ -123,11 +123,8 @@ impl HostApi {
                 stderr.push_str(&r.log_line());
                 stderr.push('\n');
             }
-            let refused = refusals
-                .iter()
-                .map(|r| EgressRefusal { kind: r.kind.clone(), method: r.method.clone(), url: scrub(&r.url), message: scrub(&r.message) })
-                .collect::<Vec<_>>();
-            (scrub(stdout), scrub(&stderr), refused)
+            // The egress session recorded them already redacted.
+            (scrub(stdout), scrub(&stderr), refusals.to_vec())
         };
         let resp = match outcome {
             Ok((Ok(o), _)) => {
@@ -209,7 +206,7 @@ fn error(status: u16, code: &str, message: String) -> http::Response<Bytes> {
 /// Where `cyfr up` keeps its state and what it serves.
 #[derive(Clone, Debug)]
 pub struct UpOptions {
-    /// Data directory made by `cyfr init` (database, caches, server key).
+    /// Data directory made by `cyfr init` (database, caches, master key file).
     pub data_dir: PathBuf,
     /// The router component to serve.
     pub router_wasm: Vec<u8>,
@@ -244,14 +241,20 @@ impl Server {
         let local_router = api.local_router.clone();
         let mut variables = opts.variables.clone();
         variables.insert("host_url".into(), format!("http://{INTERNAL_AUTHORITY}"));
-        // The keys are read at each lookup, so a `cyfr secret rotate-master` next to a running
-        // server takes effect without a restart. Failing to read them is fatal at start.
-        crate::keyring::load(&opts.data_dir)?;
-        let data_dir = opts.data_dir.clone();
-        let dynamic: crate::spin_runner::DynamicVariables = Arc::new(move |name: &str| match name {
-            "master_keys" => crate::keyring::variable(&data_dir).ok(),
-            _ => None,
-        });
+        // Failing to read the keys is fatal at start. The environment cannot change under a
+        // running process; key files can (`cyfr secret rotate-master` next to a running
+        // server takes effect without a restart), so those are looked up per request.
+        let keys = crate::keyring::variable(&opts.data_dir)?;
+        let dynamic: Option<crate::spin_runner::DynamicVariables> = if crate::keyring::env_mode() {
+            variables.insert("master_keys".into(), keys);
+            None
+        } else {
+            let files = crate::keyring::KeyVariable::new(&opts.data_dir);
+            Some(Arc::new(move |name: &str| match name {
+                "master_keys" => files.get().map_err(|e| tracing::error!("master keys unreadable: {e:#}")).ok(),
+                _ => None,
+            }))
+        };
         let mut allowed_outbound = Vec::new();
         if !opts.hosts.is_empty() {
             let targets = cyfr_core::host_api::HostTarget::parse_list(&opts.hosts.join(",")).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
@@ -270,7 +273,7 @@ impl Server {
             variables,
             internal_authority: INTERNAL_AUTHORITY.into(),
             compiled_cache: Some(cache_dir),
-            dynamic_variables: Some(dynamic),
+            dynamic_variables: dynamic,
         };
         let runner = Arc::new(SpinRunner::new(config, api)?);
         let _ = local_router.set(Arc::new(RunnerRouter(Arc::downgrade(&runner))));

@@ -215,19 +215,19 @@ impl HttpDispatch {
     /// The body of a run for host `idx`: secrets and the formula callback sealed to that
     /// host's key when it is remote.
     fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
+        let json = |v: &RunRequest| serde_json::to_vec(v).map_err(|e| DispatchError::Unreachable(e.to_string()));
+        let Some(host) = &self.targets[idx].remote else { return json(req) };
         let mut req = req.clone();
-        if let Some(host) = &self.targets[idx].remote {
-            if !req.secrets.is_empty() {
-                let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
-                req.sealed_secrets = Some(seal(host, &plain)?);
-            }
-            req.secrets.clear();
-            if let Some(callback) = req.callback.take() {
-                let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
-                req.sealed_callback = Some(seal(host, &plain)?);
-            }
+        if !req.secrets.is_empty() {
+            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            req.sealed_secrets = Some(seal(host, &plain)?);
         }
-        serde_json::to_vec(&req).map_err(|e| DispatchError::Unreachable(e.to_string()))
+        req.secrets.clear();
+        if let Some(callback) = req.callback.take() {
+            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            req.sealed_callback = Some(seal(host, &plain)?);
+        }
+        json(&req)
     }
 }
 
@@ -261,9 +261,7 @@ impl rand_core::RngCore for WasiRng {
 impl rand_core::CryptoRng for WasiRng {}
 
 fn nonce() -> String {
-    let mut b = [0u8; 16];
-    let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    cyfr_core::env::random_token(&WasiEnv, 16)
 }
 
 fn host_error(status: u16, body: &[u8]) -> DispatchError {

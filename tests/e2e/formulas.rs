@@ -166,14 +166,18 @@ fn cancelling_a_formula_stops_its_running_child_too() {
     s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
     let bg = s.clone();
     let run = std::thread::spawn(move || probe(&bg, &bg.admin, json!([{ "fn": "call", "req": { "reference": "r:test.endless-loop:0.1.0" } }])));
-    let (parent, child) = loop {
-        let listed = runs(&s, &s.admin);
-        let child = listed.iter().find(|e| e["status"] == "started" && !e["parent_execution_id"].is_null());
-        if let Some(c) = child {
-            break (c["parent_execution_id"].as_str().unwrap().to_string(), c["execution_id"].as_str().unwrap().to_string());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (parent, child) = (0..200)
+        .find_map(|_| {
+            let listed = runs(&s, &s.admin);
+            let found = listed.iter().find(|e| e["status"] == "started" && !e["parent_execution_id"].is_null()).map(|c| {
+                (c["parent_execution_id"].as_str().unwrap().to_string(), c["execution_id"].as_str().unwrap().to_string())
+            });
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            found
+        })
+        .expect("the formula's child never showed up as started");
     let asked = Instant::now();
     let r = s.ok(&s.admin, "execution", json!({ "action": "cancel", "execution_id": parent }));
     assert_eq!(r["cancelled"], true, "{r}");

@@ -15,9 +15,7 @@ fn set(s: &Server, name: &str, value: &str, scope: &str) -> Json {
 }
 
 fn fingerprint(value: &str) -> String {
-    use sha2::Digest;
-    let hex: String = sha2::Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{}", &hex[..16])
+    cyfr_core::secrets::mask::fingerprint(value.as_bytes())
 }
 
 fn sqlite(db: &std::path::Path, sql: &str) {
@@ -28,6 +26,18 @@ fn sqlite(db: &std::path::Path, sql: &str) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The first column of the first row `sql` answers, as text.
+fn sqlite_one(db: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])"])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -282,7 +292,13 @@ fn a_pynacl_sealed_secret_is_opened_in_its_session_only() {
     let r = tool(&s, &other, "secret", json!({"action": "set", "name": "x", "value": {"ciphertext": ct, "kid": kid}}));
     assert!(tool_error(&r).contains("Key ID mismatch"));
     // After the session ends, its key is gone from the database.
+    let keys_of = |sid: &str| {
+        let hash = cyfr_core::crypto::sha256_hex(sid.as_bytes());
+        sqlite_one(&s.data.0.join("cyfr.db"), &format!("SELECT count(*) FROM session_keys WHERE session_hash = '{hash}'"))
+    };
+    assert_eq!(keys_of(&sid), "1");
     assert_eq!(s.request(reqwest::Method::DELETE, &[("mcp-session-id", &sid)]), 204);
+    assert_eq!(keys_of(&sid), "0");
     for plain in [MINE, STRIPE, OPENAI] {
         s.assert_nowhere_on_disk(plain);
     }

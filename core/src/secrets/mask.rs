@@ -21,38 +21,64 @@ pub fn fingerprint(value: &[u8]) -> String {
 /// What replaces a secret in output, records and logs.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Replaces every secret in `text` (as plaintext, standard and URL-safe base64, and hex in
-/// either case) with `[REDACTED]`. Values shorter than 4 bytes are left alone: they would
-/// redact ordinary text.
+/// The text forms of some secrets that redaction looks for — plaintext, standard and
+/// URL-safe base64 (with and without padding), and hex in either case — longest first, so a
+/// form that contains another is replaced whole. Built once, used on many texts; zeroized
+/// when dropped. Values shorter than 4 bytes are left out: they would redact ordinary text.
+#[derive(Default)]
+pub struct Forms(Vec<zeroize::Zeroizing<String>>);
+
+impl Forms {
+    /// The forms of every secret in `secrets`.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a [u8]>) -> Forms {
+        use base64::Engine;
+        let mut forms: Vec<zeroize::Zeroizing<String>> = Vec::new();
+        for s in secrets {
+            if s.len() < 4 {
+                continue;
+            }
+            if let Ok(t) = std::str::from_utf8(s) {
+                forms.push(t.to_string().into());
+            }
+            for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+                let b = zeroize::Zeroizing::new(engine.encode(s));
+                forms.push(b.trim_end_matches('=').to_string().into());
+                forms.push(b);
+            }
+            let hex = zeroize::Zeroizing::new(s.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            forms.push(hex.to_uppercase().into());
+            forms.push(hex);
+        }
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.dedup();
+        Forms(forms)
+    }
+
+    /// `text` with every form replaced by `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for f in &self.0 {
+            if out.contains(f.as_str()) {
+                out = out.replace(f.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// The forms, longest first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|f| f.as_str())
+    }
+
+    /// Length of the longest form (0 when there is none).
+    pub fn longest(&self) -> usize {
+        self.0.first().map_or(0, |f| f.len())
+    }
+}
+
+/// Replaces every secret in `text` (in any of its [`Forms`]) with `[REDACTED]`.
 pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a [u8]>) -> String {
-    use base64::Engine;
-    let mut forms: Vec<String> = Vec::new();
-    for s in secrets {
-        if s.len() < 4 {
-            continue;
-        }
-        if let Ok(t) = std::str::from_utf8(s) {
-            forms.push(t.to_string());
-        }
-        for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
-            let b = engine.encode(s);
-            forms.push(b.trim_end_matches('=').to_string());
-            forms.push(b);
-        }
-        let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
-        forms.push(hex.to_uppercase());
-        forms.push(hex);
-    }
-    // Longest first, so a form that contains another is replaced whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    let mut out = text.to_string();
-    for f in forms.iter().filter(|f| !f.is_empty()) {
-        if out.contains(f.as_str()) {
-            out = out.replace(f.as_str(), REDACTED);
-        }
-    }
-    out
+    Forms::new(secrets).redact(text)
 }
 
 #[cfg(test)]

@@ -39,8 +39,9 @@ pub async fn create(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: 
         &[session_hash.into(), kid.into(), Value::Blob(pk.as_bytes().to_vec()), kek.into(), Value::Blob(wrapped), Value::Integer(expires_at as i64)],
     )
     .await?;
-    // Keys of sessions that ended are deleted as new ones are made.
-    db.query("DELETE FROM session_keys WHERE expires_at < ?", &[Value::Integer(env.now_ms() as i64)]).await?;
+    // Keys of sessions that ended are deleted as new ones are made: a key lives exactly as
+    // long as its session.
+    db.query("DELETE FROM session_keys WHERE session_hash NOT IN (SELECT id_hash FROM sessions WHERE expires_at > ?)", &[Value::Integer(env.now_ms() as i64)]).await?;
     Ok(())
 }
 
@@ -66,9 +67,8 @@ pub async fn rewrap_all(db: &impl Db, kms: &impl Kms, env: &impl Env) -> Result<
 
 /// A short id for a public key: 8 bytes of its SHA-256, base64url (11 characters).
 pub fn kid_of(public_key: &[u8]) -> String {
-    let hex = crate::crypto::sha256_hex(public_key);
-    let bytes: Vec<u8> = (0..8).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(public_key)[..8])
 }
 
 /// The public half, as the `mcp+session://encryption/pubkey` resource describes it.
@@ -95,8 +95,6 @@ pub struct Opener<'a, D, K> {
     pub db: &'a D,
     /// Unwraps the session's private key.
     pub kms: &'a K,
-    /// Whether session encryption is enabled.
-    pub enabled: bool,
     /// The calling session's id hash, if the request has a session.
     pub session_hash: Option<&'a str>,
 }
@@ -104,9 +102,6 @@ pub struct Opener<'a, D, K> {
 impl<D: Db, K: Kms> Opener<'_, D, K> {
     /// Decrypts one `{"ciphertext","kid"}` object, with the seed's error messages.
     pub async fn open(&self, sealed: &Json) -> Result<Zeroizing<Vec<u8>>> {
-        if !self.enabled {
-            return Err(err("Session encryption is not enabled"));
-        }
         let session = self.session_hash.ok_or_else(|| {
             Error::new(Code::SessionRequired, "sealed secrets need an MCP session: initialize, read mcp+session://encryption/pubkey, and send MCP-Session-Id")
         })?;

@@ -140,14 +140,19 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_
     let need = scopes::need(name, action)
         .ok_or_else(|| Error::invalid_params(format!("unknown action `{action}` for {name}; actions: {}", scopes::actions(name).join(", "))))?;
     who.require(name, action, need)?;
-    let mut args = args.clone();
-    if args.get("encrypted_secrets").is_some() {
+    // A copy of the arguments only when sealed secrets are opened into them.
+    let hydrated;
+    let args = if args.get("encrypted_secrets").is_some() {
         if !call.secure {
             return Err(secret::insecure());
         }
-        opener(app, call)?.hydrate(&mut args).await?;
-    }
-    let args = &args;
+        let mut copy = args.clone();
+        opener(app, call)?.hydrate(&mut copy).await?;
+        hydrated = copy;
+        &hydrated
+    } else {
+        args
+    };
     match (name, action) {
         ("execution", "run") => crate::executions::run(app, who, args).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
@@ -168,7 +173,7 @@ pub(crate) fn opener<'a, D: Db, X: Dispatch, E: Env>(app: &'a App<D, X, E>, call
     if !app.config.session_encryption {
         return Err(Error::invalid_params("Session encryption is not enabled"));
     }
-    Ok(crate::secrets::sealed::Opener { db: &app.db, kms: kms(app)?, enabled: true, session_hash: call.session_hash })
+    Ok(crate::secrets::sealed::Opener { db: &app.db, kms: kms(app)?, session_hash: call.session_hash })
 }
 
 /// The key-encryption keys, or a clear error when none are configured.

@@ -127,28 +127,9 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// One refused or failed outbound request, for the execution's record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    /// The error type (`domain_blocked`, `timeout`, ...).
-    pub kind: String,
-    /// The request's method.
-    pub method: String,
-    /// The URL without user info, query or fragment.
-    pub url: String,
-    /// Why (never contains a secret).
-    pub message: String,
-}
-
-impl Refusal {
-    /// One line for the execution's log: `cyfr egress: refused domain_blocked GET https://…: …`.
-    pub fn log_line(&self) -> String {
-        format!(
-            "cyfr egress: refused {} {} {}: {}",
-            self.kind, self.method, self.url, self.message
-        )
-    }
-}
+/// One refused or failed outbound request, for the execution's record: the wire type the
+/// router records, so the host hands it on as is.
+pub use cyfr_core::host_api::EgressRefusal as Refusal;
 
 /// The URL as it may be recorded: no user info, query or fragment.
 fn loggable_url(url: &str) -> String {
@@ -164,15 +145,12 @@ fn loggable_url(url: &str) -> String {
     }
 }
 
-/// Replaces granted secrets (every form [`cyfr_core::secrets::mask::redact`] knows) in what the
+/// Replaces granted secrets (every one of their [`cyfr_core::secrets::mask::Forms`]) in what the
 /// guest is handed.
 struct Redactor {
     secrets: Vec<Zeroizing<Vec<u8>>>,
-    /// The text forms redact looks for, to hold back a possible partial match at the end of a
-    /// stream chunk.
-    forms: Vec<Zeroizing<String>>,
-    /// Length of the longest form.
-    longest: usize,
+    /// The text forms redaction looks for (also held back at the end of a stream chunk).
+    forms: cyfr_core::secrets::mask::Forms,
 }
 
 impl Redactor {
@@ -181,36 +159,12 @@ impl Redactor {
             .filter(|v| v.len() >= 4)
             .map(Zeroizing::new)
             .collect();
-        let mut forms = Vec::new();
-        for s in &secrets {
-            if let Ok(t) = std::str::from_utf8(s) {
-                forms.push(Zeroizing::new(t.to_string()));
-            }
-            for engine in [
-                &base64::engine::general_purpose::STANDARD,
-                &base64::engine::general_purpose::URL_SAFE,
-            ] {
-                let b = engine.encode(s.as_slice());
-                forms.push(Zeroizing::new(b.trim_end_matches('=').to_string()));
-                forms.push(Zeroizing::new(b));
-            }
-            let hex: String = s.iter().map(|b| format!("{b:02x}")).collect();
-            forms.push(Zeroizing::new(hex.to_uppercase()));
-            forms.push(Zeroizing::new(hex));
-        }
-        let longest = forms.iter().map(|f| f.len()).max().unwrap_or(0);
-        Redactor {
-            secrets,
-            forms,
-            longest,
-        }
+        let forms = cyfr_core::secrets::mask::Forms::new(secrets.iter().map(|s| s.as_slice()));
+        Redactor { secrets, forms }
     }
 
     fn text(&self, text: &str) -> String {
-        if self.secrets.is_empty() {
-            return text.to_string();
-        }
-        cyfr_core::secrets::mask::redact(text, self.secrets.iter().map(|s| s.as_slice()))
+        self.forms.redact(text)
     }
 
     /// Text is redacted as text; other bytes have the raw secret values replaced.
@@ -228,17 +182,14 @@ impl Redactor {
     /// Where a chunk of `text` may be cut without splitting a possible secret: not inside the
     /// last `longest - 1` bytes (a form could still be arriving) and not inside a form.
     fn safe_cut(&self, text: &str) -> usize {
-        let mut cut = text.len().saturating_sub(self.longest.saturating_sub(1));
+        let mut cut = text.len().saturating_sub(self.forms.longest().saturating_sub(1));
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
         loop {
             let mut moved = false;
-            for f in &self.forms {
-                if f.is_empty() {
-                    continue;
-                }
-                for (i, _) in text.match_indices(f.as_str()) {
+            for f in self.forms.iter() {
+                for (i, _) in text.match_indices(f) {
                     if i < cut && i + f.len() > cut {
                         cut = i;
                         moved = true;
