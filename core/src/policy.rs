@@ -132,7 +132,8 @@ fn check_domain(d: &str) -> Result<(), String> {
 
 /// Caps no policy may exceed, whatever an admin sets.
 const MAX_TIMEOUT_MS: u64 = 15 * 60_000;
-const MAX_MEMORY_BYTES: u64 = 1 << 30;
+/// Largest `max_memory_bytes` a policy may set; the host sizes its instance slots to it.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
 
 fn string_list(field: &str, v: &Json) -> Result<Vec<String>, String> {
     v.as_array()

@@ -158,11 +158,15 @@ impl CatalystCtx {
 /// How often the background thread advances the engine's epoch.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest linear memory a single instance may ever have: the pooling allocator's slot size.
-/// [`Limits::max_memory_bytes`] above this is clamped to it.
-pub const MAX_MEMORY_CEILING: u64 = 256 * 1024 * 1024;
+/// It is the policy's own cap, so no policy is cut short; a [`Limits::max_memory_bytes`]
+/// above it (from a router that allows more) is clamped to it.
+pub const MAX_MEMORY_CEILING: u64 = cyfr_core::policy::MAX_MEMORY_BYTES;
 /// Concurrent component instances the pooling allocator has room for (per executor). Runs
-/// beyond this wait for a free slot rather than fail.
+/// beyond this wait for a free slot rather than fail; the wait counts against their timeout.
 const POOL_INSTANCES: u32 = 64;
+/// Slots formulas may not take, kept for reagents and catalysts: formulas waiting on their
+/// children can then never hold every slot those children need.
+const LEAF_RESERVE: u32 = 16;
 /// Cap on each of the captured stdout and stderr buffers; the excess is dropped.
 const LOG_CAP: usize = 1024 * 1024;
 /// How much of the guest's stderr is quoted in a [`ExecError::Trap`] message.
@@ -399,7 +403,7 @@ impl Executor {
         }
 
         // Pooling: every memory slot admits MAX_MEMORY_CEILING, so any per-execution cap up to
-        // 256 MiB fits. Slots are reserved virtual address space (wasmtime's default 4 GiB
+        // 1 GiB fits. Slots are reserved virtual address space (wasmtime's default 4 GiB
         // reservation plus guard per slot, ~0.5 TiB for 128 slots), committed only on use; the
         // large reservation lets compiled code skip bounds checks. Works fine on this machine;
         // under a tight `ulimit -v` this would need `Config::memory_reservation` lowered.
@@ -577,6 +581,8 @@ impl Executor {
             Some(c) => {
                 c.flag.store(true, Ordering::SeqCst);
                 c.notify.notify_one();
+                // It may still be queued for a slot.
+                self.free_slots.1.notify_all();
                 true
             }
             None => false,
@@ -618,7 +624,16 @@ impl Executor {
             });
         };
         let pre = self.prepare(hex, digest, world)?;
-        let _slot = self.acquire_slot();
+        // The timeout covers the wait for a slot: a run never outlives the deadline its
+        // caller (or its parent formula) was promised.
+        let queued_at = Instant::now();
+        let deadline = queued_at + limits.timeout;
+        let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
+        let _slot = self.acquire_slot(world, deadline, cancel).map_err(|e| match e {
+            SlotWait::Cancelled => ExecError::Cancelled,
+            SlotWait::TimedOut => ExecError::Timeout { limit_ms },
+        })?;
+        let timeout = limits.timeout.saturating_sub(queued_at.elapsed());
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
         let stdout = CappedPipe::new(LOG_CAP);
@@ -632,8 +647,8 @@ impl Executor {
             .build();
         // Host calls must end a little before the execution does, so the guest gets their
         // answer (e.g. a `timeout` error) in time to return it.
-        let grace = (limits.timeout / 10).min(Duration::from_millis(500));
-        let host_deadline = tokio::time::Instant::now() + limits.timeout.saturating_sub(grace);
+        let grace = (timeout / 10).min(Duration::from_millis(500));
+        let host_deadline = tokio::time::Instant::now() + timeout.saturating_sub(grace);
         let session = catalyst.map(|ctx| {
             egress::Session::new(
                 &ctx.reference,
@@ -663,10 +678,9 @@ impl Executor {
             .set_fuel(limits.fuel.unwrap_or(u64::MAX))
             .map_err(|e| ExecError::Internal(format!("setting fuel: {e}")))?;
         let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
-        let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         // Checked at every tick: a cancel stops the guest within one tick, the deadline
         // ends it as a timeout (Trap::Interrupt).
-        let ticks_allowed = limit_ms.div_ceil(tick_ms).max(1);
+        let ticks_allowed = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).div_ceil(tick_ms).max(1);
         let mut ticks = 0u64;
         let flag = cancel.clone();
         store.set_epoch_deadline(1);
@@ -690,7 +704,7 @@ impl Executor {
                     cancel.notify.notified().await;
                 }
             };
-            let run = tokio::time::timeout(limits.timeout, async {
+            let run = tokio::time::timeout(timeout, async {
                 match &pre {
                     Pre::Reagent(pre) => {
                         let instance = pre.instantiate_async(&mut store).await?;
@@ -770,15 +784,27 @@ impl Executor {
         })
     }
 
-    /// Waits for one of the pool's instance slots; the guard gives it back when dropped.
-    fn acquire_slot(&self) -> SlotGuard<'_> {
+    /// Waits for one of the pool's instance slots, until `deadline` or a cancel; the guard
+    /// gives it back when dropped. A formula leaves [`LEAF_RESERVE`] slots to other runs.
+    fn acquire_slot(&self, world: World, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, SlotWait> {
+        let needed = if world == World::Formula { LEAF_RESERVE + 1 } else { 1 };
         let (free, freed) = &self.free_slots;
         let mut free = lock(free);
-        while *free == 0 {
-            free = freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        loop {
+            if cancel.flag.load(Ordering::SeqCst) {
+                return Err(SlotWait::Cancelled);
+            }
+            if *free >= needed {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SlotWait::TimedOut);
+            }
+            free = freed.wait_timeout(free, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         *free -= 1;
-        SlotGuard(&self.free_slots)
+        Ok(SlotGuard(&self.free_slots))
     }
 
     /// Returns the pre-linked instance template for `hex` in `world`, compiling or loading it
@@ -932,10 +958,17 @@ impl Executor {
 /// One held instance slot (see [`Executor::acquire_slot`]).
 struct SlotGuard<'a>(&'a (Mutex<u32>, Condvar));
 
+/// Why a run stopped waiting for a slot.
+enum SlotWait {
+    Cancelled,
+    TimedOut,
+}
+
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         *lock(&self.0 .0) += 1;
-        self.0 .1.notify_one();
+        // All: the first waiter may be a formula that still cannot start.
+        self.0 .1.notify_all();
     }
 }
 
@@ -1272,7 +1305,7 @@ mod tests {
     use serde_json::{json, Value};
     use std::sync::OnceLock;
 
-    /// The four test components, built once per test process into `<workspace>/target/wasm`
+    /// The test components, built once per test process into `<workspace>/target/wasm`
     /// (a separate target dir, so the nested cargo never waits on the outer cargo's lock).
     fn wasm(name: &str) -> &'static [u8] {
         static BUILT: OnceLock<HashMap<&'static str, Vec<u8>>> = OnceLock::new();
@@ -1282,6 +1315,7 @@ mod tests {
                 "text-stats",
                 "memory-bomb",
                 "endless-loop",
+                "formula-probe",
             ];
             let root = workspace_root();
             let target_dir = root.join("target").join("wasm");
@@ -1639,6 +1673,105 @@ mod tests {
                 ExecError::Timeout { limit_ms: 300 }
             );
         }
+    }
+
+    /// Polls `done` every 10 ms until it holds (a minute at most).
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..6000 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("gave up waiting until {what}");
+    }
+
+    fn free_slots(exec: &Executor) -> u32 {
+        *lock(&exec.free_slots.0)
+    }
+
+    /// Runs `n` endless loops (`loop0`..) on `exec` inside `scope` and waits until they all
+    /// hold a slot; they stop when cancelled.
+    fn hold_slots<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        exec: &'s Executor,
+        digest: &'s str,
+        n: u32,
+    ) -> Vec<std::thread::ScopedJoinHandle<'s, Result<ExecOutcome, ExecError>>> {
+        exec.prepare(parse_digest(digest).unwrap(), digest, World::Reagent).unwrap();
+        let before = free_slots(exec);
+        let loops = (0..n)
+            .map(|i| {
+                scope.spawn(move || {
+                    let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
+                    exec.run_execution(&format!("loop{i}"), digest, "spin", &long, None, &mut Leftovers::default())
+                })
+            })
+            .collect();
+        wait_until("the loops hold their slots", || free_slots(exec) == before - n);
+        loops
+    }
+
+    fn stop_loops(exec: &Executor, loops: Vec<std::thread::ScopedJoinHandle<'_, Result<ExecOutcome, ExecError>>>) {
+        for i in 0..loops.len() {
+            exec.cancel(&format!("loop{i}"));
+        }
+        for l in loops {
+            assert_eq!(l.join().unwrap().unwrap_err(), ExecError::Cancelled);
+        }
+    }
+
+    #[test]
+    fn a_queued_run_spends_its_timeout_waiting_and_can_be_cancelled_there() {
+        let (_dir, exec, spin) = executor_with("queue", "endless-loop");
+        let quick = Executor::digest_of(wasm("json-transform"));
+        exec.put_artifact(&quick, wasm("json-transform")).unwrap();
+        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent).unwrap();
+        std::thread::scope(|s| {
+            let loops = hold_slots(s, &exec, &spin, POOL_INSTANCES);
+            // It would succeed if it ran at all: it is refused because its 200 ms passed in
+            // the queue, not after the loops give their slots back half a minute later.
+            let short = Limits { timeout: Duration::from_millis(200), ..Limits::default() };
+            let err = exec.run_reagent(&quick, r#"{"data":[1]}"#, &short).unwrap_err();
+            assert_eq!(err, ExecError::Timeout { limit_ms: 200 });
+
+            let queued = s.spawn(|| {
+                let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
+                exec.run_execution("queued", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
+            });
+            wait_until("the run is queued", || lock(&exec.running).contains_key("queued"));
+            assert!(exec.cancel("queued"));
+            assert_eq!(queued.join().unwrap().unwrap_err(), ExecError::Cancelled);
+            assert_eq!(free_slots(&exec), 0, "the cancel ended the wait, not a freed slot");
+            stop_loops(&exec, loops);
+        });
+        assert_eq!(free_slots(&exec), POOL_INSTANCES);
+    }
+
+    #[test]
+    fn formulas_leave_slots_for_the_runs_they_wait_on() {
+        let (_dir, exec, spin) = executor_with("reserve", "endless-loop");
+        let probe = Executor::digest_of(wasm("formula-probe"));
+        exec.put_artifact(&probe, wasm("formula-probe")).unwrap();
+        exec.prepare(parse_digest(&probe).unwrap(), &probe, World::Formula).unwrap();
+        let quick = Executor::digest_of(wasm("json-transform"));
+        exec.put_artifact(&quick, wasm("json-transform")).unwrap();
+        let link = RouterLink::new(
+            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into() },
+            None,
+        );
+        let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;
+        let short = Limits { timeout: Duration::from_millis(300), ..Limits::default() };
+        // With every slot free the formula runs at once.
+        exec.run_formula("f0", &probe, print, &short, &link, &mut Leftovers::default()).unwrap();
+        std::thread::scope(|s| {
+            let loops = hold_slots(s, &exec, &spin, POOL_INSTANCES - LEAF_RESERVE);
+            let err = exec.run_formula("f1", &probe, print, &short, &link, &mut Leftovers::default()).unwrap_err();
+            assert_eq!(err, ExecError::Timeout { limit_ms: 300 }, "a formula may not take the reserved slots");
+            let out = exec.run_reagent(&quick, r#"{"data":[1,2]}"#, &short).unwrap();
+            assert!(out.output.contains("\"sum\":3"), "a reagent still runs: {}", out.output);
+            stop_loops(&exec, loops);
+        });
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -18,6 +19,9 @@ use tokio::time::Instant;
 pub const MAX_BATCH: usize = 64;
 /// Most batches one run may have open at once.
 pub const MAX_OPEN_BATCHES: usize = 16;
+/// How long past the run's deadline a callback task may still wait for the router to
+/// record a child before it is dropped.
+const CALLBACK_SLACK: Duration = Duration::from_secs(30);
 
 /// A boxed future that can cross threads.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -58,8 +62,9 @@ impl RouterLink {
         };
         let this = self.clone();
         // Its own task: a child that started always finishes and is recorded, even if this
-        // run is cancelled or times out while waiting.
-        let task = tokio::spawn(async move {
+        // run is cancelled or times out while waiting. The router ends a child by the
+        // parent's deadline, so a task still waiting well past it talks to a stuck router.
+        let task = tokio::spawn(tokio::time::timeout_at(deadline + CALLBACK_SLACK, async move {
             if this.callback.url == host_api::ROUTER_INTERNAL_URL {
                 match &this.local {
                     Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
@@ -68,12 +73,14 @@ impl RouterLink {
             } else {
                 http_post(req).await
             }
-        });
+        }));
         match tokio::time::timeout_at(deadline, task).await {
             Err(_) => error("timeout", "the formula's time ran out while waiting for the router"),
             Ok(Err(join)) => error("dispatch_error", &format!("callback task failed: {join}")),
-            Ok(Ok(Err(e))) => error("dispatch_error", &format!("the router could not be reached: {e}")),
-            Ok(Ok(Ok(resp))) => {
+            // Unreachable: the task's own limit is later than ours.
+            Ok(Ok(Err(_))) => error("timeout", "the router did not answer in time"),
+            Ok(Ok(Ok(Err(e)))) => error("dispatch_error", &format!("the router could not be reached: {e}")),
+            Ok(Ok(Ok(Ok(resp)))) => {
                 let status = resp.status();
                 let text = String::from_utf8_lossy(resp.body()).into_owned();
                 if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
