@@ -76,6 +76,10 @@ pub struct QueryResult {
 pub struct LocalDb {
     db: Arc<libsql::Database>,
     path: PathBuf,
+    /// Held open for the database's lifetime: when the last connection closes SQLite
+    /// checkpoints and deletes the WAL (about four fsyncs), which with one short-lived
+    /// connection per request happened after nearly every request.
+    _keep_wal: Option<LocalConnection>,
 }
 
 impl std::fmt::Debug for LocalDb {
@@ -97,9 +101,10 @@ impl LocalDb {
             .build()
             .await
             .with_context(|| format!("opening database {}", path.display()))?;
-        let this = LocalDb {
+        let mut this = LocalDb {
             db: Arc::new(db),
             path,
+            _keep_wal: None,
         };
         // journal_mode=WAL is persistent in the file; check that it took.
         let conn = this.connect().await?;
@@ -113,6 +118,9 @@ impl LocalDb {
             "could not enable WAL on {} (journal_mode is {mode})",
             this.path.display()
         );
+        // A connection holds the WAL open only once it has read in WAL mode.
+        conn.execute("SELECT count(*) FROM sqlite_schema", Vec::new()).await?;
+        this._keep_wal = Some(conn);
         Ok(this)
     }
 
@@ -229,6 +237,22 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("test.db")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_outlives_each_statements_connection() {
+        let path = temp_path("keep-wal");
+        let wal = path.with_extension("db-wal");
+        let db = LocalDb::open(&path).await.unwrap();
+        db.execute("CREATE TABLE t (x)", vec![]).await.unwrap();
+        db.execute("INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        // Each execute's connection is closed by now; the WAL is not checkpointed away.
+        assert!(wal.exists(), "{} was deleted", wal.display());
+        drop(db);
+        assert!(!wal.exists(), "closing the database checkpoints the WAL");
+        let db = LocalDb::open(&path).await.unwrap();
+        let rows = db.execute("SELECT x FROM t", vec![]).await.unwrap();
+        assert_eq!(rows.rows, vec![vec![SqlValue::Integer(1)]]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
