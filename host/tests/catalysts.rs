@@ -189,7 +189,8 @@ impl Recorded {
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 that records every request. Routes:
 /// `/ok`, `/echo` (method, path, headers and body back as JSON), `/redirect?to=URL[&code=N]`,
-/// `/slow?ms=N`, `/big?n=N[&chunked=1]`, `/stream?chunks=N&ms=M`, `/bytes`, `/v1/messages`.
+/// `/slow?ms=N`, `/big?n=N[&chunked=1]`, `/stream?chunks=N&ms=M`, `/bytes`, `/token` (the
+/// `x-api-key` it got, inside a base64 token), `/v1/messages`.
 struct TestServer {
     port: u16,
     log: Arc<Mutex<Vec<Recorded>>>,
@@ -342,6 +343,13 @@ async fn handle(
                     .insert("x-echoed-key", key.1.parse().unwrap());
             }
             r
+        }
+        // An upstream that wraps the credential it got in a base64 token.
+        "/token" => {
+            use base64::Engine as _;
+            let key = headers.iter().find(|(k, _)| k == "x-api-key").map_or("", |(_, v)| v.as_str());
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={key};exp=1"));
+            full(200, "application/json", json!({ "token": token }).to_string())
         }
         "/redirect" => {
             let to = query
@@ -513,6 +521,25 @@ fn injected_secret_reaches_the_server_but_never_the_guest_or_the_output() {
     assert!(!answer.to_string().contains(SECRET));
     assert_no_secret(&outcome);
     assert!(outcome.refusals.is_empty(), "{:?}", outcome.refusals);
+}
+
+#[test]
+fn a_secret_wrapped_in_base64_by_the_upstream_is_redacted_too() {
+    use base64::Engine as _;
+    let server = TestServer::start();
+    let calls = json!([
+        {"fn": "fetch", "req": {"method": "GET", "url": server.url("/token"), "headers": {"x-api-key": "{{secret:API_KEY}}"}}},
+    ]);
+    let (results, outcome) = run_probe(&ctx(loopback()), calls);
+    assert_eq!(results[0]["status"], 200, "{}", results[0]);
+    let wrapped = base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={SECRET};exp=1"));
+    let body: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert!(token.contains("[REDACTED]"), "{token}");
+    // The parts outside the key are still there; the key's part is not.
+    assert!(token.starts_with(&wrapped[..8]), "{token} vs {wrapped}");
+    assert!(!token.contains(&wrapped[20..36]), "{token} vs {wrapped}");
+    assert_no_secret(&outcome);
 }
 
 #[test]

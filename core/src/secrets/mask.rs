@@ -22,9 +22,10 @@ pub fn fingerprint(value: &[u8]) -> String {
 pub const REDACTED: &str = "[REDACTED]";
 
 /// The text forms of some secrets that redaction looks for — plaintext, standard and
-/// URL-safe base64 (with and without padding), and hex in either case — longest first, so a
-/// form that contains another is replaced whole. Built once, used on many texts; zeroized
-/// when dropped. Values shorter than 4 bytes are left out: they would redact ordinary text.
+/// URL-safe base64 (with and without padding, and inside a longer encoding at any of the
+/// three byte offsets), and hex in either case — longest first, so a form that contains
+/// another is replaced whole. Built once, used on many texts; zeroized when dropped. Values
+/// shorter than 4 bytes are left out: they would redact ordinary text.
 #[derive(Default)]
 pub struct Forms(Vec<zeroize::Zeroizing<String>>);
 
@@ -44,6 +45,11 @@ impl Forms {
                 let b = zeroize::Zeroizing::new(engine.encode(s));
                 forms.push(b.trim_end_matches('=').to_string().into());
                 forms.push(b);
+                if s.len() >= MIN_EMBEDDED {
+                    for offset in 0..3 {
+                        forms.push(embedded_base64(engine, s, offset));
+                    }
+                }
             }
             let hex = zeroize::Zeroizing::new(s.iter().map(|b| format!("{b:02x}")).collect::<String>());
             forms.push(hex.to_uppercase().into());
@@ -76,6 +82,26 @@ impl Forms {
     }
 }
 
+/// Secrets at least this long are also looked for inside longer base64 (`user:KEY` in a
+/// Basic credential, a token wrapping the key); for shorter ones the few characters that
+/// stay fixed would match ordinary text.
+const MIN_EMBEDDED: usize = 8;
+
+/// The characters of the base64 encoding of `secret` that do not depend on its neighbours
+/// when it starts `offset` bytes (0–2) past a 3-byte boundary of a longer encoded value:
+/// the characters that mix in bits of the bytes before or after are dropped.
+fn embedded_base64(engine: &base64::engine::GeneralPurpose, secret: &[u8], offset: usize) -> zeroize::Zeroizing<String> {
+    use base64::Engine;
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; offset]);
+    bytes.extend_from_slice(secret);
+    let encoded = zeroize::Zeroizing::new(engine.encode(&bytes[..]));
+    // Each character holds 6 bits: skip those holding any of the `offset` leading bytes'
+    // bits, stop before the one that would hold the next byte's.
+    let start = (8 * offset).div_ceil(6);
+    let end = 8 * bytes.len() / 6;
+    encoded[start..end].to_string().into()
+}
+
 /// Replaces every secret in `text` (in any of its [`Forms`]) with `[REDACTED]`.
 pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a [u8]>) -> String {
     Forms::new(secrets).redact(text)
@@ -96,6 +122,29 @@ mod tests {
         let out = super::redact(&format!("x{url}y"), [&b"\xfb\xffsecret??>>"[..]]);
         assert_eq!(out, "x[REDACTED]y");
         assert_eq!(super::redact("abc", [&b"ab"[..]]), "abc");
+    }
+
+    #[test]
+    fn base64_of_a_secret_inside_a_longer_value_is_caught_at_every_offset() {
+        use base64::Engine;
+        let secret = b"sk-ant-api03-secret-value";
+        for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+            for prefix in ["", "u:", "user:", "alice:", "ab"] {
+                for suffix in ["", ";", ";exp=1", "xy"] {
+                    let wrapped = [prefix.as_bytes(), secret, suffix.as_bytes()].concat();
+                    let token = engine.encode(&wrapped);
+                    let out = super::redact(&format!("Basic {token}"), [&secret[..]]);
+                    assert!(out.contains("[REDACTED]"), "{prefix:?}+{suffix:?}: {out}");
+                    // No 8 characters of the part that encodes the secret are left.
+                    let (first, last) = ((8 * prefix.len()).div_ceil(6), 8 * (prefix.len() + secret.len()) / 6);
+                    for i in first..=last - 8 {
+                        assert!(!out.contains(&token[i..i + 8]), "{prefix:?}+{suffix:?}: {out}");
+                    }
+                }
+            }
+        }
+        // Short secrets are matched only whole, so ordinary text survives.
+        assert_eq!(super::redact("Basic dXNlcjpwdw==", [&b"pw12"[..]]), "Basic dXNlcjpwdw==");
     }
 
     #[test]
