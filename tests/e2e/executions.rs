@@ -162,6 +162,32 @@ fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
 }
 
 #[test]
+fn a_components_rate_limit_counts_each_caller_apart() {
+    let s = Server::start();
+    let bytes = wasm("json-transform");
+    s.register(manifest("acme.limited", "0.1.0"), &bytes);
+    s.register(manifest("acme.free", "0.1.0"), &bytes);
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:acme.limited:0.1.0", "field": "rate_limit", "value": "2/1m"}));
+    let alice = s.key("alice", "secret", &["execution"], json!({}));
+    let bob = s.key("bob", "secret", &["execution"], json!({}));
+    let run = |key: &str, reference: &str| s.call(key, "execution", json!({"action": "run", "reference": reference, "input": {"data": [1]}}));
+    for _ in 0..2 {
+        assert_eq!(run(&alice, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"], "completed");
+    }
+    let r = run(&alice, "r:acme.limited:0.1.0");
+    assert_eq!(code(&r), -33005, "the third run in a minute: {r}");
+    // Bob has his own budget, and Alice's other components are not held back.
+    assert_eq!(run(&bob, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"], "completed");
+    assert_eq!(run(&alice, "r:acme.free:0.1.0")["result"]["structuredContent"]["status"], "completed");
+    // The refusal is recorded: Alice's list has her three runs and the refused one, failed.
+    let listed = s.ok(&alice, "execution", json!({"action": "list"}));
+    assert_eq!(listed["count"], 4, "{listed}");
+    let refused: Vec<&serde_json::Value> = listed["executions"].as_array().unwrap().iter().filter(|e| e["status"] == "failed").collect();
+    assert_eq!(refused.len(), 1, "{listed}");
+    assert!(refused[0]["error"].as_str().unwrap().starts_with("rate limit of 2/1m exceeded"), "{listed}");
+}
+
+#[test]
 fn catalysts_without_allowed_domains_are_refused_with_policy_required() {
     let s = Server::start();
     let mut m = manifest("acme.fetcher", "0.1.0");
