@@ -58,10 +58,15 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     } else {
         None
     };
-    app.db
+    // A child is recorded only while its parent still runs with a live callback token: one
+    // that passed the token check just before the parent ended does not start after it.
+    let inserted = app
+        .db
         .query(
             "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash) \
-             VALUES (?, ?, ?, ?, 'started', ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
+             RETURNING id",
             &[
                 id.clone().into(),
                 component.reference.clone().into(),
@@ -77,6 +82,10 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
             ],
         )
         .await?;
+    if inserted.rows.is_empty() {
+        return Err(Error::new(Code::ExecutionFailed, format!("the formula that asked for {} has ended", component.reference))
+            .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
+    }
 
     let failure = |reason: &str, message: String| {
         let code = if reason == "timeout" { Code::ExecutionTimeout } else { Code::ExecutionFailed };
@@ -120,7 +129,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     }
     // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
     // needs them looked up, decrypted or sent.
-    let secrets = if component.ctype == ComponentType::Catalyst { granted_secrets(app, who, &component.reference).await? } else { Default::default() };
+    let secrets = if component.ctype == ComponentType::Catalyst {
+        match granted_secrets(app, who, &component.reference).await {
+            Ok(s) => s,
+            Err(e) => {
+                finish(&app.db, &id, "failed", Some(&e.message), None, started, app.env.now_ms()).await?;
+                return Err(e);
+            }
+        }
+    } else {
+        Default::default()
+    };
 
     let req = RunRequest {
         execution_id: id.clone(),
@@ -161,7 +180,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     };
     if component.ctype == ComponentType::Formula {
         // Children still running (a batch the formula never waited for) end with it.
-        cancel_children(app, &id).await;
+        end_formula(app, &id).await;
     }
     let now = app.env.now_ms();
     if resp.status != "completed" {
@@ -200,6 +219,14 @@ fn callback_url(config: &crate::config::Config) -> Option<String> {
 }
 
 /// Cancels the runs under `parent_id` that are still going, and theirs (depth-bounded).
+/// Ends a formula's power to act: its callback token first (so no new child starts), then
+/// every descendant still running, each recorded as cancelled at once (its own handler
+/// records how it really ended, logs included, when its host answers).
+async fn end_formula<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, id: &str) {
+    let _ = app.db.query("UPDATE executions SET callback_hash = NULL WHERE id = ?", &[id.into()]).await;
+    cancel_children(app, id).await;
+}
+
 async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_id: &str) {
     let mut level = vec![parent_id.to_string()];
     for _ in 0..=MAX_DEPTH {
@@ -209,6 +236,15 @@ async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_
             next.extend(rows.iter().map(|r| r.text("id")));
         }
         for child in &next {
+            let now = app.env.now_ms() as i64;
+            let _ = app
+                .db
+                .query(
+                    "UPDATE executions SET status = 'cancelled', error = 'its parent formula ended', finished_at = ?1, duration_ms = ?1 - started_at, callback_hash = NULL \
+                     WHERE id = ?2 AND status = 'started'",
+                    &[Value::Integer(now), child.clone().into()],
+                )
+                .await;
             let _ = app.dispatch.cancel(child).await;
         }
         if next.is_empty() {
@@ -344,7 +380,7 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
         return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
     }
     // A formula's children first, so none is left running once the formula stops.
-    cancel_children(app, id).await;
+    end_formula(app, id).await;
     let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)))?;
     Ok(json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }))
 }

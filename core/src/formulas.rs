@@ -99,6 +99,10 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent,
             args["type"] = json!("reagent");
         }
     }
+    // A child started for the caller is a request made with the caller's key, as a tool call is.
+    if let Err(e) = crate::auth::take_key_rate(&app.db, &parent.who.key, app.env.now_ms()).await {
+        return error_answer(&e);
+    }
     match run_child(app, parent, &args).await {
         Ok(v) => json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }),
         Err(e) => error_answer(&e),
