@@ -117,6 +117,16 @@ pub struct HostClaims {
     pub iat: u64,
     /// Unique per request (the execution id for runs); a host refuses a replay.
     pub jti: String,
+    /// The one request the token is good for ([`HostClaims::binding`]): a token lifted off
+    /// the wire cannot carry another body (another digest, egress policy or input).
+    pub req: String,
+}
+
+impl HostClaims {
+    /// `METHOD /path?query sha256-hex-of-body`.
+    pub fn binding(method: &str, path: &str, body: &[u8]) -> String {
+        format!("{} {path} {}", method.to_ascii_uppercase(), crate::crypto::sha256_hex(body))
+    }
 }
 
 /// A remote host: where it listens and the X25519 key secrets are sealed to.

@@ -1,6 +1,7 @@
 //! `cyfr host`: the host API served alone over HTTP, for routers elsewhere. Every request
 //! carries a short-lived HS256 token for this host (audience = the id of its public key,
-//! expiry in seconds, unique `jti`, replays refused); secrets arrive sealed to its key.
+//! expiry in seconds, unique `jti`, replays refused, signed for that request's method, path and
+//! body); secrets arrive sealed to its key.
 
 use crate::service::HostApi;
 use anyhow::{Context, Result};
@@ -108,6 +109,11 @@ impl HostServer {
         let c = data.claims;
         if c.exp.saturating_sub(c.iat) > MAX_TOKEN_LIFETIME_SECS {
             return Err(error(401, "unauthorized", "host token lives too long"));
+        }
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let binding = HostClaims::binding(req.method().as_str(), path, req.body());
+        if !cyfr_core::crypto::ct_eq(c.req.as_bytes(), binding.as_bytes()) {
+            return Err(error(401, "unauthorized", "host token was signed for another request"));
         }
         let now = now_secs();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,8 +12,19 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
+const BODY: &str = "not the right bytes";
+
+fn artifact_path() -> String {
+    format!("/v1/artifacts/sha256:{}", "0".repeat(64))
+}
+
+/// A token for `put`'s request.
 fn token(aud: &str, jti: &str, iat: u64, exp: u64, key: &str) -> String {
-    let claims = HostClaims { aud: aud.into(), exp, iat, jti: jti.into() };
+    signed(aud, jti, iat, exp, key, &HostClaims::binding("PUT", &artifact_path(), BODY.as_bytes()))
+}
+
+fn signed(aud: &str, jti: &str, iat: u64, exp: u64, key: &str, req: &str) -> String {
+    let claims = HostClaims { aud: aud.into(), exp, iat, jti: jti.into(), req: req.into() };
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes())).unwrap()
 }
 
@@ -31,8 +42,12 @@ async fn start(tag: &str) -> (String, String, std::path::PathBuf) {
 }
 
 async fn put(url: &str, token: Option<&str>) -> u16 {
+    put_body(url, token, BODY).await
+}
+
+async fn put_body(url: &str, token: Option<&str>, body: &str) -> u16 {
     let client = reqwest::Client::new();
-    let mut req = client.put(format!("{url}/v1/artifacts/sha256:{}", "0".repeat(64))).body("not the right bytes");
+    let mut req = client.put(format!("{url}{}", artifact_path())).body(body.to_string());
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -53,6 +68,12 @@ async fn tokens_must_be_fresh_for_this_host_signed_with_the_shared_key_and_used_
     assert_eq!(put(&url, Some(&token(&aud, "jti-4", t, t + 3600, KEY))).await, 401, "lifetime too long");
     assert_eq!(put(&url, Some(&token(&aud, "jti-5", t, t + 30, "some-other-key-0123456789abcdefghij"))).await, 401, "wrong key");
     assert_eq!(put(&url, Some(&token(&aud, "jti-6", t, t + 30, KEY))).await, 400);
+    // A token is good for the one request it was signed for: not another body, path or method.
+    assert_eq!(put_body(&url, Some(&token(&aud, "jti-7", t, t + 30, KEY)), "other bytes").await, 401, "body swapped");
+    let for_run = signed(&aud, "jti-8", t, t + 30, KEY, &HostClaims::binding("POST", "/v1/executions", BODY.as_bytes()));
+    assert_eq!(put(&url, Some(&for_run)).await, 401, "a run's token used for an upload");
+    let lower = signed(&aud, "jti-9", t, t + 30, KEY, &HostClaims::binding("put", &artifact_path(), BODY.as_bytes()));
+    assert_eq!(put(&url, Some(&lower)).await, 400, "the method is compared upper-cased");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -68,7 +89,9 @@ async fn secrets_sealed_to_another_host_are_refused() {
         "sealed_secrets": base64::engine::general_purpose::STANDARD.encode(sealed),
     });
     let t = now();
-    let r = reqwest::Client::new().post(format!("{url}/v1/executions")).bearer_auth(token(&aud, "exec_1", t, t + 30, KEY)).json(&run).send().await.unwrap();
+    let body = run.to_string();
+    let auth = signed(&aud, "exec_1", t, t + 30, KEY, &HostClaims::binding("POST", "/v1/executions", body.as_bytes()));
+    let r = reqwest::Client::new().post(format!("{url}/v1/executions")).bearer_auth(auth).header("content-type", "application/json").body(body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap().contains("not sealed to this host"));
     let _ = std::fs::remove_dir_all(dir);

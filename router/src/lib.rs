@@ -54,8 +54,9 @@ fn text(status: u16, msg: &str) -> Response {
     Response::builder().status(status).header("content-type", "text/plain").body(msg.to_string()).build()
 }
 
-fn to_core(req: Request) -> HttpRequest {
-    let method = match req.method() {
+/// The method as the wire spells it.
+fn method_name(method: &Method) -> &'static str {
+    match method {
         Method::Get => "GET",
         Method::Post => "POST",
         Method::Put => "PUT",
@@ -65,7 +66,10 @@ fn to_core(req: Request) -> HttpRequest {
         Method::Options => "OPTIONS",
         _ => "OTHER",
     }
-    .to_string();
+}
+
+fn to_core(req: Request) -> HttpRequest {
+    let method = method_name(req.method()).to_string();
     // Spin sets spin-client-addr from the TCP peer; a client cannot supply it.
     let peer = req
         .header("spin-client-addr")
@@ -160,10 +164,11 @@ impl HttpDispatch {
         HttpDispatch { last: Cell::new(start[0] as usize % targets.len()), targets, token_key: config.host_token_key.clone() }
     }
 
-    fn token(&self, target: &Target, jti: &str) -> Result<Option<String>, DispatchError> {
+    fn token(&self, target: &Target, jti: &str, method: &Method, path: &str, body: &[u8]) -> Result<Option<String>, DispatchError> {
         let (Some(host), Some(key)) = (&target.remote, &self.token_key) else { return Ok(None) };
         let now = WasiEnv.now_ms() / 1000;
-        let claims = HostClaims { aud: host.audience(), exp: now + 30, iat: now, jti: jti.to_string() };
+        let req = HostClaims::binding(method_name(method), path, body);
+        let claims = HostClaims { aud: host.audience(), exp: now + 30, iat: now, jti: jti.to_string(), req };
         jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
             .map(Some)
             .map_err(|e| DispatchError::Unreachable(format!("cannot sign the host token: {e}")))
@@ -172,9 +177,10 @@ impl HttpDispatch {
     /// Sends to one host. `Err(None)` means it could not be reached (safe to try another).
     async fn send(&self, idx: usize, method: Method, path: &str, body: Vec<u8>, content_type: &str, jti: &str) -> Result<(u16, Vec<u8>), Option<DispatchError>> {
         let target = &self.targets[idx];
+        let token = self.token(target, jti, &method, path, &body).map_err(Some)?;
         let mut b = Request::builder();
         b.method(method).uri(format!("{}{}", target.url, path)).header("content-type", content_type);
-        if let Some(t) = self.token(target, jti).map_err(Some)? {
+        if let Some(t) = token {
             b.header("authorization", format!("Bearer {t}"));
         }
         match spin_sdk::http::send::<_, Response>(b.body(body).build()).await {
