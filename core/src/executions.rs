@@ -10,6 +10,7 @@ use crate::host_api::{Limits, RunRequest, RunResponse};
 use crate::reference::{ComponentType, Reference};
 use crate::{policy, registry};
 use serde_json::{json, Value as Json};
+use zeroize::Zeroizing;
 
 /// How deep formulas may nest: a top-level run is depth 0, its children 1, and so on.
 pub const MAX_DEPTH: i64 = 4;
@@ -26,14 +27,22 @@ pub struct Lineage {
     pub deadline_ms: u64,
 }
 
-/// Runs a component for `who` and records the run.
-pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
-    run_in(app, who, args, None).await
+/// Runs a component for `who` and records the run. `opened` are the values of sealed
+/// secrets the caller sent (`encrypted_secrets`), now in `args`: kept out of the records and
+/// sealed on their way to a remote host.
+pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, opened: &[Zeroizing<Vec<u8>>]) -> Result<Json> {
+    run_in(app, who, args, None, opened).await
 }
 
 /// Runs a component for `who`, as a child of a formula when `lineage` says so, and records
 /// the run (with its parent). Every run, nested or not, takes this one path.
-pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, lineage: Option<&Lineage>) -> Result<Json> {
+pub async fn run_in<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    args: &Json,
+    lineage: Option<&Lineage>,
+    opened: &[Zeroizing<Vec<u8>>],
+) -> Result<Json> {
     let type_hint = match args.get("type").and_then(Json::as_str) {
         None => None,
         Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
@@ -159,9 +168,12 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
         sealed_secrets: None,
         callback,
         sealed_callback: None,
+        input_holds_secrets: !opened.is_empty(),
+        sealed_input: None,
     };
     // Whatever comes back is scrubbed of every secret the run could read, in every form.
-    let scrub = |t: &str| crate::secrets::mask::redact(t, secrets.values().map(|v| v.as_slice()));
+    let forms = crate::secrets::mask::Forms::new(secrets.values().chain(opened).map(|v| v.as_slice()));
+    let scrub = |t: &str| forms.redact(t);
     let resp = match dispatch_run(app, &req).await.map(|mut r| {
         r.stdout = scrub(&r.stdout);
         r.stderr = scrub(&r.stderr);

@@ -164,7 +164,7 @@ async fn run_child<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Pare
         parent.who.require("execution", "run", need)?;
     }
     let lineage = Lineage { parent_id: parent.id.clone(), depth: parent.depth + 1, deadline_ms: parent.deadline_ms };
-    executions::run_in(app, &parent.who, args, Some(&lineage)).await
+    executions::run_in(app, &parent.who, args, Some(&lineage), &[]).await
 }
 
 /// A failed child as the guest sees it: a stable `type`, the message, and the run's id when

@@ -104,6 +104,14 @@ pub struct RunRequest {
     /// whenever the host is across a network: its token acts for the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_callback: Option<String>,
+    /// The router's note that `input` holds values opened from `encrypted_secrets`: a
+    /// dispatcher sends it only sealed (as `sealed_input`). Never on the wire.
+    #[serde(skip)]
+    pub input_holds_secrets: bool,
+    /// `input` sealed to the host's key (like `sealed_secrets`), used instead of it when it
+    /// holds secrets and the host is across a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_input: Option<String>,
 }
 
 /// Claims of the short-lived token the router sends a remote host (HS256).

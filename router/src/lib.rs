@@ -218,8 +218,8 @@ impl HttpDispatch {
         Err(DispatchError::Unreachable(format!("none of the {n} host(s) could be reached")))
     }
 
-    /// The body of a run for host `idx`: secrets and the formula callback sealed to that
-    /// host's key when it is remote.
+    /// The body of a run for host `idx`: secrets, the formula callback and an input holding
+    /// opened secrets sealed to that host's key when it is remote.
     fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
         let json = |v: &RunRequest| serde_json::to_vec(v).map_err(|e| DispatchError::Unreachable(e.to_string()));
         let Some(host) = &self.targets[idx].remote else { return json(req) };
@@ -229,6 +229,11 @@ impl HttpDispatch {
             req.sealed_secrets = Some(seal(host, &plain)?);
         }
         req.secrets.clear();
+        if req.input_holds_secrets {
+            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.input).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            req.sealed_input = Some(seal(host, &plain)?);
+            req.input.clear();
+        }
         if let Some(callback) = req.callback.take() {
             let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
             req.sealed_callback = Some(seal(host, &plain)?);

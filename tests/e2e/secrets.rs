@@ -305,6 +305,33 @@ fn a_pynacl_sealed_secret_is_opened_in_its_session_only() {
 }
 
 #[test]
+fn values_opened_from_encrypted_secrets_never_come_back_to_the_client() {
+    // Through a remote host as well: the input holding the value crosses the network sealed.
+    for remote in [false, true] {
+        let h = remote.then(Host::start);
+        let mut extra = vec!["--session-encryption"];
+        if let Some(h) = &h {
+            extra.extend(["--host", h.spec.as_str()]);
+        }
+        let s = Server::start_with(&extra);
+        let sid = s.session();
+        let r = s.in_session(&sid, "resources/read", json!({"uri": "mcp+session://encryption/pubkey"}));
+        let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+        let (pk, kid) = (key["public_key"].as_str().unwrap(), key["kid"].as_str().unwrap());
+        let jt = register_json_transform(&s);
+        // json-transform echoes its data: the component got the value, the client gets a mask.
+        let sealed = json!({"input.data.token": {"ciphertext": nacl_seal(pk, OPENAI), "kid": kid}});
+        let r = tool(&s, &sid, "execution", json!({"action": "run", "reference": jt, "input": {"data": {"a": 1}}, "encrypted_secrets": sealed}));
+        let out = &r["result"]["structuredContent"];
+        assert_eq!(out["status"], "completed", "remote={remote}: {r}");
+        assert_eq!(out["result"]["data"]["token"], "[REDACTED]", "remote={remote}: {r}");
+        assert_eq!(out["result"]["data"]["a"], 1);
+        assert!(!r.to_string().contains(OPENAI), "remote={remote}: {r}");
+        s.assert_nowhere_on_disk(OPENAI);
+    }
+}
+
+#[test]
 fn cyfr_encrypt_seals_on_the_users_machine() {
     let s = Server::start_with(&["--session-encryption"]);
     let sid = s.session();

@@ -71,6 +71,26 @@ impl Forms {
         out
     }
 
+    /// Every string in `value` (keys included) with every form replaced.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        if self.0.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => *s = self.redact(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    self.redact_json(&mut v);
+                    map.insert(self.redact(&k), v);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The forms, longest first.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|f| f.as_str())

@@ -129,8 +129,10 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
 
     /// Decrypts each entry of `args.encrypted_secrets` (dotted path → sealed object) and
     /// writes the plaintext at that path in `args`, creating objects on the way.
-    pub async fn hydrate(&self, args: &mut Json) -> Result<()> {
-        let Some(map) = args.as_object_mut().and_then(|o| o.remove("encrypted_secrets")) else { return Ok(()) };
+    /// Returns the opened values, for the caller to keep out of what it answers.
+    pub async fn hydrate(&self, args: &mut Json) -> Result<Vec<Zeroizing<Vec<u8>>>> {
+        let mut opened = Vec::new();
+        let Some(map) = args.as_object_mut().and_then(|o| o.remove("encrypted_secrets")) else { return Ok(opened) };
         let map = map.as_object().cloned().ok_or_else(|| err("`encrypted_secrets` must map dotted paths to {\"ciphertext\",\"kid\"} objects"))?;
         for (path, sealed) in map {
             if path.is_empty() || path.split('.').any(str::is_empty) {
@@ -139,8 +141,9 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
             let plain = self.open(&sealed).await?;
             let text = String::from_utf8(plain.to_vec()).map_err(|_| err("Decryption failed: the secret is not UTF-8 text"))?;
             set_path(args, &path, Json::String(text))?;
+            opened.push(plain);
         }
-        Ok(())
+        Ok(opened)
     }
 }
 

@@ -142,19 +142,52 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_
     who.require(name, action, need)?;
     // A copy of the arguments only when sealed secrets are opened into them.
     let hydrated;
+    let mut opened = Vec::new();
     let args = if args.get("encrypted_secrets").is_some() {
         if !call.secure {
             return Err(secret::insecure());
         }
         let mut copy = args.clone();
-        opener(app, call)?.hydrate(&mut copy).await?;
+        opened = opener(app, call)?.hydrate(&mut copy).await?;
         hydrated = copy;
         &hydrated
     } else {
         args
     };
+    let result = handle(app, call, name, action, args, &opened).await;
+    if opened.is_empty() {
+        return result;
+    }
+    // The values were sealed so that the client (often an LLM) never reads them: whatever
+    // the tool answers, echoes included, comes back without them.
+    let forms = crate::secrets::mask::Forms::new(opened.iter().map(|v| v.as_slice()));
+    match result {
+        Ok(mut v) => {
+            forms.redact_json(&mut v);
+            Ok(v)
+        }
+        Err(mut e) => {
+            e.message = forms.redact(&e.message);
+            if let Some(d) = e.data.as_mut() {
+                forms.redact_json(d);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The handler of `name.action` (its scope already checked).
+async fn handle<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    call: &Call<'_>,
+    name: &str,
+    action: &str,
+    args: &Json,
+    opened: &[zeroize::Zeroizing<Vec<u8>>],
+) -> Result<Json> {
+    let who = call.who;
     match (name, action) {
-        ("execution", "run") => crate::executions::run(app, who, args).await,
+        ("execution", "run") => crate::executions::run(app, who, args, opened).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
         ("execution", "cancel") => crate::executions::cancel(app, who, args).await,
