@@ -21,8 +21,8 @@ pub fn fingerprint(value: &[u8]) -> String {
 /// What replaces a secret in output, records and logs.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// The text forms of some secrets that redaction looks for — plaintext, standard and
-/// URL-safe base64 (with and without padding, and inside a longer encoding at any of the
+/// The text forms of some secrets that redaction looks for — plaintext, percent-encoded,
+/// JSON-escaped, standard and URL-safe base64 (with and without padding, and inside a longer encoding at any of the
 /// three byte offsets), and hex in either case — longest first, so a form that contains
 /// another is replaced whole. Built once, used on many texts; zeroized when dropped. Values
 /// shorter than 4 bytes are left out: they would redact ordinary text.
@@ -40,7 +40,12 @@ impl Forms {
             }
             if let Ok(t) = std::str::from_utf8(s) {
                 forms.push(t.to_string().into());
+                // As a JSON string or a URL would carry it, where that differs (`"`, `\`,
+                // `/`, `+`, `=` ... in the value).
+                let json = zeroize::Zeroizing::new(serde_json::to_string(t).unwrap_or_default());
+                forms.push(json[1..json.len() - 1].to_string().into());
             }
+            forms.push(percent_encoded(s));
             for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
                 let b = zeroize::Zeroizing::new(engine.encode(s));
                 forms.push(b.trim_end_matches('=').to_string().into());
@@ -55,7 +60,8 @@ impl Forms {
             forms.push(hex.to_uppercase().into());
             forms.push(hex);
         }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        // Longest first; equal forms side by side so one copy of each is kept.
+        forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         forms.dedup();
         Forms(forms)
     }
@@ -100,6 +106,19 @@ impl Forms {
     pub fn longest(&self) -> usize {
         self.0.first().map_or(0, |f| f.len())
     }
+}
+
+/// `value` percent-encoded as in a URL (RFC 3986 unreserved characters kept, upper-case hex).
+fn percent_encoded(value: &[u8]) -> zeroize::Zeroizing<String> {
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(value.len() * 3));
+    for &b in value {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Secrets at least this long are also looked for inside longer base64 (`user:KEY` in a
@@ -163,6 +182,10 @@ mod tests {
                 }
             }
         }
+        // As a URL or a JSON string carries a value with reserved characters.
+        let aws = "wJalrXUtnFEMI/K7MDENG+bPxRfi\"CYEXAMPLEKEY";
+        let echoed = format!("?key=wJalrXUtnFEMI%2FK7MDENG%2BbPxRfi%22CYEXAMPLEKEY {}", serde_json::to_string(aws).unwrap());
+        assert_eq!(super::redact(&echoed, [aws.as_bytes()]), "?key=[REDACTED] \"[REDACTED]\"");
         // Short secrets are matched only whole, so ordinary text survives.
         assert_eq!(super::redact("Basic dXNlcjpwdw==", [&b"pw12"[..]]), "Basic dXNlcjpwdw==");
     }
