@@ -14,6 +14,9 @@
 //! 3. **executor in-process**: `Executor::run_catalyst` of the http catalyst on the blocking
 //!    pool (much as the host API runs it), with a `CatalystCtx` built from the same policy; no
 //!    router, no database, no HTTP in front.
+//!    **executor, 1 injected secret**: the same with one granted secret (100 bytes) put into
+//!    an `x-api-key` header as `{{secret:API_KEY}}`: substitution, and redaction of every
+//!    form of it from the response, output and logs.
 //! 4. **executor json-transform**: the same executor running the reagent (the default mode's
 //!    `--breakdown` row), for reference: what the catalyst's run adds over a reagent's.
 //! 5. **cyfr**: `POST /mcp` `execution.run` of `catalyst:cyfr.http:0.1.0` with the bench key.
@@ -94,9 +97,38 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
         ..Default::default()
     };
     let ctx = Arc::new(CatalystCtx::new(reference.clone(), BTreeMap::new(), policy.egress()));
+    let call = executor_call(b, &executor, &digest, ctx, &input);
+    b.client_rt.block_on(call()).map_err(|e| anyhow::anyhow!("executor run: {e}"))?; // compile (or load) before measuring
+    results.push(b.call_row("executor in-process (no HTTP)", &call));
+    // 3b: the same with one granted secret injected into a header: substitution after the
+    // checks, and the response and logs redacted of every form of it.
+    let secrets = BTreeMap::from([("API_KEY".to_string(), SECRET.to_string())]);
+    let with_secret = Arc::new(CatalystCtx::new(reference.clone(), secrets, policy.egress()));
+    let secret_input = json!({ "operation": "request", "params": { "method": "GET", "url": url, "headers": { "x-api-key": "{{secret:API_KEY}}" } } });
+    let call_secret = executor_call(b, &executor, &digest, with_secret, &secret_input);
+    b.client_rt.block_on(call_secret()).map_err(|e| anyhow::anyhow!("executor run with a secret: {e}"))?;
+    results.push(b.call_row("executor, 1 injected secret", &call_secret));
+    let reagent = crate::reagent_executor_call(b, &executor)?;
+    results.push(b.call_row("executor json-transform (ref.)", &reagent));
+
+    // 4: cyfr; 5: cyfr's reagent run, for reference.
+    results.push(b.http_row("cyfr", &b.run_target(&reference, "catalyst", input.clone(), verify_cyfr)));
+    let reagent_input = serde_json::from_str::<Json>(crate::INPUT)?;
+    results.push(b.http_row("cyfr json-transform (reference)", &b.run_target(&b.cyfr.reference, "reagent", reagent_input, crate::verify_cyfr_run)));
+
+    report(b, args, &results, rate_limit, &url);
+    Ok(())
+}
+
+/// A granted secret the size of an Anthropic API key.
+const SECRET: &str = "sk-ant-api03-BENCH0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdef";
+
+/// `Executor::run_catalyst` with `ctx` and `input` on the blocking pool, its output checked.
+fn executor_call(b: &Bench, executor: &Arc<Executor>, digest: &str, ctx: Arc<CatalystCtx>, input: &Json) -> load::CallFn {
     let handle = b.server_rt.handle().clone();
     let input_text: Arc<str> = input.to_string().into();
-    let call: load::CallFn = {
+    let digest = digest.to_string();
+    {
         let executor = executor.clone();
         Arc::new(move || {
             let (executor, digest, ctx, input) = (executor.clone(), digest.clone(), ctx.clone(), input_text.clone());
@@ -109,19 +141,7 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
                 check_output(&crate::parse(out.output.as_bytes())?)
             })
         })
-    };
-    b.client_rt.block_on(call()).map_err(|e| anyhow::anyhow!("executor run: {e}"))?; // compile (or load) before measuring
-    results.push(b.call_row("executor in-process (no HTTP)", &call));
-    let reagent = crate::reagent_executor_call(b, &executor)?;
-    results.push(b.call_row("executor json-transform (ref.)", &reagent));
-
-    // 4: cyfr; 5: cyfr's reagent run, for reference.
-    results.push(b.http_row("cyfr", &b.run_target(&reference, "catalyst", input.clone(), verify_cyfr)));
-    let reagent_input = serde_json::from_str::<Json>(crate::INPUT)?;
-    results.push(b.http_row("cyfr json-transform (reference)", &b.run_target(&b.cyfr.reference, "reagent", reagent_input, crate::verify_cyfr_run)));
-
-    report(b, args, &results, rate_limit, &url);
-    Ok(())
+    }
 }
 
 /// `GET /ok` → 200 `hello`; anything else → 404. Keep-alive as hyper does by default (the
