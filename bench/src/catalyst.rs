@@ -14,7 +14,7 @@
 //! 3. **executor in-process**: `Executor::run_catalyst` of the http catalyst on the blocking
 //!    pool (much as the host API runs it), with a `CatalystCtx` built from the same policy; no
 //!    router, no database, no HTTP in front.
-//!    **executor, 1 injected secret**: the same with one granted secret (100 bytes) put into
+//!    **executor, 1 injected secret**: the same with one granted secret (97 bytes) put into
 //!    an `x-api-key` header as `{{secret:API_KEY}}`: substitution, and redaction of every
 //!    form of it from the response, output and logs.
 //! 4. **executor json-transform**: the same executor running the reagent (the default mode's

@@ -190,22 +190,23 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             return Err(Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id })));
         }
     };
+    let failed = (resp.status != "completed")
+        .then(|| resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() }));
+    let status = match failed.as_ref().map(|e| e.code.as_str()) {
+        None => "completed",
+        Some("timeout") => "timed_out",
+        Some("cancelled") => "cancelled",
+        Some(_) => "failed",
+    };
+    finish(&app.db, &id, status, failed.as_ref().map(|e| e.message.as_str()), Some(&resp), started, app.env.now_ms()).await?;
     if component.ctype == ComponentType::Formula {
-        // Children still running (a batch the formula never waited for) end with it.
-        end_formula(app, &id).await;
+        // Its record has left `started`, so its token no longer works and no child starts;
+        // children still running (a batch it never waited for) end with it, before it answers.
+        cancel_children(app, &id).await;
     }
-    let now = app.env.now_ms();
-    if resp.status != "completed" {
-        let err = resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() });
-        let status = match err.code.as_str() {
-            "timeout" => "timed_out",
-            "cancelled" => "cancelled",
-            _ => "failed",
-        };
-        finish(&app.db, &id, status, Some(&err.message), Some(&resp), started, now).await?;
+    if let Some(err) = failed {
         return Err(failure(&err.code, err.message));
     }
-    finish(&app.db, &id, "completed", None, Some(&resp), started, now).await?;
     let output = resp.output.unwrap_or_default();
     let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
     Ok(json!({
@@ -230,33 +231,30 @@ fn callback_url(config: &crate::config::Config) -> Option<String> {
     config.router_url.clone().or_else(|| config.hosts.is_empty().then(|| crate::host_api::ROUTER_INTERNAL_URL.to_string()))
 }
 
-/// Cancels the runs under `parent_id` that are still going, and theirs (depth-bounded).
-/// Ends a formula's power to act: its callback token first (so no new child starts), then
-/// every descendant still running, each recorded as cancelled at once (its own handler
-/// records how it really ended, logs included, when its host answers).
-async fn end_formula<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, id: &str) {
-    let _ = app.db.query("UPDATE executions SET callback_hash = NULL WHERE id = ?", &[id.into()]).await;
-    cancel_children(app, id).await;
-}
-
+/// Cancels the runs under `parent_id` that are still going, and theirs (depth-bounded). Each
+/// is recorded as cancelled at once, in the statement that finds it (so its own token dies
+/// with it), and stopped on its host; its own handler records how it really ended, logs
+/// included, when the host answers.
 async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_id: &str) {
     let mut level = vec![parent_id.to_string()];
     for _ in 0..=MAX_DEPTH {
         let mut next = Vec::new();
         for id in &level {
-            let Ok(rows) = app.db.query("SELECT id FROM executions WHERE parent_execution_id = ? AND status = 'started'", &[id.clone().into()]).await else { continue };
+            let now = app.env.now_ms() as i64;
+            let Ok(rows) = app
+                .db
+                .query(
+                    "UPDATE executions SET status = 'cancelled', error = 'its parent formula ended', finished_at = ?1, duration_ms = ?1 - started_at \
+                     WHERE parent_execution_id = ?2 AND status = 'started' RETURNING id",
+                    &[Value::Integer(now), id.clone().into()],
+                )
+                .await
+            else {
+                continue;
+            };
             next.extend(rows.iter().map(|r| r.text("id")));
         }
         for child in &next {
-            let now = app.env.now_ms() as i64;
-            let _ = app
-                .db
-                .query(
-                    "UPDATE executions SET status = 'cancelled', error = 'its parent formula ended', finished_at = ?1, duration_ms = ?1 - started_at, callback_hash = NULL \
-                     WHERE id = ?2 AND status = 'started'",
-                    &[Value::Integer(now), child.clone().into()],
-                )
-                .await;
             let _ = app.dispatch.cancel(child).await;
         }
         if next.is_empty() {
@@ -391,8 +389,12 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     if status != "started" {
         return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
     }
-    // A formula's children first, so none is left running once the formula stops.
-    end_formula(app, id).await;
-    let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)))?;
+    // A formula's token first (it is still `started`, and no child may start from now on),
+    // then the formula itself (a child cancelled before it would hand it an error it could
+    // still answer with), then its children, so none is left running when this returns.
+    app.db.query("UPDATE executions SET callback_hash = NULL WHERE id = ?", &[id.into()]).await?;
+    let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)));
+    cancel_children(app, id).await;
+    let stopped = stopped?;
     Ok(json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }))
 }

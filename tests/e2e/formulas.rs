@@ -205,12 +205,15 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
     register_probe(&s);
     s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
     let endless = json!({ "reference": "r:test.endless-loop:0.1.0", "input": {} });
-    // Returns at once, its batch still running: the children are cancelled before the answer.
-    let r = probe(&s, &s.admin, json!([{ "fn": "batch", "req": { "invocations": [endless, endless, endless] } }]));
-    let parent = r["result"]["structuredContent"]["execution_id"].as_str().expect("the probe completed").to_string();
+    // Ends (its 1 s is up) with its batch running: no child is left started when it answers.
+    s.ok(&s.admin, "policy", json!({ "action": "set", "reference": PROBE, "field": "timeout", "value": "1s" }));
+    let r = probe(&s, &s.admin, json!([{ "fn": "batch", "req": { "invocations": [endless, endless, endless] } }, { "fn": "spin" }]));
+    assert_eq!(code(&r), -33101, "{r}");
+    let parent = r["error"]["data"]["execution_id"].as_str().unwrap().to_string();
     let kids = children(&s, &parent);
-    assert!(kids.len() <= 3, "{kids:?}");
-    assert!(kids.iter().all(|(_, st)| st == "cancelled"), "{kids:?}");
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    assert!(kids.iter().all(|(_, st)| st == "cancelled" || st == "timed_out"), "{kids:?}");
+    s.ok(&s.admin, "policy", json!({ "action": "delete", "reference": PROBE }));
 
     // Cancelled while a large batch is still being started: nothing is left running, and no
     // child starts once the cancel has answered.

@@ -306,7 +306,8 @@ fn a_pynacl_sealed_secret_is_opened_in_its_session_only() {
 
 #[test]
 fn values_opened_from_encrypted_secrets_never_come_back_to_the_client() {
-    // Through a remote host as well: the input holding the value crosses the network sealed.
+    // Through a remote host as well, where the input travels as `sealed_input` (the host must
+    // open it for the run to see its data; that it is sealed on the wire is not observed here).
     for remote in [false, true] {
         let h = remote.then(Host::start);
         let mut extra = vec!["--session-encryption"];

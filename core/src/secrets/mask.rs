@@ -22,9 +22,9 @@ pub fn fingerprint(value: &[u8]) -> String {
 pub const REDACTED: &str = "[REDACTED]";
 
 /// The text forms of some secrets that redaction looks for — plaintext, percent-encoded,
-/// JSON-escaped, standard and URL-safe base64 (with and without padding, and inside a longer encoding at any of the
-/// three byte offsets), and hex in either case — longest first, so a form that contains
-/// another is replaced whole. Built once, used on many texts; zeroized when dropped. Values
+/// JSON-escaped, standard and URL-safe base64 (with and without padding, and inside a longer
+/// encoding at any of the three byte offsets), and hex in either case — longest first, so a
+/// form that contains another is replaced whole. Built once, used on many texts; zeroized when dropped. Values
 /// shorter than 4 bytes are left out: they would redact ordinary text.
 #[derive(Default)]
 pub struct Forms(Vec<zeroize::Zeroizing<String>>);
@@ -98,7 +98,7 @@ impl Forms {
     }
 
     /// The forms, longest first.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
         self.0.iter().map(|f| f.as_str())
     }
 

@@ -162,13 +162,13 @@ impl Redactor {
             .map(Zeroizing::new)
             .collect();
         let forms = cyfr_core::secrets::mask::Forms::new(secrets.iter().map(|s| s.as_slice()));
+        // The forms hold every UTF-8 value as plaintext already.
         let mut needles: Vec<Zeroizing<Vec<u8>>> = forms
             .iter()
             .map(|f| Zeroizing::new(f.as_bytes().to_vec()))
-            .chain(secrets)
+            .chain(secrets.into_iter().filter(|s| std::str::from_utf8(s).is_err()))
             .collect();
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-        needles.dedup();
         Redactor { forms, needles }
     }
 
@@ -194,49 +194,43 @@ impl Redactor {
     }
 
     /// Where a chunk of `text` may be cut without splitting a possible secret: not inside the
-    /// last `longest - 1` bytes (a form could still be arriving) and not inside a form.
+    /// last `longest - 1` bytes (a form could still be arriving) and not inside a form. (A
+    /// form is UTF-8, so where it matches in text is a character boundary.)
     fn safe_cut(&self, text: &str) -> usize {
         let mut cut = text.len().saturating_sub(self.forms.longest().saturating_sub(1));
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        loop {
-            let mut moved = false;
-            for f in self.forms.iter() {
-                for (i, _) in text.match_indices(f) {
-                    if i < cut && i + f.len() > cut {
-                        cut = i;
-                        moved = true;
-                    }
-                }
-            }
-            if !moved {
-                return cut;
-            }
-        }
+        cut_outside(text.as_bytes(), self.forms.iter().map(str::as_bytes), cut)
     }
 
     /// Like [`Redactor::safe_cut`] for binary data: every form (a hex or base64 form split
     /// over two chunks would pass both) and every raw value.
     fn safe_cut_bytes(&self, data: &[u8]) -> usize {
         let longest = self.needles.first().map_or(0, |n| n.len());
-        let mut cut = data.len().saturating_sub(longest.saturating_sub(1));
-        loop {
-            let mut moved = false;
-            for s in &self.needles {
-                let mut i = 0;
-                while let Some(pos) = find_bytes(&data[i..], s) {
-                    let at = i + pos;
-                    if at < cut && at + s.len() > cut {
-                        cut = at;
-                        moved = true;
-                    }
-                    i = at + 1;
+        let cut = data.len().saturating_sub(longest.saturating_sub(1));
+        cut_outside(data, self.needles.iter().map(|n| n.as_slice()), cut)
+    }
+}
+
+/// `cut`, moved back to the start of any occurrence of a needle it falls inside, until it
+/// falls inside none.
+fn cut_outside<'a>(data: &[u8], needles: impl Iterator<Item = &'a [u8]> + Clone, mut cut: usize) -> usize {
+    loop {
+        let mut moved = false;
+        for n in needles.clone() {
+            let mut i = 0;
+            while let Some(pos) = find_bytes(&data[i..], n) {
+                let at = i + pos;
+                if at < cut && at + n.len() > cut {
+                    cut = at;
+                    moved = true;
                 }
+                i = at + 1;
             }
-            if !moved {
-                return cut;
-            }
+        }
+        if !moved {
+            return cut;
         }
     }
 }
