@@ -351,6 +351,23 @@ async fn handle(
             let token = base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={key};exp=1"));
             full(200, "application/json", json!({ "token": token }).to_string())
         }
+        // An upstream that echoes the credential in the spellings web frameworks use.
+        "/escaped" => {
+            let key = headers.iter().find(|(k, _)| k == "x-api-key").map_or("", |(_, v)| v.as_str());
+            let lower_pct: String = key.bytes().map(|b| format!("%{b:02x}")).collect();
+            let json_u: String = key.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+            let html: String = key.chars().map(|c| format!("&#{};", c as u32)).collect();
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(key.repeat(3));
+            let wrapped: Vec<String> = b64.as_bytes().chunks(20).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            full(200, "text/plain", format!("pct={lower_pct}\njson={json_u}\nhtml={html}\npem=\n{}\n", wrapped.join("\n")))
+        }
+        // An upstream that compresses although it was asked for identity.
+        "/gzip" => hyper::Response::builder()
+            .status(200)
+            .header("content-encoding", "gzip")
+            .body(Full::new(Bytes::from_static(b"\x1f\x8b\x08\x00not-really")).boxed())
+            .unwrap(),
         "/redirect" => {
             let to = query
                 .get("to")
@@ -1072,6 +1089,37 @@ fn many_references_to_a_secret_are_refused_before_they_fill_memory() {
     assert_eq!(results[2]["status"], 200, "one long secret in a header is fine");
     assert_eq!(server.requests().len(), 1);
     assert!(!outcome.output.contains(&big));
+}
+
+#[test]
+fn a_secret_echoed_escaped_or_line_wrapped_is_redacted_and_compressed_bodies_are_refused() {
+    let server = TestServer::start();
+    let calls = json!([
+        {"fn": "fetch", "req": {"method": "GET", "url": server.url("/escaped"), "headers": {"x-api-key": "{{secret:API_KEY}}"}}},
+        {"fn": "fetch", "req": {"method": "GET", "url": server.url("/gzip"), "headers": {"x-api-key": "{{secret:API_KEY}}"}}},
+        {"fn": "stream", "req": {"method": "GET", "url": server.url("/escaped"), "headers": {"x-api-key": "{{secret:API_KEY}}"}}},
+        {"fn": "read_all", "of": 2},
+    ]);
+    let (results, outcome) = run_probe(&ctx(loopback()), calls);
+    let body = results[0]["body"].as_str().unwrap_or_default();
+    assert_eq!(results[0]["status"], 200, "{}", results[0]);
+    for line in ["pct=[REDACTED]", "json=[REDACTED]", "html=[REDACTED]"] {
+        assert!(body.contains(line), "{line} missing from {body}");
+    }
+    // Not a run of 8 base64 characters of the wrapped key is left.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET.repeat(3));
+    for i in 0..b64.len().saturating_sub(12) {
+        assert!(!body.replace('\n', "").contains(&b64[i..i + 8]), "{} left in {body}", &b64[i..i + 8]);
+    }
+    assert_eq!(error_type(&results[1]), "http_error", "{}", results[1]);
+    assert!(results[1].to_string().contains("Content-Encoding"), "{}", results[1]);
+    // Streamed, the same spellings never get out either, whatever the chunking.
+    let streamed = results[3]["data"].as_str().unwrap_or_default();
+    for line in ["pct=[REDACTED]", "json=[REDACTED]", "html=[REDACTED]"] {
+        assert!(streamed.contains(line), "{line} missing from the stream: {}", results[3]);
+    }
+    assert_no_secret(&outcome);
 }
 
 #[test]

@@ -12,10 +12,31 @@ pub fn mask(value: &str) -> String {
     }
 }
 
-/// `sha256:` and the first 16 hex digits of the value's SHA-256: enough to tell two keys
-/// apart, too little to help guess one.
-pub fn fingerprint(value: &[u8]) -> String {
-    format!("sha256:{}", &crate::crypto::sha256_hex(value)[..16])
+/// A masked view of a value that arrived sealed (`{ciphertext, kid}`): its sender hid it
+/// from whatever sat between, so none of its characters are shown.
+pub fn mask_sealed() -> String {
+    "********".to_string()
+}
+
+/// `hmac-sha256:` and the first 16 hex digits of HMAC-SHA256 of the value under `key` (a key
+/// derived from the owner's data key, so it never leaves the server): the same value under
+/// the same owner always gives the same fingerprint, yet a fingerprint cannot be checked
+/// against guesses offline.
+pub fn fingerprint(key: &[u8], value: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(value);
+    let tag = mac.finalize().into_bytes();
+    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("hmac-sha256:{hex}")
+}
+
+/// The fingerprint key of an owner, derived from the owner's data key.
+pub fn fingerprint_key(dek: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(dek).expect("HMAC takes any key length");
+    mac.update(b"cyfr-fingerprint-key-v1");
+    zeroize::Zeroizing::new(mac.finalize().into_bytes().to_vec())
 }
 
 /// What replaces a secret in output, records and logs.
@@ -66,7 +87,9 @@ impl Forms {
         Forms(forms)
     }
 
-    /// `text` with every form replaced by `[REDACTED]`.
+    /// `text` with every form replaced by `[REDACTED]`: first as written, then as it reads
+    /// once escapes are undone (lower-case `%xx`, `\/`, `\u00XX`, HTML references,
+    /// line-wrapped base64), so an echo in any of those spellings is cut out too.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for f in &self.0 {
@@ -74,7 +97,88 @@ impl Forms {
                 out = out.replace(f.as_str(), REDACTED);
             }
         }
-        out
+        if self.0.is_empty() || !super::unescape::needs_view(&out) {
+            return out;
+        }
+        let spans = self.escaped_spans(&out);
+        if spans.is_empty() {
+            return out;
+        }
+        let mut redacted = String::with_capacity(out.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            redacted.push_str(&out[at..start]);
+            redacted.push_str(REDACTED);
+            at = end;
+        }
+        redacted.push_str(&out[at..]);
+        redacted
+    }
+
+    /// The spans of `text` (merged, in order, on character boundaries) that spell a form once
+    /// escapes are undone.
+    fn escaped_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let view = super::unescape::view(text);
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        for f in &self.0 {
+            let needle = f.as_bytes();
+            for at in memchr::memmem::find_iter(&view.bytes, needle) {
+                found.push((view.spans[at].0, view.spans[at + needle.len() - 1].1));
+            }
+        }
+        found.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (s, e) in found {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        // Spans start and end on escape or byte boundaries of ASCII escapes; a multi-byte
+        // character is one span, so they are character boundaries already. Widen if not.
+        for m in &mut merged {
+            while !text.is_char_boundary(m.0) {
+                m.0 -= 1;
+            }
+            while !text.is_char_boundary(m.1) {
+                m.1 += 1;
+            }
+        }
+        merged
+    }
+
+    /// `cut` moved back to the start of any form it would split, as written or escaped, so
+    /// a stream can release `text[..cut]` redacted and keep the rest for the next chunk.
+    pub fn safe_cut(&self, text: &str, mut cut: usize) -> usize {
+        loop {
+            let mut moved = false;
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            for f in &self.0 {
+                spans.extend(text.match_indices(f.as_str()).map(|(i, m)| (i, i + m.len())));
+            }
+            if super::unescape::needs_view(text) {
+                spans.extend(self.escaped_spans(text));
+            }
+            for (s, e) in spans {
+                if s < cut && e > cut {
+                    cut = s;
+                    moved = true;
+                }
+            }
+            if !moved {
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                return cut;
+            }
+        }
+    }
+
+    /// How many trailing bytes of a stream may still be the start of a form: the longest
+    /// form with every byte escaped, plus line breaks.
+    pub fn window(&self) -> usize {
+        let longest = self.longest();
+        longest * super::unescape::MAX_EXPANSION + 2 * (longest / 48 + 1)
     }
 
     /// Every string in `value` (keys included) with every form replaced.
@@ -194,6 +298,71 @@ mod tests {
     fn masks_show_at_most_eight_characters_of_long_values() {
         assert_eq!(super::mask("sk-1234567890abcdef"), "sk-1...cdef");
         assert_eq!(super::mask("short-secret"), "********");
-        assert_eq!(super::fingerprint(b"abc"), "sha256:ba7816bf8f01cfea");
+        // Keyed: the same value under another key gives another fingerprint, and the bare
+        // SHA-256 of the value appears nowhere in it.
+        let (a, b) = (super::fingerprint(b"k1", b"abc"), super::fingerprint(b"k2", b"abc"));
+        assert!(a.starts_with("hmac-sha256:") && a.len() == 12 + 16, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, super::fingerprint(b"k1", b"abc"));
+        assert!(!a.contains("ba7816bf8f01cfea"));
+        assert_eq!(super::mask_sealed(), "********");
+    }
+}
+
+#[cfg(test)]
+mod escaped_forms {
+    const KEY: &str = "sk-live/4f+Q9a_Z=x&y<z>\"w'v";
+
+    fn redact(text: &str) -> String {
+        super::redact(text, [KEY.as_bytes()])
+    }
+
+    #[test]
+    fn every_escaped_spelling_of_a_secret_is_cut_out() {
+        let lower_pct: String = KEY.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02x}") }).collect();
+        let json_slash = KEY.replace('/', "\\/").replace('"', "\\\"");
+        let json_u: String = KEY.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04x}", c as u32) }).collect();
+        let html = KEY.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;").replace('/', "&#x2F;");
+        for (what, spelled) in [("lower-case %xx", lower_pct), ("\\/", json_slash), ("\\u00XX", json_u), ("HTML", html)] {
+            let out = redact(&format!("before {spelled} after"));
+            assert_eq!(out, "before [REDACTED] after", "{what}: {out}");
+        }
+    }
+
+    #[test]
+    fn line_wrapped_base64_is_cut_out() {
+        use base64::Engine;
+        let long = KEY.repeat(4);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(long.as_bytes());
+        for (width, nl) in [(64, "\n"), (76, "\r\n"), (64, "\\n")] {
+            let wrapped: Vec<String> = b64.as_bytes().chunks(width).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+            let text = format!("-----BEGIN-----{nl}{}{nl}-----END-----", wrapped.join(nl));
+            let out = super::redact(&text, [long.as_bytes()]);
+            assert!(out.contains("[REDACTED]"), "{width}: {out}");
+            for line in &wrapped {
+                if line.len() >= 8 {
+                    assert!(!out.contains(line.as_str()), "{width}: {line} left in {out}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_escaped_text_is_left_alone() {
+        let text = "100% sure: a &amp; b \\u0041 \\/path%2Fx\nnext line";
+        assert_eq!(redact(text), text);
+    }
+
+    #[test]
+    fn a_stream_never_cuts_inside_an_escaped_secret() {
+        let forms = super::Forms::new([KEY.as_bytes()]);
+        let json_u: String = KEY.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let text = format!("xx{json_u}yy");
+        for cut in 0..=text.len() {
+            let c = forms.safe_cut(&text, cut);
+            assert!(c <= cut && text.is_char_boundary(c));
+            assert!(c <= 2 || c >= 2 + json_u.len(), "cut {cut} -> {c} splits the secret");
+        }
+        assert!(forms.window() >= json_u.len());
     }
 }

@@ -6,3 +6,4 @@ pub mod kms;
 pub mod mask;
 pub mod sealed;
 pub mod store;
+pub mod unescape;

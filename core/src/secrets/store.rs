@@ -65,10 +65,14 @@ pub struct Meta {
     pub expires_at: Option<u64>,
     /// Unix ms of the last read by a component.
     pub last_used_at: Option<u64>,
+    /// Whether the value arrived sealed: then its mask shows none of it.
+    pub sealed: bool,
+    /// The value's keyed fingerprint (see [`super::mask::fingerprint`]).
+    pub fingerprint: String,
 }
 
 impl Meta {
-    fn from_row(r: &Row<'_>) -> Meta {
+    fn from_row(r: &Row<'_>, fingerprint: String) -> Meta {
         let owner = r.text("owner");
         Meta {
             name: r.text("name"),
@@ -78,6 +82,8 @@ impl Meta {
             updated_at: r.int("updated_at") as u64,
             expires_at: r.opt_int("expires_at").map(|v| v as u64),
             last_used_at: r.opt_int("last_used_at").map(|v| v as u64),
+            sealed: r.opt_int("sealed").unwrap_or(0) != 0,
+            fingerprint,
         }
     }
 
@@ -89,12 +95,13 @@ impl Meta {
     /// The public view with the mask and fingerprint of `value` (never the value).
     pub fn to_json(&self, value: &[u8], now: u64) -> Json {
         let text = String::from_utf8_lossy(value);
+        let masked = if self.sealed { super::mask::mask_sealed() } else { super::mask::mask(&text) };
         json!({
             "name": self.name,
             "scope": self.scope,
-            "masked": super::mask::mask(&text),
+            "masked": masked,
             "length": text.chars().count(),
-            "fingerprint": super::mask::fingerprint(value),
+            "fingerprint": self.fingerprint,
             "version": self.version,
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
@@ -109,9 +116,10 @@ fn aad(owner: &str, name: &str, version: i64) -> String {
     format!("cyfr-secret|{owner}|{name}|{version}")
 }
 
-/// Stores (or replaces) a secret. `ttl_ms` sets an expiry.
+/// Stores (or replaces) a secret. `ttl_ms` sets an expiry; `sealed` says the value arrived
+/// sealed, so no character of it is ever shown.
 #[allow(clippy::too_many_arguments)]
-pub async fn set(db: &impl Db, kms: &impl Kms, env: &impl Env, scope: &Scope, name: &str, value: &[u8], ttl_ms: Option<u64>, by: &str) -> Result<Meta> {
+pub async fn set(db: &impl Db, kms: &impl Kms, env: &impl Env, scope: &Scope, name: &str, value: &[u8], sealed: bool, ttl_ms: Option<u64>, by: &str) -> Result<Meta> {
     check_name(name)?;
     if value.is_empty() || value.len() > MAX_VALUE_BYTES {
         return Err(Error::invalid_params(format!("a secret value is 1 to {MAX_VALUE_BYTES} bytes")));
@@ -121,18 +129,29 @@ pub async fn set(db: &impl Db, kms: &impl Kms, env: &impl Env, scope: &Scope, na
     let version = rows.first().map(|r| r.int("version")).unwrap_or(0) + 1;
     let (dek_version, dek) = envelope::current(db, kms, env, &owner).await?;
     let key: &[u8; 32] = dek.as_slice().try_into().map_err(|_| Error::internal("data key has the wrong size"))?;
-    let sealed = super::kms::seal(env, key, value, aad(&owner, name, version).as_bytes())?;
+    let ciphertext = super::kms::seal(env, key, value, aad(&owner, name, version).as_bytes())?;
     let now = env.now_ms() as i64;
     let expires = ttl_ms.map(|t| Value::Integer(now + t as i64)).unwrap_or(Value::Null);
     db.query(
-        "INSERT INTO secrets (owner, name, version, dek_version, ciphertext, created_by, created_at, updated_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) \
-         ON CONFLICT(owner, name) DO UPDATE SET version = ?3, dek_version = ?4, ciphertext = ?5, created_by = ?6, updated_at = ?7, expires_at = ?8",
-        &[owner.clone().into(), name.into(), Value::Integer(version), Value::Integer(dek_version), Value::Blob(sealed), by.into(), Value::Integer(now), expires],
+        "INSERT INTO secrets (owner, name, version, dek_version, ciphertext, created_by, created_at, updated_at, expires_at, sealed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9) \
+         ON CONFLICT(owner, name) DO UPDATE SET version = ?3, dek_version = ?4, ciphertext = ?5, created_by = ?6, updated_at = ?7, expires_at = ?8, sealed = ?9",
+        &[
+            owner.clone().into(),
+            name.into(),
+            Value::Integer(version),
+            Value::Integer(dek_version),
+            Value::Blob(ciphertext),
+            by.into(),
+            Value::Integer(now),
+            expires,
+            Value::Integer(sealed as i64),
+        ],
     )
     .await?;
+    let fingerprint = super::mask::fingerprint(&super::mask::fingerprint_key(&dek), value);
     let rows = db.query("SELECT * FROM secrets WHERE owner = ? AND name = ?", &[owner.into(), name.into()]).await?;
-    rows.first().map(|r| Meta::from_row(&r)).ok_or_else(|| Error::internal("secret vanished after write"))
+    rows.first().map(|r| Meta::from_row(&r, fingerprint)).ok_or_else(|| Error::internal("secret vanished after write"))
 }
 
 /// A secret with its decrypted value, or `None` when there is none.
@@ -140,10 +159,10 @@ pub async fn read(db: &impl Db, kms: &impl Kms, scope: &Scope, name: &str) -> Re
     let owner = scope.owner();
     let rows = db.query("SELECT * FROM secrets WHERE owner = ? AND name = ?", &[owner.clone().into(), name.into()]).await?;
     let Some(r) = rows.first() else { return Ok(None) };
-    let meta = Meta::from_row(&r);
     let dek = envelope::get(db, kms, &owner, r.int("dek_version")).await?;
     let key: &[u8; 32] = dek.as_slice().try_into().map_err(|_| Error::internal("data key has the wrong size"))?;
-    let value = super::kms::open(key, &r.blob("ciphertext"), aad(&owner, name, meta.version).as_bytes())?;
+    let value = super::kms::open(key, &r.blob("ciphertext"), aad(&owner, name, r.int("version")).as_bytes())?;
+    let meta = Meta::from_row(&r, super::mask::fingerprint(&super::mask::fingerprint_key(&dek), &value));
     Ok(Some((meta, value)))
 }
 

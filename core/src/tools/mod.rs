@@ -194,7 +194,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         ("component", _) => component::call(app, who, action, args).await,
         ("key", _) => key::call(app, who, action, args).await,
         ("policy", _) => policy::call(app, who, action, args).await,
-        ("secret", _) => secret::call(app, call, action, args).await,
+        ("secret", _) => secret::call(app, call, action, args, opened).await,
         ("get_encryption_instructions", _) => encryption::instructions(app, call).await,
         ("system", "status") => system_status(&app.db).await,
         _ => Err(Error::internal(format!("{name}.{action} has a scope but no handler"))),

@@ -30,7 +30,12 @@ fn scope_of(call: &Call<'_>, args: &Json) -> Result<Scope> {
     }
 }
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_>, action: &str, args: &Json) -> Result<Json> {
+/// Whether `value` is one of the values opened from this call's `encrypted_secrets`.
+fn opened_here(opened: &[Zeroizing<Vec<u8>>], value: &[u8]) -> bool {
+    opened.iter().any(|o| crate::crypto::ct_eq(o, value))
+}
+
+pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_>, action: &str, args: &Json, opened: &[Zeroizing<Vec<u8>>]) -> Result<Json> {
     let now = app.env.now_ms();
     match action {
         "set" => {
@@ -39,16 +44,17 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &
             }
             let scope = scope_of(call, args)?;
             let name = str_arg(args, "name")?;
-            let value: Zeroizing<Vec<u8>> = match args.get("value") {
-                Some(Json::String(s)) => Zeroizing::new(s.as_bytes().to_vec()),
-                Some(v) if is_sealed(v) => opener(app, call)?.open(v).await?,
+            let (value, sealed): (Zeroizing<Vec<u8>>, bool) = match args.get("value") {
+                // A value opened from `encrypted_secrets` was sealed as much as one sent sealed.
+                Some(Json::String(s)) => (Zeroizing::new(s.as_bytes().to_vec()), opened_here(opened, s.as_bytes())),
+                Some(v) if is_sealed(v) => (opener(app, call)?.open(v).await?, true),
                 _ => return Err(Error::invalid_params("`value` must be a string, or a sealed {\"ciphertext\", \"kid\"} object")),
             };
             let ttl = match opt_str(args, "ttl")? {
                 Some(t) => Some(parse_duration_ms(t).map_err(Error::invalid_params)?),
                 None => None,
             };
-            let meta = store::set(&app.db, kms(app)?, &app.env, &scope, name, &value, ttl, call.who.id()).await?;
+            let meta = store::set(&app.db, kms(app)?, &app.env, &scope, name, &value, sealed, ttl, call.who.id()).await?;
             let mut v = meta.to_json(&value, now);
             v["status"] = json!("stored");
             Ok(v)

@@ -194,14 +194,14 @@ impl Redactor {
     }
 
     /// Where a chunk of `text` may be cut without splitting a possible secret: not inside the
-    /// last `longest - 1` bytes (a form could still be arriving) and not inside a form. (A
-    /// form is UTF-8, so where it matches in text is a character boundary.)
+    /// last bytes where a form (in any spelling) could still be arriving, and not inside a form.
     fn safe_cut(&self, text: &str) -> usize {
-        let mut cut = text.len().saturating_sub(self.forms.longest().saturating_sub(1));
+        // A form may still be arriving in any spelling redaction reads (`\u00XX` …).
+        let mut cut = text.len().saturating_sub(self.forms.window().saturating_sub(1));
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        cut_outside(text.as_bytes(), self.forms.iter().map(str::as_bytes), cut)
+        self.forms.safe_cut(text, cut)
     }
 
     /// Like [`Redactor::safe_cut`] for binary data: every form (a hex or base64 form split
@@ -1039,7 +1039,10 @@ impl Session {
                     }
                     drop(ex);
                 }
-                _ => return Ok(ex),
+                _ => {
+                    refuse_compressed(&ex).map_err(hop_note)?;
+                    return Ok(ex);
+                }
             }
         }
     }
@@ -1087,6 +1090,22 @@ impl Session {
 struct RequestLine {
     method: String,
     url: String,
+}
+
+/// The host asks every upstream for `identity`; a body compressed anyway would carry a
+/// secret past redaction, so it is refused rather than handed to the guest.
+fn refuse_compressed(ex: &Exchange) -> Result<(), Denied> {
+    let encodings = ex.response.headers().get_all(http::header::CONTENT_ENCODING);
+    for value in encodings {
+        let value = value.to_str().unwrap_or("?");
+        if value.split(',').map(str::trim).any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
+            return Err(Denied::new(
+                ErrorKind::HttpError,
+                format!("the upstream answered with Content-Encoding `{value}` although the host asked for identity; compressed bodies are refused"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn error_json(d: &Denied) -> String {
