@@ -100,6 +100,14 @@ impl Row<'_> {
     pub fn int(&self, name: &str) -> i64 {
         self.opt_int(name).unwrap_or(0)
     }
+    /// Blob column, `None` when NULL.
+    pub fn opt_blob(&self, name: &str) -> Option<Vec<u8>> {
+        match self.get(name) {
+            Value::Null => None,
+            _ => Some(self.blob(name)),
+        }
+    }
+
     /// Blob column (empty when NULL).
     pub fn blob(&self, name: &str) -> Vec<u8> {
         match self.get(name) {

@@ -9,6 +9,8 @@ use crate::errors::{Code, Error, Result};
 use crate::host_api::{Limits, RunRequest, RunResponse};
 use crate::reference::{ComponentType, Reference};
 use crate::{policy, registry};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use serde_json::{json, Value as Json};
 use zeroize::Zeroizing;
 
@@ -27,11 +29,21 @@ pub struct Lineage {
     pub deadline_ms: u64,
 }
 
-/// Runs a component for `who` and records the run. `opened` are the values of sealed
-/// secrets the caller sent (`encrypted_secrets`), now in `args`: kept out of the records and
-/// sealed on their way to a remote host.
-pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, opened: &[Zeroizing<Vec<u8>>]) -> Result<Json> {
-    run_in(app, who, args, None, opened).await
+/// What a run carries from the request that asked for it, besides its caller.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin<'a> {
+    /// Values opened from `encrypted_secrets` that the input holds (a formula's children
+    /// inherit its own): kept out of every record and answer, and sealed on their way to a
+    /// remote host.
+    pub opened: &'a [Zeroizing<Vec<u8>>],
+    /// Whether the request came over a secure transport (HTTPS, loopback, development mode).
+    /// A formula's callbacks act with its top-level request's, never their own loopback one.
+    pub secure: bool,
+}
+
+/// Runs a component for `who` and records the run.
+pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, origin: Origin<'_>) -> Result<Json> {
+    run_in(app, who, args, None, origin).await
 }
 
 /// Runs a component for `who`, as a child of a formula when `lineage` says so, and records
@@ -41,8 +53,9 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     who: &Identity,
     args: &Json,
     lineage: Option<&Lineage>,
-    opened: &[Zeroizing<Vec<u8>>],
+    origin: Origin<'_>,
 ) -> Result<Json> {
+    let opened = origin.opened;
     let type_hint = match args.get("type").and_then(Json::as_str) {
         None => None,
         Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
@@ -62,18 +75,29 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     let deadline = started + timeout_ms;
     // A formula's host calls back with this token; the row keeps only its hash, and the
     // token stops working when the row leaves `started`.
-    let callback = if component.ctype == ComponentType::Formula {
-        callback_url(&app.config).map(|url| crate::host_api::Callback { url, token: random_token(&app.env, 32) })
+    let mut callback = if component.ctype == ComponentType::Formula {
+        callback_url(&app.config).map(|url| crate::host_api::Callback { url, token: random_token(&app.env, 32), key: None })
     } else {
         None
+    };
+    // A formula holding opened values passes them to its children: its callbacks are sealed
+    // under a key of their own, and the values (for redacting the children) and that key are
+    // kept with its record, wrapped by the master key, for the callbacks to find.
+    let carried = match callback.as_mut() {
+        Some(cb) if !opened.is_empty() => {
+            let (kek, wrapped, key) = carry(app, &id, opened).await?;
+            cb.key = Some(key);
+            Some((kek, wrapped))
+        }
+        _ => None,
     };
     // A child is recorded only while its parent still runs with a live callback token: one
     // that passed the token check just before the parent ended does not start after it.
     let inserted = app
         .db
         .query(
-            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash) \
-             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
+             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
              WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
              RETURNING id",
             &[
@@ -88,6 +112,9 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
                 Value::Integer(depth),
                 Value::Integer(deadline as i64),
                 callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
+                Value::Integer(origin.secure as i64),
+                carried.as_ref().map(|c| c.0.clone()).into(),
+                carried.map_or(Value::Null, |c| Value::Blob(c.1)),
             ],
         )
         .await?;
@@ -170,6 +197,8 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         sealed_callback: None,
         input_holds_secrets: !opened.is_empty(),
         sealed_input: None,
+        redact: opened.iter().map(|v| B64.encode(v.as_slice())).collect(),
+        sealed_redact: None,
     };
     // Whatever comes back is scrubbed of every secret the run could read, in every form.
     let forms = crate::secrets::mask::Forms::new(secrets.values().chain(opened).map(|v| v.as_slice()));
@@ -180,6 +209,11 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         r.output = r.output.as_deref().map(scrub);
         if let Some(e) = r.error.as_mut() {
             e.message = scrub(&e.message);
+        }
+        // A refused URL can carry a value the guest put in it.
+        for refusal in &mut r.egress_refusals {
+            refusal.url = scrub(&refusal.url);
+            refusal.message = scrub(&refusal.message);
         }
         r
     }) {
@@ -220,6 +254,46 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         "policy_applied": policy.to_json(),
         "egress_refusals": resp.egress_refusals,
     }))
+}
+
+/// The values a formula's children inherit and its callback key, wrapped by the master key
+/// for its record: (key id, wrapped bytes, the callback key in base64).
+async fn carry<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, id: &str, opened: &[Zeroizing<Vec<u8>>]) -> Result<(String, Vec<u8>, String)> {
+    use crate::secrets::kms::Kms;
+    let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("no master key is configured, so sealed values cannot be passed to a formula"))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    app.env.fill_random(&mut key[..]);
+    let key_b64 = B64.encode(&key[..]);
+    let plain = Zeroizing::new(
+        json!({ "values": opened.iter().map(|v| B64.encode(v.as_slice())).collect::<Vec<_>>(), "key": key_b64 }).to_string().into_bytes(),
+    );
+    let (kek, wrapped) = kms.wrap(&app.env, &plain, &carried_context(id)).await?;
+    Ok((kek, wrapped, key_b64))
+}
+
+/// What a running formula carries for its callbacks: the values its children inherit and
+/// the key its callback bodies are sealed with.
+pub struct Carried {
+    /// Opened values, redacted from every child.
+    pub values: Vec<Zeroizing<Vec<u8>>>,
+    /// The callback body key.
+    pub key: Zeroizing<[u8; 32]>,
+}
+
+/// Unwraps what [`run_in`] kept with formula `id`'s record.
+pub async fn uncarry(kms: &impl crate::secrets::kms::Kms, id: &str, kek: &str, wrapped: &[u8]) -> Result<Carried> {
+    let plain = kms.unwrap(kek, wrapped, &carried_context(id)).await?;
+    let v: Json = serde_json::from_slice(&plain).map_err(|_| Error::internal("a formula's carried values are unreadable"))?;
+    let values = v["values"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Json::as_str).filter_map(|b| B64.decode(b).ok()).map(Zeroizing::new).collect())
+        .unwrap_or_default();
+    let key = v["key"].as_str().and_then(crate::host_api::callback_key).ok_or_else(|| Error::internal("a formula's callback key is unreadable"))?;
+    Ok(Carried { values, key })
+}
+
+fn carried_context(id: &str) -> String {
+    format!("cyfr-carried|{id}")
 }
 
 /// Less time than this left in a parent, and a child is not started.
@@ -311,7 +385,7 @@ pub fn describe(e: &DispatchError) -> String {
 async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, ran: Option<&RunResponse>, started: u64, now: u64) -> Result<()> {
     let refusals = ran.filter(|r| !r.egress_refusals.is_empty()).map(|r| serde_json::to_string(&r.egress_refusals).unwrap_or_default());
     db.query(
-        "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ? WHERE id = ?",
+        "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ?, carried = NULL, carried_kek = NULL WHERE id = ?",
         &[
             status.into(),
             error.map(String::from).into(),

@@ -24,6 +24,10 @@ struct Parent {
     depth: i64,
     deadline_ms: u64,
     allowed_tools: Vec<String>,
+    /// Whether the request that started the formula came over a secure transport.
+    secure: bool,
+    /// Opened values its input held and its callback key, when it had any.
+    carried: Option<executions::Carried>,
 }
 
 /// Answers a formula host's callback. Bad or stale tokens get 401; everything after that
@@ -36,14 +40,37 @@ pub async fn handle<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRe
         Ok(p) => p,
         Err((status, e)) => return HttpResponse::json(status, &e),
     };
-    let body: Json = match serde_json::from_slice(&req.body) {
+    // A formula holding opened values has every callback sealed under its own key, both ways.
+    let key = parent.carried.as_ref().map(|c| c.key.clone());
+    let opened;
+    let plain: &[u8] = match &key {
+        Some(k) => match crate::host_api::open_body(k, &req.path, &req.body) {
+            Ok(p) => {
+                opened = p;
+                &opened
+            }
+            Err(e) => return HttpResponse::json(400, &guest_error("invalid_request", &e.message)),
+        },
+        None => &req.body,
+    };
+    let body: Json = match serde_json::from_slice(plain) {
         Ok(v @ Json::Object(_)) => v,
-        Ok(_) => return HttpResponse::json(200, &guest_error("invalid_request", "the request must be a JSON object")),
-        Err(e) => return HttpResponse::json(200, &guest_error("invalid_json", &format!("the request is not JSON: {e}"))),
+        Ok(_) => return answer(app, key.as_deref(), &req.path, &guest_error("invalid_request", "the request must be a JSON object")),
+        Err(e) => return answer(app, key.as_deref(), &req.path, &guest_error("invalid_json", &format!("the request is not JSON: {e}"))),
     };
     // The router sends only these two paths here.
-    let answer = if req.path == TOOLS_PATH { tool(app, req, &parent, &body).await } else { invoke(app, &parent, &body).await };
-    HttpResponse::json(200, &answer)
+    let reply = if req.path == TOOLS_PATH { tool(app, &parent, &body).await } else { invoke(app, &parent, &body).await };
+    answer(app, key.as_deref(), &req.path, &reply)
+}
+
+/// The guest's answer, sealed under the callback key when the formula has one.
+fn answer<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, key: Option<&[u8; 32]>, path: &str, reply: &Json) -> HttpResponse {
+    let Some(key) = key else { return HttpResponse::json(200, reply) };
+    let plain = zeroize::Zeroizing::new(reply.to_string().into_bytes());
+    match crate::host_api::seal_body(&app.env, key, &format!("{path}|reply"), &plain) {
+        Ok(body) => HttpResponse { status: 200, headers: vec![("content-type".into(), "application/json".into())], body },
+        Err(e) => HttpResponse::json(500, &guest_error("dispatch_error", &e.message)),
+    }
 }
 
 /// Finds the running formula the bearer token belongs to, and its caller's key as it is now
@@ -54,7 +81,10 @@ async fn authenticate<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &Http
     let hash = crate::crypto::sha256_hex(token.as_bytes());
     let rows = app
         .db
-        .query("SELECT id, reference, caller, status, depth, deadline_at, policy FROM executions WHERE callback_hash = ?", &[hash.into()])
+        .query(
+            "SELECT id, reference, caller, status, depth, deadline_at, policy, transport_secure, carried_kek, carried FROM executions WHERE callback_hash = ?",
+            &[hash.into()],
+        )
         .await
         .map_err(|e| (500, guest_error("dispatch_error", &e.0)))?;
     let row = rows.first().ok_or_else(|| denied("unknown callback token"))?;
@@ -69,7 +99,16 @@ async fn authenticate<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &Http
         .ok_or_else(|| denied("the key this formula runs for is no longer valid"))?;
     let policy: Json = serde_json::from_str(&row.text("policy")).unwrap_or(Json::Null);
     let allowed_tools = policy["allowed_tools"].as_array().map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect()).unwrap_or_default();
+    let carried = match (row.opt_text("carried_kek"), row.opt_blob("carried")) {
+        (Some(kek), Some(wrapped)) => {
+            let kms = app.config.kms.as_deref().ok_or_else(|| (500, guest_error("dispatch_error", "no master key is configured")))?;
+            Some(executions::uncarry(kms, &row.text("id"), &kek, &wrapped).await.map_err(|e| (500, guest_error("dispatch_error", &e.message)))?)
+        }
+        _ => None,
+    };
     Ok(Parent {
+        secure: row.opt_int("transport_secure").unwrap_or(0) != 0,
+        carried,
         id: row.text("id"),
         reference: row.text("reference"),
         who: Identity { key },
@@ -111,7 +150,7 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent,
 
 /// `tools.call`: `tool.action` must be in the formula's `allowed_tools` and within the
 /// caller's scopes; then the real handler runs, as the caller.
-async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, parent: &Parent, body: &Json) -> Json {
+async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Parent, body: &Json) -> Json {
     let (Some(name), Some(action)) = (body.get("tool").and_then(Json::as_str), body.get("action").and_then(Json::as_str)) else {
         return guest_error("invalid_request", "`tool` and `action` are required strings, e.g. {\"tool\": \"component\", \"action\": \"search\", \"args\": {}}");
     };
@@ -141,8 +180,10 @@ async fn tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest,
         }
     } else {
         args["action"] = json!(action);
-        // Not an MCP session: session-bound actions (sealed secrets) are refused by their handlers.
-        let call = tools::Call { who: &parent.who, session_hash: None, secure: app.secure(req) };
+        // Not an MCP session: session-bound actions (sealed secrets) are refused by their
+        // handlers. The transport is the one the formula's own request came over: the
+        // callback's loopback peer says nothing about how the caller reached cyfr.
+        let call = tools::Call { who: &parent.who, session_hash: None, secure: parent.secure };
         tools::call(app, &call, name, &args).await
     };
     match result {
@@ -164,7 +205,8 @@ async fn run_child<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent: &Pare
         parent.who.require("execution", "run", need)?;
     }
     let lineage = Lineage { parent_id: parent.id.clone(), depth: parent.depth + 1, deadline_ms: parent.deadline_ms };
-    executions::run_in(app, &parent.who, args, Some(&lineage), &[]).await
+    let opened = parent.carried.as_ref().map_or(&[][..], |c| c.values.as_slice());
+    executions::run_in(app, &parent.who, args, Some(&lineage), executions::Origin { opened, secure: parent.secure }).await
 }
 
 /// A failed child as the guest sees it: a stable `type`, the message, and the run's id when

@@ -25,11 +25,43 @@ pub struct Callback {
     /// Bearer token naming the formula's run; the router keeps only its hash, and it stops
     /// working when the run ends. The guest never sees it.
     pub token: String,
+    /// When the formula's input holds opened `encrypted_secrets`: a 32-byte AES-GCM key
+    /// (base64) that seals every callback body both ways ([`seal_body`]), so a child's input
+    /// never crosses a network in clear. The router keeps it wrapped by its master key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `plain` sealed under a callback `key` for `path` (the request, or `path` + `|reply` for
+/// the answer) as the JSON body `{"sealed": "<base64 nonce‖ciphertext>"}`.
+pub fn seal_body(env: &impl crate::env::Env, key: &[u8; 32], path: &str, plain: &[u8]) -> crate::errors::Result<Vec<u8>> {
+    use base64::Engine;
+    let sealed = crate::secrets::kms::seal(env, key, plain, format!("cyfr-callback|{path}").as_bytes())?;
+    Ok(serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(sealed) }).to_string().into_bytes())
+}
+
+/// Opens a body made by [`seal_body`] with the same key and path.
+pub fn open_body(key: &[u8; 32], path: &str, body: &[u8]) -> crate::errors::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use base64::Engine;
+    let bad = || crate::errors::Error::invalid_params("this formula's callbacks must be sealed: {\"sealed\": \"<base64>\"}");
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    let b64 = v.get("sealed").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
+    let sealed = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    crate::secrets::kms::open(key, &sealed, format!("cyfr-callback|{path}").as_bytes())
+}
+
+/// Decodes a callback's base64 `key`.
+pub fn callback_key(b64: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    use base64::Engine;
+    let bytes = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).ok()?);
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    (bytes.len() == 32).then(|| key.copy_from_slice(&bytes))?;
+    Some(key)
 }
 
 impl std::fmt::Debug for Callback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callback").field("url", &self.url).field("token", &"[REDACTED]").finish()
+        f.debug_struct("Callback").field("url", &self.url).field("token", &"[REDACTED]").field("key", &self.key.as_ref().map(|_| "[REDACTED]")).finish()
     }
 }
 
@@ -112,6 +144,13 @@ pub struct RunRequest {
     /// holds secrets and the host is across a network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_input: Option<String>,
+    /// Values opened from `encrypted_secrets` that `input` holds (base64): the host redacts
+    /// them from the output, logs and refusals it answers with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
+    /// `redact` sealed to the host's key, used instead of it across a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_redact: Option<String>,
 }
 
 /// Claims of the short-lived token the router sends a remote host (HS256).

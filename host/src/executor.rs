@@ -1760,7 +1760,7 @@ mod tests {
         let quick = Executor::digest_of(wasm("json-transform"));
         exec.put_artifact(&quick, wasm("json-transform")).unwrap();
         let link = RouterLink::new(
-            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into() },
+            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into(), key: None },
             None,
         );
         let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;

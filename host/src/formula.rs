@@ -50,6 +50,21 @@ impl RouterLink {
     /// answer's body, or the guest-facing error JSON.
     async fn post(&self, path: &str, body: String, deadline: Instant) -> String {
         let url = format!("{}{}", self.callback.url, path);
+        // A formula whose input holds opened secrets has its callbacks sealed both ways: a
+        // child's input never crosses the network in clear.
+        let key = self.callback.key.as_deref().map(host_api::callback_key);
+        let key = match key {
+            None => None,
+            Some(Some(k)) => Some(k),
+            Some(None) => return error("dispatch_error", "the run's callback key is malformed"),
+        };
+        let body = match &key {
+            Some(k) => match host_api::seal_body(&crate::core_db::NativeEnv, k, path, body.as_bytes()) {
+                Ok(b) => b,
+                Err(e) => return error("dispatch_error", &e.message),
+            },
+            None => body.into_bytes(),
+        };
         let req = http::Request::builder()
             .method("POST")
             .uri(&url)
@@ -82,7 +97,14 @@ impl RouterLink {
             Ok(Ok(Ok(Err(e)))) => error("dispatch_error", &format!("the router could not be reached: {e}")),
             Ok(Ok(Ok(Ok(resp)))) => {
                 let status = resp.status();
-                let text = String::from_utf8_lossy(resp.body()).into_owned();
+                let opened = match &key {
+                    Some(k) if status.is_success() => match host_api::open_body(k, &format!("{path}|reply"), resp.body()) {
+                        Ok(p) => Some(p),
+                        Err(e) => return error("dispatch_error", &format!("the router's answer did not open: {}", e.message)),
+                    },
+                    _ => None,
+                };
+                let text = String::from_utf8_lossy(opened.as_deref().map_or(resp.body().as_ref(), |p| p.as_slice())).into_owned();
                 if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
                     text
                 } else {

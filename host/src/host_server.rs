@@ -133,6 +133,9 @@ impl HostServer {
         if let Some(sealed) = run.sealed_callback.take() {
             run.callback = Some(self.open(&sealed, "sealed_callback")?);
         }
+        if let Some(sealed) = run.sealed_redact.take() {
+            run.redact = self.open(&sealed, "sealed_redact")?;
+        }
         if let Some(sealed) = run.sealed_input.take() {
             run.input = self.open(&sealed, "sealed_input")?;
         }

@@ -112,7 +112,11 @@ impl HostApi {
             (result, left)
         })
         .await;
-        let scrub = |t: &str| cyfr_core::secrets::mask::redact(t, run.secrets.values().map(|v| v.as_bytes()));
+        // The run's granted secrets and the opened values its input holds: whatever goes back
+        // (output, logs, refused URLs) holds neither, even before the router scrubs it again.
+        let opened: Vec<zeroize::Zeroizing<Vec<u8>>> = run.redact.iter().filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()).map(zeroize::Zeroizing::new).collect();
+        let forms = cyfr_core::secrets::mask::Forms::new(run.secrets.values().map(|v| v.as_bytes()).chain(opened.iter().map(|v| v.as_slice())));
+        let scrub = |t: &str| forms.redact(t);
         // Refused requests are logged as `cyfr egress: refused …` lines after the guest's stderr.
         let logs = |stdout: &str, stderr: &str, refusals: &[Refusal]| {
             let mut stderr = stderr.to_string();
@@ -123,8 +127,9 @@ impl HostApi {
                 stderr.push_str(&r.log_line());
                 stderr.push('\n');
             }
-            // The egress session recorded them already redacted.
-            (scrub(stdout), scrub(&stderr), refusals.to_vec())
+            // The egress session redacted them of granted secrets; opened values too, here.
+            let refusals = refusals.iter().map(|r| Refusal { url: scrub(&r.url), message: scrub(&r.message), ..r.clone() }).collect();
+            (scrub(stdout), scrub(&stderr), refusals)
         };
         let resp = match outcome {
             Ok((Ok(o), _)) => {

@@ -234,6 +234,11 @@ impl HttpDispatch {
             req.sealed_input = Some(seal(host, &plain)?);
             req.input.clear();
         }
+        if !req.redact.is_empty() {
+            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.redact).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            req.sealed_redact = Some(seal(host, &plain)?);
+            req.redact.clear();
+        }
         if let Some(callback) = req.callback.take() {
             let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
             req.sealed_callback = Some(seal(host, &plain)?);

@@ -9,10 +9,10 @@ use serde_json::{json, Value as Json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PROBE: &str = "formula:test.probe:0.1.0";
+pub(crate) const PROBE: &str = "formula:test.probe:0.1.0";
 
 /// Registers the formula probe fixture.
-fn register_probe(s: &Server) {
+pub(crate) fn register_probe(s: &Server) {
     let m = json!({ "id": "formula:test.probe", "type": "formula", "version": "0.1.0", "description": "test formula probe", "secrets": [],
                     "wasi": { "http": false, "streaming": false, "secrets": false } });
     s.register(m, &wasm("formula-probe"));

@@ -14,8 +14,16 @@ fn set(s: &Server, name: &str, value: &str, scope: &str) -> Json {
     s.ok(&s.admin, "secret", json!({"action": "set", "name": name, "value": value, "scope": scope}))
 }
 
-fn fingerprint(value: &str) -> String {
-    cyfr_core::secrets::mask::fingerprint(value.as_bytes())
+/// The fingerprint `value` gets in `scope` (the admin's own for `user`). Fingerprints are
+/// keyed by the owner's data key, so only the server can compute one: a probe secret asks it.
+fn fingerprint_in(s: &Server, value: &str, scope: &str) -> String {
+    let r = s.ok(&s.admin, "secret", json!({"action": "set", "name": "fingerprint-probe", "value": value, "scope": scope}));
+    s.ok(&s.admin, "secret", json!({"action": "delete", "name": "fingerprint-probe", "scope": scope}));
+    r["fingerprint"].as_str().unwrap().to_string()
+}
+
+fn fingerprint(s: &Server, value: &str) -> String {
+    fingerprint_in(s, value, "org")
 }
 
 fn sqlite(db: &std::path::Path, sql: &str) {
@@ -46,14 +54,19 @@ fn secrets_are_stored_encrypted_and_shown_only_masked() {
     let r = set(&s, "OPENAI_API_KEY", OPENAI, "org");
     assert_eq!(r["masked"], format!("{}...{}", &OPENAI[..4], &OPENAI[OPENAI.len() - 4..]));
     assert_eq!(r["length"], OPENAI.len());
-    assert_eq!(r["fingerprint"], fingerprint(OPENAI));
+    assert_eq!(r["fingerprint"], fingerprint(&s, OPENAI));
+    // Keyed, not a bare hash: no offline guessing of a short secret from its fingerprint.
+    use sha2::Digest;
+    let bare: String = sha2::Sha256::digest(OPENAI.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!r["fingerprint"].as_str().unwrap().contains(&bare), "{r}");
+    assert_ne!(fingerprint_in(&s, OPENAI, "user"), r["fingerprint"].as_str().unwrap(), "another owner, another key");
     let got = s.ok(&s.admin, "secret", json!({"action": "get", "name": "OPENAI_API_KEY"}));
     let listed = s.ok(&s.admin, "secret", json!({"action": "list"}));
     for answer in [&r, &got, &listed] {
         assert!(!answer.to_string().contains(OPENAI), "plaintext in an answer: {answer}");
     }
     assert_eq!(listed["count"], 1);
-    assert_eq!(got["fingerprint"], fingerprint(OPENAI));
+    assert_eq!(got["fingerprint"], fingerprint(&s, OPENAI));
     s.assert_nowhere_on_disk(OPENAI);
     // Deleting really deletes.
     s.ok(&s.admin, "secret", json!({"action": "delete", "name": "OPENAI_API_KEY"}));
@@ -77,7 +90,7 @@ fn the_cli_reads_values_from_stdin_and_imports_from_the_environment() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let r: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["fingerprint"], fingerprint(STRIPE));
+    assert_eq!(r["fingerprint"], fingerprint(&s, STRIPE));
 
     let out = cyfr()
         .args(["secret", "import", "--prefix", "API_KEY_", "--json"])
@@ -88,7 +101,7 @@ fn the_cli_reads_values_from_stdin_and_imports_from_the_environment() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got = s.ok(&s.admin, "secret", json!({"action": "get", "name": "openai", "scope": "user"}));
-    assert_eq!(got["fingerprint"], fingerprint(OPENAI));
+    assert_eq!(got["fingerprint"], fingerprint_in(&s, OPENAI, "user"));
     let out = cyfr().args(["secret", "list"]).env("CYFR_URL", &s.url).env("CYFR_API_KEY", &s.admin).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("STRIPE_KEY") && text.contains("openai") && !text.contains(STRIPE) && !text.contains(OPENAI), "{text}");
@@ -146,7 +159,7 @@ fn a_ciphertext_moved_to_another_name_or_owner_does_not_decrypt() {
     let r = s.call(&s.admin, "secret", json!({"action": "get", "name": "C", "scope": "user"}));
     assert!(r["error"]["message"].as_str().unwrap_or("").contains("decryption failed"), "ciphertext moved across owners decrypted: {r}");
     // Untouched secrets still decrypt.
-    assert_eq!(s.ok(&s.admin, "secret", json!({"action": "get", "name": "A"}))["fingerprint"], fingerprint(OPENAI));
+    assert_eq!(s.ok(&s.admin, "secret", json!({"action": "get", "name": "A"}))["fingerprint"], fingerprint(&s, OPENAI));
 }
 
 #[test]
@@ -170,14 +183,14 @@ fn master_key_rotation_keeps_every_secret_and_leaks_nothing() {
 
     for (name, value, scope) in [("OPENAI_API_KEY", OPENAI, "org"), ("STRIPE_KEY", STRIPE, "org"), ("anthropic", MINE, "user")] {
         let got = s.ok(&s.admin, "secret", json!({"action": "get", "name": name, "scope": scope}));
-        assert_eq!(got["fingerprint"], fingerprint(value), "{name} no longer decrypts");
+        assert_eq!(got["fingerprint"], fingerprint_in(&s, value, scope), "{name} no longer decrypts");
         answers.push(got);
     }
     answers.push(s.ok(&s.admin, "secret", json!({"action": "list"})));
     // Running it again (as after an interruption) is harmless.
     let out = cyfr().args(["secret", "rotate-master", "--json", "--data-dir"]).arg(&s.data.0).output().unwrap();
     assert!(out.status.success());
-    assert_eq!(s.ok(&s.admin, "secret", json!({"action": "get", "name": "STRIPE_KEY"}))["fingerprint"], fingerprint(STRIPE));
+    assert_eq!(s.ok(&s.admin, "secret", json!({"action": "get", "name": "STRIPE_KEY"}))["fingerprint"], fingerprint(&s, STRIPE));
     for plain in [OPENAI, STRIPE, MINE] {
         s.assert_nowhere_on_disk(plain);
         for a in &answers {
@@ -237,7 +250,7 @@ pub(crate) fn nacl_seal(public_key: &str, plaintext: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn tool(s: &Server, sid: &str, name: &str, args: Json) -> Json {
+pub(crate) fn tool(s: &Server, sid: &str, name: &str, args: Json) -> Json {
     s.in_session(sid, "tools/call", json!({"name": name, "arguments": args}))
 }
 
@@ -263,12 +276,16 @@ fn a_pynacl_sealed_secret_is_opened_in_its_session_only() {
 
     let ct = nacl_seal(pk, MINE);
     let r = tool(&s, &sid, "secret", json!({"action": "set", "name": "sealed", "value": {"ciphertext": ct, "kid": kid}}));
-    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(MINE), "{r}");
+    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(&s, MINE), "{r}");
+    // Its sender hid it from whatever sat between: not one character of it is shown.
+    assert_eq!(r["result"]["structuredContent"]["masked"], "********", "{r}");
+    let got = tool(&s, &sid, "secret", json!({"action": "get", "name": "sealed"}));
+    assert_eq!(got["result"]["structuredContent"]["masked"], "********", "{got}");
 
     // encrypted_secrets: dotted paths merged into the arguments.
     let ct2 = nacl_seal(pk, STRIPE);
     let r = tool(&s, &sid, "secret", json!({"action": "set", "name": "hydrated", "encrypted_secrets": {"value": {"ciphertext": ct2, "kid": kid}}}));
-    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(STRIPE), "{r}");
+    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(&s, STRIPE), "{r}");
     let jt = register_json_transform(&s);
     let ct3 = nacl_seal(pk, OPENAI);
     let r = tool(&s, &sid, "execution", json!({"action": "run", "reference": jt, "input": {"data": {"a": 1}, "ops": [{"op": "count"}]}, "encrypted_secrets": {"input.data.token": {"ciphertext": ct3, "kid": kid}}}));
@@ -345,7 +362,7 @@ fn cyfr_encrypt_seals_on_the_users_machine() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sealed: Json = serde_json::from_slice(&out.stdout).unwrap();
     let r = tool(&s, &sid, "secret", json!({"action": "set", "name": "via-cli", "value": sealed}));
-    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(STRIPE), "{r}");
+    assert_eq!(r["result"]["structuredContent"]["fingerprint"], fingerprint(&s, STRIPE), "{r}");
 }
 
 #[test]

@@ -148,17 +148,43 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
 }
 
 fn set_path(root: &mut Json, path: &str, value: Json) -> Result<()> {
-    let mut cur = root;
     let parts: Vec<&str> = path.split('.').collect();
-    for (i, p) in parts.iter().enumerate() {
-        let obj = cur.as_object_mut().ok_or_else(|| err(&format!("cannot place a secret at `{path}`: `{}` is not an object", parts[..i].join("."))))?;
-        if i == parts.len() - 1 {
-            obj.insert(p.to_string(), value);
-            return Ok(());
+    let (last, parents) = parts.split_last().ok_or_else(|| err("an empty path"))?;
+    let mut cur = root;
+    for (i, p) in parents.iter().enumerate() {
+        cur = step(cur, p, path, &parts[..i])?;
+    }
+    match cur {
+        // An existing array is entered by index (`steps.0.text`); it never grows.
+        Json::Array(items) => {
+            let at = index(items.len(), last, path, parents)?;
+            items[at] = value;
         }
-        cur = obj.entry(p.to_string()).or_insert_with(|| json!({}));
+        Json::Object(obj) => {
+            obj.insert(last.to_string(), value);
+        }
+        _ => return Err(err(&format!("cannot place a secret at `{path}`: `{}` is not an object", parents.join(".")))),
     }
     Ok(())
+}
+
+/// One level down `path`: an object's member (created when missing) or an array's item.
+fn step<'a>(cur: &'a mut Json, p: &str, path: &str, above: &[&str]) -> Result<&'a mut Json> {
+    match cur {
+        Json::Array(items) => {
+            let at = index(items.len(), p, path, above)?;
+            Ok(&mut items[at])
+        }
+        Json::Object(obj) => Ok(obj.entry(p.to_string()).or_insert_with(|| json!({}))),
+        _ => Err(err(&format!("cannot place a secret at `{path}`: `{}` is not an object", above.join(".")))),
+    }
+}
+
+fn index(len: usize, p: &str, path: &str, above: &[&str]) -> Result<usize> {
+    p.parse::<usize>()
+        .ok()
+        .filter(|&n| n < len)
+        .ok_or_else(|| err(&format!("cannot place a secret at `{path}`: `{}` has no item {p}", above.join("."))))
 }
 
 #[cfg(test)]
@@ -172,6 +198,12 @@ mod tests {
         set_path(&mut v, "input.credentials.password", json!("p")).unwrap();
         assert_eq!(v, json!({"host": "api.example.com", "api_key": "k", "input": {"a": 1, "credentials": {"password": "p"}}}));
         assert!(set_path(&mut v, "host.port", json!(1)).is_err());
+        let mut v = json!({"steps": [{"text": "x"}, 2]});
+        set_path(&mut v, "steps.0.text", json!("s")).unwrap();
+        set_path(&mut v, "steps.1", json!("t")).unwrap();
+        assert_eq!(v, json!({"steps": [{"text": "s"}, "t"]}));
+        assert!(set_path(&mut v, "steps.2", json!(1)).is_err());
+        assert!(set_path(&mut v, "steps.x.y", json!(1)).is_err());
     }
 
     #[test]

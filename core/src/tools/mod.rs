@@ -187,7 +187,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     let who = call.who;
     match (name, action) {
-        ("execution", "run") => crate::executions::run(app, who, args, opened).await,
+        ("execution", "run") => crate::executions::run(app, who, args, crate::executions::Origin { opened, secure: call.secure }).await,
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
         ("execution", "cancel") => crate::executions::cancel(app, who, args).await,

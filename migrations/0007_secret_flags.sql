@@ -1,2 +1,0 @@
--- A secret whose value arrived sealed ({ciphertext, kid}) is never shown even in part.
-ALTER TABLE secrets ADD COLUMN sealed INTEGER NOT NULL DEFAULT 0;
