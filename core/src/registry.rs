@@ -172,6 +172,22 @@ pub async fn versions(db: &impl Db, r: &Reference) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.text("version")).collect())
 }
 
+/// Recomputes every row's `version_key` with the current [`Semver::sort_key`]: run once by
+/// the migration that changed the encoding, so old rows order like new ones.
+pub async fn rekey_versions(db: &impl Db) -> Result<()> {
+    let rows = db.query("SELECT component_type, namespace, name, version FROM components", &[]).await?;
+    for r in rows.iter() {
+        // A version that no longer parses sorts lowest rather than breaking the lookup.
+        let key = Semver::parse(&r.text("version")).map(|s| s.sort_key()).unwrap_or_default();
+        db.query(
+            "UPDATE components SET version_key = ? WHERE component_type = ? AND namespace = ? AND name = ? AND version = ?",
+            &[key.into(), r.text("component_type").into(), r.text("namespace").into(), r.text("name").into(), r.text("version").into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The bytes of an artifact.
 pub async fn artifact(db: &impl Db, digest: &str) -> Result<Vec<u8>> {
     let rows = db.query("SELECT bytes FROM artifacts WHERE digest = ?", &[digest.into()]).await?;

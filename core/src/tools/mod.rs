@@ -187,7 +187,11 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     let who = call.who;
     match (name, action) {
-        ("execution", "run") => crate::executions::run(app, who, args, opened).await,
+        ("execution", "run") => {
+            // Old run records go a batch at a time, on a fraction of runs.
+            crate::retention::maybe_purge(&app.db, &app.env, app.config.execution_retention_ms).await;
+            crate::executions::run(app, who, args, opened).await
+        }
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
         ("execution", "cancel") => crate::executions::cancel(app, who, args).await,
