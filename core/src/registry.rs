@@ -126,10 +126,11 @@ async fn lookup(db: &impl Db, ctype: ComponentType, ns: &str, name: &str, versio
             )
             .await?
         }
-        // The highest version by semver precedence, not the newest row.
+        // The highest version by semver precedence, not the newest row; a row from before
+        // versions were checked whose version is not semver (key '') is never picked.
         None => {
             db.query(
-                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC LIMIT 1",
+                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version_key != '' ORDER BY version_key DESC LIMIT 1",
                 &[ctype.as_str().into(), ns.into(), name.into()],
             )
             .await?

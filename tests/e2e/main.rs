@@ -8,5 +8,6 @@ mod cli;
 mod executions;
 mod formulas;
 mod hosts;
+mod lineage;
 mod secrets;
 mod transport;
