@@ -125,9 +125,26 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn migration_5_rekeys_versions_by_semver_precedence() {
-        let db = temp_db("rekey").await;
-        // Rows keyed the old (textual) way, as a pre-0005 database has them.
+    async fn migration_5_upgrades_a_version_4_database_in_place() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let path = std::env::temp_dir().join(format!("cyfr-coredb-upgrade-{}-{nanos}", std::process::id())).join("t.db");
+        let db = CoreDb(Arc::new(LocalDb::open(&path).await.unwrap()));
+        // A database as version 4 left it (our migrations have no `;` inside statements).
+        db.query("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)", &[]).await.unwrap();
+        for (v, sql) in &cyfr_core::migrate::MIGRATIONS[..4] {
+            let text: String = sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+            for st in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                db.query(st, &[]).await.unwrap();
+            }
+            db.query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)", &[Value::Integer(*v)]).await.unwrap();
+        }
+        db.query(
+            "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, created_at) VALUES ('key_old', 'old', 'secret', 'h', 'cyfr_sk_abcd', 'execution', 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+        // Versions keyed the old, textual way: rc.9 above rc.10.
         for (v, old_key) in [("1.0.0-rc.9", "0000000001.0000000000.0000000000.rc.9"), ("1.0.0-rc.10", "0000000001.0000000000.0000000000.rc.10")] {
             db.query(
                 "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, created_at) VALUES ('reagent', 'a', 'b', ?, ?, 'd', '', '{}', 0)",
@@ -136,7 +153,11 @@ mod tests {
             .await
             .unwrap();
         }
-        cyfr_core::registry::rekey_versions(&db).await.unwrap();
+        cyfr_core::migrate::migrate(&db).await.unwrap();
+        // The old key is its own lineage and budget: its secrets, runs and buckets keep their owner.
+        let k = cyfr_core::keys::find_by_id(&db, "key_old").await.unwrap().unwrap();
+        assert_eq!((k.lineage_id.as_str(), k.budget_id.as_str()), ("key_old", "key_old"));
+        assert_eq!(cyfr_core::keys::find_active_by_lineage(&db, "key_old").await.unwrap().unwrap().id, "key_old");
         let r = cyfr_core::reference::Reference::parse("r:a.b", None).unwrap();
         assert_eq!(cyfr_core::registry::versions(&db, &r).await.unwrap(), vec!["1.0.0-rc.10", "1.0.0-rc.9"]);
         assert_eq!(cyfr_core::registry::resolve(&db, &r).await.unwrap().version, "1.0.0-rc.10");

@@ -52,8 +52,8 @@ fn catalog() -> Vec<(&'static str, &'static str, Json)> {
                 "id": { "type": "string", "description": "Key id, instead of name" },
                 "type": { "type": "string", "enum": ["public", "secret", "admin"] },
                 "scope": { "description": "Scopes, as an array or a comma-separated string", "anyOf": [{ "type": "array", "items": { "type": "string", "enum": scopes::SCOPES } }, { "type": "string" }] },
-                "rate_limit": { "description": "e.g. \"100/1m\" or {\"requests\": 100, \"window\": \"1m\"}" },
-                "ip_allowlist": { "description": "IPs and CIDRs, comma-separated or an array", "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
+                "rate_limit": { "description": "e.g. \"100/1m\" or {\"requests\": 100, \"window\": \"1m\"}; a non-admin's new key gets the stricter of this and its own, and shares its budget" },
+                "ip_allowlist": { "description": "IPs and CIDRs, comma-separated or an array; a non-admin's new key must stay inside its own (and gets it when none is given)", "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
                 "include_revoked": { "type": "boolean", "description": "list: include revoked keys" }
             }),
         ),
