@@ -54,6 +54,9 @@ pub struct UpArgs {
     /// Browser origins allowed besides loopback ones (comma-separated, or *).
     #[arg(long, env = "CYFR_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
+    /// Days finished runs and their logs are kept (default 30; 0 keeps them forever).
+    #[arg(long, env = "CYFR_EXECUTION_RETENTION_DAYS")]
+    execution_retention_days: Option<u64>,
 }
 
 /// `http://ADDR` of a listening socket, with an unspecified IP (all interfaces) as loopback.
@@ -131,6 +134,9 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     }
     if args.dev {
         variables.insert("dev_mode".to_string(), "true".to_string());
+    }
+    if let Some(d) = args.execution_retention_days {
+        variables.insert("execution_retention_days".to_string(), d.to_string());
     }
     if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
         variables.insert("session_ttl_hours".to_string(), h);

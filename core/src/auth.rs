@@ -18,9 +18,14 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// A stable id for records and ownership (`key_…`).
+    /// A stable id for records and ownership: the key's lineage (`key_…`, kept across
+    /// rotation), so a rotated key keeps its user secrets and run history.
     pub fn id(&self) -> &str {
-        &self.key.id
+        &self.key.lineage_id
+    }
+    /// The id of the rate-limit budget this caller draws from (see `ApiKey::budget_id`).
+    pub fn budget_id(&self) -> &str {
+        &self.key.budget_id
     }
     /// Whether the caller holds every scope.
     pub fn is_admin(&self) -> bool {
@@ -68,7 +73,8 @@ pub async fn check_key_use(db: &impl Db, cfg: &Config, req: &HttpRequest, key: &
     if !key.ip_allowlist.is_empty() {
         let allowed = req
             .peer
-            .map(|peer| client_ip(peer, req.header_all("x-forwarded-for"), &cfg.trusted_proxies))
+            // An unknown client (no peer, or a malformed forwarded hop) is never allowed.
+            .and_then(|peer| client_ip(peer, req.header_all("x-forwarded-for"), &cfg.trusted_proxies))
             .is_some_and(|ip| key.ip_allowlist.contains(ip));
         if !allowed {
             return Err(Error::new(Code::InsufficientPermissions, "client IP address is not in this key's allowlist"));
@@ -79,10 +85,11 @@ pub async fn check_key_use(db: &impl Db, cfg: &Config, req: &HttpRequest, key: &
     Ok(())
 }
 
-/// Counts one request against the key's own rate limit, if it has one.
+/// Counts one request against the key's rate limit, if it has one, in its budget's bucket:
+/// shared by every rotation of the key and every key a non-admin derived from it.
 pub async fn take_key_rate(db: &impl Db, key: &ApiKey, now_ms: u64) -> Result<()> {
     match key.rate_limit {
-        Some(rate) => ratelimit::take(db, &format!("key:{}", key.id), rate, now_ms).await,
+        Some(rate) => ratelimit::take(db, &format!("key:{}", key.budget_id), rate, now_ms).await,
         None => Ok(()),
     }
 }

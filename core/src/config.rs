@@ -24,6 +24,9 @@ pub struct Config {
     /// The URL remote hosts reach this router at, for formulas' callbacks (`router_url`).
     /// Without it, formulas can only call back to an in-process router.
     pub router_url: Option<String>,
+    /// How long finished runs are kept (`execution_retention_days`, default 30; 0 keeps
+    /// them forever).
+    pub execution_retention_ms: u64,
     /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
     pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
 }
@@ -40,6 +43,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             session_ttl_ms: 24 * 3_600_000,
             session_encryption: false,
+            execution_retention_ms: 30 * 86_400_000,
             dev_mode: false,
             kms: None,
             hosts: Vec::new(),
@@ -52,7 +56,8 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`, `hosts`, `host_token_key`, `router_url`); missing variables keep their defaults.
+    /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`);
+    /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
         if let Some(v) = get("host_url").filter(|v| !v.is_empty()) {
@@ -67,6 +72,10 @@ impl Config {
         if let Some(v) = get("session_ttl_hours").filter(|v| !v.is_empty()) {
             let h: u64 = v.parse().map_err(|_| format!("variable session_ttl_hours: `{v}` is not a whole number"))?;
             c.session_ttl_ms = h.max(1) * 3_600_000;
+        }
+        if let Some(v) = get("execution_retention_days").filter(|v| !v.trim().is_empty()) {
+            let d: u64 = v.trim().parse().map_err(|_| format!("variable execution_retention_days: `{v}` is not a whole number (0 keeps runs forever)"))?;
+            c.execution_retention_ms = d.checked_mul(86_400_000).ok_or("variable execution_retention_days: too large")?;
         }
         if let Some(v) = get("hosts").filter(|v| !v.trim().is_empty()) {
             c.hosts = crate::host_api::HostTarget::parse_list(&v).map_err(|e| format!("variable hosts: {e}"))?;
@@ -121,5 +130,15 @@ mod tests {
         let c = Config { allowed_origins: vec!["https://app.example.com".into()], ..Config::default() };
         assert!(c.origin_allowed("https://app.example.com"));
         assert!(!c.origin_allowed("https://app.example.com.evil.example"));
+    }
+
+    #[test]
+    fn execution_retention_defaults_to_30_days_and_reads_its_variable() {
+        assert_eq!(Config::default().execution_retention_ms, 30 * 86_400_000);
+        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "7".to_string())).unwrap();
+        assert_eq!(c.execution_retention_ms, 7 * 86_400_000);
+        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "0".to_string())).unwrap();
+        assert_eq!(c.execution_retention_ms, 0);
+        assert!(Config::from_lookup(|n| (n == "execution_retention_days").then(|| "a week".to_string())).is_err());
     }
 }

@@ -159,7 +159,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "POLICY_REQUIRED", "reference": component.reference })));
     }
     // Per user per component; outbound calls have their own budget on the host.
-    if let Err(e) = crate::ratelimit::take(&app.db, &format!("exec:{}:{}", who.id(), component.reference), policy.rate_limit, started).await {
+    if let Err(e) = crate::ratelimit::take(&app.db, &format!("exec:{}:{}", who.budget_id(), component.reference), policy.rate_limit, started).await {
         finish(&app.db, &id, "failed", Some(&e.message), None, started, app.env.now_ms()).await?;
         return Err(e);
     }

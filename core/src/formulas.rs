@@ -91,8 +91,9 @@ async fn authenticate<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &Http
     if row.text("status") != "started" || row.opt_int("deadline_at").is_some_and(|d| app.env.now_ms() >= d as u64) {
         return Err(denied("the formula run this token belongs to has ended"));
     }
+    // `caller` is the key's lineage: the key as it is now is the lineage's active one.
     let key_id = row.opt_text("caller").unwrap_or_default();
-    let key = keys::find_by_id(&app.db, &key_id)
+    let key = keys::find_active_by_lineage(&app.db, &key_id)
         .await
         .map_err(|e| (500, guest_error("dispatch_error", &e.message)))?
         .filter(|k| k.revoked_at.is_none())

@@ -29,6 +29,12 @@ impl NetList {
         self.0.iter().any(|n| n.contains(&ip))
     }
 
+    /// Whether every address of `net` lies in one network of the list (an empty list,
+    /// which allows everyone, covers everything).
+    pub fn covers(&self, net: &IpNet) -> bool {
+        self.is_empty() || self.0.iter().any(|n| n.contains(net))
+    }
+
     /// Whether the list is empty (an empty allowlist allows everyone).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -50,25 +56,34 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
 /// `X-Forwarded-For` is walked from the right and the first address that is not a trusted
 /// proxy is the client. A header from anyone else is ignored, so it cannot be spoofed.
-pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &NetList) -> IpAddr {
+/// A hop that does not parse (after `ip:port` and `[v6]:port` forms) ends the walk with no
+/// client at all (`None`): whoever wrote it is unknown, so checks that need an address
+/// fail closed rather than treat the trusted proxy as the client.
+pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &NetList) -> Option<IpAddr> {
     if !trusted.contains(peer) {
-        return canonical(peer);
+        return Some(canonical(peer));
     }
     let hops: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).map(str::trim).collect();
     let mut client = canonical(peer);
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) => {
-                client = canonical(ip);
-                if !trusted.contains(client) {
-                    return client;
-                }
-            }
-            // A malformed hop ends what can be believed; the last trusted hop is the client.
-            Err(_) => return client,
+        client = canonical(parse_hop(hop)?);
+        if !trusted.contains(client) {
+            return Some(client);
         }
     }
-    client
+    Some(client)
+}
+
+/// One `X-Forwarded-For` hop: `1.2.3.4`, `2001:db8::1`, `1.2.3.4:5678`, `[2001:db8::1]` or
+/// `[2001:db8::1]:443`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 /// Whether the request reached us over a channel that may carry secrets: HTTPS, HTTPS at
@@ -126,7 +141,7 @@ mod tests {
     fn forwarded_for_is_ignored_from_untrusted_peers() {
         let trusted = NetList::parse("127.0.0.1").unwrap();
         let xff = ["10.9.9.9"];
-        assert_eq!(client_ip(ip("192.0.2.7"), xff.iter().copied(), &trusted), ip("192.0.2.7"));
+        assert_eq!(client_ip(ip("192.0.2.7"), xff.iter().copied(), &trusted), Some(ip("192.0.2.7")));
     }
 
     #[test]
@@ -134,6 +149,39 @@ mod tests {
         let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
         // The client put a fake address first; our proxies appended the real one.
         let xff = ["6.6.6.6, 203.0.113.5, 10.1.1.1"];
-        assert_eq!(client_ip(ip("127.0.0.1"), xff.iter().copied(), &trusted), ip("203.0.113.5"));
+        assert_eq!(client_ip(ip("127.0.0.1"), xff.iter().copied(), &trusted), Some(ip("203.0.113.5")));
+    }
+
+    #[test]
+    fn a_malformed_rightmost_hop_leaves_the_client_unknown_not_the_proxy() {
+        let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        for xff in ["garbage", "203.0.113.5, garbage", "203.0.113.5, 10.1.1.1, garbage", "", "1.2.3.4:99999", "[::1"] {
+            assert_eq!(client_ip(ip("127.0.0.1"), [xff].into_iter(), &trusted), None, "{xff:?}");
+        }
+        // A malformed hop left of the client does not matter: the walk stopped at the client.
+        assert_eq!(client_ip(ip("127.0.0.1"), ["garbage, 203.0.113.5"].into_iter(), &trusted), Some(ip("203.0.113.5")));
+    }
+
+    #[test]
+    fn forwarded_hops_with_ports_parse_to_their_addresses() {
+        let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        let c = |xff: &str| client_ip(ip("127.0.0.1"), [xff].into_iter(), &trusted);
+        assert_eq!(c("1.2.3.4:5678"), Some(ip("1.2.3.4")));
+        assert_eq!(c("[2001:db8::1]:443"), Some(ip("2001:db8::1")));
+        assert_eq!(c("[2001:db8::1]"), Some(ip("2001:db8::1")));
+        assert_eq!(c("203.0.113.5, 10.1.1.1:80"), Some(ip("203.0.113.5")));
+        // A port does not hide a trusted proxy: the walk goes on past it.
+        assert_eq!(c("203.0.113.9, [::ffff:10.0.0.2]:8080"), Some(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn covers_means_every_address_of_the_net_is_inside() {
+        let l = NetList::parse("10.0.0.0/8,2001:db8::/32").unwrap();
+        assert!(l.covers(&"10.1.0.0/16".parse().unwrap()));
+        assert!(l.covers(&"10.0.0.7/32".parse().unwrap()));
+        assert!(!l.covers(&"0.0.0.0/0".parse().unwrap()));
+        assert!(!l.covers(&"11.0.0.0/16".parse().unwrap()));
+        assert!(!l.covers(&"2001:db8::/16".parse().unwrap()));
+        assert!(NetList::default().covers(&"0.0.0.0/0".parse().unwrap()));
     }
 }

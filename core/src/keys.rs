@@ -69,8 +69,13 @@ pub struct ApiKey {
     pub rate_limit: Option<Rate>,
     /// Allowed client networks; empty allows all.
     pub ip_allowlist: NetList,
-    /// The key id that created this one (`None` for the bootstrap admin key).
+    /// The lineage id of the key that created this one (`None` for the bootstrap admin key).
     pub created_by: Option<String>,
+    /// Stable across rotation: the first key's id. Owns the lineage's user secrets and runs.
+    pub lineage_id: String,
+    /// The lineage whose rate-limit buckets this key draws from: its own, or for a key a
+    /// non-admin created, its creator's (so minting keys never multiplies a budget).
+    pub budget_id: String,
     /// Unix ms.
     pub created_at: u64,
     /// Unix ms of the last authenticated request.
@@ -97,8 +102,13 @@ impl ApiKey {
     }
 
     fn from_row(r: &Row<'_>) -> Result<ApiKey> {
+        let id = r.text("id");
+        // Migration 0005 fills both; a row without them is its own lineage and budget.
+        let lineage_id = r.opt_text("lineage_id").filter(|s| !s.is_empty()).unwrap_or_else(|| id.clone());
         Ok(ApiKey {
-            id: r.text("id"),
+            budget_id: r.opt_text("budget_id").filter(|s| !s.is_empty()).unwrap_or_else(|| lineage_id.clone()),
+            lineage_id,
+            id,
             name: r.text("name"),
             key_type: KeyType::parse(&r.text("key_type"))?,
             prefix: r.text("prefix"),
@@ -166,16 +176,32 @@ pub fn hash_raw(raw: &str) -> String {
     sha256_hex(raw.as_bytes())
 }
 
-/// Creates a key and returns it with its raw value, which is shown only this once.
+/// Creates a key, a lineage and a budget of its own, and returns it with its raw value,
+/// which is shown only this once.
 pub async fn create(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&str>) -> Result<(ApiKey, String)> {
+    insert(db, env, new, created_by, None, None).await
+}
+
+/// Creates a key on behalf of a non-admin `creator`: it draws from the creator's budget.
+/// The caller has already narrowed `new` to the creator's scopes, rate and allowlist.
+pub async fn create_derived(db: &impl Db, env: &impl Env, new: &NewKey, creator: &ApiKey) -> Result<(ApiKey, String)> {
+    insert(db, env, new, Some(&creator.lineage_id), None, Some(&creator.budget_id)).await
+}
+
+/// Inserts a key; `lineage`/`budget` default to the new key's own id.
+async fn insert(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&str>, lineage: Option<&str>, budget: Option<&str>) -> Result<(ApiKey, String)> {
     let scopes = new.validated_scopes()?;
     if find_by_name(db, &new.name).await?.is_some() {
         return Err(Error::invalid_params(format!("an active key named `{}` exists; revoke or rotate it, or pick another name", new.name)));
     }
     // 24 random bytes are 32 base64url characters.
     let raw = format!("{}{}", new.key_type.prefix(), random_token(env, 24));
+    let id = format!("key_{}", random_token(env, 12));
+    let lineage_id = lineage.map(String::from).unwrap_or_else(|| id.clone());
     let key = ApiKey {
-        id: format!("key_{}", random_token(env, 12)),
+        budget_id: budget.map(String::from).unwrap_or_else(|| lineage_id.clone()),
+        lineage_id,
+        id,
         name: new.name.clone(),
         key_type: new.key_type,
         prefix: raw[..12].to_string(),
@@ -188,8 +214,8 @@ pub async fn create(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Opti
         revoked_at: None,
     };
     db.query(
-        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             key.id.clone().into(),
             key.name.clone().into(),
@@ -201,6 +227,8 @@ pub async fn create(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Opti
             Value::from(if key.ip_allowlist.is_empty() { None } else { Some(key.ip_allowlist.to_text()) }),
             key.created_by.clone().into(),
             Value::Integer(key.created_at as i64),
+            key.lineage_id.clone().into(),
+            key.budget_id.clone().into(),
         ],
     )
     .await?;
@@ -242,7 +270,8 @@ pub async fn revoke(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
     Ok(())
 }
 
-/// Replaces a key with a new one of the same name, type, scopes and limits.
+/// Replaces a key with a new one of the same name, type, scopes, limits, lineage and budget:
+/// its secrets, runs and rate-limit buckets carry over (rotating never refills a budget).
 pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKey, String)> {
     revoke(db, &old.id, env.now_ms()).await?;
     let new = NewKey {
@@ -252,7 +281,15 @@ pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKe
         rate_limit: old.rate_limit,
         ip_allowlist: old.ip_allowlist.clone(),
     };
-    create(db, env, &new, old.created_by.as_deref()).await
+    insert(db, env, &new, old.created_by.as_deref(), Some(&old.lineage_id), Some(&old.budget_id)).await
+}
+
+/// The active key of a lineage (at most one: rotation revokes before it creates).
+pub async fn find_active_by_lineage(db: &impl Db, lineage_id: &str) -> Result<Option<ApiKey>> {
+    let rows = db
+        .query("SELECT * FROM api_keys WHERE lineage_id = ? AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1", &[lineage_id.into()])
+        .await?;
+    rows.first().map(|r| ApiKey::from_row(&r)).transpose()
 }
 
 /// Records use, at most once a minute per key so reads stay cheap.

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod reference;
 pub mod registry;
+pub mod retention;
 pub mod scopes;
 pub mod secrets;
 pub mod sessions;

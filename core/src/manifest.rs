@@ -53,7 +53,7 @@ impl Manifest {
             return Err(invalid("id", "namespace and name must be lower-case letters, digits and '-', 1-64 characters"));
         }
         let version = s("version")?;
-        Semver::parse(version).ok_or_else(|| invalid("version", format!("must be semver like 0.1.0 (got `{version}`)")))?;
+        Semver::parse(version).ok_or_else(|| invalid("version", format!("must be semver 2.0.0 like 0.1.0 or 1.0.0-rc.1: MAJOR.MINOR.PATCH, optional -pre and +build of [0-9A-Za-z-] identifiers, no leading zeros (got `{}`)", version.escape_debug())))?;
         let description = o.get("description").map(|d| d.as_str().map(String::from).ok_or_else(|| invalid("description", "must be a string"))).transpose()?;
         if let Some(secrets) = o.get("secrets") {
             let ok = secrets.as_array().is_some_and(|a| a.iter().all(Json::is_string));
@@ -117,6 +117,9 @@ mod tests {
             (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","secrets":"A"}"#, "`secrets`"),
             (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","wasi":{"http":true}}"#, "`wasi`"),
             (r#"{"type":"reagent","version":"0.1.0"}"#, "`id`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-x:y"}"#, "`version`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-<script>"}"#, "`version`"),
+            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-a\u202eb"}"#, "`version`"),
         ];
         for (text, needle) in cases {
             let e = Manifest::parse(text).unwrap_err();

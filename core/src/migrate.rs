@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_secrets.sql")),
     (3, include_str!("../../migrations/0003_refusals.sql")),
     (4, include_str!("../../migrations/0004_formulas.sql")),
+    (5, include_str!("../../migrations/0005_lineage.sql")),
     (7, include_str!("../../migrations/0007_sealed_values.sql")),
 ];
 
@@ -36,6 +37,10 @@ pub async fn migrate(db: &impl Db) -> Result<()> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         for statement in statements(sql) {
             db.query(&statement, &[]).await?;
+        }
+        // Version 5 changed how versions sort (semver precedence): old rows are re-keyed.
+        if *version == 5 {
+            crate::registry::rekey_versions(db).await?;
         }
         db.query(
             "INSERT OR IGNORE INTO schema_migrations (version, applied_at) VALUES (?, 0)",

@@ -233,7 +233,9 @@ pub async fn stored_fields(db: &impl crate::db::Db, key: &str) -> crate::errors:
 /// The policy a component runs under: a version-less policy for the component, then the
 /// exact version's fields over it, over the defaults.
 pub async fn effective(db: &impl crate::db::Db, c: &crate::registry::Component) -> crate::errors::Result<Policy> {
-    let unversioned = c.reference.rsplit_once(':').map(|(k, _)| k.to_string()).unwrap_or_default();
+    // The reference without exactly its version (not "up to the last `:`", which a version
+    // that contains one would shift).
+    let unversioned = c.reference.strip_suffix(&format!(":{}", c.version)).unwrap_or_default().to_string();
     let mut fields = stored_fields(db, &unversioned).await?.unwrap_or_default();
     fields.extend(stored_fields(db, &c.reference).await?.unwrap_or_default());
     Policy::from_fields(&fields).map_err(|e| crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference)))

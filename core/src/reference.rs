@@ -75,7 +75,7 @@ impl Reference {
         let version = match version {
             None | Some("latest") => None,
             Some(v) => {
-                Semver::parse(v).ok_or_else(|| bad("the version must be semver, like 0.1.0"))?;
+                Semver::parse(v).ok_or_else(|| bad("the version must be semver 2.0.0, like 0.1.0 or 1.0.0-rc.1 (identifiers of [0-9A-Za-z-], no leading zeros)"))?;
                 Some(v.to_string())
             }
         };
@@ -118,39 +118,55 @@ pub fn valid_name(s: &str) -> bool {
         && ok(&b[b.len() - 1])
 }
 
-/// A semver version, ordered by precedence.
+/// Longest version accepted: keeps keys and error messages small.
+pub const MAX_VERSION_LEN: usize = 128;
+
+/// A semver 2.0.0 version (`semver` crate: identifiers of `[0-9A-Za-z-]` only, no leading
+/// zeros in numeric ones), ordered by semver precedence.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Semver {
-    major: u64,
-    minor: u64,
-    patch: u64,
-    pre: String,
-}
+pub struct Semver(semver::Version);
 
 impl Semver {
-    /// Parses `1.2.3`, `1.2.3-rc.1`, `1.2.3+build`.
+    /// Parses `1.2.3`, `1.2.3-rc.1`, `1.2.3+build`; anything else (`1.0.0-x:y`, `v1.0.0`,
+    /// markup, non-ASCII) is `None`.
     pub fn parse(s: &str) -> Option<Semver> {
-        let core = s.split('+').next()?;
-        let (nums, pre) = core.split_once('-').unwrap_or((core, ""));
-        let mut it = nums.split('.');
-        let mut num = || -> Option<u64> {
-            let p = it.next()?;
-            if p.is_empty() || (p.len() > 1 && p.starts_with('0')) || !p.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            p.parse().ok()
-        };
-        let v = Semver { major: num()?, minor: num()?, patch: num()?, pre: pre.to_string() };
-        if it.next().is_some() || (core.contains('-') && pre.is_empty()) {
+        if s.len() > MAX_VERSION_LEN {
             return None;
         }
-        Some(v)
+        semver::Version::parse(s).ok().map(Semver)
     }
 
-    /// A string that sorts like the version's precedence (releases after pre-releases).
+    /// A string whose byte order is the version's precedence: numbers fixed-width; each
+    /// pre-release identifier `0`+length+digits (numeric, so compared numerically and below
+    /// alphanumeric) or `1`+text, joined by `!` (below every identifier character, so a
+    /// shorter prefix sorts first); a release ends in `~`, above every pre-release. Build
+    /// metadata is ignored.
     pub fn sort_key(&self) -> String {
-        let pre = if self.pre.is_empty() { "~".to_string() } else { self.pre.clone() };
-        format!("{:010}.{:010}.{:010}.{pre}", self.major, self.minor, self.patch)
+        let v = &self.0;
+        let pre = if v.pre.is_empty() {
+            "~".to_string()
+        } else {
+            v.pre
+                .as_str()
+                .split('.')
+                .map(|id| if id.bytes().all(|c| c.is_ascii_digit()) { format!("0{:03}{id}", id.len()) } else { format!("1{id}") })
+                .collect::<Vec<_>>()
+                .join("!")
+        };
+        format!("{:020}.{:020}.{:020}.{pre}", v.major, v.minor, v.patch)
+    }
+}
+
+impl PartialOrd for Semver {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Semver {
+    /// Semver precedence; build metadata only breaks ties so that the order is total.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp_precedence(&other.0).then_with(|| self.0.build.cmp(&other.0.build))
     }
 }
 
@@ -187,5 +203,37 @@ mod tests {
         assert!(k("1.0.0") > k("1.0.0-rc.1"));
         assert!(Semver::parse("1.0").is_none());
         assert!(Semver::parse("1.0.0-").is_none());
+    }
+
+    #[test]
+    fn versions_outside_semver_identifier_characters_are_refused() {
+        // `:` would let a versioned reference escape a version-less policy.
+        for v in ["1.0.0-x:y", "1.0.0-<b>", "1.0.0-a\u{202e}b", "1.0.0+a:b", "v1.0.0", "1.0.0-01", "1.0.0-a..b", "1.0.0 ", "01.0.0", "1.0.0-é"] {
+            assert!(Semver::parse(v).is_none(), "{v:?}");
+            // (A reference as a whole is trimmed, so only the trailing space passes there.)
+            if v != "1.0.0 " {
+                assert_eq!(Reference::parse(&format!("r:local.x:{v}"), None).unwrap_err().code, Code::ComponentNotFound, "{v:?}");
+            }
+        }
+        for v in ["1.0.0-rc.1", "1.0.0-x-y.7", "1.0.0+build.01", "1.0.0-alpha+001"] {
+            assert!(Semver::parse(v).is_some(), "{v}");
+        }
+        assert!(Semver::parse(&format!("1.0.0-{}", "a".repeat(MAX_VERSION_LEN))).is_none());
+    }
+
+    #[test]
+    fn semver_precedence_follows_the_spec_in_key_and_ord() {
+        // The spec's own example chain, plus numeric-vs-numeric and prefix cases.
+        let chain = [
+            "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+            "1.0.0-rc", "1.0.0-rc.1", "1.0.0-rc.9", "1.0.0-rc.10", "1.0.0-rc-a", "1.0.0", "1.0.1", "1.10.0", "2.0.0",
+        ];
+        for w in chain.windows(2) {
+            let (a, b) = (Semver::parse(w[0]).unwrap(), Semver::parse(w[1]).unwrap());
+            assert!(a < b, "{} < {}", w[0], w[1]);
+            assert!(a.sort_key() < b.sort_key(), "key {} < {}", w[0], w[1]);
+        }
+        let (a, b) = (Semver::parse("1.0.0+x").unwrap(), Semver::parse("1.0.0+y").unwrap());
+        assert_eq!(a.sort_key(), b.sort_key(), "build metadata is ignored");
     }
 }

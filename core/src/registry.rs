@@ -126,10 +126,11 @@ async fn lookup(db: &impl Db, ctype: ComponentType, ns: &str, name: &str, versio
             )
             .await?
         }
-        // The highest version by semver precedence, not the newest row.
+        // The highest version by semver precedence, not the newest row; a row from before
+        // versions were checked whose version is not semver (key '') is never picked.
         None => {
             db.query(
-                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC LIMIT 1",
+                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version_key != '' ORDER BY version_key DESC LIMIT 1",
                 &[ctype.as_str().into(), ns.into(), name.into()],
             )
             .await?
@@ -170,6 +171,22 @@ pub async fn versions(db: &impl Db, r: &Reference) -> Result<Vec<String>> {
         )
         .await?;
     Ok(rows.iter().map(|r| r.text("version")).collect())
+}
+
+/// Recomputes every row's `version_key` with the current [`Semver::sort_key`]: run once by
+/// the migration that changed the encoding, so old rows order like new ones.
+pub async fn rekey_versions(db: &impl Db) -> Result<()> {
+    let rows = db.query("SELECT component_type, namespace, name, version FROM components", &[]).await?;
+    for r in rows.iter() {
+        // A version that no longer parses sorts lowest rather than breaking the lookup.
+        let key = Semver::parse(&r.text("version")).map(|s| s.sort_key()).unwrap_or_default();
+        db.query(
+            "UPDATE components SET version_key = ? WHERE component_type = ? AND namespace = ? AND name = ? AND version = ?",
+            &[key.into(), r.text("component_type").into(), r.text("namespace").into(), r.text("name").into(), r.text("version").into()],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The bytes of an artifact.

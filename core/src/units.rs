@@ -103,6 +103,16 @@ impl Rate {
         Ok(Rate { requests, window_ms })
     }
 
+    /// A rate no looser than either: the smaller burst (`requests`) at the slower sustained
+    /// pace (the longer interval between requests), rounded to the stricter side.
+    pub fn narrowest(self, other: Rate) -> Rate {
+        let requests = self.requests.min(other.requests);
+        // The window that gives `requests` each rate's interval; the longer one wins.
+        let window = |r: Rate| (r.window_ms as u128 * requests as u128).div_ceil(r.requests as u128);
+        let window_ms = window(self).max(window(other)).min(u64::MAX as u128) as u64;
+        Rate { requests, window_ms }
+    }
+
     /// The canonical text form, e.g. `100/1m`.
     pub fn to_text(self) -> String {
         format!("{}/{}", self.requests, format_duration_ms(self.window_ms))
@@ -145,5 +155,15 @@ mod tests {
         assert_eq!(r.to_text(), "100/1m");
         assert!(Rate::parse(&json!("100")).is_err());
         assert!(Rate::parse(&json!("0/1m")).is_err());
+    }
+
+    #[test]
+    fn the_narrowest_rate_is_no_looser_than_either_in_burst_or_pace() {
+        let r = |s: &str| Rate::parse(&json!(s)).unwrap();
+        assert_eq!(r("2/1h").narrowest(r("100/1m")), r("2/1h"));
+        assert_eq!(r("100/1m").narrowest(r("2/1h")), r("2/1h"));
+        // 100/1h paces one per 36 s, 2/1m allows a burst of 2: both bounds hold.
+        assert_eq!(r("100/1h").narrowest(r("2/1m")), r("2/72s"));
+        assert_eq!(r("7/1s").narrowest(r("7/1s")), r("7/1s"));
     }
 }

@@ -177,23 +177,52 @@ impl LocalRouter for RunnerRouter {
 }
 
 /// Reads `cyfr-manifest.json` and `{type}.wasm` from `dir`, which must lie under `root`.
+/// Both must be regular files, not symlinks: a symlinked file could name anything the
+/// server can read (`/etc/passwd`, a key file), so it is refused rather than followed.
 pub fn load_directory(root: &Path, dir: &str) -> Result<LoadedComponent, String> {
     let root = root.canonicalize().map_err(|e| format!("components root {}: {e}", root.display()))?;
     let full = root.join(dir);
     let full = full.canonicalize().map_err(|_| format!("component directory `{dir}` does not exist under the server's components root"))?;
-    // `..` or a symlink must not lead out of the root.
+    // `..` or a directory symlink must not lead out of the root.
     if !full.starts_with(&root) {
         return Err(format!("component directory `{dir}` is outside the server's components root"));
     }
-    let manifest = std::fs::read_to_string(full.join("cyfr-manifest.json")).map_err(|_| format!("`{dir}` has no readable cyfr-manifest.json"))?;
+    let manifest = read_regular(&full, "cyfr-manifest.json", dir).map_err(|e| e.unwrap_or_else(|| format!("`{dir}` has no readable cyfr-manifest.json")))?;
+    let manifest = String::from_utf8(manifest).map_err(|_| format!("cyfr-manifest.json in `{dir}` is not UTF-8"))?;
     let ctype = serde_json::from_str::<serde_json::Value>(&manifest)
         .ok()
         .and_then(|m| m.get("type").and_then(|t| t.as_str()).map(String::from))
         .filter(|t| ["reagent", "catalyst", "formula"].contains(&t.as_str()))
         .ok_or_else(|| format!("cyfr-manifest.json in `{dir}`: field `type` must be one of reagent, catalyst, formula"))?;
-    let wasm_path = full.join(format!("{ctype}.wasm"));
-    let wasm = std::fs::read(&wasm_path).map_err(|_| format!("`{dir}` has no {ctype}.wasm; build it with `cyfr build {dir}`"))?;
+    let wasm_name = format!("{ctype}.wasm");
+    let wasm = read_regular(&full, &wasm_name, dir).map_err(|e| e.unwrap_or_else(|| format!("`{dir}` has no {ctype}.wasm; build it with `cyfr build {dir}`")))?;
     Ok(LoadedComponent { manifest, wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm) })
+}
+
+/// Reads `dir/name` if it is a regular file; `Err(Some(_))` says why a present file is
+/// refused (a symlink, not a file), `Err(None)` that it cannot be read. The open itself
+/// refuses a symlink (`O_NOFOLLOW`), so swapping one in after the check does not help.
+fn read_regular(dir: &Path, name: &str, shown: &str) -> Result<Vec<u8>, Option<String>> {
+    use std::io::Read;
+    let path = dir.join(name);
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| None)?;
+    if meta.file_type().is_symlink() {
+        return Err(Some(format!("`{shown}/{name}` is a symlink; component files must be regular files inside the components root")));
+    }
+    if !meta.is_file() {
+        return Err(Some(format!("`{shown}/{name}` is not a regular file")));
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut f = opts.open(&path).map_err(|_| Some(format!("`{shown}/{name}` could not be opened as a regular file")))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(|_| None)?;
+    Ok(bytes)
 }
 
 fn json<T: serde::Serialize>(status: u16, v: &T) -> http::Response<Bytes> {
@@ -293,5 +322,57 @@ impl Server {
     /// Handles one request without a socket (benchmarks, tests).
     pub async fn handle(&self, req: http::Request<Bytes>, peer: SocketAddr) -> anyhow::Result<http::Response<Bytes>> {
         self.runner.handle(req, peer).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_directory;
+    use std::path::PathBuf;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let d = std::env::temp_dir().join(format!("cyfr-load-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const MANIFEST: &str = r#"{"id":"reagent:local.x","type":"reagent","version":"0.1.0"}"#;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_file_out_of_the_components_root_is_refused() {
+        let root = temp_dir("root");
+        let outside = temp_dir("outside");
+        let secret = outside.join("secret.txt");
+        std::fs::write(&secret, "top secret").unwrap();
+        // The wasm is a symlink to a file outside the root.
+        let comp = root.join("leak");
+        std::fs::create_dir_all(&comp).unwrap();
+        std::fs::write(comp.join("cyfr-manifest.json"), MANIFEST).unwrap();
+        std::os::unix::fs::symlink(&secret, comp.join("reagent.wasm")).unwrap();
+        let e = load_directory(&root, "leak").unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        assert!(!e.contains("top secret"));
+        // Same for the manifest, even one pointing at /etc/passwd.
+        let comp2 = root.join("leak2");
+        std::fs::create_dir_all(&comp2).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", comp2.join("cyfr-manifest.json")).unwrap();
+        assert!(load_directory(&root, "leak2").unwrap_err().contains("symlink"));
+        // A symlink to a file inside the root is refused as well: no symlinks at all.
+        let comp3 = root.join("inner");
+        std::fs::create_dir_all(&comp3).unwrap();
+        std::fs::write(comp3.join("real.json"), MANIFEST).unwrap();
+        std::os::unix::fs::symlink(comp3.join("real.json"), comp3.join("cyfr-manifest.json")).unwrap();
+        assert!(load_directory(&root, "inner").unwrap_err().contains("symlink"));
+        // A directory symlink out of the root is refused by the canonical-path check.
+        std::os::unix::fs::symlink(&outside, root.join("away")).unwrap();
+        assert!(load_directory(&root, "away").unwrap_err().contains("outside"));
+        // Regular files still load.
+        let ok = root.join("ok");
+        std::fs::create_dir_all(&ok).unwrap();
+        std::fs::write(ok.join("cyfr-manifest.json"), MANIFEST).unwrap();
+        std::fs::write(ok.join("reagent.wasm"), b"\0asm").unwrap();
+        assert_eq!(load_directory(&root, "ok").unwrap().manifest, MANIFEST);
     }
 }

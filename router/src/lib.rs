@@ -27,6 +27,7 @@ const VARIABLES: &[&str] = &[
     "hosts",
     "host_token_key",
     "router_url",
+    "execution_retention_days",
 ];
 
 #[spin_sdk::http_component]

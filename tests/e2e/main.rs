@@ -8,6 +8,7 @@ mod cli;
 mod executions;
 mod formulas;
 mod hosts;
+mod lineage;
 mod sealed;
 mod secrets;
 mod transport;

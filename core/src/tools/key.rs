@@ -36,9 +36,10 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &I
     }
 }
 
-/// Admins manage every key; anyone else only the keys they created, and their own.
+/// Admins manage every key; anyone else only the keys they created, and their own
+/// (by lineage, so rotating either key keeps the relation).
 fn may_manage(who: &Identity, k: &ApiKey) -> bool {
-    who.is_admin() || k.id == who.key.id || k.created_by.as_deref() == Some(who.key.id.as_str())
+    who.is_admin() || k.lineage_id == who.id() || k.created_by.as_deref() == Some(who.id())
 }
 
 async fn target(db: &impl Db, who: &Identity, args: &Json) -> Result<ApiKey> {
@@ -58,7 +59,7 @@ async fn create<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, 
         Some(v) => Some(Rate::parse(v).map_err(Error::invalid_params)?),
     };
     let ip_allowlist = NetList::parse(&list_arg(args, "ip_allowlist")?.join(",")).map_err(|e| Error::invalid_params(format!("ip_allowlist: {e}")))?;
-    let new = NewKey {
+    let mut new = NewKey {
         name: opt_str(args, "name")?.unwrap_or_default().to_string(),
         key_type,
         scopes: list_arg(args, "scope")?,
@@ -66,16 +67,44 @@ async fn create<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, 
         ip_allowlist,
     };
     let scopes = new.validated_scopes()?;
-    if !who.is_admin() {
-        if key_type == KeyType::Admin {
-            return Err(Error::new(Code::InsufficientPermissions, "only an admin key can create admin keys"));
-        }
-        if let Some(s) = scopes.iter().find(|s| !who.key.scopes.contains(s)) {
-            return Err(Error::new(Code::InsufficientPermissions, format!("cannot grant scope `{s}`: this key does not hold it")));
-        }
+    if who.is_admin() {
+        let (key, raw) = keys::create(&app.db, &app.env, &new, Some(who.id())).await?;
+        return Ok(created_json(&key, &raw, None));
     }
-    let (key, raw) = keys::create(&app.db, &app.env, &new, Some(who.id())).await?;
+    if key_type == KeyType::Admin {
+        return Err(Error::new(Code::InsufficientPermissions, "only an admin key can create admin keys"));
+    }
+    if let Some(s) = scopes.iter().find(|s| !who.key.scopes.contains(s)) {
+        return Err(Error::new(Code::InsufficientPermissions, format!("cannot grant scope `{s}`: this key does not hold it")));
+    }
+    new.rate_limit = narrower_rate(new.rate_limit, who.key.rate_limit);
+    new.ip_allowlist = narrower_allowlist(new.ip_allowlist, &who.key.ip_allowlist)?;
+    // The derived key draws from its creator's budget: minting keys never adds requests.
+    let (key, raw) = keys::create_derived(&app.db, &app.env, &new, &who.key).await?;
     Ok(created_json(&key, &raw, None))
+}
+
+/// The stricter of a requested rate and the creator's (the creator's when none is asked).
+fn narrower_rate(requested: Option<Rate>, creator: Option<Rate>) -> Option<Rate> {
+    match (requested, creator) {
+        (Some(r), Some(c)) => Some(r.narrowest(c)),
+        (r, c) => r.or(c),
+    }
+}
+
+/// A derived key's allowlist: the creator's when none is asked; otherwise every requested
+/// network must lie inside one of the creator's (an empty creator list allows all).
+fn narrower_allowlist(requested: NetList, creator: &NetList) -> Result<NetList> {
+    if requested.is_empty() {
+        return Ok(creator.clone());
+    }
+    if let Some(n) = requested.0.iter().find(|n| !creator.covers(n)) {
+        return Err(Error::invalid_params(format!(
+            "ip_allowlist: `{n}` is not inside this key's own allowlist ({}); a derived key cannot reach wider",
+            creator.to_text()
+        )));
+    }
+    Ok(requested)
 }
 
 fn created_json(k: &ApiKey, raw: &str, replaces: Option<&str>) -> Json {

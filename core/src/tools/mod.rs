@@ -52,8 +52,8 @@ fn catalog() -> Vec<(&'static str, &'static str, Json)> {
                 "id": { "type": "string", "description": "Key id, instead of name" },
                 "type": { "type": "string", "enum": ["public", "secret", "admin"] },
                 "scope": { "description": "Scopes, as an array or a comma-separated string", "anyOf": [{ "type": "array", "items": { "type": "string", "enum": scopes::SCOPES } }, { "type": "string" }] },
-                "rate_limit": { "description": "e.g. \"100/1m\" or {\"requests\": 100, \"window\": \"1m\"}" },
-                "ip_allowlist": { "description": "IPs and CIDRs, comma-separated or an array", "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
+                "rate_limit": { "description": "e.g. \"100/1m\" or {\"requests\": 100, \"window\": \"1m\"}; a non-admin's new key gets the stricter of this and its own, and shares its budget" },
+                "ip_allowlist": { "description": "IPs and CIDRs, comma-separated or an array; a non-admin's new key must stay inside its own (and gets it when none is given)", "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
                 "include_revoked": { "type": "boolean", "description": "list: include revoked keys" }
             }),
         ),
@@ -187,7 +187,11 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     let who = call.who;
     match (name, action) {
-        ("execution", "run") => crate::executions::run(app, who, args, crate::executions::Origin { opened, secure: call.secure }).await,
+        ("execution", "run") => {
+            // Old run records go a batch at a time, on a fraction of runs.
+            crate::retention::maybe_purge(&app.db, &app.env, app.config.execution_retention_ms).await;
+            crate::executions::run(app, who, args, crate::executions::Origin { opened, secure: call.secure }).await
+        }
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
         ("execution", "cancel") => crate::executions::cancel(app, who, args).await,
