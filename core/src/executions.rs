@@ -97,8 +97,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     }
 
     let failure = |reason: &str, message: String| {
-        let code = if reason == "timeout" { Code::ExecutionTimeout } else { Code::ExecutionFailed };
-        Error::new(code, message).with_data(json!({ "execution_id": id, "reason": reason, "reference": component.reference }))
+        let code = match reason {
+            "timeout" => Code::ExecutionTimeout,
+            // The host refused it at once: this caller already has its share of runs there.
+            "busy" => Code::RateLimited,
+            _ => Code::ExecutionFailed,
+        };
+        let mut data = json!({ "execution_id": id, "reason": reason, "reference": component.reference });
+        if reason == "busy" {
+            data["retry_after_ms"] = json!(BUSY_RETRY_MS);
+        }
+        Error::new(code, message).with_data(data)
     };
 
     // Checked here as well as on the host, so an oversize input never leaves the router.
@@ -161,6 +170,8 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             max_input_bytes: policy.max_request_size,
             max_output_bytes: policy.max_response_size,
         },
+        // A child runs as its formula's caller, so it counts against the same share.
+        caller: who.id().to_string(),
         reference: component.reference.clone(),
         egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
         secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
@@ -221,6 +232,9 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         "egress_refusals": resp.egress_refusals,
     }))
 }
+
+/// When a run refused `busy` (its caller's share of the host's slots is taken) may be retried.
+const BUSY_RETRY_MS: u64 = 1000;
 
 /// Less time than this left in a parent, and a child is not started.
 const MIN_CHILD_MS: u64 = 50;
