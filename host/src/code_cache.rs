@@ -25,6 +25,15 @@ use zeroize::Zeroizing;
 
 /// The key file's name inside a data directory (never inside the cache directory).
 pub const KEY_FILE: &str = "code-cache.key";
+/// Names another key file, e.g. one that servers sharing a cache directory share (it must
+/// not lie inside that directory).
+pub const KEY_FILE_ENV: &str = "CYFR_CACHE_KEY_FILE";
+
+/// Where a server with data directory `data_dir` keeps its cache key: `$CYFR_CACHE_KEY_FILE`,
+/// else `data_dir/code-cache.key`.
+pub fn key_file(data_dir: &Path) -> PathBuf {
+    std::env::var_os(KEY_FILE_ENV).map(PathBuf::from).unwrap_or_else(|| data_dir.join(KEY_FILE))
+}
 /// Marks a sealed file (and its format version).
 const MAGIC: &[u8; 16] = b"cyfr-cwasm-hmac1";
 /// Separates these tags from any other use of the key.
@@ -50,18 +59,23 @@ impl CacheKey {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
+                // Written whole to a temporary file, then linked into place: a server starting
+                // beside us never reads half a key, and if one made it first we use theirs.
+                let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
                 let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
+                opts.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key.0));
-                match opts.open(path) {
-                    Ok(mut file) => {
-                        file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
-                        file.sync_all()?;
-                        Ok(key)
-                    }
-                    // Another process made it first: use theirs.
+                let written = (|| {
+                    let mut file = opts.open(&tmp)?;
+                    file.write_all(text.as_bytes())?;
+                    file.sync_all()?;
+                    std::fs::hard_link(&tmp, path)
+                })();
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => Ok(key),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
                     Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
                 }

@@ -177,11 +177,11 @@ const LEAF_RESERVE: u32 = 16;
 /// no one caller can.
 pub const CALLER_SHARE: u32 = POOL_INSTANCES / 4;
 /// Linear memories one component may define, all of its core modules together (a Rust
-/// wasip2 component has one). With [`Limits::max_memory_bytes`] counted over their sum.
+/// wasip2 component, ours all, has one). With [`Limits::max_memory_bytes`] counted over their sum.
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
-/// Tables one component may define (a Rust wasip2 component has two or three).
+/// Tables one component may define (each of ours has two).
 pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
-/// Core module instances one component may create (a Rust wasip2 component has about four).
+/// Core module instances one component may create (each of ours has three).
 pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 /// Cap on each of the captured stdout and stderr buffers; the excess is dropped.
 const LOG_CAP: usize = 1024 * 1024;

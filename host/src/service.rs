@@ -238,7 +238,7 @@ impl Server {
         cyfr_core::migrate::migrate(&CoreDb(db.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
         // The cache's key lives in the data directory, outside the cache (which may be elsewhere).
-        let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(&opts.data_dir.join(crate::code_cache::KEY_FILE))?);
+        let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(&crate::code_cache::key_file(&opts.data_dir))?);
         let executor = Arc::new(Executor::with_cache_key(&cache_dir, code_key.clone())?);
         let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
         let local_router = api.local_router.clone();

@@ -50,11 +50,13 @@ impl Slots {
     }
 
     /// Free slots now.
+    #[cfg(test)]
     pub(crate) fn free(&self) -> u32 {
         lock(&self.state).free
     }
 
     /// Runs `caller` has in flight or queued.
+    #[cfg(test)]
     pub(crate) fn held_by(&self, caller: &str) -> u32 {
         lock(&self.state).by_caller.get(caller).copied().unwrap_or(0)
     }
