@@ -179,7 +179,8 @@ pub struct HostArgs {
 pub fn host(args: HostArgs, out: &Output) -> Result<()> {
     let token_key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("set CYFR_HOST_TOKEN_KEY: the key (32+ characters) shared with the routers that dispatch here"))?;
     let key = cyfr_host::host_server::HostKey::load_or_create(&args.data_dir)?;
-    let executor = Arc::new(cyfr_host::executor::Executor::new(&args.data_dir.join("cache"))?);
+    let code_key = cyfr_host::code_cache::CacheKey::load_or_create(&cyfr_host::code_cache::key_file(&args.data_dir))?;
+    let executor = Arc::new(cyfr_host::executor::Executor::with_cache_key(&args.data_dir.join("cache"), Arc::new(code_key))?);
     let components = args.components.canonicalize().with_context(|| format!("components root {}", args.components.display()))?;
     let api = cyfr_host::service::HostApi::new(executor, components);
     let public = key.public_b64();

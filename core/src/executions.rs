@@ -124,8 +124,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     }
 
     let failure = |reason: &str, message: String| {
-        let code = if reason == "timeout" { Code::ExecutionTimeout } else { Code::ExecutionFailed };
-        Error::new(code, message).with_data(json!({ "execution_id": id, "reason": reason, "reference": component.reference }))
+        let code = match reason {
+            "timeout" => Code::ExecutionTimeout,
+            // The host refused it at once: this caller already has its share of runs there.
+            "busy" => Code::RateLimited,
+            _ => Code::ExecutionFailed,
+        };
+        let mut data = json!({ "execution_id": id, "reason": reason, "reference": component.reference });
+        if reason == "busy" {
+            data["retry_after_ms"] = json!(BUSY_RETRY_MS);
+        }
+        Error::new(code, message).with_data(data)
     };
 
     // Checked here as well as on the host, so an oversize input never leaves the router.
@@ -188,6 +197,8 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             max_input_bytes: policy.max_request_size,
             max_output_bytes: policy.max_response_size,
         },
+        // A child runs as its formula's caller, so it counts against the same share.
+        caller: who.budget_id().to_string(),
         reference: component.reference.clone(),
         egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
         secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
@@ -295,6 +306,9 @@ pub async fn uncarry(kms: &impl crate::secrets::kms::Kms, id: &str, kek: &str, w
 fn carried_context(id: &str) -> String {
     format!("cyfr-carried|{id}")
 }
+
+/// When a run refused `busy` (its caller's share of the host's slots is taken) may be retried.
+const BUSY_RETRY_MS: u64 = 1000;
 
 /// Less time than this left in a parent, and a child is not started.
 const MIN_CHILD_MS: u64 = 50;

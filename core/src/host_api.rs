@@ -114,6 +114,11 @@ pub struct RunRequest {
     pub input: String,
     /// The limits to enforce.
     pub limits: Limits,
+    /// Who the run is for (the key's budget id, shared by its rotations and derived keys; a formula's children carry their formula's caller):
+    /// the host gives each caller only a share of its slots. Empty from an older router, and
+    /// then all such runs share one caller's share.
+    #[serde(default)]
+    pub caller: String,
     /// Canonical reference (for messages such as `NAME not granted to REF`).
     #[serde(default)]
     pub reference: String,

@@ -20,11 +20,14 @@
 //! Artifacts are content-addressed (`sha256:<hex>`): [`Executor::put_artifact`] verifies the
 //! digest before anything is stored, and the bytes are hashed again before they are compiled.
 //! Compiled code is cached twice: in memory (one pre-linked instance template per digest) and
-//! on disk (`<cache_dir>/compiled/<hex>.cwasm`), so a restarted executor does not recompile.
+//! on disk (`<cache_dir>/compiled/<hex>.cwasm`, sealed with an HMAC under a key kept outside
+//! the cache: [`crate::code_cache`]), so a restarted executor does not recompile.
 //!
 //! Limits ([`Limits`]) per execution: wall-clock timeout (epoch interruption, plus an async
-//! timeout for a guest parked in a host call such as a sleep), linear-memory cap (a store
-//! limiter that traps on a refused grow), optional fuel, and input/output size caps.
+//! timeout for a guest parked in a host call such as a sleep), linear-memory cap over the sum
+//! of all the run's memories (a store limiter that traps on a refused grow; memories, tables
+//! and core instances per component are capped too), optional fuel, and input/output size
+//! caps. Each caller gets at most [`CALLER_SHARE`] of the instance slots.
 //!
 //! [`Executor::run_reagent`] is synchronous. Call it from `tokio::task::spawn_blocking` (or
 //! from a thread outside any tokio runtime); it must not be called directly on an async task.
@@ -38,7 +41,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,8 +88,10 @@ use bindings::ReagentPre;
 use catalyst_bindings::CatalystPre;
 use formula_bindings::FormulaPre;
 
+use crate::code_cache::{CacheKey, CodeCache};
 use crate::egress::{self, Refusal};
 use crate::formula::{FormulaSession, RouterLink};
+use crate::slots::{SlotGuard, SlotWait, Slots};
 
 /// The component worlds the executor runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,6 +172,17 @@ const POOL_INSTANCES: u32 = 64;
 /// Slots formulas may not take, kept for reagents and catalysts: formulas waiting on their
 /// children can then never hold every slot those children need.
 const LEAF_RESERVE: u32 = 16;
+/// Runs one caller (one key, its formulas' children included) may have in flight or queued;
+/// past it a run is refused at once ([`ExecError::Busy`]). Four callers can fill the pool,
+/// no one caller can.
+pub const CALLER_SHARE: u32 = POOL_INSTANCES / 4;
+/// Linear memories one component may define, all of its core modules together (a Rust
+/// wasip2 component, ours all, has one). With [`Limits::max_memory_bytes`] counted over their sum.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Tables one component may define (each of ours has two).
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+/// Core module instances one component may create (each of ours has three).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 /// Cap on each of the captured stdout and stderr buffers; the excess is dropped.
 const LOG_CAP: usize = 1024 * 1024;
 /// How much of the guest's stderr is quoted in a [`ExecError::Trap`] message.
@@ -266,6 +282,12 @@ pub enum ExecError {
     FuelExhausted,
     /// The run was cancelled (`Executor::cancel`) while it ran.
     Cancelled,
+    /// Its caller already has [`CALLER_SHARE`] runs in flight or queued here; refused at once,
+    /// before it waited or held anything.
+    Busy {
+        /// The per-caller share.
+        share: u32,
+    },
     /// Any other guest trap or panic (short message, with the tail of the guest's stderr).
     Trap(String),
     /// The executor holds no bytes for this digest.
@@ -297,6 +319,7 @@ impl ExecError {
             ExecError::MemoryLimit { .. } => "memory_limit",
             ExecError::FuelExhausted => "fuel_exhausted",
             ExecError::Cancelled => "cancelled",
+            ExecError::Busy { .. } => "busy",
             ExecError::Trap(_) => "trap",
             ExecError::ArtifactMissing { .. } => "artifact_missing",
             ExecError::DigestMismatch { .. } => "digest_mismatch",
@@ -323,6 +346,10 @@ impl fmt::Display for ExecError {
             }
             ExecError::FuelExhausted => f.write_str("guest ran out of fuel"),
             ExecError::Cancelled => f.write_str("the execution was cancelled"),
+            ExecError::Busy { share } => write!(
+                f,
+                "this caller already has {share} runs in flight or queued on this host (its share); retry when one ends"
+            ),
             ExecError::Trap(msg) => write!(f, "guest trapped: {msg}"),
             ExecError::ArtifactMissing { digest } => write!(f, "no artifact stored for {digest}"),
             ExecError::DigestMismatch { expected, actual } => {
@@ -350,7 +377,8 @@ pub struct Executor {
     /// WASI plus `cyfr:formula/invoke` and `cyfr:mcp/tools`.
     formula_linker: Linker<State>,
     artifacts_dir: PathBuf,
-    compiled_dir: PathBuf,
+    /// `<cache_dir>/compiled`: sealed compiled code by digest.
+    compiled: CodeCache,
     /// Pre-linked instance templates by digest hex and world. The lock is held only for
     /// lookups and inserts, never while compiling or running a guest.
     ready: Mutex<HashMap<(String, World), Pre>>,
@@ -366,9 +394,9 @@ pub struct Executor {
     disk_loads: AtomicU64,
     /// Unique suffix for temporary files.
     tmp_seq: AtomicU64,
-    /// Free instance slots (starts at POOL_INSTANCES), so a burst of runs queues instead of
-    /// failing with the pool's "maximum concurrent limit reached".
-    free_slots: (Mutex<u32>, Condvar),
+    /// Instance slots (POOL_INSTANCES), so a burst of runs queues instead of failing with the
+    /// pool's "maximum concurrent limit reached", and each caller's share of them.
+    slots: Slots,
     /// Cancel flags of the runs under way, by execution id.
     running: Mutex<HashMap<String, Arc<Cancel>>>,
     ticker_stop: Option<mpsc::Sender<()>>,
@@ -379,7 +407,7 @@ impl fmt::Debug for Executor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Executor")
             .field("artifacts_dir", &self.artifacts_dir)
-            .field("compiled_dir", &self.compiled_dir)
+            .field("compiled_dir", &self.compiled.dir())
             .finish_non_exhaustive()
     }
 }
@@ -394,24 +422,37 @@ impl Drop for Executor {
 }
 
 impl Executor {
-    /// Creates an executor caching under `cache_dir` (`artifacts/` and `compiled/` are created).
+    /// Creates an executor caching under `cache_dir` (`artifacts/` and `compiled/` are created)
+    /// whose compiled code is sealed with a key of this process only ([`CacheKey::process`]):
+    /// the disk cache then serves only this process. Servers use [`Executor::with_cache_key`].
     pub fn new(cache_dir: &Path) -> anyhow::Result<Executor> {
+        Executor::with_cache_key(cache_dir, CacheKey::process())
+    }
+
+    /// Creates an executor caching under `cache_dir`, its compiled code sealed with `key`
+    /// (kept outside `cache_dir`); the directories are made private (0700).
+    pub fn with_cache_key(cache_dir: &Path, key: Arc<CacheKey>) -> anyhow::Result<Executor> {
         let artifacts_dir = cache_dir.join("artifacts");
-        let compiled_dir = cache_dir.join("compiled");
-        for dir in [&artifacts_dir, &compiled_dir] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        crate::code_cache::private_dir(cache_dir)?;
+        crate::code_cache::private_dir(&artifacts_dir)?;
+        let compiled = CodeCache::new(cache_dir.join("compiled"), key)?;
 
         // Pooling: every memory slot admits MAX_MEMORY_CEILING, so any per-execution cap up to
         // 1 GiB fits. Slots are reserved virtual address space (wasmtime's default 4 GiB
         // reservation plus guard per slot, ~0.5 TiB for 128 slots), committed only on use; the
         // large reservation lets compiled code skip bounds checks. Works fine on this machine;
         // under a tight `ulimit -v` this would need `Config::memory_reservation` lowered.
+        // Per-component caps (checked when a component is compiled or loaded), and pool
+        // totals of cap × slots: whatever components run, the slots run out first, never
+        // the memories, tables or core instances another caller's run needs.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 8)
-            .total_memories(POOL_INSTANCES * 2)
-            .total_tables(POOL_INSTANCES * 8)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_core_instances(POOL_INSTANCES * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(POOL_INSTANCES * MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(POOL_INSTANCES * MAX_TABLES_PER_COMPONENT)
             .total_stacks(POOL_INSTANCES)
             .total_gc_heaps(POOL_INSTANCES)
             .max_memory_size(MAX_MEMORY_CEILING as usize);
@@ -456,14 +497,14 @@ impl Executor {
             catalyst_linker,
             formula_linker,
             artifacts_dir,
-            compiled_dir,
+            compiled,
             ready: Mutex::new(HashMap::new()),
             invalid: Mutex::new(HashMap::new()),
             preparing: Mutex::new(HashMap::new()),
             compiles: AtomicU64::new(0),
             disk_loads: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
-            free_slots: (Mutex::new(POOL_INSTANCES), Condvar::new()),
+            slots: Slots::new(POOL_INSTANCES, CALLER_SHARE),
             running: Mutex::new(HashMap::new()),
             ticker_stop: Some(ticker_stop),
             ticker: Some(ticker),
@@ -530,13 +571,17 @@ impl Executor {
         self.run(World::Catalyst, digest, input, limits, Some(ctx))
     }
 
-    /// Runs a reagent (`catalyst: None`) or a catalyst as execution `execution_id`, which
-    /// [`Executor::cancel`] can stop from another thread while it runs.
-    /// When it fails after the guest started, `left` receives what the guest wrote and the
-    /// requests refused, so a failed run keeps its logs.
+    /// Runs a reagent (`catalyst: None`) or a catalyst as execution `execution_id` for
+    /// `caller` (the key it runs for; at most [`CALLER_SHARE`] runs per caller at once, more
+    /// are refused [`ExecError::Busy`]), which [`Executor::cancel`] can stop from another
+    /// thread while it runs. When it fails after the guest started, `left` receives what the
+    /// guest wrote and the requests refused, so a failed run keeps its logs.
+    /// ([`Executor::run_reagent`] and [`Executor::run_catalyst`], for trusted in-process
+    /// callers, take no caller's share.)
     pub fn run_execution(
         &self,
         execution_id: &str,
+        caller: &str,
         digest: &str,
         input: &str,
         limits: &Limits,
@@ -545,7 +590,7 @@ impl Executor {
     ) -> Result<ExecOutcome, ExecError> {
         let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
         self.tracked(execution_id, |cancel| {
-            self.run_inner(world, digest, input, limits, catalyst, None, cancel, left)
+            self.run_inner(world, Some(caller), digest, input, limits, catalyst, None, cancel, left)
         })
     }
 
@@ -554,6 +599,7 @@ impl Executor {
     pub fn run_formula(
         &self,
         execution_id: &str,
+        caller: &str,
         digest: &str,
         input: &str,
         limits: &Limits,
@@ -561,7 +607,7 @@ impl Executor {
         left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         self.tracked(execution_id, |cancel| {
-            self.run_inner(World::Formula, digest, input, limits, None, Some(link), cancel, left)
+            self.run_inner(World::Formula, Some(caller), digest, input, limits, None, Some(link), cancel, left)
         })
     }
 
@@ -582,7 +628,7 @@ impl Executor {
                 c.flag.store(true, Ordering::SeqCst);
                 c.notify.notify_one();
                 // It may still be queued for a slot.
-                self.free_slots.1.notify_all();
+                self.slots.wake();
                 true
             }
             None => false,
@@ -598,12 +644,13 @@ impl Executor {
         catalyst: Option<&CatalystCtx>,
     ) -> Result<ExecOutcome, ExecError> {
         let mut left = Leftovers::default();
-        self.run_inner(world, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()), &mut left)
+        self.run_inner(world, None, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()), &mut left)
     }
 
     fn run_inner(
         &self,
         world: World,
+        caller: Option<&str>,
         digest: &str,
         input: &str,
         limits: &Limits,
@@ -629,9 +676,10 @@ impl Executor {
         let queued_at = Instant::now();
         let deadline = queued_at + limits.timeout;
         let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        let _slot = self.acquire_slot(world, deadline, cancel).map_err(|e| match e {
+        let _slot = self.acquire_slot(world, caller, deadline, cancel).map_err(|e| match e {
             SlotWait::Cancelled => ExecError::Cancelled,
             SlotWait::TimedOut => ExecError::Timeout { limit_ms },
+            SlotWait::Busy { share } => ExecError::Busy { share },
         })?;
         let timeout = limits.timeout.saturating_sub(queued_at.elapsed());
 
@@ -669,6 +717,8 @@ impl Executor {
                     .memory_size(memory_cap as usize)
                     .trap_on_grow_failure(true)
                     .build(),
+                memory_cap: memory_cap as usize,
+                memory_used: 0,
                 memory_refused: false,
             },
         };
@@ -785,26 +835,11 @@ impl Executor {
     }
 
     /// Waits for one of the pool's instance slots, until `deadline` or a cancel; the guard
-    /// gives it back when dropped. A formula leaves [`LEAF_RESERVE`] slots to other runs.
-    fn acquire_slot(&self, world: World, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, SlotWait> {
-        let needed = if world == World::Formula { LEAF_RESERVE + 1 } else { 1 };
-        let (free, freed) = &self.free_slots;
-        let mut free = lock(free);
-        loop {
-            if cancel.flag.load(Ordering::SeqCst) {
-                return Err(SlotWait::Cancelled);
-            }
-            if *free >= needed {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(SlotWait::TimedOut);
-            }
-            free = freed.wait_timeout(free, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        *free -= 1;
-        Ok(SlotGuard(&self.free_slots))
+    /// gives it back when dropped. A formula leaves [`LEAF_RESERVE`] slots to other runs; a
+    /// caller past its share is refused at once.
+    fn acquire_slot(&self, world: World, caller: Option<&str>, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, SlotWait> {
+        let keep_free = if world == World::Formula { LEAF_RESERVE } else { 0 };
+        self.slots.acquire(caller, keep_free, deadline, || cancel.flag.load(Ordering::SeqCst))
     }
 
     /// Returns the pre-linked instance template for `hex` in `world`, compiling or loading it
@@ -872,25 +907,12 @@ impl Executor {
         Ok(pre)
     }
 
-    /// Loads `compiled/<hex>.cwasm` if present and compatible with this engine.
+    /// Loads `compiled/<hex>.cwasm` if present, sealed for this digest with our key, and
+    /// compatible with this engine (see [`crate::code_cache`]).
     fn load_compiled(&self, hex: &str) -> Option<Component> {
-        let path = self.compiled_path(hex);
-        if !path.is_file() {
-            return None;
-        }
-        // SAFETY: the file lives in our private cache directory and was written by
-        // `compile` below from `Component::serialize`; wasmtime checks that it was produced
-        // by a compatible engine and configuration and errors out otherwise.
-        match unsafe { Component::deserialize_file(&self.engine, &path) } {
-            Ok(component) => {
-                self.disk_loads.fetch_add(1, Ordering::Relaxed);
-                Some(component)
-            }
-            Err(e) => {
-                tracing::info!(path = %path.display(), error = %e, "compiled cache entry unusable; recompiling");
-                None
-            }
-        }
+        let component = self.compiled.load(&self.engine, &format!("{hex}.cwasm"), hex)?;
+        self.disk_loads.fetch_add(1, Ordering::Relaxed);
+        Some(component)
     }
 
     /// Reads the artifact, re-verifies its digest, compiles it, and writes the compiled cache.
@@ -919,23 +941,14 @@ impl Executor {
         let component = Component::from_binary(&self.engine, &bytes)
             .map_err(|e| ExecError::InvalidComponent(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        match component.serialize() {
-            Ok(serialized) => {
-                if let Err(e) = self.write_atomic(&self.compiled_path(hex), &serialized) {
-                    tracing::warn!(digest, error = %e, "could not write the compiled cache");
-                }
-            }
-            Err(e) => tracing::warn!(digest, error = %e, "could not serialize compiled component"),
+        if let Err(e) = self.compiled.store(&format!("{hex}.cwasm"), hex, &component) {
+            tracing::warn!(digest, error = %e, "could not write the compiled cache");
         }
         Ok(component)
     }
 
     fn artifact_path(&self, hex: &str) -> PathBuf {
         self.artifacts_dir.join(format!("{hex}.wasm"))
-    }
-
-    fn compiled_path(&self, hex: &str) -> PathBuf {
-        self.compiled_dir.join(format!("{hex}.cwasm"))
     }
 
     /// Writes via a unique temporary file and a rename, so readers never see a partial file.
@@ -952,23 +965,6 @@ impl Executor {
             let _ = std::fs::remove_file(&tmp);
         }
         written
-    }
-}
-
-/// One held instance slot (see [`Executor::acquire_slot`]).
-struct SlotGuard<'a>(&'a (Mutex<u32>, Condvar));
-
-/// Why a run stopped waiting for a slot.
-enum SlotWait {
-    Cancelled,
-    TimedOut,
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0 .0) += 1;
-        // All: the first waiter may be a formula that still cannot start.
-        self.0 .1.notify_all();
     }
 }
 
@@ -1150,9 +1146,15 @@ impl WasiView for State {
     }
 }
 
-/// [`StoreLimits`] plus a record of whether a memory grow was ever refused.
+/// [`StoreLimits`], a cap on the sum of all the store's memories (a component may define
+/// several: the cap is per run, not per memory), and whether a grow was ever refused.
 struct Limiter {
     inner: StoreLimits,
+    /// The run's memory cap in bytes, over all its memories together.
+    memory_cap: usize,
+    /// Bytes of all its memories so far (each creation and grow adds its delta; memories
+    /// never shrink, and the store lives for one run).
+    memory_used: usize,
     memory_refused: bool,
 }
 
@@ -1163,9 +1165,21 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        let delta = desired.saturating_sub(current);
+        if self.memory_used.saturating_add(delta) > self.memory_cap {
+            self.memory_refused = true;
+            // As StoreLimits with trap_on_grow_failure: the refusal traps the guest.
+            return Err(wasmtime::Error::msg(format!(
+                "memory of the run would reach {} bytes, over its {}-byte limit",
+                self.memory_used.saturating_add(delta),
+                self.memory_cap
+            )));
+        }
         let verdict = self.inner.memory_growing(current, desired, maximum);
         if !matches!(verdict, Ok(true)) {
             self.memory_refused = true;
+        } else {
+            self.memory_used += delta;
         }
         verdict
     }
@@ -1689,7 +1703,7 @@ mod tests {
     }
 
     fn free_slots(exec: &Executor) -> u32 {
-        *lock(&exec.free_slots.0)
+        exec.slots.free()
     }
 
     /// Runs `n` endless runs (`loop0`..) on `exec` inside `scope` and waits until they all
@@ -1707,7 +1721,9 @@ mod tests {
             .map(|i| {
                 scope.spawn(move || {
                     let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
-                    exec.run_execution(&format!("loop{i}"), digest, "sleep", &long, None, &mut Leftovers::default())
+                    // As many callers as it takes, each within its share.
+                    let caller = format!("holder{}", i / CALLER_SHARE);
+                    exec.run_execution(&format!("loop{i}"), &caller, digest, "sleep", &long, None, &mut Leftovers::default())
                 })
             })
             .collect();
@@ -1740,7 +1756,7 @@ mod tests {
 
             let queued = s.spawn(|| {
                 let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
-                exec.run_execution("queued", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
+                exec.run_execution("queued", "someone", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
             });
             wait_until("the run is queued", || lock(&exec.running).contains_key("queued"));
             assert!(exec.cancel("queued"));
@@ -1766,15 +1782,207 @@ mod tests {
         let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;
         let short = Limits { timeout: Duration::from_millis(300), ..Limits::default() };
         // With every slot free the formula runs at once.
-        exec.run_formula("f0", &probe, print, &short, &link, &mut Leftovers::default()).unwrap();
+        exec.run_formula("f0", "someone", &probe, print, &short, &link, &mut Leftovers::default()).unwrap();
         std::thread::scope(|s| {
             let loops = hold_slots(s, &exec, &spin, POOL_INSTANCES - LEAF_RESERVE);
-            let err = exec.run_formula("f1", &probe, print, &short, &link, &mut Leftovers::default()).unwrap_err();
+            let err = exec.run_formula("f1", "someone", &probe, print, &short, &link, &mut Leftovers::default()).unwrap_err();
             assert_eq!(err, ExecError::Timeout { limit_ms: 300 }, "a formula may not take the reserved slots");
             let out = exec.run_reagent(&quick, r#"{"data":[1,2]}"#, &short).unwrap();
             assert!(out.output.contains("\"sum\":3"), "a reagent still runs: {}", out.output);
             stop_loops(&exec, loops);
         });
+    }
+
+    /// A reagent built from WAT: a main module (one 64 KiB memory) whose `compute` grows each
+    /// of `memories` other modules' memories by `grow_pages` and answers `{}`; those start
+    /// at `initial_pages`. `plain` more modules without memory are instantiated too.
+    fn many_memories(memories: usize, initial_pages: u32, grow_pages: u32, plain: usize) -> Vec<u8> {
+        let mut wat = String::from("(component\n");
+        wat += &format!(
+            "(core module $big (memory (export \"memory\") {initial_pages}) (func (export \"grow\") (param i32) (result i32) (memory.grow (local.get 0))))\n"
+        );
+        wat += "(core module $plain (func (export \"nop\")))\n";
+        for i in 0..memories {
+            wat += &format!("(core instance $b{i} (instantiate $big))\n");
+        }
+        for i in 0..plain {
+            wat += &format!("(core instance $p{i} (instantiate $plain))\n");
+        }
+        wat += "(core module $main\n";
+        for i in 0..memories {
+            wat += &format!("(import \"b{i}\" \"grow\" (func $g{i} (param i32) (result i32)))\n");
+        }
+        wat += r#"(memory (export "memory") 1)
+            (global $heap (mut i32) (i32.const 1024))
+            (func (export "realloc") (param i32 i32 i32 i32) (result i32) (local $p i32)
+              (local.set $p (i32.and (i32.add (global.get $heap) (i32.const 7)) (i32.const -8)))
+              (global.set $heap (i32.add (local.get $p) (local.get 3)))
+              (local.get $p))
+            (func (export "compute") (param i32 i32) (result i32)
+"#;
+        for i in 0..memories {
+            wat += &format!("(drop (call $g{i} (i32.const {grow_pages})))\n");
+        }
+        wat += r#"(i32.const 16))
+            (data (i32.const 16) "\20\00\00\00\02\00\00\00")
+            (data (i32.const 32) "{}"))
+"#;
+        wat += "(core instance $m (instantiate $main";
+        for i in 0..memories {
+            wat += &format!(" (with \"b{i}\" (instance $b{i}))");
+        }
+        wat += r#"))
+          (alias core export $m "memory" (core memory $mem))
+          (alias core export $m "compute" (core func $cc))
+          (alias core export $m "realloc" (core func $re))
+          (type $ft (func (param "input" string) (result string)))
+          (func $compute (type $ft) (canon lift (core func $cc) (memory $mem) (realloc $re) string-encoding=utf8))
+          (instance $api (export "compute" (func $compute)))
+          (export "cyfr:reagent/compute@0.1.0" (instance $api)))"#;
+        wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"))
+    }
+
+    fn put(exec: &Executor, bytes: &[u8]) -> String {
+        let digest = Executor::digest_of(bytes);
+        exec.put_artifact(&digest, bytes).unwrap();
+        digest
+    }
+
+    #[test]
+    fn memory_cap_counts_all_memories_of_a_run_together() {
+        let (_dir, exec, _) = executor_with("memsum", "json-transform");
+        const MIB: u64 = 1024 * 1024;
+        let cap = Limits { max_memory_bytes: 32 * MIB, ..Limits::default() };
+        // Three more memories grown to 12 MiB each: each under the cap, together over it.
+        let growing = put(&exec, &many_memories(3, 1, 12 * 16, 0));
+        let err = exec.run_reagent(&growing, "{}", &cap).unwrap_err();
+        assert_eq!(err, ExecError::MemoryLimit { limit_bytes: 32 * MIB });
+        // Under a cap that holds them all, the same component completes: the refusal above
+        // is the sum's.
+        let roomy = Limits { max_memory_bytes: 64 * MIB, ..Limits::default() };
+        assert_eq!(exec.run_reagent(&growing, "{}", &roomy).unwrap().output, "{}");
+        // Memories that start that large are refused as the instance is made.
+        let large = put(&exec, &many_memories(3, 12 * 16, 0, 0));
+        let err = exec.run_reagent(&large, "{}", &cap).unwrap_err();
+        assert_eq!(err, ExecError::MemoryLimit { limit_bytes: 32 * MIB });
+        assert_eq!(exec.run_reagent(&large, "{}", &roomy).unwrap().output, "{}");
+    }
+
+    #[test]
+    fn components_past_the_memory_or_instance_caps_are_refused_and_others_still_run() {
+        let (_dir, exec, ok) = executor_with("percomp", "json-transform");
+        // Within the caps: runs.
+        let fits = put(&exec, &many_memories(MAX_MEMORIES_PER_COMPONENT as usize - 1, 1, 0, 8));
+        assert_eq!(exec.run_reagent(&fits, "{}", &Limits::default()).unwrap().output, "{}");
+        // 127 memories once took every memory slot of the pool; now such a component is
+        // refused before it is ever instantiated.
+        let hoarder = put(&exec, &many_memories(126, 1, 0, 0));
+        let err = exec.run_reagent(&hoarder, "{}", &Limits::default()).unwrap_err();
+        assert!(matches!(err, ExecError::InvalidComponent(_)), "{err:?}");
+        let memories = put(&exec, &many_memories(MAX_MEMORIES_PER_COMPONENT as usize, 1, 0, 0));
+        let err = exec.run_reagent(&memories, "{}", &Limits::default()).unwrap_err();
+        let ExecError::InvalidComponent(msg) = &err else { panic!("expected invalid_component, got {err:?}") };
+        assert!(msg.contains("5 Wasm linear memories") && msg.contains("maximum of 4"), "{msg}");
+        let instances = put(&exec, &many_memories(0, 1, 0, MAX_CORE_INSTANCES_PER_COMPONENT as usize));
+        let err = exec.run_reagent(&instances, "{}", &Limits::default()).unwrap_err();
+        let ExecError::InvalidComponent(msg) = &err else { panic!("expected invalid_component, got {err:?}") };
+        assert!(msg.contains("core module instances"), "{msg}");
+        // Every other caller's run still gets its memory.
+        let out = exec.run_execution("other", "another-key", &ok, r#"{"data":[1,2]}"#, &Limits::default(), None, &mut Leftovers::default()).unwrap();
+        assert!(out.output.contains("\"sum\":3"), "{}", out.output);
+    }
+
+    #[test]
+    fn a_caller_past_its_share_is_refused_busy_while_others_run() {
+        let (_dir, exec, spin) = executor_with("share", "endless-loop");
+        let quick = put(&exec, wasm("json-transform"));
+        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent).unwrap();
+        let probe = put(&exec, wasm("formula-probe"));
+        let link = RouterLink::new(
+            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into(), key: None },
+            None,
+        );
+        let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
+        std::thread::scope(|s| {
+            // Caller A's endless runs: its whole share (`hold_slots` names them holder0).
+            let loops = hold_slots(s, &exec, &spin, CALLER_SHARE);
+            assert_eq!(exec.slots.held_by("holder0"), CALLER_SHARE);
+            // A's next run, a quick one, is refused at once, not queued (it would otherwise
+            // wait the 30 s for a slot of its own share).
+            let err = exec
+                .run_execution("a-extra", "holder0", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
+                .unwrap_err();
+            assert_eq!(err, ExecError::Busy { share: CALLER_SHARE });
+            assert_eq!(err.code(), "busy");
+            // A formula of A (whose children would count against A too) likewise.
+            let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;
+            let err = exec.run_formula("a-formula", "holder0", &probe, print, &long, &link, &mut Leftovers::default()).unwrap_err();
+            assert_eq!(err, ExecError::Busy { share: CALLER_SHARE });
+            // Caller B completes while A's runs are all still going.
+            let out = exec
+                .run_execution("b-run", "caller-b", &quick, r#"{"data":[1,2]}"#, &long, None, &mut Leftovers::default())
+                .unwrap();
+            assert!(out.output.contains("\"sum\":3"), "{}", out.output);
+            assert_eq!(exec.slots.held_by("holder0"), CALLER_SHARE, "A's runs were still running");
+            stop_loops(&exec, loops);
+        });
+        assert_eq!(exec.slots.held_by("holder0"), 0);
+        let out = exec.run_execution("a-again", "holder0", &quick, r#"{"data":[4]}"#, &long, None, &mut Leftovers::default()).unwrap();
+        assert!(out.output.contains("\"sum\":4"), "{}", out.output);
+    }
+
+    #[test]
+    fn swapped_or_forged_compiled_code_is_not_run() {
+        let dir = TempDir::new("swap");
+        let cache = dir.0.join("cache");
+        // The key lives outside the cache directory.
+        let key_file = dir.0.join(crate::code_cache::KEY_FILE);
+        let key = || Arc::new(CacheKey::load_or_create(&key_file).unwrap());
+        let (json, stats) = (Executor::digest_of(wasm("json-transform")), Executor::digest_of(wasm("text-stats")));
+        let cwasm = |d: &str| cache.join("compiled").join(format!("{}.cwasm", parse_digest(d).unwrap()));
+        {
+            let exec = Executor::with_cache_key(&cache, key()).unwrap();
+            put(&exec, wasm("json-transform"));
+            put(&exec, wasm("text-stats"));
+            run_json(&exec, &json, json!({"data": [1]}));
+            run_json(&exec, &stats, json!({"text": "a"}));
+        }
+        // The attack: text-stats' compiled code (its tag with it) under json-transform's name.
+        std::fs::copy(cwasm(&stats), cwasm(&json)).unwrap();
+        {
+            let exec = Executor::with_cache_key(&cache, key()).unwrap();
+            assert_eq!(run_json(&exec, &json, json!({"data": [1, 2]}))["sum"], 3, "json-transform ran");
+            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (1, 0));
+        }
+        // It was overwritten with a good entry, which the next executor loads.
+        {
+            let exec = Executor::with_cache_key(&cache, key()).unwrap();
+            assert_eq!(run_json(&exec, &json, json!({"data": [5]}))["sum"], 5);
+            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (0, 1));
+        }
+        // Forged: text-stats' code sealed for json-transform's digest with another key (as a
+        // server sharing the cache directory would), and its code with json's tag.
+        let other = CacheKey::load_or_create(&dir.0.join("other.key")).unwrap();
+        let stats_file = std::fs::read(cwasm(&stats)).unwrap();
+        let json_file = std::fs::read(cwasm(&json)).unwrap();
+        let stats_code = &stats_file[48..];
+        let json_hex = parse_digest(&json).unwrap();
+        let copied_tag = [&json_file[..48], stats_code].concat();
+        for forged in [other.seal(json_hex, stats_code), copied_tag, stats_code.to_vec()] {
+            std::fs::write(cwasm(&json), forged).unwrap();
+            let exec = Executor::with_cache_key(&cache, key()).unwrap();
+            assert_eq!(run_json(&exec, &json, json!({"data": [2, 2]}))["sum"], 4, "json-transform ran");
+            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (1, 0));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&cache), 0o700);
+            assert_eq!(mode(&cache.join("compiled")), 0o700);
+            assert_eq!(mode(&cache.join("artifacts")), 0o700);
+            assert_eq!(mode(&key_file), 0o600);
+        }
     }
 
     #[test]
@@ -2033,6 +2241,7 @@ mod tests {
             (ExecError::MemoryLimit { limit_bytes: 1 }, "memory_limit"),
             (ExecError::FuelExhausted, "fuel_exhausted"),
             (ExecError::Cancelled, "cancelled"),
+            (ExecError::Busy { share: 16 }, "busy"),
             (ExecError::Trap("x".into()), "trap"),
             (
                 ExecError::ArtifactMissing { digest: "d".into() },

@@ -5,6 +5,7 @@
 //! components under hard limits. `service` wires them together for `cyfr up`.
 #![deny(missing_docs)]
 
+pub mod code_cache;
 pub mod db;
 pub mod egress;
 pub mod executor;
@@ -14,3 +15,4 @@ pub mod keyring;
 pub mod spin_runner;
 pub mod core_db;
 pub mod service;
+mod slots;

@@ -103,11 +103,12 @@ impl HostApi {
         let input = run.input;
         let started = std::time::Instant::now();
         let execution_id = run.execution_id.clone();
+        let caller = run.caller.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut left = Leftovers::default();
             let result = match &formula {
-                Some(link) => executor.run_formula(&execution_id, &digest, &input, &limits, link, &mut left),
-                None => executor.run_execution(&execution_id, &digest, &input, &limits, catalyst.as_ref(), &mut left),
+                Some(link) => executor.run_formula(&execution_id, &caller, &digest, &input, &limits, link, &mut left),
+                None => executor.run_execution(&execution_id, &caller, &digest, &input, &limits, catalyst.as_ref(), &mut left),
             };
             (result, left)
         })
@@ -270,7 +271,9 @@ impl Server {
         let db = Arc::new(LocalDb::open(db_path(&opts.data_dir)).await?);
         cyfr_core::migrate::migrate(&CoreDb(db.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
-        let executor = Arc::new(Executor::new(&cache_dir)?);
+        // The cache's key lives in the data directory, outside the cache (which may be elsewhere).
+        let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(&crate::code_cache::key_file(&opts.data_dir))?);
+        let executor = Arc::new(Executor::with_cache_key(&cache_dir, code_key.clone())?);
         let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
         let local_router = api.local_router.clone();
         let mut variables = opts.variables.clone();
@@ -306,7 +309,7 @@ impl Server {
             db,
             variables,
             internal_authority: INTERNAL_AUTHORITY.into(),
-            compiled_cache: Some(cache_dir),
+            compiled_cache: Some(crate::code_cache::CodeCache::new(cache_dir, code_key)?),
             dynamic_variables: dynamic,
         };
         let runner = Arc::new(SpinRunner::new(config, api)?);

@@ -73,7 +73,7 @@ pub struct RouterConfig {
     pub internal_authority: String,
     /// Where the compiled router is cached (`router-<sha256>.cwasm`), so a restart or a
     /// second server skips compilation. `None` compiles every time.
-    pub compiled_cache: Option<std::path::PathBuf>,
+    pub compiled_cache: Option<crate::code_cache::CodeCache>,
     /// Variables computed at each lookup (names lower-case), before `variables`.
     pub dynamic_variables: Option<DynamicVariables>,
     /// Authorities (`host:port`) the router may call over the network (remote cyfr hosts).
@@ -182,7 +182,7 @@ impl SpinRunner {
             .map_err(anyhow::Error::from)
             .context("creating wasmtime engine")?;
 
-        let component = load_or_compile(&engine, &config.wasm, config.compiled_cache.as_deref())?;
+        let component = load_or_compile(&engine, &config.wasm, config.compiled_cache.as_ref())?;
 
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -589,32 +589,19 @@ mod tests {
     }
 }
 
-/// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present.
-fn load_or_compile(engine: &Engine, wasm: &[u8], cache: Option<&std::path::Path>) -> anyhow::Result<Component> {
-    let path = cache.map(|dir| dir.join(format!("router-{}.cwasm", cyfr_core::crypto::sha256_hex(wasm))));
-    if let Some(path) = path.as_ref().filter(|p| p.is_file()) {
-        // SAFETY: the file is in our own cache directory, named by the digest of the bytes it
-        // was compiled from, and written by `Component::serialize` below; wasmtime refuses
-        // files from an incompatible engine, and then we recompile.
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, path) } {
-            return Ok(c);
-        }
+/// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present and
+/// sealed with the cache's key (see [`crate::code_cache`]).
+fn load_or_compile(engine: &Engine, wasm: &[u8], cache: Option<&crate::code_cache::CodeCache>) -> anyhow::Result<Component> {
+    let hex = cyfr_core::crypto::sha256_hex(wasm);
+    let name = format!("router-{hex}.cwasm");
+    if let Some(c) = cache.and_then(|cache| cache.load(engine, &name, &hex)) {
+        return Ok(c);
     }
     let component = Component::from_binary(engine, wasm)
         .map_err(anyhow::Error::from)
         .context("compiling the router component")?;
-    if let Some(path) = path {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let written = component
-            .serialize()
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| {
-                std::fs::create_dir_all(path.parent().unwrap())?;
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, &path)?;
-                Ok(())
-            });
-        if let Err(e) = written {
+    if let Some(cache) = cache {
+        if let Err(e) = cache.store(&name, &hex, &component) {
             tracing::warn!(error = %e, "could not cache the compiled router");
         }
     }

@@ -273,3 +273,49 @@ fn only_the_caller_or_an_admin_can_cancel() {
     s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
     handle.join().unwrap();
 }
+
+#[test]
+fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_completes() {
+    let s = std::sync::Arc::new(Server::start());
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "60s"}));
+    let jt = register_json_transform(&s);
+    let a = s.key("a", "secret", &["execution"], json!({}));
+    let b = s.key("b", "secret", &["execution"], json!({}));
+    // A fills its share of the host's slots (16) with runs that never end by themselves.
+    let share = 16;
+    let loops: Vec<_> = (0..share)
+        .map(|_| {
+            let (s, a) = (s.clone(), a.clone());
+            std::thread::spawn(move || s.call(&a, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {"mode": "sleep"}})))
+        })
+        .collect();
+    // A's next run is refused at once with the rate-limit answer (until all 16 hold their
+    // places, an extra quick run may still get through: it just completes).
+    let mut busy = None;
+    for _ in 0..400 {
+        let r = s.call(&a, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1]}}));
+        if code(&r) == -33005 {
+            busy = Some(r);
+            break;
+        }
+        assert_eq!(r["result"]["structuredContent"]["status"], "completed", "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let busy = busy.expect("A's run past its share was never refused");
+    assert_eq!(busy["error"]["data"]["reason"], "busy", "{busy}");
+    assert!(busy["error"]["data"]["retry_after_ms"].as_u64().is_some(), "{busy}");
+    // B's run completes while A's runs are all still going.
+    let done = s.ok(&b, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1, 2]}}));
+    assert_eq!(done["result"]["sum"], 3, "{done}");
+    let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
+    let started: Vec<String> = listed["executions"].as_array().unwrap().iter().filter(|e| e["status"] == "started").map(|e| e["execution_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(started.len(), share, "A's runs were still running: {listed}");
+    for id in &started {
+        s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    }
+    for l in loops {
+        let r = l.join().unwrap();
+        assert_eq!(r["error"]["data"]["reason"], "cancelled", "none of A's share was refused: {r}");
+    }
+}

@@ -293,3 +293,39 @@ fn a_run_that_times_out_keeps_what_it_wrote() {
     assert_eq!(logs["status"], "timed_out", "{logs}");
     assert_eq!(logs["stdout"], "got this far\n", "{logs}");
 }
+
+#[test]
+fn a_formulas_children_count_against_its_callers_share_of_slots() {
+    let s = Arc::new(Server::start());
+    register_probe(&s);
+    let jt = register_json_transform(&s);
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.ok(&s.admin, "policy", json!({ "action": "set", "reference": PROBE, "field": "timeout", "value": "60s" }));
+    let a = s.key("a", "secret", &["execution"], json!({}));
+    let b = s.key("b", "secret", &["execution"], json!({}));
+    // One formula of A asks for 20 endless children at once: it holds one of A's 16 places,
+    // 15 children take the rest, and the other 5 are refused at once.
+    let sleeper = json!({ "reference": "r:test.endless-loop:0.1.0", "input": { "mode": "sleep" } });
+    let batch = json!([{ "fn": "batch", "req": { "invocations": vec![sleeper; 20] } }, { "fn": "wait_all", "of": 0 }]);
+    let (bg, key) = (s.clone(), a.clone());
+    let formula = std::thread::spawn(move || probe(&bg, &key, batch));
+    let children = || runs(&s, &a).into_iter().filter(|e| e["reference"] == "reagent:test.endless-loop:0.1.0").collect::<Vec<_>>();
+    let settled = (0..400).find_map(|_| {
+        let c = children();
+        let started = c.iter().filter(|e| e["status"] == "started").count();
+        let busy = c.iter().filter(|e| e["status"] == "failed" && e["error"].as_str().is_some_and(|m| m.contains("its share"))).count();
+        if started + busy == 20 {
+            return Some((started, busy));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        None
+    });
+    assert_eq!(settled, Some((15, 5)), "{:?}", children());
+    // B is not held back meanwhile.
+    let done = s.ok(&b, "execution", json!({ "action": "run", "reference": jt, "input": { "data": [1, 2] } }));
+    assert_eq!(done["result"]["sum"], 3, "{done}");
+    assert_eq!(children().iter().filter(|e| e["status"] == "started").count(), 15, "A's children were still running");
+    let parent = runs(&s, &a).into_iter().find(|e| e["reference"] == PROBE).unwrap();
+    s.ok(&s.admin, "execution", json!({ "action": "cancel", "execution_id": parent["execution_id"] }));
+    formula.join().unwrap();
+}

@@ -19,6 +19,8 @@ pub fn cyfr() -> Command {
     c.env("CARGO_TARGET_DIR", workspace().join("target/wasm"));
     // One compiled-code cache for every server the tests start: compile the router once.
     c.env("CYFR_CACHE_DIR", workspace().join("target/e2e-cache"));
+    // ... and the key its entries are sealed with, shared too, kept outside that directory.
+    c.env("CYFR_CACHE_KEY_FILE", workspace().join("target/e2e-cache.key"));
     // The key routers and `cyfr host`s share in tests that use remote hosts.
     c.env("CYFR_HOST_TOKEN_KEY", HOST_TOKEN_KEY);
     c.env_remove("CYFR_API_KEY").env_remove("CYFR_URL").env_remove("CYFR_DATA_DIR");
