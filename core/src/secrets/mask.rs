@@ -177,8 +177,10 @@ impl Forms {
     /// How many trailing bytes of a stream may still be the start of a form: the longest
     /// form with every byte escaped, plus line breaks.
     pub fn window(&self) -> usize {
-        let longest = self.longest();
-        longest * super::unescape::MAX_EXPANSION + 2 * (longest / 48 + 1)
+        match self.longest() {
+            0 => 0,
+            longest => longest * super::unescape::MAX_EXPANSION + 2 * (longest / 48 + 1),
+        }
     }
 
     /// Every string in `value` (keys included) with every form replaced.
