@@ -54,6 +54,29 @@ pub struct UpArgs {
     /// Browser origins allowed besides loopback ones (comma-separated, or *).
     #[arg(long, env = "CYFR_ALLOWED_ORIGINS")]
     allowed_origins: Option<String>,
+    /// Log format on stderr: `human` or `json` (one JSON object a line); filter with RUST_LOG.
+    #[arg(long, env = "CYFR_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+/// How the server logs to stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, with the request's span (request id, peer) on each.
+    Json,
+}
+
+/// Installs the log subscriber: stderr, `RUST_LOG` filter (default `info`).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second install (tests in one process) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
 }
 
 /// `http://ADDR` of a listening socket, with an unspecified IP (all interfaces) as loopback.
@@ -112,6 +135,7 @@ fn listen_addr(args: &UpArgs) -> String {
 
 /// Serves until interrupted.
 pub fn up(args: UpArgs, out: &Output) -> Result<()> {
+    init_tracing(args.log_format);
     if !db_path(&args.data_dir).exists() {
         bail!("{} is not initialized: run `cyfr init --data-dir {}` first", args.data_dir.display(), args.data_dir.display());
     }
@@ -167,10 +191,14 @@ pub struct HostArgs {
     /// Where `component.register {directory}` paths are resolved.
     #[arg(long, default_value = ".")]
     components: PathBuf,
+    /// Log format on stderr: `human` or `json`; filter with RUST_LOG.
+    #[arg(long, env = "CYFR_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
 }
 
 /// `cyfr host`: runs components for remote routers.
 pub fn host(args: HostArgs, out: &Output) -> Result<()> {
+    init_tracing(args.log_format);
     let token_key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("set CYFR_HOST_TOKEN_KEY: the key (32+ characters) shared with the routers that dispatch here"))?;
     let key = cyfr_host::host_server::HostKey::load_or_create(&args.data_dir)?;
     let executor = Arc::new(cyfr_host::executor::Executor::new(&args.data_dir.join("cache"))?);

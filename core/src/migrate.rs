@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_secrets.sql")),
     (3, include_str!("../../migrations/0003_refusals.sql")),
     (4, include_str!("../../migrations/0004_formulas.sql")),
+    (6, include_str!("../../migrations/0006_sessions.sql")),
 ];
 
 /// The newest schema version this build knows.
