@@ -8,5 +8,6 @@ mod cli;
 mod executions;
 mod formulas;
 mod hosts;
+mod net;
 mod secrets;
 mod transport;

@@ -123,7 +123,8 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
             return Err(err("Ciphertext too large"));
         }
         let rows = self.db.query("SELECT kid, kek_id, wrapped_private FROM session_keys WHERE session_hash = ?", &[session.into()]).await?;
-        let row = rows.first().ok_or_else(|| err("Session encryption key not found: initialize a new session"))?;
+        // No key yet means the ciphertext was sealed to some other session's key.
+        let row = rows.first().ok_or_else(|| err("Key ID mismatch: this session has no encryption key yet (read mcp+session://encryption/pubkey)"))?;
         if !crate::crypto::ct_eq(row.text("kid").as_bytes(), kid.as_bytes()) {
             return Err(err("Key ID mismatch"));
         }
