@@ -221,7 +221,7 @@ fn in_session(s: &Server, key: Option<&str>, sid: &str, method: &str, params: Js
 #[test]
 fn a_session_is_usable_only_by_the_key_that_opened_it() {
     let s = Server::start_with(&["--session-encryption"]);
-    let b = s.key("bee", "secret", &["secret"], json!({}));
+    let b = s.key("bee", "secret", &["secret.get", "secret.set"], json!({}));
     let a_sid = open_session(&s, Some(&s.admin));
     let pubkey = json!({"uri": "mcp+session://encryption/pubkey"});
     let (status, r) = in_session(&s, Some(&s.admin), &a_sid, "resources/read", pubkey.clone());
