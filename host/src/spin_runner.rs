@@ -180,12 +180,18 @@ impl SpinRunner {
         internal: Arc<dyn InternalService>,
     ) -> anyhow::Result<SpinRunner> {
         let limits = ServeLimits::from_env();
+        // `CYFR_ROUTER_INSTANCES` lowers the pool (tests exhaust it without 1024 requests).
+        let instances = std::env::var("CYFR_ROUTER_INSTANCES")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_CONCURRENT_INSTANCES);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
-            .total_core_instances(MAX_CONCURRENT_INSTANCES * 8)
-            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
-            .total_tables(MAX_CONCURRENT_INSTANCES * 4)
-            .total_stacks(MAX_CONCURRENT_INSTANCES)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
             .max_memory_size(MAX_INSTANCE_MEMORY)
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10);
@@ -246,7 +252,7 @@ impl SpinRunner {
             internal_authority: config.internal_authority.into(),
             internal,
             stop_ticker,
-            instance_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_INSTANCES as usize)),
+            instance_slots: Arc::new(tokio::sync::Semaphore::new(instances as usize)),
             anon: AnonLimiter::new(&limits),
             limits,
         })

@@ -251,6 +251,10 @@ fn a_session_is_usable_only_by_the_key_that_opened_it() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["result"]["isError"], false, "{r}");
     assert_eq!(in_session(&s, None, &a_sid, "ping", json!({})).0, 200);
+    // Nor can B end A's session.
+    let auth_b = format!("Bearer {b}");
+    assert_eq!(s.request(reqwest::Method::DELETE, &[("authorization", &auth_b), ("mcp-session-id", &a_sid)]), 404);
+    assert_eq!(in_session(&s, Some(&s.admin), &a_sid, "ping", json!({})).0, 200);
 
     // An anonymous session stays anonymous: no key may take it over, and it cannot read the
     // encryption key (nor can a request with no session).
@@ -261,4 +265,35 @@ fn a_session_is_usable_only_by_the_key_that_opened_it() {
     assert_eq!((status, code(&r)), (401, -33001), "{r}");
     let (status, r) = s.rpc(None, "resources/read", pubkey);
     assert_eq!((status, code(&r)), (401, -33001), "{r}");
+}
+
+#[test]
+fn requests_queue_for_a_router_instance_instead_of_getting_503() {
+    // Two router instances; a run that loops until its 3 s timeout holds one of them.
+    let s = std::sync::Arc::new(Server::start_env(&[], &[("CYFR_ROUTER_INSTANCES", "2")]));
+    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "3s"}));
+    let bg = s.clone();
+    let run = std::thread::spawn(move || bg.call(&bg.admin, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}})));
+    let mut running = false;
+    for _ in 0..200 {
+        let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
+        if listed["executions"].as_array().unwrap().iter().any(|e| e["status"] == "started") {
+            running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(running, "the loop never started");
+    // Eight requests at once for the one free instance: they wait their turn, none gets 503.
+    let pings: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || s.rpc(Some(&s.admin), "ping", json!({})).0)
+        })
+        .collect();
+    let statuses: Vec<u16> = pings.into_iter().map(|p| p.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&st| st == 200), "{statuses:?}");
+    let r = run.join().unwrap();
+    assert_eq!(code(&r), -33101, "{r}");
 }
