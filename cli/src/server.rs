@@ -57,6 +57,29 @@ pub struct UpArgs {
     /// Days finished runs and their logs are kept (default 30; 0 keeps them forever).
     #[arg(long, env = "CYFR_EXECUTION_RETENTION_DAYS")]
     execution_retention_days: Option<u64>,
+    /// Log format on stderr: `human` or `json` (one JSON object a line); filter with RUST_LOG.
+    #[arg(long, env = "CYFR_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+/// How the server logs to stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, with the request's span (request id, peer) on each.
+    Json,
+}
+
+/// Installs the log subscriber: stderr, `RUST_LOG` filter (default `info`).
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second install (tests in one process) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
 }
 
 /// `http://ADDR` of a listening socket, with an unspecified IP (all interfaces) as loopback.
@@ -115,6 +138,7 @@ fn listen_addr(args: &UpArgs) -> String {
 
 /// Serves until interrupted.
 pub fn up(args: UpArgs, out: &Output) -> Result<()> {
+    init_tracing(args.log_format);
     if !db_path(&args.data_dir).exists() {
         bail!("{} is not initialized: run `cyfr init --data-dir {}` first", args.data_dir.display(), args.data_dir.display());
     }
@@ -173,10 +197,14 @@ pub struct HostArgs {
     /// Where `component.register {directory}` paths are resolved.
     #[arg(long, default_value = ".")]
     components: PathBuf,
+    /// Log format on stderr: `human` or `json`; filter with RUST_LOG.
+    #[arg(long, env = "CYFR_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
 }
 
 /// `cyfr host`: runs components for remote routers.
 pub fn host(args: HostArgs, out: &Output) -> Result<()> {
+    init_tracing(args.log_format);
     let token_key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("set CYFR_HOST_TOKEN_KEY: the key (32+ characters) shared with the routers that dispatch here"))?;
     let key = cyfr_host::host_server::HostKey::load_or_create(&args.data_dir)?;
     let code_key = cyfr_host::code_cache::CacheKey::load_or_create(&cyfr_host::code_cache::key_file(&args.data_dir))?;

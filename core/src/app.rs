@@ -103,6 +103,20 @@ impl<D: Db, X: Dispatch, E: Env> App<D, X, E> {
         let Some(id) = req.header("mcp-session-id") else {
             return rpc_error(None, &Error::new(Code::SessionRequired, "DELETE /mcp needs an MCP-Session-Id header"), 400);
         };
+        // Only the session's own key ends it (the session id alone acts for that key, as on
+        // POST); any other key is told the session does not exist.
+        if let Some(raw) = crate::auth::bearer(req) {
+            let now = self.env.now_ms();
+            let who = match crate::auth::authenticate_key(&self.db, &self.config, req, raw, now).await {
+                Ok(who) => who,
+                Err(e) => return rpc_error(None, &e, 0),
+            };
+            match sessions::touch(&self.db, id, now, self.config.session_ttl_ms).await {
+                Ok(Some(s)) if s.key_id.as_deref() == Some(who.key.id.as_str()) => {}
+                Ok(_) => return rpc_error(None, &Error::new(Code::SessionExpired, "session not found or expired"), 404),
+                Err(e) => return rpc_error(None, &e, 500),
+            }
+        }
         match sessions::delete(&self.db, id).await {
             Ok(true) => HttpResponse::empty(204),
             Ok(false) => rpc_error(None, &Error::new(Code::SessionExpired, "session not found or expired"), 404),

@@ -57,19 +57,30 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
         return HttpResponse::empty(202);
     };
-    if method == "ping" {
+    if method == "ping" && session.is_none() {
         return ok(Some(id), json!({}));
-    }
-    if method.starts_with("resources/") {
-        return match resources(app, method, &params, session.as_ref()).await {
-            Ok(v) => ok(Some(id), v),
-            Err(e) => rpc_error(Some(id), &e, 0),
-        };
     }
     let identity = match identify(app, req, session.as_ref(), now).await {
         Ok(i) => i,
         Err(e) => return rpc_error(Some(id), &e, 0),
     };
+    // A session belongs to the key that opened it (or to no key, if opened anonymously): any
+    // other caller is told it does not exist (404, as for an unknown id), so it can neither
+    // use the session nor learn that it is live.
+    if let Some(s) = &session {
+        if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
+            return rpc_error(Some(id), &Error::new(Code::SessionExpired, "session not found or expired; initialize a new one"), 404);
+        }
+    }
+    if method == "ping" {
+        return ok(Some(id), json!({}));
+    }
+    if method.starts_with("resources/") {
+        return match resources(app, method, &params, session.as_ref(), identity.as_ref()).await {
+            Ok(v) => ok(Some(id), v),
+            Err(e) => rpc_error(Some(id), &e, 0),
+        };
+    }
     let result = match method {
         "tools/list" => require(identity).map(|_| json!({ "tools": tools::definitions() })),
         "tools/call" => match require(identity) {
@@ -102,11 +113,8 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRe
     };
     let sid = sessions::create(&app.db, &app.env, key_id.as_deref(), version, app.config.session_ttl_ms).await?;
     let mut capabilities = json!({ "tools": { "listChanged": false } });
+    // The session's key pair is made when first read (`resources/read`), not here.
     if app.config.session_encryption {
-        if let Some(kms) = &app.config.kms {
-            let hash = crate::crypto::sha256_hex(sid.as_bytes());
-            sealed::create(&app.db, &**kms, &app.env, &hash, app.env.now_ms() + app.config.session_ttl_ms).await?;
-        }
         capabilities["resources"] = json!({ "subscribe": false, "listChanged": false });
     }
     let result = json!({
@@ -144,7 +152,13 @@ fn require(identity: Option<Identity>) -> Result<Identity> {
 }
 
 /// `resources/list` and `resources/read`: the session's encryption public key.
-async fn resources<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, method: &str, params: &Json, session: Option<&sessions::Session>) -> Result<Json> {
+async fn resources<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    method: &str,
+    params: &Json,
+    session: Option<&sessions::Session>,
+    identity: Option<&Identity>,
+) -> Result<Json> {
     match method {
         "resources/list" => {
             let list = if app.config.session_encryption {
@@ -169,8 +183,14 @@ async fn resources<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, method: &str,
             if !app.config.session_encryption {
                 return Err(Error::invalid_params("Session encryption is not enabled"));
             }
+            // Only the session's own key may read (and so create) its encryption key; the
+            // caller was already checked against the session's key.
+            if identity.is_none() {
+                return Err(Error::new(Code::AuthRequired, "Authentication required: the encryption key belongs to an authenticated MCP session"));
+            }
             let session = session.ok_or_else(|| Error::new(Code::SessionRequired, "the encryption key belongs to an MCP session: send MCP-Session-Id"))?;
-            let info = sealed::public_info(&app.db, &session.id_hash).await?;
+            let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("session encryption needs master keys (master_keys)"))?;
+            let info = sealed::public_info(&app.db, kms, &app.env, &session.id_hash, app.env.now_ms() + app.config.session_ttl_ms).await?;
             Ok(json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": info.to_string() }] }))
         }
         other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),

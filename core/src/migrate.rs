@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/0003_refusals.sql")),
     (4, include_str!("../../migrations/0004_formulas.sql")),
     (5, include_str!("../../migrations/0005_lineage.sql")),
+    (6, include_str!("../../migrations/0006_sessions.sql")),
     (7, include_str!("../../migrations/0007_sealed_values.sql")),
 ];
 

@@ -9,7 +9,9 @@ use base64::Engine;
 use bytes::Bytes;
 use cyfr_core::host_api::{HostClaims, HostError, RunRequest};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
+use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tracing::Instrument as _;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -97,9 +99,11 @@ impl HostServer {
         Ok(HostServer { api, key, decoding_key, validation, seen: Mutex::new(HashMap::new()) })
     }
 
-    fn check_token(&self, req: &http::Request<Bytes>) -> std::result::Result<(), http::Response<Bytes>> {
+    /// Checks the token from the headers alone (signature, audience, expiry, lifetime, `jti`
+    /// once), before any body is read; returns the `req` binding to check against the body.
+    fn check_token(&self, req: &http::request::Parts) -> std::result::Result<String, http::Response<Bytes>> {
         let token = req
-            .headers()
+            .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -110,16 +114,21 @@ impl HostServer {
         if c.exp.saturating_sub(c.iat) > MAX_TOKEN_LIFETIME_SECS {
             return Err(error(401, "unauthorized", "host token lives too long"));
         }
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let binding = HostClaims::binding(req.method().as_str(), path, req.body());
-        if !cyfr_core::crypto::ct_eq(c.req.as_bytes(), binding.as_bytes()) {
-            return Err(error(401, "unauthorized", "host token was signed for another request"));
-        }
         let now = now_secs();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, exp| *exp + 10 >= now);
         if seen.insert(c.jti.clone(), c.exp).is_some() {
             return Err(error(401, "unauthorized", "host token replayed"));
+        }
+        Ok(c.req)
+    }
+
+    /// The token's `req` claim must be this very request: method, path and body hash.
+    fn check_binding(claimed: &str, req: &http::Request<Bytes>) -> std::result::Result<(), http::Response<Bytes>> {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let binding = HostClaims::binding(req.method().as_str(), path, req.body());
+        if !cyfr_core::crypto::ct_eq(claimed.as_bytes(), binding.as_bytes()) {
+            return Err(error(401, "unauthorized", "host token was signed for another request"));
         }
         Ok(())
     }
@@ -149,10 +158,40 @@ impl HostServer {
         serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", format!("{field} does not hold what a run request needs there")))
     }
 
-    async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
-        if let Err(r) = self.check_token(&req) {
+    /// Token first (headers only), then the body under a size cap and a deadline, then the
+    /// token's binding to that body: a request without a valid token costs no body read.
+    async fn serve_request(&self, req: http::Request<hyper::body::Incoming>, body_timeout: Duration) -> http::Response<Bytes> {
+        let (parts, body) = req.into_parts();
+        let claimed = match self.check_token(&parts) {
+            Ok(c) => c,
+            Err(r) => return close(r),
+        };
+        let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return close(error(413, "too_large", format!("request body over {MAX_BODY} bytes")));
+        }
+        let body = match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY).collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return close(error(413, "too_large", format!("request body over {MAX_BODY} bytes")));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("reading request body: {e}");
+                return close(error(400, "bad_request", "the request body could not be read"));
+            }
+            Err(_) => {
+                tracing::warn!("refused 408: request body not received in time");
+                return close(error(408, "timeout", "the request body was not received in time"));
+            }
+        };
+        let req = http::Request::from_parts(parts, body);
+        if let Err(r) = Self::check_binding(&claimed, &req) {
             return r;
         }
+        self.respond(req).await
+    }
+
+    async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         // A run is handed over opened, not written back to JSON with its secrets in clear.
         if req.method() == http::Method::POST && req.uri().path() == cyfr_core::host_api::RUN_PATH {
             return match self.unseal(req.body()) {
@@ -163,11 +202,14 @@ impl HostServer {
         self.api.respond(req).await
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, under the connection caps and read deadlines of
+    /// [`ServeLimits::from_env`].
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let limits = ServeLimits::from_env();
+        let gate = ConnGate::new(&limits);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 a = listener.accept() => match a {
                     Ok(x) => x,
@@ -178,21 +220,44 @@ impl HostServer {
                     }
                 },
             };
+            // Over a cap the connection is closed unread.
+            let permit = match gate.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!(peer = %peer.ip(), "connection refused: {why:?} connection cap reached");
+                    drop(stream);
+                    continue;
+                }
+            };
             let this = self.clone();
+            let limits = limits.clone();
             tokio::spawn(async move {
+                let _permit = permit;
+                let body_timeout = limits.body_timeout;
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let this = this.clone();
                     async move {
-                        let (parts, body) = req.into_parts();
-                        let resp = match Limited::new(body, MAX_BODY).collect().await {
-                            Ok(b) => this.respond(http::Request::from_parts(parts, b.to_bytes())).await,
-                            Err(_) => error(413, "too_large", format!("request body over {MAX_BODY} bytes")),
-                        };
+                        let rid = request_id(req.headers().get("x-request-id"));
+                        let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
+                        let mut resp = this.serve_request(req, body_timeout).instrument(span).await;
+                        if let Ok(v) = http::HeaderValue::from_str(&rid) {
+                            resp.headers_mut().insert("x-request-id", v);
+                        }
                         Ok::<_, Infallible>(resp.map(Full::new))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }
+}
+
+/// Marks a response as the connection's last: its request body was not (fully) read.
+fn close(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
+    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp
 }

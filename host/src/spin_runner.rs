@@ -13,6 +13,7 @@
 //! `spin-component-route` headers, as for a component mounted at route `/...`; any
 //! client-sent headers of those names are removed first, so they cannot be spoofed.
 
+pub mod limits;
 mod outbound;
 mod spin_host;
 
@@ -38,14 +39,23 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::db::LocalDb;
+use limits::{AnonLimiter, ConnGate, ServeLimits};
 use outbound::OutboundHooks;
+use tracing::Instrument as _;
 use spin_host::{SpinCtxView, SpinState, SpinView};
 
 /// Largest request body accepted; larger requests get `413 Payload Too Large`.
 pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
 
-/// Most requests (router instances) in flight at once; past it requests get `503`.
-pub const MAX_CONCURRENT_INSTANCES: u32 = 256;
+/// Most router instances at once: as many as connections may be open (each serves one
+/// request at a time), so open connections alone never exhaust the pool.
+pub const MAX_CONCURRENT_INSTANCES: u32 = 1024;
+
+/// How long a request waits for a free router instance before it gets `503`.
+const INSTANCE_WAIT: Duration = Duration::from_secs(5);
+
+/// How often expired sessions are purged while serving.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Largest linear memory a router instance may grow to.
 pub const MAX_INSTANCE_MEMORY: usize = 1 << 30;
@@ -104,6 +114,10 @@ pub struct SpinRunner {
     internal_authority: Arc<str>,
     internal: Arc<dyn InternalService>,
     stop_ticker: Arc<AtomicBool>,
+    /// Free router instance slots: a request waits here (briefly) instead of failing at once.
+    instance_slots: Arc<tokio::sync::Semaphore>,
+    limits: ServeLimits,
+    anon: AnonLimiter,
 }
 
 const _: () = {
@@ -165,12 +179,19 @@ impl SpinRunner {
         config: RouterConfig,
         internal: Arc<dyn InternalService>,
     ) -> anyhow::Result<SpinRunner> {
+        let limits = ServeLimits::from_env();
+        // `CYFR_ROUTER_INSTANCES` lowers the pool (tests exhaust it without 1024 requests).
+        let instances = std::env::var("CYFR_ROUTER_INSTANCES")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(MAX_CONCURRENT_INSTANCES);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
-            .total_core_instances(MAX_CONCURRENT_INSTANCES * 8)
-            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
-            .total_tables(MAX_CONCURRENT_INSTANCES * 4)
-            .total_stacks(MAX_CONCURRENT_INSTANCES)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
             .max_memory_size(MAX_INSTANCE_MEMORY)
             .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10);
@@ -231,6 +252,9 @@ impl SpinRunner {
             internal_authority: config.internal_authority.into(),
             internal,
             stop_ticker,
+            instance_slots: Arc::new(tokio::sync::Semaphore::new(instances as usize)),
+            anon: AnonLimiter::new(&limits),
+            limits,
         })
     }
 
@@ -265,8 +289,9 @@ impl SpinRunner {
 
     /// Handles one request in a fresh router instance. `peer` is the client's real address.
     ///
-    /// A body over [`MAX_REQUEST_BODY`] gets `413` without running the guest, and `503` is
-    /// returned when all [`MAX_CONCURRENT_INSTANCES`] instance slots are busy. Fails if the
+    /// A body over [`MAX_REQUEST_BODY`] gets `413` without running the guest, a bad `Host`
+    /// `400`, and `503` is returned when all [`MAX_CONCURRENT_INSTANCES`] instance slots stay
+    /// busy for [`INSTANCE_WAIT`]. Fails if the
     /// guest traps or produces no (or an error) response (`serve` turns that into a `500`).
     /// The response body is buffered, and returned once the guest invocation has completed.
     pub async fn handle(
@@ -277,13 +302,29 @@ impl SpinRunner {
         if req.body().len() > MAX_REQUEST_BODY {
             return Ok(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
         }
-        let req = prepare_request(req, peer)?;
+        let req = match prepare_request(req, peer) {
+            Ok(r) => r,
+            // The client's Host (or path) cannot form a URL: its fault, not ours.
+            Err(e) => {
+                tracing::debug!(peer = %peer.ip(), "bad request: {e}");
+                return Ok(simple_response(StatusCode::BAD_REQUEST));
+            }
+        };
 
+        // Wait briefly for a slot rather than refusing at once; the permit lives as long as
+        // the instance (it moves into the guest task).
+        let permit = match tokio::time::timeout(INSTANCE_WAIT, self.instance_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                tracing::warn!(peer = %peer.ip(), "router instance pool exhausted");
+                return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
+            }
+        };
         let mut store = self.new_store();
         let proxy = match self.pre.instantiate_async(&mut store).await {
             Ok(proxy) => proxy,
             Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
-                tracing::warn!("router instance pool exhausted: {e}");
+                tracing::warn!(peer = %peer.ip(), "router instance pool exhausted: {e}");
                 return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
             }
             Err(e) => return Err(anyhow::Error::from(e).context("instantiating the router")),
@@ -295,12 +336,19 @@ impl SpinRunner {
         let incoming = http.new_incoming_request(Scheme::Http, req)?;
         let outparam = http.new_response_outparam(tx)?;
 
-        let guest = tokio::spawn(async move {
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await
-        });
+        let guest = tokio::spawn(
+            async move {
+                let r = proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await;
+                // The slot is free once the instance is gone.
+                drop(store);
+                drop(permit);
+                r
+            }
+            .in_current_span(),
+        );
 
         match rx.await {
             Ok(Ok(response)) => {
@@ -351,6 +399,8 @@ impl SpinRunner {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
+        let gate = ConnGate::new(&self.limits);
+        let purge = tokio::spawn(purge_loop(self.db.clone(), Arc::downgrade(&self)));
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -366,16 +416,31 @@ impl SpinRunner {
                     }
                 },
             };
+            // Over a cap the connection is closed unread: it holds nothing.
+            let permit = match gate.admit(peer.ip()) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!(peer = %peer.ip(), "connection refused: {}", match why {
+                        limits::ConnRefused::Total => "server connection cap reached",
+                        limits::ConnRefused::PerPeer => "per-peer connection cap reached",
+                    });
+                    drop(stream);
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let this = self.clone();
             let mut stop_rx = stop_rx.clone();
+            let header_timeout = self.limits.header_timeout;
             connections.spawn(async move {
+                let _permit = permit;
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
                     async move { Ok::<_, Infallible>(this.serve_one(req, peer).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let mut conn = std::pin::pin!(conn);
                 let stopped = async move {
@@ -394,6 +459,7 @@ impl SpinRunner {
             });
         }
         drop(listener);
+        purge.abort();
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while connections.join_next().await.is_some() {}
@@ -411,33 +477,102 @@ impl SpinRunner {
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> http::Response<Full<Bytes>> {
+        let rid = limits::request_id(req.headers().get("x-request-id"));
+        let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
+        let mut resp = self.serve_one_inner(req, peer, &rid).instrument(span).await;
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        }
+        resp.map(Full::new)
+    }
+
+    async fn serve_one_inner(
+        &self,
+        mut req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        rid: &str,
+    ) -> http::Response<Bytes> {
+        // Requests without credentials are rate-limited per peer before anything else runs
+        // (SQL, a router instance): anonymous floods cost a map lookup.
+        if !req.headers().contains_key(http::header::AUTHORIZATION) {
+            if let Err(wait) = self.anon.check(peer.ip()) {
+                tracing::warn!("refused 429: anonymous request rate exceeded");
+                let mut r = simple_response(StatusCode::TOO_MANY_REQUESTS);
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                return r;
+            }
+        }
         let declared = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
-            return simple_response(StatusCode::PAYLOAD_TOO_LARGE).map(Full::new);
+            return close(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        // The router sees the id this request is logged under.
+        if let Ok(v) = HeaderValue::from_str(rid) {
+            req.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return simple_response(StatusCode::PAYLOAD_TOO_LARGE).map(Full::new);
+        // One deadline for the whole body: a client that stalls mid-body holds nothing long.
+        let read = tokio::time::timeout(self.limits.body_timeout, Limited::new(body, MAX_REQUEST_BODY).collect()).await;
+        let body = match read {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return close(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
             }
-            Err(e) => {
-                tracing::debug!(%peer, "reading request body: {e}");
-                return simple_response(StatusCode::BAD_REQUEST).map(Full::new);
+            Ok(Err(e)) => {
+                tracing::debug!("reading request body: {e}");
+                return close(simple_response(StatusCode::BAD_REQUEST));
+            }
+            Err(_) => {
+                tracing::warn!("refused 408: request body not received in time");
+                return close(simple_response(StatusCode::REQUEST_TIMEOUT));
             }
         };
         match self
             .handle(http::Request::from_parts(parts, body), peer)
             .await
         {
-            Ok(resp) => resp.map(Full::new),
+            Ok(resp) => resp,
             Err(e) => {
-                tracing::error!(%peer, "router request failed: {e:?}");
-                simple_response(StatusCode::INTERNAL_SERVER_ERROR).map(Full::new)
+                tracing::error!("router request failed: {e:?}");
+                simple_response(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Marks a response as the connection's last: its request body was not (fully) read.
+fn close(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
+    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Deletes expired sessions (and their keys) in bounded batches, off the request path, and
+/// forgets idle peers of the anonymous limiter; ends when the runner is gone.
+async fn purge_loop(db: Arc<LocalDb>, runner: std::sync::Weak<SpinRunner>) {
+    let core = crate::core_db::CoreDb(db);
+    loop {
+        tokio::time::sleep(PURGE_EVERY).await;
+        let Some(runner) = runner.upgrade() else { return };
+        runner.anon.forget_idle();
+        drop(runner);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // Batches of 100 with a yield between: a backlog never holds the database long.
+        for _ in 0..1000 {
+            match cyfr_core::sessions::purge_expired(&core, now).await {
+                Ok(n) if n >= cyfr_core::sessions::PURGE_BATCH => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("purging expired sessions: {e}");
+                    break;
+                }
             }
         }
     }
@@ -573,6 +708,47 @@ mod tests {
             req.uri().path_and_query().unwrap().as_str(),
             "/api/v1/x?y=1"
         );
+    }
+
+    #[tokio::test]
+    async fn purge_removes_expired_sessions_and_their_keys() {
+        use cyfr_core::db::Db as _;
+        let dir = std::env::temp_dir().join(format!("cyfr-purge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = crate::core_db::CoreDb(Arc::new(LocalDb::open(dir.join("t.db")).await.unwrap()));
+        cyfr_core::migrate::migrate(&db).await.unwrap();
+        let env = crate::core_db::NativeEnv;
+        let kms = cyfr_core::secrets::kms::LocalKms::new(vec![zeroize::Zeroizing::new([7u8; 32])]).unwrap();
+        let now = cyfr_core::env::Env::now_ms(&env);
+        // 150 sessions that expire at once (more than one batch), one that lives on.
+        let mut expired = Vec::new();
+        for _ in 0..150 {
+            expired.push(cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 1).await.unwrap());
+        }
+        let live = cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 3_600_000).await.unwrap();
+        for sid in [&expired[0], &expired[149], &live] {
+            let hash = cyfr_core::crypto::sha256_hex(sid.as_bytes());
+            cyfr_core::secrets::sealed::public_info(&db, &kms, &env, &hash, now + 1).await.unwrap();
+        }
+        let count = |sql: &'static str| {
+            let db = &db;
+            async move { db.query(sql, &[]).await.unwrap().first().unwrap().int("n") }
+        };
+        assert_eq!(count("SELECT count(*) AS n FROM session_keys").await, 3);
+        let later = now + 10_000;
+        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 100);
+        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 50);
+        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 0);
+        assert_eq!(count("SELECT count(*) AS n FROM sessions").await, 1);
+        assert_eq!(count("SELECT count(*) AS n FROM session_keys").await, 1);
+        let live_hash = cyfr_core::crypto::sha256_hex(live.as_bytes());
+        let rows = db.query("SELECT session_hash FROM session_keys", &[]).await.unwrap();
+        assert_eq!(rows.first().unwrap().text("session_hash"), live_hash);
+        // The purge is found by the index, not a scan.
+        let plan = db.query("EXPLAIN QUERY PLAN SELECT id_hash FROM sessions WHERE expires_at <= 1 ORDER BY expires_at LIMIT 100", &[]).await.unwrap();
+        assert!(format!("{:?}", plan.rows).contains("sessions_expires_at"), "{:?}", plan.rows);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -367,7 +367,9 @@ fn a_pynacl_sealed_user_key_reaches_the_api_ahead_of_the_org_key() {
 
     // Alice seals her own key to her session with real libsodium and stores it as hers.
     let sid = session_for(&s, &alice);
-    let r = s.in_session(&sid, "resources/read", json!({"uri": "mcp+session://encryption/pubkey"}));
+    // Read with Alice's own key: a session answers only the key that opened it.
+    let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "mcp+session://encryption/pubkey"}}).to_string();
+    let r = s.post(&[("authorization", &format!("Bearer {alice}")), ("mcp-session-id", &sid)], &read).2;
     let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
     let sealed = crate::secrets::nacl_seal(key["public_key"].as_str().unwrap(), ALICE);
     let r = call_in(&s, &alice, &sid, "secret", json!({"action": "set", "name": "ANTHROPIC_API_KEY", "scope": "user", "value": {"ciphertext": sealed, "kid": key["kid"]}}));

@@ -9,6 +9,7 @@ mod executions;
 mod formulas;
 mod hosts;
 mod lineage;
+mod net;
 mod sealed;
 mod secrets;
 mod transport;

@@ -119,22 +119,33 @@ impl Server {
 
     /// Same, with extra `cyfr up` arguments.
     pub fn start_with(extra: &[&str]) -> Server {
+        Server::start_env(extra, &[])
+    }
+
+    /// Same, with extra `cyfr up` arguments and environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data = std::sync::Arc::new(TempDir::new("server"));
         let out = cyfr().args(["init", "--json", "--data-dir"]).arg(&data.0).output().unwrap();
         assert!(out.status.success(), "cyfr init failed: {}", String::from_utf8_lossy(&out.stderr));
         let init: Json = serde_json::from_slice(&out.stdout).unwrap();
         let admin = init["admin_key"].as_str().unwrap().to_string();
-        Server::up(data, admin, extra)
+        Server::up_env(data, admin, extra, env)
     }
 
     /// `cyfr up` over an existing data directory.
     pub fn up(data: std::sync::Arc<TempDir>, admin: String, extra: &[&str]) -> Server {
+        Server::up_env(data, admin, extra, &[])
+    }
+
+    /// `cyfr up` over an existing data directory, with environment variables.
+    pub fn up_env(data: std::sync::Arc<TempDir>, admin: String, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = cyfr()
             .args(["up", "--json", "--listen", "127.0.0.1:0", "--components"])
             .arg(workspace())
             .arg("--data-dir")
             .arg(&data.0)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             // The server's log stays in the data directory, where leak tests search it.
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(data.0.join("server.log")).unwrap())

@@ -26,7 +26,8 @@ fn err(msg: &str) -> Error {
     Error::invalid_params(msg)
 }
 
-/// Makes the session's key pair. Called once, at `initialize`.
+/// Makes the session's key pair unless it has one. Called when the key is first asked for
+/// (the pubkey resource), not at `initialize`: anonymous `initialize` floods cost no keys.
 pub async fn create(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: &str, expires_at: u64) -> Result<()> {
     let mut secret = Zeroizing::new([0u8; 32]);
     env.fill_random(&mut *secret);
@@ -34,14 +35,14 @@ pub async fn create(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: 
     let pk = sk.public_key();
     let kid = kid_of(pk.as_bytes());
     let (kek, wrapped) = kms.wrap(env, &*secret, &context(session_hash)).await?;
+    // DO NOTHING, not REPLACE: of two concurrent first reads, the key the first one published
+    // stays the session's key. Expired keys are purged with their sessions
+    // (`sessions::purge_expired`), not here.
     db.query(
-        "INSERT OR REPLACE INTO session_keys (session_hash, kid, public_key, kek_id, wrapped_private, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO session_keys (session_hash, kid, public_key, kek_id, wrapped_private, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session_hash) DO NOTHING",
         &[session_hash.into(), kid.into(), Value::Blob(pk.as_bytes().to_vec()), kek.into(), Value::Blob(wrapped), Value::Integer(expires_at as i64)],
     )
     .await?;
-    // Keys of sessions that ended are deleted as new ones are made: a key lives exactly as
-    // long as its session.
-    db.query("DELETE FROM session_keys WHERE session_hash NOT IN (SELECT id_hash FROM sessions WHERE expires_at > ?)", &[Value::Integer(env.now_ms() as i64)]).await?;
     Ok(())
 }
 
@@ -71,9 +72,15 @@ pub fn kid_of(public_key: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(public_key)[..8])
 }
 
-/// The public half, as the `mcp+session://encryption/pubkey` resource describes it.
-pub async fn public_info(db: &impl Db, session_hash: &str) -> Result<Json> {
-    let rows = db.query("SELECT kid, public_key FROM session_keys WHERE session_hash = ?", &[session_hash.into()]).await?;
+/// The public half, as the `mcp+session://encryption/pubkey` resource describes it; the key
+/// pair is made on the first read.
+pub async fn public_info(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: &str, expires_at: u64) -> Result<Json> {
+    let select = "SELECT kid, public_key FROM session_keys WHERE session_hash = ?";
+    let mut rows = db.query(select, &[session_hash.into()]).await?;
+    if rows.rows.is_empty() {
+        create(db, kms, env, session_hash, expires_at).await?;
+        rows = db.query(select, &[session_hash.into()]).await?;
+    }
     let row = rows.first().ok_or_else(|| Error::new(Code::SessionExpired, "this session has no encryption key; initialize a new session"))?;
     Ok(json!({
         "kid": row.text("kid"),
@@ -116,7 +123,8 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
             return Err(err("Ciphertext too large"));
         }
         let rows = self.db.query("SELECT kid, kek_id, wrapped_private FROM session_keys WHERE session_hash = ?", &[session.into()]).await?;
-        let row = rows.first().ok_or_else(|| err("Session encryption key not found: initialize a new session"))?;
+        // No key yet means the ciphertext was sealed to some other session's key.
+        let row = rows.first().ok_or_else(|| err("Key ID mismatch: this session has no encryption key yet (read mcp+session://encryption/pubkey)"))?;
         if !crate::crypto::ct_eq(row.text("kid").as_bytes(), kid.as_bytes()) {
             return Err(err("Key ID mismatch"));
         }
