@@ -131,6 +131,9 @@ pub struct CatalystCtx {
     pub egress: cyfr_core::host_api::Egress,
     /// Time limits and resolver for outbound HTTP (defaults: 30 s, 60 s, the system resolver).
     pub options: egress::Options,
+    /// Values the guest holds but that are secret all the same (opened `encrypted_secrets`):
+    /// redacted from refusals and logs like granted secrets, never handed out by name.
+    pub redact: Vec<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for CatalystCtx {
@@ -156,6 +159,7 @@ impl CatalystCtx {
             secrets,
             egress,
             options: egress::Options::default(),
+            redact: Vec::new(),
         }
     }
 }
@@ -705,6 +709,7 @@ impl Executor {
                 ctx.options.clone(),
                 host_deadline,
             )
+            .also_redacting(&ctx.redact)
         });
         let formula = formula.map(|link| FormulaSession::new(link.clone(), host_deadline));
         let state = State {

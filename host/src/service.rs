@@ -79,7 +79,11 @@ impl HostApi {
         match run.component_type.as_str() {
             "reagent" => {}
             "catalyst" => match &run.egress {
-                Some(egress) => catalyst = Some(CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone())),
+                Some(egress) => {
+                    let mut ctx = CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone());
+                    ctx.redact = opened_values(&run.redact);
+                    catalyst = Some(ctx)
+                }
                 None => return error(400, "policy_required", format!("catalyst {} came without an egress policy; it is not run", run.reference)),
             },
             "formula" => match run.callback.clone() {
@@ -115,7 +119,7 @@ impl HostApi {
         .await;
         // The run's granted secrets and the opened values its input holds: whatever goes back
         // (output, logs, refused URLs) holds neither, even before the router scrubs it again.
-        let opened: Vec<zeroize::Zeroizing<Vec<u8>>> = run.redact.iter().filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()).map(zeroize::Zeroizing::new).collect();
+        let opened = opened_values(&run.redact);
         let forms = cyfr_core::secrets::mask::Forms::new(run.secrets.values().map(|v| v.as_bytes()).chain(opened.iter().map(|v| v.as_slice())));
         let scrub = |t: &str| forms.redact(t);
         // Refused requests are logged as `cyfr egress: refused …` lines after the guest's stderr.
@@ -175,6 +179,11 @@ impl LocalRouter for RunnerRouter {
             runner.handle(req, SocketAddr::from(([127, 0, 0, 1], 0))).await
         })
     }
+}
+
+/// The opened values a run's input holds (base64 on the wire).
+fn opened_values(redact: &[String]) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+    redact.iter().filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()).map(zeroize::Zeroizing::new).collect()
 }
 
 /// Reads `cyfr-manifest.json` and `{type}.wasm` from `dir`, which must lie under `root`.

@@ -119,7 +119,13 @@ fn a_sealed_value_in_a_refused_url_is_redacted_from_the_answer_and_the_records()
         let records = all_records(&s);
         assert!(records.contains("domain_blocked"), "remote={remote}: {records}");
         assert!(!records.contains(SEALED), "remote={remote}: the records hold the sealed value: {records}");
+        // Nor any log (the server's, and the host's, which logs each refusal).
         s.assert_nowhere_on_disk(SEALED);
+        if let Some(h) = &h {
+            let log = std::fs::read_to_string(h.data.0.join("host.log")).unwrap_or_default();
+            assert!(log.contains("egress refused"), "the host logged no refusal: {log}");
+            assert!(!log.contains(SEALED), "the host's log holds the sealed value: {log}");
+        }
     }
 }
 

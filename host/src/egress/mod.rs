@@ -530,6 +530,15 @@ impl Session {
         }
     }
 
+    /// The same session, redacting `values` too (secret, though not granted by name).
+    pub fn also_redacting(mut self, values: &[Zeroizing<Vec<u8>>]) -> Session {
+        if !values.is_empty() {
+            let all = self.secrets.values().map(|v| v.as_bytes().to_vec()).chain(values.iter().map(|v| v.to_vec()));
+            self.redactor = Redactor::new(all);
+        }
+        self
+    }
+
     /// `cyfr:secrets/read.get`.
     pub fn secret(&self, name: &str) -> Result<String, String> {
         match self.secrets.get(name) {
