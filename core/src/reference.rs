@@ -130,8 +130,16 @@ pub struct Semver {
 impl Semver {
     /// Parses `1.2.3`, `1.2.3-rc.1`, `1.2.3+build`.
     pub fn parse(s: &str) -> Option<Semver> {
-        let core = s.split('+').next()?;
+        let (core, build) = s.split_once('+').unwrap_or((s, ""));
         let (nums, pre) = core.split_once('-').unwrap_or((core, ""));
+        // SemVer 2.0 identifiers only: a `:` or `{` in a pre-release made versions that
+        // manifests accepted but no reference could name (found by fuzzing).
+        let ident = |i: &str| !i.is_empty() && i.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
+        if (!pre.is_empty() && !pre.split('.').all(|i| ident(i) && !(i.len() > 1 && i.starts_with('0') && i.bytes().all(|c| c.is_ascii_digit()))))
+            || (s.contains('+') && !build.split('.').all(ident))
+        {
+            return None;
+        }
         let mut it = nums.split('.');
         let mut num = || -> Option<u64> {
             let p = it.next()?;
@@ -178,6 +186,16 @@ mod tests {
             assert_eq!(e.code, Code::ComponentNotFound, "{s}");
         }
         assert!(Reference::parse("r:local.x:1.0.0", Some(ComponentType::Catalyst)).is_err());
+    }
+
+    #[test]
+    fn semver_refuses_characters_outside_its_identifiers() {
+        for bad in ["0.1.0-{{secret:rc.1", "1.0.0-a:b", "1.0.0-", "1.0.0-a..b", "1.0.0-01", "1.0.0+", "1.0.0+a b", "1.0.0-rc.1+x:y"] {
+            assert!(Semver::parse(bad).is_none(), "{bad}");
+        }
+        for good in ["1.0.0-rc.1", "1.0.0-0a.1", "1.0.0-x-y", "1.0.0+build.5", "1.0.0-alpha+001"] {
+            assert!(Semver::parse(good).is_some(), "{good}");
+        }
     }
 
     #[test]
