@@ -96,6 +96,10 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
                 }
             }
             let mut w = std::mem::take(&mut *window.borrow_mut());
+            // The last window can be empty when the end falls on a report.
+            if finished && w.requests == 0 && !rss.is_empty() {
+                break;
+            }
             requests += w.requests;
             errors += w.errors;
             let now_rss = rss_mib();
