@@ -14,6 +14,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The fuzz smoke run (cyfr-fuzz is not a default member): seconds, a fresh sample each time.
+if [ "$#" -eq 0 ]; then
+  cargo test --locked -p cyfr-fuzz 2>&1 | tee -a "$log"
+  fuzz_status=${PIPESTATUS[0]}
+  [ "$status" -ne 0 ] || status=$fuzz_status
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"

@@ -21,6 +21,7 @@
 //!     [--breakdown] [--rate-limit 1000000/1s|none] [--policy-rate-limit 1000000/1s] [--no-build]
 //! cargo run --release -p cyfr-bench -- --catalyst [--concurrency 8] [...]
 //! cargo run --release -p cyfr-bench -- --formula [--concurrency 1] [...]
+//! cargo run --release -p cyfr-bench -- --soak [--minutes 10] [--rate 50]
 //! ```
 
 /// A progress line on stderr.
@@ -32,6 +33,7 @@ mod baseline;
 mod catalyst;
 mod formula;
 mod load;
+mod soak;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +96,16 @@ struct Args {
     /// Instead: the cost per child of a formula's `invoke.call` / `invoke.call-batch`.
     #[arg(long)]
     formula: bool,
+    /// Instead: a soak ([`soak`]): `--minutes` at `--rate` requests/s, mixed tools and runs,
+    /// with latency and RSS every 30 s; fails on any error.
+    #[arg(long, conflicts_with_all = ["catalyst", "formula", "breakdown"])]
+    soak: bool,
+    /// Soak length in minutes.
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Soak request rate (requests per second, all kinds together).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
     /// Do not build the wasm components; use what is in target/wasm.
     #[arg(long)]
     no_build: bool,
@@ -229,7 +241,7 @@ fn main() -> anyhow::Result<()> {
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 
     // Baseline (the default mode only).
-    let baseline = if args.catalyst || args.formula {
+    let baseline = if args.catalyst || args.formula || args.soak {
         None
     } else {
         say!("compiling the reagent for the baseline");
@@ -269,6 +281,7 @@ fn main() -> anyhow::Result<()> {
     let outcome = match baseline {
         _ if args.catalyst => catalyst::run(&bench, &args, rate_limit.as_deref()),
         _ if args.formula => formula::run(&bench, &args, rate_limit.as_deref()),
+        _ if args.soak => soak::run(&bench, args.minutes, args.rate),
         Some((base, base_addr)) => execution_run(&bench, &args, base, base_addr, rate_limit.as_deref()),
         None => unreachable!("the default mode has a baseline"),
     };

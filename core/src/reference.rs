@@ -197,6 +197,16 @@ mod tests {
     }
 
     #[test]
+    fn semver_refuses_characters_outside_its_identifiers() {
+        for bad in ["0.1.0-{{secret:rc.1", "1.0.0-a:b", "1.0.0-", "1.0.0-a..b", "1.0.0-01", "1.0.0+", "1.0.0+a b", "1.0.0-rc.1+x:y"] {
+            assert!(Semver::parse(bad).is_none(), "{bad}");
+        }
+        for good in ["1.0.0-rc.1", "1.0.0-0a.1", "1.0.0-x-y", "1.0.0+build.5", "1.0.0-alpha+001"] {
+            assert!(Semver::parse(good).is_some(), "{good}");
+        }
+    }
+
+    #[test]
     fn semver_orders_by_precedence_not_text() {
         let k = |s| Semver::parse(s).unwrap().sort_key();
         assert!(k("0.10.0") > k("0.9.0"));

@@ -12,6 +12,7 @@ pub mod executor;
 pub mod formula;
 pub mod host_server;
 pub mod keyring;
+pub mod recovery;
 pub mod spin_runner;
 pub mod core_db;
 pub mod service;

@@ -272,13 +272,21 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 /// Everything `cyfr up` runs, ready to serve.
 pub struct Server {
     runner: Arc<SpinRunner>,
+    /// Held while serving: one `cyfr up` per data directory.
+    _lock: std::fs::File,
 }
 
 impl Server {
     /// Opens the database, applies migrations, compiles the router and starts the executor.
     pub async fn start(opts: UpOptions) -> anyhow::Result<Server> {
+        let lock = crate::recovery::lock_data_dir(&opts.data_dir)?;
         let db = Arc::new(LocalDb::open(db_path(&opts.data_dir)).await?);
         cyfr_core::migrate::migrate(&CoreDb(db.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let abandoned = crate::recovery::fail_abandoned_runs(&db, now).await?;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "runs left `started` by a previous process marked failed");
+        }
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
         // The cache's key lives in the data directory, outside the cache (which may be elsewhere).
         let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(&crate::code_cache::key_file(&opts.data_dir))?);
@@ -323,7 +331,7 @@ impl Server {
         };
         let runner = Arc::new(SpinRunner::new(config, api)?);
         let _ = local_router.set(Arc::new(RunnerRouter(Arc::downgrade(&runner))));
-        Ok(Server { runner })
+        Ok(Server { runner, _lock: lock })
     }
 
     /// Serves until `shutdown` resolves.

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod catalysts;
 mod cli;
+mod crash;
 mod executions;
 mod formulas;
 mod hosts;

@@ -160,6 +160,11 @@ impl Server {
     }
 
     /// Stops the server and returns its data directory and admin key for a restart.
+    /// The server process's id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(mut self) -> (std::sync::Arc<TempDir>, String) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1182,38 +1182,66 @@ async fn read_body(ex: &mut Exchange, cap: u64, deadline: Instant) -> Result<Vec
 /// What a stream read hands out now: everything when `all`, else what can be released
 /// without splitting a UTF-8 sequence or a possible secret.
 fn emit(redactor: &Redactor, stream: &mut OpenStream, all: bool) -> String {
-    if stream.pending.is_empty() {
+    emit_pending(redactor, &mut stream.pending, stream.base64, all)
+}
+
+/// [`emit`] over a stream's held-back bytes alone (so the fuzzer can drive it without a connection).
+fn emit_pending(redactor: &Redactor, pending: &mut Vec<u8>, base64: bool, all: bool) -> String {
+    if pending.is_empty() {
         return String::new();
     }
-    if stream.base64 {
+    if base64 {
         let cut = if all {
-            stream.pending.len()
+            pending.len()
         } else {
-            redactor.safe_cut_bytes(&stream.pending)
+            redactor.safe_cut_bytes(pending)
         };
-        let out: Vec<u8> = stream.pending.drain(..cut).collect();
+        let out: Vec<u8> = pending.drain(..cut).collect();
         return if out.is_empty() {
             String::new()
         } else {
             B64.encode(redactor.bytes(&out))
         };
     }
-    let valid = match std::str::from_utf8(&stream.pending) {
+    let valid = match std::str::from_utf8(pending) {
         Ok(s) => s.len(),
         // An incomplete sequence at the end waits for the next chunk; invalid bytes are
         // replaced.
         Err(e) if e.error_len().is_none() && !all => e.valid_up_to(),
         Err(_) => {
-            let lossy = String::from_utf8_lossy(&stream.pending).into_owned();
-            stream.pending = lossy.into_bytes();
-            stream.pending.len()
+            let lossy = String::from_utf8_lossy(pending).into_owned();
+            *pending = lossy.into_bytes();
+            pending.len()
         }
     };
-    let text = std::str::from_utf8(&stream.pending[..valid]).expect("checked above");
+    let text = std::str::from_utf8(&pending[..valid]).expect("checked above");
     let cut = if all { valid } else { redactor.safe_cut(text) };
     let out = redactor.text(&text[..cut]);
-    stream.pending.drain(..cut);
+    pending.drain(..cut);
     out
+}
+
+/// Fuzzing entry points: the real parsing and stream redaction, without a connection.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a guest's `fetch` / `stream-open` request JSON: (method, url) or the guest's error.
+    pub fn parse_request(text: &str) -> Result<(String, String), String> {
+        super::parse_request(text).map(|r| (r.method, r.url))
+    }
+
+    /// Feeds `chunks` through a stream's hold-back and redaction as `stream-read` does
+    /// (text or base64 mode), then the final read; every piece handed out, in order.
+    pub fn stream(secrets: &[Vec<u8>], chunks: &[&[u8]], base64: bool) -> Vec<String> {
+        let redactor = super::Redactor::new(secrets.iter().cloned());
+        let mut pending = Vec::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            pending.extend_from_slice(c);
+            out.push(super::emit_pending(&redactor, &mut pending, base64, false));
+        }
+        out.push(super::emit_pending(&redactor, &mut pending, base64, true));
+        out
+    }
 }
 
 pub(crate) fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
