@@ -172,6 +172,14 @@ impl SpinView for RequestState {
 }
 
 impl SpinRunner {
+    /// The same runner held to `limits` instead of the defaults and `CYFR_*` overrides (an
+    /// embedding or a test that sends many anonymous requests from one address).
+    pub fn with_limits(mut self, limits: ServeLimits) -> SpinRunner {
+        self.anon = AnonLimiter::new(&limits);
+        self.limits = limits;
+        self
+    }
+
     /// Compiles the router once and links it with WASI 0.2, wasi:http, Spin SQLite and Spin
     /// variables, on the pooling instance allocator. Fails if the component imports anything
     /// else or does not export `wasi:http/incoming-handler@0.2.x`.

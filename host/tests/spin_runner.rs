@@ -157,7 +157,11 @@ fn harness() -> &'static Harness {
                 );
                 let internal = Arc::new(RecordingInternal::default());
                 let runner = Arc::new(
-                    SpinRunner::new(config(db.clone()), internal.clone()).expect("SpinRunner::new"),
+                    // Every test here shares this server and sends without a key from
+                    // one address: the anonymous rate is for floods, not for them.
+                    SpinRunner::new(config(db.clone()), internal.clone())
+                        .expect("SpinRunner::new")
+                        .with_limits(cyfr_host::spin_runner::limits::ServeLimits { anon_burst: 100_000, ..Default::default() }),
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
