@@ -29,7 +29,7 @@ pub fn target(data: &[u8]) {
     }
     // No batch is open, so these never reach the network; they must answer JSON.
     let mut session = FormulaSession::new(
-        RouterLink::new(Callback { url: "http://127.0.0.1:9".into(), token: "fuzz".into() }, None),
+        RouterLink::new(Callback { url: "http://127.0.0.1:9".into(), token: "fuzz".into(), key: None }, None),
         tokio::time::Instant::now(),
     );
     for answer in [session.poll(&text), session.poll_all(&text), session.close(&text)] {
