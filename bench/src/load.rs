@@ -77,7 +77,16 @@ impl HttpClient {
     }
 
     async fn once(&mut self) -> Result<(), String> {
+        // Servers close keep-alive connections left idle past their header deadline (cyfr's:
+        // 10 s). One found closed before anything was sent on it is replaced, as pooled
+        // clients do; a request that was sent and failed still counts as an error.
+        if self.sender.as_ref().is_some_and(|s| s.is_closed()) {
+            self.sender = None;
+        }
         if self.sender.is_none() {
+            self.sender = Some(self.connect().await?);
+        }
+        if self.sender.as_mut().unwrap().ready().await.is_err() {
             self.sender = Some(self.connect().await?);
         }
         let sender = self.sender.as_mut().unwrap();
