@@ -8,7 +8,14 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
-    for p in ["router/src", "router/Cargo.toml", "core/src", "core/Cargo.toml", "migrations", "Cargo.lock"] {
+    for p in [
+        "router/src",
+        "router/Cargo.toml",
+        "core/src",
+        "core/Cargo.toml",
+        "migrations",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=CYFR_ROUTER_WASM");
@@ -16,7 +23,8 @@ fn main() {
 
     // A prebuilt router (e.g. from a packaging step) skips the nested build.
     if let Ok(prebuilt) = std::env::var("CYFR_ROUTER_WASM") {
-        std::fs::copy(&prebuilt, &out).unwrap_or_else(|e| panic!("CYFR_ROUTER_WASM={prebuilt}: {e}"));
+        std::fs::copy(&prebuilt, &out)
+            .unwrap_or_else(|e| panic!("CYFR_ROUTER_WASM={prebuilt}: {e}"));
         return;
     }
 
@@ -24,10 +32,24 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "-p", "cyfr-router"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "cyfr-router",
+        ])
         .env("CARGO_TARGET_DIR", &target_dir);
     // The outer build's flags are for the host target, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo to build router.wasm");

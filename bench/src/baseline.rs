@@ -37,7 +37,10 @@ pub struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -62,21 +65,41 @@ impl Baseline {
             .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("baseline engine")?;
-        let component = Component::from_binary(&engine, wasm).map_err(anyhow::Error::from).context("compiling the reagent")?;
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("baseline engine")?;
+        let component = Component::from_binary(&engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the reagent")?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the reagent")?;
-        let pre = ReagentPre::new(pre).map_err(anyhow::Error::from).context("not a cyfr:reagent/reagent component")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("linking the reagent")?;
+        let pre = ReagentPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("not a cyfr:reagent/reagent component")?;
         Ok(Baseline { engine, pre })
     }
 
     /// One run: a fresh store and instance, `compute(input)`.
     pub async fn run(&self, input: &str) -> anyhow::Result<String> {
-        let state = State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() };
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
         let mut store = Store::new(&self.engine, state);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from)?;
-        let out = instance.cyfr_reagent_compute().call_compute(&mut store, input).await.map_err(anyhow::Error::from)?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let out = instance
+            .cyfr_reagent_compute()
+            .call_compute(&mut store, input)
+            .await
+            .map_err(anyhow::Error::from)?;
         Ok(out)
     }
 
@@ -84,15 +107,20 @@ impl Baseline {
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         let this = Arc::new(self);
         loop {
-            let Ok((stream, _peer)) = listener.accept().await else { continue };
+            let Ok((stream, _peer)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let this = this.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.respond(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let this = this.clone();
+                        async move { Ok::<_, Infallible>(this.respond(req).await) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }
@@ -108,7 +136,10 @@ impl Baseline {
         match self.run(input).await {
             Ok(out) => {
                 let mut r = Response::new(Full::new(Bytes::from(out)));
-                r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
                 r
             }
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),

@@ -58,19 +58,36 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
     say!("upstream listening on {url} (127.0.0.1)");
 
     let dir = "components/catalysts/cyfr/http/0.1.0";
-    let manifest: Json = serde_json::from_str(&std::fs::read_to_string(b.ws.join(dir).join("cyfr-manifest.json"))?)?;
+    let manifest: Json = serde_json::from_str(&std::fs::read_to_string(
+        b.ws.join(dir).join("cyfr-manifest.json"),
+    )?)?;
     let wasm = b.wasm("http_catalyst.wasm")?;
     let domains = json!(["localhost"]);
     let private = json!(["127.0.0.1/32"]);
-    let reference = b.register(manifest, &wasm, &[("allowed_domains", domains), ("allowed_private_ips", private)])?;
+    let reference = b.register(
+        manifest,
+        &wasm,
+        &[
+            ("allowed_domains", domains),
+            ("allowed_private_ips", private),
+        ],
+    )?;
     let input = json!({ "operation": "request", "params": { "method": "GET", "url": url } });
     let t = std::time::Instant::now();
-    let first = b.tool(&b.cyfr.key, "execution", json!({ "action": "run", "reference": reference, "type": "catalyst", "input": input }))?;
+    let first = b.tool(
+        &b.cyfr.key,
+        "execution",
+        json!({ "action": "run", "reference": reference, "type": "catalyst", "input": input }),
+    )?;
     if first["status"] != "completed" {
         bail!("first execution.run of {reference} returned {first}");
     }
-    check_output(&first["result"]).map_err(|e| anyhow::anyhow!("first execution.run of {reference}: {e}"))?;
-    say!("{reference} registered; first execution.run (artifact upload + compile) took {:.1} s", t.elapsed().as_secs_f64());
+    check_output(&first["result"])
+        .map_err(|e| anyhow::anyhow!("first execution.run of {reference}: {e}"))?;
+    say!(
+        "{reference} registered; first execution.run (artifact upload + compile) took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let mut results: Vec<Stats> = Vec::new();
 
@@ -83,38 +100,67 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
         body: Bytes::new(),
         verify: verify_native,
     });
-    results.push(b.row("native (new connection)", || HttpClient::fresh(native.clone(), None)));
-    results.push(b.row("native + getaddrinfo", || HttpClient::fresh(native.clone(), Some("localhost".into()))));
+    results.push(b.row("native (new connection)", || {
+        HttpClient::fresh(native.clone(), None)
+    }));
+    results.push(b.row("native + getaddrinfo", || {
+        HttpClient::fresh(native.clone(), Some("localhost".into()))
+    }));
 
     // 3: the executor alone (spawn_blocking + run_catalyst; the host API's run_execution
     // also registers a cancel switch).
     let executor = Arc::new(Executor::new(&b.cache_dir)?);
     let digest = Executor::digest_of(&wasm);
-    executor.put_artifact(&digest, &wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+    executor
+        .put_artifact(&digest, &wasm)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = cyfr_core::policy::Policy {
         allowed_domains: vec!["localhost".into()],
         allowed_private_ips: vec!["127.0.0.1/32".into()],
         ..Default::default()
     };
-    let ctx = Arc::new(CatalystCtx::new(reference.clone(), BTreeMap::new(), policy.egress()));
+    let ctx = Arc::new(CatalystCtx::new(
+        reference.clone(),
+        BTreeMap::new(),
+        policy.egress(),
+    ));
     let call = executor_call(b, &executor, &digest, ctx, &input);
-    b.client_rt.block_on(call()).map_err(|e| anyhow::anyhow!("executor run: {e}"))?; // compile (or load) before measuring
+    b.client_rt
+        .block_on(call())
+        .map_err(|e| anyhow::anyhow!("executor run: {e}"))?; // compile (or load) before measuring
     results.push(b.call_row("executor in-process (no HTTP)", &call));
     // 3b: the same with one granted secret injected into a header: substitution after the
     // checks, and the response and logs redacted of every form of it.
     let secrets = BTreeMap::from([("API_KEY".to_string(), SECRET.to_string())]);
-    let with_secret = Arc::new(CatalystCtx::new(reference.clone(), secrets, policy.egress()));
+    let with_secret = Arc::new(CatalystCtx::new(
+        reference.clone(),
+        secrets,
+        policy.egress(),
+    ));
     let secret_input = json!({ "operation": "request", "params": { "method": "GET", "url": url, "headers": { "x-api-key": "{{secret:API_KEY}}" } } });
     let call_secret = executor_call(b, &executor, &digest, with_secret, &secret_input);
-    b.client_rt.block_on(call_secret()).map_err(|e| anyhow::anyhow!("executor run with a secret: {e}"))?;
+    b.client_rt
+        .block_on(call_secret())
+        .map_err(|e| anyhow::anyhow!("executor run with a secret: {e}"))?;
     results.push(b.call_row("executor, 1 injected secret", &call_secret));
     let reagent = crate::reagent_executor_call(b, &executor)?;
     results.push(b.call_row("executor json-transform (ref.)", &reagent));
 
     // 4: cyfr; 5: cyfr's reagent run, for reference.
-    results.push(b.http_row("cyfr", &b.run_target(&reference, "catalyst", input.clone(), verify_cyfr)));
+    results.push(b.http_row(
+        "cyfr",
+        &b.run_target(&reference, "catalyst", input.clone(), verify_cyfr),
+    ));
     let reagent_input = serde_json::from_str::<Json>(crate::INPUT)?;
-    results.push(b.http_row("cyfr json-transform (reference)", &b.run_target(&b.cyfr.reference, "reagent", reagent_input, crate::verify_cyfr_run)));
+    results.push(b.http_row(
+        "cyfr json-transform (reference)",
+        &b.run_target(
+            &b.cyfr.reference,
+            "reagent",
+            reagent_input,
+            crate::verify_cyfr_run,
+        ),
+    ));
 
     report(b, args, &results, rate_limit, &url);
     Ok(())
@@ -124,17 +170,33 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
 const SECRET: &str = "sk-ant-api03-BENCH0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdef";
 
 /// `Executor::run_catalyst` with `ctx` and `input` on the blocking pool, its output checked.
-fn executor_call(b: &Bench, executor: &Arc<Executor>, digest: &str, ctx: Arc<CatalystCtx>, input: &Json) -> load::CallFn {
+fn executor_call(
+    b: &Bench,
+    executor: &Arc<Executor>,
+    digest: &str,
+    ctx: Arc<CatalystCtx>,
+    input: &Json,
+) -> load::CallFn {
     let handle = b.server_rt.handle().clone();
     let input_text: Arc<str> = input.to_string().into();
     let digest = digest.to_string();
     {
         let executor = executor.clone();
         Arc::new(move || {
-            let (executor, digest, ctx, input) = (executor.clone(), digest.clone(), ctx.clone(), input_text.clone());
-            let job = handle.spawn_blocking(move || executor.run_catalyst(&digest, &input, &Limits::default(), &ctx));
+            let (executor, digest, ctx, input) = (
+                executor.clone(),
+                digest.clone(),
+                ctx.clone(),
+                input_text.clone(),
+            );
+            let job = handle.spawn_blocking(move || {
+                executor.run_catalyst(&digest, &input, &Limits::default(), &ctx)
+            });
             Box::pin(async move {
-                let out = job.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                let out = job
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
                 if !out.refusals.is_empty() {
                     return Err(format!("egress refused: {:?}", out.refusals));
                 }
@@ -148,28 +210,39 @@ fn executor_call(b: &Bench, executor: &Arc<Executor>, digest: &str, ctx: Arc<Cat
 /// clients here close after one request).
 async fn serve_upstream(listener: tokio::net::TcpListener) {
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else { continue };
+        let Ok((stream, _peer)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let mut r = if req.method() == Method::GET && req.uri().path() == "/ok" {
-                    Response::new(Full::new(Bytes::from_static(BODY.as_bytes())))
-                } else {
-                    let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
-                    *r.status_mut() = StatusCode::NOT_FOUND;
-                    r
-                };
-                r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
-                Ok::<_, Infallible>(r)
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let service =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let mut r = if req.method() == Method::GET && req.uri().path() == "/ok" {
+                        Response::new(Full::new(Bytes::from_static(BODY.as_bytes())))
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("text/plain"),
+                    );
+                    Ok::<_, Infallible>(r)
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
 fn verify_native(body: &[u8]) -> Result<(), String> {
     if body != BODY.as_bytes() {
-        return Err(format!("unexpected body: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+        return Err(format!(
+            "unexpected body: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
     }
     Ok(())
 }
@@ -177,7 +250,10 @@ fn verify_native(body: &[u8]) -> Result<(), String> {
 /// The catalyst's output: `{"status": 200, "data": {"status": 200, "headers": …, "body": "hello"}}`.
 fn check_output(out: &Json) -> Result<(), String> {
     if out["status"] != 200 || out["data"]["status"] != 200 || out["data"]["body"] != BODY {
-        return Err(format!("unexpected catalyst output: {}", crate::excerpt(&out, 400)));
+        return Err(format!(
+            "unexpected catalyst output: {}",
+            crate::excerpt(&out, 400)
+        ));
     }
     Ok(())
 }
@@ -226,9 +302,17 @@ fn report(b: &Bench, args: &Args, results: &[Stats], rate_limit: Option<&str>, u
     );
     println!();
     crate::print_table(results);
-    println!("{:<32} {:>16} {:>16}", "ratio to native", "throughput", "p50 latency");
+    println!(
+        "{:<32} {:>16} {:>16}",
+        "ratio to native", "throughput", "p50 latency"
+    );
     for s in &results[1..] {
-        println!("{:<32} {:>16.4} {:>15.1}x", s.name, ratio(s), s.p50_ms / base.p50_ms);
+        println!(
+            "{:<32} {:>16.4} {:>15.1}x",
+            s.name,
+            ratio(s),
+            s.p50_ms / base.p50_ms
+        );
     }
     crate::print_first_errors(results);
 }

@@ -55,16 +55,32 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
     let batch = |n: usize| json!({ "steps": [{ "fn": "batch", "req": { "invocations": vec![child.clone(); n] } }, { "fn": "wait_all", "of": 0 }] });
 
     let t = std::time::Instant::now();
-    let first = b.tool(&b.cyfr.key, "execution", json!({ "action": "run", "reference": probe, "type": "formula", "input": sequential(1) }))?;
+    let first = b.tool(
+        &b.cyfr.key,
+        "execution",
+        json!({ "action": "run", "reference": probe, "type": "formula", "input": sequential(1) }),
+    )?;
     let check = json!({ "result": { "structuredContent": first } }).to_string();
     if let Err(e) = verify_probe(check.as_bytes()) {
         bail!("first execution.run of {probe}: {e}");
     }
-    say!("{probe} registered; first execution.run (artifact upload + compile) took {:.1} s", t.elapsed().as_secs_f64());
+    say!(
+        "{probe} registered; first execution.run (artifact upload + compile) took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let jt_input = serde_json::from_str::<Json>(crate::INPUT)?;
-    let jt = b.run_target(&b.cyfr.reference, "reagent", jt_input, crate::verify_cyfr_run);
-    let case = |name: &str, children: usize, input: Json| Case { name: name.to_string(), children, target: b.run_target(&probe, "formula", input, verify_probe) };
+    let jt = b.run_target(
+        &b.cyfr.reference,
+        "reagent",
+        jt_input,
+        crate::verify_cyfr_run,
+    );
+    let case = |name: &str, children: usize, input: Json| Case {
+        name: name.to_string(),
+        children,
+        target: b.run_target(&probe, "formula", input, verify_probe),
+    };
     let cases = [
         case("probe, 1 call", 1, sequential(1)),
         case("probe, 4 calls", 4, sequential(4)),
@@ -114,7 +130,11 @@ fn report(b: &Bench, args: &Args, results: &[Stats], cases: &[Case], rate_limit:
         .zip(&results[2..n - 2])
         .map(|(c, s)| {
             let k = c.children as f64;
-            PerChild { p50_ms: (s.p50_ms - zero_p50) / k, mean_ms: (s.mean_ms - zero_mean) / k, cpu_ms: (cpu_ms(s) - zero_cpu) / k }
+            PerChild {
+                p50_ms: (s.p50_ms - zero_p50) / k,
+                mean_ms: (s.mean_ms - zero_mean) / k,
+                cpu_ms: (cpu_ms(s) - zero_cpu) / k,
+            }
         })
         .collect();
     if args.json {
@@ -152,7 +172,10 @@ fn report(b: &Bench, args: &Args, results: &[Stats], cases: &[Case], rate_limit:
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
         return;
     }
-    println!("formula fan-out: formula-probe children = execution.run of json-transform {}", crate::INPUT);
+    println!(
+        "formula fan-out: formula-probe children = execution.run of json-transform {}",
+        crate::INPUT
+    );
     println!(
         "{cores} cores ({cpu}); {} connection(s); {} s warm-up + {} s measured per row; key rate limit: {}; policy rate limit: {}",
         b.concurrency,
@@ -170,7 +193,13 @@ fn report(b: &Bench, args: &Args, results: &[Stats], cases: &[Case], rate_limit:
     println!();
     println!(
         "{:<24} {:>4} {:>13} {:>14} {:>13} {:>13} {:>13}",
-        "per child", "N", "p50 ms/child", "mean ms/child", "x top-level", "CPU ms/child", "x top-level"
+        "per child",
+        "N",
+        "p50 ms/child",
+        "mean ms/child",
+        "x top-level",
+        "CPU ms/child",
+        "x top-level"
     );
     for (c, p) in cases.iter().zip(&per_child) {
         println!(
@@ -209,7 +238,10 @@ fn verify_probe(body: &[u8]) -> Result<(), String> {
             started = count.as_u64();
         } else if let Some(done) = r.get("all_done") {
             let list = r["results"].as_array();
-            if done != true || list.map(|l| l.len() as u64) != started || !list.is_some_and(|l| l.iter().all(child_ok)) {
+            if done != true
+                || list.map(|l| l.len() as u64) != started
+                || !list.is_some_and(|l| l.iter().all(child_ok))
+            {
                 return fail("a batch child did not complete");
             }
         } else if !child_ok(r) {

@@ -52,24 +52,43 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(target: Arc<HttpTarget>) -> HttpClient {
-        HttpClient { target, sender: None, fresh: false, resolve: None }
+        HttpClient {
+            target,
+            sender: None,
+            fresh: false,
+            resolve: None,
+        }
     }
 
     /// A client that opens a new TCP connection for every request and closes it once the
     /// response body is read; with `resolve`, it also looks that host name up every time.
     pub fn fresh(target: Arc<HttpTarget>, resolve: Option<String>) -> HttpClient {
-        HttpClient { target, sender: None, fresh: true, resolve }
+        HttpClient {
+            target,
+            sender: None,
+            fresh: true,
+            resolve,
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
         let mut addr = self.target.addr;
         if let Some(host) = &self.resolve {
-            let found = tokio::net::lookup_host((host.as_str(), addr.port())).await.map_err(|e| format!("resolving {host}: {e}"))?;
-            addr = found.into_iter().find(SocketAddr::is_ipv4).ok_or_else(|| format!("{host} has no IPv4 address"))?;
+            let found = tokio::net::lookup_host((host.as_str(), addr.port()))
+                .await
+                .map_err(|e| format!("resolving {host}: {e}"))?;
+            addr = found
+                .into_iter()
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| format!("{host} has no IPv4 address"))?;
         }
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::task::spawn_local(async move {
             let _ = conn.await;
         });
@@ -90,18 +109,37 @@ impl HttpClient {
             self.sender = Some(self.connect().await?);
         }
         let sender = self.sender.as_mut().unwrap();
-        sender.ready().await.map_err(|e| format!("connection: {e}"))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
         let t = &self.target;
-        let mut req = Request::builder().method(t.method.clone()).uri(t.path.as_str()).header(hyper::header::HOST, t.addr.to_string());
+        let mut req = Request::builder()
+            .method(t.method.clone())
+            .uri(t.path.as_str())
+            .header(hyper::header::HOST, t.addr.to_string());
         for (k, v) in &t.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let req = req.body(Full::new(t.body.clone())).map_err(|e| format!("request: {e}"))?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+        let req = req
+            .body(Full::new(t.body.clone()))
+            .map_err(|e| format!("request: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
         if status != hyper::StatusCode::OK {
-            return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+            return Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            ));
         }
         (t.verify)(&body)
     }
@@ -118,7 +156,8 @@ impl Client for HttpClient {
 }
 
 /// A call made in-process (no HTTP): the future runs wherever the closure puts it.
-pub type CallFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type CallFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// A worker calling a [`CallFn`].
 pub struct InProcClient(pub CallFn);
@@ -185,7 +224,13 @@ struct WorkerResult {
 
 /// Runs `concurrency` workers made by `make` for `warmup` and then `measure`, on the current
 /// thread (a current-thread runtime with a `LocalSet`), and summarizes the measured window.
-pub async fn run<C, M>(name: &str, concurrency: usize, warmup: Duration, measure: Duration, make: M) -> Stats
+pub async fn run<C, M>(
+    name: &str,
+    concurrency: usize,
+    warmup: Duration,
+    measure: Duration,
+    make: M,
+) -> Stats
 where
     C: Client + 'static,
     M: Fn() -> C,
@@ -198,7 +243,10 @@ where
     for _ in 0..concurrency {
         let mut client = make();
         handles.push(local.spawn_local(async move {
-            let mut r = WorkerResult { latencies_ns: Vec::with_capacity(1 << 16), ..Default::default() };
+            let mut r = WorkerResult {
+                latencies_ns: Vec::with_capacity(1 << 16),
+                ..Default::default()
+            };
             while Instant::now() < end {
                 let t0 = Instant::now();
                 let outcome = client.call().await;
@@ -216,7 +264,10 @@ where
                     Ok(()) => r.latencies_ns.push((t1 - t0).as_nanos() as u64),
                     Err(e) => {
                         r.errors += 1;
-                        if r.first_error.as_deref().is_none_or(|f| f.starts_with("(warm-up)")) {
+                        if r.first_error
+                            .as_deref()
+                            .is_none_or(|f| f.starts_with("(warm-up)"))
+                        {
                             r.first_error = Some(e);
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -268,7 +319,11 @@ where
         let rank = ((p * all.len() as f64).ceil() as usize).clamp(1, all.len());
         all[rank - 1] as f64 / 1e6
     };
-    let mean_ms = if all.is_empty() { f64::NAN } else { all.iter().map(|&n| n as f64).sum::<f64>() / all.len() as f64 / 1e6 };
+    let mean_ms = if all.is_empty() {
+        f64::NAN
+    } else {
+        all.iter().map(|&n| n as f64).sum::<f64>() / all.len() as f64 / 1e6
+    };
     Stats {
         name: name.to_string(),
         completed: all.len() as u64,
@@ -299,13 +354,28 @@ struct CpuSample {
 impl CpuSample {
     fn now() -> Option<CpuSample> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let f: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         // user nice system idle iowait irq softirq steal ...
-        let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).copied().unwrap_or(0);
+        let busy = f.first()?
+            + f.get(1)?
+            + f.get(2)?
+            + f.get(5)?
+            + f.get(6)?
+            + f.get(7).copied().unwrap_or(0);
         let me = std::fs::read_to_string("/proc/self/stat").ok()?;
         let rest: Vec<&str> = me.rsplit_once(')')?.1.split_whitespace().collect();
         // After the command: state(0) ... utime(11) stime(12).
         let own = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
-        Some(CpuSample { at: Instant::now(), busy, own })
+        Some(CpuSample {
+            at: Instant::now(),
+            busy,
+            own,
+        })
     }
 }

@@ -63,7 +63,9 @@ const INPUT: &str = r#"{"data":[1,2,3]}"#;
 const PROTOCOL_VERSION: &str = "2025-11-25";
 
 #[derive(Parser, Debug)]
-#[command(about = "cyfr /mcp execution.run vs a bare hyper + wasmtime server running the same reagent")]
+#[command(
+    about = "cyfr /mcp execution.run vs a bare hyper + wasmtime server running the same reagent"
+)]
 struct Args {
     /// Concurrent connections (one request in flight on each). Default 8, or 1 with
     /// `--formula`.
@@ -136,7 +138,8 @@ pub(crate) struct Bench {
 impl Bench {
     /// The wasm32-wasip2 release build of `file`, e.g. `json_transform.wasm`.
     pub fn wasm(&self, file: &str) -> anyhow::Result<Vec<u8>> {
-        std::fs::read(self.ws.join("target/wasm/wasm32-wasip2/release").join(file)).with_context(|| format!("reading {file}"))
+        std::fs::read(self.ws.join("target/wasm/wasm32-wasip2/release").join(file))
+            .with_context(|| format!("reading {file}"))
     }
 
     /// One HTTP row: `concurrency` workers with keep-alive connections to `target`.
@@ -153,9 +156,26 @@ impl Bench {
 
     /// One row with workers made by `make`.
     pub fn row<C: load::Client + 'static>(&self, name: &str, make: impl Fn() -> C) -> Stats {
-        say!("measuring {name}: {}s warm-up + {}s, {} connections", self.warmup.as_secs(), self.measure.as_secs(), self.concurrency);
-        let s = self.client_rt.block_on(load::run(name, self.concurrency, self.warmup, self.measure, make));
-        say!("  {name}: {:.1} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors", s.rps, s.p50_ms, s.p99_ms, s.errors);
+        say!(
+            "measuring {name}: {}s warm-up + {}s, {} connections",
+            self.warmup.as_secs(),
+            self.measure.as_secs(),
+            self.concurrency
+        );
+        let s = self.client_rt.block_on(load::run(
+            name,
+            self.concurrency,
+            self.warmup,
+            self.measure,
+            make,
+        ));
+        say!(
+            "  {name}: {:.1} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.errors
+        );
         if let Some(e) = &s.first_error {
             say!("  first error: {e}");
         }
@@ -164,19 +184,36 @@ impl Bench {
 
     /// An MCP `tools/call` as `key` (admin or the bench key) on a fresh connection.
     pub fn tool(&self, key: &str, name: &str, arguments: Json) -> anyhow::Result<Json> {
-        self.server_rt.block_on(tool(self.cyfr.addr, key, name, arguments))
+        self.server_rt
+            .block_on(tool(self.cyfr.addr, key, name, arguments))
     }
 
     /// Registers a component inline with the admin key, sets its policy `rate_limit` and
     /// then every `(field, value)` in `policy`; returns its reference.
-    pub fn register(&self, manifest: Json, wasm: &[u8], policy: &[(&str, Json)]) -> anyhow::Result<String> {
+    pub fn register(
+        &self,
+        manifest: Json,
+        wasm: &[u8],
+        policy: &[(&str, Json)],
+    ) -> anyhow::Result<String> {
         let admin = &self.cyfr.admin;
         let wasm_b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-        let reg = self.tool(admin, "component", json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 }))?;
-        let reference = reg["reference"].as_str().context("register returned no reference")?.to_string();
+        let reg = self.tool(
+            admin,
+            "component",
+            json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 }),
+        )?;
+        let reference = reg["reference"]
+            .as_str()
+            .context("register returned no reference")?
+            .to_string();
         let rate = json!(self.policy_rate_limit);
         for (field, value) in std::iter::once(&("rate_limit", rate)).chain(policy) {
-            self.tool(admin, "policy", json!({ "action": "set", "reference": reference, "field": field, "value": value }))?;
+            self.tool(
+                admin,
+                "policy",
+                json!({ "action": "set", "reference": reference, "field": field, "value": value }),
+            )?;
         }
         Ok(reference)
     }
@@ -198,8 +235,14 @@ impl Bench {
     pub fn mcp_headers(key: Option<&str>) -> Vec<(String, String)> {
         let mut h = vec![
             ("content-type".to_string(), "application/json".to_string()),
-            ("accept".to_string(), "application/json, text/event-stream".to_string()),
-            ("mcp-protocol-version".to_string(), PROTOCOL_VERSION.to_string()),
+            (
+                "accept".to_string(),
+                "application/json, text/event-stream".to_string(),
+            ),
+            (
+                "mcp-protocol-version".to_string(),
+                PROTOCOL_VERSION.to_string(),
+            ),
         ];
         if let Some(k) = key {
             h.push(("authorization".to_string(), format!("Bearer {k}")));
@@ -208,7 +251,13 @@ impl Bench {
     }
 
     /// `POST /mcp` `execution.run` with the bench key.
-    pub fn run_target(&self, reference: &str, component_type: &str, input: Json, verify: load::Verify) -> Arc<HttpTarget> {
+    pub fn run_target(
+        &self,
+        reference: &str,
+        component_type: &str,
+        input: Json,
+        verify: load::Verify,
+    ) -> Arc<HttpTarget> {
         Arc::new(HttpTarget {
             addr: self.cyfr.addr,
             method: Method::POST,
@@ -221,24 +270,38 @@ impl Bench {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let concurrency = args.concurrency();
-    anyhow::ensure!(concurrency > 0 && args.seconds > 0, "--concurrency and --seconds must be positive");
+    anyhow::ensure!(
+        concurrency > 0 && args.seconds > 0,
+        "--concurrency and --seconds must be positive"
+    );
     let ws = workspace();
     if !args.no_build {
         build_wasm(&ws)?;
     }
     let release = ws.join("target/wasm/wasm32-wasip2/release");
-    let router_wasm = std::fs::read(release.join("cyfr_router.wasm")).context("reading cyfr_router.wasm")?;
-    let reagent_wasm = std::fs::read(release.join("json_transform.wasm")).context("reading json_transform.wasm")?;
-    let manifest: Json = serde_json::from_str(&std::fs::read_to_string(ws.join("components/reagents/cyfr/json-transform/0.1.0/cyfr-manifest.json"))?)?;
+    let router_wasm =
+        std::fs::read(release.join("cyfr_router.wasm")).context("reading cyfr_router.wasm")?;
+    let reagent_wasm = std::fs::read(release.join("json_transform.wasm"))
+        .context("reading json_transform.wasm")?;
+    let manifest: Json = serde_json::from_str(&std::fs::read_to_string(
+        ws.join("components/reagents/cyfr/json-transform/0.1.0/cyfr-manifest.json"),
+    )?)?;
 
-    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
 
     // Baseline (the default mode only).
     let baseline = if args.catalyst || args.formula || args.soak {
@@ -257,13 +320,32 @@ fn main() -> anyhow::Result<()> {
     };
 
     // cyfr.
-    let scratch = ws.join("target/bench-tmp").join(format!("run-{}", std::process::id()));
+    let scratch = ws
+        .join("target/bench-tmp")
+        .join(format!("run-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(scratch.clone());
     let cache_dir = ws.join("target/bench-cache");
     let rate_limit = (args.rate_limit != "none").then(|| args.rate_limit.clone());
-    say!("starting cyfr in {} (compiled-code cache {})", scratch.display(), cache_dir.display());
-    let cyfr = server_rt.block_on(start_cyfr(&ws, &scratch.join("data"), &cache_dir, router_wasm, &reagent_wasm, manifest, rate_limit.as_deref(), &args.policy_rate_limit))?;
-    say!("cyfr listening on http://{}/mcp; {} registered", cyfr.addr, cyfr.reference);
+    say!(
+        "starting cyfr in {} (compiled-code cache {})",
+        scratch.display(),
+        cache_dir.display()
+    );
+    let cyfr = server_rt.block_on(start_cyfr(
+        &ws,
+        &scratch.join("data"),
+        &cache_dir,
+        router_wasm,
+        &reagent_wasm,
+        manifest,
+        rate_limit.as_deref(),
+        &args.policy_rate_limit,
+    ))?;
+    say!(
+        "cyfr listening on http://{}/mcp; {} registered",
+        cyfr.addr,
+        cyfr.reference
+    );
 
     let bench = Bench {
         ws,
@@ -282,11 +364,15 @@ fn main() -> anyhow::Result<()> {
         _ if args.catalyst => catalyst::run(&bench, &args, rate_limit.as_deref()),
         _ if args.formula => formula::run(&bench, &args, rate_limit.as_deref()),
         _ if args.soak => soak::run(&bench, args.minutes, args.rate),
-        Some((base, base_addr)) => execution_run(&bench, &args, base, base_addr, rate_limit.as_deref()),
+        Some((base, base_addr)) => {
+            execution_run(&bench, &args, base, base_addr, rate_limit.as_deref())
+        }
         None => unreachable!("the default mode has a baseline"),
     };
 
-    let Bench { server_rt, cyfr, .. } = bench;
+    let Bench {
+        server_rt, cyfr, ..
+    } = bench;
     let _ = cyfr.shutdown.send(());
     // Leave the servers' tasks and threads to process exit.
     server_rt.shutdown_timeout(Duration::from_millis(500));
@@ -295,7 +381,13 @@ fn main() -> anyhow::Result<()> {
 
 /// The default mode: `execution.run` of json-transform through `/mcp` vs the baseline server
 /// (and, with `--breakdown`, the steps in between).
-fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, rate_limit: Option<&str>) -> anyhow::Result<()> {
+fn execution_run(
+    b: &Bench,
+    args: &Args,
+    base: Baseline,
+    base_addr: SocketAddr,
+    rate_limit: Option<&str>,
+) -> anyhow::Result<()> {
     let cyfr = &b.cyfr;
     let mut results: Vec<Stats> = Vec::new();
 
@@ -307,7 +399,12 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
         body: Bytes::from_static(INPUT.as_bytes()),
         verify: verify_baseline,
     });
-    let cyfr_target = b.run_target(&cyfr.reference, "reagent", serde_json::from_str::<Json>(INPUT)?, verify_cyfr_run);
+    let cyfr_target = b.run_target(
+        &cyfr.reference,
+        "reagent",
+        serde_json::from_str::<Json>(INPUT)?,
+        verify_cyfr_run,
+    );
 
     results.push(b.http_row("baseline", &base_target));
     results.push(b.http_row("cyfr", &cyfr_target));
@@ -336,7 +433,9 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
             method: Method::POST,
             path: "/mcp".into(),
             headers: Bench::mcp_headers(Some(&cyfr.key)),
-            body: Bytes::from(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string()),
+            body: Bytes::from(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
+            ),
             verify: verify_tools_list,
         });
         results.push(b.http_row("cyfr tools/list (key)", &list));
@@ -354,7 +453,10 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
                 let base = base.clone();
                 let job = handle.spawn(async move { base.run(INPUT).await });
                 Box::pin(async move {
-                    let out = job.await.map_err(|e| e.to_string())?.map_err(|e| format!("{e:#}"))?;
+                    let out = job
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| format!("{e:#}"))?;
                     verify_baseline(out.as_bytes())
                 })
             })
@@ -368,20 +470,32 @@ fn execution_run(b: &Bench, args: &Args, base: Baseline, base_addr: SocketAddr, 
 
 /// json-transform run by `executor` much as the host API runs it (`spawn_blocking` +
 /// `run_reagent`), checked; run once here so the compile (or cache load) is not measured.
-pub(crate) fn reagent_executor_call(b: &Bench, executor: &Arc<cyfr_host::executor::Executor>) -> anyhow::Result<load::CallFn> {
+pub(crate) fn reagent_executor_call(
+    b: &Bench,
+    executor: &Arc<cyfr_host::executor::Executor>,
+) -> anyhow::Result<load::CallFn> {
     let digest = cyfr_host::executor::Executor::digest_of(&b.reagent_wasm);
-    executor.put_artifact(&digest, &b.reagent_wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+    executor
+        .put_artifact(&digest, &b.reagent_wasm)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let handle = b.server_rt.handle().clone();
     let executor = executor.clone();
     let call: load::CallFn = Arc::new(move || {
         let (executor, digest) = (executor.clone(), digest.clone());
-        let job = handle.spawn_blocking(move || executor.run_reagent(&digest, INPUT, &cyfr_host::executor::Limits::default()));
+        let job = handle.spawn_blocking(move || {
+            executor.run_reagent(&digest, INPUT, &cyfr_host::executor::Limits::default())
+        });
         Box::pin(async move {
-            let out = job.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let out = job
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             verify_baseline(out.output.as_bytes())
         })
     });
-    b.client_rt.block_on(call()).map_err(|e| anyhow::anyhow!("executor run: {e}"))?;
+    b.client_rt
+        .block_on(call())
+        .map_err(|e| anyhow::anyhow!("executor run: {e}"))?;
     Ok(call)
 }
 
@@ -393,12 +507,35 @@ fn build_wasm(ws: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(ws)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "-p", "cyfr-router", "-p", "json-transform", "-p", "http-catalyst", "-p", "formula-probe"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "cyfr-router",
+            "-p",
+            "json-transform",
+            "-p",
+            "http-catalyst",
+            "-p",
+            "formula-probe",
+        ])
         .env("CARGO_TARGET_DIR", ws.join("target/wasm"));
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         cmd.env_remove(var);
     }
-    let status = cmd.stdout(std::process::Stdio::null()).status().context("running cargo to build the wasm components")?;
+    let status = cmd
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running cargo to build the wasm components")?;
     if !status.success() {
         bail!("building the wasm components failed (is the wasm32-wasip2 target installed?)");
     }
@@ -444,9 +581,20 @@ async fn start_cyfr(
     cyfr_host::keyring::init(data_dir)?;
     let admin = {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let new = NewKey { name: "admin".into(), key_type: KeyType::Admin, scopes: vec![], rate_limit: None, ip_allowlist: Default::default() };
-        keys::create(&db, &NativeEnv, &new, None).await.map_err(|e| anyhow::anyhow!("{e}"))?.1
+        cyfr_core::migrate::migrate(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let new = NewKey {
+            name: "admin".into(),
+            key_type: KeyType::Admin,
+            scopes: vec![],
+            rate_limit: None,
+            ip_allowlist: Default::default(),
+        };
+        keys::create(&db, &NativeEnv, &new, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .1
     };
 
     // As `cyfr up` does.
@@ -460,7 +608,10 @@ async fn start_cyfr(
         hosts: Vec::new(),
     })
     .await?;
-    say!("cyfr server ready in {:.1} s (router compiled or loaded from cache)", started.elapsed().as_secs_f64());
+    say!(
+        "cyfr server ready in {:.1} s (router compiled or loaded from cache)",
+        started.elapsed().as_secs_f64()
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -476,21 +627,43 @@ async fn start_cyfr(
     });
 
     let wasm_b64 = base64::engine::general_purpose::STANDARD.encode(reagent_wasm);
-    let reg = tool(addr, &admin, "component", json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 })).await?;
-    let reference = reg["reference"].as_str().context("register returned no reference")?.to_string();
+    let reg = tool(
+        addr,
+        &admin,
+        "component",
+        json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 }),
+    )
+    .await?;
+    let reference = reg["reference"]
+        .as_str()
+        .context("register returned no reference")?
+        .to_string();
     tool(addr, &admin, "policy", json!({ "action": "set", "reference": reference, "field": "rate_limit", "value": policy_rate_limit })).await?;
-    let mut key_args = json!({ "action": "create", "name": "bench", "type": "secret", "scope": ["execution"] });
+    let mut key_args =
+        json!({ "action": "create", "name": "bench", "type": "secret", "scope": ["execution"] });
     if let Some(r) = rate_limit {
         key_args["rate_limit"] = json!(r);
     }
-    let key = tool(addr, &admin, "key", key_args).await?["key"].as_str().context("key create returned no key")?.to_string();
+    let key = tool(addr, &admin, "key", key_args).await?["key"]
+        .as_str()
+        .context("key create returned no key")?
+        .to_string();
     let t = std::time::Instant::now();
     let first = tool(addr, &key, "execution", json!({ "action": "run", "reference": reference, "type": "reagent", "input": serde_json::from_str::<Json>(INPUT)? })).await?;
     if first["status"] != "completed" || first["result"]["sum"] != 6 {
         bail!("first execution.run returned {first}");
     }
-    say!("first execution.run (artifact upload + compile) took {:.1} s", t.elapsed().as_secs_f64());
-    Ok(Cyfr { addr, admin, key, reference, shutdown: tx })
+    say!(
+        "first execution.run (artifact upload + compile) took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Cyfr {
+        addr,
+        admin,
+        key,
+        reference,
+        shutdown: tx,
+    })
 }
 
 /// The start of `v`'s JSON text, for an error message (cut on a character boundary).
@@ -516,7 +689,8 @@ async fn tool(addr: SocketAddr, key: &str, name: &str, arguments: Json) -> anyho
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    let v: Json = serde_json::from_slice(&bytes).with_context(|| format!("{name}: HTTP {status}: {}", String::from_utf8_lossy(&bytes)))?;
+    let v: Json = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{name}: HTTP {status}: {}", String::from_utf8_lossy(&bytes)))?;
     if v.get("error").is_some() || v["result"]["isError"] != json!(false) {
         bail!("{name} failed: {v}");
     }
@@ -524,7 +698,12 @@ async fn tool(addr: SocketAddr, key: &str, name: &str, arguments: Json) -> anyho
 }
 
 fn parse(body: &[u8]) -> Result<Json, String> {
-    serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&body[..body.len().min(300)])))
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        )
+    })
 }
 
 fn verify_baseline(body: &[u8]) -> Result<(), String> {
@@ -562,7 +741,10 @@ fn verify_ping(body: &[u8]) -> Result<(), String> {
 
 fn verify_tools_list(body: &[u8]) -> Result<(), String> {
     let v = parse(body)?;
-    if !v["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+    if !v["result"]["tools"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty())
+    {
         return Err(format!("unexpected response: {}", excerpt(&v, 400)));
     }
     Ok(())
@@ -571,7 +753,12 @@ fn verify_tools_list(body: &[u8]) -> Result<(), String> {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -604,8 +791,14 @@ fn report(args: &Args, concurrency: usize, results: &[Stats], rate_limit: Option
     );
     println!();
     print_table(results);
-    println!("throughput ratio cyfr/baseline: {ratio:.4} (baseline is {:.1}x cyfr)", 1.0 / ratio);
-    println!("p50 latency ratio cyfr/baseline: {:.1}x", cyfr.p50_ms / base.p50_ms);
+    println!(
+        "throughput ratio cyfr/baseline: {ratio:.4} (baseline is {:.1}x cyfr)",
+        1.0 / ratio
+    );
+    println!(
+        "p50 latency ratio cyfr/baseline: {:.1}x",
+        cyfr.p50_ms / base.p50_ms
+    );
     print_first_errors(results);
 }
 
@@ -613,12 +806,28 @@ fn report(args: &Args, concurrency: usize, results: &[Stats], rate_limit: Option
 pub(crate) fn print_table(results: &[Stats]) {
     println!(
         "{:<32} {:>10} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
-        "side", "completed", "errors", "req/s", "p50 ms", "p99 ms", "mean ms", "cpu(self)", "cpu(other)"
+        "side",
+        "completed",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        "cpu(self)",
+        "cpu(other)"
     );
     for s in results {
         println!(
             "{:<32} {:>10} {:>7} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>10.2} {:>10.2}",
-            s.name, s.completed, s.errors, s.rps, s.p50_ms, s.p99_ms, s.mean_ms, s.self_cpu_cores, s.other_cpu_cores
+            s.name,
+            s.completed,
+            s.errors,
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.mean_ms,
+            s.self_cpu_cores,
+            s.other_cpu_cores
         );
     }
     println!();
@@ -636,5 +845,10 @@ pub(crate) fn print_first_errors(results: &[Stats]) {
 
 /// `N cores (model)`.
 pub(crate) fn machine() -> (usize, String) {
-    (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cpu_model())
+    (
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        cpu_model(),
+    )
 }

@@ -30,24 +30,69 @@ struct Window {
 
 /// Runs the soak; `Err` if any request failed.
 pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
-    anyhow::ensure!(minutes > 0.0 && rate > 0.0, "--minutes and --rate must be positive");
+    anyhow::ensure!(
+        minutes > 0.0 && rate > 0.0,
+        "--minutes and --rate must be positive"
+    );
     let c = &b.cyfr;
     let mcp = |key: &str, body: serde_json::Value, verify| {
-        Arc::new(HttpTarget { addr: c.addr, method: Method::POST, path: "/mcp".into(), headers: Bench::mcp_headers(Some(key)), body: Bytes::from(body.to_string()), verify })
+        Arc::new(HttpTarget {
+            addr: c.addr,
+            method: Method::POST,
+            path: "/mcp".into(),
+            headers: Bench::mcp_headers(Some(key)),
+            body: Bytes::from(body.to_string()),
+            verify,
+        })
     };
     let call = |tool: &str, args: serde_json::Value| json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "arguments": args } });
     // One secret so secret.list has something to list.
     b.tool(&c.admin, "secret", json!({ "action": "set", "name": "SOAK_SECRET", "value": "soak-value-0123456789abcdef", "scope": "org" }))?;
     let targets: Vec<(&str, Arc<HttpTarget>)> = vec![
-        ("tools/list", mcp(&c.key, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }), verify_tools)),
-        ("key.list", mcp(&c.admin, call("key", json!({ "action": "list" })), verify_tool_ok)),
-        ("secret.list", mcp(&c.admin, call("secret", json!({ "action": "list" })), verify_tool_ok)),
-        ("execution.run", b.run_target(&c.reference, "reagent", json!({ "data": [1, 2, 3] }), verify_run)),
+        (
+            "tools/list",
+            mcp(
+                &c.key,
+                json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
+                verify_tools,
+            ),
+        ),
+        (
+            "key.list",
+            mcp(
+                &c.admin,
+                call("key", json!({ "action": "list" })),
+                verify_tool_ok,
+            ),
+        ),
+        (
+            "secret.list",
+            mcp(
+                &c.admin,
+                call("secret", json!({ "action": "list" })),
+                verify_tool_ok,
+            ),
+        ),
+        (
+            "execution.run",
+            b.run_target(
+                &c.reference,
+                "reagent",
+                json!({ "data": [1, 2, 3] }),
+                verify_run,
+            ),
+        ),
     ];
     let total = Duration::from_secs_f64(minutes * 60.0);
     let interval = Duration::from_secs_f64(1.0 / rate);
-    say!("soak: {minutes} min at {rate} req/s, mixed {:?}, up to {WORKERS} in flight", targets.iter().map(|t| t.0).collect::<Vec<_>>());
-    println!("{:>8} {:>10} {:>7} {:>9} {:>9} {:>10}", "elapsed", "requests", "errors", "p50 ms", "p99 ms", "RSS MiB");
+    say!(
+        "soak: {minutes} min at {rate} req/s, mixed {:?}, up to {WORKERS} in flight",
+        targets.iter().map(|t| t.0).collect::<Vec<_>>()
+    );
+    println!(
+        "{:>8} {:>10} {:>7} {:>9} {:>9} {:>10}",
+        "elapsed", "requests", "errors", "p50 ms", "p99 ms", "RSS MiB"
+    );
 
     let window = Rc::new(RefCell::new(Window::default()));
     let first_error: Rc<RefCell<Option<String>>> = Rc::default();
@@ -59,7 +104,10 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
         let mut workers = Vec::new();
         for _ in 0..WORKERS {
             let (window, first_error, next) = (window.clone(), first_error.clone(), next.clone());
-            let mut clients: Vec<(&'static str, HttpClient)> = targets.iter().map(|(n, t)| (*n, HttpClient::new(t.clone()))).collect();
+            let mut clients: Vec<(&'static str, HttpClient)> = targets
+                .iter()
+                .map(|(n, t)| (*n, HttpClient::new(t.clone())))
+                .collect();
             workers.push(tokio::task::spawn_local(async move {
                 loop {
                     // The next slot of the fixed schedule, shared by all workers.
@@ -83,7 +131,9 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
                     w.latencies_ms.push(ms);
                     if let Err(e) = r {
                         w.errors += 1;
-                        first_error.borrow_mut().get_or_insert_with(|| format!("{name}: {e}"));
+                        first_error
+                            .borrow_mut()
+                            .get_or_insert_with(|| format!("{name}: {e}"));
                     }
                 }
             }));
@@ -106,9 +156,20 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
             errors += w.errors;
             let now_rss = rss_mib();
             rss.push(now_rss);
-            let (p50, p99) = (percentile(&mut w.latencies_ms, 0.50), percentile(&mut w.latencies_ms, 0.99));
+            let (p50, p99) = (
+                percentile(&mut w.latencies_ms, 0.50),
+                percentile(&mut w.latencies_ms, 0.99),
+            );
             all_ms.extend(w.latencies_ms);
-            println!("{:>7.0}s {:>10} {:>7} {:>9.3} {:>9.3} {:>10.1}", start.elapsed().as_secs_f64(), requests, errors, p50, p99, now_rss);
+            println!(
+                "{:>7.0}s {:>10} {:>7} {:>9.3} {:>9.3} {:>10.1}",
+                start.elapsed().as_secs_f64(),
+                requests,
+                errors,
+                p50,
+                p99,
+                now_rss
+            );
             if finished {
                 break;
             }
@@ -116,7 +177,10 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
     }));
     let third = (rss.len() / 3).max(1);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
-    let (early, late) = (mean(&rss[..third.min(rss.len())]), mean(&rss[rss.len().saturating_sub(third)..]));
+    let (early, late) = (
+        mean(&rss[..third.min(rss.len())]),
+        mean(&rss[rss.len().saturating_sub(third)..]),
+    );
     println!(
         "soak summary: {requests} requests in {minutes} min ({:.1} req/s), {errors} errors, p50 {:.3} ms, p99 {:.3} ms, RSS first third {early:.1} MiB, last third {late:.1} MiB ({:+.1}%)",
         requests as f64 / (minutes * 60.0),
@@ -125,7 +189,10 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
         (late - early) / early.max(1e-9) * 100.0
     );
     if errors > 0 {
-        anyhow::bail!("{errors} requests failed; first: {}", first_error.borrow().clone().unwrap_or_default());
+        anyhow::bail!(
+            "{errors} requests failed; first: {}",
+            first_error.borrow().clone().unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -134,7 +201,12 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -152,16 +224,24 @@ fn answer(body: &[u8]) -> Result<serde_json::Value, String> {
 
 fn verify_tools(body: &[u8]) -> Result<(), String> {
     let v = answer(body)?;
-    v["result"]["tools"].as_array().filter(|t| !t.is_empty()).map(|_| ()).ok_or_else(|| format!("unexpected: {v}"))
+    v["result"]["tools"]
+        .as_array()
+        .filter(|t| !t.is_empty())
+        .map(|_| ())
+        .ok_or_else(|| format!("unexpected: {v}"))
 }
 
 fn verify_tool_ok(body: &[u8]) -> Result<(), String> {
     let v = answer(body)?;
-    (v.get("error").is_none() && v["result"]["isError"] == json!(false)).then_some(()).ok_or_else(|| format!("unexpected: {v}"))
+    (v.get("error").is_none() && v["result"]["isError"] == json!(false))
+        .then_some(())
+        .ok_or_else(|| format!("unexpected: {v}"))
 }
 
 fn verify_run(body: &[u8]) -> Result<(), String> {
     let v = answer(body)?;
     let sc = &v["result"]["structuredContent"];
-    (sc["status"] == "completed" && sc["result"]["sum"] == 6).then_some(()).ok_or_else(|| format!("unexpected: {v}"))
+    (sc["status"] == "completed" && sc["result"]["sum"] == 6)
+        .then_some(())
+        .ok_or_else(|| format!("unexpected: {v}"))
 }

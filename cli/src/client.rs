@@ -32,8 +32,14 @@ impl Client {
     /// A client for `url` (with or without the `/mcp` suffix).
     pub fn new(url: &str, key: Option<String>) -> Result<Client> {
         let url = url.trim_end_matches('/');
-        let url = if url.ends_with("/mcp") { url.to_string() } else { format!("{url}/mcp") };
-        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(960)).build()?;
+        let url = if url.ends_with("/mcp") {
+            url.to_string()
+        } else {
+            format!("{url}/mcp")
+        };
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(960))
+            .build()?;
         Ok(Client { url, key, http })
     }
 
@@ -49,28 +55,59 @@ impl Client {
             .bearer_auth(key)
             .json(&body)
             .send()
-            .with_context(|| format!("cannot reach cyfr at {} (is `cyfr up` running?)", self.url))?;
+            .with_context(|| {
+                format!("cannot reach cyfr at {} (is `cyfr up` running?)", self.url)
+            })?;
         let status = resp.status();
-        let v: Json = resp.json().with_context(|| format!("cyfr answered HTTP {status} without JSON"))?;
+        let v: Json = resp
+            .json()
+            .with_context(|| format!("cyfr answered HTTP {status} without JSON"))?;
         if let Some(e) = v.get("error") {
             return Err(ServerError {
                 code: e.get("code").and_then(Json::as_i64).unwrap_or(0),
-                name: e.pointer("/data/name").and_then(Json::as_str).unwrap_or("error").to_string(),
-                message: e.get("message").and_then(Json::as_str).unwrap_or("").to_string(),
+                name: e
+                    .pointer("/data/name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("error")
+                    .to_string(),
+                message: e
+                    .get("message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_string(),
             }
             .into());
         }
-        let result = v.get("result").cloned().ok_or_else(|| anyhow!("cyfr answered without a result"))?;
+        let result = v
+            .get("result")
+            .cloned()
+            .ok_or_else(|| anyhow!("cyfr answered without a result"))?;
         let content = result
             .get("structuredContent")
             .cloned()
-            .or_else(|| result.pointer("/content/0/text").and_then(Json::as_str).and_then(|t| serde_json::from_str(t).ok()))
+            .or_else(|| {
+                result
+                    .pointer("/content/0/text")
+                    .and_then(Json::as_str)
+                    .and_then(|t| serde_json::from_str(t).ok())
+            })
             .unwrap_or(Json::Null);
         if result.get("isError").and_then(Json::as_bool) == Some(true) {
             return Err(ServerError {
-                code: content.pointer("/error/code").and_then(Json::as_i64).unwrap_or(0),
-                name: content.pointer("/error/name").and_then(Json::as_str).unwrap_or("tool_error").to_string(),
-                message: content.pointer("/error/message").and_then(Json::as_str).unwrap_or("the tool failed").to_string(),
+                code: content
+                    .pointer("/error/code")
+                    .and_then(Json::as_i64)
+                    .unwrap_or(0),
+                name: content
+                    .pointer("/error/name")
+                    .and_then(Json::as_str)
+                    .unwrap_or("tool_error")
+                    .to_string(),
+                message: content
+                    .pointer("/error/message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("the tool failed")
+                    .to_string(),
             }
             .into());
         }

@@ -14,7 +14,11 @@ use serde_json::{json, Value as Json};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "cyfr", version, about = "A secure MCP backend that runs sandboxed WebAssembly components")]
+#[command(
+    name = "cyfr",
+    version,
+    about = "A secure MCP backend that runs sandboxed WebAssembly components"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -234,7 +238,11 @@ enum ComponentAction {
 #[derive(Subcommand)]
 enum PolicyAction {
     /// Set one field: `cyfr policy set c:local.claude:0.1.0 timeout '"60s"'`.
-    Set { reference: String, field: String, value: String },
+    Set {
+        reference: String,
+        field: String,
+        value: String,
+    },
     /// Show a component's policy.
     #[command(alias = "show")]
     Get { reference: String },
@@ -250,7 +258,9 @@ fn main() {
     if let Err(e) = run(cli) {
         if json_out {
             let v = match e.downcast_ref::<client::ServerError>() {
-                Some(s) => json!({ "error": { "code": s.code, "name": s.name, "message": s.message } }),
+                Some(s) => {
+                    json!({ "error": { "code": s.code, "name": s.name, "message": s.message } })
+                }
                 None => json!({ "error": { "message": format!("{e:#}") } }),
             };
             println!("{v}");
@@ -269,12 +279,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Host(args) => server::host(args, &out),
         Command::Build { dir } => {
             let wasm = compile::build(&dir)?;
-            out.show(&json!({ "wasm": wasm.display().to_string() }), || format!("Built {}", wasm.display()));
+            out.show(&json!({ "wasm": wasm.display().to_string() }), || {
+                format!("Built {}", wasm.display())
+            });
             Ok(())
         }
         Command::Key { action, remote } => key(action, &remote, &out),
         Command::Secret { action, remote } => secret::run(action, &remote, &out),
-        Command::Encrypt { kid, public_key, value } => {
+        Command::Encrypt {
+            kid,
+            public_key,
+            value,
+        } => {
             let value = match value {
                 Some(v) => zeroize::Zeroizing::new(v),
                 None => secret::read_stdin("Secret to seal: ")?,
@@ -284,21 +300,33 @@ fn run(cli: Cli) -> Result<()> {
             out.show(&v, || v.to_string());
             Ok(())
         }
-        Command::Register { dir, replace, remote } => {
+        Command::Register {
+            dir,
+            replace,
+            remote,
+        } => {
             if compile::needs_build(&dir)? {
                 compile::build(&dir)?;
             }
             let ctype = compile::manifest_type(&dir)?;
             let manifest = std::fs::read_to_string(dir.join("cyfr-manifest.json"))?;
-            let wasm = std::fs::read(dir.join(format!("{ctype}.wasm"))).context("reading the component's wasm")?;
+            let wasm = std::fs::read(dir.join(format!("{ctype}.wasm")))
+                .context("reading the component's wasm")?;
             let r = remote.client()?.call(
                 "component",
                 json!({ "action": "register", "manifest": manifest, "wasm": base64::engine::general_purpose::STANDARD.encode(wasm), "replace": replace }),
             )?;
-            out.show(&r, || format!("Registered {} ({})", s(&r, "reference"), s(&r, "digest")));
+            out.show(&r, || {
+                format!("Registered {} ({})", s(&r, "reference"), s(&r, "digest"))
+            });
             Ok(())
         }
-        Command::Run { reference, input, ctype, remote } => {
+        Command::Run {
+            reference,
+            input,
+            ctype,
+            remote,
+        } => {
             let input: Json = serde_json::from_str(&input).context("--input must be JSON")?;
             let mut args = json!({ "action": "run", "reference": reference, "input": input });
             if let Some(t) = ctype {
@@ -327,11 +355,17 @@ fn run(cli: Cli) -> Result<()> {
                         if list.is_empty() {
                             return "No components found.".into();
                         }
-                        list.iter().map(|c| format!("{:<45} {}", s(c, "reference"), s(c, "description"))).collect::<Vec<_>>().join("\n")
+                        list.iter()
+                            .map(|c| format!("{:<45} {}", s(c, "reference"), s(c, "description")))
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     });
                 }
                 ComponentAction::Inspect { reference } => {
-                    let r = c.call("component", json!({ "action": "inspect", "reference": reference }))?;
+                    let r = c.call(
+                        "component",
+                        json!({ "action": "inspect", "reference": reference }),
+                    )?;
                     out.show(&r, || serde_json::to_string_pretty(&r).unwrap_or_default());
                 }
             }
@@ -340,14 +374,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy { action, remote } => {
             let c = remote.client()?;
             let r = match action {
-                PolicyAction::Set { reference, field, value } => {
+                PolicyAction::Set {
+                    reference,
+                    field,
+                    value,
+                } => {
                     // The guide passes JSON ('"60s"', '["a.com"]'); a bare word is taken as a string.
                     let value: Json = serde_json::from_str(&value).unwrap_or(Json::String(value));
                     c.call("policy", json!({ "action": "set", "reference": reference, "field": field, "value": value }))?
                 }
-                PolicyAction::Get { reference } => c.call("policy", json!({ "action": "get", "reference": reference }))?,
+                PolicyAction::Get { reference } => {
+                    c.call("policy", json!({ "action": "get", "reference": reference }))?
+                }
                 PolicyAction::List => c.call("policy", json!({ "action": "list" }))?,
-                PolicyAction::Delete { reference } => c.call("policy", json!({ "action": "delete", "reference": reference }))?,
+                PolicyAction::Delete { reference } => c.call(
+                    "policy",
+                    json!({ "action": "delete", "reference": reference }),
+                )?,
             };
             out.show(&r, || serde_json::to_string_pretty(&r).unwrap_or_default());
             Ok(())
@@ -358,7 +401,13 @@ fn run(cli: Cli) -> Result<()> {
 fn key(action: KeyAction, remote: &Remote, out: &Output) -> Result<()> {
     let c = &remote.client()?;
     match action {
-        KeyAction::Create { name, key_type, scope, rate_limit, ip_allowlist } => {
+        KeyAction::Create {
+            name,
+            key_type,
+            scope,
+            rate_limit,
+            ip_allowlist,
+        } => {
             let r = c.call(
                 "key",
                 json!({ "action": "create", "name": name, "type": key_type, "scope": scope, "rate_limit": rate_limit, "ip_allowlist": ip_allowlist }),
@@ -374,7 +423,10 @@ fn key(action: KeyAction, remote: &Remote, out: &Output) -> Result<()> {
             out.show(&r, || key_line(&r));
         }
         KeyAction::List { include_revoked } => {
-            let r = c.call("key", json!({ "action": "list", "include_revoked": include_revoked }))?;
+            let r = c.call(
+                "key",
+                json!({ "action": "list", "include_revoked": include_revoked }),
+            )?;
             out.show(&r, || {
                 let keys = r["keys"].as_array().cloned().unwrap_or_default();
                 if keys.is_empty() {
@@ -385,7 +437,9 @@ fn key(action: KeyAction, remote: &Remote, out: &Output) -> Result<()> {
         }
         KeyAction::Revoke { name } => {
             let r = c.call("key", json!({ "action": "revoke", "name": name }))?;
-            out.show(&r, || format!("Revoked key \"{}\" ({})", s(&r, "name"), s(&r, "prefix")));
+            out.show(&r, || {
+                format!("Revoked key \"{}\" ({})", s(&r, "name"), s(&r, "prefix"))
+            });
         }
     }
     Ok(())
@@ -396,15 +450,42 @@ fn created(r: &Json) -> String {
         "Created {} key \"{}\" (scope: {})\n\n    {}\n\nStore it now: it is shown only this once.",
         s(r, "type"),
         s(r, "name"),
-        r["scope"].as_array().map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+        r["scope"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(","))
+            .unwrap_or_default(),
         s(r, "key")
     )
 }
 
 fn key_line(k: &Json) -> String {
-    let scopes = k["scope"].as_array().map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default();
-    let revoked = if k["revoked"].as_bool() == Some(true) { "  (revoked)" } else { "" };
-    format!("{:<20} {:<7} {:<16} {:<30} {}{}", s(k, "name"), s(k, "type"), s(k, "prefix"), scopes, s(k, "created_at"), revoked)
+    let scopes = k["scope"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let revoked = if k["revoked"].as_bool() == Some(true) {
+        "  (revoked)"
+    } else {
+        ""
+    };
+    format!(
+        "{:<20} {:<7} {:<16} {:<30} {}{}",
+        s(k, "name"),
+        s(k, "type"),
+        s(k, "prefix"),
+        scopes,
+        s(k, "created_at"),
+        revoked
+    )
 }
 
 pub(crate) fn s<'a>(v: &'a Json, field: &str) -> &'a str {

@@ -73,8 +73,11 @@ pub enum LogFormat {
 
 /// Installs the log subscriber: stderr, `RUST_LOG` filter (default `info`).
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second install (tests in one process) is harmless: keep the first.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -86,13 +89,19 @@ fn init_tracing(format: LogFormat) {
 fn callback_url(local: std::net::SocketAddr) -> String {
     let mut a = local;
     if a.ip().is_unspecified() {
-        a.set_ip(if a.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     format!("http://{a}")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Creates the data directory, the master key (unless CYFR_MASTER_KEY is set) and the first admin key.
@@ -100,15 +109,26 @@ pub fn init(data_dir: &Path, out: &Output) -> Result<()> {
     if db_path(data_dir).exists() {
         bail!("{} is already initialized; use it with `cyfr up --data-dir {}`, or pick another --data-dir", data_dir.display(), data_dir.display());
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     restrict(data_dir, 0o700)?;
     // The key-encryption key, in a file of its own rather than in any config value.
     cyfr_host::keyring::init(data_dir)?;
     let raw = runtime()?.block_on(async {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let new = NewKey { name: "admin".into(), key_type: KeyType::Admin, scopes: vec![], rate_limit: None, ip_allowlist: Default::default() };
-        let (_, raw) = keys::create(&db, &NativeEnv, &new, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        cyfr_core::migrate::migrate(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let new = NewKey {
+            name: "admin".into(),
+            key_type: KeyType::Admin,
+            scopes: vec![],
+            rate_limit: None,
+            ip_allowlist: Default::default(),
+        };
+        let (_, raw) = keys::create(&db, &NativeEnv, &new, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::Ok(raw)
     })?;
     out.show(&json!({ "data_dir": data_dir.display().to_string(), "admin_key": raw, "database": db_path(data_dir).display().to_string() }), || {
@@ -140,7 +160,11 @@ fn listen_addr(args: &UpArgs) -> String {
 pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     init_tracing(args.log_format);
     if !db_path(&args.data_dir).exists() {
-        bail!("{} is not initialized: run `cyfr init --data-dir {}` first", args.data_dir.display(), args.data_dir.display());
+        bail!(
+            "{} is not initialized: run `cyfr init --data-dir {}` first",
+            args.data_dir.display(),
+            args.data_dir.display()
+        );
     }
     let router_wasm = match &args.router {
         Some(p) => std::fs::read(p).with_context(|| format!("reading router {}", p.display()))?,
@@ -153,7 +177,9 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     if let Some(o) = &args.allowed_origins {
         variables.insert("allowed_origins".to_string(), o.clone());
     }
-    if args.session_encryption || std::env::var("ENABLE_SESSION_ENCRYPTION").is_ok_and(|v| v == "true") {
+    if args.session_encryption
+        || std::env::var("ENABLE_SESSION_ENCRYPTION").is_ok_and(|v| v == "true")
+    {
         variables.insert("session_encryption".to_string(), "true".to_string());
     }
     if args.dev {
@@ -165,21 +191,39 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
         variables.insert("session_ttl_hours".to_string(), h);
     }
-    let components_root = args.components.canonicalize().with_context(|| format!("components root {}", args.components.display()))?;
+    let components_root = args
+        .components
+        .canonicalize()
+        .with_context(|| format!("components root {}", args.components.display()))?;
     let digest = cyfr_core::crypto::digest(&router_wasm);
     let rt = runtime()?;
     rt.block_on(async {
         let addr = listen_addr(&args);
-        let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         let local = listener.local_addr()?;
         // Formulas on remote hosts call back here: the address we listen on, unless told.
-        if let Some(url) = args.router_url.clone().or_else(|| (!args.hosts.is_empty()).then(|| callback_url(local))) {
+        if let Some(url) = args
+            .router_url
+            .clone()
+            .or_else(|| (!args.hosts.is_empty()).then(|| callback_url(local)))
+        {
             variables.insert("router_url".to_string(), url);
         }
-        let server = Server::start(UpOptions { data_dir: args.data_dir.clone(), router_wasm, components_root, variables, cache_dir: args.cache_dir.clone(), hosts: args.hosts.clone() }).await?;
-        out.show(&json!({ "listening": format!("http://{local}/mcp"), "router_digest": digest }), || {
-            format!("cyfr listening on http://{local}/mcp (router {digest})")
-        });
+        let server = Server::start(UpOptions {
+            data_dir: args.data_dir.clone(),
+            router_wasm,
+            components_root,
+            variables,
+            cache_dir: args.cache_dir.clone(),
+            hosts: args.hosts.clone(),
+        })
+        .await?;
+        out.show(
+            &json!({ "listening": format!("http://{local}/mcp"), "router_digest": digest }),
+            || format!("cyfr listening on http://{local}/mcp (router {digest})"),
+        );
         std::io::stdout().flush()?;
         server.serve(listener, shutdown_signal()).await
     })
@@ -207,19 +251,36 @@ pub fn host(args: HostArgs, out: &Output) -> Result<()> {
     init_tracing(args.log_format);
     let token_key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("set CYFR_HOST_TOKEN_KEY: the key (32+ characters) shared with the routers that dispatch here"))?;
     let key = cyfr_host::host_server::HostKey::load_or_create(&args.data_dir)?;
-    let code_key = cyfr_host::code_cache::CacheKey::load_or_create(&cyfr_host::code_cache::key_file(&args.data_dir))?;
-    let executor = Arc::new(cyfr_host::executor::Executor::with_cache_key(&args.data_dir.join("cache"), Arc::new(code_key))?);
-    let components = args.components.canonicalize().with_context(|| format!("components root {}", args.components.display()))?;
+    let code_key = cyfr_host::code_cache::CacheKey::load_or_create(
+        &cyfr_host::code_cache::key_file(&args.data_dir),
+    )?;
+    let executor = Arc::new(cyfr_host::executor::Executor::with_cache_key(
+        &args.data_dir.join("cache"),
+        Arc::new(code_key),
+    )?);
+    let components = args
+        .components
+        .canonicalize()
+        .with_context(|| format!("components root {}", args.components.display()))?;
     let api = cyfr_host::service::HostApi::new(executor, components);
     let public = key.public_b64();
-    let server = Arc::new(cyfr_host::host_server::HostServer::new(api, key, token_key)?);
+    let server = Arc::new(cyfr_host::host_server::HostServer::new(
+        api, key, token_key,
+    )?);
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
         let url = format!("http://{}", listener.local_addr()?);
-        out.show(&json!({ "listening": url, "public_key": public, "host": format!("{url}#{public}") }), || {
-            format!("cyfr host listening on {url}
-Routers dispatch here with:  cyfr up --host {url}#{public}")
-        });
+        out.show(
+            &json!({ "listening": url, "public_key": public, "host": format!("{url}#{public}") }),
+            || {
+                format!(
+                    "cyfr host listening on {url}
+Routers dispatch here with:  cyfr up --host {url}#{public}"
+                )
+            },
+        );
         std::io::stdout().flush()?;
         server.serve(listener, shutdown_signal()).await
     })
@@ -232,7 +293,9 @@ pub fn rotate_master(data_dir: &Path, out: &Output) -> Result<()> {
     }
     let r = runtime()?.block_on(async {
         let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        cyfr_core::migrate::migrate(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         cyfr_host::keyring::rotate(data_dir, &db).await
     })?;
     out.show(&json!({ "rotated": true, "kek_id": r.kek_id, "data_keys": r.data_keys, "session_keys": r.session_keys }), || {
@@ -245,7 +308,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

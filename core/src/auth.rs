@@ -41,8 +41,14 @@ impl Identity {
             Need::Scopes(s) => format!("scope {}", s.join(" and ")),
             Need::Authenticated => "authentication".to_string(),
         };
-        Err(Error::new(Code::InsufficientPermissions, format!("{tool}.{action} needs {wanted}; this key holds: {}", self.key.scopes.join(", ")))
-            .with_data(serde_json::json!({ "tool": tool, "action": action })))
+        Err(Error::new(
+            Code::InsufficientPermissions,
+            format!(
+                "{tool}.{action} needs {wanted}; this key holds: {}",
+                self.key.scopes.join(", ")
+            ),
+        )
+        .with_data(serde_json::json!({ "tool": tool, "action": action })))
     }
 }
 
@@ -50,12 +56,21 @@ impl Identity {
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let h = req.header("authorization")?.trim();
     let (scheme, token) = h.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Authenticates a raw API key for a request: known, not revoked, client IP allowed,
 /// rate limit not exceeded. Every failure is a JSON-RPC error with the guide's code.
-pub async fn authenticate_key(db: &impl Db, cfg: &Config, req: &HttpRequest, raw: &str, now_ms: u64) -> Result<Identity> {
+pub async fn authenticate_key(
+    db: &impl Db,
+    cfg: &Config,
+    req: &HttpRequest,
+    raw: &str,
+    now_ms: u64,
+) -> Result<Identity> {
     let invalid = || Error::new(Code::AuthInvalid, "Invalid API key");
     if KeyType::of_raw(raw).is_none() {
         return Err(Error::new(Code::AuthInvalid, "Invalid API key or token"));
@@ -69,15 +84,30 @@ pub async fn authenticate_key(db: &impl Db, cfg: &Config, req: &HttpRequest, raw
 }
 
 /// Re-checks a stored key (e.g. the one an MCP session is bound to) for this request.
-pub async fn check_key_use(db: &impl Db, cfg: &Config, req: &HttpRequest, key: &ApiKey, now_ms: u64) -> Result<()> {
+pub async fn check_key_use(
+    db: &impl Db,
+    cfg: &Config,
+    req: &HttpRequest,
+    key: &ApiKey,
+    now_ms: u64,
+) -> Result<()> {
     if !key.ip_allowlist.is_empty() {
         let allowed = req
             .peer
             // An unknown client (no peer, or a malformed forwarded hop) is never allowed.
-            .and_then(|peer| client_ip(peer, req.header_all("x-forwarded-for"), &cfg.trusted_proxies))
+            .and_then(|peer| {
+                client_ip(
+                    peer,
+                    req.header_all("x-forwarded-for"),
+                    &cfg.trusted_proxies,
+                )
+            })
             .is_some_and(|ip| key.ip_allowlist.contains(ip));
         if !allowed {
-            return Err(Error::new(Code::InsufficientPermissions, "client IP address is not in this key's allowlist"));
+            return Err(Error::new(
+                Code::InsufficientPermissions,
+                "client IP address is not in this key's allowlist",
+            ));
         }
     }
     take_key_rate(db, key, now_ms).await?;

@@ -32,7 +32,12 @@ pub struct Config {
 }
 
 fn flag(v: Option<String>) -> bool {
-    v.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
 impl Default for Config {
@@ -64,35 +69,50 @@ impl Config {
             c.host_url = v.trim_end_matches('/').to_string();
         }
         if let Some(v) = get("trusted_proxies").filter(|v| !v.trim().is_empty()) {
-            c.trusted_proxies = NetList::parse(&v).map_err(|e| format!("variable trusted_proxies: {e}"))?;
+            c.trusted_proxies =
+                NetList::parse(&v).map_err(|e| format!("variable trusted_proxies: {e}"))?;
         }
         if let Some(v) = get("allowed_origins") {
-            c.allowed_origins = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            c.allowed_origins = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         if let Some(v) = get("session_ttl_hours").filter(|v| !v.is_empty()) {
-            let h: u64 = v.parse().map_err(|_| format!("variable session_ttl_hours: `{v}` is not a whole number"))?;
+            let h: u64 = v
+                .parse()
+                .map_err(|_| format!("variable session_ttl_hours: `{v}` is not a whole number"))?;
             c.session_ttl_ms = h.max(1) * 3_600_000;
         }
         if let Some(v) = get("execution_retention_days").filter(|v| !v.trim().is_empty()) {
             let d: u64 = v.trim().parse().map_err(|_| format!("variable execution_retention_days: `{v}` is not a whole number (0 keeps runs forever)"))?;
-            c.execution_retention_ms = d.checked_mul(86_400_000).ok_or("variable execution_retention_days: too large")?;
+            c.execution_retention_ms = d
+                .checked_mul(86_400_000)
+                .ok_or("variable execution_retention_days: too large")?;
         }
         if let Some(v) = get("hosts").filter(|v| !v.trim().is_empty()) {
-            c.hosts = crate::host_api::HostTarget::parse_list(&v).map_err(|e| format!("variable hosts: {e}"))?;
-            let key = get("host_token_key").filter(|k| k.len() >= 32).ok_or("variable host_token_key: remote hosts need a shared key of at least 32 characters")?;
+            c.hosts = crate::host_api::HostTarget::parse_list(&v)
+                .map_err(|e| format!("variable hosts: {e}"))?;
+            let key = get("host_token_key").filter(|k| k.len() >= 32).ok_or(
+                "variable host_token_key: remote hosts need a shared key of at least 32 characters",
+            )?;
             c.host_token_key = Some(key);
         }
         if let Some(v) = get("router_url").filter(|v| !v.trim().is_empty()) {
             let v = v.trim().trim_end_matches('/').to_string();
             if !(v.starts_with("http://") || v.starts_with("https://")) {
-                return Err(format!("variable router_url: `{v}` must start with http:// or https://"));
+                return Err(format!(
+                    "variable router_url: `{v}` must start with http:// or https://"
+                ));
             }
             c.router_url = Some(v);
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));
         if let Some(v) = get("master_keys").filter(|v| !v.trim().is_empty()) {
-            let kms = crate::secrets::kms::LocalKms::from_variable(&v).map_err(|e| format!("variable master_keys: {}", e.message))?;
+            let kms = crate::secrets::kms::LocalKms::from_variable(&v)
+                .map_err(|e| format!("variable master_keys: {}", e.message))?;
             c.kms = Some(std::sync::Arc::new(kms));
         }
         Ok(c)
@@ -100,13 +120,22 @@ impl Config {
 
     /// Whether a browser `Origin` may call us: configured origins, or loopback ones.
     pub fn origin_allowed(&self, origin: &str) -> bool {
-        if self.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)) {
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        {
             return true;
         }
-        let rest = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+        let rest = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
         let Some(rest) = rest else { return false };
         let host = if rest.starts_with('[') {
-            rest.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+            rest.split(']')
+                .next()
+                .map(|h| format!("{h}]"))
+                .unwrap_or_default()
         } else {
             rest.split(':').next().unwrap_or("").to_string()
         };
@@ -127,7 +156,10 @@ mod tests {
         assert!(!c.origin_allowed("https://evil.example"));
         assert!(!c.origin_allowed("http://localhost.evil.example"));
         assert!(!c.origin_allowed("null"));
-        let c = Config { allowed_origins: vec!["https://app.example.com".into()], ..Config::default() };
+        let c = Config {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..Config::default()
+        };
         assert!(c.origin_allowed("https://app.example.com"));
         assert!(!c.origin_allowed("https://app.example.com.evil.example"));
     }
@@ -135,10 +167,15 @@ mod tests {
     #[test]
     fn execution_retention_defaults_to_30_days_and_reads_its_variable() {
         assert_eq!(Config::default().execution_retention_ms, 30 * 86_400_000);
-        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "7".to_string())).unwrap();
+        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "7".to_string()))
+            .unwrap();
         assert_eq!(c.execution_retention_ms, 7 * 86_400_000);
-        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "0".to_string())).unwrap();
+        let c = Config::from_lookup(|n| (n == "execution_retention_days").then(|| "0".to_string()))
+            .unwrap();
         assert_eq!(c.execution_retention_ms, 0);
-        assert!(Config::from_lookup(|n| (n == "execution_retention_days").then(|| "a week".to_string())).is_err());
+        assert!(Config::from_lookup(
+            |n| (n == "execution_retention_days").then(|| "a week".to_string())
+        )
+        .is_err());
     }
 }

@@ -59,7 +59,10 @@ pub struct Row<'a> {
 impl Rows {
     /// Iterates rows with access by column name.
     pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
-        self.rows.iter().map(|v| Row { columns: &self.columns, values: v })
+        self.rows.iter().map(|v| Row {
+            columns: &self.columns,
+            values: v,
+        })
     }
     /// The first row, if any.
     pub fn first(&self) -> Option<Row<'_>> {

@@ -129,7 +129,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An error with a code and message.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Error { code, message: message.into(), data: None }
+        Error {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
     /// Adds structured data.
     pub fn with_data(mut self, data: Json) -> Self {
@@ -164,6 +168,12 @@ impl From<crate::db::DbError> for Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code.name(), self.code.number(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.name(),
+            self.code.number(),
+            self.message
+        )
     }
 }

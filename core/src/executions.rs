@@ -42,7 +42,12 @@ pub struct Origin<'a> {
 }
 
 /// Runs a component for `who` and records the run.
-pub async fn run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json, origin: Origin<'_>) -> Result<Json> {
+pub async fn run<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    args: &Json,
+    origin: Origin<'_>,
+) -> Result<Json> {
     run_in(app, who, args, None, origin).await
 }
 
@@ -58,9 +63,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     let opened = origin.opened;
     let type_hint = match args.get("type").and_then(Json::as_str) {
         None => None,
-        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
+        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
+            Error::invalid_params(format!(
+                "`type` must be reagent, catalyst or formula (got `{t}`)"
+            ))
+        })?),
     };
-    let reference = args.get("reference").ok_or_else(|| Error::invalid_params("execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\""))?;
+    let reference = args.get("reference").ok_or_else(|| {
+        Error::invalid_params(
+            "execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\"",
+        )
+    })?;
     let reference = Reference::from_json(reference, type_hint)?;
     let component = registry::resolve(&app.db, &reference).await?;
     let policy = policy::effective(&app.db, &component).await?;
@@ -76,7 +89,11 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     // A formula's host calls back with this token; the row keeps only its hash, and the
     // token stops working when the row leaves `started`.
     let mut callback = if component.ctype == ComponentType::Formula {
-        callback_url(&app.config).map(|url| crate::host_api::Callback { url, token: random_token(&app.env, 32), key: None })
+        callback_url(&app.config).map(|url| crate::host_api::Callback {
+            url,
+            token: random_token(&app.env, 32),
+            key: None,
+        })
     } else {
         None
     };
@@ -119,8 +136,14 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         )
         .await?;
     if inserted.rows.is_empty() {
-        return Err(Error::new(Code::ExecutionFailed, format!("the formula that asked for {} has ended", component.reference))
-            .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
+        return Err(Error::new(
+            Code::ExecutionFailed,
+            format!(
+                "the formula that asked for {} has ended",
+                component.reference
+            ),
+        )
+        .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
     }
 
     let failure = |reason: &str, message: String| {
@@ -130,7 +153,8 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             "busy" => Code::RateLimited,
             _ => Code::ExecutionFailed,
         };
-        let mut data = json!({ "execution_id": id, "reason": reason, "reference": component.reference });
+        let mut data =
+            json!({ "execution_id": id, "reason": reason, "reference": component.reference });
         if reason == "busy" {
             data["retry_after_ms"] = json!(BUSY_RETRY_MS);
         }
@@ -139,23 +163,70 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
 
     // Checked here as well as on the host, so an oversize input never leaves the router.
     if input.len() as u64 > policy.max_request_size {
-        let msg = format!("input is {} bytes; the policy allows {} (max_request_size)", input.len(), policy.max_request_size);
-        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
+        let msg = format!(
+            "input is {} bytes; the policy allows {} (max_request_size)",
+            input.len(),
+            policy.max_request_size
+        );
+        finish(
+            &app.db,
+            &id,
+            "failed",
+            Some(&msg),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(failure("input_too_large", msg));
     }
     if depth > MAX_DEPTH {
-        let msg = format!("{} would run {depth} levels deep; formulas nest at most {MAX_DEPTH} levels", component.reference);
-        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
+        let msg = format!(
+            "{} would run {depth} levels deep; formulas nest at most {MAX_DEPTH} levels",
+            component.reference
+        );
+        finish(
+            &app.db,
+            &id,
+            "failed",
+            Some(&msg),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "depth_exceeded", "reference": component.reference })));
     }
     if remaining.is_some_and(|r| r < MIN_CHILD_MS) {
-        let msg = format!("the parent formula has {} ms left, too little to run {}", remaining.unwrap_or(0), component.reference);
-        finish(&app.db, &id, "timed_out", Some(&msg), None, started, app.env.now_ms()).await?;
+        let msg = format!(
+            "the parent formula has {} ms left, too little to run {}",
+            remaining.unwrap_or(0),
+            component.reference
+        );
+        finish(
+            &app.db,
+            &id,
+            "timed_out",
+            Some(&msg),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(failure("timeout", msg));
     }
     if component.ctype == ComponentType::Formula && callback.is_none() {
         let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
-        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
+        finish(
+            &app.db,
+            &id,
+            "failed",
+            Some(&msg),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "no_router_url", "reference": component.reference })));
     }
     // A catalyst reaches the network: without an explicit allowlist it does not start.
@@ -164,12 +235,37 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             "POLICY_REQUIRED: {} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {} allowed_domains '[\"api.example.com\"]'`",
             component.reference, component.reference
         );
-        finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
+        finish(
+            &app.db,
+            &id,
+            "failed",
+            Some(&msg),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "POLICY_REQUIRED", "reference": component.reference })));
     }
     // Per user per component; outbound calls have their own budget on the host.
-    if let Err(e) = crate::ratelimit::take(&app.db, &format!("exec:{}:{}", who.budget_id(), component.reference), policy.rate_limit, started).await {
-        finish(&app.db, &id, "failed", Some(&e.message), None, started, app.env.now_ms()).await?;
+    if let Err(e) = crate::ratelimit::take(
+        &app.db,
+        &format!("exec:{}:{}", who.budget_id(), component.reference),
+        policy.rate_limit,
+        started,
+    )
+    .await
+    {
+        finish(
+            &app.db,
+            &id,
+            "failed",
+            Some(&e.message),
+            None,
+            started,
+            app.env.now_ms(),
+        )
+        .await?;
         return Err(e);
     }
     // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
@@ -178,7 +274,16 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         match granted_secrets(app, who, &component.reference).await {
             Ok(s) => s,
             Err(e) => {
-                finish(&app.db, &id, "failed", Some(&e.message), None, started, app.env.now_ms()).await?;
+                finish(
+                    &app.db,
+                    &id,
+                    "failed",
+                    Some(&e.message),
+                    None,
+                    started,
+                    app.env.now_ms(),
+                )
+                .await?;
                 return Err(e);
             }
         }
@@ -201,7 +306,10 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         caller: who.budget_id().to_string(),
         reference: component.reference.clone(),
         egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
-        secrets: secrets.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
         // Sealed by the dispatcher for the host it picks, when that host is remote.
         sealed_secrets: None,
         callback,
@@ -212,7 +320,8 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         sealed_redact: None,
     };
     // Whatever comes back is scrubbed of every secret the run could read, in every form.
-    let forms = crate::secrets::mask::Forms::new(secrets.values().chain(opened).map(|v| v.as_slice()));
+    let forms =
+        crate::secrets::mask::Forms::new(secrets.values().chain(opened).map(|v| v.as_slice()));
     let scrub = |t: &str| forms.redact(t);
     let resp = match dispatch_run(app, &req).await.map(|mut r| {
         r.stdout = scrub(&r.stdout);
@@ -230,20 +339,48 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     }) {
         Ok(r) => r,
         Err(e) => {
-            let msg = format!("the host could not run {}: {}", component.reference, describe(&e));
-            finish(&app.db, &id, "failed", Some(&msg), None, started, app.env.now_ms()).await?;
-            return Err(Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id })));
+            let msg = format!(
+                "the host could not run {}: {}",
+                component.reference,
+                describe(&e)
+            );
+            finish(
+                &app.db,
+                &id,
+                "failed",
+                Some(&msg),
+                None,
+                started,
+                app.env.now_ms(),
+            )
+            .await?;
+            return Err(
+                Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id }))
+            );
         }
     };
-    let failed = (resp.status != "completed")
-        .then(|| resp.error.clone().unwrap_or(crate::host_api::HostError { code: "failed".into(), message: "the component failed".into() }));
+    let failed = (resp.status != "completed").then(|| {
+        resp.error.clone().unwrap_or(crate::host_api::HostError {
+            code: "failed".into(),
+            message: "the component failed".into(),
+        })
+    });
     let status = match failed.as_ref().map(|e| e.code.as_str()) {
         None => "completed",
         Some("timeout") => "timed_out",
         Some("cancelled") => "cancelled",
         Some(_) => "failed",
     };
-    finish(&app.db, &id, status, failed.as_ref().map(|e| e.message.as_str()), Some(&resp), started, app.env.now_ms()).await?;
+    finish(
+        &app.db,
+        &id,
+        status,
+        failed.as_ref().map(|e| e.message.as_str()),
+        Some(&resp),
+        started,
+        app.env.now_ms(),
+    )
+    .await?;
     if component.ctype == ComponentType::Formula {
         // Its record has left `started`, so its token no longer works and no child starts;
         // children still running (a batch it never waited for) end with it, before it answers.
@@ -269,9 +406,17 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
 
 /// The values a formula's children inherit and its callback key, wrapped by the master key
 /// for its record: (key id, wrapped bytes, the callback key in base64).
-async fn carry<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, id: &str, opened: &[Zeroizing<Vec<u8>>]) -> Result<(String, Vec<u8>, String)> {
+async fn carry<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    id: &str,
+    opened: &[Zeroizing<Vec<u8>>],
+) -> Result<(String, Vec<u8>, String)> {
     use crate::secrets::kms::Kms;
-    let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("no master key is configured, so sealed values cannot be passed to a formula"))?;
+    let kms = app.config.kms.as_deref().ok_or_else(|| {
+        Error::internal(
+            "no master key is configured, so sealed values cannot be passed to a formula",
+        )
+    })?;
     let mut key = Zeroizing::new([0u8; 32]);
     app.env.fill_random(&mut key[..]);
     let key_b64 = B64.encode(&key[..]);
@@ -292,14 +437,29 @@ pub struct Carried {
 }
 
 /// Unwraps what [`run_in`] kept with formula `id`'s record.
-pub async fn uncarry(kms: &impl crate::secrets::kms::Kms, id: &str, kek: &str, wrapped: &[u8]) -> Result<Carried> {
+pub async fn uncarry(
+    kms: &impl crate::secrets::kms::Kms,
+    id: &str,
+    kek: &str,
+    wrapped: &[u8],
+) -> Result<Carried> {
     let plain = kms.unwrap(kek, wrapped, &carried_context(id)).await?;
-    let v: Json = serde_json::from_slice(&plain).map_err(|_| Error::internal("a formula's carried values are unreadable"))?;
+    let v: Json = serde_json::from_slice(&plain)
+        .map_err(|_| Error::internal("a formula's carried values are unreadable"))?;
     let values = v["values"]
         .as_array()
-        .map(|a| a.iter().filter_map(Json::as_str).filter_map(|b| B64.decode(b).ok()).map(Zeroizing::new).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .filter_map(|b| B64.decode(b).ok())
+                .map(Zeroizing::new)
+                .collect()
+        })
         .unwrap_or_default();
-    let key = v["key"].as_str().and_then(crate::host_api::callback_key).ok_or_else(|| Error::internal("a formula's callback key is unreadable"))?;
+    let key = v["key"]
+        .as_str()
+        .and_then(crate::host_api::callback_key)
+        .ok_or_else(|| Error::internal("a formula's callback key is unreadable"))?;
     Ok(Carried { values, key })
 }
 
@@ -316,7 +476,12 @@ const MIN_CHILD_MS: u64 = 50;
 /// Where a formula's host calls back: the configured `router_url`, or the in-process router
 /// when runs stay in this process.
 fn callback_url(config: &crate::config::Config) -> Option<String> {
-    config.router_url.clone().or_else(|| config.hosts.is_empty().then(|| crate::host_api::ROUTER_INTERNAL_URL.to_string()))
+    config.router_url.clone().or_else(|| {
+        config
+            .hosts
+            .is_empty()
+            .then(|| crate::host_api::ROUTER_INTERNAL_URL.to_string())
+    })
 }
 
 /// Cancels the runs under `parent_id` that are still going, and theirs (depth-bounded). Each
@@ -364,9 +529,20 @@ async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
     if names.is_empty() {
         return Ok(out);
     }
-    let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("no master key is configured, so granted secrets cannot be read"))?;
+    let kms = app.config.kms.as_deref().ok_or_else(|| {
+        Error::internal("no master key is configured, so granted secrets cannot be read")
+    })?;
     for name in names {
-        if let Some(v) = crate::secrets::store::resolve_for_run(&app.db, kms, reference, &name, who.id(), app.env.now_ms()).await? {
+        if let Some(v) = crate::secrets::store::resolve_for_run(
+            &app.db,
+            kms,
+            reference,
+            &name,
+            who.id(),
+            app.env.now_ms(),
+        )
+        .await?
+        {
             out.insert(name, v);
         }
     }
@@ -374,10 +550,15 @@ async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
 }
 
 /// Sends the run; when the host lacks the artifact, uploads it from the registry once and retries.
-async fn dispatch_run<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &RunRequest) -> std::result::Result<RunResponse, DispatchError> {
+async fn dispatch_run<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    req: &RunRequest,
+) -> std::result::Result<RunResponse, DispatchError> {
     match app.dispatch.run(req).await {
         Err(DispatchError::ArtifactMissing) => {
-            let bytes = registry::artifact(&app.db, &req.digest).await.map_err(|e| DispatchError::Unreachable(e.message))?;
+            let bytes = registry::artifact(&app.db, &req.digest)
+                .await
+                .map_err(|e| DispatchError::Unreachable(e.message))?;
             app.dispatch.put_artifact(&req.digest, &bytes).await?;
             app.dispatch.run_again(req).await
         }
@@ -396,8 +577,18 @@ pub fn describe(e: &DispatchError) -> String {
 
 /// Ends a run's record in one statement: status, error, and what the host sent back (its
 /// logs and refused requests) when the run reached a host.
-async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, ran: Option<&RunResponse>, started: u64, now: u64) -> Result<()> {
-    let refusals = ran.filter(|r| !r.egress_refusals.is_empty()).map(|r| serde_json::to_string(&r.egress_refusals).unwrap_or_default());
+async fn finish(
+    db: &impl Db,
+    id: &str,
+    status: &str,
+    error: Option<&str>,
+    ran: Option<&RunResponse>,
+    started: u64,
+    now: u64,
+) -> Result<()> {
+    let refusals = ran
+        .filter(|r| !r.egress_refusals.is_empty())
+        .map(|r| serde_json::to_string(&r.egress_refusals).unwrap_or_default());
     db.query(
         "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ?, carried = NULL, carried_kek = NULL WHERE id = ?",
         &[
@@ -417,8 +608,16 @@ async fn finish(db: &impl Db, id: &str, status: &str, error: Option<&str>, ran: 
 
 /// `execution.list`: the caller's own runs, newest first (an admin sees all).
 pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
-    let limit = args.get("limit").and_then(Json::as_u64).unwrap_or(50).clamp(1, 500) as i64;
-    let caller: Value = if who.is_admin() { Value::Null } else { who.id().into() };
+    let limit = args
+        .get("limit")
+        .and_then(Json::as_u64)
+        .unwrap_or(50)
+        .clamp(1, 500) as i64;
+    let caller: Value = if who.is_admin() {
+        Value::Null
+    } else {
+        who.id().into()
+    };
     let rows = db
         .query(
             "SELECT id, reference, component_type, digest, status, error, started_at, duration_ms, parent_execution_id FROM executions \
@@ -466,9 +665,19 @@ pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
 
 /// `execution.cancel`: stops a run under way (the caller's own, or any for an admin). The
 /// running instance is really stopped on its host; its record ends as `cancelled`.
-pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+pub async fn cancel<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    args: &Json,
+) -> Result<Json> {
     let id = crate::tools::str_arg(args, "execution_id")?;
-    let rows = app.db.query("SELECT caller, status FROM executions WHERE id = ?", &[id.into()]).await?;
+    let rows = app
+        .db
+        .query(
+            "SELECT caller, status FROM executions WHERE id = ?",
+            &[id.into()],
+        )
+        .await?;
     let row = rows
         .first()
         .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
@@ -480,9 +689,20 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identi
     // A formula's token first (it is still `started`, and no child may start from now on),
     // then the formula itself (a child cancelled before it would hand it an error it could
     // still answer with), then its children, so none is left running when this returns.
-    app.db.query("UPDATE executions SET callback_hash = NULL WHERE id = ?", &[id.into()]).await?;
-    let stopped = app.dispatch.cancel(id).await.map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)));
+    app.db
+        .query(
+            "UPDATE executions SET callback_hash = NULL WHERE id = ?",
+            &[id.into()],
+        )
+        .await?;
+    let stopped = app
+        .dispatch
+        .cancel(id)
+        .await
+        .map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)));
     cancel_children(app, id).await;
     let stopped = stopped?;
-    Ok(json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }))
+    Ok(
+        json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }),
+    )
 }

@@ -34,26 +34,50 @@ pub struct Callback {
 
 /// `plain` sealed under a callback `key` for `path` (the request, or `path` + `|reply` for
 /// the answer) as the JSON body `{"sealed": "<base64 nonce‖ciphertext>"}`.
-pub fn seal_body(env: &impl crate::env::Env, key: &[u8; 32], path: &str, plain: &[u8]) -> crate::errors::Result<Vec<u8>> {
+pub fn seal_body(
+    env: &impl crate::env::Env,
+    key: &[u8; 32],
+    path: &str,
+    plain: &[u8],
+) -> crate::errors::Result<Vec<u8>> {
     use base64::Engine;
-    let sealed = crate::secrets::kms::seal(env, key, plain, format!("cyfr-callback|{path}").as_bytes())?;
-    Ok(serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(sealed) }).to_string().into_bytes())
+    let sealed =
+        crate::secrets::kms::seal(env, key, plain, format!("cyfr-callback|{path}").as_bytes())?;
+    Ok(
+        serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(sealed) })
+            .to_string()
+            .into_bytes(),
+    )
 }
 
 /// Opens a body made by [`seal_body`] with the same key and path.
-pub fn open_body(key: &[u8; 32], path: &str, body: &[u8]) -> crate::errors::Result<zeroize::Zeroizing<Vec<u8>>> {
+pub fn open_body(
+    key: &[u8; 32],
+    path: &str,
+    body: &[u8],
+) -> crate::errors::Result<zeroize::Zeroizing<Vec<u8>>> {
     use base64::Engine;
-    let bad = || crate::errors::Error::invalid_params("this formula's callbacks must be sealed: {\"sealed\": \"<base64>\"}");
+    let bad = || {
+        crate::errors::Error::invalid_params(
+            "this formula's callbacks must be sealed: {\"sealed\": \"<base64>\"}",
+        )
+    };
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    let b64 = v.get("sealed").and_then(serde_json::Value::as_str).ok_or_else(bad)?;
-    let sealed = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+    let b64 = v
+        .get("sealed")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(bad)?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| bad())?;
     crate::secrets::kms::open(key, &sealed, format!("cyfr-callback|{path}").as_bytes())
 }
 
 /// Decodes a callback's base64 `key`.
 pub fn callback_key(b64: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
     use base64::Engine;
-    let bytes = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).ok()?);
+    let bytes =
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).ok()?);
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
     (bytes.len() == 32).then(|| key.copy_from_slice(&bytes))?;
     Some(key)
@@ -61,7 +85,11 @@ pub fn callback_key(b64: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
 
 impl std::fmt::Debug for Callback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callback").field("url", &self.url).field("token", &"[REDACTED]").field("key", &self.key.as_ref().map(|_| "[REDACTED]")).finish()
+        f.debug_struct("Callback")
+            .field("url", &self.url)
+            .field("token", &"[REDACTED]")
+            .field("key", &self.key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
     }
 }
 
@@ -177,7 +205,11 @@ pub struct HostClaims {
 impl HostClaims {
     /// `METHOD /path?query sha256-hex-of-body`.
     pub fn binding(method: &str, path: &str, body: &[u8]) -> String {
-        format!("{} {path} {}", method.to_ascii_uppercase(), crate::crypto::sha256_hex(body))
+        format!(
+            "{} {path} {}",
+            method.to_ascii_uppercase(),
+            crate::crypto::sha256_hex(body)
+        )
     }
 }
 
@@ -196,13 +228,25 @@ impl HostTarget {
         use base64::Engine;
         let mut out = Vec::new();
         for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (url, pk) = entry.split_once('#').ok_or_else(|| format!("host `{entry}` must be URL#PUBLIC_KEY (the key `cyfr host` prints)"))?;
+            let (url, pk) = entry.split_once('#').ok_or_else(|| {
+                format!("host `{entry}` must be URL#PUBLIC_KEY (the key `cyfr host` prints)")
+            })?;
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("host URL `{url}` must start with http:// or https://"));
+                return Err(format!(
+                    "host URL `{url}` must start with http:// or https://"
+                ));
             }
-            let key = base64::engine::general_purpose::STANDARD.decode(pk).map_err(|_| format!("host key of `{url}` is not base64"))?;
-            let public_key: [u8; 32] = key.as_slice().try_into().map_err(|_| format!("host key of `{url}` must be 32 bytes"))?;
-            out.push(HostTarget { url: url.trim_end_matches('/').to_string(), public_key });
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(pk)
+                .map_err(|_| format!("host key of `{url}` is not base64"))?;
+            let public_key: [u8; 32] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("host key of `{url}` must be 32 bytes"))?;
+            out.push(HostTarget {
+                url: url.trim_end_matches('/').to_string(),
+                public_key,
+            });
         }
         Ok(out)
     }
@@ -263,7 +307,10 @@ pub struct EgressRefusal {
 impl EgressRefusal {
     /// One line for the execution's log: `cyfr egress: refused domain_blocked GET https://…: …`.
     pub fn log_line(&self) -> String {
-        format!("cyfr egress: refused {} {} {}: {}", self.kind, self.method, self.url, self.message)
+        format!(
+            "cyfr egress: refused {} {} {}: {}",
+            self.kind, self.method, self.url, self.message
+        )
     }
 }
 

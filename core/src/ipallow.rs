@@ -13,9 +13,12 @@ impl NetList {
         let mut nets = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let net = if part.contains('/') {
-                part.parse::<IpNet>().map_err(|_| format!("`{part}` is not a valid CIDR network"))?
+                part.parse::<IpNet>()
+                    .map_err(|_| format!("`{part}` is not a valid CIDR network"))?
             } else {
-                let ip: IpAddr = part.parse().map_err(|_| format!("`{part}` is not a valid IP address"))?;
+                let ip: IpAddr = part
+                    .parse()
+                    .map_err(|_| format!("`{part}` is not a valid IP address"))?;
                 IpNet::from(ip)
             };
             nets.push(net.trunc());
@@ -42,7 +45,11 @@ impl NetList {
 
     /// The text form, comma-separated.
     pub fn to_text(&self) -> String {
-        self.0.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -59,11 +66,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// A hop that does not parse (after `ip:port` and `[v6]:port` forms) ends the walk with no
 /// client at all (`None`): whoever wrote it is unknown, so checks that need an address
 /// fail closed rather than treat the trusted proxy as the client.
-pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>, trusted: &NetList) -> Option<IpAddr> {
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &NetList,
+) -> Option<IpAddr> {
     if !trusted.contains(peer) {
         return Some(canonical(peer));
     }
-    let hops: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).map(str::trim).collect();
+    let hops: Vec<&str> = forwarded_for
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect();
     let mut client = canonical(peer);
     for hop in hops.iter().rev() {
         client = canonical(parse_hop(hop)?);
@@ -83,20 +97,32 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
         return Some(sa.ip());
     }
-    hop.strip_prefix('[')?.strip_suffix(']')?.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)
+    hop.strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
 }
 
 /// Whether the request reached us over a channel that may carry secrets: HTTPS, HTTPS at
 /// a trusted proxy (`X-Forwarded-Proto`), or a loopback client talking to us directly.
-pub fn transport_secure(scheme: Option<&str>, peer: Option<IpAddr>, forwarded_proto: Option<&str>, trusted: &NetList) -> bool {
+pub fn transport_secure(
+    scheme: Option<&str>,
+    peer: Option<IpAddr>,
+    forwarded_proto: Option<&str>,
+    trusted: &NetList,
+) -> bool {
     if scheme == Some("https") {
         return true;
     }
-    let Some(peer) = peer.map(canonical) else { return false };
+    let Some(peer) = peer.map(canonical) else {
+        return false;
+    };
     // A trusted proxy (even one on this machine) speaks for a client elsewhere: only its
     // word that the client used HTTPS counts.
     if trusted.contains(peer) {
-        return forwarded_proto.is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"));
+        return forwarded_proto
+            .is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"));
     }
     peer.is_loopback()
 }
@@ -125,23 +151,66 @@ mod tests {
     #[test]
     fn secrets_need_https_unless_loopback_or_behind_a_trusted_tls_proxy() {
         let trusted = NetList::parse("10.0.0.1").unwrap();
-        assert!(transport_secure(Some("https"), Some(ip("203.0.113.1")), None, &trusted));
-        assert!(transport_secure(Some("http"), Some(ip("127.0.0.1")), None, &trusted));
-        assert!(transport_secure(Some("http"), Some(ip("::ffff:127.0.0.1")), None, &trusted));
-        assert!(!transport_secure(Some("http"), Some(ip("203.0.113.1")), Some("https"), &trusted));
-        assert!(transport_secure(Some("http"), Some(ip("10.0.0.1")), Some("https"), &trusted));
-        assert!(!transport_secure(Some("http"), Some(ip("10.0.0.1")), Some("http"), &trusted));
+        assert!(transport_secure(
+            Some("https"),
+            Some(ip("203.0.113.1")),
+            None,
+            &trusted
+        ));
+        assert!(transport_secure(
+            Some("http"),
+            Some(ip("127.0.0.1")),
+            None,
+            &trusted
+        ));
+        assert!(transport_secure(
+            Some("http"),
+            Some(ip("::ffff:127.0.0.1")),
+            None,
+            &trusted
+        ));
+        assert!(!transport_secure(
+            Some("http"),
+            Some(ip("203.0.113.1")),
+            Some("https"),
+            &trusted
+        ));
+        assert!(transport_secure(
+            Some("http"),
+            Some(ip("10.0.0.1")),
+            Some("https"),
+            &trusted
+        ));
+        assert!(!transport_secure(
+            Some("http"),
+            Some(ip("10.0.0.1")),
+            Some("http"),
+            &trusted
+        ));
         assert!(!transport_secure(None, None, None, &trusted));
         let local_proxy = NetList::parse("127.0.0.1").unwrap();
-        assert!(!transport_secure(Some("http"), Some(ip("127.0.0.1")), Some("http"), &local_proxy));
-        assert!(transport_secure(Some("http"), Some(ip("127.0.0.1")), Some("https"), &local_proxy));
+        assert!(!transport_secure(
+            Some("http"),
+            Some(ip("127.0.0.1")),
+            Some("http"),
+            &local_proxy
+        ));
+        assert!(transport_secure(
+            Some("http"),
+            Some(ip("127.0.0.1")),
+            Some("https"),
+            &local_proxy
+        ));
     }
 
     #[test]
     fn forwarded_for_is_ignored_from_untrusted_peers() {
         let trusted = NetList::parse("127.0.0.1").unwrap();
         let xff = ["10.9.9.9"];
-        assert_eq!(client_ip(ip("192.0.2.7"), xff.iter().copied(), &trusted), Some(ip("192.0.2.7")));
+        assert_eq!(
+            client_ip(ip("192.0.2.7"), xff.iter().copied(), &trusted),
+            Some(ip("192.0.2.7"))
+        );
     }
 
     #[test]
@@ -149,17 +218,38 @@ mod tests {
         let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
         // The client put a fake address first; our proxies appended the real one.
         let xff = ["6.6.6.6, 203.0.113.5, 10.1.1.1"];
-        assert_eq!(client_ip(ip("127.0.0.1"), xff.iter().copied(), &trusted), Some(ip("203.0.113.5")));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), xff.iter().copied(), &trusted),
+            Some(ip("203.0.113.5"))
+        );
     }
 
     #[test]
     fn a_malformed_rightmost_hop_leaves_the_client_unknown_not_the_proxy() {
         let trusted = NetList::parse("127.0.0.1,10.0.0.0/8").unwrap();
-        for xff in ["garbage", "203.0.113.5, garbage", "203.0.113.5, 10.1.1.1, garbage", "", "1.2.3.4:99999", "[::1"] {
-            assert_eq!(client_ip(ip("127.0.0.1"), [xff].into_iter(), &trusted), None, "{xff:?}");
+        for xff in [
+            "garbage",
+            "203.0.113.5, garbage",
+            "203.0.113.5, 10.1.1.1, garbage",
+            "",
+            "1.2.3.4:99999",
+            "[::1",
+        ] {
+            assert_eq!(
+                client_ip(ip("127.0.0.1"), [xff].into_iter(), &trusted),
+                None,
+                "{xff:?}"
+            );
         }
         // A malformed hop left of the client does not matter: the walk stopped at the client.
-        assert_eq!(client_ip(ip("127.0.0.1"), ["garbage, 203.0.113.5"].into_iter(), &trusted), Some(ip("203.0.113.5")));
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                ["garbage, 203.0.113.5"].into_iter(),
+                &trusted
+            ),
+            Some(ip("203.0.113.5"))
+        );
     }
 
     #[test]
@@ -171,7 +261,10 @@ mod tests {
         assert_eq!(c("[2001:db8::1]"), Some(ip("2001:db8::1")));
         assert_eq!(c("203.0.113.5, 10.1.1.1:80"), Some(ip("203.0.113.5")));
         // A port does not hide a trusted proxy: the walk goes on past it.
-        assert_eq!(c("203.0.113.9, [::ffff:10.0.0.2]:8080"), Some(ip("203.0.113.9")));
+        assert_eq!(
+            c("203.0.113.9, [::ffff:10.0.0.2]:8080"),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]

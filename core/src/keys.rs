@@ -27,7 +27,9 @@ impl KeyType {
             "public" => Ok(KeyType::Public),
             "secret" => Ok(KeyType::Secret),
             "admin" => Ok(KeyType::Admin),
-            other => Err(Error::invalid_params(format!("key type `{other}` must be one of public, secret, admin"))),
+            other => Err(Error::invalid_params(format!(
+                "key type `{other}` must be one of public, secret, admin"
+            ))),
         }
     }
     /// The name used in JSON.
@@ -48,7 +50,9 @@ impl KeyType {
     }
     /// The type a raw key claims by its prefix.
     pub fn of_raw(raw: &str) -> Option<KeyType> {
-        [KeyType::Public, KeyType::Secret, KeyType::Admin].into_iter().find(|t| raw.starts_with(t.prefix()))
+        [KeyType::Public, KeyType::Secret, KeyType::Admin]
+            .into_iter()
+            .find(|t| raw.starts_with(t.prefix()))
     }
 }
 
@@ -104,16 +108,29 @@ impl ApiKey {
     fn from_row(r: &Row<'_>) -> Result<ApiKey> {
         let id = r.text("id");
         // Migration 0005 fills both; a row without them is its own lineage and budget.
-        let lineage_id = r.opt_text("lineage_id").filter(|s| !s.is_empty()).unwrap_or_else(|| id.clone());
+        let lineage_id = r
+            .opt_text("lineage_id")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| id.clone());
         Ok(ApiKey {
-            budget_id: r.opt_text("budget_id").filter(|s| !s.is_empty()).unwrap_or_else(|| lineage_id.clone()),
+            budget_id: r
+                .opt_text("budget_id")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| lineage_id.clone()),
             lineage_id,
             id,
             name: r.text("name"),
             key_type: KeyType::parse(&r.text("key_type"))?,
             prefix: r.text("prefix"),
-            scopes: r.text("scopes").split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
-            rate_limit: r.opt_text("rate_limit").and_then(|s| Rate::parse(&Json::String(s)).ok()),
+            scopes: r
+                .text("scopes")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            rate_limit: r
+                .opt_text("rate_limit")
+                .and_then(|s| Rate::parse(&Json::String(s)).ok()),
             ip_allowlist: NetList::parse(&r.text("ip_allowlist")).unwrap_or_default(),
             created_by: r.opt_text("created_by"),
             created_at: r.int("created_at") as u64,
@@ -142,8 +159,15 @@ impl NewKey {
     /// Checks the name, the scopes and the public-key rule; returns the scopes to store.
     pub fn validated_scopes(&self) -> Result<Vec<String>> {
         let n = &self.name;
-        if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c)) {
-            return Err(Error::invalid_params("key name must be 1-64 characters of letters, digits, space, '-', '_' or '.'"));
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c))
+        {
+            return Err(Error::invalid_params(
+                "key name must be 1-64 characters of letters, digits, space, '-', '_' or '.'",
+            ));
         }
         if self.key_type == KeyType::Admin {
             return Ok(vec!["*".into()]);
@@ -151,7 +175,10 @@ impl NewKey {
         let mut scopes: Vec<String> = Vec::new();
         for s in &self.scopes {
             if !SCOPES.contains(&s.as_str()) {
-                return Err(Error::invalid_params(format!("unknown scope `{s}`; scopes are: {}", SCOPES.join(", "))));
+                return Err(Error::invalid_params(format!(
+                    "unknown scope `{s}`; scopes are: {}",
+                    SCOPES.join(", ")
+                )));
             }
             if !scopes.contains(s) {
                 scopes.push(s.clone());
@@ -161,7 +188,9 @@ impl NewKey {
             if self.key_type == KeyType::Public {
                 scopes.push("execution".into());
             } else {
-                return Err(Error::invalid_params("a secret key needs at least one scope (e.g. \"scope\": [\"execution\"])"));
+                return Err(Error::invalid_params(
+                    "a secret key needs at least one scope (e.g. \"scope\": [\"execution\"])",
+                ));
             }
         }
         if self.key_type == KeyType::Public && scopes.iter().any(|s| s != "execution") {
@@ -178,28 +207,58 @@ pub fn hash_raw(raw: &str) -> String {
 
 /// Creates a key, a lineage and a budget of its own, and returns it with its raw value,
 /// which is shown only this once.
-pub async fn create(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&str>) -> Result<(ApiKey, String)> {
+pub async fn create(
+    db: &impl Db,
+    env: &impl Env,
+    new: &NewKey,
+    created_by: Option<&str>,
+) -> Result<(ApiKey, String)> {
     insert(db, env, new, created_by, None, None).await
 }
 
 /// Creates a key on behalf of a non-admin `creator`: it draws from the creator's budget.
 /// The caller has already narrowed `new` to the creator's scopes, rate and allowlist.
-pub async fn create_derived(db: &impl Db, env: &impl Env, new: &NewKey, creator: &ApiKey) -> Result<(ApiKey, String)> {
-    insert(db, env, new, Some(&creator.lineage_id), None, Some(&creator.budget_id)).await
+pub async fn create_derived(
+    db: &impl Db,
+    env: &impl Env,
+    new: &NewKey,
+    creator: &ApiKey,
+) -> Result<(ApiKey, String)> {
+    insert(
+        db,
+        env,
+        new,
+        Some(&creator.lineage_id),
+        None,
+        Some(&creator.budget_id),
+    )
+    .await
 }
 
 /// Inserts a key; `lineage`/`budget` default to the new key's own id.
-async fn insert(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&str>, lineage: Option<&str>, budget: Option<&str>) -> Result<(ApiKey, String)> {
+async fn insert(
+    db: &impl Db,
+    env: &impl Env,
+    new: &NewKey,
+    created_by: Option<&str>,
+    lineage: Option<&str>,
+    budget: Option<&str>,
+) -> Result<(ApiKey, String)> {
     let scopes = new.validated_scopes()?;
     if find_by_name(db, &new.name).await?.is_some() {
-        return Err(Error::invalid_params(format!("an active key named `{}` exists; revoke or rotate it, or pick another name", new.name)));
+        return Err(Error::invalid_params(format!(
+            "an active key named `{}` exists; revoke or rotate it, or pick another name",
+            new.name
+        )));
     }
     // 24 random bytes are 32 base64url characters.
     let raw = format!("{}{}", new.key_type.prefix(), random_token(env, 24));
     let id = format!("key_{}", random_token(env, 12));
     let lineage_id = lineage.map(String::from).unwrap_or_else(|| id.clone());
     let key = ApiKey {
-        budget_id: budget.map(String::from).unwrap_or_else(|| lineage_id.clone()),
+        budget_id: budget
+            .map(String::from)
+            .unwrap_or_else(|| lineage_id.clone()),
         lineage_id,
         id,
         name: new.name.clone(),
@@ -238,8 +297,15 @@ async fn insert(db: &impl Db, env: &impl Env, new: &NewKey, created_by: Option<&
 /// The active or revoked key a raw value belongs to. The caller checks `revoked_at`.
 pub async fn find_by_raw(db: &impl Db, raw: &str) -> Result<Option<ApiKey>> {
     let hash = hash_raw(raw);
-    let rows = db.query("SELECT * FROM api_keys WHERE key_hash = ?", &[hash.clone().into()]).await?;
-    let Some(row) = rows.first() else { return Ok(None) };
+    let rows = db
+        .query(
+            "SELECT * FROM api_keys WHERE key_hash = ?",
+            &[hash.clone().into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
     // The index lookup already matched; this keeps the final check constant-time anyway.
     if !ct_eq(row.text("key_hash").as_bytes(), hash.as_bytes()) {
         return Ok(None);
@@ -249,7 +315,12 @@ pub async fn find_by_raw(db: &impl Db, raw: &str) -> Result<Option<ApiKey>> {
 
 /// The active key with this name.
 pub async fn find_by_name(db: &impl Db, name: &str) -> Result<Option<ApiKey>> {
-    let rows = db.query("SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL", &[name.into()]).await?;
+    let rows = db
+        .query(
+            "SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL",
+            &[name.into()],
+        )
+        .await?;
     rows.first().map(|r| ApiKey::from_row(&r)).transpose()
 }
 
@@ -260,13 +331,20 @@ pub async fn list(db: &impl Db, include_revoked: bool) -> Result<Vec<ApiKey>> {
     } else {
         "SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC"
     };
-    db.query(sql, &[]).await?.iter().map(|r| ApiKey::from_row(&r)).collect()
+    db.query(sql, &[])
+        .await?
+        .iter()
+        .map(|r| ApiKey::from_row(&r))
+        .collect()
 }
 
 /// Revokes a key; the very next request with it is refused.
 pub async fn revoke(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
-    db.query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", &[Value::Integer(now_ms as i64), id.into()])
-        .await?;
+    db.query(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        &[Value::Integer(now_ms as i64), id.into()],
+    )
+    .await?;
     Ok(())
 }
 
@@ -277,11 +355,23 @@ pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKe
     let new = NewKey {
         name: old.name.clone(),
         key_type: old.key_type,
-        scopes: if old.key_type == KeyType::Admin { vec![] } else { old.scopes.clone() },
+        scopes: if old.key_type == KeyType::Admin {
+            vec![]
+        } else {
+            old.scopes.clone()
+        },
         rate_limit: old.rate_limit,
         ip_allowlist: old.ip_allowlist.clone(),
     };
-    insert(db, env, &new, old.created_by.as_deref(), Some(&old.lineage_id), Some(&old.budget_id)).await
+    insert(
+        db,
+        env,
+        &new,
+        old.created_by.as_deref(),
+        Some(&old.lineage_id),
+        Some(&old.budget_id),
+    )
+    .await
 }
 
 /// The active key of a lineage (at most one: rotation revokes before it creates).
@@ -304,6 +394,8 @@ pub async fn touch(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
 
 /// The key with this id, active or not.
 pub async fn find_by_id(db: &impl Db, id: &str) -> Result<Option<ApiKey>> {
-    let rows = db.query("SELECT * FROM api_keys WHERE id = ?", &[id.into()]).await?;
+    let rows = db
+        .query("SELECT * FROM api_keys WHERE id = ?", &[id.into()])
+        .await?;
     rows.first().map(|r| ApiKey::from_row(&r)).transpose()
 }

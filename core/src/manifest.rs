@@ -22,41 +22,86 @@ pub struct Manifest {
 }
 
 fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
-    Error::new(Code::ComponentInvalid, format!("cyfr-manifest.json: field `{field}` {why}"))
+    Error::new(
+        Code::ComponentInvalid,
+        format!("cyfr-manifest.json: field `{field}` {why}"),
+    )
 }
 
 impl Manifest {
     /// Parses and checks manifest text.
     pub fn parse(text: &str) -> Result<Manifest> {
-        let raw: Json = serde_json::from_str(text)
-            .map_err(|e| Error::new(Code::ComponentInvalid, format!("cyfr-manifest.json is not valid JSON: {e}")))?;
+        let raw: Json = serde_json::from_str(text).map_err(|e| {
+            Error::new(
+                Code::ComponentInvalid,
+                format!("cyfr-manifest.json is not valid JSON: {e}"),
+            )
+        })?;
         Manifest::check(raw)
     }
 
     /// Checks a manifest value.
     pub fn check(raw: Json) -> Result<Manifest> {
-        let o = raw.as_object().ok_or_else(|| Error::new(Code::ComponentInvalid, "cyfr-manifest.json must be a JSON object"))?;
+        let o = raw.as_object().ok_or_else(|| {
+            Error::new(
+                Code::ComponentInvalid,
+                "cyfr-manifest.json must be a JSON object",
+            )
+        })?;
         let s = |f: &str| -> Result<&str> {
-            o.get(f).and_then(Json::as_str).filter(|v| !v.is_empty()).ok_or_else(|| invalid(f, "is required and must be a non-empty string"))
+            o.get(f)
+                .and_then(Json::as_str)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| invalid(f, "is required and must be a non-empty string"))
         };
         let type_str = s("type")?;
         let ctype = ComponentType::parse(type_str)
             .filter(|_| type_str.len() > 1)
-            .ok_or_else(|| invalid("type", format!("must be one of reagent, catalyst, formula (got `{type_str}`)")))?;
+            .ok_or_else(|| {
+                invalid(
+                    "type",
+                    format!("must be one of reagent, catalyst, formula (got `{type_str}`)"),
+                )
+            })?;
         let id = s("id")?;
-        let (id_type, id_rest) = id.split_once(':').ok_or_else(|| invalid("id", format!("must look like `{}:namespace.name` (got `{id}`)", ctype.as_str())))?;
+        let (id_type, id_rest) = id.split_once(':').ok_or_else(|| {
+            invalid(
+                "id",
+                format!(
+                    "must look like `{}:namespace.name` (got `{id}`)",
+                    ctype.as_str()
+                ),
+            )
+        })?;
         if ComponentType::parse(id_type) != Some(ctype) {
-            return Err(invalid("id", format!("says `{id_type}` but `type` is `{}`", ctype.as_str())));
+            return Err(invalid(
+                "id",
+                format!("says `{id_type}` but `type` is `{}`", ctype.as_str()),
+            ));
         }
-        let (namespace, name) = id_rest.split_once('.').ok_or_else(|| invalid("id", "must be type:namespace.name"))?;
+        let (namespace, name) = id_rest
+            .split_once('.')
+            .ok_or_else(|| invalid("id", "must be type:namespace.name"))?;
         if !valid_name(namespace) || !valid_name(name) {
-            return Err(invalid("id", "namespace and name must be lower-case letters, digits and '-', 1-64 characters"));
+            return Err(invalid(
+                "id",
+                "namespace and name must be lower-case letters, digits and '-', 1-64 characters",
+            ));
         }
         let version = s("version")?;
         Semver::parse(version).ok_or_else(|| invalid("version", format!("must be semver 2.0.0 like 0.1.0 or 1.0.0-rc.1: MAJOR.MINOR.PATCH, optional -pre and +build of [0-9A-Za-z-] identifiers, no leading zeros (got `{}`)", version.escape_debug())))?;
-        let description = o.get("description").map(|d| d.as_str().map(String::from).ok_or_else(|| invalid("description", "must be a string"))).transpose()?;
+        let description = o
+            .get("description")
+            .map(|d| {
+                d.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| invalid("description", "must be a string"))
+            })
+            .transpose()?;
         if let Some(secrets) = o.get("secrets") {
-            let ok = secrets.as_array().is_some_and(|a| a.iter().all(Json::is_string));
+            let ok = secrets
+                .as_array()
+                .is_some_and(|a| a.iter().all(Json::is_string));
             if !ok {
                 return Err(invalid("secrets", "must be an array of secret names"));
             }
@@ -76,7 +121,9 @@ impl Manifest {
                 }
             }
             let wants = |k: &str| wasi.get(k).and_then(Json::as_bool).unwrap_or(false);
-            if ctype == ComponentType::Reagent && (wants("http") || wants("streaming") || wants("secrets")) {
+            if ctype == ComponentType::Reagent
+                && (wants("http") || wants("streaming") || wants("secrets"))
+            {
                 return Err(invalid("wasi", "a reagent is pure compute: http, streaming and secrets must be false (make it a catalyst)"));
             }
         }
@@ -92,7 +139,13 @@ impl Manifest {
 
     /// The canonical reference this manifest registers.
     pub fn reference(&self) -> String {
-        format!("{}:{}.{}:{}", self.ctype.as_str(), self.namespace, self.name, self.version)
+        format!(
+            "{}:{}.{}:{}",
+            self.ctype.as_str(),
+            self.namespace,
+            self.name,
+            self.version
+        )
     }
 }
 
@@ -104,27 +157,58 @@ mod tests {
 
     #[test]
     fn a_good_manifest_gives_its_reference() {
-        assert_eq!(Manifest::parse(GOOD).unwrap().reference(), "reagent:cyfr.json-transform:0.1.0");
+        assert_eq!(
+            Manifest::parse(GOOD).unwrap().reference(),
+            "reagent:cyfr.json-transform:0.1.0"
+        );
     }
 
     #[test]
     fn bad_manifests_name_the_field_and_use_component_invalid() {
         let cases = [
             ("not json", "valid JSON"),
-            (r#"{"id":"reagent:cyfr.x","type":"gizmo","version":"0.1.0"}"#, "`type`"),
-            (r#"{"id":"catalyst:cyfr.x","type":"reagent","version":"0.1.0"}"#, "`id`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"one"}"#, "`version`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","secrets":"A"}"#, "`secrets`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","wasi":{"http":true}}"#, "`wasi`"),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"gizmo","version":"0.1.0"}"#,
+                "`type`",
+            ),
+            (
+                r#"{"id":"catalyst:cyfr.x","type":"reagent","version":"0.1.0"}"#,
+                "`id`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"one"}"#,
+                "`version`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","secrets":"A"}"#,
+                "`secrets`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","wasi":{"http":true}}"#,
+                "`wasi`",
+            ),
             (r#"{"type":"reagent","version":"0.1.0"}"#, "`id`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-x:y"}"#, "`version`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-<script>"}"#, "`version`"),
-            (r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-a\u202eb"}"#, "`version`"),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-x:y"}"#,
+                "`version`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-<script>"}"#,
+                "`version`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-a\u202eb"}"#,
+                "`version`",
+            ),
         ];
         for (text, needle) in cases {
             let e = Manifest::parse(text).unwrap_err();
             assert_eq!(e.code, Code::ComponentInvalid);
-            assert!(e.message.contains(needle), "{} should mention {needle}", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{} should mention {needle}",
+                e.message
+            );
         }
     }
 }

@@ -12,17 +12,33 @@ use crate::{keys, sessions, tools};
 use serde_json::{json, Value as Json};
 
 /// Handles one JSON-RPC message (already known to be JSON and not a batch).
-pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, msg: Json) -> HttpResponse {
+pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    req: &HttpRequest,
+    msg: Json,
+) -> HttpResponse {
     let Some(obj) = msg.as_object() else {
-        return rpc_error(None, &Error::new(Code::InvalidRequest, "a JSON-RPC message must be an object"), 400);
+        return rpc_error(
+            None,
+            &Error::new(Code::InvalidRequest, "a JSON-RPC message must be an object"),
+            400,
+        );
     };
     if obj.get("jsonrpc").and_then(Json::as_str) != Some("2.0") {
-        return rpc_error(obj.get("id").cloned(), &Error::new(Code::InvalidRequest, "`jsonrpc` must be \"2.0\""), 400);
+        return rpc_error(
+            obj.get("id").cloned(),
+            &Error::new(Code::InvalidRequest, "`jsonrpc` must be \"2.0\""),
+            400,
+        );
     }
     let id = obj.get("id").cloned();
     if let Some(id) = &id {
         if !(id.is_string() || id.is_i64() || id.is_u64()) {
-            return rpc_error(None, &Error::new(Code::InvalidRequest, "`id` must be a string or an integer"), 400);
+            return rpc_error(
+                None,
+                &Error::new(Code::InvalidRequest, "`id` must be a string or an integer"),
+                400,
+            );
         }
     }
     let Some(method) = obj.get("method").and_then(Json::as_str) else {
@@ -48,7 +64,16 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
         None => None,
         Some(sid) => match sessions::touch(&app.db, sid, now, app.config.session_ttl_ms).await {
             Ok(Some(s)) => Some(s),
-            Ok(None) => return rpc_error(id, &Error::new(Code::SessionExpired, "session not found or expired; initialize a new one"), 404),
+            Ok(None) => {
+                return rpc_error(
+                    id,
+                    &Error::new(
+                        Code::SessionExpired,
+                        "session not found or expired; initialize a new one",
+                    ),
+                    404,
+                )
+            }
             Err(e) => return rpc_error(id, &e, 500),
         },
     };
@@ -69,7 +94,14 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
     // use the session nor learn that it is live.
     if let Some(s) = &session {
         if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
-            return rpc_error(Some(id), &Error::new(Code::SessionExpired, "session not found or expired; initialize a new one"), 404);
+            return rpc_error(
+                Some(id),
+                &Error::new(
+                    Code::SessionExpired,
+                    "session not found or expired; initialize a new one",
+                ),
+                404,
+            );
         }
     }
     if method == "ping" {
@@ -94,7 +126,10 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
             }
             Err(e) => Err(e),
         },
-        other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),
+        other => Err(Error::new(
+            Code::MethodNotFound,
+            format!("method `{other}` is not supported"),
+        )),
     };
     match result {
         Ok(v) => ok(Some(id), v),
@@ -102,16 +137,39 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req:
     }
 }
 
-async fn initialize<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, req: &HttpRequest, params: &Json) -> Result<(Json, String)> {
-    let asked = params.get("protocolVersion").and_then(Json::as_str).unwrap_or(PROTOCOL_VERSIONS[0]);
-    let version = if PROTOCOL_VERSIONS.contains(&asked) { asked } else { PROTOCOL_VERSIONS[0] };
+async fn initialize<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    req: &HttpRequest,
+    params: &Json,
+) -> Result<(Json, String)> {
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Json::as_str)
+        .unwrap_or(PROTOCOL_VERSIONS[0]);
+    let version = if PROTOCOL_VERSIONS.contains(&asked) {
+        asked
+    } else {
+        PROTOCOL_VERSIONS[0]
+    };
     // A key given at initialize binds the session to it; without one the session is
     // anonymous and can only ping until the caller authenticates per request.
     let key_id = match auth::bearer(req) {
-        Some(raw) => Some(auth::authenticate_key(&app.db, &app.config, req, raw, app.env.now_ms()).await?.key.id),
+        Some(raw) => Some(
+            auth::authenticate_key(&app.db, &app.config, req, raw, app.env.now_ms())
+                .await?
+                .key
+                .id,
+        ),
         None => None,
     };
-    let sid = sessions::create(&app.db, &app.env, key_id.as_deref(), version, app.config.session_ttl_ms).await?;
+    let sid = sessions::create(
+        &app.db,
+        &app.env,
+        key_id.as_deref(),
+        version,
+        app.config.session_ttl_ms,
+    )
+    .await?;
     let mut capabilities = json!({ "tools": { "listChanged": false } });
     // The session's key pair is made when first read (`resources/read`), not here.
     if app.config.session_encryption {
@@ -134,21 +192,40 @@ async fn identify<D: Db, X: Dispatch, E: Env>(
     now: u64,
 ) -> Result<Option<Identity>> {
     if let Some(raw) = auth::bearer(req) {
-        return auth::authenticate_key(&app.db, &app.config, req, raw, now).await.map(Some);
+        return auth::authenticate_key(&app.db, &app.config, req, raw, now)
+            .await
+            .map(Some);
     }
     if req.header("authorization").is_some() {
-        return Err(Error::new(Code::AuthInvalid, "Authorization header must be `Bearer <key>`"));
+        return Err(Error::new(
+            Code::AuthInvalid,
+            "Authorization header must be `Bearer <key>`",
+        ));
     }
-    let Some(key_id) = session.and_then(|s| s.key_id.as_deref()) else { return Ok(None) };
-    let key = keys::find_by_id(&app.db, key_id).await?.filter(|k| k.revoked_at.is_none());
+    let Some(key_id) = session.and_then(|s| s.key_id.as_deref()) else {
+        return Ok(None);
+    };
+    let key = keys::find_by_id(&app.db, key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none());
     // The key behind the session was revoked or rotated: the session's authority ends with it.
-    let key = key.ok_or_else(|| Error::new(Code::AuthInvalid, "the API key this session was opened with is no longer valid"))?;
+    let key = key.ok_or_else(|| {
+        Error::new(
+            Code::AuthInvalid,
+            "the API key this session was opened with is no longer valid",
+        )
+    })?;
     auth::check_key_use(&app.db, &app.config, req, &key, now).await?;
     Ok(Some(Identity { key }))
 }
 
 fn require(identity: Option<Identity>) -> Result<Identity> {
-    identity.ok_or_else(|| Error::new(Code::AuthRequired, "Authentication required: send `Authorization: Bearer cyfr_sk_…`"))
+    identity.ok_or_else(|| {
+        Error::new(
+            Code::AuthRequired,
+            "Authentication required: send `Authorization: Bearer cyfr_sk_…`",
+        )
+    })
 }
 
 /// `resources/list` and `resources/read`: the session's encryption public key.
@@ -176,9 +253,15 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
         }
         "resources/templates/list" => Ok(json!({ "resourceTemplates": [] })),
         "resources/read" => {
-            let uri = params.get("uri").and_then(Json::as_str).ok_or_else(|| Error::invalid_params("resources/read needs `uri`"))?;
+            let uri = params
+                .get("uri")
+                .and_then(Json::as_str)
+                .ok_or_else(|| Error::invalid_params("resources/read needs `uri`"))?;
             if uri != sealed::PUBKEY_URI {
-                return Err(Error::new(Code::InvalidParams, format!("no resource `{uri}`")).with_data(json!({ "uri": uri })));
+                return Err(
+                    Error::new(Code::InvalidParams, format!("no resource `{uri}`"))
+                        .with_data(json!({ "uri": uri })),
+                );
             }
             if !app.config.session_encryption {
                 return Err(Error::invalid_params("Session encryption is not enabled"));
@@ -188,30 +271,68 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
             if identity.is_none() {
                 return Err(Error::new(Code::AuthRequired, "Authentication required: the encryption key belongs to an authenticated MCP session"));
             }
-            let session = session.ok_or_else(|| Error::new(Code::SessionRequired, "the encryption key belongs to an MCP session: send MCP-Session-Id"))?;
-            let kms = app.config.kms.as_deref().ok_or_else(|| Error::internal("session encryption needs master keys (master_keys)"))?;
-            let info = sealed::public_info(&app.db, kms, &app.env, &session.id_hash, app.env.now_ms() + app.config.session_ttl_ms).await?;
-            Ok(json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": info.to_string() }] }))
+            let session = session.ok_or_else(|| {
+                Error::new(
+                    Code::SessionRequired,
+                    "the encryption key belongs to an MCP session: send MCP-Session-Id",
+                )
+            })?;
+            let kms = app.config.kms.as_deref().ok_or_else(|| {
+                Error::internal("session encryption needs master keys (master_keys)")
+            })?;
+            let info = sealed::public_info(
+                &app.db,
+                kms,
+                &app.env,
+                &session.id_hash,
+                app.env.now_ms() + app.config.session_ttl_ms,
+            )
+            .await?;
+            Ok(
+                json!({ "contents": [{ "uri": uri, "mimeType": "application/json", "text": info.to_string() }] }),
+            )
         }
-        other => Err(Error::new(Code::MethodNotFound, format!("method `{other}` is not supported"))),
+        other => Err(Error::new(
+            Code::MethodNotFound,
+            format!("method `{other}` is not supported"),
+        )),
     }
 }
 
-async fn call_tool<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &tools::Call<'_>, id: Json, params: &Json) -> HttpResponse {
+async fn call_tool<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &tools::Call<'_>,
+    id: Json,
+    params: &Json,
+) -> HttpResponse {
     let Some(name) = params.get("name").and_then(Json::as_str) else {
-        return rpc_error(Some(id), &Error::invalid_params("tools/call needs `params.name`"), 0);
+        return rpc_error(
+            Some(id),
+            &Error::invalid_params("tools/call needs `params.name`"),
+            0,
+        );
     };
     let args = match params.get("arguments") {
         None | Some(Json::Null) => Json::Object(Default::default()),
         Some(a @ Json::Object(_)) => a.clone(),
-        Some(_) => return rpc_error(Some(id), &Error::invalid_params("`params.arguments` must be an object"), 0),
+        Some(_) => {
+            return rpc_error(
+                Some(id),
+                &Error::invalid_params("`params.arguments` must be an object"),
+                0,
+            )
+        }
     };
     match tools::call(app, who, name, &args).await {
         Ok(value) => ok(Some(id), tool_result(&value, false)),
         // Bad arguments go back as a tool error the caller (or model) can read and fix.
-        Err(e) if e.code == Code::InvalidParams && tools::exists(name) => {
-            ok(Some(id), tool_result(&json!({ "error": { "code": e.code.number(), "name": e.code.name(), "message": e.message } }), true))
-        }
+        Err(e) if e.code == Code::InvalidParams && tools::exists(name) => ok(
+            Some(id),
+            tool_result(
+                &json!({ "error": { "code": e.code.number(), "name": e.code.name(), "message": e.message } }),
+                true,
+            ),
+        ),
         Err(e) => rpc_error(Some(id), &e, 0),
     }
 }
@@ -226,5 +347,8 @@ fn tool_result(value: &Json, is_error: bool) -> Json {
 }
 
 fn ok(id: Option<Json>, result: Json) -> HttpResponse {
-    HttpResponse::json(200, &json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Json::Null), "result": result }))
+    HttpResponse::json(
+        200,
+        &json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Json::Null), "result": result }),
+    )
 }

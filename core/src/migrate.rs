@@ -23,7 +23,13 @@ pub fn latest_version() -> i64 {
 /// when nothing is to do, and each migration is applied once.
 pub async fn migrate(db: &impl Db) -> Result<()> {
     // The common case, on every request at the edge: one read says the schema is current.
-    if let Ok(rows) = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", &[]).await {
+    if let Ok(rows) = db
+        .query(
+            "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations",
+            &[],
+        )
+        .await
+    {
         if rows.first().map(|r| r.int("v")) == Some(latest_version()) {
             return Ok(());
         }
@@ -33,7 +39,12 @@ pub async fn migrate(db: &impl Db) -> Result<()> {
         &[],
     )
     .await?;
-    let rows = db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", &[]).await?;
+    let rows = db
+        .query(
+            "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations",
+            &[],
+        )
+        .await?;
     let current = rows.first().map(|r| r.int("v")).unwrap_or(0);
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         for statement in statements(sql) {

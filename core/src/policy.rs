@@ -43,8 +43,13 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             allowed_domains: Vec::new(),
-            allowed_methods: ["GET", "POST", "PUT", "DELETE", "PATCH"].map(String::from).to_vec(),
-            rate_limit: crate::units::Rate { requests: 100, window_ms: 60_000 },
+            allowed_methods: ["GET", "POST", "PUT", "DELETE", "PATCH"]
+                .map(String::from)
+                .to_vec(),
+            rate_limit: crate::units::Rate {
+                requests: 100,
+                window_ms: 60_000,
+            },
             timeout_ms: 30_000,
             max_memory_bytes: 64 << 20,
             max_request_size: 1 << 20,
@@ -118,13 +123,20 @@ fn check_domain(d: &str) -> Result<(), String> {
         }
     }
     let bare = host.strip_prefix("*.").unwrap_or(host);
-    let labels_ok = !bare.is_empty() && !bare.contains('*') && bare.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let labels_ok = !bare.is_empty()
+        && !bare.contains('*')
+        && bare
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if !labels_ok {
         return Err(format!("`{d}` is not a domain or `*.domain` wildcard"));
     }
     // A last label of digits (or hex) makes it an IP address to URL parsers.
     let last = bare.rsplit('.').next().unwrap_or("");
-    if last.chars().all(|c| c.is_ascii_digit()) || last.starts_with("0x") || bare.parse::<std::net::IpAddr>().is_ok() {
+    if last.chars().all(|c| c.is_ascii_digit())
+        || last.starts_with("0x")
+        || bare.parse::<std::net::IpAddr>().is_ok()
+    {
         return Err(format!("`{d}` is an IP address; name hosts in allowed_domains and put private networks in allowed_private_ips"));
     }
     Ok(())
@@ -138,7 +150,12 @@ pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
 fn string_list(field: &str, v: &Json) -> Result<Vec<String>, String> {
     v.as_array()
         .filter(|a| a.iter().all(Json::is_string))
-        .map(|a| a.iter().filter_map(Json::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Json::as_str)
+                .map(String::from)
+                .collect()
+        })
         .ok_or_else(|| format!("`{field}` must be an array of strings, e.g. [\"api.example.com\"]"))
 }
 
@@ -159,7 +176,10 @@ impl Policy {
                 let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
                 let list: Vec<String> = list.into_iter().map(|m| m.to_ascii_uppercase()).collect();
                 if let Some(m) = list.iter().find(|m| !known.contains(&m.as_str())) {
-                    return Err(format!("`{m}` is not an HTTP method cyfr allows ({})", known.join(", ")));
+                    return Err(format!(
+                        "`{m}` is not an HTTP method cyfr allows ({})",
+                        known.join(", ")
+                    ));
                 }
                 self.allowed_methods = list;
             }
@@ -170,7 +190,10 @@ impl Policy {
                     _ => return Err("`timeout` must be a string like \"30s\"".into()),
                 };
                 if ms > MAX_TIMEOUT_MS {
-                    return Err(format!("`timeout` may be at most {}m", MAX_TIMEOUT_MS / 60_000));
+                    return Err(format!(
+                        "`timeout` may be at most {}m",
+                        MAX_TIMEOUT_MS / 60_000
+                    ));
                 }
                 self.timeout_ms = ms;
             }
@@ -193,9 +216,15 @@ impl Policy {
             "allowed_requests" => {
                 let list = string_list(field, v)?;
                 for r in &list {
-                    let (method, target) = r.split_once(' ').ok_or_else(|| format!("`{r}` must look like \"POST api.example.com/v1/path\""))?;
+                    let (method, target) = r.split_once(' ').ok_or_else(|| {
+                        format!("`{r}` must look like \"POST api.example.com/v1/path\"")
+                    })?;
                     let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-                    if !known.contains(&method) || target.is_empty() || target.contains("://") || target.starts_with('/') {
+                    if !known.contains(&method)
+                        || target.is_empty()
+                        || target.contains("://")
+                        || target.starts_with('/')
+                    {
                         return Err(format!("`{r}` must look like \"POST api.example.com/v1/path\" (upper-case method, host, optional path prefix)"));
                     }
                 }
@@ -203,13 +232,22 @@ impl Policy {
             }
             "allowed_private_ips" => {
                 let list = string_list(field, v)?;
-                crate::ipallow::NetList::parse(&list.join(",")).map_err(|e| format!("`allowed_private_ips`: {e}"))?;
+                crate::ipallow::NetList::parse(&list.join(","))
+                    .map_err(|e| format!("`allowed_private_ips`: {e}"))?;
                 self.allowed_private_ips = list;
             }
             "max_outbound_requests" => {
-                self.max_outbound_requests = v.as_u64().filter(|n| *n <= 10_000).ok_or("`max_outbound_requests` must be an integer from 0 to 10000")?;
+                self.max_outbound_requests = v
+                    .as_u64()
+                    .filter(|n| *n <= 10_000)
+                    .ok_or("`max_outbound_requests` must be an integer from 0 to 10000")?;
             }
-            other => return Err(format!("unknown policy field `{other}`; fields are: {}", FIELDS.join(", "))),
+            other => {
+                return Err(format!(
+                    "unknown policy field `{other}`; fields are: {}",
+                    FIELDS.join(", ")
+                ))
+            }
         }
         Ok(())
     }
@@ -225,20 +263,39 @@ impl Policy {
 }
 
 /// Loads the stored fields for a reference key (`type:ns.name:version` or `type:ns.name`).
-pub async fn stored_fields(db: &impl crate::db::Db, key: &str) -> crate::errors::Result<Option<serde_json::Map<String, Json>>> {
-    let rows = db.query("SELECT fields FROM policies WHERE reference = ?", &[key.into()]).await?;
-    Ok(rows.first().and_then(|r| serde_json::from_str(&r.text("fields")).ok()))
+pub async fn stored_fields(
+    db: &impl crate::db::Db,
+    key: &str,
+) -> crate::errors::Result<Option<serde_json::Map<String, Json>>> {
+    let rows = db
+        .query(
+            "SELECT fields FROM policies WHERE reference = ?",
+            &[key.into()],
+        )
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|r| serde_json::from_str(&r.text("fields")).ok()))
 }
 
 /// The policy a component runs under: a version-less policy for the component, then the
 /// exact version's fields over it, over the defaults.
-pub async fn effective(db: &impl crate::db::Db, c: &crate::registry::Component) -> crate::errors::Result<Policy> {
+pub async fn effective(
+    db: &impl crate::db::Db,
+    c: &crate::registry::Component,
+) -> crate::errors::Result<Policy> {
     // The reference without exactly its version (not "up to the last `:`", which a version
     // that contains one would shift).
-    let unversioned = c.reference.strip_suffix(&format!(":{}", c.version)).unwrap_or_default().to_string();
+    let unversioned = c
+        .reference
+        .strip_suffix(&format!(":{}", c.version))
+        .unwrap_or_default()
+        .to_string();
     let mut fields = stored_fields(db, &unversioned).await?.unwrap_or_default();
     fields.extend(stored_fields(db, &c.reference).await?.unwrap_or_default());
-    Policy::from_fields(&fields).map_err(|e| crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference)))
+    Policy::from_fields(&fields).map_err(|e| {
+        crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference))
+    })
 }
 
 #[cfg(test)]
@@ -250,8 +307,14 @@ mod tests {
         assert!(super::tool_allowed(&allowed, "key", "create"));
         assert!(!super::tool_allowed(&allowed, "key", "revoke"));
         assert!(!super::tool_allowed(&allowed, "components", "search"));
-        assert!(!super::tool_allowed(&["*".to_string()], "key", "create"), "no global wildcard");
-        assert!(!super::tool_allowed(&[], "system", "status"), "deny by default");
+        assert!(
+            !super::tool_allowed(&["*".to_string()], "key", "create"),
+            "no global wildcard"
+        );
+        assert!(
+            !super::tool_allowed(&[], "system", "status"),
+            "deny by default"
+        );
     }
 
     use super::*;
@@ -262,18 +325,35 @@ mod tests {
         let mut p = Policy::default();
         p.set_field("timeout", &json!("60s")).unwrap();
         assert_eq!(p.timeout_ms, 60_000);
-        p.set_field("allowed_domains", &json!(["API.example.com", "*.stripe.com"])).unwrap();
+        p.set_field(
+            "allowed_domains",
+            &json!(["API.example.com", "*.stripe.com"]),
+        )
+        .unwrap();
         assert_eq!(p.allowed_domains, vec!["api.example.com", "*.stripe.com"]);
         p.set_field("max_response_size", &json!("5MB")).unwrap();
         assert_eq!(p.max_response_size, 5 << 20);
         assert!(p.set_field("timeout", &json!(60)).is_err());
-        assert!(p.set_field("allowed_domains", &json!(["exa mple.com"])).is_err());
+        assert!(p
+            .set_field("allowed_domains", &json!(["exa mple.com"]))
+            .is_err());
         assert!(p.set_field("allowed_domains", &json!(["*"])).is_err());
-        assert!(p.set_field("allowed_domains", &json!(["127.0.0.1"])).is_err());
+        assert!(p
+            .set_field("allowed_domains", &json!(["127.0.0.1"]))
+            .is_err());
         assert!(p.set_field("allowed_domains", &json!(["0x7f.1"])).is_err());
-        assert!(p.set_field("allowed_domains", &json!(["api.example.com:0"])).is_err());
-        p.set_field("allowed_domains", &json!(["api.example.com:8443", "*.example.org"])).unwrap();
+        assert!(p
+            .set_field("allowed_domains", &json!(["api.example.com:0"]))
+            .is_err());
+        p.set_field(
+            "allowed_domains",
+            &json!(["api.example.com:8443", "*.example.org"]),
+        )
+        .unwrap();
         assert!(p.set_field("allowed_methods", &json!(["CONNECT"])).is_err());
-        assert!(p.set_field("colour", &json!("red")).unwrap_err().contains("unknown policy field"));
+        assert!(p
+            .set_field("colour", &json!("red"))
+            .unwrap_err()
+            .contains("unknown policy field"));
     }
 }

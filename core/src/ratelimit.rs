@@ -20,15 +20,31 @@ pub async fn take(db: &impl Db, bucket: &str, rate: Rate, now_ms: u64) -> Result
              ON CONFLICT(bucket) DO UPDATE SET tat = max(rate_limits.tat, ?2) + ?3 \
              WHERE max(rate_limits.tat, ?2) + ?3 - ?2 <= ?4 \
              RETURNING tat",
-            &[bucket.into(), Value::Integer(now), Value::Integer(interval), Value::Integer(window)],
+            &[
+                bucket.into(),
+                Value::Integer(now),
+                Value::Integer(interval),
+                Value::Integer(window),
+            ],
         )
         .await?;
     if !rows.rows.is_empty() {
         return Ok(());
     }
-    let rows = db.query("SELECT tat FROM rate_limits WHERE bucket = ?1", &[bucket.into()]).await?;
+    let rows = db
+        .query(
+            "SELECT tat FROM rate_limits WHERE bucket = ?1",
+            &[bucket.into()],
+        )
+        .await?;
     let tat = rows.first().map(|r| r.int("tat")).unwrap_or(now);
     let retry_after_ms = ((tat + interval - now - window).max(0) + 999) / 1000;
-    Err(Error::new(Code::RateLimited, format!("rate limit of {} exceeded; retry in {retry_after_ms} ms", rate.to_text()))
-        .with_data(serde_json::json!({ "retry_after_ms": retry_after_ms, "limit": rate.to_text() })))
+    Err(Error::new(
+        Code::RateLimited,
+        format!(
+            "rate limit of {} exceeded; retry in {retry_after_ms} ms",
+            rate.to_text()
+        ),
+    )
+    .with_data(serde_json::json!({ "retry_after_ms": retry_after_ms, "limit": rate.to_text() })))
 }

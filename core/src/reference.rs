@@ -52,23 +52,47 @@ impl Reference {
     /// Parses the string form. `type_hint` supplies the type when the string has none
     /// (`local.claude:0.1.0` with `"type": "catalyst"`).
     pub fn parse(s: &str, type_hint: Option<ComponentType>) -> Result<Reference> {
-        let bad = |why: &str| Error::new(Code::ComponentNotFound, format!("invalid component reference `{s}`: {why}"));
+        let bad = |why: &str| {
+            Error::new(
+                Code::ComponentNotFound,
+                format!("invalid component reference `{s}`: {why}"),
+            )
+        };
         let parts: Vec<&str> = s.trim().split(':').collect();
         let (ctype, id, version) = match parts.as_slice() {
-            [t, id, v] => (ComponentType::parse(t).ok_or_else(|| bad("type must be reagent, catalyst or formula (or r, c, f)"))?, *id, Some(*v)),
+            [t, id, v] => (
+                ComponentType::parse(t)
+                    .ok_or_else(|| bad("type must be reagent, catalyst or formula (or r, c, f)"))?,
+                *id,
+                Some(*v),
+            ),
             [a, b] => match ComponentType::parse(a) {
                 Some(t) => (t, *b, None),
-                None => (type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?, *a, Some(*b)),
+                None => (
+                    type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?,
+                    *a,
+                    Some(*b),
+                ),
             },
-            [id] => (type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?, *id, None),
+            [id] => (
+                type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?,
+                *id,
+                None,
+            ),
             _ => return Err(bad("expected type:namespace.name:version")),
         };
         if let Some(hint) = type_hint {
             if hint != ctype {
-                return Err(bad(&format!("it names a {} but `type` says {}", ctype.as_str(), hint.as_str())));
+                return Err(bad(&format!(
+                    "it names a {} but `type` says {}",
+                    ctype.as_str(),
+                    hint.as_str()
+                )));
             }
         }
-        let (namespace, name) = id.split_once('.').ok_or_else(|| bad("the id must be namespace.name"))?;
+        let (namespace, name) = id
+            .split_once('.')
+            .ok_or_else(|| bad("the id must be namespace.name"))?;
         if !valid_name(namespace) || !valid_name(name) {
             return Err(bad("namespace and name are lower-case letters, digits and '-', 1-64 characters, not starting or ending with '-'"));
         }
@@ -79,7 +103,12 @@ impl Reference {
                 Some(v.to_string())
             }
         };
-        Ok(Reference { ctype, namespace: namespace.into(), name: name.into(), version })
+        Ok(Reference {
+            ctype,
+            namespace: namespace.into(),
+            name: name.into(),
+            version,
+        })
     }
 
     /// Parses the JSON forms `execution.run` accepts: a string or `{"registry": "…"}`.
@@ -101,7 +130,13 @@ impl Reference {
     /// `type:namespace.name:version` (or without the version when unresolved).
     pub fn canonical(&self) -> String {
         match &self.version {
-            Some(v) => format!("{}:{}.{}:{}", self.ctype.as_str(), self.namespace, self.name, v),
+            Some(v) => format!(
+                "{}:{}.{}:{}",
+                self.ctype.as_str(),
+                self.namespace,
+                self.name,
+                v
+            ),
             None => format!("{}:{}.{}", self.ctype.as_str(), self.namespace, self.name),
         }
     }
@@ -149,7 +184,13 @@ impl Semver {
             v.pre
                 .as_str()
                 .split('.')
-                .map(|id| if id.bytes().all(|c| c.is_ascii_digit()) { format!("0{:03}{id}", id.len()) } else { format!("1{id}") })
+                .map(|id| {
+                    if id.bytes().all(|c| c.is_ascii_digit()) {
+                        format!("0{:03}{id}", id.len())
+                    } else {
+                        format!("1{id}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("!")
         };
@@ -166,7 +207,9 @@ impl PartialOrd for Semver {
 impl Ord for Semver {
     /// Semver precedence; build metadata only breaks ties so that the order is total.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp_precedence(&other.0).then_with(|| self.0.build.cmp(&other.0.build))
+        self.0
+            .cmp_precedence(&other.0)
+            .then_with(|| self.0.build.cmp(&other.0.build))
     }
 }
 
@@ -178,18 +221,34 @@ mod tests {
     fn long_short_and_object_forms_parse_to_the_same_reference() {
         let a = Reference::parse("catalyst:local.claude:0.1.0", None).unwrap();
         let b = Reference::parse("c:local.claude:0.1.0", None).unwrap();
-        let c = Reference::from_json(&serde_json::json!({"registry": "catalyst:local.claude:0.1.0"}), None).unwrap();
+        let c = Reference::from_json(
+            &serde_json::json!({"registry": "catalyst:local.claude:0.1.0"}),
+            None,
+        )
+        .unwrap();
         let d = Reference::parse("local.claude:0.1.0", Some(ComponentType::Catalyst)).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a, d);
         assert_eq!(a.canonical(), "catalyst:local.claude:0.1.0");
-        assert_eq!(Reference::parse("r:cyfr.json-transform", None).unwrap().version, None);
+        assert_eq!(
+            Reference::parse("r:cyfr.json-transform", None)
+                .unwrap()
+                .version,
+            None
+        );
     }
 
     #[test]
     fn bad_references_are_refused_with_component_not_found() {
-        for s in ["x:local.claude:0.1.0", "c:claude:0.1.0", "c:Local.claude:0.1.0", "c:local.claude:1.0", "c:local.-x:1.0.0", "c:a.b:01.0.0"] {
+        for s in [
+            "x:local.claude:0.1.0",
+            "c:claude:0.1.0",
+            "c:Local.claude:0.1.0",
+            "c:local.claude:1.0",
+            "c:local.-x:1.0.0",
+            "c:a.b:01.0.0",
+        ] {
             let e = Reference::parse(s, None).unwrap_err();
             assert_eq!(e.code, Code::ComponentNotFound, "{s}");
         }
@@ -198,10 +257,25 @@ mod tests {
 
     #[test]
     fn semver_refuses_characters_outside_its_identifiers() {
-        for bad in ["0.1.0-{{secret:rc.1", "1.0.0-a:b", "1.0.0-", "1.0.0-a..b", "1.0.0-01", "1.0.0+", "1.0.0+a b", "1.0.0-rc.1+x:y"] {
+        for bad in [
+            "0.1.0-{{secret:rc.1",
+            "1.0.0-a:b",
+            "1.0.0-",
+            "1.0.0-a..b",
+            "1.0.0-01",
+            "1.0.0+",
+            "1.0.0+a b",
+            "1.0.0-rc.1+x:y",
+        ] {
             assert!(Semver::parse(bad).is_none(), "{bad}");
         }
-        for good in ["1.0.0-rc.1", "1.0.0-0a.1", "1.0.0-x-y", "1.0.0+build.5", "1.0.0-alpha+001"] {
+        for good in [
+            "1.0.0-rc.1",
+            "1.0.0-0a.1",
+            "1.0.0-x-y",
+            "1.0.0+build.5",
+            "1.0.0-alpha+001",
+        ] {
             assert!(Semver::parse(good).is_some(), "{good}");
         }
     }
@@ -218,14 +292,36 @@ mod tests {
     #[test]
     fn versions_outside_semver_identifier_characters_are_refused() {
         // `:` would let a versioned reference escape a version-less policy.
-        for v in ["1.0.0-x:y", "1.0.0-<b>", "1.0.0-a\u{202e}b", "1.0.0+a:b", "v1.0.0", "1.0.0-01", "1.0.0-a..b", "1.0.0 ", "01.0.0", "1.0.0-é"] {
+        for v in [
+            "1.0.0-x:y",
+            "1.0.0-<b>",
+            "1.0.0-a\u{202e}b",
+            "1.0.0+a:b",
+            "v1.0.0",
+            "1.0.0-01",
+            "1.0.0-a..b",
+            "1.0.0 ",
+            "01.0.0",
+            "1.0.0-é",
+        ] {
             assert!(Semver::parse(v).is_none(), "{v:?}");
             // (A reference as a whole is trimmed, so only the trailing space passes there.)
             if v != "1.0.0 " {
-                assert_eq!(Reference::parse(&format!("r:local.x:{v}"), None).unwrap_err().code, Code::ComponentNotFound, "{v:?}");
+                assert_eq!(
+                    Reference::parse(&format!("r:local.x:{v}"), None)
+                        .unwrap_err()
+                        .code,
+                    Code::ComponentNotFound,
+                    "{v:?}"
+                );
             }
         }
-        for v in ["1.0.0-rc.1", "1.0.0-x-y.7", "1.0.0+build.01", "1.0.0-alpha+001"] {
+        for v in [
+            "1.0.0-rc.1",
+            "1.0.0-x-y.7",
+            "1.0.0+build.01",
+            "1.0.0-alpha+001",
+        ] {
             assert!(Semver::parse(v).is_some(), "{v}");
         }
         assert!(Semver::parse(&format!("1.0.0-{}", "a".repeat(MAX_VERSION_LEN))).is_none());
@@ -235,15 +331,31 @@ mod tests {
     fn semver_precedence_follows_the_spec_in_key_and_ord() {
         // The spec's own example chain, plus numeric-vs-numeric and prefix cases.
         let chain = [
-            "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
-            "1.0.0-rc", "1.0.0-rc.1", "1.0.0-rc.9", "1.0.0-rc.10", "1.0.0-rc-a", "1.0.0", "1.0.1", "1.10.0", "2.0.0",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc",
+            "1.0.0-rc.1",
+            "1.0.0-rc.9",
+            "1.0.0-rc.10",
+            "1.0.0-rc-a",
+            "1.0.0",
+            "1.0.1",
+            "1.10.0",
+            "2.0.0",
         ];
         for w in chain.windows(2) {
             let (a, b) = (Semver::parse(w[0]).unwrap(), Semver::parse(w[1]).unwrap());
             assert!(a < b, "{} < {}", w[0], w[1]);
             assert!(a.sort_key() < b.sort_key(), "key {} < {}", w[0], w[1]);
         }
-        let (a, b) = (Semver::parse("1.0.0+x").unwrap(), Semver::parse("1.0.0+y").unwrap());
+        let (a, b) = (
+            Semver::parse("1.0.0+x").unwrap(),
+            Semver::parse("1.0.0+y").unwrap(),
+        );
         assert_eq!(a.sort_key(), b.sort_key(), "build metadata is ignored");
     }
 }

@@ -32,9 +32,16 @@ pub struct Component {
 
 impl Component {
     fn from_row(r: &Row<'_>) -> Component {
-        let ctype = ComponentType::parse(&r.text("component_type")).unwrap_or(ComponentType::Reagent);
+        let ctype =
+            ComponentType::parse(&r.text("component_type")).unwrap_or(ComponentType::Reagent);
         Component {
-            reference: format!("{}:{}.{}:{}", ctype.as_str(), r.text("namespace"), r.text("name"), r.text("version")),
+            reference: format!(
+                "{}:{}.{}:{}",
+                ctype.as_str(),
+                r.text("namespace"),
+                r.text("name"),
+                r.text("version")
+            ),
             ctype,
             version: r.text("version"),
             digest: r.text("digest"),
@@ -59,17 +66,44 @@ impl Component {
 
 /// Registers a checked manifest with its wasm. Registering the same bytes again is a
 /// no-op; different bytes under an existing version are refused unless `replace`.
-pub async fn register(db: &impl Db, manifest: &Manifest, wasm: &[u8], by: Option<&str>, replace: bool, now_ms: u64) -> Result<Component> {
+pub async fn register(
+    db: &impl Db,
+    manifest: &Manifest,
+    wasm: &[u8],
+    by: Option<&str>,
+    replace: bool,
+    now_ms: u64,
+) -> Result<Component> {
     if wasm.len() > MAX_ARTIFACT_BYTES {
-        return Err(Error::new(Code::ComponentInvalid, format!("{}.wasm is {} bytes; the limit is {MAX_ARTIFACT_BYTES}", manifest.ctype.as_str(), wasm.len())));
+        return Err(Error::new(
+            Code::ComponentInvalid,
+            format!(
+                "{}.wasm is {} bytes; the limit is {MAX_ARTIFACT_BYTES}",
+                manifest.ctype.as_str(),
+                wasm.len()
+            ),
+        ));
     }
     // Every component starts with the wasm magic and the component-model layer byte.
     if wasm.len() < 8 || &wasm[0..4] != b"\0asm" || wasm[6..8] != [0x01, 0x00] {
-        return Err(Error::new(Code::ComponentInvalid, format!("{}.wasm is not a WebAssembly component (build it for wasm32-wasip2)", manifest.ctype.as_str())));
+        return Err(Error::new(
+            Code::ComponentInvalid,
+            format!(
+                "{}.wasm is not a WebAssembly component (build it for wasm32-wasip2)",
+                manifest.ctype.as_str()
+            ),
+        ));
     }
     let d = digest(wasm);
     let reference = manifest.reference();
-    let existing = lookup(db, manifest.ctype, &manifest.namespace, &manifest.name, Some(&manifest.version)).await?;
+    let existing = lookup(
+        db,
+        manifest.ctype,
+        &manifest.namespace,
+        &manifest.name,
+        Some(&manifest.version),
+    )
+    .await?;
     if let Some(c) = &existing {
         if c.digest == d {
             return Ok(c.clone());
@@ -83,10 +117,17 @@ pub async fn register(db: &impl Db, manifest: &Manifest, wasm: &[u8], by: Option
     }
     db.query(
         "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) VALUES (?, ?, ?, ?)",
-        &[d.clone().into(), Value::Integer(wasm.len() as i64), Value::Blob(wasm.to_vec()), Value::Integer(now_ms as i64)],
+        &[
+            d.clone().into(),
+            Value::Integer(wasm.len() as i64),
+            Value::Blob(wasm.to_vec()),
+            Value::Integer(now_ms as i64),
+        ],
     )
     .await?;
-    let key = Semver::parse(&manifest.version).map(|s| s.sort_key()).unwrap_or_default();
+    let key = Semver::parse(&manifest.version)
+        .map(|s| s.sort_key())
+        .unwrap_or_default();
     db.query(
         "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -117,7 +158,13 @@ pub async fn register(db: &impl Db, manifest: &Manifest, wasm: &[u8], by: Option
     })
 }
 
-async fn lookup(db: &impl Db, ctype: ComponentType, ns: &str, name: &str, version: Option<&str>) -> Result<Option<Component>> {
+async fn lookup(
+    db: &impl Db,
+    ctype: ComponentType,
+    ns: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Option<Component>> {
     let rows = match version {
         Some(v) => {
             db.query(
@@ -143,12 +190,30 @@ async fn lookup(db: &impl Db, ctype: ComponentType, ns: &str, name: &str, versio
 pub async fn resolve(db: &impl Db, r: &Reference) -> Result<Component> {
     lookup(db, r.ctype, &r.namespace, &r.name, r.version.as_deref())
         .await?
-        .ok_or_else(|| Error::new(Code::ComponentNotFound, format!("component {} is not registered", r.canonical())).with_data(json!({ "reference": r.canonical() })))
+        .ok_or_else(|| {
+            Error::new(
+                Code::ComponentNotFound,
+                format!("component {} is not registered", r.canonical()),
+            )
+            .with_data(json!({ "reference": r.canonical() }))
+        })
 }
 
 /// Components whose id or description contains `query` (case-insensitive), highest version of each.
-pub async fn search(db: &impl Db, query: &str, ctype: Option<ComponentType>, limit: u32) -> Result<Vec<Component>> {
-    let pattern = format!("%{}%", query.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+pub async fn search(
+    db: &impl Db,
+    query: &str,
+    ctype: Option<ComponentType>,
+    limit: u32,
+) -> Result<Vec<Component>> {
+    let pattern = format!(
+        "%{}%",
+        query
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
     let rows = db
         .query(
             "SELECT c.* FROM components c \
@@ -176,10 +241,17 @@ pub async fn versions(db: &impl Db, r: &Reference) -> Result<Vec<String>> {
 /// Recomputes every row's `version_key` with the current [`Semver::sort_key`]: run once by
 /// the migration that changed the encoding, so old rows order like new ones.
 pub async fn rekey_versions(db: &impl Db) -> Result<()> {
-    let rows = db.query("SELECT component_type, namespace, name, version FROM components", &[]).await?;
+    let rows = db
+        .query(
+            "SELECT component_type, namespace, name, version FROM components",
+            &[],
+        )
+        .await?;
     for r in rows.iter() {
         // A version that no longer parses sorts lowest rather than breaking the lookup.
-        let key = Semver::parse(&r.text("version")).map(|s| s.sort_key()).unwrap_or_default();
+        let key = Semver::parse(&r.text("version"))
+            .map(|s| s.sort_key())
+            .unwrap_or_default();
         db.query(
             "UPDATE components SET version_key = ? WHERE component_type = ? AND namespace = ? AND name = ? AND version = ?",
             &[key.into(), r.text("component_type").into(), r.text("namespace").into(), r.text("name").into(), r.text("version").into()],
@@ -191,8 +263,16 @@ pub async fn rekey_versions(db: &impl Db) -> Result<()> {
 
 /// The bytes of an artifact.
 pub async fn artifact(db: &impl Db, digest: &str) -> Result<Vec<u8>> {
-    let rows = db.query("SELECT bytes FROM artifacts WHERE digest = ?", &[digest.into()]).await?;
-    rows.first()
-        .map(|r| r.blob("bytes"))
-        .ok_or_else(|| Error::new(Code::RegistryUnavailable, format!("artifact {digest} is missing from the registry")))
+    let rows = db
+        .query(
+            "SELECT bytes FROM artifacts WHERE digest = ?",
+            &[digest.into()],
+        )
+        .await?;
+    rows.first().map(|r| r.blob("bytes")).ok_or_else(|| {
+        Error::new(
+            Code::RegistryUnavailable,
+            format!("artifact {digest} is missing from the registry"),
+        )
+    })
 }

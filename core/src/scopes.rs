@@ -63,12 +63,19 @@ pub const TABLE: &[(&str, &str, Need)] = &[
 
 /// The requirement for `tool.action`, or `None` when there is no such action.
 pub fn need(tool: &str, action: &str) -> Option<Need> {
-    TABLE.iter().find(|(t, a, _)| *t == tool && *a == action).map(|(_, _, n)| *n)
+    TABLE
+        .iter()
+        .find(|(t, a, _)| *t == tool && *a == action)
+        .map(|(_, _, n)| *n)
 }
 
 /// The actions a tool offers, in table order.
 pub fn actions(tool: &str) -> Vec<&'static str> {
-    TABLE.iter().filter(|(t, _, _)| *t == tool).map(|(_, a, _)| *a).collect()
+    TABLE
+        .iter()
+        .filter(|(t, _, _)| *t == tool)
+        .map(|(_, a, _)| *a)
+        .collect()
 }
 
 /// Whether a holder of `held` scopes satisfies `need`.
@@ -102,7 +109,10 @@ mod tests {
         assert!(satisfied(&exec, need("execution", "run").unwrap()));
         assert!(!satisfied(&exec, need("component", "search").unwrap()));
         assert!(!satisfied(&exec, need("component", "register").unwrap()));
-        assert!(satisfied(&["*".to_string()], need("component", "register").unwrap()));
+        assert!(satisfied(
+            &["*".to_string()],
+            need("component", "register").unwrap()
+        ));
         assert!(need("key", "explode").is_none());
     }
 }

@@ -17,7 +17,13 @@ pub struct Session {
 }
 
 /// Starts a session and returns its id (shown only in the `initialize` response header).
-pub async fn create(db: &impl Db, env: &impl Env, key_id: Option<&str>, protocol_version: &str, ttl_ms: u64) -> Result<String> {
+pub async fn create(
+    db: &impl Db,
+    env: &impl Env,
+    key_id: Option<&str>,
+    protocol_version: &str,
+    ttl_ms: u64,
+) -> Result<String> {
     let id = random_token(env, 32);
     let now = env.now_ms() as i64;
     db.query(
@@ -46,14 +52,27 @@ pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<O
     if rows.rows.is_empty() {
         return Ok(None);
     }
-    Ok(rows.first().map(|r| Session { id_hash, key_id: r.opt_text("key_id"), protocol_version: r.text("protocol_version") }))
+    Ok(rows.first().map(|r| Session {
+        id_hash,
+        key_id: r.opt_text("key_id"),
+        protocol_version: r.text("protocol_version"),
+    }))
 }
 
 /// Ends a session (DELETE /mcp).
 pub async fn delete(db: &impl Db, id: &str) -> Result<bool> {
     let hash = sha256_hex(id.as_bytes());
-    db.query("DELETE FROM session_keys WHERE session_hash = ?", &[hash.clone().into()]).await?;
-    let rows = db.query("DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash", &[hash.into()]).await?;
+    db.query(
+        "DELETE FROM session_keys WHERE session_hash = ?",
+        &[hash.clone().into()],
+    )
+    .await?;
+    let rows = db
+        .query(
+            "DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash",
+            &[hash.into()],
+        )
+        .await?;
     Ok(!rows.rows.is_empty())
 }
 

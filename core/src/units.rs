@@ -16,15 +16,18 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     } else if let Some(n) = s.strip_suffix('d') {
         (n, 86_400_000)
     } else {
-        return Err(format!("duration `{s}` needs a unit: ms, s, m, h or d (e.g. \"30s\")"));
+        return Err(format!(
+            "duration `{s}` needs a unit: ms, s, m, h or d (e.g. \"30s\")"
+        ));
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("duration `{s}` must be a whole number followed by ms, s, m, h or d"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("duration `{s}` must be a whole number followed by ms, s, m, h or d")
+    })?;
     if n == 0 {
         return Err(format!("duration `{s}` must be greater than zero"));
     }
-    n.checked_mul(mult).ok_or_else(|| format!("duration `{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration `{s}` is too large"))
 }
 
 /// The shortest exact text form of a duration: `2h`, `1m`, `30s`, `250ms`.
@@ -43,7 +46,9 @@ pub fn format_duration_ms(ms: u64) -> String {
 /// Parses a size given as an integer number of bytes or a string like `512KB`, `5MB`, `1GB`.
 pub fn parse_size(v: &Json) -> Result<u64, String> {
     match v {
-        Json::Number(n) => n.as_u64().ok_or_else(|| format!("size {n} must be a non-negative integer")),
+        Json::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("size {n} must be a non-negative integer")),
         Json::String(s) => {
             let t = s.trim().to_ascii_uppercase();
             let (num, mult) = if let Some(n) = t.strip_suffix("GB") {
@@ -57,10 +62,15 @@ pub fn parse_size(v: &Json) -> Result<u64, String> {
             } else {
                 (t.as_str(), 1)
             };
-            let n: u64 = num.trim().parse().map_err(|_| format!("size `{s}` must look like 1048576, \"512KB\", \"5MB\" or \"1GB\""))?;
-            n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+            let n: u64 = num.trim().parse().map_err(|_| {
+                format!("size `{s}` must look like 1048576, \"512KB\", \"5MB\" or \"1GB\"")
+            })?;
+            n.checked_mul(mult)
+                .ok_or_else(|| format!("size `{s}` is too large"))
         }
-        other => Err(format!("size must be an integer or a string like \"5MB\", not {other}")),
+        other => Err(format!(
+            "size must be an integer or a string like \"5MB\", not {other}"
+        )),
     }
 }
 
@@ -78,10 +88,13 @@ impl Rate {
     pub fn parse(v: &Json) -> Result<Rate, String> {
         match v {
             Json::String(s) => {
-                let (n, w) = s
-                    .split_once('/')
-                    .ok_or_else(|| format!("rate limit `{s}` must look like \"100/1m\" ({{count}}/{{window}})"))?;
-                let requests: u64 = n.trim().parse().map_err(|_| format!("rate limit `{s}`: `{n}` is not a whole number"))?;
+                let (n, w) = s.split_once('/').ok_or_else(|| {
+                    format!("rate limit `{s}` must look like \"100/1m\" ({{count}}/{{window}})")
+                })?;
+                let requests: u64 = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("rate limit `{s}`: `{n}` is not a whole number"))?;
                 Rate::new(requests, parse_duration_ms(w)?)
             }
             Json::Object(o) => {
@@ -89,10 +102,15 @@ impl Rate {
                     .get("requests")
                     .and_then(Json::as_u64)
                     .ok_or("rate limit object needs an integer `requests`")?;
-                let window = o.get("window").and_then(Json::as_str).ok_or("rate limit object needs a `window` like \"1m\"")?;
+                let window = o
+                    .get("window")
+                    .and_then(Json::as_str)
+                    .ok_or("rate limit object needs a `window` like \"1m\"")?;
                 Rate::new(requests, parse_duration_ms(window)?)
             }
-            other => Err(format!("rate limit must be \"100/1m\" or {{\"requests\",\"window\"}}, not {other}")),
+            other => Err(format!(
+                "rate limit must be \"100/1m\" or {{\"requests\",\"window\"}}, not {other}"
+            )),
         }
     }
 
@@ -100,7 +118,10 @@ impl Rate {
         if requests == 0 {
             return Err("rate limit must allow at least one request per window".into());
         }
-        Ok(Rate { requests, window_ms })
+        Ok(Rate {
+            requests,
+            window_ms,
+        })
     }
 
     /// A rate no looser than either: the smaller burst (`requests`) at the slower sustained
@@ -108,9 +129,13 @@ impl Rate {
     pub fn narrowest(self, other: Rate) -> Rate {
         let requests = self.requests.min(other.requests);
         // The window that gives `requests` each rate's interval; the longer one wins.
-        let window = |r: Rate| (r.window_ms as u128 * requests as u128).div_ceil(r.requests as u128);
+        let window =
+            |r: Rate| (r.window_ms as u128 * requests as u128).div_ceil(r.requests as u128);
         let window_ms = window(self).max(window(other)).min(u64::MAX as u128) as u64;
-        Rate { requests, window_ms }
+        Rate {
+            requests,
+            window_ms,
+        }
     }
 
     /// The canonical text form, e.g. `100/1m`.
@@ -149,9 +174,15 @@ mod tests {
 
     #[test]
     fn rates_parse_both_forms() {
-        let r = Rate { requests: 100, window_ms: 60_000 };
+        let r = Rate {
+            requests: 100,
+            window_ms: 60_000,
+        };
         assert_eq!(Rate::parse(&json!("100/1m")), Ok(r));
-        assert_eq!(Rate::parse(&json!({"requests": 100, "window": "1m"})), Ok(r));
+        assert_eq!(
+            Rate::parse(&json!({"requests": 100, "window": "1m"})),
+            Ok(r)
+        );
         assert_eq!(r.to_text(), "100/1m");
         assert!(Rate::parse(&json!("100")).is_err());
         assert!(Rate::parse(&json!("0/1m")).is_err());

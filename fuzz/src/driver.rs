@@ -40,21 +40,35 @@ pub fn run(target: &Target, inputs: u64, seed: u64) -> Report {
         if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| (target.run)(&buf))) {
             crashes += 1;
             if failures.len() < KEEP_FAILURES {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
                 failures.push((hex(&buf), msg));
             }
         }
     }
     let elapsed = started.elapsed();
     panic::set_hook(previous);
-    Report { target: target.name, inputs, crashes, elapsed, failures }
+    Report {
+        target: target.name,
+        inputs,
+        crashes,
+        elapsed,
+        failures,
+    }
 }
 
 /// Fills `buf` with the next input: random bytes, or a mutated corpus entry.
 fn next_input(rng: &mut fastrand::Rng, corpus: &[Vec<u8>], buf: &mut Vec<u8>) {
     buf.clear();
     if corpus.is_empty() || rng.bool() {
-        let len = if rng.u8(..) < 200 { rng.usize(..256) } else { rng.usize(..MAX_LEN) };
+        let len = if rng.u8(..) < 200 {
+            rng.usize(..256)
+        } else {
+            rng.usize(..MAX_LEN)
+        };
         buf.extend((0..len).map(|_| rng.u8(..)));
         return;
     }
@@ -67,8 +81,33 @@ fn next_input(rng: &mut fastrand::Rng, corpus: &[Vec<u8>], buf: &mut Vec<u8>) {
 
 /// Bytes that change how text parsers branch.
 const TOKENS: &[&[u8]] = &[
-    b"\"", b"\\", b"{", b"}", b"[", b"]", b":", b",", b"-", b".", b"+", b"/", b"%", b"=", b"\\u0000", b"\\ud800",
-    b"null", b"true", b"0", b"-1", b"1e999", b"18446744073709551616", b"{{secret:", b"}}", b"\xff", b"\xe2\x82", b"\xf0\x9f\x98\x80",
+    b"\"",
+    b"\\",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b",",
+    b"-",
+    b".",
+    b"+",
+    b"/",
+    b"%",
+    b"=",
+    b"\\u0000",
+    b"\\ud800",
+    b"null",
+    b"true",
+    b"0",
+    b"-1",
+    b"1e999",
+    b"18446744073709551616",
+    b"{{secret:",
+    b"}}",
+    b"\xff",
+    b"\xe2\x82",
+    b"\xf0\x9f\x98\x80",
 ];
 
 fn mutate(rng: &mut fastrand::Rng, corpus: &[Vec<u8>], buf: &mut Vec<u8>) {
@@ -121,7 +160,9 @@ fn mutate(rng: &mut fastrand::Rng, corpus: &[Vec<u8>], buf: &mut Vec<u8>) {
 
 /// A stable hash of a target's name, so each target gets its own stream from one seed.
 fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Lower-case hex of bytes.

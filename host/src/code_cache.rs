@@ -32,7 +32,9 @@ pub const KEY_FILE_ENV: &str = "CYFR_CACHE_KEY_FILE";
 /// Where a server with data directory `data_dir` keeps its cache key: `$CYFR_CACHE_KEY_FILE`,
 /// else `data_dir/code-cache.key`.
 pub fn key_file(data_dir: &Path) -> PathBuf {
-    std::env::var_os(KEY_FILE_ENV).map(PathBuf::from).unwrap_or_else(|| data_dir.join(KEY_FILE))
+    std::env::var_os(KEY_FILE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join(KEY_FILE))
 }
 /// Marks a sealed file (and its format version).
 const MAGIC: &[u8; 16] = b"cyfr-cwasm-hmac1";
@@ -53,11 +55,13 @@ impl CacheKey {
     /// Loads the key from `path` (base64 of 32 bytes), creating it (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> anyhow::Result<CacheKey> {
         match std::fs::read(path) {
-            Ok(text) => Self::parse(&text).with_context(|| format!("{} must hold 32 base64 bytes", path.display())),
+            Ok(text) => Self::parse(&text)
+                .with_context(|| format!("{} must hold 32 base64 bytes", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::random()?;
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
                 }
                 // Written whole to a temporary file, then linked into place: a server starting
                 // beside us never reads half a key, and if one made it first we use theirs.
@@ -66,7 +70,8 @@ impl CacheKey {
                 opts.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key.0));
+                let text =
+                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key.0));
                 let written = (|| {
                     let mut file = opts.open(&tmp)?;
                     file.write_all(text.as_bytes())?;
@@ -76,7 +81,9 @@ impl CacheKey {
                 let _ = std::fs::remove_file(&tmp);
                 match written {
                     Ok(()) => Ok(key),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
                     Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
                 }
             }
@@ -88,7 +95,8 @@ impl CacheKey {
     /// process that wrote them.
     pub fn process() -> Arc<CacheKey> {
         static KEY: OnceLock<Arc<CacheKey>> = OnceLock::new();
-        KEY.get_or_init(|| Arc::new(Self::random().expect("OS randomness for the code cache key"))).clone()
+        KEY.get_or_init(|| Arc::new(Self::random().expect("OS randomness for the code cache key")))
+            .clone()
     }
 
     fn random() -> anyhow::Result<CacheKey> {
@@ -98,13 +106,18 @@ impl CacheKey {
     }
 
     fn parse(text: &[u8]) -> anyhow::Result<CacheKey> {
-        let bytes = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(text.trim_ascii())?);
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("not 32 bytes"))?;
+        let bytes =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(text.trim_ascii())?);
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("not 32 bytes"))?;
         Ok(CacheKey(Zeroizing::new(arr)))
     }
 
     fn mac(&self, digest_hex: &str, code: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&*self.0).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&*self.0).expect("HMAC takes any key length");
         mac.update(DOMAIN);
         mac.update(digest_hex.as_bytes());
         mac.update(&[0]);
@@ -182,7 +195,11 @@ impl CodeCache {
         let sealed = self.key.seal(digest_hex, &code);
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let path = self.dir.join(name);
-        let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let tmp = path.with_extension(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let written = (|| {
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -214,7 +231,8 @@ mod tests {
     use super::*;
 
     fn tmp(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cyfr-code-cache-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cyfr-code-cache-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -235,7 +253,9 @@ mod tests {
         let mut store = wasmtime::Store::new(engine, ());
         let linker = wasmtime::component::Linker::<()>::new(engine);
         let instance = linker.instantiate(&mut store, c).unwrap();
-        let f = instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap();
+        let f = instance
+            .get_typed_func::<(), (u32,)>(&mut store, "f")
+            .unwrap();
         f.call(&mut store, ()).unwrap().0
     }
 
@@ -247,9 +267,16 @@ mod tests {
         let engine = Engine::new(&config).unwrap();
         let key = Arc::new(CacheKey::load_or_create(&root.join(KEY_FILE)).unwrap());
         let cache = CodeCache::new(root.join("cache"), key.clone()).unwrap();
-        cache.store("a.cwasm", "aa", &answering(&engine, 1)).unwrap();
-        cache.store("b.cwasm", "bb", &answering(&engine, 2)).unwrap();
-        assert_eq!(answer(&engine, &cache.load(&engine, "a.cwasm", "aa").unwrap()), 1);
+        cache
+            .store("a.cwasm", "aa", &answering(&engine, 1))
+            .unwrap();
+        cache
+            .store("b.cwasm", "bb", &answering(&engine, 2))
+            .unwrap();
+        assert_eq!(
+            answer(&engine, &cache.load(&engine, "a.cwasm", "aa").unwrap()),
+            1
+        );
 
         // b's file (tag included) under a's name: its tag is for another digest.
         std::fs::copy(root.join("cache/b.cwasm"), root.join("cache/a.cwasm")).unwrap();
@@ -266,8 +293,15 @@ mod tests {
         assert!(cache.load(&engine, "a.cwasm", "aa").is_none());
 
         // The same key file gives the same key: a restarted server still loads its cache.
-        let again = CodeCache::new(root.join("cache"), Arc::new(CacheKey::load_or_create(&root.join(KEY_FILE)).unwrap())).unwrap();
-        assert_eq!(answer(&engine, &again.load(&engine, "b.cwasm", "bb").unwrap()), 2);
+        let again = CodeCache::new(
+            root.join("cache"),
+            Arc::new(CacheKey::load_or_create(&root.join(KEY_FILE)).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            answer(&engine, &again.load(&engine, "b.cwasm", "bb").unwrap()),
+            2
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

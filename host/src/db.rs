@@ -119,7 +119,8 @@ impl LocalDb {
             this.path.display()
         );
         // A connection holds the WAL open only once it has read in WAL mode.
-        conn.execute("SELECT count(*) FROM sqlite_schema", Vec::new()).await?;
+        conn.execute("SELECT count(*) FROM sqlite_schema", Vec::new())
+            .await?;
         this._keep_wal = Some(conn);
         Ok(this)
     }
@@ -143,7 +144,8 @@ impl LocalDb {
         let conn = LocalConnection { conn };
         // In WAL mode NORMAL keeps the database consistent and skips an fsync per commit
         // (a power cut may lose the last commits, never corrupt the file).
-        conn.execute("PRAGMA synchronous=NORMAL", Vec::new()).await?;
+        conn.execute("PRAGMA synchronous=NORMAL", Vec::new())
+            .await?;
         Ok(conn)
     }
 
@@ -245,7 +247,9 @@ mod tests {
         let wal = path.with_extension("db-wal");
         let db = LocalDb::open(&path).await.unwrap();
         db.execute("CREATE TABLE t (x)", vec![]).await.unwrap();
-        db.execute("INSERT INTO t VALUES (1)", vec![]).await.unwrap();
+        db.execute("INSERT INTO t VALUES (1)", vec![])
+            .await
+            .unwrap();
         // Each execute's connection is closed by now; the WAL is not checkpointed away.
         assert!(wal.exists(), "{} was deleted", wal.display());
         drop(db);

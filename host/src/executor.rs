@@ -592,9 +592,23 @@ impl Executor {
         catalyst: Option<&CatalystCtx>,
         left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
-        let world = if catalyst.is_some() { World::Catalyst } else { World::Reagent };
+        let world = if catalyst.is_some() {
+            World::Catalyst
+        } else {
+            World::Reagent
+        };
         self.tracked(execution_id, |cancel| {
-            self.run_inner(world, Some(caller), digest, input, limits, catalyst, None, cancel, left)
+            self.run_inner(
+                world,
+                Some(caller),
+                digest,
+                input,
+                limits,
+                catalyst,
+                None,
+                cancel,
+                left,
+            )
         })
     }
 
@@ -611,7 +625,17 @@ impl Executor {
         left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         self.tracked(execution_id, |cancel| {
-            self.run_inner(World::Formula, Some(caller), digest, input, limits, None, Some(link), cancel, left)
+            self.run_inner(
+                World::Formula,
+                Some(caller),
+                digest,
+                input,
+                limits,
+                None,
+                Some(link),
+                cancel,
+                left,
+            )
         })
     }
 
@@ -648,7 +672,17 @@ impl Executor {
         catalyst: Option<&CatalystCtx>,
     ) -> Result<ExecOutcome, ExecError> {
         let mut left = Leftovers::default();
-        self.run_inner(world, None, digest, input, limits, catalyst, None, &Arc::new(Cancel::default()), &mut left)
+        self.run_inner(
+            world,
+            None,
+            digest,
+            input,
+            limits,
+            catalyst,
+            None,
+            &Arc::new(Cancel::default()),
+            &mut left,
+        )
     }
 
     fn run_inner(
@@ -680,11 +714,13 @@ impl Executor {
         let queued_at = Instant::now();
         let deadline = queued_at + limits.timeout;
         let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        let _slot = self.acquire_slot(world, caller, deadline, cancel).map_err(|e| match e {
-            SlotWait::Cancelled => ExecError::Cancelled,
-            SlotWait::TimedOut => ExecError::Timeout { limit_ms },
-            SlotWait::Busy { share } => ExecError::Busy { share },
-        })?;
+        let _slot = self
+            .acquire_slot(world, caller, deadline, cancel)
+            .map_err(|e| match e {
+                SlotWait::Cancelled => ExecError::Cancelled,
+                SlotWait::TimedOut => ExecError::Timeout { limit_ms },
+                SlotWait::Busy { share } => ExecError::Busy { share },
+            })?;
         let timeout = limits.timeout.saturating_sub(queued_at.elapsed());
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
@@ -735,7 +771,10 @@ impl Executor {
         let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
         // Checked at every tick: a cancel stops the guest within one tick, the deadline
         // ends it as a timeout (Trap::Interrupt).
-        let ticks_allowed = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).div_ceil(tick_ms).max(1);
+        let ticks_allowed = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .div_ceil(tick_ms)
+            .max(1);
         let mut ticks = 0u64;
         let flag = cancel.clone();
         store.set_epoch_deadline(1);
@@ -842,9 +881,21 @@ impl Executor {
     /// Waits for one of the pool's instance slots, until `deadline` or a cancel; the guard
     /// gives it back when dropped. A formula leaves [`LEAF_RESERVE`] slots to other runs; a
     /// caller past its share is refused at once.
-    fn acquire_slot(&self, world: World, caller: Option<&str>, deadline: Instant, cancel: &Cancel) -> Result<SlotGuard<'_>, SlotWait> {
-        let keep_free = if world == World::Formula { LEAF_RESERVE } else { 0 };
-        self.slots.acquire(caller, keep_free, deadline, || cancel.flag.load(Ordering::SeqCst))
+    fn acquire_slot(
+        &self,
+        world: World,
+        caller: Option<&str>,
+        deadline: Instant,
+        cancel: &Cancel,
+    ) -> Result<SlotGuard<'_>, SlotWait> {
+        let keep_free = if world == World::Formula {
+            LEAF_RESERVE
+        } else {
+            0
+        };
+        self.slots.acquire(caller, keep_free, deadline, || {
+            cancel.flag.load(Ordering::SeqCst)
+        })
     }
 
     /// Returns the pre-linked instance template for `hex` in `world`, compiling or loading it
@@ -915,7 +966,9 @@ impl Executor {
     /// Loads `compiled/<hex>.cwasm` if present, sealed for this digest with our key, and
     /// compatible with this engine (see [`crate::code_cache`]).
     fn load_compiled(&self, hex: &str) -> Option<Component> {
-        let component = self.compiled.load(&self.engine, &format!("{hex}.cwasm"), hex)?;
+        let component = self
+            .compiled
+            .load(&self.engine, &format!("{hex}.cwasm"), hex)?;
         self.disk_loads.fetch_add(1, Ordering::Relaxed);
         Some(component)
     }
@@ -946,7 +999,10 @@ impl Executor {
         let component = Component::from_binary(&self.engine, &bytes)
             .map_err(|e| ExecError::InvalidComponent(format!("{e:#}")))?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.compiled.store(&format!("{hex}.cwasm"), hex, &component) {
+        if let Err(e) = self
+            .compiled
+            .store(&format!("{hex}.cwasm"), hex, &component)
+        {
             tracing::warn!(digest, error = %e, "could not write the compiled cache");
         }
         Ok(component)
@@ -1117,19 +1173,27 @@ impl formula_bindings::cyfr::formula::invoke::Host for State {
     }
 
     async fn call_batch(&mut self, json_request: String) -> String {
-        self.formula.as_mut().map_or_else(no_formula, |f| f.call_batch(&json_request))
+        self.formula
+            .as_mut()
+            .map_or_else(no_formula, |f| f.call_batch(&json_request))
     }
 
     async fn poll(&mut self, json_request: String) -> String {
-        self.formula.as_mut().map_or_else(no_formula, |f| f.poll(&json_request))
+        self.formula
+            .as_mut()
+            .map_or_else(no_formula, |f| f.poll(&json_request))
     }
 
     async fn poll_all(&mut self, json_request: String) -> String {
-        self.formula.as_mut().map_or_else(no_formula, |f| f.poll_all(&json_request))
+        self.formula
+            .as_mut()
+            .map_or_else(no_formula, |f| f.poll_all(&json_request))
     }
 
     async fn close(&mut self, json_request: String) -> String {
-        self.formula.as_mut().map_or_else(no_formula, |f| f.close(&json_request))
+        self.formula
+            .as_mut()
+            .map_or_else(no_formula, |f| f.close(&json_request))
     }
 }
 
@@ -1720,23 +1784,40 @@ mod tests {
         digest: &'s str,
         n: u32,
     ) -> Vec<std::thread::ScopedJoinHandle<'s, Result<ExecOutcome, ExecError>>> {
-        exec.prepare(parse_digest(digest).unwrap(), digest, World::Reagent).unwrap();
+        exec.prepare(parse_digest(digest).unwrap(), digest, World::Reagent)
+            .unwrap();
         let before = free_slots(exec);
         let loops = (0..n)
             .map(|i| {
                 scope.spawn(move || {
-                    let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
+                    let long = Limits {
+                        timeout: Duration::from_secs(30),
+                        ..Limits::default()
+                    };
                     // As many callers as it takes, each within its share.
                     let caller = format!("holder{}", i / CALLER_SHARE);
-                    exec.run_execution(&format!("loop{i}"), &caller, digest, "sleep", &long, None, &mut Leftovers::default())
+                    exec.run_execution(
+                        &format!("loop{i}"),
+                        &caller,
+                        digest,
+                        "sleep",
+                        &long,
+                        None,
+                        &mut Leftovers::default(),
+                    )
                 })
             })
             .collect();
-        wait_until("the loops hold their slots", || free_slots(exec) == before - n);
+        wait_until("the loops hold their slots", || {
+            free_slots(exec) == before - n
+        });
         loops
     }
 
-    fn stop_loops(exec: &Executor, loops: Vec<std::thread::ScopedJoinHandle<'_, Result<ExecOutcome, ExecError>>>) {
+    fn stop_loops(
+        exec: &Executor,
+        loops: Vec<std::thread::ScopedJoinHandle<'_, Result<ExecOutcome, ExecError>>>,
+    ) {
         for i in 0..loops.len() {
             exec.cancel(&format!("loop{i}"));
         }
@@ -1750,23 +1831,46 @@ mod tests {
         let (_dir, exec, spin) = executor_with("queue", "endless-loop");
         let quick = Executor::digest_of(wasm("json-transform"));
         exec.put_artifact(&quick, wasm("json-transform")).unwrap();
-        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent).unwrap();
+        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent)
+            .unwrap();
         std::thread::scope(|s| {
             let loops = hold_slots(s, &exec, &spin, POOL_INSTANCES);
             // It would succeed if it ran at all: it is refused because its 200 ms passed in
             // the queue, not after the loops give their slots back half a minute later.
-            let short = Limits { timeout: Duration::from_millis(200), ..Limits::default() };
-            let err = exec.run_reagent(&quick, r#"{"data":[1]}"#, &short).unwrap_err();
+            let short = Limits {
+                timeout: Duration::from_millis(200),
+                ..Limits::default()
+            };
+            let err = exec
+                .run_reagent(&quick, r#"{"data":[1]}"#, &short)
+                .unwrap_err();
             assert_eq!(err, ExecError::Timeout { limit_ms: 200 });
 
             let queued = s.spawn(|| {
-                let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
-                exec.run_execution("queued", "someone", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
+                let long = Limits {
+                    timeout: Duration::from_secs(30),
+                    ..Limits::default()
+                };
+                exec.run_execution(
+                    "queued",
+                    "someone",
+                    &quick,
+                    r#"{"data":[1]}"#,
+                    &long,
+                    None,
+                    &mut Leftovers::default(),
+                )
             });
-            wait_until("the run is queued", || lock(&exec.running).contains_key("queued"));
+            wait_until("the run is queued", || {
+                lock(&exec.running).contains_key("queued")
+            });
             assert!(exec.cancel("queued"));
             assert_eq!(queued.join().unwrap().unwrap_err(), ExecError::Cancelled);
-            assert_eq!(free_slots(&exec), 0, "the cancel ended the wait, not a freed slot");
+            assert_eq!(
+                free_slots(&exec),
+                0,
+                "the cancel ended the wait, not a freed slot"
+            );
             stop_loops(&exec, loops);
         });
         assert_eq!(free_slots(&exec), POOL_INSTANCES);
@@ -1777,23 +1881,60 @@ mod tests {
         let (_dir, exec, spin) = executor_with("reserve", "endless-loop");
         let probe = Executor::digest_of(wasm("formula-probe"));
         exec.put_artifact(&probe, wasm("formula-probe")).unwrap();
-        exec.prepare(parse_digest(&probe).unwrap(), &probe, World::Formula).unwrap();
+        exec.prepare(parse_digest(&probe).unwrap(), &probe, World::Formula)
+            .unwrap();
         let quick = Executor::digest_of(wasm("json-transform"));
         exec.put_artifact(&quick, wasm("json-transform")).unwrap();
         let link = RouterLink::new(
-            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into(), key: None },
+            cyfr_core::host_api::Callback {
+                url: "http://127.0.0.1:9".into(),
+                token: "unused".into(),
+                key: None,
+            },
             None,
         );
         let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;
-        let short = Limits { timeout: Duration::from_millis(300), ..Limits::default() };
+        let short = Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
         // With every slot free the formula runs at once.
-        exec.run_formula("f0", "someone", &probe, print, &short, &link, &mut Leftovers::default()).unwrap();
+        exec.run_formula(
+            "f0",
+            "someone",
+            &probe,
+            print,
+            &short,
+            &link,
+            &mut Leftovers::default(),
+        )
+        .unwrap();
         std::thread::scope(|s| {
             let loops = hold_slots(s, &exec, &spin, POOL_INSTANCES - LEAF_RESERVE);
-            let err = exec.run_formula("f1", "someone", &probe, print, &short, &link, &mut Leftovers::default()).unwrap_err();
-            assert_eq!(err, ExecError::Timeout { limit_ms: 300 }, "a formula may not take the reserved slots");
-            let out = exec.run_reagent(&quick, r#"{"data":[1,2]}"#, &short).unwrap();
-            assert!(out.output.contains("\"sum\":3"), "a reagent still runs: {}", out.output);
+            let err = exec
+                .run_formula(
+                    "f1",
+                    "someone",
+                    &probe,
+                    print,
+                    &short,
+                    &link,
+                    &mut Leftovers::default(),
+                )
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ExecError::Timeout { limit_ms: 300 },
+                "a formula may not take the reserved slots"
+            );
+            let out = exec
+                .run_reagent(&quick, r#"{"data":[1,2]}"#, &short)
+                .unwrap();
+            assert!(
+                out.output.contains("\"sum\":3"),
+                "a reagent still runs: {}",
+                out.output
+            );
             stop_loops(&exec, loops);
         });
     }
@@ -1801,7 +1942,12 @@ mod tests {
     /// A reagent built from WAT: a main module (one 64 KiB memory) whose `compute` grows each
     /// of `memories` other modules' memories by `grow_pages` and answers `{}`; those start
     /// at `initial_pages`. `plain` more modules without memory are instantiated too.
-    fn many_memories(memories: usize, initial_pages: u32, grow_pages: u32, plain: usize) -> Vec<u8> {
+    fn many_memories(
+        memories: usize,
+        initial_pages: u32,
+        grow_pages: u32,
+        plain: usize,
+    ) -> Vec<u8> {
         let mut wat = String::from("(component\n");
         wat += &format!(
             "(core module $big (memory (export \"memory\") {initial_pages}) (func (export \"grow\") (param i32) (result i32) (memory.grow (local.get 0))))\n"
@@ -1857,19 +2003,38 @@ mod tests {
     fn memory_cap_counts_all_memories_of_a_run_together() {
         let (_dir, exec, _) = executor_with("memsum", "json-transform");
         const MIB: u64 = 1024 * 1024;
-        let cap = Limits { max_memory_bytes: 32 * MIB, ..Limits::default() };
+        let cap = Limits {
+            max_memory_bytes: 32 * MIB,
+            ..Limits::default()
+        };
         // Three more memories grown to 12 MiB each: each under the cap, together over it.
         let growing = put(&exec, &many_memories(3, 1, 12 * 16, 0));
         let err = exec.run_reagent(&growing, "{}", &cap).unwrap_err();
-        assert_eq!(err, ExecError::MemoryLimit { limit_bytes: 32 * MIB });
+        assert_eq!(
+            err,
+            ExecError::MemoryLimit {
+                limit_bytes: 32 * MIB
+            }
+        );
         // Under a cap that holds them all, the same component completes: the refusal above
         // is the sum's.
-        let roomy = Limits { max_memory_bytes: 64 * MIB, ..Limits::default() };
-        assert_eq!(exec.run_reagent(&growing, "{}", &roomy).unwrap().output, "{}");
+        let roomy = Limits {
+            max_memory_bytes: 64 * MIB,
+            ..Limits::default()
+        };
+        assert_eq!(
+            exec.run_reagent(&growing, "{}", &roomy).unwrap().output,
+            "{}"
+        );
         // Memories that start that large are refused as the instance is made.
         let large = put(&exec, &many_memories(3, 12 * 16, 0, 0));
         let err = exec.run_reagent(&large, "{}", &cap).unwrap_err();
-        assert_eq!(err, ExecError::MemoryLimit { limit_bytes: 32 * MIB });
+        assert_eq!(
+            err,
+            ExecError::MemoryLimit {
+                limit_bytes: 32 * MIB
+            }
+        );
         assert_eq!(exec.run_reagent(&large, "{}", &roomy).unwrap().output, "{}");
     }
 
@@ -1877,23 +2042,60 @@ mod tests {
     fn components_past_the_memory_or_instance_caps_are_refused_and_others_still_run() {
         let (_dir, exec, ok) = executor_with("percomp", "json-transform");
         // Within the caps: runs.
-        let fits = put(&exec, &many_memories(MAX_MEMORIES_PER_COMPONENT as usize - 1, 1, 0, 8));
-        assert_eq!(exec.run_reagent(&fits, "{}", &Limits::default()).unwrap().output, "{}");
+        let fits = put(
+            &exec,
+            &many_memories(MAX_MEMORIES_PER_COMPONENT as usize - 1, 1, 0, 8),
+        );
+        assert_eq!(
+            exec.run_reagent(&fits, "{}", &Limits::default())
+                .unwrap()
+                .output,
+            "{}"
+        );
         // 127 memories once took every memory slot of the pool; now such a component is
         // refused before it is ever instantiated.
         let hoarder = put(&exec, &many_memories(126, 1, 0, 0));
-        let err = exec.run_reagent(&hoarder, "{}", &Limits::default()).unwrap_err();
+        let err = exec
+            .run_reagent(&hoarder, "{}", &Limits::default())
+            .unwrap_err();
         assert!(matches!(err, ExecError::InvalidComponent(_)), "{err:?}");
-        let memories = put(&exec, &many_memories(MAX_MEMORIES_PER_COMPONENT as usize, 1, 0, 0));
-        let err = exec.run_reagent(&memories, "{}", &Limits::default()).unwrap_err();
-        let ExecError::InvalidComponent(msg) = &err else { panic!("expected invalid_component, got {err:?}") };
-        assert!(msg.contains("5 Wasm linear memories") && msg.contains("maximum of 4"), "{msg}");
-        let instances = put(&exec, &many_memories(0, 1, 0, MAX_CORE_INSTANCES_PER_COMPONENT as usize));
-        let err = exec.run_reagent(&instances, "{}", &Limits::default()).unwrap_err();
-        let ExecError::InvalidComponent(msg) = &err else { panic!("expected invalid_component, got {err:?}") };
+        let memories = put(
+            &exec,
+            &many_memories(MAX_MEMORIES_PER_COMPONENT as usize, 1, 0, 0),
+        );
+        let err = exec
+            .run_reagent(&memories, "{}", &Limits::default())
+            .unwrap_err();
+        let ExecError::InvalidComponent(msg) = &err else {
+            panic!("expected invalid_component, got {err:?}")
+        };
+        assert!(
+            msg.contains("5 Wasm linear memories") && msg.contains("maximum of 4"),
+            "{msg}"
+        );
+        let instances = put(
+            &exec,
+            &many_memories(0, 1, 0, MAX_CORE_INSTANCES_PER_COMPONENT as usize),
+        );
+        let err = exec
+            .run_reagent(&instances, "{}", &Limits::default())
+            .unwrap_err();
+        let ExecError::InvalidComponent(msg) = &err else {
+            panic!("expected invalid_component, got {err:?}")
+        };
         assert!(msg.contains("core module instances"), "{msg}");
         // Every other caller's run still gets its memory.
-        let out = exec.run_execution("other", "another-key", &ok, r#"{"data":[1,2]}"#, &Limits::default(), None, &mut Leftovers::default()).unwrap();
+        let out = exec
+            .run_execution(
+                "other",
+                "another-key",
+                &ok,
+                r#"{"data":[1,2]}"#,
+                &Limits::default(),
+                None,
+                &mut Leftovers::default(),
+            )
+            .unwrap();
         assert!(out.output.contains("\"sum\":3"), "{}", out.output);
     }
 
@@ -1901,13 +2103,21 @@ mod tests {
     fn a_caller_past_its_share_is_refused_busy_while_others_run() {
         let (_dir, exec, spin) = executor_with("share", "endless-loop");
         let quick = put(&exec, wasm("json-transform"));
-        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent).unwrap();
+        exec.prepare(parse_digest(&quick).unwrap(), &quick, World::Reagent)
+            .unwrap();
         let probe = put(&exec, wasm("formula-probe"));
         let link = RouterLink::new(
-            cyfr_core::host_api::Callback { url: "http://127.0.0.1:9".into(), token: "unused".into(), key: None },
+            cyfr_core::host_api::Callback {
+                url: "http://127.0.0.1:9".into(),
+                token: "unused".into(),
+                key: None,
+            },
             None,
         );
-        let long = Limits { timeout: Duration::from_secs(30), ..Limits::default() };
+        let long = Limits {
+            timeout: Duration::from_secs(30),
+            ..Limits::default()
+        };
         std::thread::scope(|s| {
             // Caller A's endless runs: its whole share (`hold_slots` names them holder0).
             let loops = hold_slots(s, &exec, &spin, CALLER_SHARE);
@@ -1915,24 +2125,74 @@ mod tests {
             // A's next run, a quick one, is refused at once, not queued (it would otherwise
             // wait the 30 s for a slot of its own share).
             let err = exec
-                .run_execution("a-extra", "holder0", &quick, r#"{"data":[1]}"#, &long, None, &mut Leftovers::default())
+                .run_execution(
+                    "a-extra",
+                    "holder0",
+                    &quick,
+                    r#"{"data":[1]}"#,
+                    &long,
+                    None,
+                    &mut Leftovers::default(),
+                )
                 .unwrap_err();
-            assert_eq!(err, ExecError::Busy { share: CALLER_SHARE });
+            assert_eq!(
+                err,
+                ExecError::Busy {
+                    share: CALLER_SHARE
+                }
+            );
             assert_eq!(err.code(), "busy");
             // A formula of A (whose children would count against A too) likewise.
             let print = r#"{"steps":[{"fn":"print","text":"started"}]}"#;
-            let err = exec.run_formula("a-formula", "holder0", &probe, print, &long, &link, &mut Leftovers::default()).unwrap_err();
-            assert_eq!(err, ExecError::Busy { share: CALLER_SHARE });
+            let err = exec
+                .run_formula(
+                    "a-formula",
+                    "holder0",
+                    &probe,
+                    print,
+                    &long,
+                    &link,
+                    &mut Leftovers::default(),
+                )
+                .unwrap_err();
+            assert_eq!(
+                err,
+                ExecError::Busy {
+                    share: CALLER_SHARE
+                }
+            );
             // Caller B completes while A's runs are all still going.
             let out = exec
-                .run_execution("b-run", "caller-b", &quick, r#"{"data":[1,2]}"#, &long, None, &mut Leftovers::default())
+                .run_execution(
+                    "b-run",
+                    "caller-b",
+                    &quick,
+                    r#"{"data":[1,2]}"#,
+                    &long,
+                    None,
+                    &mut Leftovers::default(),
+                )
                 .unwrap();
             assert!(out.output.contains("\"sum\":3"), "{}", out.output);
-            assert_eq!(exec.slots.held_by("holder0"), CALLER_SHARE, "A's runs were still running");
+            assert_eq!(
+                exec.slots.held_by("holder0"),
+                CALLER_SHARE,
+                "A's runs were still running"
+            );
             stop_loops(&exec, loops);
         });
         assert_eq!(exec.slots.held_by("holder0"), 0);
-        let out = exec.run_execution("a-again", "holder0", &quick, r#"{"data":[4]}"#, &long, None, &mut Leftovers::default()).unwrap();
+        let out = exec
+            .run_execution(
+                "a-again",
+                "holder0",
+                &quick,
+                r#"{"data":[4]}"#,
+                &long,
+                None,
+                &mut Leftovers::default(),
+            )
+            .unwrap();
         assert!(out.output.contains("\"sum\":4"), "{}", out.output);
     }
 
@@ -1943,8 +2203,15 @@ mod tests {
         // The key lives outside the cache directory.
         let key_file = dir.0.join(crate::code_cache::KEY_FILE);
         let key = || Arc::new(CacheKey::load_or_create(&key_file).unwrap());
-        let (json, stats) = (Executor::digest_of(wasm("json-transform")), Executor::digest_of(wasm("text-stats")));
-        let cwasm = |d: &str| cache.join("compiled").join(format!("{}.cwasm", parse_digest(d).unwrap()));
+        let (json, stats) = (
+            Executor::digest_of(wasm("json-transform")),
+            Executor::digest_of(wasm("text-stats")),
+        );
+        let cwasm = |d: &str| {
+            cache
+                .join("compiled")
+                .join(format!("{}.cwasm", parse_digest(d).unwrap()))
+        };
         {
             let exec = Executor::with_cache_key(&cache, key()).unwrap();
             put(&exec, wasm("json-transform"));
@@ -1956,14 +2223,30 @@ mod tests {
         std::fs::copy(cwasm(&stats), cwasm(&json)).unwrap();
         {
             let exec = Executor::with_cache_key(&cache, key()).unwrap();
-            assert_eq!(run_json(&exec, &json, json!({"data": [1, 2]}))["sum"], 3, "json-transform ran");
-            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (1, 0));
+            assert_eq!(
+                run_json(&exec, &json, json!({"data": [1, 2]}))["sum"],
+                3,
+                "json-transform ran"
+            );
+            assert_eq!(
+                (
+                    exec.compiles.load(Ordering::Relaxed),
+                    exec.disk_loads.load(Ordering::Relaxed)
+                ),
+                (1, 0)
+            );
         }
         // It was overwritten with a good entry, which the next executor loads.
         {
             let exec = Executor::with_cache_key(&cache, key()).unwrap();
             assert_eq!(run_json(&exec, &json, json!({"data": [5]}))["sum"], 5);
-            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (0, 1));
+            assert_eq!(
+                (
+                    exec.compiles.load(Ordering::Relaxed),
+                    exec.disk_loads.load(Ordering::Relaxed)
+                ),
+                (0, 1)
+            );
         }
         // Forged: text-stats' code sealed for json-transform's digest with another key (as a
         // server sharing the cache directory would), and its code with json's tag.
@@ -1973,11 +2256,25 @@ mod tests {
         let stats_code = &stats_file[48..];
         let json_hex = parse_digest(&json).unwrap();
         let copied_tag = [&json_file[..48], stats_code].concat();
-        for forged in [other.seal(json_hex, stats_code), copied_tag, stats_code.to_vec()] {
+        for forged in [
+            other.seal(json_hex, stats_code),
+            copied_tag,
+            stats_code.to_vec(),
+        ] {
             std::fs::write(cwasm(&json), forged).unwrap();
             let exec = Executor::with_cache_key(&cache, key()).unwrap();
-            assert_eq!(run_json(&exec, &json, json!({"data": [2, 2]}))["sum"], 4, "json-transform ran");
-            assert_eq!((exec.compiles.load(Ordering::Relaxed), exec.disk_loads.load(Ordering::Relaxed)), (1, 0));
+            assert_eq!(
+                run_json(&exec, &json, json!({"data": [2, 2]}))["sum"],
+                4,
+                "json-transform ran"
+            );
+            assert_eq!(
+                (
+                    exec.compiles.load(Ordering::Relaxed),
+                    exec.disk_loads.load(Ordering::Relaxed)
+                ),
+                (1, 0)
+            );
         }
         #[cfg(unix)]
         {

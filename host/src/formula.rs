@@ -30,7 +30,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// are handed to it directly.
 pub trait LocalRouter: Send + Sync {
     /// Handles one request as the router would from the network (peer: loopback).
-    fn handle(&self, req: http::Request<Bytes>) -> BoxFuture<anyhow::Result<http::Response<Bytes>>>;
+    fn handle(&self, req: http::Request<Bytes>)
+        -> BoxFuture<anyhow::Result<http::Response<Bytes>>>;
 }
 
 /// How a run reaches its router: the callback it came with, and the in-process router if any.
@@ -59,10 +60,12 @@ impl RouterLink {
             Some(None) => return error("dispatch_error", "the run's callback key is malformed"),
         };
         let body = match &key {
-            Some(k) => match host_api::seal_body(&crate::core_db::NativeEnv, k, path, body.as_bytes()) {
-                Ok(b) => b,
-                Err(e) => return error("dispatch_error", &e.message),
-            },
+            Some(k) => {
+                match host_api::seal_body(&crate::core_db::NativeEnv, k, path, body.as_bytes()) {
+                    Ok(b) => b,
+                    Err(e) => return error("dispatch_error", &e.message),
+                }
+            }
             None => body.into_bytes(),
         };
         let req = http::Request::builder()
@@ -79,37 +82,64 @@ impl RouterLink {
         // Its own task: a child that started always finishes and is recorded, even if this
         // run is cancelled or times out while waiting. The router ends a child by the
         // parent's deadline, so a task still waiting well past it talks to a stuck router.
-        let task = tokio::spawn(tokio::time::timeout_at(deadline + CALLBACK_SLACK, async move {
-            if this.callback.url == host_api::ROUTER_INTERNAL_URL {
-                match &this.local {
-                    Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
-                    None => Err("no router runs in this process".to_string()),
+        let task = tokio::spawn(tokio::time::timeout_at(
+            deadline + CALLBACK_SLACK,
+            async move {
+                if this.callback.url == host_api::ROUTER_INTERNAL_URL {
+                    match &this.local {
+                        Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
+                        None => Err("no router runs in this process".to_string()),
+                    }
+                } else {
+                    http_post(req).await
                 }
-            } else {
-                http_post(req).await
-            }
-        }));
+            },
+        ));
         match tokio::time::timeout_at(deadline, task).await {
-            Err(_) => error("timeout", "the formula's time ran out while waiting for the router"),
+            Err(_) => error(
+                "timeout",
+                "the formula's time ran out while waiting for the router",
+            ),
             Ok(Err(join)) => error("dispatch_error", &format!("callback task failed: {join}")),
             // Unreachable: the task's own limit is later than ours.
             Ok(Ok(Err(_))) => error("timeout", "the router did not answer in time"),
-            Ok(Ok(Ok(Err(e)))) => error("dispatch_error", &format!("the router could not be reached: {e}")),
+            Ok(Ok(Ok(Err(e)))) => error(
+                "dispatch_error",
+                &format!("the router could not be reached: {e}"),
+            ),
             Ok(Ok(Ok(Ok(resp)))) => {
                 let status = resp.status();
                 let opened = match &key {
-                    Some(k) if status.is_success() => match host_api::open_body(k, &format!("{path}|reply"), resp.body()) {
-                        Ok(p) => Some(p),
-                        Err(e) => return error("dispatch_error", &format!("the router's answer did not open: {}", e.message)),
-                    },
+                    Some(k) if status.is_success() => {
+                        match host_api::open_body(k, &format!("{path}|reply"), resp.body()) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                return error(
+                                    "dispatch_error",
+                                    &format!("the router's answer did not open: {}", e.message),
+                                )
+                            }
+                        }
+                    }
                     _ => None,
                 };
-                let text = String::from_utf8_lossy(opened.as_deref().map_or(resp.body().as_ref(), |p| p.as_slice())).into_owned();
+                let text = String::from_utf8_lossy(
+                    opened
+                        .as_deref()
+                        .map_or(resp.body().as_ref(), |p| p.as_slice()),
+                )
+                .into_owned();
                 if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
                     text
                 } else {
-                    let detail = serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"]["message"].as_str().map(String::from)).unwrap_or_default();
-                    error("dispatch_error", &format!("the router answered HTTP {status} {detail}"))
+                    let detail = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                        .unwrap_or_default();
+                    error(
+                        "dispatch_error",
+                        &format!("the router answered HTTP {status} {detail}"),
+                    )
                 }
             }
         }
@@ -133,7 +163,12 @@ enum Slot {
 impl FormulaSession {
     /// A session whose host calls all end by `deadline`.
     pub fn new(link: RouterLink, deadline: Instant) -> FormulaSession {
-        FormulaSession { link, deadline, batches: HashMap::new(), next_batch: 0 }
+        FormulaSession {
+            link,
+            deadline,
+            batches: HashMap::new(),
+            next_batch: 0,
+        }
     }
 
     /// `invoke.call`.
@@ -141,7 +176,9 @@ impl FormulaSession {
         if let Err(e) = parse_object(request) {
             return e;
         }
-        self.link.post(host_api::INVOKE_PATH, request.to_string(), self.deadline).await
+        self.link
+            .post(host_api::INVOKE_PATH, request.to_string(), self.deadline)
+            .await
     }
 
     /// `tools.call`.
@@ -149,7 +186,9 @@ impl FormulaSession {
         if let Err(e) = parse_object(request) {
             return e;
         }
-        self.link.post(host_api::TOOLS_PATH, request.to_string(), self.deadline).await
+        self.link
+            .post(host_api::TOOLS_PATH, request.to_string(), self.deadline)
+            .await
     }
 
     /// `invoke.call-batch`: every invocation starts now, in parallel.
@@ -158,17 +197,36 @@ impl FormulaSession {
             Ok(v) => v,
             Err(e) => return e,
         };
-        let Some(list) = req.get("invocations").and_then(Value::as_array).filter(|l| !l.is_empty()) else {
-            return error("invalid_request", "`invocations` must be a non-empty array of {reference, input, type}");
+        let Some(list) = req
+            .get("invocations")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        else {
+            return error(
+                "invalid_request",
+                "`invocations` must be a non-empty array of {reference, input, type}",
+            );
         };
         if list.len() > MAX_BATCH {
-            return error("invalid_request", &format!("a batch holds at most {MAX_BATCH} invocations (got {})", list.len()));
+            return error(
+                "invalid_request",
+                &format!(
+                    "a batch holds at most {MAX_BATCH} invocations (got {})",
+                    list.len()
+                ),
+            );
         }
         if self.batches.len() >= MAX_OPEN_BATCHES {
-            return error("invalid_request", &format!("at most {MAX_OPEN_BATCHES} batches may be open; close one first"));
+            return error(
+                "invalid_request",
+                &format!("at most {MAX_OPEN_BATCHES} batches may be open; close one first"),
+            );
         }
         if list.iter().any(|inv| !inv.is_object()) {
-            return error("invalid_request", "each invocation must be an object {reference, input, type}");
+            return error(
+                "invalid_request",
+                "each invocation must be an object {reference, input, type}",
+            );
         }
         let slots = list
             .iter()
@@ -176,7 +234,9 @@ impl FormulaSession {
                 let link = self.link.clone();
                 let deadline = self.deadline;
                 let body = inv.to_string();
-                Slot::Pending(tokio::spawn(async move { link.post(host_api::INVOKE_PATH, body, deadline).await }))
+                Slot::Pending(tokio::spawn(async move {
+                    link.post(host_api::INVOKE_PATH, body, deadline).await
+                }))
             })
             .collect();
         self.next_batch += 1;
@@ -192,8 +252,15 @@ impl FormulaSession {
             Err(e) => return e,
         };
         let count = slots.len();
-        let Some(slot) = req.get("index").and_then(Value::as_u64).and_then(|i| slots.get_mut(i as usize)) else {
-            return error("invalid_index", &format!("`index` must be from 0 to {}", count.saturating_sub(1)));
+        let Some(slot) = req
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|i| slots.get_mut(i as usize))
+        else {
+            return error(
+                "invalid_index",
+                &format!("`index` must be from 0 to {}", count.saturating_sub(1)),
+            );
         };
         settle(slot);
         state(slot, None).to_string()
@@ -221,7 +288,10 @@ impl FormulaSession {
     /// The request and the open batch its `batch` handle names, or the guest's error.
     fn batch(&mut self, request: &str) -> Result<(Value, &mut Vec<Slot>), String> {
         let req = parse_object(request)?;
-        let slots = req.get("batch").and_then(Value::as_str).and_then(|h| self.batches.get_mut(h));
+        let slots = req
+            .get("batch")
+            .and_then(Value::as_str)
+            .and_then(|h| self.batches.get_mut(h));
         match slots {
             Some(slots) => Ok((req, slots)),
             None => Err(error("invalid_handle", "no open batch with that handle")),
@@ -231,7 +301,10 @@ impl FormulaSession {
     /// `invoke.close`: forgets a batch (idempotent). Children still running finish on their
     /// own, and the router cancels any still going when this run ends.
     pub fn close(&mut self, request: &str) -> String {
-        if let Some(h) = serde_json::from_str::<Value>(request).ok().and_then(|v| v.get("batch").and_then(Value::as_str).map(String::from)) {
+        if let Some(h) = serde_json::from_str::<Value>(request)
+            .ok()
+            .and_then(|v| v.get("batch").and_then(Value::as_str).map(String::from))
+        {
             self.batches.remove(&h);
         }
         json!({ "ok": true }).to_string()
@@ -242,7 +315,8 @@ impl FormulaSession {
 fn settle(slot: &mut Slot) {
     if let Slot::Pending(task) = slot {
         if task.is_finished() {
-            let answer = futures_now(task).unwrap_or_else(|| error("dispatch_error", "the invocation task failed"));
+            let answer = futures_now(task)
+                .unwrap_or_else(|| error("dispatch_error", "the invocation task failed"));
             *slot = Slot::Done(answer);
         }
     }
@@ -264,8 +338,12 @@ fn state(slot: &Slot, index: Option<usize>) -> Value {
         Slot::Pending(_) => json!({ "status": "pending" }),
         Slot::Done(answer) => match serde_json::from_str::<Value>(answer) {
             Ok(a) if a.get("error").is_some() => json!({ "status": "error", "error": a["error"] }),
-            Ok(a) => json!({ "status": "completed", "output": a["output"], "execution_id": a["execution_id"] }),
-            Err(_) => json!({ "status": "error", "error": { "type": "dispatch_error", "message": "the router's answer is not JSON" } }),
+            Ok(a) => {
+                json!({ "status": "completed", "output": a["output"], "execution_id": a["execution_id"] })
+            }
+            Err(_) => {
+                json!({ "status": "error", "error": { "type": "dispatch_error", "message": "the router's answer is not JSON" } })
+            }
         },
     };
     if let Some(i) = index {
@@ -277,8 +355,14 @@ fn state(slot: &Slot, index: Option<usize>) -> Value {
 fn parse_object(request: &str) -> Result<Value, String> {
     match serde_json::from_str::<Value>(request) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(error("invalid_request", "the request must be a JSON object")),
-        Err(e) => Err(error("invalid_json", &format!("the request is not JSON: {e}"))),
+        Ok(_) => Err(error(
+            "invalid_request",
+            "the request must be a JSON object",
+        )),
+        Err(e) => Err(error(
+            "invalid_json",
+            &format!("the request is not JSON: {e}"),
+        )),
     }
 }
 
@@ -298,25 +382,56 @@ async fn http_post(req: http::Request<Bytes>) -> Result<http::Response<Bytes>, S
         Some("http") => false,
         _ => return Err(format!("router URL {uri} must be http or https")),
     };
-    let host = uri.host().ok_or("router URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .ok_or("router URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn crate::egress::Io> = if tls {
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
-        Box::new(tokio_rustls::TlsConnector::from(crate::egress::tls_config()).connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?)
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("{host}: {e}"))?;
+        Box::new(
+            tokio_rustls::TlsConnector::from(crate::egress::tls_config())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS with {host}: {e}"))?,
+        )
     } else {
         Box::new(tcp)
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
     let conn = tokio::spawn(conn);
     let (mut parts, body) = req.into_parts();
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    parts.headers.insert(http::header::HOST, http::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?);
-    parts.uri = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let resp = sender.send_request(http::Request::from_parts(parts, Full::new(body))).await.map_err(|e| e.to_string())?;
+    parts.headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+    );
+    parts.uri = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let resp = sender
+        .send_request(http::Request::from_parts(parts, Full::new(body)))
+        .await
+        .map_err(|e| e.to_string())?;
     let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_ANSWER).collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = http_body_util::Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     conn.abort();
     Ok(http::Response::from_parts(parts, body))
 }

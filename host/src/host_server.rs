@@ -4,20 +4,20 @@
 //! body); secrets arrive sealed to its key.
 
 use crate::service::HostApi;
+use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
 use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
 use cyfr_core::host_api::{HostClaims, HostError, RunRequest};
 use http_body_util::{BodyExt, Full, Limited};
-use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tracing::Instrument as _;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::Instrument as _;
 use zeroize::Zeroizing;
 
 /// Largest request body (artifacts are the big ones).
@@ -36,7 +36,11 @@ impl HostKey {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join("host.key");
         let bytes: Zeroizing<Vec<u8>> = match std::fs::read(&path) {
-            Ok(b) => Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b.trim_ascii()).context("host.key is not base64")?),
+            Ok(b) => Zeroizing::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim_ascii())
+                    .context("host.key is not base64")?,
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = Zeroizing::new(vec![0u8; 32]);
                 getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
@@ -50,8 +54,13 @@ impl HostKey {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| anyhow::anyhow!("host.key must hold 32 bytes"))?;
-        Ok(HostKey { secret: crypto_box::SecretKey::from(arr) })
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("host.key must hold 32 bytes"))?;
+        Ok(HostKey {
+            secret: crypto_box::SecretKey::from(arr),
+        })
     }
 
     /// The public key, base64: what routers are configured with (`URL#KEY`).
@@ -77,12 +86,23 @@ pub struct HostServer {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn error(status: u16, code: &str, message: impl Into<String>) -> http::Response<Bytes> {
-    let body = serde_json::to_vec(&HostError { code: code.into(), message: message.into() }).unwrap_or_default();
-    http::Response::builder().status(status).header("content-type", "application/json").body(Bytes::from(body)).unwrap()
+    let body = serde_json::to_vec(&HostError {
+        code: code.into(),
+        message: message.into(),
+    })
+    .unwrap_or_default();
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Bytes::from(body))
+        .unwrap()
 }
 
 impl HostServer {
@@ -91,17 +111,27 @@ impl HostServer {
         if token_key.len() < 32 {
             anyhow::bail!("the host token key must be at least 32 characters");
         }
-        let decoding_key = jsonwebtoken::DecodingKey::from_secret(Zeroizing::new(token_key).as_bytes());
+        let decoding_key =
+            jsonwebtoken::DecodingKey::from_secret(Zeroizing::new(token_key).as_bytes());
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.set_audience(&[key.audience()]);
         validation.set_required_spec_claims(&["exp", "aud", "iat", "jti"]);
         validation.leeway = 5;
-        Ok(HostServer { api, key, decoding_key, validation, seen: Mutex::new(HashMap::new()) })
+        Ok(HostServer {
+            api,
+            key,
+            decoding_key,
+            validation,
+            seen: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Checks the token from the headers alone (signature, audience, expiry, lifetime, `jti`
     /// once), before any body is read; returns the `req` binding to check against the body.
-    fn check_token(&self, req: &http::request::Parts) -> std::result::Result<String, http::Response<Bytes>> {
+    fn check_token(
+        &self,
+        req: &http::request::Parts,
+    ) -> std::result::Result<String, http::Response<Bytes>> {
         let token = req
             .headers
             .get("authorization")
@@ -124,18 +154,26 @@ impl HostServer {
     }
 
     /// The token's `req` claim must be this very request: method, path and body hash.
-    fn check_binding(claimed: &str, req: &http::Request<Bytes>) -> std::result::Result<(), http::Response<Bytes>> {
+    fn check_binding(
+        claimed: &str,
+        req: &http::Request<Bytes>,
+    ) -> std::result::Result<(), http::Response<Bytes>> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let binding = HostClaims::binding(req.method().as_str(), path, req.body());
         if !cyfr_core::crypto::ct_eq(claimed.as_bytes(), binding.as_bytes()) {
-            return Err(error(401, "unauthorized", "host token was signed for another request"));
+            return Err(error(
+                401,
+                "unauthorized",
+                "host token was signed for another request",
+            ));
         }
         Ok(())
     }
 
     /// Parses a run request and opens its sealed secrets and sealed formula callback.
     fn unseal(&self, body: &Bytes) -> std::result::Result<RunRequest, http::Response<Bytes>> {
-        let mut run: RunRequest = serde_json::from_slice(body).map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
+        let mut run: RunRequest = serde_json::from_slice(body)
+            .map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
         if let Some(sealed) = run.sealed_secrets.take() {
             run.secrets = self.open(&sealed, "sealed_secrets")?;
         }
@@ -152,36 +190,80 @@ impl HostServer {
     }
 
     /// Opens a base64 sealed box addressed to this host and parses the JSON inside.
-    fn open<T: serde::de::DeserializeOwned>(&self, sealed: &str, field: &str) -> std::result::Result<T, http::Response<Bytes>> {
-        let ct = base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|_| error(400, "invalid_request", format!("{field} is not base64")))?;
-        let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| error(400, "invalid_request", format!("{field} is not sealed to this host")))?);
-        serde_json::from_slice(&plain).map_err(|_| error(400, "invalid_request", format!("{field} does not hold what a run request needs there")))
+    fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        sealed: &str,
+        field: &str,
+    ) -> std::result::Result<T, http::Response<Bytes>> {
+        let ct = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| error(400, "invalid_request", format!("{field} is not base64")))?;
+        let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| {
+            error(
+                400,
+                "invalid_request",
+                format!("{field} is not sealed to this host"),
+            )
+        })?);
+        serde_json::from_slice(&plain).map_err(|_| {
+            error(
+                400,
+                "invalid_request",
+                format!("{field} does not hold what a run request needs there"),
+            )
+        })
     }
 
     /// Token first (headers only), then the body under a size cap and a deadline, then the
     /// token's binding to that body: a request without a valid token costs no body read.
-    async fn serve_request(&self, req: http::Request<hyper::body::Incoming>, body_timeout: Duration) -> http::Response<Bytes> {
+    async fn serve_request(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        body_timeout: Duration,
+    ) -> http::Response<Bytes> {
         let (parts, body) = req.into_parts();
         let claimed = match self.check_token(&parts) {
             Ok(c) => c,
             Err(r) => return close(r),
         };
-        let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return close(error(413, "too_large", format!("request body over {MAX_BODY} bytes")));
+            return close(error(
+                413,
+                "too_large",
+                format!("request body over {MAX_BODY} bytes"),
+            ));
         }
-        let body = match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY).collect()).await {
+        let body = match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY).collect())
+            .await
+        {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return close(error(413, "too_large", format!("request body over {MAX_BODY} bytes")));
+                return close(error(
+                    413,
+                    "too_large",
+                    format!("request body over {MAX_BODY} bytes"),
+                ));
             }
             Ok(Err(e)) => {
                 tracing::debug!("reading request body: {e}");
-                return close(error(400, "bad_request", "the request body could not be read"));
+                return close(error(
+                    400,
+                    "bad_request",
+                    "the request body could not be read",
+                ));
             }
             Err(_) => {
                 tracing::warn!("refused 408: request body not received in time");
-                return close(error(408, "timeout", "the request body was not received in time"));
+                return close(error(
+                    408,
+                    "timeout",
+                    "the request body was not received in time",
+                ));
             }
         };
         let req = http::Request::from_parts(parts, body);
@@ -204,7 +286,11 @@ impl HostServer {
 
     /// Serves until `shutdown` resolves, under the connection caps and read deadlines of
     /// [`ServeLimits::from_env`].
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let limits = ServeLimits::from_env();
         let gate = ConnGate::new(&limits);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -234,18 +320,21 @@ impl HostServer {
             tokio::spawn(async move {
                 let _permit = permit;
                 let body_timeout = limits.body_timeout;
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let this = this.clone();
-                    async move {
-                        let rid = request_id(req.headers().get("x-request-id"));
-                        let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
-                        let mut resp = this.serve_request(req, body_timeout).instrument(span).await;
-                        if let Ok(v) = http::HeaderValue::from_str(&rid) {
-                            resp.headers_mut().insert("x-request-id", v);
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let this = this.clone();
+                        async move {
+                            let rid = request_id(req.headers().get("x-request-id"));
+                            let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
+                            let mut resp =
+                                this.serve_request(req, body_timeout).instrument(span).await;
+                            if let Ok(v) = http::HeaderValue::from_str(&rid) {
+                                resp.headers_mut().insert("x-request-id", v);
+                            }
+                            Ok::<_, Infallible>(resp.map(Full::new))
                         }
-                        Ok::<_, Infallible>(resp.map(Full::new))
-                    }
-                });
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.header_timeout)
@@ -258,6 +347,9 @@ impl HostServer {
 
 /// Marks a response as the connection's last: its request body was not (fully) read.
 fn close(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
-    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
     resp
 }

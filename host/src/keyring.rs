@@ -14,14 +14,19 @@ const NEXT_FILE: &str = "master.key.next";
 
 fn env_key(name: &str) -> Result<Option<Zeroizing<[u8; 32]>>> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(Some(parse_key(&v).map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
+        Ok(v) if !v.trim().is_empty() => Ok(Some(
+            parse_key(&v).map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+        )),
         _ => Ok(None),
     }
 }
 
 fn file_key(path: &Path) -> Result<Option<Zeroizing<[u8; 32]>>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(parse_key(&Zeroizing::new(text)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)),
+        Ok(text) => Ok(Some(
+            parse_key(&Zeroizing::new(text))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -39,7 +44,10 @@ pub fn load(data_dir: &Path) -> Result<Vec<Zeroizing<[u8; 32]>>> {
     keys.extend(file_key(&data_dir.join(NEXT_FILE))?);
     keys.extend(file_key(&data_dir.join(KEY_FILE))?);
     if keys.is_empty() {
-        bail!("no master key: set CYFR_MASTER_KEY or run `cyfr init` (which writes {}/{KEY_FILE})", data_dir.display());
+        bail!(
+            "no master key: set CYFR_MASTER_KEY or run `cyfr init` (which writes {}/{KEY_FILE})",
+            data_dir.display()
+        );
     }
     Ok(keys)
 }
@@ -47,7 +55,11 @@ pub fn load(data_dir: &Path) -> Result<Vec<Zeroizing<[u8; 32]>>> {
 /// The router's `master_keys` variable: base64 keys, comma-separated, current first.
 pub fn variable(data_dir: &Path) -> Result<String> {
     let keys = load(data_dir)?;
-    Ok(keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect::<Vec<_>>().join(","))
+    Ok(keys
+        .iter()
+        .map(|k| base64::engine::general_purpose::STANDARD.encode(&**k))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// Whether the keys come from the environment (`CYFR_MASTER_KEY`) rather than key files.
@@ -68,12 +80,19 @@ type FileStamps = [Option<std::time::SystemTime>; 2];
 impl KeyVariable {
     /// Reads the key files of `data_dir` on first use and whenever they change.
     pub fn new(data_dir: &Path) -> KeyVariable {
-        KeyVariable { data_dir: data_dir.to_path_buf(), cached: std::sync::Mutex::new(None) }
+        KeyVariable {
+            data_dir: data_dir.to_path_buf(),
+            cached: std::sync::Mutex::new(None),
+        }
     }
 
     /// The variable's value now.
     pub fn get(&self) -> Result<String> {
-        let stamp = |f: &str| std::fs::metadata(self.data_dir.join(f)).and_then(|m| m.modified()).ok();
+        let stamp = |f: &str| {
+            std::fs::metadata(self.data_dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        };
         let stamps = [stamp(NEXT_FILE), stamp(KEY_FILE)];
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((seen, value)) = cached.as_ref() {
@@ -131,11 +150,20 @@ pub async fn rotate(data_dir: &Path, db: &CoreDb) -> Result<Rotation> {
         new_key_file(&data_dir.join(NEXT_FILE))?;
     }
     let kms = LocalKms::new(load(data_dir)?).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let data_keys = cyfr_core::secrets::envelope::rewrap_all(db, &kms, &NativeEnv).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let session_keys = cyfr_core::secrets::sealed::rewrap_all(db, &kms, &NativeEnv).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data_keys = cyfr_core::secrets::envelope::rewrap_all(db, &kms, &NativeEnv)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let session_keys = cyfr_core::secrets::sealed::rewrap_all(db, &kms, &NativeEnv)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !env_mode {
         // Everything is under the new key now: it replaces the old file in one rename.
-        std::fs::rename(data_dir.join(NEXT_FILE), data_dir.join(KEY_FILE)).context("replacing master.key")?;
+        std::fs::rename(data_dir.join(NEXT_FILE), data_dir.join(KEY_FILE))
+            .context("replacing master.key")?;
     }
-    Ok(Rotation { data_keys, session_keys, kek_id: cyfr_core::secrets::kms::Kms::current_id(&kms).to_string() })
+    Ok(Rotation {
+        data_keys,
+        session_keys,
+        kek_id: cyfr_core::secrets::kms::Kms::current_id(&kms).to_string(),
+    })
 }

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod code_cache;
+pub mod core_db;
 pub mod db;
 pub mod egress;
 pub mod executor;
@@ -13,7 +14,6 @@ pub mod formula;
 pub mod host_server;
 pub mod keyring;
 pub mod recovery;
-pub mod spin_runner;
-pub mod core_db;
 pub mod service;
 mod slots;
+pub mod spin_runner;

@@ -8,18 +8,28 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The error a run left `started` by a previous process gets.
-pub const ABANDONED: &str = "the server stopped before this run finished (ended at the next start-up)";
+pub const ABANDONED: &str =
+    "the server stopped before this run finished (ended at the next start-up)";
 
 /// Takes `data_dir/cyfr.lock` for as long as the returned file lives. The OS drops the lock
 /// when the process dies, even by SIGKILL, so a crash never leaves the directory locked; a
 /// second `cyfr up` on the same directory is refused (it would end the first one's runs).
 pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = data_dir.join("cyfr.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!("another `cyfr up` is serving {}; stop it first", data_dir.display()),
-        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `cyfr up` is serving {}; stop it first",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::anyhow!("locking {}: {e}", path.display()))
+        }
     }
 }
 

@@ -33,7 +33,11 @@ pub struct HostApi {
 impl HostApi {
     /// A host API over an executor, reading component directories under `components_root`.
     pub fn new(executor: Arc<Executor>, components_root: PathBuf) -> HostApi {
-        HostApi { executor, components_root, local_router: Arc::new(OnceLock::new()) }
+        HostApi {
+            executor,
+            components_root,
+            local_router: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Answers one host API request.
@@ -46,13 +50,24 @@ impl HostApi {
                 Ok(run) => self.run(run).await,
                 Err(e) => error(400, "invalid_request", format!("bad run request: {e}")),
             }
-        } else if method == http::Method::POST && path.starts_with(host_api::RUN_PATH) && path.ends_with("/cancel") {
-            let id = path[host_api::RUN_PATH.len()..].trim_start_matches('/').trim_end_matches("/cancel");
-            json(200, &serde_json::json!({ "cancelled": self.executor.cancel(id) }))
+        } else if method == http::Method::POST
+            && path.starts_with(host_api::RUN_PATH)
+            && path.ends_with("/cancel")
+        {
+            let id = path[host_api::RUN_PATH.len()..]
+                .trim_start_matches('/')
+                .trim_end_matches("/cancel");
+            json(
+                200,
+                &serde_json::json!({ "cancelled": self.executor.cancel(id) }),
+            )
         } else if method == http::Method::PUT && path.starts_with(host_api::ARTIFACT_PATH) {
             let digest = &path[host_api::ARTIFACT_PATH.len()..];
             match self.executor.put_artifact(digest, &body) {
-                Ok(()) => http::Response::builder().status(204).body(Bytes::new()).unwrap(),
+                Ok(()) => http::Response::builder()
+                    .status(204)
+                    .body(Bytes::new())
+                    .unwrap(),
                 Err(e @ ExecError::Internal(_)) => error(500, e.code(), e.to_string()),
                 Err(e) => error(400, e.code(), e.to_string()),
             }
@@ -65,7 +80,11 @@ impl HostApi {
                 Err(e) => error(400, "invalid_request", format!("bad load request: {e}")),
             }
         } else {
-            error(404, "not_found", format!("no host endpoint {method} {path}"))
+            error(
+                404,
+                "not_found",
+                format!("no host endpoint {method} {path}"),
+            )
         }
     }
 
@@ -80,20 +99,54 @@ impl HostApi {
             "reagent" => {}
             "catalyst" => match &run.egress {
                 Some(egress) => {
-                    let mut ctx = CatalystCtx::new(run.reference.clone(), run.secrets.clone(), egress.clone());
+                    let mut ctx = CatalystCtx::new(
+                        run.reference.clone(),
+                        run.secrets.clone(),
+                        egress.clone(),
+                    );
                     ctx.redact = opened_values(&run.redact);
                     catalyst = Some(ctx)
                 }
-                None => return error(400, "policy_required", format!("catalyst {} came without an egress policy; it is not run", run.reference)),
+                None => {
+                    return error(
+                        400,
+                        "policy_required",
+                        format!(
+                            "catalyst {} came without an egress policy; it is not run",
+                            run.reference
+                        ),
+                    )
+                }
             },
             "formula" => match run.callback.clone() {
-                Some(callback) => formula = Some(RouterLink::new(callback, self.local_router.get().cloned())),
-                None => return error(400, "invalid_request", format!("formula {} came without a callback to its router; it is not run", run.reference)),
+                Some(callback) => {
+                    formula = Some(RouterLink::new(callback, self.local_router.get().cloned()))
+                }
+                None => {
+                    return error(
+                        400,
+                        "invalid_request",
+                        format!(
+                            "formula {} came without a callback to its router; it is not run",
+                            run.reference
+                        ),
+                    )
+                }
             },
-            other => return error(400, "unsupported_type", format!("this host runs reagents, catalysts and formulas, not {other}")),
+            other => {
+                return error(
+                    400,
+                    "unsupported_type",
+                    format!("this host runs reagents, catalysts and formulas, not {other}"),
+                )
+            }
         }
         if !self.executor.has_artifact(&run.digest) {
-            return error(404, "artifact_missing", format!("no artifact {}", run.digest));
+            return error(
+                404,
+                "artifact_missing",
+                format!("no artifact {}", run.digest),
+            );
         }
         let limits = Limits {
             timeout: Duration::from_millis(run.limits.timeout_ms),
@@ -111,8 +164,24 @@ impl HostApi {
         let outcome = tokio::task::spawn_blocking(move || {
             let mut left = Leftovers::default();
             let result = match &formula {
-                Some(link) => executor.run_formula(&execution_id, &caller, &digest, &input, &limits, link, &mut left),
-                None => executor.run_execution(&execution_id, &caller, &digest, &input, &limits, catalyst.as_ref(), &mut left),
+                Some(link) => executor.run_formula(
+                    &execution_id,
+                    &caller,
+                    &digest,
+                    &input,
+                    &limits,
+                    link,
+                    &mut left,
+                ),
+                None => executor.run_execution(
+                    &execution_id,
+                    &caller,
+                    &digest,
+                    &input,
+                    &limits,
+                    catalyst.as_ref(),
+                    &mut left,
+                ),
             };
             (result, left)
         })
@@ -120,7 +189,12 @@ impl HostApi {
         // The run's granted secrets and the opened values its input holds: whatever goes back
         // (output, logs, refused URLs) holds neither, even before the router scrubs it again.
         let opened = opened_values(&run.redact);
-        let forms = cyfr_core::secrets::mask::Forms::new(run.secrets.values().map(|v| v.as_bytes()).chain(opened.iter().map(|v| v.as_slice())));
+        let forms = cyfr_core::secrets::mask::Forms::new(
+            run.secrets
+                .values()
+                .map(|v| v.as_bytes())
+                .chain(opened.iter().map(|v| v.as_slice())),
+        );
         let scrub = |t: &str| forms.redact(t);
         // Refused requests are logged as `cyfr egress: refused …` lines after the guest's stderr.
         let logs = |stdout: &str, stderr: &str, refusals: &[Refusal]| {
@@ -133,22 +207,43 @@ impl HostApi {
                 stderr.push('\n');
             }
             // The egress session redacted them of granted secrets; opened values too, here.
-            let refusals = refusals.iter().map(|r| Refusal { url: scrub(&r.url), message: scrub(&r.message), ..r.clone() }).collect();
+            let refusals = refusals
+                .iter()
+                .map(|r| Refusal {
+                    url: scrub(&r.url),
+                    message: scrub(&r.message),
+                    ..r.clone()
+                })
+                .collect();
             (scrub(stdout), scrub(&stderr), refusals)
         };
         let resp = match outcome {
             Ok((Ok(o), _)) => {
                 let (stdout, stderr, egress_refusals) = logs(&o.stdout, &o.stderr, &o.refusals);
-                RunResponse { status: "completed".into(), output: Some(scrub(&o.output)), error: None, stdout, stderr, duration_ms: o.duration_ms, egress_refusals }
+                RunResponse {
+                    status: "completed".into(),
+                    output: Some(scrub(&o.output)),
+                    error: None,
+                    stdout,
+                    stderr,
+                    duration_ms: o.duration_ms,
+                    egress_refusals,
+                }
             }
-            Ok((Err(ExecError::ArtifactMissing { digest }), _)) => return error(404, "artifact_missing", format!("no artifact {digest}")),
+            Ok((Err(ExecError::ArtifactMissing { digest }), _)) => {
+                return error(404, "artifact_missing", format!("no artifact {digest}"))
+            }
             Ok((Err(e), left)) => {
                 // A failed run keeps what its guest wrote and what it was refused.
-                let (stdout, stderr, egress_refusals) = logs(&left.stdout, &left.stderr, &left.refusals);
+                let (stdout, stderr, egress_refusals) =
+                    logs(&left.stdout, &left.stderr, &left.refusals);
                 RunResponse {
                     status: "failed".into(),
                     output: None,
-                    error: Some(HostError { code: e.code().into(), message: scrub(&e.to_string()) }),
+                    error: Some(HostError {
+                        code: e.code().into(),
+                        message: scrub(&e.to_string()),
+                    }),
                     stdout,
                     stderr,
                     duration_ms: started.elapsed().as_millis() as u64,
@@ -162,7 +257,10 @@ impl HostApi {
 }
 
 impl InternalService for HostApi {
-    fn handle(&self, req: http::Request<Bytes>) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>> {
+    fn handle(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>> {
         let api = self.clone();
         Box::pin(async move { api.respond(req).await })
     }
@@ -172,41 +270,65 @@ impl InternalService for HostApi {
 struct RunnerRouter(Weak<SpinRunner>);
 
 impl LocalRouter for RunnerRouter {
-    fn handle(&self, req: http::Request<Bytes>) -> crate::formula::BoxFuture<anyhow::Result<http::Response<Bytes>>> {
+    fn handle(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> crate::formula::BoxFuture<anyhow::Result<http::Response<Bytes>>> {
         let runner = self.0.upgrade();
         Box::pin(async move {
             let runner = runner.ok_or_else(|| anyhow::anyhow!("the server is shutting down"))?;
-            runner.handle(req, SocketAddr::from(([127, 0, 0, 1], 0))).await
+            runner
+                .handle(req, SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
         })
     }
 }
 
 /// The opened values a run's input holds (base64 on the wire).
 fn opened_values(redact: &[String]) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
-    redact.iter().filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()).map(zeroize::Zeroizing::new).collect()
+    redact
+        .iter()
+        .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(zeroize::Zeroizing::new)
+        .collect()
 }
 
 /// Reads `cyfr-manifest.json` and `{type}.wasm` from `dir`, which must lie under `root`.
 /// Both must be regular files, not symlinks: a symlinked file could name anything the
 /// server can read (`/etc/passwd`, a key file), so it is refused rather than followed.
 pub fn load_directory(root: &Path, dir: &str) -> Result<LoadedComponent, String> {
-    let root = root.canonicalize().map_err(|e| format!("components root {}: {e}", root.display()))?;
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("components root {}: {e}", root.display()))?;
     let full = root.join(dir);
-    let full = full.canonicalize().map_err(|_| format!("component directory `{dir}` does not exist under the server's components root"))?;
+    let full = full.canonicalize().map_err(|_| {
+        format!("component directory `{dir}` does not exist under the server's components root")
+    })?;
     // `..` or a directory symlink must not lead out of the root.
     if !full.starts_with(&root) {
-        return Err(format!("component directory `{dir}` is outside the server's components root"));
+        return Err(format!(
+            "component directory `{dir}` is outside the server's components root"
+        ));
     }
-    let manifest = read_regular(&full, "cyfr-manifest.json", dir).map_err(|e| e.unwrap_or_else(|| format!("`{dir}` has no readable cyfr-manifest.json")))?;
-    let manifest = String::from_utf8(manifest).map_err(|_| format!("cyfr-manifest.json in `{dir}` is not UTF-8"))?;
+    let manifest = read_regular(&full, "cyfr-manifest.json", dir)
+        .map_err(|e| e.unwrap_or_else(|| format!("`{dir}` has no readable cyfr-manifest.json")))?;
+    let manifest = String::from_utf8(manifest)
+        .map_err(|_| format!("cyfr-manifest.json in `{dir}` is not UTF-8"))?;
     let ctype = serde_json::from_str::<serde_json::Value>(&manifest)
         .ok()
         .and_then(|m| m.get("type").and_then(|t| t.as_str()).map(String::from))
         .filter(|t| ["reagent", "catalyst", "formula"].contains(&t.as_str()))
         .ok_or_else(|| format!("cyfr-manifest.json in `{dir}`: field `type` must be one of reagent, catalyst, formula"))?;
     let wasm_name = format!("{ctype}.wasm");
-    let wasm = read_regular(&full, &wasm_name, dir).map_err(|e| e.unwrap_or_else(|| format!("`{dir}` has no {ctype}.wasm; build it with `cyfr build {dir}`")))?;
-    Ok(LoadedComponent { manifest, wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm) })
+    let wasm = read_regular(&full, &wasm_name, dir).map_err(|e| {
+        e.unwrap_or_else(|| {
+            format!("`{dir}` has no {ctype}.wasm; build it with `cyfr build {dir}`")
+        })
+    })?;
+    Ok(LoadedComponent {
+        manifest,
+        wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm),
+    })
 }
 
 /// Reads `dir/name` if it is a regular file; `Err(Some(_))` says why a present file is
@@ -229,7 +351,11 @@ fn read_regular(dir: &Path, name: &str, shown: &str) -> Result<Vec<u8>, Option<S
         use std::os::unix::fs::OpenOptionsExt;
         opts.custom_flags(libc::O_NOFOLLOW);
     }
-    let mut f = opts.open(&path).map_err(|_| Some(format!("`{shown}/{name}` could not be opened as a regular file")))?;
+    let mut f = opts.open(&path).map_err(|_| {
+        Some(format!(
+            "`{shown}/{name}` could not be opened as a regular file"
+        ))
+    })?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(|_| None)?;
     Ok(bytes)
@@ -244,7 +370,13 @@ fn json<T: serde::Serialize>(status: u16, v: &T) -> http::Response<Bytes> {
 }
 
 fn error(status: u16, code: &str, message: String) -> http::Response<Bytes> {
-    json(status, &HostError { code: code.into(), message })
+    json(
+        status,
+        &HostError {
+            code: code.into(),
+            message,
+        },
+    )
 }
 
 /// Where `cyfr up` keeps its state and what it serves.
@@ -281,15 +413,27 @@ impl Server {
     pub async fn start(opts: UpOptions) -> anyhow::Result<Server> {
         let lock = crate::recovery::lock_data_dir(&opts.data_dir)?;
         let db = Arc::new(LocalDb::open(db_path(&opts.data_dir)).await?);
-        cyfr_core::migrate::migrate(&CoreDb(db.clone())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        cyfr_core::migrate::migrate(&CoreDb(db.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let abandoned = crate::recovery::fail_abandoned_runs(&db, now).await?;
         if abandoned > 0 {
-            tracing::warn!(abandoned, "runs left `started` by a previous process marked failed");
+            tracing::warn!(
+                abandoned,
+                "runs left `started` by a previous process marked failed"
+            );
         }
-        let cache_dir = opts.cache_dir.clone().unwrap_or_else(|| opts.data_dir.join("cache"));
+        let cache_dir = opts
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| opts.data_dir.join("cache"));
         // The cache's key lives in the data directory, outside the cache (which may be elsewhere).
-        let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(&crate::code_cache::key_file(&opts.data_dir))?);
+        let code_key = Arc::new(crate::code_cache::CacheKey::load_or_create(
+            &crate::code_cache::key_file(&opts.data_dir),
+        )?);
         let executor = Arc::new(Executor::with_cache_key(&cache_dir, code_key.clone())?);
         let api = Arc::new(HostApi::new(executor, opts.components_root.clone()));
         let local_router = api.local_router.clone();
@@ -305,19 +449,30 @@ impl Server {
         } else {
             let files = crate::keyring::KeyVariable::new(&opts.data_dir);
             Some(Arc::new(move |name: &str| match name {
-                "master_keys" => files.get().map_err(|e| tracing::error!("master keys unreadable: {e:#}")).ok(),
+                "master_keys" => files
+                    .get()
+                    .map_err(|e| tracing::error!("master keys unreadable: {e:#}"))
+                    .ok(),
                 _ => None,
             }))
         };
         let mut allowed_outbound = Vec::new();
         if !opts.hosts.is_empty() {
-            let targets = cyfr_core::host_api::HostTarget::parse_list(&opts.hosts.join(",")).map_err(|e| anyhow::anyhow!("--host: {e}"))?;
+            let targets = cyfr_core::host_api::HostTarget::parse_list(&opts.hosts.join(","))
+                .map_err(|e| anyhow::anyhow!("--host: {e}"))?;
             for t in &targets {
-                let uri: http::Uri = t.url.parse().map_err(|e| anyhow::anyhow!("--host {}: {e}", t.url))?;
+                let uri: http::Uri = t
+                    .url
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--host {}: {e}", t.url))?;
                 allowed_outbound.extend(uri.authority().map(|a| a.to_string()));
             }
             variables.insert("hosts".into(), opts.hosts.join(","));
-            let key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| anyhow::anyhow!("remote hosts need CYFR_HOST_TOKEN_KEY (the key `cyfr host` was started with)"))?;
+            let key = std::env::var("CYFR_HOST_TOKEN_KEY").map_err(|_| {
+                anyhow::anyhow!(
+                    "remote hosts need CYFR_HOST_TOKEN_KEY (the key `cyfr host` was started with)"
+                )
+            })?;
             variables.insert("host_token_key".into(), key);
         }
         let config = RouterConfig {
@@ -331,16 +486,27 @@ impl Server {
         };
         let runner = Arc::new(SpinRunner::new(config, api)?);
         let _ = local_router.set(Arc::new(RunnerRouter(Arc::downgrade(&runner))));
-        Ok(Server { runner, _lock: lock })
+        Ok(Server {
+            runner,
+            _lock: lock,
+        })
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         self.runner.serve(listener, shutdown).await
     }
 
     /// Handles one request without a socket (benchmarks, tests).
-    pub async fn handle(&self, req: http::Request<Bytes>, peer: SocketAddr) -> anyhow::Result<http::Response<Bytes>> {
+    pub async fn handle(
+        &self,
+        req: http::Request<Bytes>,
+        peer: SocketAddr,
+    ) -> anyhow::Result<http::Response<Bytes>> {
         self.runner.handle(req, peer).await
     }
 }
@@ -351,8 +517,12 @@ mod tests {
     use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let d = std::env::temp_dir().join(format!("cyfr-load-{name}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let d =
+            std::env::temp_dir().join(format!("cyfr-load-{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -378,16 +548,23 @@ mod tests {
         let comp2 = root.join("leak2");
         std::fs::create_dir_all(&comp2).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", comp2.join("cyfr-manifest.json")).unwrap();
-        assert!(load_directory(&root, "leak2").unwrap_err().contains("symlink"));
+        assert!(load_directory(&root, "leak2")
+            .unwrap_err()
+            .contains("symlink"));
         // A symlink to a file inside the root is refused as well: no symlinks at all.
         let comp3 = root.join("inner");
         std::fs::create_dir_all(&comp3).unwrap();
         std::fs::write(comp3.join("real.json"), MANIFEST).unwrap();
-        std::os::unix::fs::symlink(comp3.join("real.json"), comp3.join("cyfr-manifest.json")).unwrap();
-        assert!(load_directory(&root, "inner").unwrap_err().contains("symlink"));
+        std::os::unix::fs::symlink(comp3.join("real.json"), comp3.join("cyfr-manifest.json"))
+            .unwrap();
+        assert!(load_directory(&root, "inner")
+            .unwrap_err()
+            .contains("symlink"));
         // A directory symlink out of the root is refused by the canonical-path check.
         std::os::unix::fs::symlink(&outside, root.join("away")).unwrap();
-        assert!(load_directory(&root, "away").unwrap_err().contains("outside"));
+        assert!(load_directory(&root, "away")
+            .unwrap_err()
+            .contains("outside"));
         // Regular files still load.
         let ok = root.join("ok");
         std::fs::create_dir_all(&ok).unwrap();

@@ -46,7 +46,14 @@ pub(crate) struct SlotGuard<'a> {
 impl Slots {
     /// `total` slots, at most `share` of them (running or queued) per caller.
     pub(crate) fn new(total: u32, share: u32) -> Slots {
-        Slots { state: Mutex::new(State { free: total, by_caller: HashMap::new() }), freed: Condvar::new(), share }
+        Slots {
+            state: Mutex::new(State {
+                free: total,
+                by_caller: HashMap::new(),
+            }),
+            freed: Condvar::new(),
+            share,
+        }
     }
 
     /// Free slots now.
@@ -58,7 +65,11 @@ impl Slots {
     /// Runs `caller` has in flight or queued.
     #[cfg(test)]
     pub(crate) fn held_by(&self, caller: &str) -> u32 {
-        lock(&self.state).by_caller.get(caller).copied().unwrap_or(0)
+        lock(&self.state)
+            .by_caller
+            .get(caller)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Wakes every waiter (to look at its cancel flag).
@@ -68,7 +79,13 @@ impl Slots {
 
     /// Takes a slot for `caller` (`None`: a trusted in-process caller, outside any share)
     /// once more than `keep_free` slots are free; a caller past its share is refused at once.
-    pub(crate) fn acquire(&self, caller: Option<&str>, keep_free: u32, deadline: Instant, cancelled: impl Fn() -> bool) -> Result<SlotGuard<'_>, SlotWait> {
+    pub(crate) fn acquire(
+        &self,
+        caller: Option<&str>,
+        keep_free: u32,
+        deadline: Instant,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<SlotGuard<'_>, SlotWait> {
         let mut state = lock(&self.state);
         if let Some(c) = caller {
             let held = state.by_caller.entry(c.to_string()).or_insert(0);
@@ -78,7 +95,10 @@ impl Slots {
             *held += 1;
         }
         // From here on the caller's place is counted; `release` gives it back on every exit.
-        let mut guard = SlotGuard { slots: self, caller: caller.map(String::from) };
+        let mut guard = SlotGuard {
+            slots: self,
+            caller: caller.map(String::from),
+        };
         loop {
             if cancelled() {
                 guard.release(&mut state, false);
@@ -94,7 +114,11 @@ impl Slots {
                 std::mem::forget(guard);
                 return Err(SlotWait::TimedOut);
             }
-            state = self.freed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            state = self
+                .freed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         state.free -= 1;
         drop(state);
@@ -146,7 +170,10 @@ mod tests {
         let a1 = slots.acquire(Some("a"), 0, later, || false).unwrap();
         let a2 = slots.acquire(Some("a"), 0, later, || false).unwrap();
         // Refused without waiting, although two slots are free.
-        assert_eq!(slots.acquire(Some("a"), 0, later, || false).err(), Some(SlotWait::Busy { share: 2 }));
+        assert_eq!(
+            slots.acquire(Some("a"), 0, later, || false).err(),
+            Some(SlotWait::Busy { share: 2 })
+        );
         assert_eq!(slots.held_by("a"), 2);
         let b = slots.acquire(Some("b"), 0, later, || false).unwrap();
         assert_eq!(slots.free(), 1);
@@ -158,14 +185,22 @@ mod tests {
         let _e = slots.acquire(Some("e"), 0, later, || false).unwrap();
         assert_eq!(slots.free(), 0);
         let now = Instant::now();
-        assert_eq!(slots.acquire(Some("d"), 0, now, || false).err(), Some(SlotWait::TimedOut));
-        assert_eq!(slots.acquire(Some("d"), 0, later, || true).err(), Some(SlotWait::Cancelled));
+        assert_eq!(
+            slots.acquire(Some("d"), 0, now, || false).err(),
+            Some(SlotWait::TimedOut)
+        );
+        assert_eq!(
+            slots.acquire(Some("d"), 0, later, || true).err(),
+            Some(SlotWait::Cancelled)
+        );
         assert_eq!(slots.held_by("d"), 0);
         drop((a2, a3));
         assert_eq!(slots.held_by("a"), 0);
         assert_eq!(slots.free(), 2);
         // Trusted in-process runs take no share.
-        let _t: Vec<_> = (0..2).map(|_| slots.acquire(None, 0, later, || false).unwrap()).collect();
+        let _t: Vec<_> = (0..2)
+            .map(|_| slots.acquire(None, 0, later, || false).unwrap())
+            .collect();
         assert_eq!(slots.free(), 0);
     }
 }

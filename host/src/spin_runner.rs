@@ -41,8 +41,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::db::LocalDb;
 use limits::{AnonLimiter, ConnGate, ServeLimits};
 use outbound::OutboundHooks;
-use tracing::Instrument as _;
 use spin_host::{SpinCtxView, SpinState, SpinView};
+use tracing::Instrument as _;
 
 /// Largest request body accepted; larger requests get `413 Payload Too Large`.
 pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
@@ -321,13 +321,16 @@ impl SpinRunner {
 
         // Wait briefly for a slot rather than refusing at once; the permit lives as long as
         // the instance (it moves into the guest task).
-        let permit = match tokio::time::timeout(INSTANCE_WAIT, self.instance_slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                tracing::warn!(peer = %peer.ip(), "router instance pool exhausted");
-                return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
-            }
-        };
+        let permit =
+            match tokio::time::timeout(INSTANCE_WAIT, self.instance_slots.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => p,
+                _ => {
+                    tracing::warn!(peer = %peer.ip(), "router instance pool exhausted");
+                    return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
+                }
+            };
         let mut store = self.new_store();
         let proxy = match self.pre.instantiate_async(&mut store).await {
             Ok(proxy) => proxy,
@@ -489,7 +492,8 @@ impl SpinRunner {
         let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
         let mut resp = self.serve_one_inner(req, peer, &rid).instrument(span).await;
         if let Ok(v) = HeaderValue::from_str(&rid) {
-            resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
         }
         resp.map(Full::new)
     }
@@ -507,7 +511,8 @@ impl SpinRunner {
                 tracing::warn!("refused 429: anonymous request rate exceeded");
                 let mut r = simple_response(StatusCode::TOO_MANY_REQUESTS);
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 return r;
             }
         }
@@ -521,11 +526,16 @@ impl SpinRunner {
         }
         // The router sees the id this request is logged under.
         if let Ok(v) = HeaderValue::from_str(rid) {
-            req.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+            req.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), v);
         }
         let (parts, body) = req.into_parts();
         // One deadline for the whole body: a client that stalls mid-body holds nothing long.
-        let read = tokio::time::timeout(self.limits.body_timeout, Limited::new(body, MAX_REQUEST_BODY).collect()).await;
+        let read = tokio::time::timeout(
+            self.limits.body_timeout,
+            Limited::new(body, MAX_REQUEST_BODY).collect(),
+        )
+        .await;
         let body = match read {
             Ok(Ok(body)) => body.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
@@ -555,7 +565,8 @@ impl SpinRunner {
 
 /// Marks a response as the connection's last: its request body was not (fully) read.
 fn close(mut resp: http::Response<Bytes>) -> http::Response<Bytes> {
-    resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -565,7 +576,9 @@ async fn purge_loop(db: Arc<LocalDb>, runner: std::sync::Weak<SpinRunner>) {
     let core = crate::core_db::CoreDb(db);
     loop {
         tokio::time::sleep(PURGE_EVERY).await;
-        let Some(runner) = runner.upgrade() else { return };
+        let Some(runner) = runner.upgrade() else {
+            return;
+        };
         runner.anon.forget_idle();
         drop(runner);
         let now = std::time::SystemTime::now()
@@ -727,17 +740,26 @@ mod tests {
         let db = crate::core_db::CoreDb(Arc::new(LocalDb::open(dir.join("t.db")).await.unwrap()));
         cyfr_core::migrate::migrate(&db).await.unwrap();
         let env = crate::core_db::NativeEnv;
-        let kms = cyfr_core::secrets::kms::LocalKms::new(vec![zeroize::Zeroizing::new([7u8; 32])]).unwrap();
+        let kms = cyfr_core::secrets::kms::LocalKms::new(vec![zeroize::Zeroizing::new([7u8; 32])])
+            .unwrap();
         let now = cyfr_core::env::Env::now_ms(&env);
         // 150 sessions that expire at once (more than one batch), one that lives on.
         let mut expired = Vec::new();
         for _ in 0..150 {
-            expired.push(cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 1).await.unwrap());
+            expired.push(
+                cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 1)
+                    .await
+                    .unwrap(),
+            );
         }
-        let live = cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 3_600_000).await.unwrap();
+        let live = cyfr_core::sessions::create(&db, &env, None, "2025-11-25", 3_600_000)
+            .await
+            .unwrap();
         for sid in [&expired[0], &expired[149], &live] {
             let hash = cyfr_core::crypto::sha256_hex(sid.as_bytes());
-            cyfr_core::secrets::sealed::public_info(&db, &kms, &env, &hash, now + 1).await.unwrap();
+            cyfr_core::secrets::sealed::public_info(&db, &kms, &env, &hash, now + 1)
+                .await
+                .unwrap();
         }
         let count = |sql: &'static str| {
             let db = &db;
@@ -745,17 +767,39 @@ mod tests {
         };
         assert_eq!(count("SELECT count(*) AS n FROM session_keys").await, 3);
         let later = now + 10_000;
-        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 100);
-        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 50);
-        assert_eq!(cyfr_core::sessions::purge_expired(&db, later).await.unwrap(), 0);
+        assert_eq!(
+            cyfr_core::sessions::purge_expired(&db, later)
+                .await
+                .unwrap(),
+            100
+        );
+        assert_eq!(
+            cyfr_core::sessions::purge_expired(&db, later)
+                .await
+                .unwrap(),
+            50
+        );
+        assert_eq!(
+            cyfr_core::sessions::purge_expired(&db, later)
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(count("SELECT count(*) AS n FROM sessions").await, 1);
         assert_eq!(count("SELECT count(*) AS n FROM session_keys").await, 1);
         let live_hash = cyfr_core::crypto::sha256_hex(live.as_bytes());
-        let rows = db.query("SELECT session_hash FROM session_keys", &[]).await.unwrap();
+        let rows = db
+            .query("SELECT session_hash FROM session_keys", &[])
+            .await
+            .unwrap();
         assert_eq!(rows.first().unwrap().text("session_hash"), live_hash);
         // The purge is found by the index, not a scan.
         let plan = db.query("EXPLAIN QUERY PLAN SELECT id_hash FROM sessions WHERE expires_at <= 1 ORDER BY expires_at LIMIT 100", &[]).await.unwrap();
-        assert!(format!("{:?}", plan.rows).contains("sessions_expires_at"), "{:?}", plan.rows);
+        assert!(
+            format!("{:?}", plan.rows).contains("sessions_expires_at"),
+            "{:?}",
+            plan.rows
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -775,7 +819,11 @@ mod tests {
 
 /// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present and
 /// sealed with the cache's key (see [`crate::code_cache`]).
-fn load_or_compile(engine: &Engine, wasm: &[u8], cache: Option<&crate::code_cache::CodeCache>) -> anyhow::Result<Component> {
+fn load_or_compile(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<&crate::code_cache::CodeCache>,
+) -> anyhow::Result<Component> {
     let hex = cyfr_core::crypto::sha256_hex(wasm);
     let name = format!("router-{hex}.cwasm");
     if let Some(c) = cache.and_then(|cache| cache.load(engine, &name, &hex)) {

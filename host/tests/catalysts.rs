@@ -347,20 +347,45 @@ async fn handle(
         // An upstream that wraps the credential it got in a base64 token.
         "/token" => {
             use base64::Engine as _;
-            let key = headers.iter().find(|(k, _)| k == "x-api-key").map_or("", |(_, v)| v.as_str());
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={key};exp=1"));
-            full(200, "application/json", json!({ "token": token }).to_string())
+            let key = headers
+                .iter()
+                .find(|(k, _)| k == "x-api-key")
+                .map_or("", |(_, v)| v.as_str());
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("user=bob;key={key};exp=1"));
+            full(
+                200,
+                "application/json",
+                json!({ "token": token }).to_string(),
+            )
         }
         // An upstream that echoes the credential in the spellings web frameworks use.
         "/escaped" => {
-            let key = headers.iter().find(|(k, _)| k == "x-api-key").map_or("", |(_, v)| v.as_str());
+            let key = headers
+                .iter()
+                .find(|(k, _)| k == "x-api-key")
+                .map_or("", |(_, v)| v.as_str());
             let lower_pct: String = key.bytes().map(|b| format!("%{b:02x}")).collect();
-            let json_u: String = key.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+            let json_u: String = key
+                .chars()
+                .map(|c| format!("\\u{:04x}", c as u32))
+                .collect();
             let html: String = key.chars().map(|c| format!("&#{};", c as u32)).collect();
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD.encode(key.repeat(3));
-            let wrapped: Vec<String> = b64.as_bytes().chunks(20).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-            full(200, "text/plain", format!("pct={lower_pct}\njson={json_u}\nhtml={html}\npem=\n{}\n", wrapped.join("\n")))
+            let wrapped: Vec<String> = b64
+                .as_bytes()
+                .chunks(20)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            full(
+                200,
+                "text/plain",
+                format!(
+                    "pct={lower_pct}\njson={json_u}\nhtml={html}\npem=\n{}\n",
+                    wrapped.join("\n")
+                ),
+            )
         }
         // An upstream that compresses although it was asked for identity.
         "/gzip" => hyper::Response::builder()
@@ -549,7 +574,8 @@ fn a_secret_wrapped_in_base64_by_the_upstream_is_redacted_too() {
     ]);
     let (results, outcome) = run_probe(&ctx(loopback()), calls);
     assert_eq!(results[0]["status"], 200, "{}", results[0]);
-    let wrapped = base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={SECRET};exp=1"));
+    let wrapped =
+        base64::engine::general_purpose::STANDARD.encode(format!("user=bob;key={SECRET};exp=1"));
     let body: Value = serde_json::from_str(results[0]["body"].as_str().unwrap()).unwrap();
     let token = body["token"].as_str().unwrap();
     assert!(token.contains("[REDACTED]"), "{token}");
@@ -974,7 +1000,12 @@ fn oversize_response_is_response_too_large() {
     ]);
     let (results, _) = run_probe(&ctx(e), calls);
     assert_eq!(error_type(&results[0]), "response_too_large");
-    assert_eq!(error_type(&results[1]), "response_too_large", "{}", results[1]);
+    assert_eq!(
+        error_type(&results[1]),
+        "response_too_large",
+        "{}",
+        results[1]
+    );
     assert_eq!(results[2]["body"].as_str().unwrap().len(), 1000);
     assert_eq!(results[3]["body"].as_str().unwrap().len(), 900);
 }
@@ -1084,9 +1115,22 @@ fn many_references_to_a_secret_are_refused_before_they_fill_memory() {
         {"fn": "fetch", "req": {"url": server.url("/echo"), "headers": {"x-one": "{{secret:BIG}}"}}},
     ]);
     let (results, outcome) = run_probe(&c, calls);
-    assert_eq!(error_type(&results[0]), "request_too_large", "{}", results[0]);
-    assert_eq!(error_type(&results[1]), "request_too_large", "{}", results[1]);
-    assert_eq!(results[2]["status"], 200, "one long secret in a header is fine");
+    assert_eq!(
+        error_type(&results[0]),
+        "request_too_large",
+        "{}",
+        results[0]
+    );
+    assert_eq!(
+        error_type(&results[1]),
+        "request_too_large",
+        "{}",
+        results[1]
+    );
+    assert_eq!(
+        results[2]["status"], 200,
+        "one long secret in a header is fine"
+    );
     assert_eq!(server.requests().len(), 1);
     assert!(!outcome.output.contains(&big));
 }
@@ -1110,14 +1154,26 @@ fn a_secret_echoed_escaped_or_line_wrapped_is_redacted_and_compressed_bodies_are
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET.repeat(3));
     for i in 0..b64.len().saturating_sub(12) {
-        assert!(!body.replace('\n', "").contains(&b64[i..i + 8]), "{} left in {body}", &b64[i..i + 8]);
+        assert!(
+            !body.replace('\n', "").contains(&b64[i..i + 8]),
+            "{} left in {body}",
+            &b64[i..i + 8]
+        );
     }
     assert_eq!(error_type(&results[1]), "http_error", "{}", results[1]);
-    assert!(results[1].to_string().contains("Content-Encoding"), "{}", results[1]);
+    assert!(
+        results[1].to_string().contains("Content-Encoding"),
+        "{}",
+        results[1]
+    );
     // Streamed, the same spellings never get out either, whatever the chunking.
     let streamed = results[3]["data"].as_str().unwrap_or_default();
     for line in ["pct=[REDACTED]", "json=[REDACTED]", "html=[REDACTED]"] {
-        assert!(streamed.contains(line), "{line} missing from the stream: {}", results[3]);
+        assert!(
+            streamed.contains(line),
+            "{line} missing from the stream: {}",
+            results[3]
+        );
     }
     assert_no_secret(&outcome);
 }
@@ -1135,9 +1191,16 @@ fn compression_is_never_asked_for_and_bodiless_responses_pass_any_length() {
     ]);
     let (results, _) = run_probe(&ctx(e), calls);
     // A compressed body would carry a secret past redaction: the host asks for identity.
-    assert_eq!(server.requests()[0].header("accept-encoding"), Some("identity"));
+    assert_eq!(
+        server.requests()[0].header("accept-encoding"),
+        Some("identity")
+    );
     assert_eq!(results[1]["status"], 200, "{}", results[1]);
-    assert_eq!(results[1]["headers"]["content-length"], "100000", "{}", results[1]);
+    assert_eq!(
+        results[1]["headers"]["content-length"], "100000",
+        "{}",
+        results[1]
+    );
     assert_eq!(error_type(&results[2]), "response_too_large");
 }
 

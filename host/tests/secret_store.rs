@@ -21,19 +21,68 @@ const REF: &str = "catalyst:local.claude:0.1.0";
 #[tokio::test]
 async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
     let (db, kms, dir) = setup("user-wins").await;
-    store::set(&db, &kms, &NativeEnv, &Scope::Org, "anthropic", b"org-key", false, None, "admin").await.unwrap();
-    store::set(&db, &kms, &NativeEnv, &Scope::User("alice".into()), "anthropic", b"alice-key", false, None, "alice").await.unwrap();
+    store::set(
+        &db,
+        &kms,
+        &NativeEnv,
+        &Scope::Org,
+        "anthropic",
+        b"org-key",
+        false,
+        None,
+        "admin",
+    )
+    .await
+    .unwrap();
+    store::set(
+        &db,
+        &kms,
+        &NativeEnv,
+        &Scope::User("alice".into()),
+        "anthropic",
+        b"alice-key",
+        false,
+        None,
+        "alice",
+    )
+    .await
+    .unwrap();
     let now = cyfr_core::env::Env::now_ms(&NativeEnv);
     // Not granted: nothing, whoever asks.
-    assert!(store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now).await.unwrap().is_none());
-    store::grant(&db, "catalyst:local.claude", "anthropic", true, "admin", now).await.unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now).await.unwrap().unwrap();
+    assert!(
+        store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store::grant(
+        &db,
+        "catalyst:local.claude",
+        "anthropic",
+        true,
+        "admin",
+        now,
+    )
+    .await
+    .unwrap();
+    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&v[..], b"alice-key");
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "bob", now).await.unwrap().unwrap();
+    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "bob", now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&v[..], b"org-key");
     // A grant that says "shared only" ignores user keys.
-    store::grant(&db, REF, "anthropic", false, "admin", now).await.unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now).await.unwrap().unwrap();
+    store::grant(&db, REF, "anthropic", false, "admin", now)
+        .await
+        .unwrap();
+    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&v[..], b"org-key");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -42,12 +91,46 @@ async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
 async fn an_expired_key_is_never_handed_out() {
     let (db, kms, dir) = setup("expired").await;
     let now = cyfr_core::env::Env::now_ms(&NativeEnv);
-    store::grant(&db, REF, "openai", true, "admin", now).await.unwrap();
-    store::set(&db, &kms, &NativeEnv, &Scope::User("alice".into()), "openai", b"alice-old", false, Some(1), "alice").await.unwrap();
+    store::grant(&db, REF, "openai", true, "admin", now)
+        .await
+        .unwrap();
+    store::set(
+        &db,
+        &kms,
+        &NativeEnv,
+        &Scope::User("alice".into()),
+        "openai",
+        b"alice-old",
+        false,
+        Some(1),
+        "alice",
+    )
+    .await
+    .unwrap();
     let later = now + 1000;
-    assert!(store::resolve_for_run(&db, &kms, REF, "openai", "alice", later).await.unwrap().is_none());
-    store::set(&db, &kms, &NativeEnv, &Scope::Org, "openai", b"org-key", false, None, "admin").await.unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "openai", "alice", later).await.unwrap().unwrap();
+    assert!(
+        store::resolve_for_run(&db, &kms, REF, "openai", "alice", later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store::set(
+        &db,
+        &kms,
+        &NativeEnv,
+        &Scope::Org,
+        "openai",
+        b"org-key",
+        false,
+        None,
+        "admin",
+    )
+    .await
+    .unwrap();
+    let v = store::resolve_for_run(&db, &kms, REF, "openai", "alice", later)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&v[..], b"org-key");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -55,7 +138,19 @@ async fn an_expired_key_is_never_handed_out() {
 #[tokio::test]
 async fn a_wrong_master_key_cannot_read_anything() {
     let (db, kms, dir) = setup("wrong-kek").await;
-    store::set(&db, &kms, &NativeEnv, &Scope::Org, "x", b"value", false, None, "admin").await.unwrap();
+    store::set(
+        &db,
+        &kms,
+        &NativeEnv,
+        &Scope::Org,
+        "x",
+        b"value",
+        false,
+        None,
+        "admin",
+    )
+    .await
+    .unwrap();
     let other = LocalKms::new(vec![Zeroizing::new([8u8; 32])]).unwrap();
     assert!(store::read(&db, &other, &Scope::Org, "x").await.is_err());
     let _ = std::fs::remove_dir_all(dir);

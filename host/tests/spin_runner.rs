@@ -161,7 +161,10 @@ fn harness() -> &'static Harness {
                     // one address: the anonymous rate is for floods, not for them.
                     SpinRunner::new(config(db.clone()), internal.clone())
                         .expect("SpinRunner::new")
-                        .with_limits(cyfr_host::spin_runner::limits::ServeLimits { anon_burst: 100_000, ..Default::default() }),
+                        .with_limits(cyfr_host::spin_runner::limits::ServeLimits {
+                            anon_burst: 100_000,
+                            ..Default::default()
+                        }),
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();

@@ -9,11 +9,13 @@ use cyfr_core::config::Config;
 use cyfr_core::db::{Db, DbError, Rows, Value};
 use cyfr_core::dispatch::{Dispatch, DispatchError};
 use cyfr_core::env::Env;
-use cyfr_core::host_api::{self, HostClaims, HostTarget, LoadRequest, LoadedComponent, RunRequest, RunResponse};
-use std::cell::Cell;
+use cyfr_core::host_api::{
+    self, HostClaims, HostTarget, LoadRequest, LoadedComponent, RunRequest, RunResponse,
+};
 use cyfr_core::http::HttpRequest;
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::sqlite3::{self, Connection};
+use std::cell::Cell;
 
 /// The variables the router reads (declared in spin.toml).
 const VARIABLES: &[&str] = &[
@@ -32,16 +34,31 @@ const VARIABLES: &[&str] = &[
 
 #[spin_sdk::http_component]
 async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
-    let config = match Config::from_lookup(|name| VARIABLES.contains(&name).then(|| spin_sdk::variables::get(name).ok()).flatten()) {
+    let config = match Config::from_lookup(|name| {
+        VARIABLES
+            .contains(&name)
+            .then(|| spin_sdk::variables::get(name).ok())
+            .flatten()
+    }) {
         Ok(c) => c,
         Err(e) => return Ok(text(500, &format!("cyfr router misconfigured: {e}"))),
     };
     let db = match Connection::open_default() {
         Ok(c) => SpinDb(c),
-        Err(e) => return Ok(text(500, &format!("cyfr router cannot open its database: {e:?}"))),
+        Err(e) => {
+            return Ok(text(
+                500,
+                &format!("cyfr router cannot open its database: {e:?}"),
+            ))
+        }
     };
     let dispatch = HttpDispatch::new(&config);
-    let app = App { db, dispatch, env: WasiEnv, config };
+    let app = App {
+        db,
+        dispatch,
+        env: WasiEnv,
+        config,
+    };
     let resp = app.handle(to_core(req)).await;
     let mut b = Response::builder();
     b.status(resp.status);
@@ -52,7 +69,11 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
 }
 
 fn text(status: u16, msg: &str) -> Response {
-    Response::builder().status(status).header("content-type", "text/plain").body(msg.to_string()).build()
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(msg.to_string())
+        .build()
 }
 
 /// The method as the wire spells it.
@@ -75,7 +96,12 @@ fn to_core(req: Request) -> HttpRequest {
     let peer = req
         .header("spin-client-addr")
         .and_then(|v| v.as_str())
-        .and_then(|s| s.parse::<std::net::SocketAddr>().map(|a| a.ip()).ok().or_else(|| s.parse().ok()));
+        .and_then(|s| {
+            s.parse::<std::net::SocketAddr>()
+                .map(|a| a.ip())
+                .ok()
+                .or_else(|| s.parse().ok())
+        });
     // Spin records the URL it received, scheme included; clients cannot set it.
     let scheme = req
         .header("spin-full-url")
@@ -86,7 +112,14 @@ fn to_core(req: Request) -> HttpRequest {
         .filter(|(k, _)| !k.starts_with("spin-"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or("").to_string()))
         .collect();
-    HttpRequest { method, path: req.path().to_string(), headers, body: req.into_body(), peer, scheme }
+    HttpRequest {
+        method,
+        path: req.path().to_string(),
+        headers,
+        body: req.into_body(),
+        peer,
+        scheme,
+    }
 }
 
 /// Spin SQLite behind the core's `Db`.
@@ -104,7 +137,10 @@ impl Db for SpinDb {
                 Value::Blob(b) => sqlite3::Value::Blob(b.clone()),
             })
             .collect();
-        let result = self.0.execute(sql, &params).map_err(|e| DbError(format!("{e:?}")))?;
+        let result = self
+            .0
+            .execute(sql, &params)
+            .map_err(|e| DbError(format!("{e:?}")))?;
         let rows = result
             .rows
             .into_iter()
@@ -121,7 +157,10 @@ impl Db for SpinDb {
                     .collect()
             })
             .collect();
-        Ok(Rows { columns: result.columns, rows })
+        Ok(Rows {
+            columns: result.columns,
+            rows,
+        })
     }
 }
 
@@ -130,7 +169,10 @@ struct WasiEnv;
 
 impl Env for WasiEnv {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
     fn fill_random(&self, buf: &mut [u8]) {
         getrandom::fill(buf).expect("WASI random is always available");
@@ -156,31 +198,76 @@ struct HttpDispatch {
 impl HttpDispatch {
     fn new(config: &Config) -> HttpDispatch {
         let targets = if config.hosts.is_empty() {
-            vec![Target { url: config.host_url.clone(), remote: None }]
+            vec![Target {
+                url: config.host_url.clone(),
+                remote: None,
+            }]
         } else {
-            config.hosts.iter().map(|h| Target { url: h.url.clone(), remote: Some(h.clone()) }).collect()
+            config
+                .hosts
+                .iter()
+                .map(|h| Target {
+                    url: h.url.clone(),
+                    remote: Some(h.clone()),
+                })
+                .collect()
         };
         let mut start = [0u8; 1];
         let _ = getrandom::fill(&mut start);
-        HttpDispatch { last: Cell::new(start[0] as usize % targets.len()), targets, token_key: config.host_token_key.clone() }
+        HttpDispatch {
+            last: Cell::new(start[0] as usize % targets.len()),
+            targets,
+            token_key: config.host_token_key.clone(),
+        }
     }
 
-    fn token(&self, target: &Target, jti: &str, method: &Method, path: &str, body: &[u8]) -> Result<Option<String>, DispatchError> {
-        let (Some(host), Some(key)) = (&target.remote, &self.token_key) else { return Ok(None) };
+    fn token(
+        &self,
+        target: &Target,
+        jti: &str,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Option<String>, DispatchError> {
+        let (Some(host), Some(key)) = (&target.remote, &self.token_key) else {
+            return Ok(None);
+        };
         let now = WasiEnv.now_ms() / 1000;
         let req = HostClaims::binding(method_name(method), path, body);
-        let claims = HostClaims { aud: host.audience(), exp: now + 30, iat: now, jti: jti.to_string(), req };
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()))
-            .map(Some)
-            .map_err(|e| DispatchError::Unreachable(format!("cannot sign the host token: {e}")))
+        let claims = HostClaims {
+            aud: host.audience(),
+            exp: now + 30,
+            iat: now,
+            jti: jti.to_string(),
+            req,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+        )
+        .map(Some)
+        .map_err(|e| DispatchError::Unreachable(format!("cannot sign the host token: {e}")))
     }
 
     /// Sends to one host. `Err(None)` means it could not be reached (safe to try another).
-    async fn send(&self, idx: usize, method: Method, path: &str, body: Vec<u8>, content_type: &str, jti: &str) -> Result<(u16, Vec<u8>), Option<DispatchError>> {
+    async fn send(
+        &self,
+        idx: usize,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        jti: &str,
+    ) -> Result<(u16, Vec<u8>), Option<DispatchError>> {
         let target = &self.targets[idx];
-        let token = self.token(target, jti, &method, path, &body).map_err(Some)?;
+        let token = self
+            .token(target, jti, &method, path, &body)
+            .map_err(Some)?;
         let mut b = Request::builder();
-        b.method(method).uri(format!("{}{}", target.url, path)).header("content-type", content_type);
+        b.method(method)
+            .uri(format!("{}{}", target.url, path))
+            .header("content-type", content_type);
         if let Some(t) = token {
             b.header("authorization", format!("Bearer {t}"));
         }
@@ -189,9 +276,20 @@ impl HttpDispatch {
             Err(e) => {
                 let text = e.to_string();
                 // Refused or unresolvable before anything was sent: another host may take it.
-                let unreachable = ["connection refused", "ConnectionRefused", "DNS", "Dns", "connection-refused", "destination-not-found", "destination-unavailable", "ConnectionTimeout", "connection-timeout", "HttpRequestDenied"]
-                    .iter()
-                    .any(|m| text.contains(m));
+                let unreachable = [
+                    "connection refused",
+                    "ConnectionRefused",
+                    "DNS",
+                    "Dns",
+                    "connection-refused",
+                    "destination-not-found",
+                    "destination-unavailable",
+                    "ConnectionTimeout",
+                    "connection-timeout",
+                    "HttpRequestDenied",
+                ]
+                .iter()
+                .any(|m| text.contains(m));
                 if unreachable {
                     Err(None)
                 } else {
@@ -202,12 +300,22 @@ impl HttpDispatch {
     }
 
     /// Tries the hosts in turn from the next one, until one answers.
-    async fn call(&self, method: Method, path: &str, body: impl Fn(usize) -> Result<Vec<u8>, DispatchError>, content_type: &str, jti: &str) -> Result<(u16, Vec<u8>), DispatchError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Fn(usize) -> Result<Vec<u8>, DispatchError>,
+        content_type: &str,
+        jti: &str,
+    ) -> Result<(u16, Vec<u8>), DispatchError> {
         let n = self.targets.len();
         let first = (self.last.get() + 1) % n;
         for i in 0..n {
             let idx = (first + i) % n;
-            match self.send(idx, method.clone(), path, body(idx)?, content_type, jti).await {
+            match self
+                .send(idx, method.clone(), path, body(idx)?, content_type, jti)
+                .await
+            {
                 Ok(r) => {
                     self.last.set(idx);
                     return Ok(r);
@@ -216,32 +324,50 @@ impl HttpDispatch {
                 Err(None) => continue,
             }
         }
-        Err(DispatchError::Unreachable(format!("none of the {n} host(s) could be reached")))
+        Err(DispatchError::Unreachable(format!(
+            "none of the {n} host(s) could be reached"
+        )))
     }
 
     /// The body of a run for host `idx`: secrets, the formula callback and an input holding
     /// opened secrets sealed to that host's key when it is remote.
     fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
-        let json = |v: &RunRequest| serde_json::to_vec(v).map_err(|e| DispatchError::Unreachable(e.to_string()));
-        let Some(host) = &self.targets[idx].remote else { return json(req) };
+        let json = |v: &RunRequest| {
+            serde_json::to_vec(v).map_err(|e| DispatchError::Unreachable(e.to_string()))
+        };
+        let Some(host) = &self.targets[idx].remote else {
+            return json(req);
+        };
         let mut req = req.clone();
         if !req.secrets.is_empty() {
-            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.secrets).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&req.secrets)
+                    .map_err(|e| DispatchError::Unreachable(e.to_string()))?,
+            );
             req.sealed_secrets = Some(seal(host, &plain)?);
         }
         req.secrets.clear();
         if req.input_holds_secrets {
-            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.input).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&req.input)
+                    .map_err(|e| DispatchError::Unreachable(e.to_string()))?,
+            );
             req.sealed_input = Some(seal(host, &plain)?);
             req.input.clear();
         }
         if !req.redact.is_empty() {
-            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&req.redact).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&req.redact)
+                    .map_err(|e| DispatchError::Unreachable(e.to_string()))?,
+            );
             req.sealed_redact = Some(seal(host, &plain)?);
             req.redact.clear();
         }
         if let Some(callback) = req.callback.take() {
-            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&callback).map_err(|e| DispatchError::Unreachable(e.to_string()))?);
+            let plain = zeroize::Zeroizing::new(
+                serde_json::to_vec(&callback)
+                    .map_err(|e| DispatchError::Unreachable(e.to_string()))?,
+            );
             req.sealed_callback = Some(seal(host, &plain)?);
         }
         json(&req)
@@ -253,7 +379,10 @@ fn seal(host: &HostTarget, plain: &[u8]) -> Result<String, DispatchError> {
     let sealed = crypto_box::PublicKey::from(host.public_key)
         .seal(&mut WasiRng, plain)
         .map_err(|_| DispatchError::Unreachable("sealing for the host failed".into()))?;
-    Ok(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sealed))
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        sealed,
+    ))
 }
 
 /// WASI randomness for sealing.
@@ -284,18 +413,30 @@ fn nonce() -> String {
 fn host_error(status: u16, body: &[u8]) -> DispatchError {
     match serde_json::from_slice::<host_api::HostError>(body) {
         Ok(e) if e.code == "artifact_missing" => DispatchError::ArtifactMissing,
-        Ok(e) => DispatchError::Refused { code: e.code, message: e.message },
+        Ok(e) => DispatchError::Refused {
+            code: e.code,
+            message: e.message,
+        },
         Err(_) => DispatchError::Unreachable(format!("host answered HTTP {status}")),
     }
 }
 
 impl Dispatch for HttpDispatch {
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        let (status, body) = self.call(Method::Post, host_api::RUN_PATH, |idx| self.run_body(idx, req), "application/json", &req.execution_id).await?;
+        let (status, body) = self
+            .call(
+                Method::Post,
+                host_api::RUN_PATH,
+                |idx| self.run_body(idx, req),
+                "application/json",
+                &req.execution_id,
+            )
+            .await?;
         if status != 200 {
             return Err(host_error(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
     }
 
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError> {
@@ -303,9 +444,20 @@ impl Dispatch for HttpDispatch {
         let idx = self.last.get();
         let path = format!("{}{}", host_api::ARTIFACT_PATH, digest);
         let (status, body) = self
-            .send(idx, Method::Put, &path, bytes.to_vec(), "application/wasm", &nonce())
+            .send(
+                idx,
+                Method::Put,
+                &path,
+                bytes.to_vec(),
+                "application/wasm",
+                &nonce(),
+            )
             .await
-            .map_err(|e| e.unwrap_or_else(|| DispatchError::Unreachable("the host went away during the upload".into())))?;
+            .map_err(|e| {
+                e.unwrap_or_else(|| {
+                    DispatchError::Unreachable("the host went away during the upload".into())
+                })
+            })?;
         if (200..300).contains(&status) {
             Ok(())
         } else {
@@ -318,13 +470,23 @@ impl Dispatch for HttpDispatch {
         let body = self.run_body(idx, req)?;
         // A fresh token id: the first attempt's was used, and this run never started.
         let (status, body) = self
-            .send(idx, Method::Post, host_api::RUN_PATH, body, "application/json", &format!("{}-retry", req.execution_id))
+            .send(
+                idx,
+                Method::Post,
+                host_api::RUN_PATH,
+                body,
+                "application/json",
+                &format!("{}-retry", req.execution_id),
+            )
             .await
-            .map_err(|e| e.unwrap_or_else(|| DispatchError::Unreachable("the host went away".into())))?;
+            .map_err(|e| {
+                e.unwrap_or_else(|| DispatchError::Unreachable("the host went away".into()))
+            })?;
         if status != 200 {
             return Err(host_error(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| DispatchError::Unreachable(format!("bad run response from host: {e}")))
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError> {
@@ -332,19 +494,44 @@ impl Dispatch for HttpDispatch {
         let path = format!("{}/{}/cancel", host_api::RUN_PATH, execution_id);
         let mut found = false;
         for idx in 0..self.targets.len() {
-            if let Ok((200, body)) = self.send(idx, Method::Post, &path, Vec::new(), "application/json", &nonce()).await {
-                found |= serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["cancelled"].as_bool()).unwrap_or(false);
+            if let Ok((200, body)) = self
+                .send(
+                    idx,
+                    Method::Post,
+                    &path,
+                    Vec::new(),
+                    "application/json",
+                    &nonce(),
+                )
+                .await
+            {
+                found |= serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["cancelled"].as_bool())
+                    .unwrap_or(false);
             }
         }
         Ok(found)
     }
 
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError> {
-        let body = serde_json::to_vec(&LoadRequest { directory: directory.to_string() }).map_err(|e| DispatchError::Unreachable(e.to_string()))?;
-        let (status, body) = self.call(Method::Post, host_api::LOAD_PATH, |_| Ok(body.clone()), "application/json", &nonce()).await?;
+        let body = serde_json::to_vec(&LoadRequest {
+            directory: directory.to_string(),
+        })
+        .map_err(|e| DispatchError::Unreachable(e.to_string()))?;
+        let (status, body) = self
+            .call(
+                Method::Post,
+                host_api::LOAD_PATH,
+                |_| Ok(body.clone()),
+                "application/json",
+                &nonce(),
+            )
+            .await?;
         if status != 200 {
             return Err(host_error(status, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| DispatchError::Unreachable(format!("bad load response from host: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| DispatchError::Unreachable(format!("bad load response from host: {e}")))
     }
 }

@@ -49,7 +49,12 @@ impl Upstream {
                 std::thread::spawn(move || serve(conn, seen, port));
             }
         });
-        Upstream { port, seen, stop, thread: Some(thread) }
+        Upstream {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -91,7 +96,10 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, port: u16) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
     let body = String::from_utf8_lossy(&body).into_owned();
@@ -101,18 +109,44 @@ fn serve(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, port: u16) {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
-    seen.lock().unwrap().push(Seen { method: method.clone(), path: path.to_string(), headers: headers.clone(), body: body.clone() });
+    seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.to_string(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
     let (status, extra, ctype, out) = match path {
         "/ok" => (200, String::new(), "text/plain", "hello".to_string()),
-        "/echo" => (200, String::new(), "application/json", json!({"method": method, "headers": headers, "body": body}).to_string()),
-        "/redirect" => (302, format!("Location: {}\r\n", query.get("to").cloned().unwrap_or_else(|| format!("http://localhost:{port}/ok"))), "text/plain", String::new()),
+        "/echo" => (
+            200,
+            String::new(),
+            "application/json",
+            json!({"method": method, "headers": headers, "body": body}).to_string(),
+        ),
+        "/redirect" => (
+            302,
+            format!(
+                "Location: {}\r\n",
+                query
+                    .get("to")
+                    .cloned()
+                    .unwrap_or_else(|| format!("http://localhost:{port}/ok"))
+            ),
+            "text/plain",
+            String::new(),
+        ),
         "/slow" => {
-            std::thread::sleep(Duration::from_millis(query.get("ms").and_then(|m| m.parse().ok()).unwrap_or(1000)));
+            std::thread::sleep(Duration::from_millis(
+                query.get("ms").and_then(|m| m.parse().ok()).unwrap_or(1000),
+            ));
             (200, String::new(), "text/plain", "slow".to_string())
         }
         "/v1/messages" => {
             let req: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
-            let text = format!("echo: {}", req["messages"][0]["content"].as_str().unwrap_or(""));
+            let text = format!(
+                "echo: {}",
+                req["messages"][0]["content"].as_str().unwrap_or("")
+            );
             let resp = json!({"id": "msg_e2e", "type": "message", "role": "assistant", "model": req["model"],
                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
                 // An upstream that reflects the key it was sent: the host must scrub it.
@@ -145,13 +179,27 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn percent_encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Registers a catalyst from its directory's manifest with freshly built bytes.
 pub(crate) fn register(s: &Server, dir: &str, package: &str) -> String {
-    let m: Json = serde_json::from_str(&std::fs::read_to_string(workspace().join(dir).join("cyfr-manifest.json")).unwrap()).unwrap();
-    s.register(m, &wasm(package))["reference"].as_str().unwrap().to_string()
+    let m: Json = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join(dir).join("cyfr-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    s.register(m, &wasm(package))["reference"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Runs a `cyfr` CLI command against the server with the admin key; `stdin` is piped in.
@@ -173,12 +221,20 @@ fn cli(s: &Server, args: &[&str], stdin: Option<&str>) -> Json {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "cyfr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cyfr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(Json::Null)
 }
 
 pub(crate) fn policy(s: &Server, reference: &str, field: &str, value: Json) {
-    s.ok(&s.admin, "policy", json!({"action": "set", "reference": reference, "field": field, "value": value}));
+    s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "set", "reference": reference, "field": field, "value": value}),
+    );
 }
 
 /// Runs the http catalyst with `params`; returns the execution's answer.
@@ -187,17 +243,34 @@ fn http_run(s: &Server, key: &str, params: Json) -> Json {
 }
 
 fn logs(s: &Server, answer: &Json) -> Json {
-    s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": answer["execution_id"]}))
+    s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "logs", "execution_id": answer["execution_id"]}),
+    )
 }
 
 #[test]
 fn claude_catalyst_runs_with_a_key_the_host_injects_and_that_appears_nowhere() {
     let up = Upstream::start();
     let s = Server::start();
-    let reference = register(&s, "components/catalysts/local/claude/0.1.0", "claude-catalyst");
+    let reference = register(
+        &s,
+        "components/catalysts/local/claude/0.1.0",
+        "claude-catalyst",
+    );
     assert_eq!(reference, "catalyst:local.claude:0.1.0");
     cli(&s, &["secret", "set", "ANTHROPIC_API_KEY"], Some(KEY));
-    cli(&s, &["secret", "grant", "c:local.claude:0.1.0", "ANTHROPIC_API_KEY"], None);
+    cli(
+        &s,
+        &[
+            "secret",
+            "grant",
+            "c:local.claude:0.1.0",
+            "ANTHROPIC_API_KEY",
+        ],
+        None,
+    );
     let app = s.key("app", "secret", &["execution"], json!({}));
     let input = json!({"operation": "messages.create", "params": {
         "base_url": format!("http://localhost:{}", up.port), "model": "claude-test", "max_tokens": 32,
@@ -207,34 +280,91 @@ fn claude_catalyst_runs_with_a_key_the_host_injects_and_that_appears_nowhere() {
     // No policy yet: the router refuses to start a catalyst at all.
     let r = s.call(&app, "execution", run.clone());
     assert_eq!(code(&r), -33102, "{r}");
-    cli(&s, &["policy", "set", "c:local.claude:0.1.0", "allowed_domains", r#"["localhost"]"#], None);
+    cli(
+        &s,
+        &[
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "allowed_domains",
+            r#"["localhost"]"#,
+        ],
+        None,
+    );
     // Allowed domain, but localhost is loopback: refused by the host after DNS.
     let r = s.ok(&app, "execution", run.clone());
-    assert_eq!(r["result"]["error"]["type"], "domain_blocked", "odd port, no private network opened: {r}");
-    cli(&s, &["policy", "set", "c:local.claude:0.1.0", "allowed_private_ips", r#"["127.0.0.1/32"]"#], None);
-    cli(&s, &["policy", "set", "c:local.claude:0.1.0", "allowed_requests", r#"["POST localhost/v1/messages"]"#], None);
-    assert!(up.seen().is_empty(), "nothing may reach the API before the policy allows it");
+    assert_eq!(
+        r["result"]["error"]["type"], "domain_blocked",
+        "odd port, no private network opened: {r}"
+    );
+    cli(
+        &s,
+        &[
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "allowed_private_ips",
+            r#"["127.0.0.1/32"]"#,
+        ],
+        None,
+    );
+    cli(
+        &s,
+        &[
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "allowed_requests",
+            r#"["POST localhost/v1/messages"]"#,
+        ],
+        None,
+    );
+    assert!(
+        up.seen().is_empty(),
+        "nothing may reach the API before the policy allows it"
+    );
 
     let r = s.ok(&app, "execution", run);
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["component_type"], "catalyst");
     assert_eq!(r["result"]["status"], 200, "{r}");
-    assert_eq!(r["result"]["data"]["content"][0]["text"], "echo: hello from e2e");
+    assert_eq!(
+        r["result"]["data"]["content"][0]["text"],
+        "echo: hello from e2e"
+    );
     // The reflected key was scrubbed before the guest saw it.
     assert_eq!(r["result"]["data"]["debug_key_seen"], "[REDACTED]");
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/v1/messages"));
-    assert_eq!(seen[0].headers.get("x-api-key").map(String::as_str), Some(KEY));
-    assert_eq!(seen[0].headers.get("anthropic-version").map(String::as_str), Some("2023-06-01"));
-    assert_eq!(seen[0].headers.get("host").map(String::as_str), Some(format!("localhost:{}", up.port).as_str()));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/v1/messages")
+    );
+    assert_eq!(
+        seen[0].headers.get("x-api-key").map(String::as_str),
+        Some(KEY)
+    );
+    assert_eq!(
+        seen[0].headers.get("anthropic-version").map(String::as_str),
+        Some("2023-06-01")
+    );
+    assert_eq!(
+        seen[0].headers.get("host").map(String::as_str),
+        Some(format!("localhost:{}", up.port).as_str())
+    );
     let sent: Json = serde_json::from_str(&seen[0].body).unwrap();
     assert_eq!(sent["max_tokens"], 32);
-    assert!(sent.get("base_url").is_none(), "base_url is not part of the API request: {sent}");
+    assert!(
+        sent.get("base_url").is_none(),
+        "base_url is not part of the API request: {sent}"
+    );
 
     let logs = logs(&s, &r);
     for answer in [&r, &logs] {
-        assert!(!answer.to_string().contains(KEY), "the key leaked: {answer}");
+        assert!(
+            !answer.to_string().contains(KEY),
+            "the key leaked: {answer}"
+        );
     }
     s.assert_nowhere_on_disk(KEY);
 }
@@ -243,7 +373,10 @@ fn claude_catalyst_runs_with_a_key_the_host_injects_and_that_appears_nowhere() {
 fn egress_escapes_are_refused_recorded_and_the_allowed_call_still_works() {
     let up = Upstream::start();
     let s = Server::start();
-    assert_eq!(register(&s, "components/catalysts/cyfr/http/0.1.0", "http-catalyst"), "catalyst:cyfr.http:0.1.0");
+    assert_eq!(
+        register(&s, "components/catalysts/cyfr/http/0.1.0", "http-catalyst"),
+        "catalyst:cyfr.http:0.1.0"
+    );
     let r = "c:cyfr.http:0.1.0";
     policy(&s, r, "allowed_domains", json!(["localhost"]));
     policy(&s, r, "allowed_private_ips", json!(["127.0.0.1/32"]));
@@ -252,14 +385,46 @@ fn egress_escapes_are_refused_recorded_and_the_allowed_call_still_works() {
     let p = up.port;
 
     let cases = [
-        (json!({"url": format!("http://127.0.0.1:{p}/ok")}), "domain_blocked", 403),
-        (json!({"url": format!("http://2130706433:{p}/ok")}), "domain_blocked", 403),
-        (json!({"url": format!("http://0x7f.1:{p}/ok")}), "domain_blocked", 403),
-        (json!({"url": format!("http://localhost:{p}@evil.test/ok")}), "domain_blocked", 403),
-        (json!({"url": format!("http://evil.test:{p}/ok")}), "domain_blocked", 403),
-        (json!({"url": up.url(&format!("/redirect?to={}", percent_encode("http://evil.test/steal")))}), "domain_blocked", 403),
-        (json!({"url": up.url(&format!("/redirect?to={}", percent_encode("http://169.254.169.254/latest/meta-data/")))}), "domain_blocked", 403),
-        (json!({"method": "POST", "url": up.url("/ok"), "body": "x"}), "method_blocked", 405),
+        (
+            json!({"url": format!("http://127.0.0.1:{p}/ok")}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": format!("http://2130706433:{p}/ok")}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": format!("http://0x7f.1:{p}/ok")}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": format!("http://localhost:{p}@evil.test/ok")}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": format!("http://evil.test:{p}/ok")}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": up.url(&format!("/redirect?to={}", percent_encode("http://evil.test/steal")))}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"url": up.url(&format!("/redirect?to={}", percent_encode("http://169.254.169.254/latest/meta-data/")))}),
+            "domain_blocked",
+            403,
+        ),
+        (
+            json!({"method": "POST", "url": up.url("/ok"), "body": "x"}),
+            "method_blocked",
+            405,
+        ),
     ];
     for (params, kind, status) in &cases {
         let out = http_run(&s, &app, params.clone());
@@ -268,11 +433,21 @@ fn egress_escapes_are_refused_recorded_and_the_allowed_call_still_works() {
         assert_eq!(out["result"]["status"], *status, "{params}: {out}");
     }
     // Each refusal is in the execution's log.
-    let out = http_run(&s, &app, json!({"url": format!("http://2130706433:{p}/ok")}));
+    let out = http_run(
+        &s,
+        &app,
+        json!({"url": format!("http://2130706433:{p}/ok")}),
+    );
     let stderr = logs(&s, &out)["stderr"].as_str().unwrap().to_string();
-    assert!(stderr.contains("cyfr egress: refused domain_blocked GET http://127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("cyfr egress: refused domain_blocked GET http://127.0.0.1:"),
+        "{stderr}"
+    );
     // ...and in the record, typed, and in the run's answer.
-    assert_eq!(logs(&s, &out)["egress_refusals"][0]["type"], "domain_blocked");
+    assert_eq!(
+        logs(&s, &out)["egress_refusals"][0]["type"],
+        "domain_blocked"
+    );
     assert_eq!(out["egress_refusals"][0]["type"], "domain_blocked", "{out}");
 
     let ok = http_run(&s, &app, json!({"url": up.url("/ok")}));
@@ -293,26 +468,54 @@ fn loopback_needs_allowed_private_ips_and_ungranted_secrets_are_denied() {
     let app = s.key("app", "secret", &["execution"], json!({}));
     // `localhost` resolves to 127.0.0.1: refused after DNS without an explicit opening.
     let out = http_run(&s, &app, json!({"url": "http://localhost/ok"}));
-    assert_eq!(out["result"]["error"]["type"], "private_ip_blocked", "{out}");
+    assert_eq!(
+        out["result"]["error"]["type"], "private_ip_blocked",
+        "{out}"
+    );
     policy(&s, r, "allowed_private_ips", json!(["10.0.0.0/8"]));
     let out = http_run(&s, &app, json!({"url": up.url("/ok")}));
-    assert_eq!(out["result"]["error"]["type"], "private_ip_blocked", "{out}");
+    assert_eq!(
+        out["result"]["error"]["type"], "private_ip_blocked",
+        "{out}"
+    );
     assert!(up.seen().is_empty());
 
     policy(&s, r, "allowed_private_ips", json!(["127.0.0.1/32"]));
     // A secret that exists but is not granted to this component.
-    s.ok(&s.admin, "secret", json!({"action": "set", "name": "NOT_GRANTED", "value": KEY, "scope": "org"}));
-    let out = http_run(&s, &app, json!({"url": up.url("/echo"), "headers": {"x-api-key": "{{secret:NOT_GRANTED}}"}}));
+    s.ok(
+        &s.admin,
+        "secret",
+        json!({"action": "set", "name": "NOT_GRANTED", "value": KEY, "scope": "org"}),
+    );
+    let out = http_run(
+        &s,
+        &app,
+        json!({"url": up.url("/echo"), "headers": {"x-api-key": "{{secret:NOT_GRANTED}}"}}),
+    );
     assert_eq!(out["result"]["error"]["type"], "http_error", "{out}");
-    assert_eq!(out["result"]["error"]["message"], "access-denied: NOT_GRANTED not granted to catalyst:cyfr.http:0.1.0");
+    assert_eq!(
+        out["result"]["error"]["message"],
+        "access-denied: NOT_GRANTED not granted to catalyst:cyfr.http:0.1.0"
+    );
     assert!(up.seen().is_empty());
     // Granted, it is injected; the echo comes back scrubbed.
-    s.ok(&s.admin, "secret", json!({"action": "grant", "reference": r, "name": "NOT_GRANTED"}));
-    let out = http_run(&s, &app, json!({"url": up.url("/echo"), "headers": {"x-api-key": "{{secret:NOT_GRANTED}}"}}));
+    s.ok(
+        &s.admin,
+        "secret",
+        json!({"action": "grant", "reference": r, "name": "NOT_GRANTED"}),
+    );
+    let out = http_run(
+        &s,
+        &app,
+        json!({"url": up.url("/echo"), "headers": {"x-api-key": "{{secret:NOT_GRANTED}}"}}),
+    );
     assert_eq!(out["result"]["status"], 200, "{out}");
     let echo: Json = serde_json::from_str(out["result"]["data"]["body"].as_str().unwrap()).unwrap();
     assert_eq!(echo["headers"]["x-api-key"], "[REDACTED]");
-    assert_eq!(up.seen()[0].headers.get("x-api-key").map(String::as_str), Some(KEY));
+    assert_eq!(
+        up.seen()[0].headers.get("x-api-key").map(String::as_str),
+        Some(KEY)
+    );
     assert!(!out.to_string().contains(KEY));
     s.assert_nowhere_on_disk(KEY);
 }
@@ -328,8 +531,15 @@ fn a_slow_upstream_times_out_inside_the_policy_timeout() {
     policy(&s, r, "timeout", json!("2s"));
     let started = Instant::now();
     let out = http_run(&s, &s.admin, json!({"url": up.url("/slow?ms=15000")}));
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-    assert_eq!(out["status"], "completed", "the guest gets the timeout in time to answer: {out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out["status"], "completed",
+        "the guest gets the timeout in time to answer: {out}"
+    );
     assert_eq!(out["result"]["error"]["type"], "timeout", "{out}");
     assert_eq!(out["result"]["status"], 504);
     let ok = http_run(&s, &s.admin, json!({"url": up.url("/ok")}));
@@ -348,7 +558,8 @@ fn session_for(s: &Server, key: &str) -> String {
 fn call_in(s: &Server, key: &str, sid: &str, tool: &str, args: Json) -> Json {
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
     let auth = format!("Bearer {key}");
-    s.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body).2
+    s.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body)
+        .2
 }
 
 #[test]
@@ -357,11 +568,34 @@ fn a_pynacl_sealed_user_key_reaches_the_api_ahead_of_the_org_key() {
     const ALICE: &str = "sk-ant-ALICE-own-key-111111111111";
     let up = Upstream::start();
     let s = Server::start_with(&["--session-encryption"]);
-    register(&s, "components/catalysts/local/claude/0.1.0", "claude-catalyst");
+    register(
+        &s,
+        "components/catalysts/local/claude/0.1.0",
+        "claude-catalyst",
+    );
     cli(&s, &["secret", "set", "ANTHROPIC_API_KEY"], Some(ORG));
-    cli(&s, &["secret", "grant", "c:local.claude:0.1.0", "ANTHROPIC_API_KEY"], None);
-    policy(&s, "c:local.claude:0.1.0", "allowed_domains", json!(["localhost"]));
-    policy(&s, "c:local.claude:0.1.0", "allowed_private_ips", json!(["127.0.0.1/32"]));
+    cli(
+        &s,
+        &[
+            "secret",
+            "grant",
+            "c:local.claude:0.1.0",
+            "ANTHROPIC_API_KEY",
+        ],
+        None,
+    );
+    policy(
+        &s,
+        "c:local.claude:0.1.0",
+        "allowed_domains",
+        json!(["localhost"]),
+    );
+    policy(
+        &s,
+        "c:local.claude:0.1.0",
+        "allowed_private_ips",
+        json!(["127.0.0.1/32"]),
+    );
     let alice = s.key("alice", "secret", &["execution", "secret.set"], json!({}));
     let bob = s.key("bob", "secret", &["execution"], json!({}));
 
@@ -369,19 +603,46 @@ fn a_pynacl_sealed_user_key_reaches_the_api_ahead_of_the_org_key() {
     let sid = session_for(&s, &alice);
     // Read with Alice's own key: a session answers only the key that opened it.
     let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "mcp+session://encryption/pubkey"}}).to_string();
-    let r = s.post(&[("authorization", &format!("Bearer {alice}")), ("mcp-session-id", &sid)], &read).2;
-    let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    let r = s
+        .post(
+            &[
+                ("authorization", &format!("Bearer {alice}")),
+                ("mcp-session-id", &sid),
+            ],
+            &read,
+        )
+        .2;
+    let key: Json =
+        serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
     let sealed = crate::secrets::nacl_seal(key["public_key"].as_str().unwrap(), ALICE);
-    let r = call_in(&s, &alice, &sid, "secret", json!({"action": "set", "name": "ANTHROPIC_API_KEY", "scope": "user", "value": {"ciphertext": sealed, "kid": key["kid"]}}));
+    let r = call_in(
+        &s,
+        &alice,
+        &sid,
+        "secret",
+        json!({"action": "set", "name": "ANTHROPIC_API_KEY", "scope": "user", "value": {"ciphertext": sealed, "kid": key["kid"]}}),
+    );
     assert_eq!(r["result"]["isError"], false, "{r}");
 
     let run = json!({"action": "run", "reference": "c:local.claude:0.1.0", "input": {"operation": "messages.create", "params": {
         "base_url": format!("http://localhost:{}", up.port), "model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}}});
     let a = s.ok(&alice, "execution", run.clone());
     let b = s.ok(&bob, "execution", run);
-    assert_eq!((a["result"]["status"].clone(), b["result"]["status"].clone()), (json!(200), json!(200)), "{a} {b}");
-    let keys: Vec<String> = up.seen().iter().map(|x| x.headers.get("x-api-key").cloned().unwrap_or_default()).collect();
-    assert_eq!(keys, [ALICE, ORG], "alice's own key first, the shared one for bob");
+    assert_eq!(
+        (a["result"]["status"].clone(), b["result"]["status"].clone()),
+        (json!(200), json!(200)),
+        "{a} {b}"
+    );
+    let keys: Vec<String> = up
+        .seen()
+        .iter()
+        .map(|x| x.headers.get("x-api-key").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        [ALICE, ORG],
+        "alice's own key first, the shared one for bob"
+    );
     for plain in [ORG, ALICE] {
         s.assert_nowhere_on_disk(plain);
         assert!(!a.to_string().contains(plain) && !b.to_string().contains(plain));

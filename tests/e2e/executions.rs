@@ -9,16 +9,24 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
     // The directory form reads cyfr-manifest.json and reagent.wasm on the server.
     let dir = workspace().join("components/reagents/cyfr/json-transform/0.1.0");
     let out = cyfr().arg("build").arg(&dir).output().unwrap();
-    assert!(out.status.success(), "cyfr build: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cyfr build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reg = s.ok(&s.admin, "component", json!({"action": "register", "directory": "components/reagents/cyfr/json-transform/0.1.0/"}));
     assert_eq!(reg["reference"], "reagent:cyfr.json-transform:0.1.0");
     let key = s.key("backend", "secret", &["execution"], json!({}));
-    let r = s.ok(&key, "execution", json!({
-        "action": "run",
-        "reference": {"registry": "reagent:cyfr.json-transform:0.1.0"},
-        "input": {"data": [1, 2, 3]},
-        "type": "reagent",
-    }));
+    let r = s.ok(
+        &key,
+        "execution",
+        json!({
+            "action": "run",
+            "reference": {"registry": "reagent:cyfr.json-transform:0.1.0"},
+            "input": {"data": [1, 2, 3]},
+            "type": "reagent",
+        }),
+    );
     assert_eq!(r["status"], "completed");
     assert_eq!(r["result"]["sum"], 6);
     assert_eq!(r["result"]["count"], 3);
@@ -26,10 +34,17 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
     assert_eq!(r["component_type"], "reagent");
     assert_eq!(r["reference"], "reagent:cyfr.json-transform:0.1.0");
     assert_eq!(r["component_digest"], reg["digest"]);
-    assert!(r["component_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(r["component_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     assert_eq!(r["policy_applied"]["timeout"], "30s");
     // Short forms and a missing version resolve to the same component.
-    for reference in [json!("r:cyfr.json-transform:0.1.0"), json!("reagent:cyfr.json-transform"), json!("cyfr.json-transform:0.1.0")] {
+    for reference in [
+        json!("r:cyfr.json-transform:0.1.0"),
+        json!("reagent:cyfr.json-transform"),
+        json!("cyfr.json-transform:0.1.0"),
+    ] {
         let r = s.ok(&key, "execution", json!({"action": "run", "reference": reference, "input": {"data": [5]}, "type": "reagent"}));
         assert_eq!(r["result"]["sum"], 5);
     }
@@ -41,7 +56,11 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
 fn directories_outside_the_components_root_are_refused() {
     let s = Server::start();
     for dir in ["../../../etc", "/etc", "components/../../"] {
-        let r = s.call(&s.admin, "component", json!({"action": "register", "directory": dir}));
+        let r = s.call(
+            &s.admin,
+            "component",
+            json!({"action": "register", "directory": dir}),
+        );
         assert_eq!(code(&r), -33201, "{dir}: {r}");
     }
 }
@@ -52,20 +71,40 @@ fn missing_version_means_the_highest_semver_not_the_newest_row() {
     let bytes = wasm("json-transform");
     s.register(manifest("acme.calc", "0.10.0"), &bytes);
     s.register(manifest("acme.calc", "0.9.0"), &bytes);
-    let r = s.ok(&s.admin, "component", json!({"action": "resolve", "reference": "r:acme.calc"}));
+    let r = s.ok(
+        &s.admin,
+        "component",
+        json!({"action": "resolve", "reference": "r:acme.calc"}),
+    );
     assert_eq!(r["reference"], "reagent:acme.calc:0.10.0");
-    let found = s.ok(&s.admin, "component", json!({"action": "search", "query": "calc"}));
+    let found = s.ok(
+        &s.admin,
+        "component",
+        json!({"action": "search", "query": "calc"}),
+    );
     assert_eq!(found["count"], 1);
-    let inspected = s.ok(&s.admin, "component", json!({"action": "inspect", "reference": "r:acme.calc"}));
+    let inspected = s.ok(
+        &s.admin,
+        "component",
+        json!({"action": "inspect", "reference": "r:acme.calc"}),
+    );
     assert_eq!(inspected["versions"], json!(["0.10.0", "0.9.0"]));
 }
 
 #[test]
 fn unknown_component_is_component_not_found() {
     let s = Server::start();
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "reagent:nobody.nothing:1.0.0", "input": {}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": "reagent:nobody.nothing:1.0.0", "input": {}}),
+    );
     assert_eq!(code(&r), -33200);
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "gizmo:x.y:1.0.0"}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": "gizmo:x.y:1.0.0"}),
+    );
     assert_eq!(code(&r), -33200);
 }
 
@@ -77,18 +116,34 @@ fn invalid_manifest_or_wasm_is_component_invalid_and_registers_nothing() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let mut bad = manifest("acme.bad", "0.1.0");
     bad["type"] = json!("gizmo");
-    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": bad, "wasm": b64}));
+    let r = s.call(
+        &s.admin,
+        "component",
+        json!({"action": "register", "manifest": bad, "wasm": b64}),
+    );
     assert_eq!(code(&r), -33201, "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("`type`"));
     let not_wasm = base64::engine::general_purpose::STANDARD.encode(b"hello");
-    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": manifest("acme.bad", "0.1.0"), "wasm": not_wasm}));
+    let r = s.call(
+        &s.admin,
+        "component",
+        json!({"action": "register", "manifest": manifest("acme.bad", "0.1.0"), "wasm": not_wasm}),
+    );
     assert_eq!(code(&r), -33201);
-    let found = s.ok(&s.admin, "component", json!({"action": "search", "query": "acme"}));
+    let found = s.ok(
+        &s.admin,
+        "component",
+        json!({"action": "search", "query": "acme"}),
+    );
     assert_eq!(found["count"], 0);
     // Same version, other bytes: refused unless replaced on purpose.
     s.register(manifest("acme.fixed", "1.0.0"), &bytes);
     let other = base64::engine::general_purpose::STANDARD.encode(wasm("text-stats"));
-    let r = s.call(&s.admin, "component", json!({"action": "register", "manifest": manifest("acme.fixed", "1.0.0"), "wasm": other}));
+    let r = s.call(
+        &s.admin,
+        "component",
+        json!({"action": "register", "manifest": manifest("acme.fixed", "1.0.0"), "wasm": other}),
+    );
     assert_eq!(code(&r), -33201);
 }
 
@@ -97,29 +152,57 @@ fn memory_bomb_fails_cleanly_and_the_host_keeps_serving() {
     let s = Server::start();
     s.register(manifest("test.memory-bomb", "0.1.0"), &wasm("memory-bomb"));
     let jt = register_json_transform(&s);
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "r:test.memory-bomb:0.1.0", "input": {}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": "r:test.memory-bomb:0.1.0", "input": {}}),
+    );
     assert_eq!(code(&r), -33100, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "memory_limit", "{r}");
     let id = r["error"]["data"]["execution_id"].as_str().unwrap();
-    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1]}}));
+    let ok = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [1]}}),
+    );
     assert_eq!(ok["status"], "completed");
     let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
-    let rec = listed["executions"].as_array().unwrap().iter().find(|e| e["execution_id"] == id).unwrap().clone();
+    let rec = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["execution_id"] == id)
+        .unwrap()
+        .clone();
     assert_eq!(rec["status"], "failed");
 }
 
 #[test]
 fn endless_loop_times_out_with_33101_and_the_host_keeps_serving() {
     let s = Server::start();
-    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.register(
+        manifest("test.endless-loop", "0.1.0"),
+        &wasm("endless-loop"),
+    );
     let jt = register_json_transform(&s);
     s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "1s"}));
     let started = std::time::Instant::now();
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}}),
+    );
     assert_eq!(code(&r), -33101, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "timeout");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the timeout was not enforced");
-    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [2]}}));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the timeout was not enforced"
+    );
+    let ok = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [2]}}),
+    );
     assert_eq!(ok["result"]["sum"], 2);
     let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
     assert_eq!(listed["executions"][1]["status"], "timed_out", "{listed}");
@@ -129,12 +212,24 @@ fn endless_loop_times_out_with_33101_and_the_host_keeps_serving() {
 fn oversize_input_is_refused_before_running_and_the_host_keeps_serving() {
     let s = Server::start();
     let jt = register_json_transform(&s);
-    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "max_request_size", "value": "1KB"}));
+    s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "set", "reference": jt, "field": "max_request_size", "value": "1KB"}),
+    );
     let big = "x".repeat(4096);
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": big}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": big}}),
+    );
     assert_eq!(code(&r), -33100, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "input_too_large");
-    let ok = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [3]}}));
+    let ok = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [3]}}),
+    );
     assert_eq!(ok["result"]["sum"], 3);
 }
 
@@ -142,8 +237,16 @@ fn oversize_input_is_refused_before_running_and_the_host_keeps_serving() {
 fn oversize_output_is_refused() {
     let s = Server::start();
     let jt = register_json_transform(&s);
-    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "max_response_size", "value": 64}));
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": vec![1; 50]}}));
+    s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "set", "reference": jt, "field": "max_response_size", "value": 64}),
+    );
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": vec![1; 50]}}),
+    );
     assert_eq!(code(&r), -33100, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "output_too_large");
 }
@@ -152,12 +255,28 @@ fn oversize_output_is_refused() {
 fn policy_values_are_checked_and_a_bad_one_loses_nothing() {
     let s = Server::start();
     let jt = register_json_transform(&s);
-    s.ok(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": "timeout", "value": "5s"}));
-    for (field, value) in [("timeout", json!(5)), ("colour", json!("red")), ("max_memory_bytes", json!("10GB"))] {
-        let r = s.call(&s.admin, "policy", json!({"action": "set", "reference": jt, "field": field, "value": value}));
+    s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "set", "reference": jt, "field": "timeout", "value": "5s"}),
+    );
+    for (field, value) in [
+        ("timeout", json!(5)),
+        ("colour", json!("red")),
+        ("max_memory_bytes", json!("10GB")),
+    ] {
+        let r = s.call(
+            &s.admin,
+            "policy",
+            json!({"action": "set", "reference": jt, "field": field, "value": value}),
+        );
         assert_eq!(r["result"]["isError"], true, "{field}: {r}");
     }
-    let p = s.ok(&s.admin, "policy", json!({"action": "get_effective", "reference": jt}));
+    let p = s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "get_effective", "reference": jt}),
+    );
     assert_eq!(p["policy"]["timeout"], "5s");
 }
 
@@ -170,21 +289,47 @@ fn a_components_rate_limit_counts_each_caller_apart() {
     s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:acme.limited:0.1.0", "field": "rate_limit", "value": "2/1m"}));
     let alice = s.key("alice", "secret", &["execution"], json!({}));
     let bob = s.key("bob", "secret", &["execution"], json!({}));
-    let run = |key: &str, reference: &str| s.call(key, "execution", json!({"action": "run", "reference": reference, "input": {"data": [1]}}));
+    let run = |key: &str, reference: &str| {
+        s.call(
+            key,
+            "execution",
+            json!({"action": "run", "reference": reference, "input": {"data": [1]}}),
+        )
+    };
     for _ in 0..2 {
-        assert_eq!(run(&alice, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"], "completed");
+        assert_eq!(
+            run(&alice, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"],
+            "completed"
+        );
     }
     let r = run(&alice, "r:acme.limited:0.1.0");
     assert_eq!(code(&r), -33005, "the third run in a minute: {r}");
     // Bob has his own budget, and Alice's other components are not held back.
-    assert_eq!(run(&bob, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"], "completed");
-    assert_eq!(run(&alice, "r:acme.free:0.1.0")["result"]["structuredContent"]["status"], "completed");
+    assert_eq!(
+        run(&bob, "r:acme.limited:0.1.0")["result"]["structuredContent"]["status"],
+        "completed"
+    );
+    assert_eq!(
+        run(&alice, "r:acme.free:0.1.0")["result"]["structuredContent"]["status"],
+        "completed"
+    );
     // The refusal is recorded: Alice's list has her three runs and the refused one, failed.
     let listed = s.ok(&alice, "execution", json!({"action": "list"}));
     assert_eq!(listed["count"], 4, "{listed}");
-    let refused: Vec<&serde_json::Value> = listed["executions"].as_array().unwrap().iter().filter(|e| e["status"] == "failed").collect();
+    let refused: Vec<&serde_json::Value> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "failed")
+        .collect();
     assert_eq!(refused.len(), 1, "{listed}");
-    assert!(refused[0]["error"].as_str().unwrap().starts_with("rate limit of 2/1m exceeded"), "{listed}");
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate limit of 2/1m exceeded"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -194,7 +339,11 @@ fn catalysts_without_allowed_domains_are_refused_with_policy_required() {
     m["id"] = json!("catalyst:acme.fetcher");
     m["type"] = json!("catalyst");
     s.register(m, &wasm("json-transform"));
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": "c:acme.fetcher:0.1.0", "input": {}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": "c:acme.fetcher:0.1.0", "input": {}}),
+    );
     assert_eq!(code(&r), -33102, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "POLICY_REQUIRED");
 }
@@ -205,25 +354,69 @@ fn logs_show_a_runs_stdout_and_stderr_to_its_caller_only() {
     let jt = register_json_transform(&s);
     let a = s.key("a", "secret", &["execution"], json!({}));
     let b = s.key("b", "secret", &["execution"], json!({}));
-    let r = s.ok(&a, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1], "debug": true}}));
+    let r = s.ok(
+        &a,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [1], "debug": true}}),
+    );
     let id = r["execution_id"].as_str().unwrap();
-    let logs = s.ok(&a, "execution", json!({"action": "logs", "execution_id": id}));
+    let logs = s.ok(
+        &a,
+        "execution",
+        json!({"action": "logs", "execution_id": id}),
+    );
     assert_eq!(logs["status"], "completed");
-    assert!(logs["stdout"].as_str().unwrap().contains("json-transform: applying 0 op(s)"), "{logs}");
-    assert!(logs["stderr"].as_str().unwrap().contains("debug enabled"), "{logs}");
-    let r = s.call(&b, "execution", json!({"action": "logs", "execution_id": id}));
-    assert_eq!(r["result"]["isError"], true, "another caller read the logs: {r}");
-    s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": id}));
+    assert!(
+        logs["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("json-transform: applying 0 op(s)"),
+        "{logs}"
+    );
+    assert!(
+        logs["stderr"].as_str().unwrap().contains("debug enabled"),
+        "{logs}"
+    );
+    let r = s.call(
+        &b,
+        "execution",
+        json!({"action": "logs", "execution_id": id}),
+    );
+    assert_eq!(
+        r["result"]["isError"], true,
+        "another caller read the logs: {r}"
+    );
+    s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "logs", "execution_id": id}),
+    );
 }
 
 /// Starts an endless loop in the background and returns its execution id once it runs.
-fn start_endless(s: &std::sync::Arc<Server>) -> (String, std::thread::JoinHandle<serde_json::Value>) {
-    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+fn start_endless(
+    s: &std::sync::Arc<Server>,
+) -> (String, std::thread::JoinHandle<serde_json::Value>) {
+    s.register(
+        manifest("test.endless-loop", "0.1.0"),
+        &wasm("endless-loop"),
+    );
     let bg = s.clone();
-    let handle = std::thread::spawn(move || bg.call(&bg.admin, "execution", json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}})));
+    let handle = std::thread::spawn(move || {
+        bg.call(
+            &bg.admin,
+            "execution",
+            json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {}}),
+        )
+    });
     for _ in 0..200 {
         let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
-        if let Some(e) = listed["executions"].as_array().unwrap().iter().find(|e| e["status"] == "started") {
+        if let Some(e) = listed["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["status"] == "started")
+        {
             return (e["execution_id"].as_str().unwrap().to_string(), handle);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -235,19 +428,42 @@ fn cancel_and_check(s: &std::sync::Arc<Server>) {
     let (id, handle) = start_endless(s);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let asked = std::time::Instant::now();
-    let r = s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    let r = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "cancel", "execution_id": id}),
+    );
     assert_eq!(r["cancelled"], true, "{r}");
     let run = handle.join().unwrap();
-    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "cancel took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(1),
+        "cancel took {:?}",
+        asked.elapsed()
+    );
     assert_eq!(code(&run), -33100, "{run}");
     assert_eq!(run["error"]["data"]["reason"], "cancelled");
-    let logs = s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": id}));
+    let logs = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "logs", "execution_id": id}),
+    );
     assert_eq!(logs["status"], "cancelled");
     // Cancelling again changes nothing; the server keeps serving.
-    let again = s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    let again = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "cancel", "execution_id": id}),
+    );
     assert_eq!(again["cancelled"], false);
     let jt = register_json_transform(s);
-    assert_eq!(s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [4]}}))["result"]["sum"], 4);
+    assert_eq!(
+        s.ok(
+            &s.admin,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [4]}})
+        )["result"]["sum"],
+        4
+    );
 }
 
 #[test]
@@ -268,16 +484,27 @@ fn only_the_caller_or_an_admin_can_cancel() {
     let s = std::sync::Arc::new(Server::start());
     let other = s.key("other", "secret", &["execution"], json!({}));
     let (id, handle) = start_endless(&s);
-    let r = s.call(&other, "execution", json!({"action": "cancel", "execution_id": id}));
+    let r = s.call(
+        &other,
+        "execution",
+        json!({"action": "cancel", "execution_id": id}),
+    );
     assert_eq!(r["result"]["isError"], true, "{r}");
-    s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+    s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "cancel", "execution_id": id}),
+    );
     handle.join().unwrap();
 }
 
 #[test]
 fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_completes() {
     let s = std::sync::Arc::new(Server::start());
-    s.register(manifest("test.endless-loop", "0.1.0"), &wasm("endless-loop"));
+    s.register(
+        manifest("test.endless-loop", "0.1.0"),
+        &wasm("endless-loop"),
+    );
     s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "60s"}));
     let jt = register_json_transform(&s);
     let a = s.key("a", "secret", &["execution"], json!({}));
@@ -294,28 +521,59 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
     // places, an extra quick run may still get through: it just completes).
     let mut busy = None;
     for _ in 0..400 {
-        let r = s.call(&a, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1]}}));
+        let r = s.call(
+            &a,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [1]}}),
+        );
         if code(&r) == -33005 {
             busy = Some(r);
             break;
         }
-        assert_eq!(r["result"]["structuredContent"]["status"], "completed", "{r}");
+        assert_eq!(
+            r["result"]["structuredContent"]["status"], "completed",
+            "{r}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let busy = busy.expect("A's run past its share was never refused");
     assert_eq!(busy["error"]["data"]["reason"], "busy", "{busy}");
-    assert!(busy["error"]["data"]["retry_after_ms"].as_u64().is_some(), "{busy}");
+    assert!(
+        busy["error"]["data"]["retry_after_ms"].as_u64().is_some(),
+        "{busy}"
+    );
     // B's run completes while A's runs are all still going.
-    let done = s.ok(&b, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1, 2]}}));
+    let done = s.ok(
+        &b,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [1, 2]}}),
+    );
     assert_eq!(done["result"]["sum"], 3, "{done}");
     let listed = s.ok(&s.admin, "execution", json!({"action": "list"}));
-    let started: Vec<String> = listed["executions"].as_array().unwrap().iter().filter(|e| e["status"] == "started").map(|e| e["execution_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(started.len(), share, "A's runs were still running: {listed}");
+    let started: Vec<String> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "started")
+        .map(|e| e["execution_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        started.len(),
+        share,
+        "A's runs were still running: {listed}"
+    );
     for id in &started {
-        s.ok(&s.admin, "execution", json!({"action": "cancel", "execution_id": id}));
+        s.ok(
+            &s.admin,
+            "execution",
+            json!({"action": "cancel", "execution_id": id}),
+        );
     }
     for l in loops {
         let r = l.join().unwrap();
-        assert_eq!(r["error"]["data"]["reason"], "cancelled", "none of A's share was refused: {r}");
+        assert_eq!(
+            r["error"]["data"]["reason"], "cancelled",
+            "none of A's share was refused: {r}"
+        );
     }
 }

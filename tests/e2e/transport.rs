@@ -12,7 +12,11 @@ fn initialize_answers_with_protocol_version_and_session_id() {
     assert_eq!(r["result"]["protocolVersion"], "2025-11-25");
     assert!(r["result"]["capabilities"]["tools"].is_object());
     assert_eq!(r["result"]["serverInfo"]["name"], "cyfr");
-    let sid = headers.get("mcp-session-id").expect("MCP-Session-Id header").to_str().unwrap();
+    let sid = headers
+        .get("mcp-session-id")
+        .expect("MCP-Session-Id header")
+        .to_str()
+        .unwrap();
     assert!(sid.len() >= 32);
     // The session works for ping and, unauthenticated, refuses tools.
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}).to_string();
@@ -35,7 +39,10 @@ fn session_opened_with_a_key_carries_it_until_deleted() {
     let (status, _, r) = s.post(&[("mcp-session-id", &sid)], &list);
     assert_eq!(status, 200, "{r}");
     assert!(r["result"]["tools"].as_array().unwrap().len() >= 4);
-    assert_eq!(s.request(reqwest::Method::DELETE, &[("mcp-session-id", &sid)]), 204);
+    assert_eq!(
+        s.request(reqwest::Method::DELETE, &[("mcp-session-id", &sid)]),
+        204
+    );
     let (status, _, r) = s.post(&[("mcp-session-id", &sid)], &list);
     assert_eq!((status, code(&r)), (404, -33302));
 }
@@ -45,16 +52,28 @@ fn unknown_session_is_404_with_session_expired() {
     let s = Server::start();
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
     let auth = format!("Bearer {}", s.admin);
-    let (status, _, r) = s.post(&[("authorization", &auth), ("mcp-session-id", "no-such-session")], &list);
+    let (status, _, r) = s.post(
+        &[
+            ("authorization", &auth),
+            ("mcp-session-id", "no-such-session"),
+        ],
+        &list,
+    );
     assert_eq!((status, code(&r)), (404, -33302));
 }
 
 #[test]
 fn notifications_and_client_responses_get_202() {
     let s = Server::start();
-    let (status, _, _) = s.post(&[], &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
+    let (status, _, _) = s.post(
+        &[],
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+    );
     assert_eq!(status, 202);
-    let (status, _, _) = s.post(&[], &json!({"jsonrpc": "2.0", "id": 9, "result": {}}).to_string());
+    let (status, _, _) = s.post(
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 9, "result": {}}).to_string(),
+    );
     assert_eq!(status, 202);
 }
 
@@ -67,7 +86,10 @@ fn malformed_messages_get_json_rpc_errors() {
     assert_eq!((status, code(&r)), (400, -32600));
     let (status, _, r) = s.post(&h, "{not json");
     assert_eq!((status, code(&r)), (400, -32700));
-    let (status, _, r) = s.post(&h, &json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}).to_string());
+    let (status, _, r) = s.post(
+        &h,
+        &json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}).to_string(),
+    );
     assert_eq!((status, code(&r)), (400, -32600));
     let (_, r) = s.rpc(Some(&s.admin), "resources/teleport", json!({}));
     assert_eq!(code(&r), -32601);
@@ -91,13 +113,19 @@ fn foreign_browser_origin_is_refused_and_loopback_allowed() {
     assert_eq!((status, code(&r)), (403, -33004));
     let (status, headers, _) = s.post(&[("origin", "http://localhost:5173")], &body);
     assert_eq!(status, 200);
-    assert_eq!(headers["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
 }
 
 #[test]
 fn get_is_405_until_streaming_lands() {
     let s = Server::start();
-    assert_eq!(s.request(reqwest::Method::GET, &[("accept", "text/event-stream")]), 405);
+    assert_eq!(
+        s.request(reqwest::Method::GET, &[("accept", "text/event-stream")]),
+        405
+    );
     assert_eq!(s.request(reqwest::Method::PUT, &[]), 405);
 }
 
@@ -113,10 +141,19 @@ fn tools_list_describes_every_tool_with_actions() {
     for t in tools {
         assert!(!t["description"].as_str().unwrap().is_empty());
         assert_eq!(t["inputSchema"]["type"], "object");
-        assert!(!t["inputSchema"]["properties"]["action"]["enum"].as_array().unwrap().is_empty(), "{t}");
+        assert!(
+            !t["inputSchema"]["properties"]["action"]["enum"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{t}"
+        );
     }
     let exec = tools.iter().find(|t| t["name"] == "execution").unwrap();
-    assert!(exec["inputSchema"]["properties"]["action"]["enum"].as_array().unwrap().contains(&json!("run")));
+    assert!(exec["inputSchema"]["properties"]["action"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("run")));
 }
 
 #[test]

@@ -12,8 +12,18 @@ fn context(owner: &str, version: i64) -> String {
 }
 
 /// The owner's current data key (created on first use) and its version.
-pub async fn current(db: &impl Db, kms: &impl Kms, env: &impl Env, owner: &str) -> Result<(i64, Zeroizing<Vec<u8>>)> {
-    let rows = db.query("SELECT version FROM data_keys WHERE owner = ? ORDER BY version DESC LIMIT 1", &[owner.into()]).await?;
+pub async fn current(
+    db: &impl Db,
+    kms: &impl Kms,
+    env: &impl Env,
+    owner: &str,
+) -> Result<(i64, Zeroizing<Vec<u8>>)> {
+    let rows = db
+        .query(
+            "SELECT version FROM data_keys WHERE owner = ? ORDER BY version DESC LIMIT 1",
+            &[owner.into()],
+        )
+        .await?;
     if let Some(v) = rows.first().map(|r| r.int("version")) {
         return Ok((v, get(db, kms, owner, v).await?));
     }
@@ -30,12 +40,27 @@ pub async fn current(db: &impl Db, kms: &impl Kms, env: &impl Env, owner: &str) 
 }
 
 /// A specific version of the owner's data key.
-pub async fn get(db: &impl Db, kms: &impl Kms, owner: &str, version: i64) -> Result<Zeroizing<Vec<u8>>> {
+pub async fn get(
+    db: &impl Db,
+    kms: &impl Kms,
+    owner: &str,
+    version: i64,
+) -> Result<Zeroizing<Vec<u8>>> {
     let rows = db
-        .query("SELECT kek_id, wrapped FROM data_keys WHERE owner = ? AND version = ?", &[owner.into(), Value::Integer(version)])
+        .query(
+            "SELECT kek_id, wrapped FROM data_keys WHERE owner = ? AND version = ?",
+            &[owner.into(), Value::Integer(version)],
+        )
         .await?;
-    let row = rows.first().ok_or_else(|| Error::internal(format!("data key {version} of {owner} is missing")))?;
-    kms.unwrap(&row.text("kek_id"), &row.blob("wrapped"), &context(owner, version)).await
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::internal(format!("data key {version} of {owner} is missing")))?;
+    kms.unwrap(
+        &row.text("kek_id"),
+        &row.blob("wrapped"),
+        &context(owner, version),
+    )
+    .await
 }
 
 /// Rewraps every data key not yet under the current key-encryption key, one row at a time
@@ -43,12 +68,17 @@ pub async fn get(db: &impl Db, kms: &impl Kms, owner: &str, version: i64) -> Res
 /// repeated). Returns how many were rewrapped.
 pub async fn rewrap_all(db: &impl Db, kms: &impl Kms, env: &impl Env) -> Result<usize> {
     let rows = db
-        .query("SELECT owner, version, kek_id, wrapped FROM data_keys WHERE kek_id != ?", &[kms.current_id().into()])
+        .query(
+            "SELECT owner, version, kek_id, wrapped FROM data_keys WHERE kek_id != ?",
+            &[kms.current_id().into()],
+        )
         .await?;
     let mut n = 0;
     for r in rows.iter() {
         let (owner, version, old) = (r.text("owner"), r.int("version"), r.text("kek_id"));
-        let dek = kms.unwrap(&old, &r.blob("wrapped"), &context(&owner, version)).await?;
+        let dek = kms
+            .unwrap(&old, &r.blob("wrapped"), &context(&owner, version))
+            .await?;
         let (kek, wrapped) = kms.wrap(env, &dek, &context(&owner, version)).await?;
         db.query(
             "UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE owner = ? AND version = ? AND kek_id = ?",

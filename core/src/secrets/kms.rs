@@ -17,7 +17,12 @@ pub trait Kms {
     /// Wraps `dek`, binding it to `context`; returns (key id, wrapped bytes).
     async fn wrap(&self, env: &impl Env, dek: &[u8], context: &str) -> Result<(String, Vec<u8>)>;
     /// Unwraps bytes made by `wrap` with key `kek_id` and the same `context`.
-    async fn unwrap(&self, kek_id: &str, wrapped: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>>;
+    async fn unwrap(
+        &self,
+        kek_id: &str,
+        wrapped: &[u8],
+        context: &str,
+    ) -> Result<Zeroizing<Vec<u8>>>;
 }
 
 /// The local provider: AES-256-GCM under keys held in memory for one request.
@@ -43,7 +48,9 @@ impl LocalKms {
         if keys.is_empty() {
             return Err(Error::internal("no key-encryption key configured"));
         }
-        Ok(LocalKms { keys: keys.into_iter().map(|k| (kek_id(&k), k)).collect() })
+        Ok(LocalKms {
+            keys: keys.into_iter().map(|k| (kek_id(&k), k)).collect(),
+        })
     }
 
     /// Parses the `master_keys` variable: base64 keys separated by commas, current first.
@@ -60,7 +67,11 @@ impl LocalKms {
             .iter()
             .find(|(k, _)| k == id)
             .map(|(_, key)| &**key)
-            .ok_or_else(|| Error::internal(format!("key-encryption key {id} is not configured (was the master key rotated away?)")))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "key-encryption key {id} is not configured (was the master key rotated away?)"
+                ))
+            })
     }
 }
 
@@ -70,12 +81,17 @@ pub fn parse_key(b64: &str) -> std::result::Result<Zeroizing<[u8; 32]>, String> 
     let bytes = Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')))
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('='))
+            })
             .map_err(|_| "a master key must be 32 bytes, base64-encoded".to_string())?,
     );
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
-        return Err(format!("a master key must be 32 bytes, not {}", bytes.len()));
+        return Err(format!(
+            "a master key must be 32 bytes, not {}",
+            bytes.len()
+        ));
     }
     key.copy_from_slice(&bytes);
     Ok(key)
@@ -91,7 +107,12 @@ impl Kms for LocalKms {
         Ok((id.clone(), seal(env, key, dek, context.as_bytes())?))
     }
 
-    async fn unwrap(&self, kek_id: &str, wrapped: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>> {
+    async fn unwrap(
+        &self,
+        kek_id: &str,
+        wrapped: &[u8],
+        context: &str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         open(self.key(kek_id)?, wrapped, context.as_bytes())
     }
 }
@@ -102,7 +123,13 @@ pub fn seal(env: &impl Env, key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Res
     let mut nonce = [0u8; 12];
     env.fill_random(&mut nonce);
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| Error::internal("encryption failed"))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
@@ -116,7 +143,15 @@ pub fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u
     }
     let cipher = Aes256Gcm::new(key.into());
     cipher
-        .decrypt(Nonce::from_slice(&sealed[..12]), Payload { msg: &sealed[12..], aad })
+        .decrypt(
+            Nonce::from_slice(&sealed[..12]),
+            Payload {
+                msg: &sealed[12..],
+                aad,
+            },
+        )
         .map(Zeroizing::new)
-        .map_err(|_| Error::internal("decryption failed: wrong key, or the ciphertext was altered or moved"))
+        .map_err(|_| {
+            Error::internal("decryption failed: wrong key, or the ciphertext was altered or moved")
+        })
 }

@@ -24,7 +24,8 @@ pub fn mask_sealed() -> String {
 /// against guesses offline.
 pub fn fingerprint(key: &[u8], value: &[u8]) -> String {
     use hmac::Mac;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(value);
     let tag = mac.finalize().into_bytes();
     let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -34,7 +35,8 @@ pub fn fingerprint(key: &[u8], value: &[u8]) -> String {
 /// The fingerprint key of an owner, derived from the owner's data key.
 pub fn fingerprint_key(dek: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
     use hmac::Mac;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(dek).expect("HMAC takes any key length");
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(dek).expect("HMAC takes any key length");
     mac.update(b"cyfr-fingerprint-key-v1");
     zeroize::Zeroizing::new(mac.finalize().into_bytes().to_vec())
 }
@@ -67,7 +69,10 @@ impl Forms {
                 forms.push(json[1..json.len() - 1].to_string().into());
             }
             forms.push(percent_encoded(s));
-            for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+            for engine in [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::URL_SAFE,
+            ] {
                 let b = zeroize::Zeroizing::new(engine.encode(s));
                 forms.push(b.trim_end_matches('=').to_string().into());
                 forms.push(b);
@@ -77,7 +82,8 @@ impl Forms {
                     }
                 }
             }
-            let hex = zeroize::Zeroizing::new(s.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            let hex =
+                zeroize::Zeroizing::new(s.iter().map(|b| format!("{b:02x}")).collect::<String>());
             forms.push(hex.to_uppercase().into());
             forms.push(hex);
         }
@@ -154,7 +160,10 @@ impl Forms {
             let mut moved = false;
             let mut spans: Vec<(usize, usize)> = Vec::new();
             for f in &self.0 {
-                spans.extend(text.match_indices(f.as_str()).map(|(i, m)| (i, i + m.len())));
+                spans.extend(
+                    text.match_indices(f.as_str())
+                        .map(|(i, m)| (i, i + m.len())),
+                );
             }
             if super::unescape::needs_view(text) {
                 spans.extend(self.escaped_spans(text));
@@ -235,7 +244,11 @@ const MIN_EMBEDDED: usize = 8;
 /// The characters of the base64 encoding of `secret` that do not depend on its neighbours
 /// when it starts `offset` bytes (0–2) past a 3-byte boundary of a longer encoded value:
 /// the characters that mix in bits of the bytes before or after are dropped.
-fn embedded_base64(engine: &base64::engine::GeneralPurpose, secret: &[u8], offset: usize) -> zeroize::Zeroizing<String> {
+fn embedded_base64(
+    engine: &base64::engine::GeneralPurpose,
+    secret: &[u8],
+    offset: usize,
+) -> zeroize::Zeroizing<String> {
     use base64::Engine;
     let mut bytes = zeroize::Zeroizing::new(vec![0u8; offset]);
     bytes.extend_from_slice(secret);
@@ -261,7 +274,11 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
         let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"\xfb\xffsecret??>>");
         let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        let text = format!("a {} b {b64} c {hex} d {}", std::str::from_utf8(secret).unwrap(), hex.to_uppercase());
+        let text = format!(
+            "a {} b {b64} c {hex} d {}",
+            std::str::from_utf8(secret).unwrap(),
+            hex.to_uppercase()
+        );
         let out = super::redact(&text, [&secret[..]]);
         assert_eq!(out, "a [REDACTED] b [REDACTED] c [REDACTED] d [REDACTED]");
         let out = super::redact(&format!("x{url}y"), [&b"\xfb\xffsecret??>>"[..]]);
@@ -273,7 +290,10 @@ mod tests {
     fn base64_of_a_secret_inside_a_longer_value_is_caught_at_every_offset() {
         use base64::Engine;
         let secret = b"sk-ant-api03-secret-value";
-        for engine in [&base64::engine::general_purpose::STANDARD, &base64::engine::general_purpose::URL_SAFE] {
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE,
+        ] {
             for prefix in ["", "u:", "user:", "alice:", "ab"] {
                 for suffix in ["", ";", ";exp=1", "xy"] {
                     let wrapped = [prefix.as_bytes(), secret, suffix.as_bytes()].concat();
@@ -281,19 +301,34 @@ mod tests {
                     let out = super::redact(&format!("Basic {token}"), [&secret[..]]);
                     assert!(out.contains("[REDACTED]"), "{prefix:?}+{suffix:?}: {out}");
                     // No 8 characters of the part that encodes the secret are left.
-                    let (first, last) = ((8 * prefix.len()).div_ceil(6), 8 * (prefix.len() + secret.len()) / 6);
+                    let (first, last) = (
+                        (8 * prefix.len()).div_ceil(6),
+                        8 * (prefix.len() + secret.len()) / 6,
+                    );
                     for i in first..=last - 8 {
-                        assert!(!out.contains(&token[i..i + 8]), "{prefix:?}+{suffix:?}: {out}");
+                        assert!(
+                            !out.contains(&token[i..i + 8]),
+                            "{prefix:?}+{suffix:?}: {out}"
+                        );
                     }
                 }
             }
         }
         // As a URL or a JSON string carries a value with reserved characters.
         let aws = "wJalrXUtnFEMI/K7MDENG+bPxRfi\"CYEXAMPLEKEY";
-        let echoed = format!("?key=wJalrXUtnFEMI%2FK7MDENG%2BbPxRfi%22CYEXAMPLEKEY {}", serde_json::to_string(aws).unwrap());
-        assert_eq!(super::redact(&echoed, [aws.as_bytes()]), "?key=[REDACTED] \"[REDACTED]\"");
+        let echoed = format!(
+            "?key=wJalrXUtnFEMI%2FK7MDENG%2BbPxRfi%22CYEXAMPLEKEY {}",
+            serde_json::to_string(aws).unwrap()
+        );
+        assert_eq!(
+            super::redact(&echoed, [aws.as_bytes()]),
+            "?key=[REDACTED] \"[REDACTED]\""
+        );
         // Short secrets are matched only whole, so ordinary text survives.
-        assert_eq!(super::redact("Basic dXNlcjpwdw==", [&b"pw12"[..]]), "Basic dXNlcjpwdw==");
+        assert_eq!(
+            super::redact("Basic dXNlcjpwdw==", [&b"pw12"[..]]),
+            "Basic dXNlcjpwdw=="
+        );
     }
 
     #[test]
@@ -302,7 +337,10 @@ mod tests {
         assert_eq!(super::mask("short-secret"), "********");
         // Keyed: the same value under another key gives another fingerprint, and the bare
         // SHA-256 of the value appears nowhere in it.
-        let (a, b) = (super::fingerprint(b"k1", b"abc"), super::fingerprint(b"k2", b"abc"));
+        let (a, b) = (
+            super::fingerprint(b"k1", b"abc"),
+            super::fingerprint(b"k2", b"abc"),
+        );
         assert!(a.starts_with("hmac-sha256:") && a.len() == 12 + 16, "{a}");
         assert_ne!(a, b);
         assert_eq!(a, super::fingerprint(b"k1", b"abc"));
@@ -321,11 +359,40 @@ mod escaped_forms {
 
     #[test]
     fn every_escaped_spelling_of_a_secret_is_cut_out() {
-        let lower_pct: String = KEY.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02x}") }).collect();
+        let lower_pct: String = KEY
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02x}")
+                }
+            })
+            .collect();
         let json_slash = KEY.replace('/', "\\/").replace('"', "\\\"");
-        let json_u: String = KEY.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_string() } else { format!("\\u{:04x}", c as u32) }).collect();
-        let html = KEY.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;").replace('/', "&#x2F;");
-        for (what, spelled) in [("lower-case %xx", lower_pct), ("\\/", json_slash), ("\\u00XX", json_u), ("HTML", html)] {
+        let json_u: String = KEY
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_string()
+                } else {
+                    format!("\\u{:04x}", c as u32)
+                }
+            })
+            .collect();
+        let html = KEY
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+            .replace('/', "&#x2F;");
+        for (what, spelled) in [
+            ("lower-case %xx", lower_pct),
+            ("\\/", json_slash),
+            ("\\u00XX", json_u),
+            ("HTML", html),
+        ] {
             let out = redact(&format!("before {spelled} after"));
             assert_eq!(out, "before [REDACTED] after", "{what}: {out}");
         }
@@ -337,13 +404,20 @@ mod escaped_forms {
         let long = KEY.repeat(4);
         let b64 = base64::engine::general_purpose::STANDARD.encode(long.as_bytes());
         for (width, nl) in [(64, "\n"), (76, "\r\n"), (64, "\\n")] {
-            let wrapped: Vec<String> = b64.as_bytes().chunks(width).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+            let wrapped: Vec<String> = b64
+                .as_bytes()
+                .chunks(width)
+                .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                .collect();
             let text = format!("-----BEGIN-----{nl}{}{nl}-----END-----", wrapped.join(nl));
             let out = super::redact(&text, [long.as_bytes()]);
             assert!(out.contains("[REDACTED]"), "{width}: {out}");
             for line in &wrapped {
                 if line.len() >= 8 {
-                    assert!(!out.contains(line.as_str()), "{width}: {line} left in {out}");
+                    assert!(
+                        !out.contains(line.as_str()),
+                        "{width}: {line} left in {out}"
+                    );
                 }
             }
         }
@@ -358,12 +432,18 @@ mod escaped_forms {
     #[test]
     fn a_stream_never_cuts_inside_an_escaped_secret() {
         let forms = super::Forms::new([KEY.as_bytes()]);
-        let json_u: String = KEY.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let json_u: String = KEY
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
         let text = format!("xx{json_u}yy");
         for cut in 0..=text.len() {
             let c = forms.safe_cut(&text, cut);
             assert!(c <= cut && text.is_char_boundary(c));
-            assert!(c <= 2 || c >= 2 + json_u.len(), "cut {cut} -> {c} splits the secret");
+            assert!(
+                c <= 2 || c >= 2 + json_u.len(),
+                "cut {cut} -> {c} splits the secret"
+            );
         }
         assert!(forms.window() >= json_u.len());
     }

@@ -28,7 +28,13 @@ fn err(msg: &str) -> Error {
 
 /// Makes the session's key pair unless it has one. Called when the key is first asked for
 /// (the pubkey resource), not at `initialize`: anonymous `initialize` floods cost no keys.
-pub async fn create(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: &str, expires_at: u64) -> Result<()> {
+pub async fn create(
+    db: &impl Db,
+    kms: &impl Kms,
+    env: &impl Env,
+    session_hash: &str,
+    expires_at: u64,
+) -> Result<()> {
     let mut secret = Zeroizing::new([0u8; 32]);
     env.fill_random(&mut *secret);
     let sk = crypto_box::SecretKey::from(*secret);
@@ -49,12 +55,17 @@ pub async fn create(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: 
 /// Rewraps session private keys not under the current key-encryption key; how many.
 pub async fn rewrap_all(db: &impl Db, kms: &impl Kms, env: &impl Env) -> Result<usize> {
     let rows = db
-        .query("SELECT session_hash, kek_id, wrapped_private FROM session_keys WHERE kek_id != ?", &[kms.current_id().into()])
+        .query(
+            "SELECT session_hash, kek_id, wrapped_private FROM session_keys WHERE kek_id != ?",
+            &[kms.current_id().into()],
+        )
         .await?;
     let mut n = 0;
     for r in rows.iter() {
         let (hash, old) = (r.text("session_hash"), r.text("kek_id"));
-        let key = kms.unwrap(&old, &r.blob("wrapped_private"), &context(&hash)).await?;
+        let key = kms
+            .unwrap(&old, &r.blob("wrapped_private"), &context(&hash))
+            .await?;
         let (kek, wrapped) = kms.wrap(env, &key, &context(&hash)).await?;
         db.query(
             "UPDATE session_keys SET kek_id = ?, wrapped_private = ? WHERE session_hash = ? AND kek_id = ?",
@@ -74,14 +85,25 @@ pub fn kid_of(public_key: &[u8]) -> String {
 
 /// The public half, as the `mcp+session://encryption/pubkey` resource describes it; the key
 /// pair is made on the first read.
-pub async fn public_info(db: &impl Db, kms: &impl Kms, env: &impl Env, session_hash: &str, expires_at: u64) -> Result<Json> {
+pub async fn public_info(
+    db: &impl Db,
+    kms: &impl Kms,
+    env: &impl Env,
+    session_hash: &str,
+    expires_at: u64,
+) -> Result<Json> {
     let select = "SELECT kid, public_key FROM session_keys WHERE session_hash = ?";
     let mut rows = db.query(select, &[session_hash.into()]).await?;
     if rows.rows.is_empty() {
         create(db, kms, env, session_hash, expires_at).await?;
         rows = db.query(select, &[session_hash.into()]).await?;
     }
-    let row = rows.first().ok_or_else(|| Error::new(Code::SessionExpired, "this session has no encryption key; initialize a new session"))?;
+    let row = rows.first().ok_or_else(|| {
+        Error::new(
+            Code::SessionExpired,
+            "this session has no encryption key; initialize a new session",
+        )
+    })?;
     Ok(json!({
         "kid": row.text("kid"),
         "alg": ALG,
@@ -93,7 +115,11 @@ pub async fn public_info(db: &impl Db, kms: &impl Kms, env: &impl Env, session_h
 
 /// Whether `v` is a sealed secret: `{"ciphertext": "...", "kid": "..."}`.
 pub fn is_sealed(v: &Json) -> bool {
-    v.as_object().is_some_and(|o| o.len() == 2 && o.get("ciphertext").is_some_and(Json::is_string) && o.get("kid").is_some_and(Json::is_string))
+    v.as_object().is_some_and(|o| {
+        o.len() == 2
+            && o.get("ciphertext").is_some_and(Json::is_string)
+            && o.get("kid").is_some_and(Json::is_string)
+    })
 }
 
 /// Where sealed values can be opened: the session's key, if the feature is on.
@@ -112,24 +138,48 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
         let session = self.session_hash.ok_or_else(|| {
             Error::new(Code::SessionRequired, "sealed secrets need an MCP session: initialize, read mcp+session://encryption/pubkey, and send MCP-Session-Id")
         })?;
-        let ct_b64 = sealed.get("ciphertext").and_then(Json::as_str).ok_or_else(|| err("a sealed secret needs `ciphertext` and `kid`"))?;
-        let kid = sealed.get("kid").and_then(Json::as_str).ok_or_else(|| err("a sealed secret needs `ciphertext` and `kid`"))?;
+        let ct_b64 = sealed
+            .get("ciphertext")
+            .and_then(Json::as_str)
+            .ok_or_else(|| err("a sealed secret needs `ciphertext` and `kid`"))?;
+        let kid = sealed
+            .get("kid")
+            .and_then(Json::as_str)
+            .ok_or_else(|| err("a sealed secret needs `ciphertext` and `kid`"))?;
         // Base64 grows 4/3: refuse long input before decoding it.
         if ct_b64.len() > MAX_CIPHERTEXT_BYTES.div_ceil(3) * 4 + 4 {
             return Err(err("Ciphertext too large"));
         }
-        let ct = base64::engine::general_purpose::STANDARD.decode(ct_b64.trim()).map_err(|_| err("Invalid base64 ciphertext"))?;
+        let ct = base64::engine::general_purpose::STANDARD
+            .decode(ct_b64.trim())
+            .map_err(|_| err("Invalid base64 ciphertext"))?;
         if ct.len() > MAX_CIPHERTEXT_BYTES {
             return Err(err("Ciphertext too large"));
         }
-        let rows = self.db.query("SELECT kid, kek_id, wrapped_private FROM session_keys WHERE session_hash = ?", &[session.into()]).await?;
+        let rows = self
+            .db
+            .query(
+                "SELECT kid, kek_id, wrapped_private FROM session_keys WHERE session_hash = ?",
+                &[session.into()],
+            )
+            .await?;
         // No key yet means the ciphertext was sealed to some other session's key.
         let row = rows.first().ok_or_else(|| err("Key ID mismatch: this session has no encryption key yet (read mcp+session://encryption/pubkey)"))?;
         if !crate::crypto::ct_eq(row.text("kid").as_bytes(), kid.as_bytes()) {
             return Err(err("Key ID mismatch"));
         }
-        let raw = self.kms.unwrap(&row.text("kek_id"), &row.blob("wrapped_private"), &context(session)).await?;
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| Error::internal("session key has the wrong size"))?;
+        let raw = self
+            .kms
+            .unwrap(
+                &row.text("kek_id"),
+                &row.blob("wrapped_private"),
+                &context(session),
+            )
+            .await?;
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::internal("session key has the wrong size"))?;
         let sk = crypto_box::SecretKey::from(bytes);
         let plain = sk.unseal(&ct).map_err(|_| err("Decryption failed"))?;
         Ok(Zeroizing::new(plain))
@@ -140,14 +190,22 @@ impl<D: Db, K: Kms> Opener<'_, D, K> {
     /// Returns the opened values, for the caller to keep out of what it answers.
     pub async fn hydrate(&self, args: &mut Json) -> Result<Vec<Zeroizing<Vec<u8>>>> {
         let mut opened = Vec::new();
-        let Some(map) = args.as_object_mut().and_then(|o| o.remove("encrypted_secrets")) else { return Ok(opened) };
-        let map = map.as_object().cloned().ok_or_else(|| err("`encrypted_secrets` must map dotted paths to {\"ciphertext\",\"kid\"} objects"))?;
+        let Some(map) = args
+            .as_object_mut()
+            .and_then(|o| o.remove("encrypted_secrets"))
+        else {
+            return Ok(opened);
+        };
+        let map = map.as_object().cloned().ok_or_else(|| {
+            err("`encrypted_secrets` must map dotted paths to {\"ciphertext\",\"kid\"} objects")
+        })?;
         for (path, sealed) in map {
             if path.is_empty() || path.split('.').any(str::is_empty) {
                 return Err(err(&format!("`{path}` is not a dotted path")));
             }
             let plain = self.open(&sealed).await?;
-            let text = String::from_utf8(plain.to_vec()).map_err(|_| err("Decryption failed: the secret is not UTF-8 text"))?;
+            let text = String::from_utf8(plain.to_vec())
+                .map_err(|_| err("Decryption failed: the secret is not UTF-8 text"))?;
             set_path(args, &path, Json::String(text))?;
             opened.push(plain);
         }
@@ -171,7 +229,12 @@ fn set_path(root: &mut Json, path: &str, value: Json) -> Result<()> {
         Json::Object(obj) => {
             obj.insert(last.to_string(), value);
         }
-        _ => return Err(err(&format!("cannot place a secret at `{path}`: `{}` is not an object", parents.join(".")))),
+        _ => {
+            return Err(err(&format!(
+                "cannot place a secret at `{path}`: `{}` is not an object",
+                parents.join(".")
+            )))
+        }
     }
     Ok(())
 }
@@ -184,15 +247,20 @@ fn step<'a>(cur: &'a mut Json, p: &str, path: &str, above: &[&str]) -> Result<&'
             Ok(&mut items[at])
         }
         Json::Object(obj) => Ok(obj.entry(p.to_string()).or_insert_with(|| json!({}))),
-        _ => Err(err(&format!("cannot place a secret at `{path}`: `{}` is not an object", above.join(".")))),
+        _ => Err(err(&format!(
+            "cannot place a secret at `{path}`: `{}` is not an object",
+            above.join(".")
+        ))),
     }
 }
 
 fn index(len: usize, p: &str, path: &str, above: &[&str]) -> Result<usize> {
-    p.parse::<usize>()
-        .ok()
-        .filter(|&n| n < len)
-        .ok_or_else(|| err(&format!("cannot place a secret at `{path}`: `{}` has no item {p}", above.join("."))))
+    p.parse::<usize>().ok().filter(|&n| n < len).ok_or_else(|| {
+        err(&format!(
+            "cannot place a secret at `{path}`: `{}` has no item {p}",
+            above.join(".")
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -204,7 +272,10 @@ mod tests {
         let mut v = json!({"host": "api.example.com", "input": {"a": 1}});
         set_path(&mut v, "api_key", json!("k")).unwrap();
         set_path(&mut v, "input.credentials.password", json!("p")).unwrap();
-        assert_eq!(v, json!({"host": "api.example.com", "api_key": "k", "input": {"a": 1, "credentials": {"password": "p"}}}));
+        assert_eq!(
+            v,
+            json!({"host": "api.example.com", "api_key": "k", "input": {"a": 1, "credentials": {"password": "p"}}})
+        );
         assert!(set_path(&mut v, "host.port", json!(1)).is_err());
         let mut v = json!({"steps": [{"text": "x"}, 2]});
         set_path(&mut v, "steps.0.text", json!("s")).unwrap();

@@ -40,11 +40,17 @@ pub const MAX_VALUE_BYTES: usize = 64 << 10;
 
 /// Checks a secret name: letters, digits, `_`, `-`, `.`, 1-128 characters.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid_params("a secret name is 1-128 letters, digits, '_', '-' or '.'"))
+        Err(Error::invalid_params(
+            "a secret name is 1-128 letters, digits, '_', '-' or '.'",
+        ))
     }
 }
 
@@ -95,7 +101,11 @@ impl Meta {
     /// The public view with the mask and fingerprint of `value` (never the value).
     pub fn to_json(&self, value: &[u8], now: u64) -> Json {
         let text = String::from_utf8_lossy(value);
-        let masked = if self.sealed { super::mask::mask_sealed() } else { super::mask::mask(&text) };
+        let masked = if self.sealed {
+            super::mask::mask_sealed()
+        } else {
+            super::mask::mask(&text)
+        };
         json!({
             "name": self.name,
             "scope": self.scope,
@@ -119,19 +129,41 @@ fn aad(owner: &str, name: &str, version: i64) -> String {
 /// Stores (or replaces) a secret. `ttl_ms` sets an expiry; `sealed` says the value arrived
 /// sealed, so no character of it is ever shown.
 #[allow(clippy::too_many_arguments)]
-pub async fn set(db: &impl Db, kms: &impl Kms, env: &impl Env, scope: &Scope, name: &str, value: &[u8], sealed: bool, ttl_ms: Option<u64>, by: &str) -> Result<Meta> {
+pub async fn set(
+    db: &impl Db,
+    kms: &impl Kms,
+    env: &impl Env,
+    scope: &Scope,
+    name: &str,
+    value: &[u8],
+    sealed: bool,
+    ttl_ms: Option<u64>,
+    by: &str,
+) -> Result<Meta> {
     check_name(name)?;
     if value.is_empty() || value.len() > MAX_VALUE_BYTES {
-        return Err(Error::invalid_params(format!("a secret value is 1 to {MAX_VALUE_BYTES} bytes")));
+        return Err(Error::invalid_params(format!(
+            "a secret value is 1 to {MAX_VALUE_BYTES} bytes"
+        )));
     }
     let owner = scope.owner();
-    let rows = db.query("SELECT version FROM secrets WHERE owner = ? AND name = ?", &[owner.clone().into(), name.into()]).await?;
+    let rows = db
+        .query(
+            "SELECT version FROM secrets WHERE owner = ? AND name = ?",
+            &[owner.clone().into(), name.into()],
+        )
+        .await?;
     let version = rows.first().map(|r| r.int("version")).unwrap_or(0) + 1;
     let (dek_version, dek) = envelope::current(db, kms, env, &owner).await?;
-    let key: &[u8; 32] = dek.as_slice().try_into().map_err(|_| Error::internal("data key has the wrong size"))?;
+    let key: &[u8; 32] = dek
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::internal("data key has the wrong size"))?;
     let ciphertext = super::kms::seal(env, key, value, aad(&owner, name, version).as_bytes())?;
     let now = env.now_ms() as i64;
-    let expires = ttl_ms.map(|t| Value::Integer(now + t as i64)).unwrap_or(Value::Null);
+    let expires = ttl_ms
+        .map(|t| Value::Integer(now + t as i64))
+        .unwrap_or(Value::Null);
     db.query(
         "INSERT INTO secrets (owner, name, version, dek_version, ciphertext, created_by, created_at, updated_at, expires_at, sealed) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9) \
@@ -150,42 +182,93 @@ pub async fn set(db: &impl Db, kms: &impl Kms, env: &impl Env, scope: &Scope, na
     )
     .await?;
     let fingerprint = super::mask::fingerprint(&super::mask::fingerprint_key(&dek), value);
-    let rows = db.query("SELECT * FROM secrets WHERE owner = ? AND name = ?", &[owner.into(), name.into()]).await?;
-    rows.first().map(|r| Meta::from_row(&r, fingerprint)).ok_or_else(|| Error::internal("secret vanished after write"))
+    let rows = db
+        .query(
+            "SELECT * FROM secrets WHERE owner = ? AND name = ?",
+            &[owner.into(), name.into()],
+        )
+        .await?;
+    rows.first()
+        .map(|r| Meta::from_row(&r, fingerprint))
+        .ok_or_else(|| Error::internal("secret vanished after write"))
 }
 
 /// A secret with its decrypted value, or `None` when there is none.
-pub async fn read(db: &impl Db, kms: &impl Kms, scope: &Scope, name: &str) -> Result<Option<(Meta, Zeroizing<Vec<u8>>)>> {
+pub async fn read(
+    db: &impl Db,
+    kms: &impl Kms,
+    scope: &Scope,
+    name: &str,
+) -> Result<Option<(Meta, Zeroizing<Vec<u8>>)>> {
     let owner = scope.owner();
-    let rows = db.query("SELECT * FROM secrets WHERE owner = ? AND name = ?", &[owner.clone().into(), name.into()]).await?;
-    let Some(r) = rows.first() else { return Ok(None) };
+    let rows = db
+        .query(
+            "SELECT * FROM secrets WHERE owner = ? AND name = ?",
+            &[owner.clone().into(), name.into()],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
     let dek = envelope::get(db, kms, &owner, r.int("dek_version")).await?;
-    let key: &[u8; 32] = dek.as_slice().try_into().map_err(|_| Error::internal("data key has the wrong size"))?;
-    let value = super::kms::open(key, &r.blob("ciphertext"), aad(&owner, name, r.int("version")).as_bytes())?;
-    let meta = Meta::from_row(&r, super::mask::fingerprint(&super::mask::fingerprint_key(&dek), &value));
+    let key: &[u8; 32] = dek
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::internal("data key has the wrong size"))?;
+    let value = super::kms::open(
+        key,
+        &r.blob("ciphertext"),
+        aad(&owner, name, r.int("version")).as_bytes(),
+    )?;
+    let meta = Meta::from_row(
+        &r,
+        super::mask::fingerprint(&super::mask::fingerprint_key(&dek), &value),
+    );
     Ok(Some((meta, value)))
 }
 
 /// Names of an owner's secrets, sorted.
 pub async fn names(db: &impl Db, scope: &Scope) -> Result<Vec<String>> {
-    let rows = db.query("SELECT name FROM secrets WHERE owner = ? ORDER BY name", &[scope.owner().into()]).await?;
+    let rows = db
+        .query(
+            "SELECT name FROM secrets WHERE owner = ? ORDER BY name",
+            &[scope.owner().into()],
+        )
+        .await?;
     Ok(rows.iter().map(|r| r.text("name")).collect())
 }
 
 /// Deletes one secret; whether it existed.
 pub async fn delete(db: &impl Db, scope: &Scope, name: &str) -> Result<bool> {
-    let rows = db.query("DELETE FROM secrets WHERE owner = ? AND name = ? RETURNING name", &[scope.owner().into(), name.into()]).await?;
+    let rows = db
+        .query(
+            "DELETE FROM secrets WHERE owner = ? AND name = ? RETURNING name",
+            &[scope.owner().into(), name.into()],
+        )
+        .await?;
     Ok(!rows.rows.is_empty())
 }
 
 /// Deletes all of an owner's secrets; how many.
 pub async fn clear(db: &impl Db, scope: &Scope) -> Result<usize> {
-    let rows = db.query("DELETE FROM secrets WHERE owner = ? RETURNING name", &[scope.owner().into()]).await?;
+    let rows = db
+        .query(
+            "DELETE FROM secrets WHERE owner = ? RETURNING name",
+            &[scope.owner().into()],
+        )
+        .await?;
     Ok(rows.rows.len())
 }
 
 /// Grants `reference` (with or without version) read access to secret `name`.
-pub async fn grant(db: &impl Db, reference: &str, name: &str, allow_user_keys: bool, by: &str, now: u64) -> Result<()> {
+pub async fn grant(
+    db: &impl Db,
+    reference: &str,
+    name: &str,
+    allow_user_keys: bool,
+    by: &str,
+    now: u64,
+) -> Result<()> {
     check_name(name)?;
     db.query(
         "INSERT INTO secret_grants (reference, name, allow_user_keys, granted_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -198,14 +281,22 @@ pub async fn grant(db: &impl Db, reference: &str, name: &str, allow_user_keys: b
 
 /// Removes a grant; whether it existed.
 pub async fn revoke(db: &impl Db, reference: &str, name: &str) -> Result<bool> {
-    let rows = db.query("DELETE FROM secret_grants WHERE reference = ? AND name = ? RETURNING name", &[reference.into(), name.into()]).await?;
+    let rows = db
+        .query(
+            "DELETE FROM secret_grants WHERE reference = ? AND name = ? RETURNING name",
+            &[reference.into(), name.into()],
+        )
+        .await?;
     Ok(!rows.rows.is_empty())
 }
 
 /// The grant covering component `reference` (exact version, or version-less) for `name`:
 /// `Some(allow_user_keys)` when granted.
 pub async fn grant_for(db: &impl Db, reference: &str, name: &str) -> Result<Option<bool>> {
-    let unversioned = reference.rsplit_once(':').map(|(k, _)| k).unwrap_or(reference);
+    let unversioned = reference
+        .rsplit_once(':')
+        .map(|(k, _)| k)
+        .unwrap_or(reference);
     let rows = db
         .query(
             "SELECT allow_user_keys FROM secret_grants WHERE name = ? AND reference IN (?, ?) ORDER BY length(reference) DESC LIMIT 1",
@@ -217,17 +308,32 @@ pub async fn grant_for(db: &impl Db, reference: &str, name: &str) -> Result<Opti
 
 /// Every secret name granted to a component.
 pub async fn granted_names(db: &impl Db, reference: &str) -> Result<Vec<String>> {
-    let unversioned = reference.rsplit_once(':').map(|(k, _)| k).unwrap_or(reference);
+    let unversioned = reference
+        .rsplit_once(':')
+        .map(|(k, _)| k)
+        .unwrap_or(reference);
     let rows = db
-        .query("SELECT DISTINCT name FROM secret_grants WHERE reference IN (?, ?) ORDER BY name", &[reference.into(), unversioned.into()])
+        .query(
+            "SELECT DISTINCT name FROM secret_grants WHERE reference IN (?, ?) ORDER BY name",
+            &[reference.into(), unversioned.into()],
+        )
         .await?;
     Ok(rows.iter().map(|r| r.text("name")).collect())
 }
 
 /// The value a component run by `user` gets for `name`: the user's own unexpired key when
 /// the grant allows user keys, else the shared one. Expired keys are never handed out.
-pub async fn resolve_for_run(db: &impl Db, kms: &impl Kms, reference: &str, name: &str, user: &str, now: u64) -> Result<Option<Zeroizing<Vec<u8>>>> {
-    let Some(allow_user) = grant_for(db, reference, name).await? else { return Ok(None) };
+pub async fn resolve_for_run(
+    db: &impl Db,
+    kms: &impl Kms,
+    reference: &str,
+    name: &str,
+    user: &str,
+    now: u64,
+) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let Some(allow_user) = grant_for(db, reference, name).await? else {
+        return Ok(None);
+    };
     let mut scopes = Vec::new();
     if allow_user {
         scopes.push(Scope::User(user.to_string()));
@@ -240,7 +346,11 @@ pub async fn resolve_for_run(db: &impl Db, kms: &impl Kms, reference: &str, name
             }
             db.query(
                 "UPDATE secrets SET last_used_at = ? WHERE owner = ? AND name = ?",
-                &[Value::Integer(now as i64), scope.owner().into(), name.into()],
+                &[
+                    Value::Integer(now as i64),
+                    scope.owner().into(),
+                    name.into(),
+                ],
             )
             .await?;
             return Ok(Some(value));

@@ -14,13 +14,17 @@ pub struct View {
 
 /// Whether `text` holds anything the view would change (else the view is the text itself).
 pub fn needs_view(text: &str) -> bool {
-    text.bytes().any(|b| matches!(b, b'%' | b'\\' | b'&' | b'\n' | b'\r'))
+    text.bytes()
+        .any(|b| matches!(b, b'%' | b'\\' | b'&' | b'\n' | b'\r'))
 }
 
 /// The decoded view of `text`.
 pub fn view(text: &str) -> View {
     let s = text.as_bytes();
-    let mut out = View { bytes: Vec::with_capacity(s.len()), spans: Vec::with_capacity(s.len()) };
+    let mut out = View {
+        bytes: Vec::with_capacity(s.len()),
+        spans: Vec::with_capacity(s.len()),
+    };
     let mut i = 0;
     while i < s.len() {
         let (decoded, used) = match s[i] {
@@ -63,7 +67,10 @@ fn hex(b: u8) -> Option<u32> {
 
 /// `%XX` in either case; a lone `%` is itself.
 fn percent(s: &[u8]) -> (Decoded, usize) {
-    match (s.get(1).copied().and_then(hex), s.get(2).copied().and_then(hex)) {
+    match (
+        s.get(1).copied().and_then(hex),
+        s.get(2).copied().and_then(hex),
+    ) {
         (Some(h), Some(l)) => (Decoded::Byte((h * 16 + l) as u8), 3),
         _ => (Decoded::Byte(b'%'), 1),
     }
@@ -73,7 +80,9 @@ fn hex4(s: &[u8]) -> Option<u32> {
     if s.len() < 4 {
         return None;
     }
-    s[..4].iter().try_fold(0u32, |acc, &b| Some(acc * 16 + hex(b)?))
+    s[..4]
+        .iter()
+        .try_fold(0u32, |acc, &b| Some(acc * 16 + hex(b)?))
 }
 
 /// A JSON escape; an unknown one is the backslash itself.
@@ -90,17 +99,22 @@ fn json_escape(s: &[u8]) -> (Decoded, usize) {
         Some(b'n') | Some(b'r') => (Decoded::None, 2),
         Some(b'u') => match hex4(&s[2..]) {
             Some(hi @ 0xD800..=0xDBFF) => {
-                let lo = (s.get(6) == Some(&b'\\') && s.get(7) == Some(&b'u')).then(|| hex4(&s[8..])).flatten();
+                let lo = (s.get(6) == Some(&b'\\') && s.get(7) == Some(&b'u'))
+                    .then(|| hex4(&s[8..]))
+                    .flatten();
                 match lo {
                     Some(lo @ 0xDC00..=0xDFFF) => {
                         let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                        char::from_u32(c).map_or((Decoded::Byte(b'\\'), 1), |c| (Decoded::Char(c), 12))
+                        char::from_u32(c)
+                            .map_or((Decoded::Byte(b'\\'), 1), |c| (Decoded::Char(c), 12))
                     }
                     _ => (Decoded::Byte(b'\\'), 1),
                 }
             }
             Some(0x0A) | Some(0x0D) => (Decoded::None, 6),
-            Some(c) => char::from_u32(c).map_or((Decoded::Byte(b'\\'), 1), |c| (Decoded::Char(c), 6)),
+            Some(c) => {
+                char::from_u32(c).map_or((Decoded::Byte(b'\\'), 1), |c| (Decoded::Char(c), 6))
+            }
             None => (Decoded::Byte(b'\\'), 1),
         },
         _ => (Decoded::Byte(b'\\'), 1),
@@ -110,7 +124,9 @@ fn json_escape(s: &[u8]) -> (Decoded, usize) {
 /// An HTML character reference: the five named ones XML knows, and numeric ones.
 fn entity(s: &[u8]) -> (Decoded, usize) {
     // The longest reference decoded here is `&#x10FFFF;` (10 bytes).
-    let Some(end) = s.iter().take(12).position(|&b| b == b';') else { return (Decoded::Byte(b'&'), 1) };
+    let Some(end) = s.iter().take(12).position(|&b| b == b';') else {
+        return (Decoded::Byte(b'&'), 1);
+    };
     let name = &s[1..end];
     let c = match name {
         b"amp" => Some('&'),
@@ -121,10 +137,14 @@ fn entity(s: &[u8]) -> (Decoded, usize) {
         b"sol" => Some('/'),
         b"plus" => Some('+'),
         b"equals" => Some('='),
-        [b'#', b'x' | b'X', digits @ ..] if !digits.is_empty() => {
-            std::str::from_utf8(digits).ok().and_then(|d| u32::from_str_radix(d, 16).ok()).and_then(char::from_u32)
-        }
-        [b'#', digits @ ..] if !digits.is_empty() => std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u32>().ok()).and_then(char::from_u32),
+        [b'#', b'x' | b'X', digits @ ..] if !digits.is_empty() => std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .and_then(char::from_u32),
+        [b'#', digits @ ..] if !digits.is_empty() => std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+            .and_then(char::from_u32),
         _ => None,
     };
     match c {

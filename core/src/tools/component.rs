@@ -13,16 +13,29 @@ use crate::registry;
 use base64::Engine;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, action: &str, args: &Json) -> Result<Json> {
+pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    action: &str,
+    args: &Json,
+) -> Result<Json> {
     let type_hint = match opt_str(args, "type")? {
         None => None,
-        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| Error::invalid_params(format!("`type` must be reagent, catalyst or formula (got `{t}`)")))?),
+        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
+            Error::invalid_params(format!(
+                "`type` must be reagent, catalyst or formula (got `{t}`)"
+            ))
+        })?),
     };
     match action {
         "register" => register(app, who, args).await,
         "search" => {
             let query = opt_str(args, "query")?.unwrap_or("");
-            let limit = args.get("limit").and_then(Json::as_u64).unwrap_or(50).clamp(1, 200) as u32;
+            let limit = args
+                .get("limit")
+                .and_then(Json::as_u64)
+                .unwrap_or(50)
+                .clamp(1, 200) as u32;
             let found = registry::search(&app.db, query, type_hint, limit).await?;
             let list: Vec<Json> = found.iter().map(registry::Component::summary).collect();
             Ok(json!({ "components": list, "count": list.len() }))
@@ -39,20 +52,37 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &I
         "resolve" => {
             let r = Reference::parse(str_arg(args, "reference")?, type_hint)?;
             let c = registry::resolve(&app.db, &r).await?;
-            Ok(json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version }))
+            Ok(
+                json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version }),
+            )
         }
-        _ => Err(Error::internal(format!("component.{action} has no handler"))),
+        _ => Err(Error::internal(format!(
+            "component.{action} has no handler"
+        ))),
     }
 }
 
-async fn register<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+async fn register<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    args: &Json,
+) -> Result<Json> {
     let replace = args.get("replace").and_then(Json::as_bool).unwrap_or(false);
     let (manifest, wasm) = match (opt_str(args, "directory")?, args.get("manifest")) {
         (Some(dir), None) => {
-            let loaded = app.dispatch.load_directory(dir).await.map_err(|e| match e {
-                DispatchError::Refused { message, .. } => Error::new(Code::ComponentInvalid, message),
-                other => Error::new(Code::RegistryUnavailable, crate::executions::describe(&other)),
-            })?;
+            let loaded = app
+                .dispatch
+                .load_directory(dir)
+                .await
+                .map_err(|e| match e {
+                    DispatchError::Refused { message, .. } => {
+                        Error::new(Code::ComponentInvalid, message)
+                    }
+                    other => Error::new(
+                        Code::RegistryUnavailable,
+                        crate::executions::describe(&other),
+                    ),
+                })?;
             let manifest = Manifest::parse(&loaded.manifest)?;
             (manifest, decode_wasm(&loaded.wasm_base64)?)
         }
@@ -63,9 +93,21 @@ async fn register<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity
             };
             (manifest, decode_wasm(str_arg(args, "wasm")?)?)
         }
-        _ => return Err(Error::invalid_params("register needs either `directory`, or `manifest` with `wasm` (base64)")),
+        _ => {
+            return Err(Error::invalid_params(
+                "register needs either `directory`, or `manifest` with `wasm` (base64)",
+            ))
+        }
     };
-    let c = registry::register(&app.db, &manifest, &wasm, Some(who.id()), replace, app.env.now_ms()).await?;
+    let c = registry::register(
+        &app.db,
+        &manifest,
+        &wasm,
+        Some(who.id()),
+        replace,
+        app.env.now_ms(),
+    )
+    .await?;
     let mut v = c.summary();
     v["status"] = json!("registered");
     Ok(v)
@@ -74,5 +116,10 @@ async fn register<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity
 fn decode_wasm(b64: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
-        .map_err(|_| Error::new(Code::ComponentInvalid, "`wasm` must be the component's bytes in standard base64"))
+        .map_err(|_| {
+            Error::new(
+                Code::ComponentInvalid,
+                "`wasm` must be the component's bytes in standard base64",
+            )
+        })
 }

@@ -9,14 +9,27 @@ use crate::errors::{Code, Error, Result};
 use crate::secrets::sealed;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn instructions<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_>) -> Result<Json> {
+pub(super) async fn instructions<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    call: &Call<'_>,
+) -> Result<Json> {
     if !app.config.session_encryption {
         return Err(Error::invalid_params("Session encryption is not enabled"));
     }
-    let session = call
-        .session_hash
-        .ok_or_else(|| Error::new(Code::SessionRequired, "session encryption keys belong to an MCP session: initialize and send MCP-Session-Id"))?;
-    let key = sealed::public_info(&app.db, super::kms(app)?, &app.env, session, app.env.now_ms() + app.config.session_ttl_ms).await?;
+    let session = call.session_hash.ok_or_else(|| {
+        Error::new(
+            Code::SessionRequired,
+            "session encryption keys belong to an MCP session: initialize and send MCP-Session-Id",
+        )
+    })?;
+    let key = sealed::public_info(
+        &app.db,
+        super::kms(app)?,
+        &app.env,
+        session,
+        app.env.now_ms() + app.config.session_ttl_ms,
+    )
+    .await?;
     let pk = key["public_key"].as_str().unwrap_or_default().to_string();
     let kid = key["kid"].as_str().unwrap_or_default().to_string();
     Ok(json!({

@@ -13,19 +13,36 @@ use crate::keys::{self, ApiKey, KeyType, NewKey};
 use crate::units::Rate;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, action: &str, args: &Json) -> Result<Json> {
+pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    action: &str,
+    args: &Json,
+) -> Result<Json> {
     match action {
         "create" => create(app, who, args).await,
         "get" => Ok(target(&app.db, who, args).await?.to_json()),
         "list" => {
-            let all = keys::list(&app.db, args.get("include_revoked").and_then(Json::as_bool).unwrap_or(false)).await?;
-            let visible: Vec<Json> = all.iter().filter(|k| may_manage(who, k)).map(ApiKey::to_json).collect();
+            let all = keys::list(
+                &app.db,
+                args.get("include_revoked")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false),
+            )
+            .await?;
+            let visible: Vec<Json> = all
+                .iter()
+                .filter(|k| may_manage(who, k))
+                .map(ApiKey::to_json)
+                .collect();
             Ok(json!({ "keys": visible, "count": visible.len() }))
         }
         "revoke" => {
             let k = target(&app.db, who, args).await?;
             keys::revoke(&app.db, &k.id, app.env.now_ms()).await?;
-            Ok(json!({ "revoked": true, "name": k.name, "id": k.id, "prefix": format!("{}...", k.prefix) }))
+            Ok(
+                json!({ "revoked": true, "name": k.name, "id": k.id, "prefix": format!("{}...", k.prefix) }),
+            )
         }
         "rotate" => {
             let old = target(&app.db, who, args).await?;
@@ -44,21 +61,29 @@ fn may_manage(who: &Identity, k: &ApiKey) -> bool {
 
 async fn target(db: &impl Db, who: &Identity, args: &Json) -> Result<ApiKey> {
     let key = match (opt_str(args, "id")?, opt_str(args, "name")?) {
-        (Some(id), _) => keys::find_by_id(db, id).await?.filter(|k| k.revoked_at.is_none()),
+        (Some(id), _) => keys::find_by_id(db, id)
+            .await?
+            .filter(|k| k.revoked_at.is_none()),
         (None, Some(name)) => keys::find_by_name(db, name).await?,
         (None, None) => return Err(Error::invalid_params("give the key's `name` or `id`")),
     };
     // A key the caller may not manage looks exactly like a missing one.
-    key.filter(|k| may_manage(who, k)).ok_or_else(|| Error::invalid_params("no active key with that name or id"))
+    key.filter(|k| may_manage(who, k))
+        .ok_or_else(|| Error::invalid_params("no active key with that name or id"))
 }
 
-async fn create<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, args: &Json) -> Result<Json> {
+async fn create<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    args: &Json,
+) -> Result<Json> {
     let key_type = KeyType::parse(opt_str(args, "type")?.unwrap_or("secret"))?;
     let rate_limit = match args.get("rate_limit") {
         None | Some(Json::Null) => None,
         Some(v) => Some(Rate::parse(v).map_err(Error::invalid_params)?),
     };
-    let ip_allowlist = NetList::parse(&list_arg(args, "ip_allowlist")?.join(",")).map_err(|e| Error::invalid_params(format!("ip_allowlist: {e}")))?;
+    let ip_allowlist = NetList::parse(&list_arg(args, "ip_allowlist")?.join(","))
+        .map_err(|e| Error::invalid_params(format!("ip_allowlist: {e}")))?;
     let mut new = NewKey {
         name: opt_str(args, "name")?.unwrap_or_default().to_string(),
         key_type,
@@ -72,10 +97,16 @@ async fn create<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, 
         return Ok(created_json(&key, &raw, None));
     }
     if key_type == KeyType::Admin {
-        return Err(Error::new(Code::InsufficientPermissions, "only an admin key can create admin keys"));
+        return Err(Error::new(
+            Code::InsufficientPermissions,
+            "only an admin key can create admin keys",
+        ));
     }
     if let Some(s) = scopes.iter().find(|s| !who.key.scopes.contains(s)) {
-        return Err(Error::new(Code::InsufficientPermissions, format!("cannot grant scope `{s}`: this key does not hold it")));
+        return Err(Error::new(
+            Code::InsufficientPermissions,
+            format!("cannot grant scope `{s}`: this key does not hold it"),
+        ));
     }
     new.rate_limit = narrower_rate(new.rate_limit, who.key.rate_limit);
     new.ip_allowlist = narrower_allowlist(new.ip_allowlist, &who.key.ip_allowlist)?;

@@ -125,7 +125,12 @@ pub struct Call<'a> {
 
 /// Runs `name` with `args`, after checking the caller's scope for the action and opening
 /// any sealed secrets (`encrypted_secrets`) into the arguments.
-pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_>, name: &str, args: &Json) -> Result<Json> {
+pub async fn call<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    call: &Call<'_>,
+    name: &str,
+    args: &Json,
+) -> Result<Json> {
     let who = call.who;
     if !exists(name) {
         return Err(Error::invalid_params(format!("unknown tool `{name}`")));
@@ -135,10 +140,19 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, call: &Call<'_
     let action = match args.get("action").and_then(Json::as_str) {
         Some(a) => a,
         None if actions.len() == 1 => actions[0],
-        None => return Err(Error::invalid_params(format!("`action` is required; {name} actions: {}", actions.join(", ")))),
+        None => {
+            return Err(Error::invalid_params(format!(
+                "`action` is required; {name} actions: {}",
+                actions.join(", ")
+            )))
+        }
     };
-    let need = scopes::need(name, action)
-        .ok_or_else(|| Error::invalid_params(format!("unknown action `{action}` for {name}; actions: {}", scopes::actions(name).join(", "))))?;
+    let need = scopes::need(name, action).ok_or_else(|| {
+        Error::invalid_params(format!(
+            "unknown action `{action}` for {name}; actions: {}",
+            scopes::actions(name).join(", ")
+        ))
+    })?;
     who.require(name, action, need)?;
     // A copy of the arguments only when sealed secrets are opened into them.
     let hydrated;
@@ -189,8 +203,18 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
     match (name, action) {
         ("execution", "run") => {
             // Old run records go a batch at a time, on a fraction of runs.
-            crate::retention::maybe_purge(&app.db, &app.env, app.config.execution_retention_ms).await;
-            crate::executions::run(app, who, args, crate::executions::Origin { opened, secure: call.secure }).await
+            crate::retention::maybe_purge(&app.db, &app.env, app.config.execution_retention_ms)
+                .await;
+            crate::executions::run(
+                app,
+                who,
+                args,
+                crate::executions::Origin {
+                    opened,
+                    secure: call.secure,
+                },
+            )
+            .await
         }
         ("execution", "list") => crate::executions::list(&app.db, who, args).await,
         ("execution", "logs") => crate::executions::logs(&app.db, who, args).await,
@@ -201,16 +225,25 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         ("secret", _) => secret::call(app, call, action, args, opened).await,
         ("get_encryption_instructions", _) => encryption::instructions(app, call).await,
         ("system", "status") => system_status(&app.db).await,
-        _ => Err(Error::internal(format!("{name}.{action} has a scope but no handler"))),
+        _ => Err(Error::internal(format!(
+            "{name}.{action} has a scope but no handler"
+        ))),
     }
 }
 
 /// What opens sealed secrets for this call.
-pub(crate) fn opener<'a, D: Db, X: Dispatch, E: Env>(app: &'a App<D, X, E>, call: &Call<'a>) -> Result<crate::secrets::sealed::Opener<'a, D, crate::secrets::kms::LocalKms>> {
+pub(crate) fn opener<'a, D: Db, X: Dispatch, E: Env>(
+    app: &'a App<D, X, E>,
+    call: &Call<'a>,
+) -> Result<crate::secrets::sealed::Opener<'a, D, crate::secrets::kms::LocalKms>> {
     if !app.config.session_encryption {
         return Err(Error::invalid_params("Session encryption is not enabled"));
     }
-    Ok(crate::secrets::sealed::Opener { db: &app.db, kms: kms(app)?, session_hash: call.session_hash })
+    Ok(crate::secrets::sealed::Opener {
+        db: &app.db,
+        kms: kms(app)?,
+        session_hash: call.session_hash,
+    })
 }
 
 /// The key-encryption keys, or a clear error when none are configured.
@@ -222,7 +255,9 @@ pub(crate) fn kms<D, X, E>(app: &App<D, X, E>) -> Result<&crate::secrets::kms::L
 }
 
 async fn system_status(db: &impl Db) -> Result<Json> {
-    let rows = db.query("SELECT count(*) AS n FROM components", &[]).await?;
+    let rows = db
+        .query("SELECT count(*) AS n FROM components", &[])
+        .await?;
     Ok(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -252,8 +287,19 @@ pub(crate) fn opt_str<'a>(args: &'a Json, name: &str) -> Result<Option<&'a str>>
 pub(crate) fn list_arg(args: &Json, name: &str) -> Result<Vec<String>> {
     match args.get(name) {
         None | Some(Json::Null) => Ok(Vec::new()),
-        Some(Json::String(s)) => Ok(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
-        Some(Json::Array(a)) if a.iter().all(Json::is_string) => Ok(a.iter().filter_map(Json::as_str).map(|s| s.trim().to_string()).collect()),
-        Some(_) => Err(Error::invalid_params(format!("`{name}` must be an array of strings or a comma-separated string"))),
+        Some(Json::String(s)) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()),
+        Some(Json::Array(a)) if a.iter().all(Json::is_string) => Ok(a
+            .iter()
+            .filter_map(Json::as_str)
+            .map(|s| s.trim().to_string())
+            .collect()),
+        Some(_) => Err(Error::invalid_params(format!(
+            "`{name}` must be an array of strings or a comma-separated string"
+        ))),
     }
 }

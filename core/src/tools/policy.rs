@@ -12,9 +12,20 @@ use crate::reference::{ComponentType, Reference};
 use crate::registry;
 use serde_json::{json, Map, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &Identity, action: &str, args: &Json) -> Result<Json> {
+pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
+    app: &App<D, X, E>,
+    who: &Identity,
+    action: &str,
+    args: &Json,
+) -> Result<Json> {
     if action == "list" {
-        let rows = app.db.query("SELECT reference, fields FROM policies ORDER BY reference", &[]).await?;
+        let rows = app
+            .db
+            .query(
+                "SELECT reference, fields FROM policies ORDER BY reference",
+                &[],
+            )
+            .await?;
         let list: Vec<Json> = rows
             .iter()
             .map(|r| json!({ "reference": r.text("reference"), "policy": serde_json::from_str::<Json>(&r.text("fields")).unwrap_or(Json::Null) }))
@@ -27,23 +38,34 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &I
     match action {
         "get" => {
             let fields = stored_fields(&app.db, &key).await?;
-            let effective = Policy::from_fields(&fields.clone().unwrap_or_default()).map_err(Error::internal)?;
-            Ok(json!({ "reference": key, "policy": effective.to_json(), "fields_set": fields.map(|f| f.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() }))
+            let effective = Policy::from_fields(&fields.clone().unwrap_or_default())
+                .map_err(Error::internal)?;
+            Ok(
+                json!({ "reference": key, "policy": effective.to_json(), "fields_set": fields.map(|f| f.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() }),
+            )
         }
         "get_effective" => {
             let c = registry::resolve(&app.db, &reference).await?;
-            Ok(json!({ "reference": c.reference, "policy": crate::policy::effective(&app.db, &c).await?.to_json() }))
+            Ok(
+                json!({ "reference": c.reference, "policy": crate::policy::effective(&app.db, &c).await?.to_json() }),
+            )
         }
         "set" | "update_field" => {
             let mut fields = stored_fields(&app.db, &key).await?.unwrap_or_default();
             let updates: Map<String, Json> = match (args.get("field"), args.get("policy")) {
                 (Some(_), _) => {
                     let field = str_arg(args, "field")?;
-                    let value = args.get("value").ok_or_else(|| Error::invalid_params("`value` is required with `field`"))?;
+                    let value = args
+                        .get("value")
+                        .ok_or_else(|| Error::invalid_params("`value` is required with `field`"))?;
                     Map::from_iter([(field.to_string(), value.clone())])
                 }
                 (None, Some(Json::Object(p))) => p.clone(),
-                _ => return Err(Error::invalid_params("set needs `field` and `value`, or a `policy` object")),
+                _ => {
+                    return Err(Error::invalid_params(
+                        "set needs `field` and `value`, or a `policy` object",
+                    ))
+                }
             };
             fields.extend(updates);
             // Checked whole before anything is stored, so a bad value loses nothing.
@@ -58,7 +80,13 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, who: &I
             Ok(json!({ "reference": key, "policy": policy.to_json() }))
         }
         "delete" => {
-            let rows = app.db.query("DELETE FROM policies WHERE reference = ? RETURNING reference", &[key.clone().into()]).await?;
+            let rows = app
+                .db
+                .query(
+                    "DELETE FROM policies WHERE reference = ? RETURNING reference",
+                    &[key.clone().into()],
+                )
+                .await?;
             Ok(json!({ "reference": key, "deleted": !rows.rows.is_empty() }))
         }
         _ => Err(Error::internal(format!("policy.{action} has no handler"))),

@@ -8,9 +8,32 @@ use cyfr_host::formula::{FormulaSession, RouterLink};
 use serde_json::Value;
 
 const KEYS: &[&str] = &[
-    "method", "url", "headers", "body", "body_encoding", "response_encoding", "multipart", "name", "filename", "content_type", "data", "value",
-    "batch", "index", "invocations", "reference", "input", "type", "base64", "utf8", "text", "https://api.example.com/v1", "http://127.0.0.1:1/",
-    "batch-1", "authorization", "{{secret:API_KEY}}",
+    "method",
+    "url",
+    "headers",
+    "body",
+    "body_encoding",
+    "response_encoding",
+    "multipart",
+    "name",
+    "filename",
+    "content_type",
+    "data",
+    "value",
+    "batch",
+    "index",
+    "invocations",
+    "reference",
+    "input",
+    "type",
+    "base64",
+    "utf8",
+    "text",
+    "https://api.example.com/v1",
+    "http://127.0.0.1:1/",
+    "batch-1",
+    "authorization",
+    "{{secret:API_KEY}}",
 ];
 
 /// Parses the input as each host function would.
@@ -23,17 +46,32 @@ pub fn target(data: &[u8]) {
         None => gen::text(data).into_owned(),
     };
     if let Ok((method, url)) = fuzzing::parse_request(&text) {
-        assert!(!method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()), "accepted method `{method}`");
+        assert!(
+            !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()),
+            "accepted method `{method}`"
+        );
         let v: Value = serde_json::from_str(&text).expect("an accepted request is JSON");
         assert_eq!(v.get("url").and_then(Value::as_str), Some(url.as_str()));
     }
     // No batch is open, so these never reach the network; they must answer JSON.
     let mut session = FormulaSession::new(
-        RouterLink::new(Callback { url: "http://127.0.0.1:9".into(), token: "fuzz".into(), key: None }, None),
+        RouterLink::new(
+            Callback {
+                url: "http://127.0.0.1:9".into(),
+                token: "fuzz".into(),
+                key: None,
+            },
+            None,
+        ),
         tokio::time::Instant::now(),
     );
-    for answer in [session.poll(&text), session.poll_all(&text), session.close(&text)] {
-        serde_json::from_str::<Value>(&answer).unwrap_or_else(|e| panic!("answer `{answer}` is not JSON: {e}"));
+    for answer in [
+        session.poll(&text),
+        session.poll_all(&text),
+        session.close(&text),
+    ] {
+        serde_json::from_str::<Value>(&answer)
+            .unwrap_or_else(|e| panic!("answer `{answer}` is not JSON: {e}"));
     }
 }
 

@@ -23,19 +23,53 @@ struct StubDb;
 
 impl Db for StubDb {
     async fn query(&self, sql: &str, _params: &[SqlValue]) -> Result<Rows, DbError> {
-        let rows = |cols: &[&str], vals: Vec<SqlValue>| Rows { columns: cols.iter().map(|c| c.to_string()).collect(), rows: vec![vals] };
+        let rows = |cols: &[&str], vals: Vec<SqlValue>| Rows {
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            rows: vec![vals],
+        };
         if sql.starts_with("SELECT") && sql.contains("schema_migrations") {
-            return Ok(rows(&["v"], vec![SqlValue::Integer(cyfr_core::migrate::latest_version())]));
+            return Ok(rows(
+                &["v"],
+                vec![SqlValue::Integer(cyfr_core::migrate::latest_version())],
+            ));
         }
         if sql.starts_with("SELECT") && sql.contains("FROM api_keys") {
             return Ok(rows(
-                &["id", "name", "key_type", "key_hash", "prefix", "scopes", "rate_limit", "ip_allowlist", "created_at"],
-                vec!["key_fuzz".into(), "fuzz".into(), "admin".into(), "".into(), "cyfr_sk_".into(), "*".into(), SqlValue::Null, "".into(), SqlValue::Integer(0)],
+                &[
+                    "id",
+                    "name",
+                    "key_type",
+                    "key_hash",
+                    "prefix",
+                    "scopes",
+                    "rate_limit",
+                    "ip_allowlist",
+                    "created_at",
+                ],
+                vec![
+                    "key_fuzz".into(),
+                    "fuzz".into(),
+                    "admin".into(),
+                    "".into(),
+                    "cyfr_sk_".into(),
+                    "*".into(),
+                    SqlValue::Null,
+                    "".into(),
+                    SqlValue::Integer(0),
+                ],
             ));
         }
         if sql.starts_with("SELECT") && sql.contains("callback_hash") {
             return Ok(rows(
-                &["id", "reference", "caller", "status", "depth", "deadline_at", "policy"],
+                &[
+                    "id",
+                    "reference",
+                    "caller",
+                    "status",
+                    "depth",
+                    "deadline_at",
+                    "policy",
+                ],
                 vec![
                     "exec_fuzz".into(),
                     "formula:local.fuzz:1.0.0".into(),
@@ -82,7 +116,12 @@ impl Env for FixedEnv {
 
 fn app() -> &'static App<StubDb, NoHost, FixedEnv> {
     static APP: OnceLock<App<StubDb, NoHost, FixedEnv>> = OnceLock::new();
-    APP.get_or_init(|| App { db: StubDb, dispatch: NoHost, env: FixedEnv, config: Config::default() })
+    APP.get_or_init(|| App {
+        db: StubDb,
+        dispatch: NoHost,
+        env: FixedEnv,
+        config: Config::default(),
+    })
 }
 
 /// Polls a future that never waits (the stubs answer at once) to its end.
@@ -97,12 +136,66 @@ fn block_on<F: Future>(f: F) -> F::Output {
     panic!("the router waited on a stub that never waits");
 }
 
-const METHODS: &[&str] = &["initialize", "ping", "tools/list", "tools/call", "notifications/initialized", "resources/list", "resources/read", "x/unknown"];
-const TOOLS: &[&str] = &["execution", "component", "key", "secret", "policy", "encryption", "session", "audit"];
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "notifications/initialized",
+    "resources/list",
+    "resources/read",
+    "x/unknown",
+];
+const TOOLS: &[&str] = &[
+    "execution",
+    "component",
+    "key",
+    "secret",
+    "policy",
+    "encryption",
+    "session",
+    "audit",
+];
 const ARGS: &[&str] = &[
-    "action", "reference", "input", "type", "name", "value", "scopes", "key_type", "rate_limit", "ip_allowlist", "execution_id", "id", "limit",
-    "status", "field", "policy", "directory", "query", "grant", "secret", "component", "uri", "protocolVersion", "run", "list", "get", "set",
-    "create", "revoke", "rotate", "cancel", "register", "search", "inspect", "update_field", "get_effective", "delete", "wait", "timeout",
+    "action",
+    "reference",
+    "input",
+    "type",
+    "name",
+    "value",
+    "scopes",
+    "key_type",
+    "rate_limit",
+    "ip_allowlist",
+    "execution_id",
+    "id",
+    "limit",
+    "status",
+    "field",
+    "policy",
+    "directory",
+    "query",
+    "grant",
+    "secret",
+    "component",
+    "uri",
+    "protocolVersion",
+    "run",
+    "list",
+    "get",
+    "set",
+    "create",
+    "revoke",
+    "rotate",
+    "cancel",
+    "register",
+    "search",
+    "inspect",
+    "update_field",
+    "get_effective",
+    "delete",
+    "wait",
+    "timeout",
 ];
 
 /// Sends one request to the router; its answer must be well formed and hold no key.
@@ -116,7 +209,9 @@ pub fn target(data: &[u8]) {
         scheme: Some("http".into()),
     };
     if let Some(mut u) = gen::structured(data) {
-        let Ok(shape) = build(&mut u, &mut req) else { return };
+        let Ok(shape) = build(&mut u, &mut req) else {
+            return;
+        };
         let _ = shape;
     } else {
         // Raw bodies: as an app posts them, with a key, and as a formula's callback.
@@ -127,17 +222,29 @@ pub fn target(data: &[u8]) {
             2 => req.path = TOOLS_PATH.into(),
             _ => req.headers.push(("mcp-session-id".into(), "s".into())),
         }
-        req.headers.push(("authorization".into(), format!("Bearer {KEY}")));
+        req.headers
+            .push(("authorization".into(), format!("Bearer {KEY}")));
     }
     let echoed = req.body.windows(KEY.len()).any(|w| w == KEY.as_bytes());
     let resp = block_on(app().handle(req));
     assert!((100..600).contains(&resp.status), "status {}", resp.status);
     if !resp.body.is_empty() {
-        serde_json::from_slice::<Value>(&resp.body).unwrap_or_else(|e| panic!("answer is not JSON ({e}): {}", String::from_utf8_lossy(&resp.body)));
+        serde_json::from_slice::<Value>(&resp.body).unwrap_or_else(|e| {
+            panic!(
+                "answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&resp.body)
+            )
+        });
     }
     if !echoed {
-        assert!(!resp.body.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "the answer holds the bearer key");
-        assert!(!resp.headers.iter().any(|(_, v)| v.contains(KEY)), "a header holds the bearer key");
+        assert!(
+            !resp.body.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the answer holds the bearer key"
+        );
+        assert!(
+            !resp.headers.iter().any(|(_, v)| v.contains(KEY)),
+            "a header holds the bearer key"
+        );
     }
 }
 
@@ -147,15 +254,40 @@ fn build(u: &mut arbitrary::Unstructured<'_>, req: &mut HttpRequest) -> arbitrar
         req.method = gen::string(u, &["GET", "DELETE", "OPTIONS", "PUT", "post"])?;
     }
     if u.ratio(1u8, 6)? {
-        req.path = gen::string(u, &["/mcp/", "/health", INVOKE_PATH, TOOLS_PATH, "/", "/mcp?x=1"])?;
+        req.path = gen::string(
+            u,
+            &["/mcp/", "/health", INVOKE_PATH, TOOLS_PATH, "/", "/mcp?x=1"],
+        )?;
     }
     for _ in 0..u.int_in_range(0u8..=3)? {
-        let name = gen::string(u, &["mcp-session-id", "mcp-protocol-version", "origin", "authorization", "x-forwarded-proto", "x-forwarded-for"])?;
-        let value = gen::string(u, &["2025-06-18", "http://localhost:3000", "https://evil.example", "Bearer", "Basic x", "https", "1.2.3.4"])?;
+        let name = gen::string(
+            u,
+            &[
+                "mcp-session-id",
+                "mcp-protocol-version",
+                "origin",
+                "authorization",
+                "x-forwarded-proto",
+                "x-forwarded-for",
+            ],
+        )?;
+        let value = gen::string(
+            u,
+            &[
+                "2025-06-18",
+                "http://localhost:3000",
+                "https://evil.example",
+                "Bearer",
+                "Basic x",
+                "https",
+                "1.2.3.4",
+            ],
+        )?;
         req.headers.push((name, value));
     }
     if u.ratio(7u8, 8)? {
-        req.headers.push(("authorization".into(), format!("Bearer {KEY}")));
+        req.headers
+            .push(("authorization".into(), format!("Bearer {KEY}")));
     }
     if u.ratio(1u8, 8)? {
         req.peer = Some(IpAddr::from(u.arbitrary::<[u8; 4]>()?));
@@ -170,7 +302,9 @@ fn build(u: &mut arbitrary::Unstructured<'_>, req: &mut HttpRequest) -> arbitrar
         msg["params"] = gen::value(u, ARGS, 1)?;
     }
     if u.ratio(1u8, 10)? {
-        let Value::Object(m) = &mut msg else { unreachable!() };
+        let Value::Object(m) = &mut msg else {
+            unreachable!()
+        };
         let k = gen::string(u, &["jsonrpc", "id", "method", "params"])?;
         m.insert(k, gen::value(u, ARGS, 2)?);
     }

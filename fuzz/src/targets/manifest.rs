@@ -4,12 +4,29 @@ use crate::gen;
 use cyfr_core::manifest::Manifest;
 use cyfr_core::reference::{Reference, Semver};
 
-const KEYS: &[&str] = &["id", "type", "version", "description", "secrets", "schema", "input", "output", "policy", "allowed_domains", "limits", "name", "properties", "required"];
+const KEYS: &[&str] = &[
+    "id",
+    "type",
+    "version",
+    "description",
+    "secrets",
+    "schema",
+    "input",
+    "output",
+    "policy",
+    "allowed_domains",
+    "limits",
+    "name",
+    "properties",
+    "required",
+];
 
 /// Parses the input as a manifest; an accepted one names a valid reference.
 pub fn target(data: &[u8]) {
     let parsed = if let Some(mut u) = gen::structured(data) {
-        let Ok(mut m) = gen::object(&mut u, KEYS, 0) else { return };
+        let Ok(mut m) = gen::object(&mut u, KEYS, 0) else {
+            return;
+        };
         // Mostly-valid skeletons reach the checks past `id`.
         if u.ratio(3u8, 4).unwrap_or(false) {
             m.entry("id").or_insert("reagent:local.fuzz".into());
@@ -21,9 +38,14 @@ pub fn target(data: &[u8]) {
         Manifest::parse(&gen::text(data))
     };
     if let Ok(m) = parsed {
-        assert!(Semver::parse(&m.version).is_some(), "accepted version `{}`", m.version);
+        assert!(
+            Semver::parse(&m.version).is_some(),
+            "accepted version `{}`",
+            m.version
+        );
         let r = m.reference();
-        Reference::parse(&r, None).unwrap_or_else(|e| panic!("accepted manifest names a bad reference `{r}`: {e:?}"));
+        Reference::parse(&r, None)
+            .unwrap_or_else(|e| panic!("accepted manifest names a bad reference `{r}`: {e:?}"));
     }
 }
 

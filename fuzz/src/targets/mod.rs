@@ -21,13 +21,41 @@ pub struct Target {
 
 /// Every target, in the order `--target all` runs them.
 pub const ALL: &[Target] = &[
-    Target { name: "jsonrpc", run: jsonrpc::target, corpus: jsonrpc::corpus },
-    Target { name: "reference", run: reference::target, corpus: reference::corpus },
-    Target { name: "policy", run: policy::target, corpus: policy::corpus },
-    Target { name: "manifest", run: manifest::target, corpus: manifest::corpus },
-    Target { name: "hostjson", run: hostjson::target, corpus: hostjson::corpus },
-    Target { name: "stream", run: stream::target, corpus: stream::corpus },
-    Target { name: "redact", run: redact::target, corpus: redact::corpus },
+    Target {
+        name: "jsonrpc",
+        run: jsonrpc::target,
+        corpus: jsonrpc::corpus,
+    },
+    Target {
+        name: "reference",
+        run: reference::target,
+        corpus: reference::corpus,
+    },
+    Target {
+        name: "policy",
+        run: policy::target,
+        corpus: policy::corpus,
+    },
+    Target {
+        name: "manifest",
+        run: manifest::target,
+        corpus: manifest::corpus,
+    },
+    Target {
+        name: "hostjson",
+        run: hostjson::target,
+        corpus: hostjson::corpus,
+    },
+    Target {
+        name: "stream",
+        run: stream::target,
+        corpus: stream::corpus,
+    },
+    Target {
+        name: "redact",
+        run: redact::target,
+        corpus: redact::corpus,
+    },
 ];
 
 /// The target called `name`.

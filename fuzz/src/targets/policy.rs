@@ -6,8 +6,21 @@ use cyfr_core::units::{format_duration_ms, parse_duration_ms, parse_size, Rate};
 use serde_json::Value;
 
 const FIELDS: &[&str] = &[
-    "allowed_domains", "allowed_methods", "rate_limit", "timeout", "timeout_ms", "max_memory", "max_memory_bytes", "max_request_size",
-    "max_response_size", "allowed_tools", "allowed_requests", "allowed_private_ips", "max_outbound_requests", "requests", "window",
+    "allowed_domains",
+    "allowed_methods",
+    "rate_limit",
+    "timeout",
+    "timeout_ms",
+    "max_memory",
+    "max_memory_bytes",
+    "max_request_size",
+    "max_response_size",
+    "allowed_tools",
+    "allowed_requests",
+    "allowed_private_ips",
+    "max_outbound_requests",
+    "requests",
+    "window",
 ];
 
 /// Parses the input as policy fields, and each value as a duration, size and rate.
@@ -37,7 +50,8 @@ pub fn target(data: &[u8]) {
         // What a policy shows is what it enforces: its JSON form reads back the same.
         let shown = p.to_json();
         if let Value::Object(m) = &shown {
-            let again = Policy::from_fields(m).unwrap_or_else(|e| panic!("policy's own JSON {shown} is refused: {e}"));
+            let again = Policy::from_fields(m)
+                .unwrap_or_else(|e| panic!("policy's own JSON {shown} is refused: {e}"));
             assert_eq!(again.to_json(), shown);
         }
         let _ = p.egress();
@@ -51,14 +65,19 @@ fn units(v: &Value) {
     if let Some(s) = v.as_str() {
         if let Ok(ms) = parse_duration_ms(s) {
             let shown = format_duration_ms(ms);
-            assert_eq!(parse_duration_ms(&shown), Ok(ms), "duration `{s}` shows as `{shown}`");
+            assert_eq!(
+                parse_duration_ms(&shown),
+                Ok(ms),
+                "duration `{s}` shows as `{shown}`"
+            );
         }
         let _ = tool_allowed(&[s.to_string()], "execution", "run");
     }
     let _ = parse_size(v);
     if let Ok(r) = Rate::parse(v) {
         let shown = r.to_text();
-        let again = Rate::parse(&Value::String(shown.clone())).unwrap_or_else(|e| panic!("rate shows as `{shown}`, which is refused: {e}"));
+        let again = Rate::parse(&Value::String(shown.clone()))
+            .unwrap_or_else(|e| panic!("rate shows as `{shown}`, which is refused: {e}"));
         assert_eq!(again.to_text(), shown);
     }
 }

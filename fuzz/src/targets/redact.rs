@@ -8,8 +8,12 @@ use serde_json::Value;
 /// the placeholder's own characters (a secret like `ED]xx...` can be rebuilt from
 /// `[REDACTED]` and its neighbours).
 pub fn checkable(secret: &[u8]) -> bool {
-    secret.len() >= 8 && !secret.iter().any(|b| *b == b'[' || *b == b']')
-        && !REDACTED.as_bytes().windows(secret.len()).any(|w| w == secret)
+    secret.len() >= 8
+        && !secret.iter().any(|b| *b == b'[' || *b == b']')
+        && !REDACTED
+            .as_bytes()
+            .windows(secret.len())
+            .any(|w| w == secret)
 }
 
 /// The input is `secret \0 text`; the text gets the secret (and its encodings) spliced in.
@@ -20,7 +24,12 @@ pub fn target(data: &[u8]) {
     };
     let forms = Forms::new([secret]);
     let around = gen::text(rest);
-    let (head, tail) = around.split_at(around.char_indices().nth(around.chars().count() / 2).map_or(0, |(i, _)| i));
+    let (head, tail) = around.split_at(
+        around
+            .char_indices()
+            .nth(around.chars().count() / 2)
+            .map_or(0, |(i, _)| i),
+    );
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -41,8 +50,16 @@ pub fn target(data: &[u8]) {
         needles.push(p.to_string());
     }
     for n in &needles {
-        assert!(!out.contains(n.as_str()), "redacted text keeps a form of the secret");
-        walk(&value, &mut |s| assert!(!s.contains(n.as_str()), "redacted JSON keeps a form of the secret"));
+        assert!(
+            !out.contains(n.as_str()),
+            "redacted text keeps a form of the secret"
+        );
+        walk(&value, &mut |s| {
+            assert!(
+                !s.contains(n.as_str()),
+                "redacted JSON keeps a form of the secret"
+            )
+        });
     }
 }
 

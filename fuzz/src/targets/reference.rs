@@ -8,9 +8,18 @@ const KEYS: &[&str] = &["type", "namespace", "name", "version", "reference", "id
 /// Parses the input as a reference string, a JSON reference and a version.
 pub fn target(data: &[u8]) {
     if let Some(mut u) = gen::structured(data) {
-        let Ok(hint) = u.int_in_range(0u8..=3) else { return };
-        let hint = [None, Some(ComponentType::Reagent), Some(ComponentType::Catalyst), Some(ComponentType::Formula)][hint as usize];
-        let Ok(v) = gen::value(&mut u, KEYS, 0) else { return };
+        let Ok(hint) = u.int_in_range(0u8..=3) else {
+            return;
+        };
+        let hint = [
+            None,
+            Some(ComponentType::Reagent),
+            Some(ComponentType::Catalyst),
+            Some(ComponentType::Formula),
+        ][hint as usize];
+        let Ok(v) = gen::value(&mut u, KEYS, 0) else {
+            return;
+        };
         if let Ok(r) = Reference::from_json(&v, hint) {
             check(&r);
         }
@@ -42,12 +51,16 @@ fn one(s: &str, hint: Option<ComponentType>) {
 
 /// A parsed reference is well formed, and its canonical form parses back to itself.
 fn check(r: &Reference) {
-    assert!(valid_name(&r.namespace) && valid_name(&r.name), "accepted bad name in {r:?}");
+    assert!(
+        valid_name(&r.namespace) && valid_name(&r.name),
+        "accepted bad name in {r:?}"
+    );
     if let Some(v) = &r.version {
         assert!(Semver::parse(v).is_some(), "accepted bad version in {r:?}");
     }
     let c = r.canonical();
-    let again = Reference::parse(&c, None).unwrap_or_else(|e| panic!("canonical `{c}` does not parse: {e:?}"));
+    let again = Reference::parse(&c, None)
+        .unwrap_or_else(|e| panic!("canonical `{c}` does not parse: {e:?}"));
     assert_eq!(again.canonical(), c);
 }
 

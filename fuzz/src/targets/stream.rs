@@ -5,9 +5,13 @@ use cyfr_host::egress::fuzzing;
 
 /// The input is `secret \0 body`, the body cut into chunks at the offsets its first bytes give.
 pub fn target(data: &[u8]) {
-    let Some(split) = data.iter().position(|b| *b == 0) else { return };
+    let Some(split) = data.iter().position(|b| *b == 0) else {
+        return;
+    };
     let (secret, rest) = (&data[..split], &data[split + 1..]);
-    let Some((&cuts, rest)) = rest.split_first() else { return };
+    let Some((&cuts, rest)) = rest.split_first() else {
+        return;
+    };
     let base64 = cuts & 1 == 1;
     // Cut lengths from the next few bytes, the rest is the body.
     let n = (cuts >> 1) as usize % 8;
@@ -33,13 +37,20 @@ pub fn target(data: &[u8]) {
         use base64::Engine;
         let mut all = Vec::new();
         for piece in &out {
-            all.extend(base64::engine::general_purpose::STANDARD.decode(piece).unwrap_or_else(|e| panic!("piece `{piece}` is not base64: {e}")));
+            all.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(piece)
+                    .unwrap_or_else(|e| panic!("piece `{piece}` is not base64: {e}")),
+            );
         }
         all
     } else {
         out.concat().into_bytes()
     };
-    assert!(find(&shown, secret).is_none(), "the stream handed out the secret");
+    assert!(
+        find(&shown, secret).is_none(),
+        "the stream handed out the secret"
+    );
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {

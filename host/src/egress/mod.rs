@@ -166,7 +166,11 @@ impl Redactor {
         let mut needles: Vec<Zeroizing<Vec<u8>>> = forms
             .iter()
             .map(|f| Zeroizing::new(f.as_bytes().to_vec()))
-            .chain(secrets.into_iter().filter(|s| std::str::from_utf8(s).is_err()))
+            .chain(
+                secrets
+                    .into_iter()
+                    .filter(|s| std::str::from_utf8(s).is_err()),
+            )
             .collect();
         needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
         Redactor { forms, needles }
@@ -197,7 +201,9 @@ impl Redactor {
     /// last bytes where a form (in any spelling) could still be arriving, and not inside a form.
     fn safe_cut(&self, text: &str) -> usize {
         // A form may still be arriving in any spelling redaction reads (`\u00XX` …).
-        let mut cut = text.len().saturating_sub(self.forms.window().saturating_sub(1));
+        let mut cut = text
+            .len()
+            .saturating_sub(self.forms.window().saturating_sub(1));
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -215,7 +221,11 @@ impl Redactor {
 
 /// `cut`, moved back to the start of any occurrence of a needle it falls inside, until it
 /// falls inside none.
-fn cut_outside<'a>(data: &[u8], needles: impl Iterator<Item = &'a [u8]> + Clone, mut cut: usize) -> usize {
+fn cut_outside<'a>(
+    data: &[u8],
+    needles: impl Iterator<Item = &'a [u8]> + Clone,
+    mut cut: usize,
+) -> usize {
     loop {
         let mut moved = false;
         for n in needles.clone() {
@@ -533,7 +543,11 @@ impl Session {
     /// The same session, redacting `values` too (secret, though not granted by name).
     pub fn also_redacting(mut self, values: &[Zeroizing<Vec<u8>>]) -> Session {
         if !values.is_empty() {
-            let all = self.secrets.values().map(|v| v.as_bytes().to_vec()).chain(values.iter().map(|v| v.to_vec()));
+            let all = self
+                .secrets
+                .values()
+                .map(|v| v.as_bytes().to_vec())
+                .chain(values.iter().map(|v| v.to_vec()));
             self.redactor = Redactor::new(all);
         }
         self
@@ -793,7 +807,13 @@ impl Session {
     /// Replaces `{{secret:NAME}}` with granted values. Called only for a request that passed
     /// the policy. `budget` is what the result may still add to the request (of `limit`, named
     /// by `what`): many references to a long secret are refused before they fill memory.
-    fn substitute(&self, text: &str, budget: &mut u64, limit: u64, what: &str) -> Result<String, Denied> {
+    fn substitute(
+        &self,
+        text: &str,
+        budget: &mut u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<String, Denied> {
         let mut out = String::with_capacity(text.len().min(*budget as usize));
         let mut rest = text;
         let over = |size: usize| {
@@ -814,7 +834,9 @@ impl Session {
             };
             let name = after[..end].trim();
             match self.secrets.get(name) {
-                Some(v) if (out.len() + v.len()) as u64 > *budget => return Err(over(out.len() + v.len())),
+                Some(v) if (out.len() + v.len()) as u64 > *budget => {
+                    return Err(over(out.len() + v.len()))
+                }
                 Some(v) => out.push_str(v),
                 None => {
                     return Err(Denied::new(
@@ -848,7 +870,11 @@ impl Session {
         let mut header_budget = MAX_HEADER_BYTES;
         let (body_bytes, multipart_type) = match body {
             Body::Empty => (Vec::new(), None),
-            Body::Text(t) => (self.substitute(t, &mut body_budget, limit, BODY)?.into_bytes(), None),
+            Body::Text(t) => (
+                self.substitute(t, &mut body_budget, limit, BODY)?
+                    .into_bytes(),
+                None,
+            ),
             Body::Binary(b) => (b.clone(), None),
             Body::Multipart(parts) => {
                 let mut random = [0u8; 12];
@@ -877,9 +903,10 @@ impl Session {
                     }
                     out.extend_from_slice(b"\r\n");
                     match &p.content {
-                        PartContent::Value(v) => {
-                            out.extend_from_slice(self.substitute(v, &mut body_budget, limit, BODY)?.as_bytes())
-                        }
+                        PartContent::Value(v) => out.extend_from_slice(
+                            self.substitute(v, &mut body_budget, limit, BODY)?
+                                .as_bytes(),
+                        ),
                         PartContent::Data(d) => out.extend_from_slice(d),
                     }
                     out.extend_from_slice(b"\r\n");
@@ -923,7 +950,12 @@ impl Session {
             }
             let header_name = http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad(format!("`{name}` is not a valid header name")))?;
-            let value = self.substitute(template, &mut header_budget, MAX_HEADER_BYTES, "the request headers are")?;
+            let value = self.substitute(
+                template,
+                &mut header_budget,
+                MAX_HEADER_BYTES,
+                "the request headers are",
+            )?;
             // A value the guest read (`secrets/read`) and put in a header is not resent
             // across origins either.
             if cross_origin && self.redactor.contains(value.as_bytes()) {
@@ -1104,10 +1136,17 @@ struct RequestLine {
 /// The host asks every upstream for `identity`; a body compressed anyway would carry a
 /// secret past redaction, so it is refused rather than handed to the guest.
 fn refuse_compressed(ex: &Exchange) -> Result<(), Denied> {
-    let encodings = ex.response.headers().get_all(http::header::CONTENT_ENCODING);
+    let encodings = ex
+        .response
+        .headers()
+        .get_all(http::header::CONTENT_ENCODING);
     for value in encodings {
         let value = value.to_str().unwrap_or("?");
-        if value.split(',').map(str::trim).any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity")) {
+        if value
+            .split(',')
+            .map(str::trim)
+            .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+        {
             return Err(Denied::new(
                 ErrorKind::HttpError,
                 format!("the upstream answered with Content-Encoding `{value}` although the host asked for identity; compressed bodies are refused"),
@@ -1363,7 +1402,10 @@ mod tests {
             b"\xff [REDACTED] \xfe".to_vec()
         );
         // Binary data: the hex form too, and a chunk never ends inside one.
-        let hex: String = b"sk-very-secret".iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = b"sk-very-secret"
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let data = [b"\xff ".as_slice(), hex.as_bytes(), b" \xfe"].concat();
         assert_eq!(r.bytes(&data), b"\xff [REDACTED] \xfe".to_vec());
         let data = [b"\xffxxxxxxxxxx".as_slice(), &hex.as_bytes()[..20]].concat();

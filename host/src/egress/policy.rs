@@ -815,7 +815,11 @@ mod tests {
         let p = policy(&["api.example.com"], &[], &["::/0"]);
         let t = check(&p, "GET", "https://api.example.com/").unwrap();
         assert!(p.check_addr(&t, "fd00::1".parse().unwrap()).is_ok());
-        for ip in ["::ffff:169.254.169.254", "::ffff:127.0.0.1", "169.254.169.254"] {
+        for ip in [
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+        ] {
             let r = p.check_addr(&t, ip.parse().unwrap());
             assert_eq!(r.unwrap_err().kind, ErrorKind::PrivateIpBlocked, "{ip}");
         }

@@ -44,7 +44,10 @@ impl Default for ServeLimits {
 }
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).filter(|n| *n > 0)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
 }
 
 impl ServeLimits {
@@ -108,14 +111,22 @@ impl ConnGate {
 
     /// Admits a connection from `ip`, or says which cap it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, ConnRefused> {
-        let total = self.total.clone().try_acquire_owned().map_err(|_| ConnRefused::Total)?;
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ConnRefused::Total)?;
         let mut peers = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
         let n = peers.entry(ip).or_insert(0);
         if *n >= self.per_peer_max {
             return Err(ConnRefused::PerPeer);
         }
         *n += 1;
-        Ok(ConnPermit { _total: total, gate: self.clone(), ip })
+        Ok(ConnPermit {
+            _total: total,
+            gate: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -140,12 +151,16 @@ impl AnonLimiter {
     pub fn new(limits: &ServeLimits) -> AnonLimiter {
         let rate = NonZeroU32::new(limits.anon_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.anon_burst).unwrap_or(NonZeroU32::MIN);
-        AnonLimiter(governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst)))
+        AnonLimiter(governor::RateLimiter::keyed(
+            governor::Quota::per_second(rate).allow_burst(burst),
+        ))
     }
 
     /// `Err(wait)` when `ip` is over its rate.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.0.check_key(&ip).map_err(|nu| nu.wait_time_from(self.0.clock().now()))
+        self.0
+            .check_key(&ip)
+            .map_err(|nu| nu.wait_time_from(self.0.clock().now()))
     }
 
     /// Forgets peers whose state is back to full (bounds memory).
@@ -157,7 +172,11 @@ impl AnonLimiter {
 /// The request id: the client's `x-request-id` when sane (≤ 64 of `[A-Za-z0-9._-]`), else a new one.
 pub fn request_id(incoming: Option<&http::HeaderValue>) -> String {
     if let Some(v) = incoming.and_then(|v| v.to_str().ok()) {
-        if !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        if !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
             return v.to_string();
         }
     }
@@ -173,7 +192,11 @@ mod tests {
 
     #[test]
     fn per_peer_cap_frees_on_drop() {
-        let l = ServeLimits { max_connections: 3, max_connections_per_peer: 2, ..ServeLimits::default() };
+        let l = ServeLimits {
+            max_connections: 3,
+            max_connections_per_peer: 2,
+            ..ServeLimits::default()
+        };
         let g = ConnGate::new(&l);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();

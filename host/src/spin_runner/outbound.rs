@@ -38,10 +38,15 @@ impl WasiHttpHooks for OutboundHooks {
         _options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
-        let allowed = request.uri().authority().is_some_and(|a| self.allowed.iter().any(|x| x.eq_ignore_ascii_case(a.as_str())));
+        let allowed = request.uri().authority().is_some_and(|a| {
+            self.allowed
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(a.as_str()))
+        });
         if allowed {
             return Box::new(async move {
-                let (resp, io) = wasmtime_wasi_http::default_send_request(request, _options).await?;
+                let (resp, io) =
+                    wasmtime_wasi_http::default_send_request(request, _options).await?;
                 let resp = resp.map(|b| b.boxed_unsync());
                 Ok((resp, Box::new(io) as IoFuture))
             });
