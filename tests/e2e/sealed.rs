@@ -4,7 +4,7 @@
 
 use crate::catalysts::{policy, register};
 use crate::formulas::{register_probe, PROBE};
-use crate::secrets::{nacl_seal, tool};
+use crate::secrets::{nacl_seal, sealing_server, session_key, tool};
 use crate::support::*;
 use serde_json::{json, Value as Json};
 use std::io::{Read, Write};
@@ -102,21 +102,6 @@ fn addr_of(url: &str) -> SocketAddr {
         .unwrap()
 }
 
-/// The session's public key and key id.
-fn session_key(s: &Server, sid: &str) -> (String, String) {
-    let r = s.in_session(
-        sid,
-        "resources/read",
-        json!({"uri": "mcp+session://encryption/pubkey"}),
-    );
-    let key: Json =
-        serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
-    (
-        key["public_key"].as_str().unwrap().to_string(),
-        key["kid"].as_str().unwrap().to_string(),
-    )
-}
-
 /// Every run record the admin can see, with its logs, as one text.
 fn all_records(s: &Server) -> String {
     let list = s.ok(
@@ -141,12 +126,7 @@ fn all_records(s: &Server) -> String {
 #[test]
 fn a_sealed_value_in_a_refused_url_is_redacted_from_the_answer_and_the_records() {
     for remote in [false, true] {
-        let h = remote.then(Host::start);
-        let mut extra = vec!["--session-encryption"];
-        if let Some(h) = &h {
-            extra.extend(["--host", h.spec.as_str()]);
-        }
-        let s = Server::start_with(&extra);
+        let (h, s) = sealing_server(remote);
         let http = register(&s, "components/catalysts/cyfr/http/0.1.0", "http-catalyst");
         policy(&s, &http, "allowed_domains", json!(["api.example.com"]));
         let sid = s.session();

@@ -591,29 +591,42 @@ fn a_pynacl_sealed_secret_is_opened_in_its_session_only() {
     }
 }
 
+/// `cyfr up` with session encryption, running components in this process or, when `remote`,
+/// on a `cyfr host` of its own (returned so it lives as long as the server).
+pub(crate) fn sealing_server(remote: bool) -> (Option<Host>, Server) {
+    let h = remote.then(Host::start);
+    let mut extra = vec!["--session-encryption"];
+    if let Some(h) = &h {
+        extra.extend(["--host", h.spec.as_str()]);
+    }
+    let s = Server::start_with(&extra);
+    (h, s)
+}
+
+/// A session's public key and key id, from `mcp+session://encryption/pubkey`.
+pub(crate) fn session_key(s: &Server, sid: &str) -> (String, String) {
+    let r = s.in_session(
+        sid,
+        "resources/read",
+        json!({"uri": "mcp+session://encryption/pubkey"}),
+    );
+    let key: Json =
+        serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    (
+        key["public_key"].as_str().unwrap().to_string(),
+        key["kid"].as_str().unwrap().to_string(),
+    )
+}
+
 #[test]
 fn values_opened_from_encrypted_secrets_never_come_back_to_the_client() {
     // Through a remote host as well, where the input travels as `sealed_input` (the host must
-    // open it for the run to see its data; that it is sealed on the wire is not observed here).
+    // open it for the run to see its data; sealed.rs watches the wire itself).
     for remote in [false, true] {
-        let h = remote.then(Host::start);
-        let mut extra = vec!["--session-encryption"];
-        if let Some(h) = &h {
-            extra.extend(["--host", h.spec.as_str()]);
-        }
-        let s = Server::start_with(&extra);
+        let (_h, s) = sealing_server(remote);
         let sid = s.session();
-        let r = s.in_session(
-            &sid,
-            "resources/read",
-            json!({"uri": "mcp+session://encryption/pubkey"}),
-        );
-        let key: Json =
-            serde_json::from_str(r["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
-        let (pk, kid) = (
-            key["public_key"].as_str().unwrap(),
-            key["kid"].as_str().unwrap(),
-        );
+        let (pk, kid) = session_key(&s, &sid);
+        let (pk, kid) = (pk.as_str(), kid.as_str());
         let jt = register_json_transform(&s);
         // json-transform echoes its data: the component got the value, the client gets a mask.
         let sealed = json!({"input.data.token": {"ciphertext": nacl_seal(pk, OPENAI), "kid": kid}});
