@@ -526,7 +526,7 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
             "execution",
             json!({"action": "run", "reference": jt, "input": {"data": [1]}}),
         );
-        if code(&r) == -33005 {
+        if r["error"]["code"] == -33005 {
             busy = Some(r);
             break;
         }
