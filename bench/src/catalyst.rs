@@ -252,7 +252,7 @@ fn check_output(out: &Json) -> Result<(), String> {
     if out["status"] != 200 || out["data"]["status"] != 200 || out["data"]["body"] != BODY {
         return Err(format!(
             "unexpected catalyst output: {}",
-            crate::excerpt(&out, 400)
+            crate::excerpt(out, 400)
         ));
     }
     Ok(())

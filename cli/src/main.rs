@@ -209,7 +209,7 @@ enum SecretAction {
     Revoke { reference: String, name: String },
     /// Whether a component may read a secret.
     CanAccess { reference: String, name: String },
-    /// Store every environment variable PREFIX<NAME> as secret <name> (API_KEY_OPENAI → openai).
+    /// Store every environment variable `PREFIX<NAME>` as secret `<name>` (API_KEY_OPENAI → openai).
     Import {
         #[arg(long, default_value = "API_KEY_")]
         prefix: String,

@@ -3,6 +3,10 @@
 //! expiry in seconds, unique `jti`, replays refused, signed for that request's method, path and
 //! body); secrets arrive sealed to its key.
 
+// The refusals here are the HTTP answer itself, made once per refused request: boxing it
+// would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use crate::service::HostApi;
 use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
 use anyhow::{Context, Result};

@@ -57,7 +57,7 @@ pub fn variable(data_dir: &Path) -> Result<String> {
     let keys = load(data_dir)?;
     Ok(keys
         .iter()
-        .map(|k| base64::engine::general_purpose::STANDARD.encode(&**k))
+        .map(|k| base64::engine::general_purpose::STANDARD.encode(**k))
         .collect::<Vec<_>>()
         .join(","))
 }
@@ -109,7 +109,7 @@ impl KeyVariable {
 fn new_key_file(path: &Path) -> Result<()> {
     let mut key = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut *key).map_err(|e| anyhow::anyhow!("no OS randomness: {e}"))?;
-    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key));
+    let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(*key));
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

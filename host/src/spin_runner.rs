@@ -299,7 +299,7 @@ impl SpinRunner {
     ///
     /// A body over [`MAX_REQUEST_BODY`] gets `413` without running the guest, a bad `Host`
     /// `400`, and `503` is returned when all [`MAX_CONCURRENT_INSTANCES`] instance slots stay
-    /// busy for [`INSTANCE_WAIT`]. Fails if the
+    /// busy for `INSTANCE_WAIT`. Fails if the
     /// guest traps or produces no (or an error) response (`serve` turns that into a `500`).
     /// The response body is buffered, and returned once the guest invocation has completed.
     pub async fn handle(
@@ -693,6 +693,29 @@ fn prepare_request(
     Ok(req)
 }
 
+/// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present and
+/// sealed with the cache's key (see [`crate::code_cache`]).
+fn load_or_compile(
+    engine: &Engine,
+    wasm: &[u8],
+    cache: Option<&crate::code_cache::CodeCache>,
+) -> anyhow::Result<Component> {
+    let hex = cyfr_core::crypto::sha256_hex(wasm);
+    let name = format!("router-{hex}.cwasm");
+    if let Some(c) = cache.and_then(|cache| cache.load(engine, &name, &hex)) {
+        return Ok(c);
+    }
+    let component = Component::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the router component")?;
+    if let Some(cache) = cache {
+        if let Err(e) = cache.store(&name, &hex, &component) {
+            tracing::warn!(error = %e, "could not cache the compiled router");
+        }
+    }
+    Ok(component)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -815,27 +838,4 @@ mod tests {
         assert_eq!(req.headers()["spin-full-url"], "http://localhost/");
         assert_eq!(req.uri().authority().unwrap().as_str(), "localhost");
     }
-}
-
-/// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present and
-/// sealed with the cache's key (see [`crate::code_cache`]).
-fn load_or_compile(
-    engine: &Engine,
-    wasm: &[u8],
-    cache: Option<&crate::code_cache::CodeCache>,
-) -> anyhow::Result<Component> {
-    let hex = cyfr_core::crypto::sha256_hex(wasm);
-    let name = format!("router-{hex}.cwasm");
-    if let Some(c) = cache.and_then(|cache| cache.load(engine, &name, &hex)) {
-        return Ok(c);
-    }
-    let component = Component::from_binary(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("compiling the router component")?;
-    if let Some(cache) = cache {
-        if let Err(e) = cache.store(&name, &hex, &component) {
-            tracing::warn!(error = %e, "could not cache the compiled router");
-        }
-    }
-    Ok(component)
 }

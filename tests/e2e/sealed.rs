@@ -6,7 +6,7 @@ use crate::catalysts::{policy, register};
 use crate::formulas::{register_probe, PROBE};
 use crate::secrets::{nacl_seal, sealing_server, session_key, tool};
 use crate::support::*;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -209,10 +209,9 @@ pub fn target(data: &[u8]) {
         scheme: Some("http".into()),
     };
     if let Some(mut u) = gen::structured(data) {
-        let Ok(shape) = build(&mut u, &mut req) else {
+        if build(&mut u, &mut req).is_err() {
             return;
-        };
-        let _ = shape;
+        }
     } else {
         // Raw bodies: as an app posts them, with a key, and as a formula's callback.
         req.body = data.to_vec();

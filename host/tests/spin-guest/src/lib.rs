@@ -103,7 +103,7 @@ async fn route(req: Request) -> anyhow::Result<Response> {
                 let v: &str = row.get("v").unwrap_or("?");
                 let b: &[u8] = row.get("b").unwrap_or(&[]);
                 let r: f64 = row.get("r").unwrap_or(-1.0);
-                let n_is_null = matches!(row.get::<&str>("n"), None);
+                let n_is_null = row.get::<&str>("n").is_none();
                 out.push_str(&format!("{id}:{v}:{b:?}:{r}:{n_is_null}\n"));
             }
             Ok(text(200, out))
