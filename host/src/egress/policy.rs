@@ -38,70 +38,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use url::{Host, Url};
 
-/// Why a request was refused or failed: the `type` of the `{"error": {...}}` a guest gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The host (or scheme, port, user info, IP literal, rule) is not allowed.
-    DomainBlocked,
-    /// The method is not allowed.
-    MethodBlocked,
-    /// The name resolved only to addresses the policy refuses.
-    PrivateIpBlocked,
-    /// The execution used up its outbound request budget.
-    RateLimited,
-    /// The request body is over the policy's limit.
-    RequestTooLarge,
-    /// The response body is over the policy's limit.
-    ResponseTooLarge,
-    /// The name did not resolve.
-    DnsError,
-    /// The request (or stream) ran out of time.
-    Timeout,
-    /// Anything else: a malformed request, a refused connection, a protocol error.
-    HttpError,
-    /// A fourth concurrent stream.
-    StreamLimit,
-    /// An unknown or closed stream handle.
-    InvalidHandle,
-}
-
-impl ErrorKind {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::DomainBlocked => "domain_blocked",
-            ErrorKind::MethodBlocked => "method_blocked",
-            ErrorKind::PrivateIpBlocked => "private_ip_blocked",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::RequestTooLarge => "request_too_large",
-            ErrorKind::ResponseTooLarge => "response_too_large",
-            ErrorKind::DnsError => "dns_error",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::HttpError => "http_error",
-            ErrorKind::StreamLimit => "stream_limit",
-            ErrorKind::InvalidHandle => "invalid_handle",
-        }
-    }
-}
-
-/// A refusal or failure: its kind and a message for the guest (and the execution's log).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied {
-    /// The error type.
-    pub kind: ErrorKind,
-    /// A human message; never contains a secret.
-    pub message: String,
-}
-
-impl Denied {
-    /// A refusal of `kind`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Denied {
-        Denied {
-            kind,
-            message: message.into(),
-        }
-    }
-}
+/// A refusal or failure (its kind and a message for the guest): the host's one guest error
+/// type, named for what it is here.
+pub use crate::guest_error::GuestError as Denied;
+/// Why a request was refused or failed: the host's one table of guest error types.
+pub use crate::guest_error::Kind as ErrorKind;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
