@@ -191,3 +191,93 @@ impl Gate {
         Err(refused.expect("at least one address was checked"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cyfr_core::host_api::Egress;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers fixed addresses and counts lookups.
+    struct Fixed(Vec<IpAddr>, AtomicUsize);
+
+    impl Resolve for Fixed {
+        fn resolve<'a>(
+            &'a self,
+            _: &'a str,
+            _: u16,
+        ) -> BoxFuture<'a, std::io::Result<Vec<IpAddr>>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { Ok(self.0.clone()) })
+        }
+    }
+
+    fn gate(addrs: &[&str], max_requests: u64) -> (Gate, Arc<Fixed>) {
+        let resolver = Arc::new(Fixed(
+            addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            AtomicUsize::new(0),
+        ));
+        let policy = Policy::from_wire(&Egress {
+            allowed_domains: vec!["api.example.com".into(), "other.example.com".into()],
+            allowed_methods: vec!["GET".into()],
+            rules: vec![],
+            allowed_private_ips: vec![],
+            max_request_bytes: 1024,
+            max_response_bytes: 1024,
+            max_requests,
+        });
+        (Gate::new(policy, resolver.clone()), resolver)
+    }
+
+    fn hop<'a>(url: &'a Url, first: Option<&'a Origin>, secret_body: bool) -> Hop<'a> {
+        Hop {
+            method: "GET",
+            url,
+            first_origin: first,
+            crossed: false,
+            body_carries_secret: secret_body,
+            deadline: Instant::now() + std::time::Duration::from_secs(5),
+        }
+    }
+
+    fn refused(d: Decision) -> Denied {
+        match d {
+            Decision::Allow(p) => panic!("allowed to {}", p.addr),
+            Decision::Refuse(d) => d,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_allowed_address_is_pinned_and_each_hop_counts_before_the_lookup() {
+        let (mut g, resolver) = gate(&["127.0.0.1", "93.184.216.34", "93.184.216.35"], 2);
+        let url = Url::parse("https://api.example.com/x").unwrap();
+        let Decision::Allow(p) = g.decide(&hop(&url, None, false)).await else {
+            panic!("refused");
+        };
+        assert_eq!(p.addr, "93.184.216.34:443".parse().unwrap());
+        assert!(!p.cross_origin);
+        let (mut g, resolver2) = gate(&["10.0.0.1"], 1);
+        let d = refused(g.decide(&hop(&url, None, false)).await);
+        assert_eq!(d.kind, ErrorKind::PrivateIpBlocked);
+        // The refused lookup still counted: the budget is spent.
+        let d = refused(g.decide(&hop(&url, None, false)).await);
+        assert_eq!(d.kind, ErrorKind::RateLimited);
+        assert_eq!((g.sent(), resolver2.1.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(resolver.1.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn policy_comes_first_and_a_secret_body_never_leaves_its_origin() {
+        let (mut g, resolver) = gate(&["93.184.216.34"], 0);
+        let blocked = Url::parse("https://evil.example.net/").unwrap();
+        let d = refused(g.decide(&hop(&blocked, None, true)).await);
+        assert_eq!(d.kind, ErrorKind::DomainBlocked);
+        let first: Origin = (true, "api.example.com".into(), 443);
+        let other = Url::parse("https://other.example.com/").unwrap();
+        let d = refused(g.decide(&hop(&other, Some(&first), true)).await);
+        assert_eq!(d.kind, ErrorKind::HttpError);
+        let d = refused(g.decide(&hop(&other, Some(&first), false)).await);
+        assert_eq!(d.kind, ErrorKind::RateLimited);
+        assert_eq!(resolver.1.load(Ordering::SeqCst), 0);
+    }
+}
