@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use cyfr_core::host_api::{self, Callback};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::egress::client::{self, ClientError, Dial};
+use crate::guest_error::{answer, Kind};
 
 /// Most invocations in one `call-batch`.
 pub const MAX_BATCH: usize = 64;
@@ -50,33 +53,18 @@ impl RouterLink {
     /// POSTs `body` to `path` on the router with the run's token, before `deadline`; the
     /// answer's body, or the guest-facing error JSON.
     async fn post(&self, path: &str, body: String, deadline: Instant) -> String {
-        let url = format!("{}{}", self.callback.url, path);
         // A formula whose input holds opened secrets has its callbacks sealed both ways: a
         // child's input never crosses the network in clear.
-        let key = self.callback.key.as_deref().map(host_api::callback_key);
-        let key = match key {
+        let key = match self.callback.key.as_deref().map(host_api::callback_key) {
             None => None,
             Some(Some(k)) => Some(k),
-            Some(None) => return error("dispatch_error", "the run's callback key is malformed"),
-        };
-        let body = match &key {
-            Some(k) => {
-                match host_api::seal_body(&crate::core_db::NativeEnv, k, path, body.as_bytes()) {
-                    Ok(b) => b,
-                    Err(e) => return error("dispatch_error", &e.message),
-                }
+            Some(None) => {
+                return answer(Kind::DispatchError, "the run's callback key is malformed")
             }
-            None => body.into_bytes(),
         };
-        let req = http::Request::builder()
-            .method("POST")
-            .uri(&url)
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", self.callback.token))
-            .body(Bytes::from(body));
-        let req = match req {
+        let req = match self.request(path, body, key.as_deref()) {
             Ok(r) => r,
-            Err(e) => return error("dispatch_error", &format!("bad router URL: {e}")),
+            Err(e) => return e,
         };
         let this = self.clone();
         // Its own task: a child that started always finishes and is recorded, even if this
@@ -84,65 +72,98 @@ impl RouterLink {
         // parent's deadline, so a task still waiting well past it talks to a stuck router.
         let task = tokio::spawn(tokio::time::timeout_at(
             deadline + CALLBACK_SLACK,
-            async move {
-                if this.callback.url == host_api::ROUTER_INTERNAL_URL {
-                    match &this.local {
-                        Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
-                        None => Err("no router runs in this process".to_string()),
-                    }
-                } else {
-                    http_post(req).await
-                }
-            },
+            async move { this.send(req).await },
         ));
         match tokio::time::timeout_at(deadline, task).await {
-            Err(_) => error(
-                "timeout",
+            Err(_) => answer(
+                Kind::Timeout,
                 "the formula's time ran out while waiting for the router",
             ),
-            Ok(Err(join)) => error("dispatch_error", &format!("callback task failed: {join}")),
+            Ok(Err(join)) => answer(
+                Kind::DispatchError,
+                &format!("callback task failed: {join}"),
+            ),
             // Unreachable: the task's own limit is later than ours.
-            Ok(Ok(Err(_))) => error("timeout", "the router did not answer in time"),
-            Ok(Ok(Ok(Err(e)))) => error(
-                "dispatch_error",
+            Ok(Ok(Err(_))) => answer(Kind::Timeout, "the router did not answer in time"),
+            Ok(Ok(Ok(Err(e)))) => answer(
+                Kind::DispatchError,
                 &format!("the router could not be reached: {e}"),
             ),
-            Ok(Ok(Ok(Ok(resp)))) => {
-                let status = resp.status();
-                let opened = match &key {
-                    Some(k) if status.is_success() => {
-                        match host_api::open_body(k, &format!("{path}|reply"), resp.body()) {
-                            Ok(p) => Some(p),
-                            Err(e) => {
-                                return error(
-                                    "dispatch_error",
-                                    &format!("the router's answer did not open: {}", e.message),
-                                )
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                let text = String::from_utf8_lossy(
-                    opened
-                        .as_deref()
-                        .map_or(resp.body().as_ref(), |p| p.as_slice()),
-                )
-                .into_owned();
-                if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
-                    text
-                } else {
-                    let detail = serde_json::from_str::<Value>(&text)
-                        .ok()
-                        .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                        .unwrap_or_default();
-                    error(
-                        "dispatch_error",
-                        &format!("the router answered HTTP {status} {detail}"),
+            Ok(Ok(Ok(Ok(resp)))) => read_answer(path, key.as_deref(), &resp),
+        }
+    }
+
+    /// The callback request: the body (sealed under `key` when the run has one) with the
+    /// run's token; or the guest-facing error JSON.
+    fn request(
+        &self,
+        path: &str,
+        body: String,
+        key: Option<&[u8; 32]>,
+    ) -> Result<http::Request<Bytes>, String> {
+        let url = format!("{}{}", self.callback.url, path);
+        let body = match key {
+            Some(k) => host_api::seal_body(&crate::core_db::NativeEnv, k, path, body.as_bytes())
+                .map_err(|e| answer(Kind::DispatchError, &e.message))?,
+            None => body.into_bytes(),
+        };
+        http::Request::builder()
+            .method("POST")
+            .uri(&url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.callback.token))
+            .body(Bytes::from(body))
+            .map_err(|e| answer(Kind::DispatchError, &format!("bad router URL: {e}")))
+    }
+
+    /// Hands `req` to the in-process router or POSTs it to the remote one.
+    async fn send(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>, String> {
+        if self.callback.url == host_api::ROUTER_INTERNAL_URL {
+            match &self.local {
+                Some(router) => router.handle(req).await.map_err(|e| e.to_string()),
+                None => Err("no router runs in this process".to_string()),
+            }
+        } else {
+            http_post(req).await
+        }
+    }
+}
+
+/// The guest's answer from the router's response: its JSON body (opened under `key` when
+/// the run's callbacks are sealed), or a `dispatch_error` naming the status.
+fn read_answer(path: &str, key: Option<&[u8; 32]>, resp: &http::Response<Bytes>) -> String {
+    let status = resp.status();
+    let opened = match key {
+        Some(k) if status.is_success() => {
+            match host_api::open_body(k, &format!("{path}|reply"), resp.body()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    return answer(
+                        Kind::DispatchError,
+                        &format!("the router's answer did not open: {}", e.message),
                     )
                 }
             }
         }
+        _ => None,
+    };
+    let text = String::from_utf8_lossy(
+        opened
+            .as_deref()
+            .map_or(resp.body().as_ref(), |p| p.as_slice()),
+    )
+    .into_owned();
+    if status.is_success() && serde_json::from_str::<Value>(&text).is_ok() {
+        text
+    } else {
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(String::from))
+            .unwrap_or_default();
+        answer(
+            Kind::DispatchError,
+            &format!("the router answered HTTP {status} {detail}"),
+        )
     }
 }
 
@@ -202,14 +223,14 @@ impl FormulaSession {
             .and_then(Value::as_array)
             .filter(|l| !l.is_empty())
         else {
-            return error(
-                "invalid_request",
+            return answer(
+                Kind::InvalidRequest,
                 "`invocations` must be a non-empty array of {reference, input, type}",
             );
         };
         if list.len() > MAX_BATCH {
-            return error(
-                "invalid_request",
+            return answer(
+                Kind::InvalidRequest,
                 &format!(
                     "a batch holds at most {MAX_BATCH} invocations (got {})",
                     list.len()
@@ -217,14 +238,14 @@ impl FormulaSession {
             );
         }
         if self.batches.len() >= MAX_OPEN_BATCHES {
-            return error(
-                "invalid_request",
+            return answer(
+                Kind::InvalidRequest,
                 &format!("at most {MAX_OPEN_BATCHES} batches may be open; close one first"),
             );
         }
         if list.iter().any(|inv| !inv.is_object()) {
-            return error(
-                "invalid_request",
+            return answer(
+                Kind::InvalidRequest,
                 "each invocation must be an object {reference, input, type}",
             );
         }
@@ -257,8 +278,8 @@ impl FormulaSession {
             .and_then(Value::as_u64)
             .and_then(|i| slots.get_mut(i as usize))
         else {
-            return error(
-                "invalid_index",
+            return answer(
+                Kind::InvalidIndex,
                 &format!("`index` must be from 0 to {}", count.saturating_sub(1)),
             );
         };
@@ -294,7 +315,10 @@ impl FormulaSession {
             .and_then(|h| self.batches.get_mut(h));
         match slots {
             Some(slots) => Ok((req, slots)),
-            None => Err(error("invalid_handle", "no open batch with that handle")),
+            None => Err(answer(
+                Kind::InvalidHandle,
+                "no open batch with that handle",
+            )),
         }
     }
 
@@ -316,7 +340,7 @@ fn settle(slot: &mut Slot) {
     if let Slot::Pending(task) = slot {
         if task.is_finished() {
             let answer = futures_now(task)
-                .unwrap_or_else(|| error("dispatch_error", "the invocation task failed"));
+                .unwrap_or_else(|| answer(Kind::DispatchError, "the invocation task failed"));
             *slot = Slot::Done(answer);
         }
     }
@@ -342,7 +366,7 @@ fn state(slot: &Slot, index: Option<usize>) -> Value {
                 json!({ "status": "completed", "output": a["output"], "execution_id": a["execution_id"] })
             }
             Err(_) => {
-                json!({ "status": "error", "error": { "type": "dispatch_error", "message": "the router's answer is not JSON" } })
+                json!({ "status": "error", "error": { "type": Kind::DispatchError.as_str(), "message": "the router's answer is not JSON" } })
             }
         },
     };
@@ -355,18 +379,20 @@ fn state(slot: &Slot, index: Option<usize>) -> Value {
 fn parse_object(request: &str) -> Result<Value, String> {
     match serde_json::from_str::<Value>(request) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(error(
-            "invalid_request",
+        Ok(_) => Err(answer(
+            Kind::InvalidRequest,
             "the request must be a JSON object",
         )),
-        Err(e) => Err(error(
-            "invalid_json",
+        Err(e) => Err(answer(
+            Kind::InvalidJson,
             &format!("the request is not JSON: {e}"),
         )),
     }
 }
 
-/// The guest-facing error JSON, as the router writes it too.
+/// The guest-facing error JSON for a kind given by its wire name. Only for callers that
+/// still name kinds by string (the executor's "no formula session" answer); everything else
+/// uses [`crate::guest_error::answer`] with a typed [`Kind`].
 pub fn error(kind: &str, message: &str) -> String {
     cyfr_core::formulas::guest_error(kind, message).to_string()
 }
@@ -374,7 +400,7 @@ pub fn error(kind: &str, message: &str) -> String {
 /// Most bytes read from a router's answer.
 const MAX_ANSWER: usize = 16 << 20;
 
-/// POSTs to a remote router over HTTP/1.1 (TLS for https).
+/// POSTs to a remote router over HTTP/1.1 (TLS for https), through the host's one client.
 async fn http_post(req: http::Request<Bytes>) -> Result<http::Response<Bytes>, String> {
     let uri = req.uri().clone();
     let tls = match uri.scheme_str() {
@@ -389,27 +415,6 @@ async fn http_post(req: http::Request<Bytes>) -> Result<http::Response<Bytes>, S
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let io: Box<dyn crate::egress::Io> = if tls {
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("{host}: {e}"))?;
-        Box::new(
-            tokio_rustls::TlsConnector::from(crate::egress::tls_config())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS with {host}: {e}"))?,
-        )
-    } else {
-        Box::new(tcp)
-    };
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
     let (mut parts, body) = req.into_parts();
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     parts.headers.insert(
@@ -422,16 +427,18 @@ async fn http_post(req: http::Request<Bytes>) -> Result<http::Response<Bytes>, S
         .unwrap_or("/")
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let resp = sender
-        .send_request(http::Request::from_parts(parts, Full::new(body)))
+    let request = http::Request::from_parts(parts, Full::new(body));
+    // The router's URL is the operator's, not a guest's: its name is resolved as usual.
+    let exchange = client::send(Dial::Lookup(&host, port), &host, tls, request)
         .await
-        .map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_ANSWER)
-        .collect()
+        .map_err(|e| match e {
+            ClientError::Connect(e) => format!("connecting to {host}:{port}: {e}"),
+            ClientError::ServerName(e) => format!("{host}: {e}"),
+            ClientError::Tls(e) => format!("TLS with {host}: {e}"),
+            ClientError::Handshake(e) | ClientError::Send(e) => e.to_string(),
+        })?;
+    exchange
+        .collect(MAX_ANSWER)
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    conn.abort();
-    Ok(http::Response::from_parts(parts, body))
+        .map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod egress;
 pub mod executor;
 pub mod formula;
+pub mod guest_error;
 pub mod host_server;
 pub mod keyring;
 pub mod recovery;

@@ -38,70 +38,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use url::{Host, Url};
 
-/// Why a request was refused or failed: the `type` of the `{"error": {...}}` a guest gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The host (or scheme, port, user info, IP literal, rule) is not allowed.
-    DomainBlocked,
-    /// The method is not allowed.
-    MethodBlocked,
-    /// The name resolved only to addresses the policy refuses.
-    PrivateIpBlocked,
-    /// The execution used up its outbound request budget.
-    RateLimited,
-    /// The request body is over the policy's limit.
-    RequestTooLarge,
-    /// The response body is over the policy's limit.
-    ResponseTooLarge,
-    /// The name did not resolve.
-    DnsError,
-    /// The request (or stream) ran out of time.
-    Timeout,
-    /// Anything else: a malformed request, a refused connection, a protocol error.
-    HttpError,
-    /// A fourth concurrent stream.
-    StreamLimit,
-    /// An unknown or closed stream handle.
-    InvalidHandle,
-}
-
-impl ErrorKind {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::DomainBlocked => "domain_blocked",
-            ErrorKind::MethodBlocked => "method_blocked",
-            ErrorKind::PrivateIpBlocked => "private_ip_blocked",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::RequestTooLarge => "request_too_large",
-            ErrorKind::ResponseTooLarge => "response_too_large",
-            ErrorKind::DnsError => "dns_error",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::HttpError => "http_error",
-            ErrorKind::StreamLimit => "stream_limit",
-            ErrorKind::InvalidHandle => "invalid_handle",
-        }
-    }
-}
-
-/// A refusal or failure: its kind and a message for the guest (and the execution's log).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied {
-    /// The error type.
-    pub kind: ErrorKind,
-    /// A human message; never contains a secret.
-    pub message: String,
-}
-
-impl Denied {
-    /// A refusal of `kind`.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Denied {
-        Denied {
-            kind,
-            message: message.into(),
-        }
-    }
-}
+/// A refusal or failure (its kind and a message for the guest): the host's one guest error
+/// type, named for what it is here.
+pub use crate::guest_error::GuestError as Denied;
+/// Why a request was refused or failed: the host's one table of guest error types.
+pub use crate::guest_error::Kind as ErrorKind;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pattern {
@@ -316,45 +257,7 @@ impl Policy {
     /// Checks a request's method and URL before anything is resolved or sent.
     pub fn check(&self, method: &str, url: &Url) -> Result<Target, Denied> {
         use ErrorKind::*;
-        let tls = match url.scheme() {
-            "https" => true,
-            "http" => false,
-            other => {
-                return Err(Denied::new(
-                    DomainBlocked,
-                    format!("scheme `{other}` is not allowed; only http and https"),
-                ))
-            }
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(Denied::new(
-                DomainBlocked,
-                "URLs with user info (user@host) are not allowed",
-            ));
-        }
-        let host = match url.host() {
-            Some(Host::Domain(d)) => d.to_ascii_lowercase(),
-            Some(Host::Ipv4(ip)) => {
-                return Err(Denied::new(
-                    DomainBlocked,
-                    format!("IP address {ip} is not allowed: requests must name a host in allowed_domains"),
-                ))
-            }
-            Some(Host::Ipv6(ip)) => {
-                return Err(Denied::new(
-                    DomainBlocked,
-                    format!("IP address [{ip}] is not allowed: requests must name a host in allowed_domains"),
-                ))
-            }
-            None => return Err(Denied::new(DomainBlocked, "the URL has no host")),
-        };
-        let host = host.strip_suffix('.').unwrap_or(&host).to_string();
-        if !valid_host_name(&host) {
-            return Err(Denied::new(
-                DomainBlocked,
-                format!("`{host}` is not a host name this policy allows"),
-            ));
-        }
+        let (tls, host) = url_host(url)?;
         let port = url.port_or_known_default().unwrap_or(default_port(tls));
         let matching: Vec<Option<u16>> = self
             .domains
@@ -388,34 +291,7 @@ impl Policy {
             ));
         }
         if self.rules_required {
-            let path = url.path();
-            if let Some(trick) = path_trick(path) {
-                return Err(Denied::new(
-                    DomainBlocked,
-                    format!("the path of {host}{path} has `{trick}`, which allowed_requests rules do not allow (a server could read it as a separator)"),
-                ));
-            }
-            let here: Vec<&Rule> = self
-                .rules
-                .iter()
-                .filter(|r| {
-                    r.host.matches(&host)
-                        && r.port.is_none_or(|p| p == port)
-                        && path_has_prefix(path, &r.path)
-                })
-                .collect();
-            if here.is_empty() {
-                return Err(Denied::new(
-                    DomainBlocked,
-                    format!("no allowed_requests rule matches {method} {host}{path}"),
-                ));
-            }
-            if !here.iter().any(|r| r.method == method) {
-                return Err(Denied::new(
-                    MethodBlocked,
-                    format!("no allowed_requests rule allows {method} for {host}{path}"),
-                ));
-            }
+            self.check_rules(&method, &host, port, url.path())?;
         }
         Ok(Target {
             url: url.clone(),
@@ -425,6 +301,40 @@ impl Policy {
             port_allowed,
             method,
         })
+    }
+
+    /// With `rules`, a request must match one: `domain_blocked` when none matches its host
+    /// and path, `method_blocked` when one does but not for its method.
+    fn check_rules(&self, method: &str, host: &str, port: u16, path: &str) -> Result<(), Denied> {
+        use ErrorKind::*;
+        if let Some(trick) = path_trick(path) {
+            return Err(Denied::new(
+                DomainBlocked,
+                format!("the path of {host}{path} has `{trick}`, which allowed_requests rules do not allow (a server could read it as a separator)"),
+            ));
+        }
+        let here: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| {
+                r.host.matches(host)
+                    && r.port.is_none_or(|p| p == port)
+                    && path_has_prefix(path, &r.path)
+            })
+            .collect();
+        if here.is_empty() {
+            return Err(Denied::new(
+                DomainBlocked,
+                format!("no allowed_requests rule matches {method} {host}{path}"),
+            ));
+        }
+        if !here.iter().any(|r| r.method == method) {
+            return Err(Denied::new(
+                MethodBlocked,
+                format!("no allowed_requests rule allows {method} for {host}{path}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `ip` may be connected to for `target` (after [`Policy::check`] passed).
@@ -461,6 +371,57 @@ impl Policy {
         let canonical = ip.to_canonical();
         self.private_allowed.iter().any(|n| n.contains(&canonical))
     }
+}
+
+/// The scheme (`true` for https) and the host name of `url`, lower case without a trailing
+/// dot: refused for another scheme, user info, an IP literal or a name this policy cannot
+/// talk about.
+fn url_host(url: &Url) -> Result<(bool, String), Denied> {
+    use ErrorKind::DomainBlocked;
+    let tls = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => {
+            return Err(Denied::new(
+                DomainBlocked,
+                format!("scheme `{other}` is not allowed; only http and https"),
+            ))
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Denied::new(
+            DomainBlocked,
+            "URLs with user info (user@host) are not allowed",
+        ));
+    }
+    let host = match url.host() {
+        Some(Host::Domain(d)) => d.to_ascii_lowercase(),
+        Some(Host::Ipv4(ip)) => {
+            return Err(Denied::new(
+                DomainBlocked,
+                format!(
+                    "IP address {ip} is not allowed: requests must name a host in allowed_domains"
+                ),
+            ))
+        }
+        Some(Host::Ipv6(ip)) => {
+            return Err(Denied::new(
+                DomainBlocked,
+                format!(
+                "IP address [{ip}] is not allowed: requests must name a host in allowed_domains"
+            ),
+            ))
+        }
+        None => return Err(Denied::new(DomainBlocked, "the URL has no host")),
+    };
+    let host = host.strip_suffix('.').unwrap_or(&host).to_string();
+    if !valid_host_name(&host) {
+        return Err(Denied::new(
+            DomainBlocked,
+            format!("`{host}` is not a host name this policy allows"),
+        ));
+    }
+    Ok((tls, host))
 }
 
 /// What in an already normalised path a server might still decode into `/`, `\`, `.` or a
