@@ -299,8 +299,8 @@ impl SpinRunner {
     ///
     /// A body over [`MAX_REQUEST_BODY`] gets `413` without running the guest, a bad `Host`
     /// `400`, and `503` is returned when all [`MAX_CONCURRENT_INSTANCES`] instance slots stay
-    /// busy for [`INSTANCE_WAIT`]. Fails if the
-    /// guest traps or produces no (or an error) response (`serve` turns that into a `500`).
+    /// busy for 5 s (`INSTANCE_WAIT`). Fails if the guest traps or produces no (or an error)
+    /// response (`serve` turns that into a `500`).
     /// The response body is buffered, and returned once the guest invocation has completed.
     pub async fn handle(
         &self,
