@@ -13,8 +13,8 @@
 //! `cyfr:http/fetch`, `cyfr:http/streaming` and `cyfr:secrets/read`, implemented by
 //! [`crate::egress::Session`] under the run's egress policy ([`CatalystCtx`]). A formula
 //! (`cyfr:formula/formula`) may import `cyfr:formula/invoke` and `cyfr:mcp/tools`, forwarded
-//! to its router by [`crate::formula::FormulaSession`]. Reagents are
-//! linked without those imports, so a reagent that imports them does not instantiate.
+//! to its router by [`crate::formula::FormulaSession`]. Each world is linked with its own
+//! imports only, so a reagent that imports a catalyst's or a formula's does not instantiate.
 //! [`Executor::run_catalyst`] redacts the granted secrets from the output, stdout and stderr
 //! before returning them, and reports each refused outbound request in
 //! [`ExecOutcome::refusals`].
@@ -37,8 +37,9 @@
 //! and core instances per component are capped too), optional fuel, and input/output size
 //! caps. Each caller gets at most [`CALLER_SHARE`] of the instance slots.
 //!
-//! [`Executor::run`] (and its wrappers such as [`Executor::run_reagent`]) is synchronous. Call it from `tokio::task::spawn_blocking` (or
-//! from a thread outside any tokio runtime); it must not be called directly on an async task.
+//! [`Executor::run`] (and its wrappers such as [`Executor::run_reagent`]) is synchronous. Call
+//! it from `tokio::task::spawn_blocking` (or from a thread outside any tokio runtime); it must
+//! not be called directly on an async task.
 //! Internally it drives wasmtime's async API to completion (`wasmtime_wasi::runtime::in_tokio`)
 //! so that a guest blocked in a WASI call can be cut off by a timer; instance slots are
 //! limited (64 per executor) and runs beyond that queue for a free slot.
