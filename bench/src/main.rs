@@ -38,7 +38,6 @@ mod soak;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -285,7 +284,7 @@ fn main() -> anyhow::Result<()> {
     );
     let ws = workspace();
     if !args.no_build {
-        build_wasm(&ws)?;
+        build_wasm()?;
     }
     let release = ws.join("target/wasm/wasm32-wasip2/release");
     let router_wasm =
@@ -499,47 +498,12 @@ pub(crate) fn reagent_executor_call(
     Ok(call)
 }
 
-/// Builds router.wasm, json-transform, the http catalyst and the formula-probe fixture for
-/// wasm32-wasip2 (release) into target/wasm, as cli/build.rs and the e2e tests do. A separate target dir, so it never waits on the lock
-/// of the cargo that runs this binary.
-fn build_wasm(ws: &Path) -> anyhow::Result<()> {
-    say!("building cyfr-router, json-transform, http-catalyst and formula-probe (wasm32-wasip2, release) into target/wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(ws)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "cyfr-router",
-            "-p",
-            "json-transform",
-            "-p",
-            "http-catalyst",
-            "-p",
-            "formula-probe",
-        ])
-        .env("CARGO_TARGET_DIR", ws.join("target/wasm"));
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running cargo to build the wasm components")?;
-    if !status.success() {
-        bail!("building the wasm components failed (is the wasm32-wasip2 target installed?)");
-    }
-    Ok(())
+/// Builds router.wasm and every test guest (json-transform, the http catalyst, the
+/// formula-probe fixture among them) for wasm32-wasip2 (release) into target/wasm, in one
+/// cargo run by `cyfr-test-guests`, as the tests do.
+fn build_wasm() -> anyhow::Result<()> {
+    say!("building cyfr-router and the test guests (wasm32-wasip2, release) into target/wasm");
+    cyfr_test_guests::build_with_router().map_err(|e| anyhow::anyhow!(e))
 }
 
 struct RemoveOnDrop(PathBuf);

@@ -70,8 +70,9 @@ impl CacheKey {
                 opts.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let text =
-                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*key.0));
+                let text = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(key.0.as_slice()),
+                );
                 let written = (|| {
                     let mut file = opts.open(&tmp)?;
                     file.write_all(text.as_bytes())?;

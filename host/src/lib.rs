@@ -16,5 +16,4 @@ pub mod host_server;
 pub mod keyring;
 pub mod recovery;
 pub mod service;
-mod slots;
 pub mod spin_runner;

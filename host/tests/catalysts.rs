@@ -11,7 +11,6 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -46,45 +45,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 fn wasm(package: &str) -> &'static [u8] {
-    static BUILT: OnceLock<HashMap<&'static str, Vec<u8>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let ws = workspace_dir();
-        let target = ws.join("target").join("wasm");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&ws).env("CARGO_TARGET_DIR", &target).args([
-            "build",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-        ]);
-        for p in PACKAGES {
-            cmd.args(["-p", p]);
-        }
-        let out = cmd
-            .output()
-            .expect("running cargo to build the test components");
-        assert!(
-            out.status.success(),
-            "building components failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PACKAGES
-            .iter()
-            .map(|p| {
-                let f = target
-                    .join("wasm32-wasip2/release")
-                    .join(format!("{}.wasm", p.replace('-', "_")));
-                (
-                    *p,
-                    std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())),
-                )
-            })
-            .collect()
-    });
-    built
-        .get(package)
-        .unwrap_or_else(|| panic!("no component {package}"))
+    cyfr_test_guests::guest(package)
 }
 
 fn executor() -> &'static Executor {

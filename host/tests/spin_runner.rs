@@ -1,16 +1,15 @@
 //! `SpinRunner` against a real spin-sdk 5.2 component (`host/tests/spin-guest`), over loopback.
 //!
-//! The guest is built with `cargo build --target wasm32-wasip2 --release` into
-//! `<workspace>/target/wasm` (a separate target dir, so the nested cargo does not wait on the
-//! outer one's lock). One server is shared by the tests; it runs on its own thread and runtime.
+//! The guest is built by `cyfr-test-guests` (with every other test guest) into
+//! `<workspace>/target/wasm`. One server is shared by the tests; it runs on its own thread and
+//! runtime.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -20,41 +19,9 @@ use cyfr_host::spin_runner::{InternalService, RouterConfig, SpinRunner, MAX_REQU
 
 const INTERNAL_AUTHORITY: &str = "host.cyfr.internal";
 
-fn workspace_dir() -> PathBuf {
-    match std::env::var_os("CYFR_WORKSPACE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("host/ has a parent")
-            .to_path_buf(),
-    }
-}
-
-/// Builds the test guest once per test binary and returns its bytes.
+/// The test guest's bytes (built once per process by `cyfr-test-guests`).
 fn guest_wasm() -> Vec<u8> {
-    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let ws = workspace_dir();
-        let target = ws.join("target").join("wasm");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&ws)
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "build",
-                "--target",
-                "wasm32-wasip2",
-                "--release",
-                "-p",
-                "cyfr-spin-test-guest",
-            ])
-            .status()
-            .expect("running cargo to build the test guest");
-        assert!(status.success(), "building the test guest failed");
-        let path = target.join("wasm32-wasip2/release/cyfr_spin_test_guest.wasm");
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-    })
-    .clone()
+    cyfr_test_guests::guest("cyfr-spin-test-guest").to_vec()
 }
 
 /// A recorded call to the internal service.

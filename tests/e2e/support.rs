@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -391,46 +390,10 @@ pub fn code(r: &Json) -> i64 {
         .unwrap_or_else(|| panic!("expected an error, got {r}"))
 }
 
-/// Builds workspace wasm packages once per test process (release, wasm32-wasip2) and
-/// returns a package's bytes.
+/// A workspace wasm package's bytes (every test guest is built once per process by
+/// `cyfr-test-guests`).
 pub fn wasm(package: &str) -> Vec<u8> {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace())
-            .env("CARGO_TARGET_DIR", workspace().join("target/wasm"))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "json-transform",
-                "-p",
-                "text-stats",
-                "-p",
-                "memory-bomb",
-                "-p",
-                "endless-loop",
-                "-p",
-                "http-catalyst",
-                "-p",
-                "claude-catalyst",
-                "-p",
-                "fetch-stats-formula",
-                "-p",
-                "formula-probe",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building test components failed");
-    });
-    let file = workspace()
-        .join("target/wasm/wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    cyfr_test_guests::guest(package).to_vec()
 }
 
 /// A minimal valid reagent manifest.
