@@ -390,13 +390,6 @@ fn parse_object(request: &str) -> Result<Value, String> {
     }
 }
 
-/// The guest-facing error JSON for a kind given by its wire name. Only for callers that
-/// still name kinds by string (the executor's "no formula session" answer); everything else
-/// uses [`crate::guest_error::answer`] with a typed [`Kind`].
-pub fn error(kind: &str, message: &str) -> String {
-    cyfr_core::formulas::guest_error(kind, message).to_string()
-}
-
 /// Most bytes read from a router's answer.
 const MAX_ANSWER: usize = 16 << 20;
 

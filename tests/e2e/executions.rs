@@ -507,7 +507,18 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
     );
     s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "60s"}));
     let jt = register_json_transform(&s);
-    let a = s.key("a", "secret", &["execution"], json!({}));
+    // A's probe loop below may run long on a loaded machine: only the slots may refuse it.
+    s.ok(
+        &s.admin,
+        "policy",
+        json!({"action": "set", "reference": jt, "field": "rate_limit", "value": "100000/1m"}),
+    );
+    let a = s.key(
+        "a",
+        "secret",
+        &["execution"],
+        json!({"rate_limit": "100000/1m"}),
+    );
     let b = s.key("b", "secret", &["execution"], json!({}));
     // A fills its share of the host's slots (16) with runs that never end by themselves.
     let share = 16;
