@@ -22,12 +22,15 @@ impl Env for FixedEnv {
     }
 }
 
+/// Scripted answers, per host URL prefix.
+type Script = Vec<(String, VecDeque<Result<Answer, SendError>>)>;
+
 /// Records every request; answers from a per-host script (by URL prefix), then 200 with a
 /// completed run.
 #[derive(Default)]
 struct Recorder {
     sent: RefCell<Vec<OutboundRequest>>,
-    script: RefCell<Vec<(String, VecDeque<Result<Answer, SendError>>)>>,
+    script: RefCell<Script>,
 }
 
 impl Recorder {
