@@ -17,6 +17,7 @@ pub mod errors;
 pub mod executions;
 pub mod formulas;
 pub mod host_api;
+pub mod hosts;
 pub mod http;
 pub mod ipallow;
 pub mod keys;

@@ -6,8 +6,6 @@
 #![deny(missing_docs)]
 
 pub mod code_cache;
-pub mod core_db;
-pub mod db;
 pub mod egress;
 pub mod executor;
 pub mod formula;
@@ -17,3 +15,6 @@ pub mod keyring;
 pub mod recovery;
 pub mod service;
 pub mod spin_runner;
+
+// Moved to the cyfr-libsql crate (core's tests use it too); the old paths keep working.
+pub use cyfr_libsql::{core_db, db};

@@ -7,6 +7,13 @@ use std::sync::Arc;
 /// `cyfr_core::db::Db` backed by a [`LocalDb`].
 pub struct CoreDb(pub Arc<LocalDb>);
 
+impl CoreDb {
+    /// A fresh, empty database in memory ([`LocalDb::open_in_memory`]), for tests.
+    pub async fn open_in_memory() -> anyhow::Result<CoreDb> {
+        Ok(CoreDb(Arc::new(LocalDb::open_in_memory().await?)))
+    }
+}
+
 impl Db for CoreDb {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         let params = params

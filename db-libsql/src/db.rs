@@ -1,7 +1,8 @@
 //! An embedded libsql (SQLite) database in a local file.
 //!
 //! [`LocalDb`] is what Spin's `default` SQLite database is backed by in the native host
-//! (see `spin_runner`), and what the lead's `cyfr-core` `Db` implementation sits on.
+//! (`cyfr_host::spin_runner`), and what [`crate::core_db::CoreDb`] sits on. Tests open it
+//! in memory ([`LocalDb::open_in_memory`]).
 //!
 //! Every statement goes through `query` and all of its rows are collected, so `SELECT`s and
 //! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. SQLite calls are synchronous under
@@ -80,6 +81,9 @@ pub struct LocalDb {
     /// checkpoints and deletes the WAL (about four fsyncs), which with one short-lived
     /// connection per request happened after nearly every request.
     _keep_wal: Option<LocalConnection>,
+    /// In memory, the one connection every statement uses: each new connection to
+    /// `:memory:` would be a database of its own.
+    memory: Option<LocalConnection>,
 }
 
 impl std::fmt::Debug for LocalDb {
@@ -105,6 +109,7 @@ impl LocalDb {
             db: Arc::new(db),
             path,
             _keep_wal: None,
+            memory: None,
         };
         // journal_mode=WAL is persistent in the file; check that it took.
         let conn = this.connect().await?;
@@ -125,14 +130,36 @@ impl LocalDb {
         Ok(this)
     }
 
-    /// The database file's path.
+    /// A fresh, empty database in memory (no file, no WAL), gone when dropped. Every
+    /// statement runs on one connection, so `connect` hands out that same connection.
+    pub async fn open_in_memory() -> anyhow::Result<LocalDb> {
+        let db = Arc::new(
+            libsql::Builder::new_local(":memory:")
+                .build()
+                .await
+                .context("opening an in-memory database")?,
+        );
+        let handle = db.clone();
+        let conn = blocking(move || handle.connect().context("connecting to database")).await?;
+        Ok(LocalDb {
+            db,
+            path: PathBuf::from(":memory:"),
+            _keep_wal: None,
+            memory: Some(LocalConnection { conn }),
+        })
+    }
+
+    /// The database file's path (`:memory:` in memory).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Opens a new connection (with `busy_timeout` set). Its `last_insert_rowid` and `changes`
-    /// are its own, as in SQLite.
+    /// are its own, as in SQLite. In memory, the database's one connection.
     pub async fn connect(&self) -> anyhow::Result<LocalConnection> {
+        if let Some(conn) = &self.memory {
+            return Ok(conn.clone());
+        }
         let db = self.db.clone();
         let conn = blocking(move || {
             let conn = db.connect().context("connecting to database")?;
@@ -328,6 +355,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count.rows, vec![vec![SqlValue::Integer(1)]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_statements_share_one_database() {
+        let db = LocalDb::open_in_memory().await.unwrap();
+        assert_eq!(db.path(), Path::new(":memory:"));
+        db.execute("CREATE TABLE t (x)", vec![]).await.unwrap();
+        db.execute("INSERT INTO t VALUES (?)", vec![SqlValue::Integer(7)])
+            .await
+            .unwrap();
+        let rows = db.execute("SELECT x FROM t", vec![]).await.unwrap();
+        assert_eq!(rows.rows, vec![vec![SqlValue::Integer(7)]]);
+        let other = LocalDb::open_in_memory().await.unwrap();
+        assert!(other.execute("SELECT x FROM t", vec![]).await.is_err());
     }
 
     /// The rate limiter's statement: an upsert whose DO UPDATE has a WHERE. When the WHERE is

@@ -1,0 +1,10 @@
+//! `App::handle` end to end in-process: real SQL (in-memory libsql), a fake host, a fixed
+//! clock. One test binary, so it links once.
+
+mod support;
+
+mod arguments;
+mod executions;
+mod formulas;
+mod happy;
+mod scopes;
