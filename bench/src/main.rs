@@ -33,29 +33,26 @@ mod baseline;
 mod catalyst;
 mod formula;
 mod load;
+mod server;
 mod soak;
+mod verify;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
-use cyfr_core::keys::{self, KeyType, NewKey};
-use cyfr_host::core_db::{CoreDb, NativeEnv};
-use cyfr_host::db::LocalDb;
-use cyfr_host::service::{db_path, Server, UpOptions};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde_json::{json, Value as Json};
 
 use baseline::Baseline;
 use load::{HttpClient, HttpTarget, InProcClient, Stats};
+use server::{start_cyfr, tool, Cyfr, RemoveOnDrop};
+use verify::*;
 
 /// The reagent's input; json-transform answers with count/sum/min/max/mean.
 const INPUT: &str = r#"{"data":[1,2,3]}"#;
@@ -504,212 +501,6 @@ pub(crate) fn reagent_executor_call(
 fn build_wasm() -> anyhow::Result<()> {
     say!("building cyfr-router and the test guests (wasm32-wasip2, release) into target/wasm");
     cyfr_test_guests::build_with_router().map_err(|e| anyhow::anyhow!(e))
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(crate) struct Cyfr {
-    pub addr: SocketAddr,
-    /// The admin key (`cyfr init`'s), for registering components and setting policies.
-    pub admin: String,
-    /// The secret `execution` key the load uses.
-    pub key: String,
-    /// json-transform's reference.
-    pub reference: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-}
-
-/// `cyfr init` (data dir, server key, admin key), then `cyfr up` in-process on 127.0.0.1:0,
-/// then, over MCP with the admin key: register json-transform inline, set its policy's
-/// `rate_limit`, create a secret key with the `execution` scope, and run the reagent once
-/// (the host compiles it here).
-#[allow(clippy::too_many_arguments)] // one call site per benchmark; each argument is a knob it sets
-async fn start_cyfr(
-    ws: &Path,
-    data_dir: &Path,
-    cache_dir: &Path,
-    router_wasm: Vec<u8>,
-    reagent_wasm: &[u8],
-    manifest: Json,
-    rate_limit: Option<&str>,
-    policy_rate_limit: &str,
-) -> anyhow::Result<Cyfr> {
-    // As `cyfr init` does: the data directory, the master key file (unless CYFR_MASTER_KEY
-    // is set; a server that reads no master key ignores it), the schema and the admin key.
-    std::fs::create_dir_all(data_dir)?;
-    cyfr_host::keyring::init(data_dir)?;
-    let admin = {
-        let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let new = NewKey {
-            name: "admin".into(),
-            key_type: KeyType::Admin,
-            scopes: vec![],
-            rate_limit: None,
-            ip_allowlist: Default::default(),
-        };
-        keys::create(&db, &NativeEnv, &new, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .1
-    };
-
-    // As `cyfr up` does.
-    let started = std::time::Instant::now();
-    let server = Server::start(UpOptions {
-        data_dir: data_dir.to_path_buf(),
-        router_wasm,
-        components_root: ws.to_path_buf(),
-        variables: HashMap::new(),
-        cache_dir: Some(cache_dir.to_path_buf()),
-        hosts: Vec::new(),
-    })
-    .await?;
-    say!(
-        "cyfr server ready in {:.1} s (router compiled or loaded from cache)",
-        started.elapsed().as_secs_f64()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        if let Err(e) = server
-            .serve(listener, async move {
-                let _ = rx.await;
-            })
-            .await
-        {
-            eprintln!("cyfr-bench: cyfr server failed: {e:#}");
-        }
-    });
-
-    let wasm_b64 = base64::engine::general_purpose::STANDARD.encode(reagent_wasm);
-    let reg = tool(
-        addr,
-        &admin,
-        "component",
-        json!({ "action": "register", "manifest": manifest, "wasm": wasm_b64 }),
-    )
-    .await?;
-    let reference = reg["reference"]
-        .as_str()
-        .context("register returned no reference")?
-        .to_string();
-    tool(addr, &admin, "policy", json!({ "action": "set", "reference": reference, "field": "rate_limit", "value": policy_rate_limit })).await?;
-    let mut key_args =
-        json!({ "action": "create", "name": "bench", "type": "secret", "scope": ["execution"] });
-    if let Some(r) = rate_limit {
-        key_args["rate_limit"] = json!(r);
-    }
-    let key = tool(addr, &admin, "key", key_args).await?["key"]
-        .as_str()
-        .context("key create returned no key")?
-        .to_string();
-    let t = std::time::Instant::now();
-    let first = tool(addr, &key, "execution", json!({ "action": "run", "reference": reference, "type": "reagent", "input": serde_json::from_str::<Json>(INPUT)? })).await?;
-    if first["status"] != "completed" || first["result"]["sum"] != 6 {
-        bail!("first execution.run returned {first}");
-    }
-    say!(
-        "first execution.run (artifact upload + compile) took {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    Ok(Cyfr {
-        addr,
-        admin,
-        key,
-        reference,
-        shutdown: tx,
-    })
-}
-
-/// The start of `v`'s JSON text, for an error message (cut on a character boundary).
-fn excerpt(v: &Json, n: usize) -> String {
-    let s = v.to_string();
-    s[..s.floor_char_boundary(n)].to_string()
-}
-
-/// One MCP `tools/call` on a fresh connection; returns `structuredContent` or fails.
-async fn tool(addr: SocketAddr, key: &str, name: &str, arguments: Json) -> anyhow::Result<Json> {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": name, "arguments": arguments } });
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/mcp")
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", PROTOCOL_VERSION)
-        .header("authorization", format!("Bearer {key}"))
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let v: Json = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{name}: HTTP {status}: {}", String::from_utf8_lossy(&bytes)))?;
-    if v.get("error").is_some() || v["result"]["isError"] != json!(false) {
-        bail!("{name} failed: {v}");
-    }
-    Ok(v["result"]["structuredContent"].clone())
-}
-
-fn parse(body: &[u8]) -> Result<Json, String> {
-    serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)])
-        )
-    })
-}
-
-fn verify_baseline(body: &[u8]) -> Result<(), String> {
-    let v = parse(body)?;
-    if v["sum"] != 6 {
-        return Err(format!("unexpected output: {v}"));
-    }
-    Ok(())
-}
-
-fn verify_cyfr_run(body: &[u8]) -> Result<(), String> {
-    let v = parse(body)?;
-    let sc = &v["result"]["structuredContent"];
-    if sc["status"] != "completed" || sc["result"]["sum"] != 6 {
-        return Err(format!("unexpected response: {}", excerpt(&v, 400)));
-    }
-    Ok(())
-}
-
-fn verify_health(body: &[u8]) -> Result<(), String> {
-    let v = parse(body)?;
-    if v["status"] != "ok" {
-        return Err(format!("unexpected response: {v}"));
-    }
-    Ok(())
-}
-
-fn verify_ping(body: &[u8]) -> Result<(), String> {
-    let v = parse(body)?;
-    if v["result"] != json!({}) {
-        return Err(format!("unexpected response: {v}"));
-    }
-    Ok(())
-}
-
-fn verify_tools_list(body: &[u8]) -> Result<(), String> {
-    let v = parse(body)?;
-    if v["result"]["tools"].as_array().is_none_or(|t| t.is_empty()) {
-        return Err(format!("unexpected response: {}", excerpt(&v, 400)));
-    }
-    Ok(())
 }
 
 fn cpu_model() -> String {
