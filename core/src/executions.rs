@@ -122,9 +122,7 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Records the run as `started`: a child only while its parent still runs with a live
-    /// callback token, so one that passed the token check just before the parent ended does
-    /// not start after it.
+    /// The run's id, time limit and callback, recorded as `started` ([`Run::record`]).
     async fn start<D: Db, X: Dispatch, E: Env>(
         cx: &Context<D, X, E>,
         who: &Identity,
@@ -161,6 +159,34 @@ impl<'a> Run<'a> {
             }
             _ => None,
         };
+        let run = Run {
+            id,
+            component,
+            policy,
+            origin,
+            started,
+            depth,
+            remaining,
+            timeout_ms,
+            callback,
+        };
+        run.record(cx, who, lineage, carried).await?;
+        Ok(run)
+    }
+
+    /// The `INSERT` of the `started` record, with what a formula carries for its children: a
+    /// child only while its parent still runs with a live callback token, so one that passed
+    /// the token check just before the parent ended does not start after it.
+    async fn record<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        who: &Identity,
+        lineage: Option<&Lineage>,
+        carried: Option<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        let (id, component, policy, callback) =
+            (&self.id, &self.component, &self.policy, &self.callback);
+        let deadline = self.started + self.timeout_ms;
         let inserted = cx
             .db
             .query(
@@ -175,12 +201,12 @@ impl<'a> Run<'a> {
                     component.digest.clone().into(),
                     who.id().into(),
                     policy.to_json().to_string().into(),
-                    Value::Integer(started as i64),
+                    Value::Integer(self.started as i64),
                     lineage.map(|l| l.parent_id.clone()).into(),
-                    Value::Integer(depth),
-                    Value::Integer((started + timeout_ms) as i64),
+                    Value::Integer(self.depth),
+                    Value::Integer(deadline as i64),
                     callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
-                    Value::Integer(origin.secure as i64),
+                    Value::Integer(self.origin.secure as i64),
                     carried.as_ref().map(|c| c.0.clone()).into(),
                     carried.map_or(Value::Null, |c| Value::Blob(c.1)),
                 ],
@@ -196,17 +222,7 @@ impl<'a> Run<'a> {
             )
             .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
         }
-        Ok(Run {
-            id,
-            component,
-            policy,
-            origin,
-            started,
-            depth,
-            remaining,
-            timeout_ms,
-            callback,
-        })
+        Ok(())
     }
 
     /// A failed run as the caller sees it: the host's reason decides the code.
