@@ -9,6 +9,7 @@ for t in wasm32-wasip2 wasm32-unknown-unknown; do
 done
 # core must stay free of I/O: it compiles for the Workers target too.
 cargo check --locked -p cyfr-core --target wasm32-unknown-unknown
+scripts/core-dag.sh  # core's modules form layers without cycles (ARCHITECTURE.md)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

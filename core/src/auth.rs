@@ -1,6 +1,7 @@
 //! Who is calling, and may they: the one place that turns credentials into an
 //! [`Identity`] and checks the key's IP allowlist and rate limit.
 
+use crate::access::{self, Need};
 use crate::config::Config;
 use crate::db::Db;
 use crate::errors::{Code, Error, Result};
@@ -8,7 +9,6 @@ use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
 use crate::keys::{self, ApiKey, KeyType};
 use crate::ratelimit;
-use crate::scopes::{self, Need};
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -20,6 +20,8 @@ pub struct Identity {
 impl Identity {
     /// A stable id for records and ownership: the key's lineage (`key_…`, kept across
     /// rotation), so a rotated key keeps its user secrets and run history.
+    // Not the key's own id, on purpose: records belong to the lineage.
+    #[allow(clippy::misnamed_getters)]
     pub fn id(&self) -> &str {
         &self.key.lineage_id
     }
@@ -33,7 +35,7 @@ impl Identity {
     }
     /// Refuses with -33004 unless the caller satisfies `need` for `tool.action`.
     pub fn require(&self, tool: &str, action: &str, need: Need) -> Result<()> {
-        if scopes::satisfied(&self.key.scopes, need) {
+        if access::satisfied(&self.key.scopes, need) {
             return Ok(());
         }
         let wanted = match need {

@@ -2,6 +2,9 @@
 
 use crate::ipallow::NetList;
 
+/// MCP protocol versions we speak; the first is the one we prefer.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+
 /// What the router needs to know about its deployment.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -28,7 +31,7 @@ pub struct Config {
     /// them forever).
     pub execution_retention_ms: u64,
     /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
-    pub kms: Option<std::sync::Arc<crate::secrets::kms::LocalKms>>,
+    pub kms: Option<std::sync::Arc<crate::kms::LocalKms>>,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -111,7 +114,7 @@ impl Config {
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));
         if let Some(v) = get("master_keys").filter(|v| !v.trim().is_empty()) {
-            let kms = crate::secrets::kms::LocalKms::from_variable(&v)
+            let kms = crate::kms::LocalKms::from_variable(&v)
                 .map_err(|e| format!("variable master_keys: {}", e.message))?;
             c.kms = Some(std::sync::Arc::new(kms));
         }

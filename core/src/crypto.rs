@@ -17,6 +17,12 @@ pub fn digest(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))
 }
 
+/// A short id for a public key: 8 bytes of its SHA-256, base64url (11 characters).
+pub fn kid_of(public_key: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&Sha256::digest(public_key)[..8])
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -10,7 +10,7 @@ pub enum DispatchError {
     /// The host refused the request (bad directory, digest mismatch, ...).
     Refused {
         /// Stable reason.
-        code: String,
+        code: crate::host_api::HostErrorKind,
         /// Human message.
         message: String,
     },

@@ -10,12 +10,17 @@ pub enum Code {
     ParseError,
     /// -32600: not a JSON-RPC 2.0 request (also: batches).
     InvalidRequest,
+    /// -32600 as well, for a body over the size limit: answered with HTTP 413.
+    BodyTooLarge,
     /// -32601: no such method.
     MethodNotFound,
     /// -32602: the arguments do not fit the tool's schema.
     InvalidParams,
     /// -32603: a fault of ours.
     Internal,
+    /// -32603 as well, for a fault of ours before any method ran (the schema could not be
+    /// migrated, the session store could not be read): answered with HTTP 500.
+    Unavailable,
     /// -33001: no authentication provided.
     AuthRequired,
     /// -33002: invalid API key or token.
@@ -51,10 +56,10 @@ impl Code {
     pub fn number(self) -> i64 {
         match self {
             Code::ParseError => -32700,
-            Code::InvalidRequest => -32600,
+            Code::InvalidRequest | Code::BodyTooLarge => -32600,
             Code::MethodNotFound => -32601,
             Code::InvalidParams => -32602,
-            Code::Internal => -32603,
+            Code::Internal | Code::Unavailable => -32603,
             Code::AuthRequired => -33001,
             Code::AuthInvalid => -33002,
             Code::AuthExpired => -33003,
@@ -76,10 +81,10 @@ impl Code {
     pub fn name(self) -> &'static str {
         match self {
             Code::ParseError => "parse_error",
-            Code::InvalidRequest => "invalid_request",
+            Code::InvalidRequest | Code::BodyTooLarge => "invalid_request",
             Code::MethodNotFound => "method_not_found",
             Code::InvalidParams => "invalid_params",
-            Code::Internal => "internal_error",
+            Code::Internal | Code::Unavailable => "internal_error",
             Code::AuthRequired => "auth_required",
             Code::AuthInvalid => "auth_invalid",
             Code::AuthExpired => "auth_expired",
@@ -101,6 +106,8 @@ impl Code {
     pub fn http_status(self) -> u16 {
         match self {
             Code::ParseError | Code::InvalidRequest | Code::InvalidProtocol => 400,
+            Code::BodyTooLarge => 413,
+            Code::Unavailable => 500,
             Code::AuthRequired | Code::AuthInvalid | Code::AuthExpired => 401,
             Code::InsufficientPermissions => 403,
             Code::RateLimited => 429,
@@ -108,6 +115,31 @@ impl Code {
             Code::SessionRequired => 400,
             // Errors inside a well-formed call are JSON-RPC answers, not HTTP failures.
             _ => 200,
+        }
+    }
+}
+
+impl Code {
+    /// The `type` a formula's guest reads when a child it asked for (`invoke`) fails.
+    pub fn guest_run_type(self) -> &'static str {
+        match self {
+            Code::ExecutionTimeout => "timeout",
+            Code::InvalidParams => "invalid_request",
+            Code::InsufficientPermissions => "access_denied",
+            Code::RateLimited => "rate_limited",
+            Code::ComponentNotFound => "component_not_found",
+            Code::ComponentInvalid => "component_invalid",
+            Code::CapabilityDenied => "capability_denied",
+            _ => "execution_failed",
+        }
+    }
+
+    /// The `type` a formula's guest reads when a tool it called (`tools`) fails.
+    pub fn guest_tool_type(self) -> &'static str {
+        match self {
+            Code::InsufficientPermissions => "tool_denied",
+            Code::InvalidParams => "invalid_request",
+            _ => "dispatch_error",
         }
     }
 }
@@ -157,6 +189,14 @@ impl Error {
     /// Shorthand for -32603; the detail is logged by the caller, not returned.
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(Code::Internal, message)
+    }
+    /// The same error as the end of the whole request before any method ran: a fault of
+    /// ours ([`Code::Internal`]) becomes [`Code::Unavailable`] (HTTP 500).
+    pub fn before_any_method(mut self) -> Self {
+        if self.code == Code::Internal {
+            self.code = Code::Unavailable;
+        }
+        self
     }
 }
 

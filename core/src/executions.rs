@@ -1,16 +1,18 @@
 //! `execution.run` and the execution records.
 
-use crate::app::App;
 use crate::auth::Identity;
+use crate::context::Context;
 use crate::db::{Db, Value};
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::{execution_id, random_token, rfc3339, Env};
 use crate::errors::{Code, Error, Result};
-use crate::host_api::{Limits, RunRequest, RunResponse};
+use crate::host_api::{HostErrorKind, Limits, RunRequest, RunResponse, RunStatus};
 use crate::reference::{ComponentType, Reference};
 use crate::{policy, registry};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use zeroize::Zeroizing;
 
@@ -41,27 +43,46 @@ pub struct Origin<'a> {
     pub secure: bool,
 }
 
+/// The arguments of `execution.run` (and of a formula's `invoke`).
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+pub struct RunArgs {
+    /// Component reference: "type:namespace.name:version", the c:/r:/f: short form, or {"registry": "…"}
+    #[serde(default, deserialize_with = "crate::args::raw")]
+    #[schemars(schema_with = "reference_schema")]
+    pub reference: Option<Json>,
+    /// JSON input handed to the component
+    #[serde(default, deserialize_with = "crate::args::raw")]
+    pub input: Option<Json>,
+    /// Component type, when the reference omits it
+    #[serde(rename = "type", default, deserialize_with = "crate::args::loose_str")]
+    #[schemars(schema_with = "crate::reference::type_schema")]
+    pub type_hint: Option<String>,
+}
+
+fn reference_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "object", "properties": { "registry": { "type": "string" } }, "required": ["registry"] }] })
+}
+
 /// Runs a component for `who` and records the run.
 pub async fn run<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
-    args: &Json,
+    args: &RunArgs,
     origin: Origin<'_>,
 ) -> Result<Json> {
-    run_in(app, who, args, None, origin).await
+    run_in(cx, who, args, None, origin).await
 }
 
 /// Runs a component for `who`, as a child of a formula when `lineage` says so, and records
 /// the run (with its parent). Every run, nested or not, takes this one path.
 pub async fn run_in<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
-    args: &Json,
+    args: &RunArgs,
     lineage: Option<&Lineage>,
     origin: Origin<'_>,
 ) -> Result<Json> {
-    let opened = origin.opened;
-    let type_hint = match args.get("type").and_then(Json::as_str) {
+    let type_hint = match args.type_hint.as_deref() {
         None => None,
         Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
             Error::invalid_params(format!(
@@ -69,361 +90,400 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             ))
         })?),
     };
-    let reference = args.get("reference").ok_or_else(|| {
+    let reference = args.reference.as_ref().ok_or_else(|| {
         Error::invalid_params(
             "execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\"",
         )
     })?;
     let reference = Reference::from_json(reference, type_hint)?;
-    let component = registry::resolve(&app.db, &reference).await?;
-    let policy = policy::effective(&app.db, &component).await?;
-    let input = serde_json::to_string(args.get("input").unwrap_or(&json!({}))).unwrap_or_default();
+    let component = registry::resolve(&cx.db, &reference).await?;
+    let policy = policy::effective(&cx.db, &component).await?;
+    let input =
+        serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
+    let mut run = Run::start(cx, who, component, policy, lineage, origin).await?;
+    let secrets = run.admit(cx, who, input.len() as u64).await?;
+    let req = run.request(who, input, &secrets);
+    let resp = run.dispatch(cx, &req, &secrets).await?;
+    run.answer(cx, resp).await
+}
 
-    let id = execution_id(&app.env);
-    let started = app.env.now_ms();
-    let depth = lineage.map(|l| l.depth).unwrap_or(0);
-    // A child never outlives its parent: its timeout is cut to the parent's remaining time.
-    let remaining = lineage.map(|l| l.deadline_ms.saturating_sub(started));
-    let timeout_ms = remaining.map_or(policy.timeout_ms, |r| r.min(policy.timeout_ms));
-    let deadline = started + timeout_ms;
-    // A formula's host calls back with this token; the row keeps only its hash, and the
-    // token stops working when the row leaves `started`.
-    let mut callback = if component.ctype == ComponentType::Formula {
-        callback_url(&app.config).map(|url| crate::host_api::Callback {
-            url,
-            token: random_token(&app.env, 32),
-            key: None,
-        })
-    } else {
-        None
-    };
-    // A formula holding opened values passes them to its children: its callbacks are sealed
-    // under a key of their own, and the values (for redacting the children) and that key are
-    // kept with its record, wrapped by the master key, for the callbacks to find.
-    let carried = match callback.as_mut() {
-        Some(cb) if !opened.is_empty() => {
-            let (kek, wrapped, key) = carry(app, &id, opened).await?;
-            cb.key = Some(key);
-            Some((kek, wrapped))
-        }
-        _ => None,
-    };
-    // A child is recorded only while its parent still runs with a live callback token: one
-    // that passed the token check just before the parent ended does not start after it.
-    let inserted = app
-        .db
-        .query(
-            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
-             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
-             WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
-             RETURNING id",
-            &[
-                id.clone().into(),
-                component.reference.clone().into(),
-                component.ctype.as_str().into(),
-                component.digest.clone().into(),
-                who.id().into(),
-                policy.to_json().to_string().into(),
-                Value::Integer(started as i64),
-                lineage.map(|l| l.parent_id.clone()).into(),
-                Value::Integer(depth),
-                Value::Integer(deadline as i64),
-                callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
-                Value::Integer(origin.secure as i64),
-                carried.as_ref().map(|c| c.0.clone()).into(),
-                carried.map_or(Value::Null, |c| Value::Blob(c.1)),
-            ],
-        )
-        .await?;
-    if inserted.rows.is_empty() {
-        return Err(Error::new(
-            Code::ExecutionFailed,
-            format!(
-                "the formula that asked for {} has ended",
-                component.reference
-            ),
-        )
-        .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
-    }
+/// A run recorded as `started`, on its way to a host.
+struct Run<'a> {
+    id: String,
+    component: registry::Component,
+    policy: policy::Policy,
+    origin: Origin<'a>,
+    started: u64,
+    depth: i64,
+    /// The parent's remaining time, for a child.
+    remaining: Option<u64>,
+    timeout_ms: u64,
+    callback: Option<crate::host_api::Callback>,
+}
 
-    let failure = |reason: &str, message: String| {
-        let code = match reason {
-            "timeout" => Code::ExecutionTimeout,
-            // The host refused it at once: this caller already has its share of runs there.
-            "busy" => Code::RateLimited,
-            _ => Code::ExecutionFailed,
+impl<'a> Run<'a> {
+    /// The run's id, time limit and callback, recorded as `started` ([`Run::record`]).
+    async fn start<D: Db, X: Dispatch, E: Env>(
+        cx: &Context<D, X, E>,
+        who: &Identity,
+        component: registry::Component,
+        policy: policy::Policy,
+        lineage: Option<&Lineage>,
+        origin: Origin<'a>,
+    ) -> Result<Run<'a>> {
+        let id = execution_id(&cx.env);
+        let started = cx.env.now_ms();
+        let depth = lineage.map(|l| l.depth).unwrap_or(0);
+        // A child never outlives its parent: its timeout is cut to the parent's remaining time.
+        let remaining = lineage.map(|l| l.deadline_ms.saturating_sub(started));
+        let timeout_ms = remaining.map_or(policy.timeout_ms, |r| r.min(policy.timeout_ms));
+        // A formula's host calls back with this token; the row keeps only its hash, and the
+        // token stops working when the row leaves `started`.
+        let mut callback = if component.ctype == ComponentType::Formula {
+            callback_url(&cx.config).map(|url| crate::host_api::Callback {
+                url,
+                token: random_token(&cx.env, 32),
+                key: None,
+            })
+        } else {
+            None
         };
-        let mut data =
-            json!({ "execution_id": id, "reason": reason, "reference": component.reference });
-        if reason == "busy" {
-            data["retry_after_ms"] = json!(BUSY_RETRY_MS);
-        }
-        Error::new(code, message).with_data(data)
-    };
-
-    // Checked here as well as on the host, so an oversize input never leaves the router.
-    if input.len() as u64 > policy.max_request_size {
-        let msg = format!(
-            "input is {} bytes; the policy allows {} (max_request_size)",
-            input.len(),
-            policy.max_request_size
-        );
-        finish(
-            &app.db,
-            &id,
-            "failed",
-            Some(&msg),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(failure("input_too_large", msg));
-    }
-    if depth > MAX_DEPTH {
-        let msg = format!(
-            "{} would run {depth} levels deep; formulas nest at most {MAX_DEPTH} levels",
-            component.reference
-        );
-        finish(
-            &app.db,
-            &id,
-            "failed",
-            Some(&msg),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "depth_exceeded", "reference": component.reference })));
-    }
-    if remaining.is_some_and(|r| r < MIN_CHILD_MS) {
-        let msg = format!(
-            "the parent formula has {} ms left, too little to run {}",
-            remaining.unwrap_or(0),
-            component.reference
-        );
-        finish(
-            &app.db,
-            &id,
-            "timed_out",
-            Some(&msg),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(failure("timeout", msg));
-    }
-    if component.ctype == ComponentType::Formula && callback.is_none() {
-        let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
-        finish(
-            &app.db,
-            &id,
-            "failed",
-            Some(&msg),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "no_router_url", "reference": component.reference })));
-    }
-    // A catalyst reaches the network: without an explicit allowlist it does not start.
-    if component.ctype == ComponentType::Catalyst && policy.allowed_domains.is_empty() {
-        let msg = format!(
-            "POLICY_REQUIRED: {} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {} allowed_domains '[\"api.example.com\"]'`",
-            component.reference, component.reference
-        );
-        finish(
-            &app.db,
-            &id,
-            "failed",
-            Some(&msg),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(Error::new(Code::CapabilityDenied, msg).with_data(json!({ "execution_id": id, "reason": "POLICY_REQUIRED", "reference": component.reference })));
-    }
-    // Per user per component; outbound calls have their own budget on the host.
-    if let Err(e) = crate::ratelimit::take(
-        &app.db,
-        &format!("exec:{}:{}", who.budget_id(), component.reference),
-        policy.rate_limit,
-        started,
-    )
-    .await
-    {
-        finish(
-            &app.db,
-            &id,
-            "failed",
-            Some(&e.message),
-            None,
-            started,
-            app.env.now_ms(),
-        )
-        .await?;
-        return Err(e);
-    }
-    // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
-    // needs them looked up, decrypted or sent.
-    let secrets = if component.ctype == ComponentType::Catalyst {
-        match granted_secrets(app, who, &component.reference).await {
-            Ok(s) => s,
-            Err(e) => {
-                finish(
-                    &app.db,
-                    &id,
-                    "failed",
-                    Some(&e.message),
-                    None,
-                    started,
-                    app.env.now_ms(),
-                )
-                .await?;
-                return Err(e);
+        // A formula holding opened values passes them to its children: its callbacks are
+        // sealed under a key of their own, and the values (for redacting the children) and
+        // that key are kept with its record, wrapped by the master key, for the callbacks.
+        let carried = match callback.as_mut() {
+            Some(cb) if !origin.opened.is_empty() => {
+                let (kek, wrapped, key) = carry(cx, &id, origin.opened).await?;
+                cb.key = Some(key);
+                Some((kek, wrapped))
             }
-        }
-    } else {
-        Default::default()
-    };
-
-    let req = RunRequest {
-        execution_id: id.clone(),
-        digest: component.digest.clone(),
-        component_type: component.ctype.as_str().into(),
-        input,
-        limits: Limits {
+            _ => None,
+        };
+        let run = Run {
+            id,
+            component,
+            policy,
+            origin,
+            started,
+            depth,
+            remaining,
             timeout_ms,
-            max_memory_bytes: policy.max_memory_bytes,
-            max_input_bytes: policy.max_request_size,
-            max_output_bytes: policy.max_response_size,
-        },
-        // A child runs as its formula's caller, so it counts against the same share.
-        caller: who.budget_id().to_string(),
-        reference: component.reference.clone(),
-        egress: (component.ctype == ComponentType::Catalyst).then(|| policy.egress()),
-        secrets: secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect(),
-        // Sealed by the dispatcher for the host it picks, when that host is remote.
-        sealed_secrets: None,
-        callback,
-        sealed_callback: None,
-        input_holds_secrets: !opened.is_empty(),
-        sealed_input: None,
-        redact: opened.iter().map(|v| B64.encode(v.as_slice())).collect(),
-        sealed_redact: None,
-    };
-    // Whatever comes back is scrubbed of every secret the run could read, in every form.
-    let forms =
-        crate::secrets::mask::Forms::new(secrets.values().chain(opened).map(|v| v.as_slice()));
-    let scrub = |t: &str| forms.redact(t);
-    let resp = match dispatch_run(app, &req).await.map(|mut r| {
-        r.stdout = scrub(&r.stdout);
-        r.stderr = scrub(&r.stderr);
-        r.output = r.output.as_deref().map(scrub);
-        if let Some(e) = r.error.as_mut() {
-            e.message = scrub(&e.message);
-        }
-        // A refused URL can carry a value the guest put in it.
-        for refusal in &mut r.egress_refusals {
-            refusal.url = scrub(&refusal.url);
-            refusal.message = scrub(&refusal.message);
-        }
-        r
-    }) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = format!(
-                "the host could not run {}: {}",
-                component.reference,
-                describe(&e)
-            );
-            finish(
-                &app.db,
-                &id,
-                "failed",
-                Some(&msg),
-                None,
-                started,
-                app.env.now_ms(),
+            callback,
+        };
+        run.record(cx, who, lineage, carried).await?;
+        Ok(run)
+    }
+
+    /// The `INSERT` of the `started` record, with what a formula carries for its children: a
+    /// child only while its parent still runs with a live callback token, so one that passed
+    /// the token check just before the parent ended does not start after it.
+    async fn record<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        who: &Identity,
+        lineage: Option<&Lineage>,
+        carried: Option<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        let (id, component, policy, callback) =
+            (&self.id, &self.component, &self.policy, &self.callback);
+        let deadline = self.started + self.timeout_ms;
+        let inserted = cx
+            .db
+            .query(
+                "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
+                 SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+                 WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
+                 RETURNING id",
+                &[
+                    id.clone().into(),
+                    component.reference.clone().into(),
+                    component.ctype.as_str().into(),
+                    component.digest.clone().into(),
+                    who.id().into(),
+                    policy.to_json().to_string().into(),
+                    Value::Integer(self.started as i64),
+                    lineage.map(|l| l.parent_id.clone()).into(),
+                    Value::Integer(self.depth),
+                    Value::Integer(deadline as i64),
+                    callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
+                    Value::Integer(self.origin.secure as i64),
+                    carried.as_ref().map(|c| c.0.clone()).into(),
+                    carried.map_or(Value::Null, |c| Value::Blob(c.1)),
+                ],
             )
             .await?;
-            return Err(
-                Error::new(Code::RegistryUnavailable, msg).with_data(json!({ "execution_id": id }))
-            );
+        if inserted.rows.is_empty() {
+            return Err(Error::new(
+                Code::ExecutionFailed,
+                format!(
+                    "the formula that asked for {} has ended",
+                    component.reference
+                ),
+            )
+            .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
         }
-    };
-    let failed = (resp.status != "completed").then(|| {
-        resp.error.clone().unwrap_or(crate::host_api::HostError {
-            code: "failed".into(),
-            message: "the component failed".into(),
-        })
-    });
-    let status = match failed.as_ref().map(|e| e.code.as_str()) {
-        None => "completed",
-        Some("timeout") => "timed_out",
-        Some("cancelled") => "cancelled",
-        Some(_) => "failed",
-    };
-    finish(
-        &app.db,
-        &id,
-        status,
-        failed.as_ref().map(|e| e.message.as_str()),
-        Some(&resp),
-        started,
-        app.env.now_ms(),
-    )
-    .await?;
-    if component.ctype == ComponentType::Formula {
-        // Its record has left `started`, so its token no longer works and no child starts;
-        // children still running (a batch it never waited for) end with it, before it answers.
-        cancel_children(app, &id).await;
+        Ok(())
     }
-    if let Some(err) = failed {
-        return Err(failure(&err.code, err.message));
+
+    /// A failed run as the caller sees it: the host's reason decides the code.
+    fn failure(&self, kind: &HostErrorKind, message: String) -> Error {
+        let mut data = json!({ "execution_id": self.id, "reason": kind.as_str(), "reference": self.component.reference });
+        if *kind == HostErrorKind::Busy {
+            data["retry_after_ms"] = json!(BUSY_RETRY_MS);
+        }
+        Error::new(kind.code(), message).with_data(data)
     }
-    let output = resp.output.unwrap_or_default();
-    let result: Json = serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
-    Ok(json!({
-        "status": "completed",
-        "execution_id": id,
-        "result": result,
-        "duration_ms": resp.duration_ms,
-        "component_type": component.ctype.as_str(),
-        "component_digest": component.digest,
-        "reference": component.reference,
-        "policy_applied": policy.to_json(),
-        "egress_refusals": resp.egress_refusals,
-    }))
+
+    /// A refusal of the router's own, with its `reason`.
+    fn refusal(&self, code: Code, reason: &str, message: String) -> Error {
+        Error::new(code, message).with_data(json!({ "execution_id": self.id, "reason": reason, "reference": self.component.reference }))
+    }
+
+    /// Ends the record without a host's answer, and passes `e` on.
+    async fn refuse<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        status: &str,
+        e: Error,
+    ) -> Result<Error> {
+        finish(
+            &cx.db,
+            &self.id,
+            status,
+            Some(&e.message),
+            None,
+            self.started,
+            cx.env.now_ms(),
+        )
+        .await?;
+        Ok(e)
+    }
+
+    /// Everything the router checks before the run leaves it; each refusal ends the
+    /// record. Gives the secrets the run may read.
+    async fn admit<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        who: &Identity,
+        input_len: u64,
+    ) -> Result<Secrets> {
+        let reference = &self.component.reference;
+        let ctype = self.component.ctype;
+        // Checked here as well as on the host, so an oversize input never leaves the router.
+        let refused = if input_len > self.policy.max_request_size {
+            let msg = format!(
+                "input is {input_len} bytes; the policy allows {} (max_request_size)",
+                self.policy.max_request_size
+            );
+            Some(("failed", self.failure(&HostErrorKind::InputTooLarge, msg)))
+        } else if self.depth > MAX_DEPTH {
+            let msg = format!(
+                "{reference} would run {} levels deep; formulas nest at most {MAX_DEPTH} levels",
+                self.depth
+            );
+            Some((
+                "failed",
+                self.refusal(Code::CapabilityDenied, "depth_exceeded", msg),
+            ))
+        } else if self.remaining.is_some_and(|r| r < MIN_CHILD_MS) {
+            let msg = format!(
+                "the parent formula has {} ms left, too little to run {reference}",
+                self.remaining.unwrap_or(0)
+            );
+            Some((
+                HostErrorKind::Timeout.record_status(),
+                self.failure(&HostErrorKind::Timeout, msg),
+            ))
+        } else if ctype == ComponentType::Formula && self.callback.is_none() {
+            let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
+            Some((
+                "failed",
+                self.refusal(Code::CapabilityDenied, "no_router_url", msg),
+            ))
+        } else if ctype == ComponentType::Catalyst && self.policy.allowed_domains.is_empty() {
+            // A catalyst reaches the network: without an explicit allowlist it does not start.
+            let msg = format!("POLICY_REQUIRED: {reference} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {reference} allowed_domains '[\"api.example.com\"]'`");
+            Some((
+                "failed",
+                self.refusal(Code::CapabilityDenied, "POLICY_REQUIRED", msg),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, e)) = refused {
+            return Err(self.refuse(cx, status, e).await?);
+        }
+        // Per user per component; outbound calls have their own budget on the host.
+        let bucket = format!("exec:{}:{}", who.budget_id(), reference);
+        if let Err(e) =
+            crate::ratelimit::take(&cx.db, &bucket, self.policy.rate_limit, self.started).await
+        {
+            return Err(self.refuse(cx, "failed", e).await?);
+        }
+        // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
+        // needs them looked up, decrypted or sent.
+        if ctype != ComponentType::Catalyst {
+            return Ok(Secrets::new());
+        }
+        match granted_secrets(cx, who, reference).await {
+            Ok(s) => Ok(s),
+            Err(e) => Err(self.refuse(cx, "failed", e).await?),
+        }
+    }
+
+    /// What the host is asked to run.
+    fn request(&mut self, who: &Identity, input: String, secrets: &Secrets) -> RunRequest {
+        let c = &self.component;
+        let catalyst = c.ctype == ComponentType::Catalyst;
+        let opened = self.origin.opened;
+        RunRequest {
+            execution_id: self.id.clone(),
+            digest: c.digest.clone(),
+            component_type: c.ctype.as_str().into(),
+            input,
+            limits: Limits {
+                timeout_ms: self.timeout_ms,
+                max_memory_bytes: self.policy.max_memory_bytes,
+                max_input_bytes: self.policy.max_request_size,
+                max_output_bytes: self.policy.max_response_size,
+            },
+            // A child runs as its formula's caller, so it counts against the same share.
+            caller: who.budget_id().to_string(),
+            reference: c.reference.clone(),
+            egress: catalyst.then(|| self.policy.egress()),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+            // Sealed by the dispatcher for the host it picks, when that host is remote.
+            sealed_secrets: None,
+            callback: self.callback.take(),
+            sealed_callback: None,
+            input_holds_secrets: !opened.is_empty(),
+            sealed_input: None,
+            redact: opened.iter().map(|v| B64.encode(v.as_slice())).collect(),
+            sealed_redact: None,
+        }
+    }
+
+    /// Sends the run and scrubs whatever comes back of every secret the run could read, in
+    /// every form. A host that could not run it ends the record.
+    async fn dispatch<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        req: &RunRequest,
+        secrets: &Secrets,
+    ) -> Result<RunResponse> {
+        let forms = crate::secrets::mask::Forms::new(
+            secrets
+                .values()
+                .chain(self.origin.opened)
+                .map(|v| v.as_slice()),
+        );
+        let scrub = |t: &str| forms.redact(t);
+        match dispatch_run(cx, req).await {
+            Ok(mut r) => {
+                r.stdout = scrub(&r.stdout);
+                r.stderr = scrub(&r.stderr);
+                r.output = r.output.as_deref().map(scrub);
+                if let Some(e) = r.error.as_mut() {
+                    e.message = scrub(&e.message);
+                }
+                // A refused URL can carry a value the guest put in it.
+                for refusal in &mut r.egress_refusals {
+                    refusal.url = scrub(&refusal.url);
+                    refusal.message = scrub(&refusal.message);
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let msg = format!(
+                    "the host could not run {}: {}",
+                    self.component.reference,
+                    describe(&e)
+                );
+                let e = Error::new(Code::RegistryUnavailable, msg)
+                    .with_data(json!({ "execution_id": self.id }));
+                Err(self.refuse(cx, "failed", e).await?)
+            }
+        }
+    }
+
+    /// Records how the run ended and answers with its output or its failure.
+    async fn answer<D: Db, X: Dispatch, E: Env>(
+        self,
+        cx: &Context<D, X, E>,
+        resp: RunResponse,
+    ) -> Result<Json> {
+        let failed = (resp.status != RunStatus::Completed).then(|| {
+            resp.error.clone().unwrap_or(crate::host_api::HostError {
+                code: HostErrorKind::Failed,
+                message: "the component failed".into(),
+            })
+        });
+        let status = failed
+            .as_ref()
+            .map_or("completed", |e| e.code.record_status());
+        finish(
+            &cx.db,
+            &self.id,
+            status,
+            failed.as_ref().map(|e| e.message.as_str()),
+            Some(&resp),
+            self.started,
+            cx.env.now_ms(),
+        )
+        .await?;
+        let c = &self.component;
+        if c.ctype == ComponentType::Formula {
+            // Its record has left `started`, so its token no longer works and no child
+            // starts; children still running (a batch it never waited for) end with it,
+            // before it answers.
+            cancel_children(cx, &self.id).await;
+        }
+        if let Some(err) = failed {
+            return Err(self.failure(&err.code, err.message));
+        }
+        let output = resp.output.unwrap_or_default();
+        let result: Json =
+            serde_json::from_str(&output).unwrap_or_else(|_| json!({ "raw": output }));
+        Ok(json!({
+            "status": "completed",
+            "execution_id": self.id,
+            "result": result,
+            "duration_ms": resp.duration_ms,
+            "component_type": c.ctype.as_str(),
+            "component_digest": c.digest,
+            "reference": c.reference,
+            "policy_applied": self.policy.to_json(),
+            "egress_refusals": resp.egress_refusals,
+        }))
+    }
 }
+
+/// The secrets granted to a run, by name.
+type Secrets = std::collections::BTreeMap<String, Zeroizing<Vec<u8>>>;
 
 /// The values a formula's children inherit and its callback key, wrapped by the master key
 /// for its record: (key id, wrapped bytes, the callback key in base64).
 async fn carry<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     id: &str,
     opened: &[Zeroizing<Vec<u8>>],
 ) -> Result<(String, Vec<u8>, String)> {
-    use crate::secrets::kms::Kms;
-    let kms = app.config.kms.as_deref().ok_or_else(|| {
+    use crate::kms::Kms;
+    let kms = cx.config.kms.as_deref().ok_or_else(|| {
         Error::internal(
             "no master key is configured, so sealed values cannot be passed to a formula",
         )
     })?;
     let mut key = Zeroizing::new([0u8; 32]);
-    app.env.fill_random(&mut key[..]);
+    cx.env.fill_random(&mut key[..]);
     let key_b64 = B64.encode(&key[..]);
     let plain = Zeroizing::new(
         json!({ "values": opened.iter().map(|v| B64.encode(v.as_slice())).collect::<Vec<_>>(), "key": key_b64 }).to_string().into_bytes(),
     );
-    let (kek, wrapped) = kms.wrap(&app.env, &plain, &carried_context(id)).await?;
+    let (kek, wrapped) = kms.wrap(&cx.env, &plain, &carried_context(id)).await?;
     Ok((kek, wrapped, key_b64))
 }
 
@@ -438,7 +498,7 @@ pub struct Carried {
 
 /// Unwraps what [`run_in`] kept with formula `id`'s record.
 pub async fn uncarry(
-    kms: &impl crate::secrets::kms::Kms,
+    kms: &impl crate::kms::Kms,
     id: &str,
     kek: &str,
     wrapped: &[u8],
@@ -488,13 +548,13 @@ fn callback_url(config: &crate::config::Config) -> Option<String> {
 /// is recorded as cancelled at once, in the statement that finds it (so its own token dies
 /// with it), and stopped on its host; its own handler records how it really ended, logs
 /// included, when the host answers.
-async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_id: &str) {
+async fn cancel_children<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, parent_id: &str) {
     let mut level = vec![parent_id.to_string()];
     for _ in 0..=MAX_DEPTH {
         let mut next = Vec::new();
         for id in &level {
-            let now = app.env.now_ms() as i64;
-            let Ok(rows) = app
+            let now = cx.env.now_ms() as i64;
+            let Ok(rows) = cx
                 .db
                 .query(
                     "UPDATE executions SET status = 'cancelled', error = 'its parent formula ended', finished_at = ?1, duration_ms = ?1 - started_at \
@@ -508,7 +568,7 @@ async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_
             next.extend(rows.iter().map(|r| r.text("id")));
         }
         for child in &next {
-            let _ = app.dispatch.cancel(child).await;
+            let _ = cx.dispatch.cancel(child).await;
         }
         if next.is_empty() {
             break;
@@ -520,26 +580,26 @@ async fn cancel_children<D: Db, X: Dispatch, E: Env>(app: &App<D, X, E>, parent_
 /// The secrets granted to a component, as this caller gets them (their own key first
 /// where the grant allows).
 async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
     reference: &str,
 ) -> Result<std::collections::BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>> {
     let mut out = std::collections::BTreeMap::new();
-    let names = crate::secrets::store::granted_names(&app.db, reference).await?;
+    let names = crate::secrets::store::granted_names(&cx.db, reference).await?;
     if names.is_empty() {
         return Ok(out);
     }
-    let kms = app.config.kms.as_deref().ok_or_else(|| {
+    let kms = cx.config.kms.as_deref().ok_or_else(|| {
         Error::internal("no master key is configured, so granted secrets cannot be read")
     })?;
     for name in names {
         if let Some(v) = crate::secrets::store::resolve_for_run(
-            &app.db,
+            &cx.db,
             kms,
             reference,
             &name,
             who.id(),
-            app.env.now_ms(),
+            cx.env.now_ms(),
         )
         .await?
         {
@@ -551,16 +611,16 @@ async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
 
 /// Sends the run; when the host lacks the artifact, uploads it from the registry once and retries.
 async fn dispatch_run<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     req: &RunRequest,
 ) -> std::result::Result<RunResponse, DispatchError> {
-    match app.dispatch.run(req).await {
+    match cx.dispatch.run(req).await {
         Err(DispatchError::ArtifactMissing) => {
-            let bytes = registry::artifact(&app.db, &req.digest)
+            let bytes = registry::artifact(&cx.db, &req.digest)
                 .await
                 .map_err(|e| DispatchError::Unreachable(e.message))?;
-            app.dispatch.put_artifact(&req.digest, &bytes).await?;
-            app.dispatch.run_again(req).await
+            cx.dispatch.put_artifact(&req.digest, &bytes).await?;
+            cx.dispatch.run_again(req).await
         }
         other => other,
     }
@@ -607,12 +667,8 @@ async fn finish(
 }
 
 /// `execution.list`: the caller's own runs, newest first (an admin sees all).
-pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
-    let limit = args
-        .get("limit")
-        .and_then(Json::as_u64)
-        .unwrap_or(50)
-        .clamp(1, 500) as i64;
+pub async fn list(db: &impl Db, who: &Identity, limit: Option<u64>) -> Result<Json> {
+    let limit = limit.unwrap_or(50).clamp(1, 500) as i64;
     let caller: Value = if who.is_admin() {
         Value::Null
     } else {
@@ -646,8 +702,7 @@ pub async fn list(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
 
 /// `execution.logs`: a run's captured stdout and stderr (already redacted), for its caller
 /// or an admin; anyone else's run looks missing.
-pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
-    let id = crate::tools::str_arg(args, "execution_id")?;
+pub async fn logs(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
     let rows = db.query("SELECT id, caller, status, error, stdout, stderr, refusals FROM executions WHERE id = ?", &[id.into()]).await?;
     let row = rows
         .first()
@@ -666,12 +721,11 @@ pub async fn logs(db: &impl Db, who: &Identity, args: &Json) -> Result<Json> {
 /// `execution.cancel`: stops a run under way (the caller's own, or any for an admin). The
 /// running instance is really stopped on its host; its record ends as `cancelled`.
 pub async fn cancel<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
-    args: &Json,
+    id: &str,
 ) -> Result<Json> {
-    let id = crate::tools::str_arg(args, "execution_id")?;
-    let rows = app
+    let rows = cx
         .db
         .query(
             "SELECT caller, status FROM executions WHERE id = ?",
@@ -689,18 +743,18 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
     // A formula's token first (it is still `started`, and no child may start from now on),
     // then the formula itself (a child cancelled before it would hand it an error it could
     // still answer with), then its children, so none is left running when this returns.
-    app.db
+    cx.db
         .query(
             "UPDATE executions SET callback_hash = NULL WHERE id = ?",
             &[id.into()],
         )
         .await?;
-    let stopped = app
+    let stopped = cx
         .dispatch
         .cancel(id)
         .await
         .map_err(|e| Error::new(Code::RegistryUnavailable, describe(&e)));
-    cancel_children(app, id).await;
+    cancel_children(cx, id).await;
     let stopped = stopped?;
     Ok(
         json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }),

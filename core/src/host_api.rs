@@ -41,8 +41,7 @@ pub fn seal_body(
     plain: &[u8],
 ) -> crate::errors::Result<Vec<u8>> {
     use base64::Engine;
-    let sealed =
-        crate::secrets::kms::seal(env, key, plain, format!("cyfr-callback|{path}").as_bytes())?;
+    let sealed = crate::kms::seal(env, key, plain, format!("cyfr-callback|{path}").as_bytes())?;
     Ok(
         serde_json::json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(sealed) })
             .to_string()
@@ -70,7 +69,7 @@ pub fn open_body(
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| bad())?;
-    crate::secrets::kms::open(key, &sealed, format!("cyfr-callback|{path}").as_bytes())
+    crate::kms::open(key, &sealed, format!("cyfr-callback|{path}").as_bytes())
 }
 
 /// Decodes a callback's base64 `key`.
@@ -253,7 +252,7 @@ impl HostTarget {
 
     /// The audience its tokens carry: the id of its public key.
     pub fn audience(&self) -> String {
-        crate::secrets::sealed::kid_of(&self.public_key)
+        crate::crypto::kid_of(&self.public_key)
     }
 }
 
@@ -261,16 +260,165 @@ impl HostTarget {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HostError {
     /// Stable snake_case reason: `timeout`, `memory_limit`, `trap`, `artifact_missing`, ...
-    pub code: String,
+    pub code: HostErrorKind,
     /// Human message.
     pub message: String,
+}
+
+/// Declares [`HostErrorKind`] with its snake_case wire names, once.
+macro_rules! host_error_kinds {
+    ($($(#[$doc:meta])* $Var:ident = $name:literal,)+) => {
+        /// Why the host did not run a component to completion, as it says on the wire (a
+        /// snake_case string). A reason this router does not know arrives as `Other`.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum HostErrorKind {
+            $($(#[$doc])* $Var,)+
+            /// A reason this side does not know (from a newer or older peer), kept as sent.
+            Other(String),
+        }
+
+        impl HostErrorKind {
+            /// The wire name.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(HostErrorKind::$Var => $name,)+
+                    HostErrorKind::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<&str> for HostErrorKind {
+            fn from(s: &str) -> Self {
+                match s {
+                    $($name => HostErrorKind::$Var,)+
+                    other => HostErrorKind::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+host_error_kinds! {
+    /// The run used up its time.
+    Timeout = "timeout",
+    /// The run's memories grew past its cap.
+    MemoryLimit = "memory_limit",
+    /// The run used up its fuel.
+    FuelExhausted = "fuel_exhausted",
+    /// The run was cancelled (`execution.cancel`, or its formula ended).
+    Cancelled = "cancelled",
+    /// The caller's share of the host's instance slots is taken.
+    Busy = "busy",
+    /// The guest trapped.
+    Trap = "trap",
+    /// The host has no artifact with that digest.
+    ArtifactMissing = "artifact_missing",
+    /// The artifact's bytes do not hash to its digest.
+    DigestMismatch = "digest_mismatch",
+    /// The bytes are not a component of a world the host runs.
+    InvalidComponent = "invalid_component",
+    /// A fault of the host's own.
+    Internal = "internal",
+    /// The input is over the run's cap.
+    InputTooLarge = "input_too_large",
+    /// The output is over the run's cap.
+    OutputTooLarge = "output_too_large",
+    /// A run the host said failed without saying why.
+    Failed = "failed",
+    /// The request to the host was malformed.
+    InvalidRequest = "invalid_request",
+    /// A catalyst came without an egress policy.
+    PolicyRequired = "policy_required",
+    /// A component type the host does not run.
+    UnsupportedType = "unsupported_type",
+    /// A component directory that cannot be read.
+    InvalidDirectory = "invalid_directory",
+    /// No such host endpoint.
+    NotFound = "not_found",
+    /// The host's run task panicked.
+    HostPanic = "host_panic",
+    /// A remote host refused the request's token.
+    Unauthorized = "unauthorized",
+    /// A request body over the host server's limit.
+    TooLarge = "too_large",
+    /// A request the host server could not read.
+    BadRequest = "bad_request",
+}
+
+impl HostErrorKind {
+    /// The one map from a host's reason to what the caller sees: the JSON-RPC code of a
+    /// failed run.
+    pub fn code(&self) -> crate::errors::Code {
+        use crate::errors::Code;
+        match self {
+            HostErrorKind::Timeout => Code::ExecutionTimeout,
+            // The host refused it at once: this caller already has its share of runs there.
+            HostErrorKind::Busy => Code::RateLimited,
+            _ => Code::ExecutionFailed,
+        }
+    }
+
+    /// ... and the status its execution record ends with.
+    pub fn record_status(&self) -> &'static str {
+        match self {
+            HostErrorKind::Timeout => "timed_out",
+            HostErrorKind::Cancelled => "cancelled",
+            _ => "failed",
+        }
+    }
+}
+
+impl From<String> for HostErrorKind {
+    fn from(s: String) -> Self {
+        HostErrorKind::from(s.as_str())
+    }
+}
+
+impl std::fmt::Display for HostErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for HostErrorKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for HostErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for HostErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for HostErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(HostErrorKind::from)
+    }
+}
+
+/// How a run ended, as the host reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The component returned its output.
+    Completed,
+    /// It did not; [`RunResponse::error`] says why.
+    Failed,
 }
 
 /// What a run produced.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResponse {
     /// `completed` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     /// The component's JSON output (when completed).
     #[serde(default)]
     pub output: Option<String>,

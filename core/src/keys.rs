@@ -1,11 +1,11 @@
 //! API keys: generated at random, shown once, stored as SHA-256, listed by prefix.
 
+use crate::access::SCOPES;
 use crate::crypto::{ct_eq, sha256_hex};
 use crate::db::{Db, Row, Value};
 use crate::env::{random_token, rfc3339, Env};
 use crate::errors::{Error, Result};
 use crate::ipallow::NetList;
-use crate::scopes::SCOPES;
 use crate::units::Rate;
 use serde_json::{json, Value as Json};
 

@@ -4,33 +4,66 @@
 //! [`http::HttpRequest`] and get a plain [`http::HttpResponse`] back. Everything the logic
 //! needs from the outside arrives through three small traits: [`db::Db`] (SQL),
 //! [`dispatch::Dispatch`] (running components on a host) and [`env::Env`] (clock, randomness).
+//!
+//! The modules form layers; each imports only from its own layer or those below it, and
+//! no two modules import each other (`scripts/core-dag.sh` checks both, from the list in
+//! that script):
+//!
+//! 1. **context** — the seams and what every layer shares: [`context`], [`db`],
+//!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
+//!    router↔host wire schema), `access` (what an action may require), `args` (how tool
+//!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), [`ipallow`],
+//!    [`manifest`].
+//! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
+//!    [`auth`], [`ratelimit`], [`secrets`], [`registry`], [`policy`], [`executions`],
+//!    [`formulas`], [`retention`], [`migrate`]. They know nothing of tools, JSON-RPC or
+//!    HTTP transport.
+//! 3. **tools** — [`tools`]: each tool action declared once (scope, typed arguments,
+//!    handler); [`scopes`] is the scope table they make.
+//! 4. **rpc** — [`mcp`]: JSON-RPC methods.
+//! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), [`callbacks`] (the formula
+//!    callback endpoint).
 #![deny(missing_docs)]
 
-pub mod app;
-pub mod auth;
+// 1. context
+mod access;
+mod args;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod dispatch;
 pub mod env;
 pub mod errors;
-pub mod executions;
-pub mod formulas;
 pub mod host_api;
 pub mod hosts;
 pub mod http;
 pub mod ipallow;
-pub mod keys;
+pub mod kms;
 pub mod manifest;
-pub mod mcp;
+pub mod reference;
+pub mod units;
+
+// 2. services
+pub mod auth;
+pub mod executions;
+pub mod formulas;
+pub mod keys;
 pub mod migrate;
 pub mod policy;
 pub mod ratelimit;
-pub mod reference;
 pub mod registry;
 pub mod retention;
-pub mod scopes;
 pub mod secrets;
 pub mod sessions;
+
+// 3. tools
+pub mod scopes;
 pub mod tools;
-pub mod units;
+
+// 4. rpc
+pub mod mcp;
+
+// 5. transport
+pub mod app;
+pub mod callbacks;

@@ -21,6 +21,40 @@ pub struct Manifest {
     pub raw: Json,
 }
 
+/// The optional fields: `secrets`, `schema`, `defaults`, `examples` and `wasi`.
+fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Result<()> {
+    if let Some(secrets) = o.get("secrets") {
+        let ok = secrets
+            .as_array()
+            .is_some_and(|a| a.iter().all(Json::is_string));
+        if !ok {
+            return Err(invalid("secrets", "must be an array of secret names"));
+        }
+    }
+    for f in ["schema", "defaults", "wasi"] {
+        if o.get(f).is_some_and(|v| !v.is_object()) {
+            return Err(invalid(f, "must be an object"));
+        }
+    }
+    if o.get("examples").is_some_and(|v| !v.is_array()) {
+        return Err(invalid("examples", "must be an array"));
+    }
+    if let Some(wasi) = o.get("wasi").and_then(Json::as_object) {
+        for (k, v) in wasi {
+            if !v.is_boolean() {
+                return Err(invalid(&format!("wasi.{k}"), "must be true or false"));
+            }
+        }
+        let wants = |k: &str| wasi.get(k).and_then(Json::as_bool).unwrap_or(false);
+        if ctype == ComponentType::Reagent
+            && (wants("http") || wants("streaming") || wants("secrets"))
+        {
+            return Err(invalid("wasi", "a reagent is pure compute: http, streaming and secrets must be false (make it a catalyst)"));
+        }
+    }
+    Ok(())
+}
+
 fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
     Error::new(
         Code::ComponentInvalid,
@@ -98,35 +132,7 @@ impl Manifest {
                     .ok_or_else(|| invalid("description", "must be a string"))
             })
             .transpose()?;
-        if let Some(secrets) = o.get("secrets") {
-            let ok = secrets
-                .as_array()
-                .is_some_and(|a| a.iter().all(Json::is_string));
-            if !ok {
-                return Err(invalid("secrets", "must be an array of secret names"));
-            }
-        }
-        for f in ["schema", "defaults", "wasi"] {
-            if o.get(f).is_some_and(|v| !v.is_object()) {
-                return Err(invalid(f, "must be an object"));
-            }
-        }
-        if o.get("examples").is_some_and(|v| !v.is_array()) {
-            return Err(invalid("examples", "must be an array"));
-        }
-        if let Some(wasi) = o.get("wasi").and_then(Json::as_object) {
-            for (k, v) in wasi {
-                if !v.is_boolean() {
-                    return Err(invalid(&format!("wasi.{k}"), "must be true or false"));
-                }
-            }
-            let wants = |k: &str| wasi.get(k).and_then(Json::as_bool).unwrap_or(false);
-            if ctype == ComponentType::Reagent
-                && (wants("http") || wants("streaming") || wants("secrets"))
-            {
-                return Err(invalid("wasi", "a reagent is pure compute: http, streaming and secrets must be false (make it a catalyst)"));
-            }
-        }
+        check_extras(o, ctype)?;
         Ok(Manifest {
             ctype,
             namespace: namespace.into(),

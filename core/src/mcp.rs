@@ -1,7 +1,8 @@
 //! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications.
 
-use crate::app::{rpc_error, App, PROTOCOL_VERSIONS};
 use crate::auth::{self, Identity};
+use crate::config::PROTOCOL_VERSIONS;
+use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
@@ -11,73 +12,81 @@ use crate::secrets::sealed;
 use crate::{keys, sessions, tools};
 use serde_json::{json, Value as Json};
 
-/// Handles one JSON-RPC message (already known to be JSON and not a batch).
-pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
-    req: &HttpRequest,
-    msg: Json,
-) -> HttpResponse {
+/// A JSON-RPC request taken apart: its id (none for a notification), method and params.
+struct Message<'a> {
+    id: Option<Json>,
+    method: &'a str,
+    params: Json,
+}
+
+/// Takes a message apart, or answers it at once (malformed, or a response to us).
+fn frame(msg: &Json) -> std::result::Result<Message<'_>, HttpResponse> {
     let Some(obj) = msg.as_object() else {
-        return rpc_error(
+        return Err(rpc_error(
             None,
             &Error::new(Code::InvalidRequest, "a JSON-RPC message must be an object"),
-            400,
-        );
+        ));
     };
     if obj.get("jsonrpc").and_then(Json::as_str) != Some("2.0") {
-        return rpc_error(
+        return Err(rpc_error(
             obj.get("id").cloned(),
             &Error::new(Code::InvalidRequest, "`jsonrpc` must be \"2.0\""),
-            400,
-        );
+        ));
     }
     let id = obj.get("id").cloned();
     if let Some(id) = &id {
         if !(id.is_string() || id.is_i64() || id.is_u64()) {
-            return rpc_error(
+            return Err(rpc_error(
                 None,
                 &Error::new(Code::InvalidRequest, "`id` must be a string or an integer"),
-                400,
-            );
+            ));
         }
     }
     let Some(method) = obj.get("method").and_then(Json::as_str) else {
         // A response to something we asked (we ask nothing yet): accepted, no body.
-        return HttpResponse::empty(202);
+        return Err(HttpResponse::empty(202));
     };
     let params = obj.get("params").cloned().unwrap_or(Json::Null);
-    let now = app.env.now_ms();
+    Ok(Message { id, method, params })
+}
 
+fn session_gone() -> Error {
+    Error::new(
+        Code::SessionExpired,
+        "session not found or expired; initialize a new one",
+    )
+}
+
+/// Handles one JSON-RPC message (already known to be JSON and not a batch).
+pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+    msg: Json,
+) -> HttpResponse {
+    let Message { id, method, params } = match frame(&msg) {
+        Ok(m) => m,
+        Err(answer) => return answer,
+    };
+    let now = cx.env.now_ms();
     if method == "initialize" {
-        return match initialize(app, req, &params).await {
+        return match initialize(cx, req, &params).await {
             Ok((result, session_id)) => {
                 let mut r = ok(id, result);
                 r.headers.push(("mcp-session-id".into(), session_id));
                 r
             }
-            Err(e) => rpc_error(id, &e, 0),
+            Err(e) => rpc_error(id, &e),
         };
     }
-
     // A session id must name a live session, whatever else the request carries.
     let session = match req.header("mcp-session-id") {
         None => None,
-        Some(sid) => match sessions::touch(&app.db, sid, now, app.config.session_ttl_ms).await {
+        Some(sid) => match sessions::touch(&cx.db, sid, now, cx.config.session_ttl_ms).await {
             Ok(Some(s)) => Some(s),
-            Ok(None) => {
-                return rpc_error(
-                    id,
-                    &Error::new(
-                        Code::SessionExpired,
-                        "session not found or expired; initialize a new one",
-                    ),
-                    404,
-                )
-            }
-            Err(e) => return rpc_error(id, &e, 500),
+            Ok(None) => return rpc_error(id, &session_gone()),
+            Err(e) => return rpc_error(id, &e.before_any_method()),
         },
     };
-
     let Some(id) = id else {
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
         return HttpResponse::empty(202);
@@ -85,32 +94,38 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     if method == "ping" && session.is_none() {
         return ok(Some(id), json!({}));
     }
-    let identity = match identify(app, req, session.as_ref(), now).await {
+    let identity = match identify(cx, req, session.as_ref(), now).await {
         Ok(i) => i,
-        Err(e) => return rpc_error(Some(id), &e, 0),
+        Err(e) => return rpc_error(Some(id), &e),
     };
     // A session belongs to the key that opened it (or to no key, if opened anonymously): any
     // other caller is told it does not exist (404, as for an unknown id), so it can neither
     // use the session nor learn that it is live.
     if let Some(s) = &session {
         if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
-            return rpc_error(
-                Some(id),
-                &Error::new(
-                    Code::SessionExpired,
-                    "session not found or expired; initialize a new one",
-                ),
-                404,
-            );
+            return rpc_error(Some(id), &session_gone());
         }
     }
+    method_call(cx, req, id, method, &params, session.as_ref(), identity).await
+}
+
+/// A request of an identified caller (or of none), within its session if it has one.
+async fn method_call<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+    id: Json,
+    method: &str,
+    params: &Json,
+    session: Option<&sessions::Session>,
+    identity: Option<Identity>,
+) -> HttpResponse {
     if method == "ping" {
         return ok(Some(id), json!({}));
     }
     if method.starts_with("resources/") {
-        return match resources(app, method, &params, session.as_ref(), identity.as_ref()).await {
+        return match resources(cx, method, params, session, identity.as_ref()).await {
             Ok(v) => ok(Some(id), v),
-            Err(e) => rpc_error(Some(id), &e, 0),
+            Err(e) => rpc_error(Some(id), &e),
         };
     }
     let result = match method {
@@ -119,10 +134,10 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
             Ok(who) => {
                 let call = tools::Call {
                     who: &who,
-                    session_hash: session.as_ref().map(|s| s.id_hash.as_str()),
-                    secure: app.secure(req),
+                    session_hash: session.map(|s| s.id_hash.as_str()),
+                    secure: cx.secure(req),
                 };
-                return call_tool(app, &call, id, &params).await;
+                return call_tool(cx, &call, id, params).await;
             }
             Err(e) => Err(e),
         },
@@ -133,12 +148,12 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     };
     match result {
         Ok(v) => ok(Some(id), v),
-        Err(e) => rpc_error(Some(id), &e, 0),
+        Err(e) => rpc_error(Some(id), &e),
     }
 }
 
 async fn initialize<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     req: &HttpRequest,
     params: &Json,
 ) -> Result<(Json, String)> {
@@ -155,7 +170,7 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     // anonymous and can only ping until the caller authenticates per request.
     let key_id = match auth::bearer(req) {
         Some(raw) => Some(
-            auth::authenticate_key(&app.db, &app.config, req, raw, app.env.now_ms())
+            auth::authenticate_key(&cx.db, &cx.config, req, raw, cx.env.now_ms())
                 .await?
                 .key
                 .id,
@@ -163,16 +178,16 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         None => None,
     };
     let sid = sessions::create(
-        &app.db,
-        &app.env,
+        &cx.db,
+        &cx.env,
         key_id.as_deref(),
         version,
-        app.config.session_ttl_ms,
+        cx.config.session_ttl_ms,
     )
     .await?;
     let mut capabilities = json!({ "tools": { "listChanged": false } });
     // The session's key pair is made when first read (`resources/read`), not here.
-    if app.config.session_encryption {
+    if cx.config.session_encryption {
         capabilities["resources"] = json!({ "subscribe": false, "listChanged": false });
     }
     let result = json!({
@@ -186,13 +201,13 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
 
 /// Resolves the caller: a bearer key wins; otherwise the key the session was bound to.
 async fn identify<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     req: &HttpRequest,
     session: Option<&sessions::Session>,
     now: u64,
 ) -> Result<Option<Identity>> {
     if let Some(raw) = auth::bearer(req) {
-        return auth::authenticate_key(&app.db, &app.config, req, raw, now)
+        return auth::authenticate_key(&cx.db, &cx.config, req, raw, now)
             .await
             .map(Some);
     }
@@ -205,7 +220,7 @@ async fn identify<D: Db, X: Dispatch, E: Env>(
     let Some(key_id) = session.and_then(|s| s.key_id.as_deref()) else {
         return Ok(None);
     };
-    let key = keys::find_by_id(&app.db, key_id)
+    let key = keys::find_by_id(&cx.db, key_id)
         .await?
         .filter(|k| k.revoked_at.is_none());
     // The key behind the session was revoked or rotated: the session's authority ends with it.
@@ -215,7 +230,7 @@ async fn identify<D: Db, X: Dispatch, E: Env>(
             "the API key this session was opened with is no longer valid",
         )
     })?;
-    auth::check_key_use(&app.db, &app.config, req, &key, now).await?;
+    auth::check_key_use(&cx.db, &cx.config, req, &key, now).await?;
     Ok(Some(Identity { key }))
 }
 
@@ -230,7 +245,7 @@ fn require(identity: Option<Identity>) -> Result<Identity> {
 
 /// `resources/list` and `resources/read`: the session's encryption public key.
 async fn resources<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     method: &str,
     params: &Json,
     session: Option<&sessions::Session>,
@@ -238,7 +253,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     match method {
         "resources/list" => {
-            let list = if app.config.session_encryption {
+            let list = if cx.config.session_encryption {
                 vec![json!({
                     "uri": sealed::PUBKEY_URI,
                     "name": "encryption-pubkey",
@@ -263,7 +278,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         .with_data(json!({ "uri": uri })),
                 );
             }
-            if !app.config.session_encryption {
+            if !cx.config.session_encryption {
                 return Err(Error::invalid_params("Session encryption is not enabled"));
             }
             // Only the session's own key may read (and so create) its encryption key; the
@@ -277,15 +292,15 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                     "the encryption key belongs to an MCP session: send MCP-Session-Id",
                 )
             })?;
-            let kms = app.config.kms.as_deref().ok_or_else(|| {
+            let kms = cx.config.kms.as_deref().ok_or_else(|| {
                 Error::internal("session encryption needs master keys (master_keys)")
             })?;
             let info = sealed::public_info(
-                &app.db,
+                &cx.db,
                 kms,
-                &app.env,
+                &cx.env,
                 &session.id_hash,
-                app.env.now_ms() + app.config.session_ttl_ms,
+                cx.env.now_ms() + cx.config.session_ttl_ms,
             )
             .await?;
             Ok(
@@ -300,7 +315,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
 }
 
 async fn call_tool<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &tools::Call<'_>,
     id: Json,
     params: &Json,
@@ -309,7 +324,6 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
         return rpc_error(
             Some(id),
             &Error::invalid_params("tools/call needs `params.name`"),
-            0,
         );
     };
     let args = match params.get("arguments") {
@@ -319,11 +333,10 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
             return rpc_error(
                 Some(id),
                 &Error::invalid_params("`params.arguments` must be an object"),
-                0,
             )
         }
     };
-    match tools::call(app, who, name, &args).await {
+    match tools::call(cx, who, name, &args).await {
         Ok(value) => ok(Some(id), tool_result(&value, false)),
         // Bad arguments go back as a tool error the caller (or model) can read and fix.
         Err(e) if e.code == Code::InvalidParams && tools::exists(name) => ok(
@@ -333,7 +346,7 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
                 true,
             ),
         ),
-        Err(e) => rpc_error(Some(id), &e, 0),
+        Err(e) => rpc_error(Some(id), &e),
     }
 }
 
@@ -351,4 +364,27 @@ fn ok(id: Option<Json>, result: Json) -> HttpResponse {
         200,
         &json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Json::Null), "result": result }),
     )
+}
+
+/// A JSON-RPC error response, with the HTTP status its code decides.
+pub fn rpc_error(id: Option<Json>, e: &Error) -> HttpResponse {
+    let status = e.code.http_status();
+    let mut r = HttpResponse::json(
+        status,
+        &json!({ "jsonrpc": "2.0", "id": id.unwrap_or(Json::Null), "error": e.to_json() }),
+    );
+    if status == 401 {
+        r.headers
+            .push(("www-authenticate".into(), "Bearer realm=\"cyfr\"".into()));
+    }
+    if let Some(ms) = e
+        .data
+        .as_ref()
+        .and_then(|d| d.get("retry_after_ms"))
+        .and_then(Json::as_u64)
+    {
+        r.headers
+            .push(("retry-after".into(), ms.div_ceil(1000).max(1).to_string()));
+    }
+    r
 }

@@ -159,10 +159,58 @@ fn string_list(field: &str, v: &Json) -> Result<Vec<String>, String> {
         .ok_or_else(|| format!("`{field}` must be an array of strings, e.g. [\"api.example.com\"]"))
 }
 
+/// Known upper-case HTTP methods, given in either case.
+fn methods(field: &str, v: &Json) -> Result<Vec<String>, String> {
+    let list = string_list(field, v)?;
+    let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    let list: Vec<String> = list.into_iter().map(|m| m.to_ascii_uppercase()).collect();
+    if let Some(m) = list.iter().find(|m| !known.contains(&m.as_str())) {
+        return Err(format!(
+            "`{m}` is not an HTTP method cyfr allows ({})",
+            known.join(", ")
+        ));
+    }
+    Ok(list)
+}
+
+/// A duration like "30s", at most [`MAX_TIMEOUT_MS`].
+fn timeout_ms(v: &Json) -> Result<u64, String> {
+    let ms = match v {
+        Json::String(s) => crate::units::parse_duration_ms(s)?,
+        _ => return Err("`timeout` must be a string like \"30s\"".into()),
+    };
+    if ms > MAX_TIMEOUT_MS {
+        return Err(format!(
+            "`timeout` may be at most {}m",
+            MAX_TIMEOUT_MS / 60_000
+        ));
+    }
+    Ok(ms)
+}
+
+/// Rules `METHOD host/path-prefix`.
+fn requests(field: &str, v: &Json) -> Result<Vec<String>, String> {
+    let list = string_list(field, v)?;
+    for r in &list {
+        let (method, target) = r
+            .split_once(' ')
+            .ok_or_else(|| format!("`{r}` must look like \"POST api.example.com/v1/path\""))?;
+        let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+        if !known.contains(&method)
+            || target.is_empty()
+            || target.contains("://")
+            || target.starts_with('/')
+        {
+            return Err(format!("`{r}` must look like \"POST api.example.com/v1/path\" (upper-case method, host, optional path prefix)"));
+        }
+    }
+    Ok(list)
+}
+
 impl Policy {
     /// Sets one field from its JSON value, checking it. Unknown fields are refused.
     pub fn set_field(&mut self, field: &str, v: &Json) -> Result<(), String> {
-        use crate::units::{parse_duration_ms, parse_size, Rate};
+        use crate::units::{parse_size, Rate};
         match field {
             "allowed_domains" => {
                 let list = string_list(field, v)?;
@@ -171,32 +219,9 @@ impl Policy {
                 }
                 self.allowed_domains = list.into_iter().map(|d| d.to_ascii_lowercase()).collect();
             }
-            "allowed_methods" => {
-                let list = string_list(field, v)?;
-                let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-                let list: Vec<String> = list.into_iter().map(|m| m.to_ascii_uppercase()).collect();
-                if let Some(m) = list.iter().find(|m| !known.contains(&m.as_str())) {
-                    return Err(format!(
-                        "`{m}` is not an HTTP method cyfr allows ({})",
-                        known.join(", ")
-                    ));
-                }
-                self.allowed_methods = list;
-            }
+            "allowed_methods" => self.allowed_methods = methods(field, v)?,
             "rate_limit" => self.rate_limit = Rate::parse(v)?,
-            "timeout" => {
-                let ms = match v {
-                    Json::String(s) => parse_duration_ms(s)?,
-                    _ => return Err("`timeout` must be a string like \"30s\"".into()),
-                };
-                if ms > MAX_TIMEOUT_MS {
-                    return Err(format!(
-                        "`timeout` may be at most {}m",
-                        MAX_TIMEOUT_MS / 60_000
-                    ));
-                }
-                self.timeout_ms = ms;
-            }
+            "timeout" => self.timeout_ms = timeout_ms(v)?,
             "max_memory_bytes" => {
                 let n = parse_size(v)?;
                 if !(1 << 20..=MAX_MEMORY_BYTES).contains(&n) {
@@ -213,23 +238,7 @@ impl Policy {
                 }
                 self.allowed_tools = list;
             }
-            "allowed_requests" => {
-                let list = string_list(field, v)?;
-                for r in &list {
-                    let (method, target) = r.split_once(' ').ok_or_else(|| {
-                        format!("`{r}` must look like \"POST api.example.com/v1/path\"")
-                    })?;
-                    let known = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-                    if !known.contains(&method)
-                        || target.is_empty()
-                        || target.contains("://")
-                        || target.starts_with('/')
-                    {
-                        return Err(format!("`{r}` must look like \"POST api.example.com/v1/path\" (upper-case method, host, optional path prefix)"));
-                    }
-                }
-                self.allowed_requests = list;
-            }
+            "allowed_requests" => self.allowed_requests = requests(field, v)?,
             "allowed_private_ips" => {
                 let list = string_list(field, v)?;
                 crate::ipallow::NetList::parse(&list.join(","))

@@ -35,6 +35,11 @@ impl ComponentType {
     }
 }
 
+/// The JSON Schema of a `type` argument: one of the three kinds.
+pub fn type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": ["reagent", "catalyst", "formula"] })
+}
+
 /// A parsed reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {

@@ -74,26 +74,7 @@ pub async fn register(
     replace: bool,
     now_ms: u64,
 ) -> Result<Component> {
-    if wasm.len() > MAX_ARTIFACT_BYTES {
-        return Err(Error::new(
-            Code::ComponentInvalid,
-            format!(
-                "{}.wasm is {} bytes; the limit is {MAX_ARTIFACT_BYTES}",
-                manifest.ctype.as_str(),
-                wasm.len()
-            ),
-        ));
-    }
-    // Every component starts with the wasm magic and the component-model layer byte.
-    if wasm.len() < 8 || &wasm[0..4] != b"\0asm" || wasm[6..8] != [0x01, 0x00] {
-        return Err(Error::new(
-            Code::ComponentInvalid,
-            format!(
-                "{}.wasm is not a WebAssembly component (build it for wasm32-wasip2)",
-                manifest.ctype.as_str()
-            ),
-        ));
-    }
+    check_wasm(manifest.ctype, wasm)?;
     let d = digest(wasm);
     let reference = manifest.reference();
     let existing = lookup(
@@ -156,6 +137,31 @@ pub async fn register(
         manifest: manifest.raw.clone(),
         created_at: now_ms,
     })
+}
+
+/// The bytes are within the size limit and look like a component.
+fn check_wasm(ctype: ComponentType, wasm: &[u8]) -> Result<()> {
+    if wasm.len() > MAX_ARTIFACT_BYTES {
+        return Err(Error::new(
+            Code::ComponentInvalid,
+            format!(
+                "{}.wasm is {} bytes; the limit is {MAX_ARTIFACT_BYTES}",
+                ctype.as_str(),
+                wasm.len()
+            ),
+        ));
+    }
+    // Every component starts with the wasm magic and the component-model layer byte.
+    if wasm.len() < 8 || &wasm[0..4] != b"\0asm" || wasm[6..8] != [0x01, 0x00] {
+        return Err(Error::new(
+            Code::ComponentInvalid,
+            format!(
+                "{}.wasm is not a WebAssembly component (build it for wasm32-wasip2)",
+                ctype.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn lookup(

@@ -1,65 +1,12 @@
-//! The one scope table: which scope each tool action needs. Checked before any handler runs.
+//! The one scope table: which scope each tool action needs, checked before any handler
+//! runs. Each row comes from the action's own declaration in [`crate::tools`]; this module
+//! is the table's public face.
 
-/// What an action requires of the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need {
-    /// Any authenticated caller.
-    Authenticated,
-    /// All of these scopes.
-    Scopes(&'static [&'static str]),
-    /// An admin key (or a caller holding every scope, `*`).
-    Admin,
-}
+pub use crate::access::{satisfied, Need, SCOPES};
 
-/// The scopes of the integration guide. Keys may hold only these (admin keys hold `*`).
-pub const SCOPES: &[&str] = &[
-    "execution",
-    "component.search",
-    "component.info",
-    "secret.get",
-    "secret.set",
-    "secret.delete",
-    "permission.get",
-    "permission.set",
-    "key.create",
-    "key.revoke",
-    "audit.list",
-    "policy.get",
-    "policy.set",
-];
-
-/// `(tool, action, need)`: every action a tool offers. An action missing here does not exist.
-pub const TABLE: &[(&str, &str, Need)] = &[
-    ("execution", "run", Need::Scopes(&["execution"])),
-    ("execution", "list", Need::Scopes(&["execution"])),
-    ("execution", "logs", Need::Scopes(&["execution"])),
-    ("execution", "cancel", Need::Scopes(&["execution"])),
-    ("component", "search", Need::Scopes(&["component.search"])),
-    ("component", "resolve", Need::Scopes(&["component.search"])),
-    ("component", "inspect", Need::Scopes(&["component.info"])),
-    ("component", "register", Need::Admin),
-    ("key", "create", Need::Scopes(&["key.create"])),
-    ("key", "get", Need::Scopes(&["key.create"])),
-    ("key", "list", Need::Scopes(&["key.create"])),
-    ("key", "revoke", Need::Scopes(&["key.revoke"])),
-    ("key", "rotate", Need::Scopes(&["key.create", "key.revoke"])),
-    ("policy", "get", Need::Scopes(&["policy.get"])),
-    ("policy", "get_effective", Need::Scopes(&["policy.get"])),
-    ("policy", "list", Need::Scopes(&["policy.get"])),
-    ("policy", "set", Need::Scopes(&["policy.set"])),
-    ("policy", "update_field", Need::Scopes(&["policy.set"])),
-    ("policy", "delete", Need::Scopes(&["policy.set"])),
-    ("secret", "set", Need::Scopes(&["secret.set"])),
-    ("secret", "get", Need::Scopes(&["secret.get"])),
-    ("secret", "list", Need::Scopes(&["secret.get"])),
-    ("secret", "delete", Need::Scopes(&["secret.delete"])),
-    ("secret", "clear", Need::Scopes(&["secret.delete"])),
-    ("secret", "grant", Need::Scopes(&["permission.set"])),
-    ("secret", "revoke", Need::Scopes(&["permission.set"])),
-    ("secret", "can_access", Need::Scopes(&["permission.get"])),
-    ("get_encryption_instructions", "get", Need::Authenticated),
-    ("system", "status", Need::Authenticated),
-];
+/// `(tool, action, need)`: every action a tool offers, in tool order. An action missing
+/// here does not exist.
+pub const TABLE: &[(&str, &str, Need)] = crate::tools::TABLE;
 
 /// The requirement for `tool.action`, or `None` when there is no such action.
 pub fn need(tool: &str, action: &str) -> Option<Need> {
@@ -76,16 +23,6 @@ pub fn actions(tool: &str) -> Vec<&'static str> {
         .filter(|(t, _, _)| *t == tool)
         .map(|(_, a, _)| *a)
         .collect()
-}
-
-/// Whether a holder of `held` scopes satisfies `need`.
-pub fn satisfied(held: &[String], need: Need) -> bool {
-    let all = held.iter().any(|s| s == "*");
-    match need {
-        Need::Authenticated => true,
-        Need::Admin => all,
-        Need::Scopes(req) => all || req.iter().all(|r| held.iter().any(|h| h == r)),
-    }
 }
 
 #[cfg(test)]

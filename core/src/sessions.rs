@@ -87,7 +87,7 @@ pub async fn purge_expired(db: &impl Db, now_ms: u64) -> Result<usize> {
     // Keys first: the same subquery then still finds their sessions.
     db.query(
         "DELETE FROM session_keys WHERE session_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT 100)",
-        &[now.clone()],
+        std::slice::from_ref(&now),
     )
     .await?;
     let rows = db

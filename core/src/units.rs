@@ -32,11 +32,11 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
 
 /// The shortest exact text form of a duration: `2h`, `1m`, `30s`, `250ms`.
 pub fn format_duration_ms(ms: u64) -> String {
-    if ms > 0 && ms % 3_600_000 == 0 {
+    if ms > 0 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms > 0 && ms % 60_000 == 0 {
+    } else if ms > 0 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms > 0 && ms % 1000 == 0 {
+    } else if ms > 0 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -9,7 +9,10 @@ use crate::formula::{LocalRouter, RouterLink};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
 use bytes::Bytes;
-use cyfr_core::host_api::{self, HostError, LoadRequest, LoadedComponent, RunRequest, RunResponse};
+use cyfr_core::host_api::{
+    self, HostError, HostErrorKind, LoadRequest, LoadedComponent, RunRequest, RunResponse,
+    RunStatus,
+};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,8 +71,8 @@ impl HostApi {
                     .status(204)
                     .body(Bytes::new())
                     .unwrap(),
-                Err(e @ ExecError::Internal(_)) => error(500, e.code(), e.to_string()),
-                Err(e) => error(400, e.code(), e.to_string()),
+                Err(e @ ExecError::Internal(_)) => json(500, &host_error(&e)),
+                Err(e) => json(400, &host_error(&e)),
             }
         } else if method == http::Method::POST && path == host_api::LOAD_PATH {
             match serde_json::from_slice::<LoadRequest>(&body) {
@@ -221,7 +224,7 @@ impl HostApi {
             Ok((Ok(o), _)) => {
                 let (stdout, stderr, egress_refusals) = logs(&o.stdout, &o.stderr, &o.refusals);
                 RunResponse {
-                    status: "completed".into(),
+                    status: RunStatus::Completed,
                     output: Some(scrub(&o.output)),
                     error: None,
                     stdout,
@@ -238,11 +241,11 @@ impl HostApi {
                 let (stdout, stderr, egress_refusals) =
                     logs(&left.stdout, &left.stderr, &left.refusals);
                 RunResponse {
-                    status: "failed".into(),
+                    status: RunStatus::Failed,
                     output: None,
                     error: Some(HostError {
-                        code: e.code().into(),
                         message: scrub(&e.to_string()),
+                        ..host_error(&e)
                     }),
                     stdout,
                     stderr,
@@ -369,7 +372,7 @@ fn json<T: serde::Serialize>(status: u16, v: &T) -> http::Response<Bytes> {
         .unwrap()
 }
 
-fn error(status: u16, code: &str, message: String) -> http::Response<Bytes> {
+fn error(status: u16, code: impl Into<HostErrorKind>, message: String) -> http::Response<Bytes> {
     json(
         status,
         &HostError {
@@ -377,6 +380,14 @@ fn error(status: u16, code: &str, message: String) -> http::Response<Bytes> {
             message,
         },
     )
+}
+
+/// The one map from an executor error to the host API's error: its kind and message.
+fn host_error(e: &ExecError) -> HostError {
+    HostError {
+        code: HostErrorKind::from(e.code()),
+        message: e.to_string(),
+    }
 }
 
 /// Where `cyfr up` keeps its state and what it serves.

@@ -1,10 +1,10 @@
 //! Per-owner data keys, wrapped by the key-encryption key. Secret ciphertexts never change
 //! when the master key rotates: only these wrapped keys are rewrapped.
 
-use super::kms::Kms;
 use crate::db::{Db, Value};
 use crate::env::Env;
 use crate::errors::{Error, Result};
+use crate::kms::Kms;
 use zeroize::Zeroizing;
 
 fn context(owner: &str, version: i64) -> String {

@@ -2,7 +2,9 @@
 //! (`mask`) and session-scoped sealed boxes (`sealed`).
 
 pub mod envelope;
-pub mod kms;
+/// Key-encryption keys: re-exported here, where they were first declared, from the bottom
+/// layer ([`crate::kms`]) that `config` and `host_api` also use.
+pub use crate::kms;
 pub mod mask;
 pub mod sealed;
 pub mod store;

@@ -3,10 +3,10 @@
 //! and cyfr (an LLM, a log) never sees the plaintext. The private key is stored wrapped by
 //! the key-encryption key and lives only as long as the session.
 
-use super::kms::Kms;
 use crate::db::{Db, Value};
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
+use crate::kms::Kms;
 use base64::Engine;
 use serde_json::{json, Value as Json};
 use zeroize::Zeroizing;
@@ -77,11 +77,7 @@ pub async fn rewrap_all(db: &impl Db, kms: &impl Kms, env: &impl Env) -> Result<
     Ok(n)
 }
 
-/// A short id for a public key: 8 bytes of its SHA-256, base64url (11 characters).
-pub fn kid_of(public_key: &[u8]) -> String {
-    use sha2::Digest;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(public_key)[..8])
-}
+pub use crate::crypto::kid_of;
 
 /// The public half, as the `mcp+session://encryption/pubkey` resource describes it; the key
 /// pair is made on the first read.

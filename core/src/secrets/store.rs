@@ -2,10 +2,10 @@
 //! as associated data, so a ciphertext copied to another row never decrypts.
 
 use super::envelope;
-use super::kms::Kms;
 use crate::db::{Db, Row, Value};
 use crate::env::{rfc3339, Env};
 use crate::errors::{Error, Result};
+use crate::kms::Kms;
 use serde_json::{json, Value as Json};
 use zeroize::Zeroizing;
 
@@ -159,7 +159,7 @@ pub async fn set(
         .as_slice()
         .try_into()
         .map_err(|_| Error::internal("data key has the wrong size"))?;
-    let ciphertext = super::kms::seal(env, key, value, aad(&owner, name, version).as_bytes())?;
+    let ciphertext = crate::kms::seal(env, key, value, aad(&owner, name, version).as_bytes())?;
     let now = env.now_ms() as i64;
     let expires = ttl_ms
         .map(|t| Value::Integer(now + t as i64))
@@ -215,7 +215,7 @@ pub async fn read(
         .as_slice()
         .try_into()
         .map_err(|_| Error::internal("data key has the wrong size"))?;
-    let value = super::kms::open(
+    let value = crate::kms::open(
         key,
         &r.blob("ciphertext"),
         aad(&owner, name, r.int("version")).as_bytes(),

@@ -1,8 +1,10 @@
 //! The `component` tool: register, inspect, search, resolve.
 
-use super::{opt_str, str_arg};
-use crate::app::App;
+use super::decl::actions;
+use crate::access::Need;
+use crate::args::{fields, loose_bool, loose_u64, opt_str, raw, req_str, required};
 use crate::auth::Identity;
+use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::Env;
@@ -11,78 +13,144 @@ use crate::manifest::Manifest;
 use crate::reference::{ComponentType, Reference};
 use crate::registry;
 use base64::Engine;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
-    who: &Identity,
-    action: &str,
-    args: &Json,
-) -> Result<Json> {
-    let type_hint = match opt_str(args, "type")? {
-        None => None,
-        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
+pub(super) const DESCRIPTION: &str =
+    "Search, inspect, resolve and register components in the registry.";
+
+actions! {
+    /// The `component` tool's actions.
+    tool "component": Action, Calls {
+        Search = "search", SearchArgs, Need::Scopes(&["component.search"]), false;
+        Resolve = "resolve", RefArgs, Need::Scopes(&["component.search"]), false;
+        Inspect = "inspect", RefArgs, Need::Scopes(&["component.info"]), false;
+        Register = "register", RegisterArgs, Need::Admin, false;
+    }
+}
+
+fields!(
+    Type = "type",
+    Query = "query",
+    Ref = "reference",
+    Directory = "directory",
+    Wasm = "wasm"
+);
+
+/// `component.search`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct SearchArgs {
+    /// search: text to find in ids and descriptions
+    #[serde(default, deserialize_with = "opt_str::<Query, _>")]
+    query: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(schema_with = "crate::reference::type_schema")]
+    type_hint: Option<String>,
+    #[serde(default, deserialize_with = "loose_u64")]
+    #[schemars(range(min = 1, max = 200))]
+    limit: Option<u64>,
+}
+
+/// `component.inspect` and `component.resolve`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct RefArgs {
+    /// inspect/resolve: component reference
+    #[serde(default, deserialize_with = "req_str::<Ref, _>")]
+    reference: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(schema_with = "crate::reference::type_schema")]
+    type_hint: Option<String>,
+}
+
+/// `component.register`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct RegisterArgs {
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(schema_with = "crate::reference::type_schema")]
+    type_hint: Option<String>,
+    /// register: component directory on the server, e.g. components/reagents/local/my-tool/0.1.0/
+    #[serde(default, deserialize_with = "opt_str::<Directory, _>")]
+    directory: Option<String>,
+    /// register: cyfr-manifest.json content (object or text), instead of `directory`
+    #[serde(default, deserialize_with = "raw")]
+    manifest: Option<Json>,
+    /// register: the component's wasm, base64, with `manifest`
+    #[serde(default, deserialize_with = "req_str::<Wasm, _>")]
+    wasm: Option<String>,
+    /// register: replace an existing version with different bytes
+    #[serde(default, deserialize_with = "loose_bool")]
+    replace: Option<bool>,
+}
+
+/// A `type` argument, when given, must name one of the three kinds.
+fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
+    match t {
+        None => Ok(None),
+        Some(t) => Ok(Some(ComponentType::parse(t).ok_or_else(|| {
             Error::invalid_params(format!(
                 "`type` must be reagent, catalyst or formula (got `{t}`)"
             ))
-        })?),
-    };
-    match action {
-        "register" => register(app, who, args).await,
-        "search" => {
-            let query = opt_str(args, "query")?.unwrap_or("");
-            let limit = args
-                .get("limit")
-                .and_then(Json::as_u64)
-                .unwrap_or(50)
-                .clamp(1, 200) as u32;
-            let found = registry::search(&app.db, query, type_hint, limit).await?;
+        })?)),
+    }
+}
+
+pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    args: Calls,
+) -> Result<Json> {
+    match args {
+        Calls::Register(a) => {
+            type_hint(a.type_hint.as_deref())?;
+            register(cx, who, a).await
+        }
+        Calls::Search(a) => {
+            let kind = type_hint(a.type_hint.as_deref())?;
+            let query = a.query.as_deref().unwrap_or("");
+            let limit = a.limit.unwrap_or(50).clamp(1, 200) as u32;
+            let found = registry::search(&cx.db, query, kind, limit).await?;
             let list: Vec<Json> = found.iter().map(registry::Component::summary).collect();
             Ok(json!({ "components": list, "count": list.len() }))
         }
-        "inspect" => {
-            let r = Reference::parse(str_arg(args, "reference")?, type_hint)?;
-            let c = registry::resolve(&app.db, &r).await?;
+        Calls::Inspect(a) => {
+            let kind = type_hint(a.type_hint.as_deref())?;
+            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
+            let c = registry::resolve(&cx.db, &r).await?;
             let mut v = c.summary();
             v["manifest"] = c.manifest.clone();
-            v["versions"] = json!(registry::versions(&app.db, &r).await?);
-            v["policy"] = crate::policy::effective(&app.db, &c).await?.to_json();
+            v["versions"] = json!(registry::versions(&cx.db, &r).await?);
+            v["policy"] = crate::policy::effective(&cx.db, &c).await?.to_json();
             Ok(v)
         }
-        "resolve" => {
-            let r = Reference::parse(str_arg(args, "reference")?, type_hint)?;
-            let c = registry::resolve(&app.db, &r).await?;
+        Calls::Resolve(a) => {
+            let kind = type_hint(a.type_hint.as_deref())?;
+            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
+            let c = registry::resolve(&cx.db, &r).await?;
             Ok(
                 json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version }),
             )
         }
-        _ => Err(Error::internal(format!(
-            "component.{action} has no handler"
-        ))),
     }
 }
 
 async fn register<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
-    args: &Json,
+    args: RegisterArgs,
 ) -> Result<Json> {
-    let replace = args.get("replace").and_then(Json::as_bool).unwrap_or(false);
-    let (manifest, wasm) = match (opt_str(args, "directory")?, args.get("manifest")) {
+    let replace = args.replace.unwrap_or(false);
+    let (manifest, wasm) = match (args.directory.as_deref(), args.manifest.as_ref()) {
         (Some(dir), None) => {
-            let loaded = app
-                .dispatch
-                .load_directory(dir)
-                .await
-                .map_err(|e| match e {
-                    DispatchError::Refused { message, .. } => {
-                        Error::new(Code::ComponentInvalid, message)
-                    }
-                    other => Error::new(
-                        Code::RegistryUnavailable,
-                        crate::executions::describe(&other),
-                    ),
-                })?;
+            let loaded = cx.dispatch.load_directory(dir).await.map_err(|e| match e {
+                DispatchError::Refused { message, .. } => {
+                    Error::new(Code::ComponentInvalid, message)
+                }
+                other => Error::new(
+                    Code::RegistryUnavailable,
+                    crate::executions::describe(&other),
+                ),
+            })?;
             let manifest = Manifest::parse(&loaded.manifest)?;
             (manifest, decode_wasm(&loaded.wasm_base64)?)
         }
@@ -91,7 +159,7 @@ async fn register<D: Db, X: Dispatch, E: Env>(
                 Json::String(text) => Manifest::parse(text)?,
                 other => Manifest::check(other.clone())?,
             };
-            (manifest, decode_wasm(str_arg(args, "wasm")?)?)
+            (manifest, decode_wasm(required::<Wasm>(&args.wasm)?)?)
         }
         _ => {
             return Err(Error::invalid_params(
@@ -100,12 +168,12 @@ async fn register<D: Db, X: Dispatch, E: Env>(
         }
     };
     let c = registry::register(
-        &app.db,
+        &cx.db,
         &manifest,
         &wasm,
         Some(who.id()),
         replace,
-        app.env.now_ms(),
+        cx.env.now_ms(),
     )
     .await?;
     let mut v = c.summary();

@@ -1,7 +1,9 @@
 //! `get_encryption_instructions`: this session's public key and how to seal a secret to it.
 
+use super::decl::{actions, NoArgs};
 use super::Call;
-use crate::app::App;
+use crate::access::Need;
+use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
@@ -9,11 +11,21 @@ use crate::errors::{Code, Error, Result};
 use crate::secrets::sealed;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn instructions<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+pub(super) const DESCRIPTION: &str = "How to send a secret without the plaintext passing through this conversation: this session's public key and the steps to seal a value to it.";
+
+actions! {
+    /// The `get_encryption_instructions` tool's one action.
+    tool "get_encryption_instructions": Action, Calls {
+        Get = "get", NoArgs, Need::Authenticated, false;
+    }
+}
+
+pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
     call: &Call<'_>,
+    Calls::Get(NoArgs {}): Calls,
 ) -> Result<Json> {
-    if !app.config.session_encryption {
+    if !cx.config.session_encryption {
         return Err(Error::invalid_params("Session encryption is not enabled"));
     }
     let session = call.session_hash.ok_or_else(|| {
@@ -23,11 +35,11 @@ pub(super) async fn instructions<D: Db, X: Dispatch, E: Env>(
         )
     })?;
     let key = sealed::public_info(
-        &app.db,
-        super::kms(app)?,
-        &app.env,
+        &cx.db,
+        cx.kms()?,
+        &cx.env,
         session,
-        app.env.now_ms() + app.config.session_ttl_ms,
+        cx.env.now_ms() + cx.config.session_ttl_ms,
     )
     .await?;
     let pk = key["public_key"].as_str().unwrap_or_default().to_string();

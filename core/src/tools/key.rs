@@ -1,9 +1,11 @@
 //! The `key` tool. A caller can never mint more power than it holds: only admins create
 //! admin keys, other callers only grant scopes they have and manage keys they created.
 
-use super::{list_arg, opt_str};
-use crate::app::App;
+use super::decl::actions;
+use crate::access::Need;
+use crate::args::{fields, list, loose_bool, opt_str, raw};
 use crate::auth::Identity;
+use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::{rfc3339, Env};
@@ -11,25 +13,97 @@ use crate::errors::{Code, Error, Result};
 use crate::ipallow::NetList;
 use crate::keys::{self, ApiKey, KeyType, NewKey};
 use crate::units::Rate;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+pub(super) const DESCRIPTION: &str =
+    "Manage API keys: create (the raw key is shown once), get, list, revoke, rotate.";
+
+const CREATE: Need = Need::Scopes(&["key.create"]);
+
+actions! {
+    /// The `key` tool's actions.
+    tool "key": Action, Calls {
+        Create = "create", CreateArgs, CREATE, false;
+        Get = "get", Target, CREATE, false;
+        List = "list", ListArgs, CREATE, false;
+        Revoke = "revoke", Target, Need::Scopes(&["key.revoke"]), false;
+        Rotate = "rotate", Target, Need::Scopes(&["key.create", "key.revoke"]), false;
+    }
+}
+
+fields!(
+    Name = "name",
+    Id = "id",
+    Type = "type",
+    Scope = "scope",
+    IpAllowlist = "ip_allowlist"
+);
+
+/// `key.create`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct CreateArgs {
+    /// Key name (unique among active keys)
+    #[serde(default, deserialize_with = "opt_str::<Name, _>")]
+    name: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(schema_with = "key_type_schema")]
+    key_type: Option<String>,
+    /// Scopes, as an array or a comma-separated string
+    #[serde(default, deserialize_with = "list::<Scope, _>")]
+    #[schemars(schema_with = "scope_schema")]
+    scope: Vec<String>,
+    /// e.g. "100/1m" or {"requests": 100, "window": "1m"}; a non-admin's new key gets the stricter of this and its own, and shares its budget
+    #[serde(default, deserialize_with = "raw")]
+    rate_limit: Option<Json>,
+    /// IPs and CIDRs, comma-separated or an array; a non-admin's new key must stay inside its own (and gets it when none is given)
+    #[serde(default, deserialize_with = "list::<IpAllowlist, _>")]
+    #[schemars(schema_with = "list_schema")]
+    ip_allowlist: Vec<String>,
+}
+
+/// The key an action is about: by `id`, or by `name`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct Target {
+    /// Key id, instead of name
+    #[serde(default, deserialize_with = "opt_str::<Id, _>")]
+    id: Option<String>,
+    /// Key name (unique among active keys)
+    #[serde(default, deserialize_with = "opt_str::<Name, _>")]
+    name: Option<String>,
+}
+
+/// `key.list`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct ListArgs {
+    /// list: include revoked keys
+    #[serde(default, deserialize_with = "loose_bool")]
+    include_revoked: Option<bool>,
+}
+
+fn key_type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": ["public", "secret", "admin"] })
+}
+
+fn scope_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "array", "items": { "type": "string", "enum": crate::access::SCOPES } }, { "type": "string" }] })
+}
+
+fn list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] })
+}
+
+pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
     who: &Identity,
-    action: &str,
-    args: &Json,
+    args: Calls,
 ) -> Result<Json> {
-    match action {
-        "create" => create(app, who, args).await,
-        "get" => Ok(target(&app.db, who, args).await?.to_json()),
-        "list" => {
-            let all = keys::list(
-                &app.db,
-                args.get("include_revoked")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(false),
-            )
-            .await?;
+    match args {
+        Calls::Create(a) => create(cx, who, a).await,
+        Calls::Get(t) => Ok(target(&cx.db, who, &t).await?.to_json()),
+        Calls::List(a) => {
+            let all = keys::list(&cx.db, a.include_revoked.unwrap_or(false)).await?;
             let visible: Vec<Json> = all
                 .iter()
                 .filter(|k| may_manage(who, k))
@@ -37,19 +111,18 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
                 .collect();
             Ok(json!({ "keys": visible, "count": visible.len() }))
         }
-        "revoke" => {
-            let k = target(&app.db, who, args).await?;
-            keys::revoke(&app.db, &k.id, app.env.now_ms()).await?;
+        Calls::Revoke(t) => {
+            let k = target(&cx.db, who, &t).await?;
+            keys::revoke(&cx.db, &k.id, cx.env.now_ms()).await?;
             Ok(
                 json!({ "revoked": true, "name": k.name, "id": k.id, "prefix": format!("{}...", k.prefix) }),
             )
         }
-        "rotate" => {
-            let old = target(&app.db, who, args).await?;
-            let (new, raw) = keys::rotate(&app.db, &app.env, &old).await?;
+        Calls::Rotate(t) => {
+            let old = target(&cx.db, who, &t).await?;
+            let (new, raw) = keys::rotate(&cx.db, &cx.env, &old).await?;
             Ok(created_json(&new, &raw, Some(&old.id)))
         }
-        _ => Err(Error::internal(format!("key.{action} has no handler"))),
     }
 }
 
@@ -59,8 +132,8 @@ fn may_manage(who: &Identity, k: &ApiKey) -> bool {
     who.is_admin() || k.lineage_id == who.id() || k.created_by.as_deref() == Some(who.id())
 }
 
-async fn target(db: &impl Db, who: &Identity, args: &Json) -> Result<ApiKey> {
-    let key = match (opt_str(args, "id")?, opt_str(args, "name")?) {
+async fn target(db: &impl Db, who: &Identity, t: &Target) -> Result<ApiKey> {
+    let key = match (t.id.as_deref(), t.name.as_deref()) {
         (Some(id), _) => keys::find_by_id(db, id)
             .await?
             .filter(|k| k.revoked_at.is_none()),
@@ -73,27 +146,27 @@ async fn target(db: &impl Db, who: &Identity, args: &Json) -> Result<ApiKey> {
 }
 
 async fn create<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
+    cx: &Context<D, X, E>,
     who: &Identity,
-    args: &Json,
+    args: CreateArgs,
 ) -> Result<Json> {
-    let key_type = KeyType::parse(opt_str(args, "type")?.unwrap_or("secret"))?;
-    let rate_limit = match args.get("rate_limit") {
+    let key_type = KeyType::parse(args.key_type.as_deref().unwrap_or("secret"))?;
+    let rate_limit = match &args.rate_limit {
         None | Some(Json::Null) => None,
         Some(v) => Some(Rate::parse(v).map_err(Error::invalid_params)?),
     };
-    let ip_allowlist = NetList::parse(&list_arg(args, "ip_allowlist")?.join(","))
+    let ip_allowlist = NetList::parse(&args.ip_allowlist.join(","))
         .map_err(|e| Error::invalid_params(format!("ip_allowlist: {e}")))?;
     let mut new = NewKey {
-        name: opt_str(args, "name")?.unwrap_or_default().to_string(),
+        name: args.name.unwrap_or_default(),
         key_type,
-        scopes: list_arg(args, "scope")?,
+        scopes: args.scope,
         rate_limit,
         ip_allowlist,
     };
     let scopes = new.validated_scopes()?;
     if who.is_admin() {
-        let (key, raw) = keys::create(&app.db, &app.env, &new, Some(who.id())).await?;
+        let (key, raw) = keys::create(&cx.db, &cx.env, &new, Some(who.id())).await?;
         return Ok(created_json(&key, &raw, None));
     }
     if key_type == KeyType::Admin {
@@ -111,7 +184,7 @@ async fn create<D: Db, X: Dispatch, E: Env>(
     new.rate_limit = narrower_rate(new.rate_limit, who.key.rate_limit);
     new.ip_allowlist = narrower_allowlist(new.ip_allowlist, &who.key.ip_allowlist)?;
     // The derived key draws from its creator's budget: minting keys never adds requests.
-    let (key, raw) = keys::create_derived(&app.db, &app.env, &new, &who.key).await?;
+    let (key, raw) = keys::create_derived(&cx.db, &cx.env, &new, &who.key).await?;
     Ok(created_json(&key, &raw, None))
 }
 

@@ -1,8 +1,10 @@
 //! The `policy` tool: get, set, update_field, delete, list, get_effective.
 
-use super::{opt_str, str_arg};
-use crate::app::App;
+use super::decl::{actions, NoArgs};
+use crate::access::Need;
+use crate::args::{fields, opt_str, raw, req_str, required};
 use crate::auth::Identity;
+use crate::context::Context;
 use crate::db::{Db, Value};
 use crate::dispatch::Dispatch;
 use crate::env::Env;
@@ -10,77 +12,99 @@ use crate::errors::{Error, Result};
 use crate::policy::{stored_fields, Policy};
 use crate::reference::{ComponentType, Reference};
 use crate::registry;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
-pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
-    app: &App<D, X, E>,
-    who: &Identity,
-    action: &str,
-    args: &Json,
-) -> Result<Json> {
-    if action == "list" {
-        let rows = app
-            .db
-            .query(
-                "SELECT reference, fields FROM policies ORDER BY reference",
-                &[],
-            )
-            .await?;
-        let list: Vec<Json> = rows
-            .iter()
-            .map(|r| json!({ "reference": r.text("reference"), "policy": serde_json::from_str::<Json>(&r.text("fields")).unwrap_or(Json::Null) }))
-            .collect();
-        return Ok(json!({ "policies": list, "count": list.len() }));
+pub(super) const DESCRIPTION: &str = "Read and set the host policy a component runs under (domains, methods, rate limit, timeout, memory and size caps, allowed tools).";
+
+const GET: Need = Need::Scopes(&["policy.get"]);
+const SET: Need = Need::Scopes(&["policy.set"]);
+
+actions! {
+    /// The `policy` tool's actions.
+    tool "policy": Action, Calls {
+        Get = "get", RefArgs, GET, false;
+        GetEffective = "get_effective", RefArgs, GET, false;
+        List = "list", NoArgs, GET, false;
+        Set = "set", SetArgs, SET, false;
+        UpdateField = "update_field", SetArgs, SET, false;
+        Delete = "delete", RefArgs, SET, false;
     }
-    let type_hint = opt_str(args, "type")?.and_then(ComponentType::parse);
-    let reference = Reference::parse(str_arg(args, "reference")?, type_hint)?;
-    let key = reference.canonical();
-    match action {
-        "get" => {
-            let fields = stored_fields(&app.db, &key).await?;
+}
+
+fields!(Ref = "reference", Type = "type", FieldArg = "field");
+
+/// The component a policy is for.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct RefArgs {
+    /// Component reference, with or without version
+    #[serde(default, deserialize_with = "req_str::<Ref, _>")]
+    reference: Option<String>,
+    /// A `type` that is not one of the three kinds is ignored.
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(skip)]
+    type_hint: Option<String>,
+}
+
+/// `policy.set` and `policy.update_field`: one field, or several at once.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct SetArgs {
+    #[serde(flatten)]
+    target: RefArgs,
+    #[serde(default, deserialize_with = "raw")]
+    #[schemars(schema_with = "field_schema")]
+    field: Option<Json>,
+    /// The field's JSON value, e.g. "60s" or ["api.example.com"]
+    #[serde(default, deserialize_with = "raw")]
+    value: Option<Json>,
+    /// set: several fields at once
+    #[serde(default, deserialize_with = "raw")]
+    #[schemars(schema_with = "object_schema")]
+    policy: Option<Json>,
+}
+
+fn field_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "enum": crate::policy::FIELDS })
+}
+
+fn object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object" })
+}
+
+impl RefArgs {
+    fn reference(&self) -> Result<Reference> {
+        let type_hint = self.type_hint.as_deref().and_then(ComponentType::parse);
+        Reference::parse(required::<Ref>(&self.reference)?, type_hint)
+    }
+}
+
+pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    args: Calls,
+) -> Result<Json> {
+    match args {
+        Calls::List(NoArgs {}) => list(&cx.db).await,
+        Calls::Get(a) => {
+            let key = a.reference()?.canonical();
+            let fields = stored_fields(&cx.db, &key).await?;
             let effective = Policy::from_fields(&fields.clone().unwrap_or_default())
                 .map_err(Error::internal)?;
             Ok(
                 json!({ "reference": key, "policy": effective.to_json(), "fields_set": fields.map(|f| f.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() }),
             )
         }
-        "get_effective" => {
-            let c = registry::resolve(&app.db, &reference).await?;
+        Calls::GetEffective(a) => {
+            let c = registry::resolve(&cx.db, &a.reference()?).await?;
             Ok(
-                json!({ "reference": c.reference, "policy": crate::policy::effective(&app.db, &c).await?.to_json() }),
+                json!({ "reference": c.reference, "policy": crate::policy::effective(&cx.db, &c).await?.to_json() }),
             )
         }
-        "set" | "update_field" => {
-            let mut fields = stored_fields(&app.db, &key).await?.unwrap_or_default();
-            let updates: Map<String, Json> = match (args.get("field"), args.get("policy")) {
-                (Some(_), _) => {
-                    let field = str_arg(args, "field")?;
-                    let value = args
-                        .get("value")
-                        .ok_or_else(|| Error::invalid_params("`value` is required with `field`"))?;
-                    Map::from_iter([(field.to_string(), value.clone())])
-                }
-                (None, Some(Json::Object(p))) => p.clone(),
-                _ => {
-                    return Err(Error::invalid_params(
-                        "set needs `field` and `value`, or a `policy` object",
-                    ))
-                }
-            };
-            fields.extend(updates);
-            // Checked whole before anything is stored, so a bad value loses nothing.
-            let policy = Policy::from_fields(&fields).map_err(Error::invalid_params)?;
-            app.db
-                .query(
-                    "INSERT INTO policies (reference, fields, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT(reference) DO UPDATE SET fields = ?2, updated_at = ?3, updated_by = ?4",
-                    &[key.clone().into(), Json::Object(fields).to_string().into(), Value::Integer(app.env.now_ms() as i64), who.id().into()],
-                )
-                .await?;
-            Ok(json!({ "reference": key, "policy": policy.to_json() }))
-        }
-        "delete" => {
-            let rows = app
+        Calls::Set(a) | Calls::UpdateField(a) => set(cx, who, a).await,
+        Calls::Delete(a) => {
+            let key = a.reference()?.canonical();
+            let rows = cx
                 .db
                 .query(
                     "DELETE FROM policies WHERE reference = ? RETURNING reference",
@@ -89,6 +113,55 @@ pub(super) async fn call<D: Db, X: Dispatch, E: Env>(
                 .await?;
             Ok(json!({ "reference": key, "deleted": !rows.rows.is_empty() }))
         }
-        _ => Err(Error::internal(format!("policy.{action} has no handler"))),
     }
+}
+
+async fn list(db: &impl Db) -> Result<Json> {
+    let rows = db
+        .query(
+            "SELECT reference, fields FROM policies ORDER BY reference",
+            &[],
+        )
+        .await?;
+    let list: Vec<Json> = rows
+        .iter()
+        .map(|r| json!({ "reference": r.text("reference"), "policy": serde_json::from_str::<Json>(&r.text("fields")).unwrap_or(Json::Null) }))
+        .collect();
+    Ok(json!({ "policies": list, "count": list.len() }))
+}
+
+async fn set<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    a: SetArgs,
+) -> Result<Json> {
+    let key = a.target.reference()?.canonical();
+    let mut fields = stored_fields(&cx.db, &key).await?.unwrap_or_default();
+    let updates: Map<String, Json> = match (&a.field, &a.policy) {
+        (Some(field), _) => {
+            let field = field.as_str().filter(|s| !s.is_empty()).map(String::from);
+            let field = required::<FieldArg>(&field)?;
+            let value = a
+                .value
+                .ok_or_else(|| Error::invalid_params("`value` is required with `field`"))?;
+            Map::from_iter([(field.to_string(), value)])
+        }
+        (None, Some(Json::Object(p))) => p.clone(),
+        _ => {
+            return Err(Error::invalid_params(
+                "set needs `field` and `value`, or a `policy` object",
+            ))
+        }
+    };
+    fields.extend(updates);
+    // Checked whole before anything is stored, so a bad value loses nothing.
+    let policy = Policy::from_fields(&fields).map_err(Error::invalid_params)?;
+    cx.db
+        .query(
+            "INSERT INTO policies (reference, fields, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(reference) DO UPDATE SET fields = ?2, updated_at = ?3, updated_by = ?4",
+            &[key.clone().into(), Json::Object(fields).to_string().into(), Value::Integer(cx.env.now_ms() as i64), who.id().into()],
+        )
+        .await?;
+    Ok(json!({ "reference": key, "policy": policy.to_json() }))
 }

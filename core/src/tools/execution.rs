@@ -1,0 +1,76 @@
+//! The `execution` tool: run a component, list runs, read a run's logs, cancel a run.
+
+use super::decl::actions;
+use super::Call;
+use crate::access::Need;
+use crate::args::{fields, loose_u64, req_str, required};
+use crate::context::Context;
+use crate::db::Db;
+use crate::dispatch::Dispatch;
+use crate::env::Env;
+use crate::errors::Result;
+use crate::executions::{self, Origin, RunArgs};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value as Json;
+use zeroize::Zeroizing;
+
+pub(super) const DESCRIPTION: &str = "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference such as \"reagent:cyfr.json-transform:0.1.0\" (or {\"registry\": …}) and a JSON `input`.";
+
+const EXECUTION: Need = Need::Scopes(&["execution"]);
+
+actions! {
+    /// The `execution` tool's actions.
+    tool "execution": Action, Calls {
+        Run = "run", RunArgs, EXECUTION, false;
+        List = "list", ListArgs, EXECUTION, false;
+        Logs = "logs", RunId, EXECUTION, false;
+        Cancel = "cancel", RunId, EXECUTION, false;
+    }
+}
+
+fields!(ExecutionId = "execution_id");
+
+/// `execution.list`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct ListArgs {
+    /// list: how many runs
+    #[serde(default, deserialize_with = "loose_u64")]
+    #[schemars(range(min = 1, max = 500))]
+    limit: Option<u64>,
+}
+
+/// `execution.logs` and `execution.cancel`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct RunId {
+    /// logs/cancel: the run (exec_…)
+    #[serde(default, deserialize_with = "req_str::<ExecutionId, _>")]
+    execution_id: Option<String>,
+}
+
+pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    call: &Call<'_>,
+    args: Calls,
+    opened: &[Zeroizing<Vec<u8>>],
+) -> Result<Json> {
+    let who = call.who;
+    match args {
+        Calls::Run(args) => {
+            // Old run records go a batch at a time, on a fraction of runs.
+            crate::retention::maybe_purge(&cx.db, &cx.env, cx.config.execution_retention_ms).await;
+            let origin = Origin {
+                opened,
+                secure: call.secure,
+            };
+            executions::run(cx, who, &args, origin).await
+        }
+        Calls::List(a) => executions::list(&cx.db, who, a.limit).await,
+        Calls::Logs(a) => {
+            executions::logs(&cx.db, who, required::<ExecutionId>(&a.execution_id)?).await
+        }
+        Calls::Cancel(a) => {
+            executions::cancel(cx, who, required::<ExecutionId>(&a.execution_id)?).await
+        }
+    }
+}

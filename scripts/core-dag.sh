@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Checks that core's top-level modules form layers without cycles: each module may use
+# (`crate::…`) only modules of its own layer or of a layer below, and no chain of uses
+# leads back to where it started. Every module must be listed in a layer, so a new one
+# is placed on purpose. Comments are ignored (a doc link is not a dependency).
+# Usage: scripts/core-dag.sh [CORE_SRC_DIR]   (default: core/src)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src="${1:-core/src}"
+command -v python3 >/dev/null || { echo "core-dag: python3 is needed" >&2; exit 1; }
+python3 - "$src" <<'PY'
+import os, re, sys
+
+# Bottom to top. Keep in step with the layer list in core/src/lib.rs.
+LAYERS = [
+    ("context", "access args config context crypto db dispatch env errors host_api http ipallow kms manifest reference units"),
+    ("services", "auth executions formulas keys migrate policy ratelimit registry retention secrets sessions"),
+    ("tools", "tools scopes"),
+    ("rpc", "mcp"),
+    ("transport", "app callbacks"),
+]
+layer_of = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods.split()}
+
+src = sys.argv[1]
+deps = {}
+for root, _, files in os.walk(src):
+    for f in files:
+        if not f.endswith(".rs"):
+            continue
+        path = os.path.join(root, f)
+        rel = os.path.relpath(path, src)
+        if rel == "lib.rs":
+            continue
+        module = rel.split(os.sep)[0].removesuffix(".rs")
+        text = open(path, encoding="utf-8").read()
+        # Drop comments: `//…` to the end of the line and `/* … */`.
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        text = re.sub(r"//[^\n]*", "", text)
+        used = deps.setdefault(module, {})
+
+        def note(name, where):
+            if name and name != module and name not in ("self", "super"):
+                used.setdefault(name, where)
+
+        # `crate::{a, b::c, d::{e, f}}`: the first name of each top-level entry.
+        for m in re.finditer(r"\bcrate::\{", text):
+            depth, i, entry, entries = 1, m.end(), "", []
+            while i < len(text) and depth:
+                c = text[i]
+                depth += (c == "{") - (c == "}")
+                if depth == 1 and c == ",":
+                    entries.append(entry); entry = ""
+                elif depth:
+                    entry += c
+                i += 1
+            entries.append(entry)
+            for e in entries:
+                note(re.match(r"\s*(\w*)", e).group(1), rel)
+        for m in re.finditer(r"\bcrate::(\w+)", text):
+            note(m.group(1), rel)
+
+fail = 0
+for module in sorted(deps):
+    if module not in layer_of:
+        print(f"core-dag: module `{module}` is in no layer; add it to scripts/core-dag.sh (and lib.rs's list)")
+        fail = 1
+for module, used in sorted(deps.items()):
+    for dep, where in sorted(used.items()):
+        if dep not in layer_of:
+            continue
+        if module in layer_of and layer_of[dep] > layer_of[module]:
+            print(f"core-dag: {where}: `{module}` ({LAYERS[layer_of[module]][0]}) uses `{dep}` ({LAYERS[layer_of[dep]][0]}), a layer above it")
+            fail = 1
+
+# Cycles: depth-first search over the module graph.
+state, stack = {}, []
+def visit(m):
+    state[m] = "open"; stack.append(m)
+    for d in sorted(deps.get(m, {})):
+        if d not in deps:
+            continue
+        if state.get(d) == "open":
+            cycle = stack[stack.index(d):] + [d]
+            print("core-dag: cycle: " + " -> ".join(cycle))
+            return True
+        if d not in state and visit(d):
+            return True
+    state[m] = "done"; stack.pop()
+    return False
+for m in sorted(deps):
+    if m not in state and visit(m):
+        fail = 1
+        break
+
+edges = sum(len(u) for u in deps.values())
+if fail:
+    sys.exit(1)
+print(f"core-dag: {len(deps)} modules, {edges} uses, {len(LAYERS)} layers: no cycle, no upward use")
+PY
