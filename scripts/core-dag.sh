@@ -11,17 +11,21 @@ command -v python3 >/dev/null || { echo "core-dag: python3 is needed" >&2; exit 
 python3 - "$src" <<'PY'
 import os, re, sys
 
-# Bottom to top. Keep in step with the layer list in core/src/lib.rs.
-LAYERS = [
-    ("context", "access args config context crypto db dispatch env errors host_api http ipallow kms manifest reference units"),
-    ("services", "auth executions formulas keys migrate policy ratelimit registry retention secrets sessions"),
-    ("tools", "tools scopes"),
-    ("rpc", "mcp"),
-    ("transport", "app callbacks"),
-]
+src = sys.argv[1]
+# Bottom to top, read from core/src/lib.rs: a `// N. name` comment opens a layer and each
+# `mod x;` / `pub mod x;` after it belongs to it. lib.rs is the one list of layers.
+LAYERS = []
+for line in open(os.path.join(src, "lib.rs"), encoding="utf-8"):
+    if m := re.match(r"\s*// (\d+)\. (\w+)\s*$", line):
+        LAYERS.append((m.group(2), ""))
+    elif (m := re.match(r"\s*(?:pub(?:\(crate\))? )?mod (\w+);", line)) and LAYERS:
+        name, mods = LAYERS[-1]
+        LAYERS[-1] = (name, f"{mods} {m.group(1)}")
+if not LAYERS:
+    print("core-dag: no `// N. layer` sections found in lib.rs")
+    sys.exit(1)
 layer_of = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods.split()}
 
-src = sys.argv[1]
 deps = {}
 for root, _, files in os.walk(src):
     for f in files:
@@ -62,7 +66,7 @@ for root, _, files in os.walk(src):
 fail = 0
 for module in sorted(deps):
     if module not in layer_of:
-        print(f"core-dag: module `{module}` is in no layer; add it to scripts/core-dag.sh (and lib.rs's list)")
+        print(f"core-dag: module `{module}` is in no layer; declare it under a `// N. layer` comment in lib.rs")
         fail = 1
 for module, used in sorted(deps.items()):
     for dep, where in sorted(used.items()):

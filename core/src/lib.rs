@@ -6,8 +6,8 @@
 //! [`dispatch::Dispatch`] (running components on a host) and [`env::Env`] (clock, randomness).
 //!
 //! The modules form layers; each imports only from its own layer or those below it, and
-//! no two modules import each other (`scripts/core-dag.sh` checks both, from the list in
-//! that script):
+//! no two modules import each other (`scripts/core-dag.sh` checks both, reading the layers
+//! from the `// N. layer` sections below):
 //!
 //! 1. **context** — the seams and what every layer shares: [`context`], [`db`],
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
@@ -16,7 +16,8 @@
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
 //!    [`auth`], [`ratelimit`], [`secrets`], [`registry`], [`policy`], [`executions`],
-//!    [`formulas`], [`retention`], [`migrate`]. They know nothing of tools, JSON-RPC or
+//!    [`formulas`], [`retention`], [`migrate`], [`hosts`] (which host a run goes to, sealing
+//!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — [`tools`]: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
@@ -36,7 +37,6 @@ pub mod dispatch;
 pub mod env;
 pub mod errors;
 pub mod host_api;
-pub mod hosts;
 pub mod http;
 pub mod ipallow;
 pub mod kms;
@@ -48,6 +48,7 @@ pub mod units;
 pub mod auth;
 pub mod executions;
 pub mod formulas;
+pub mod hosts;
 pub mod keys;
 pub mod migrate;
 pub mod policy;
