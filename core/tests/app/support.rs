@@ -8,7 +8,7 @@ use cyfr_core::config::Config;
 use cyfr_core::db::{Db, Value};
 use cyfr_core::dispatch::{Dispatch, DispatchError};
 use cyfr_core::env::Env;
-use cyfr_core::host_api::{LoadedComponent, RunRequest, RunResponse};
+use cyfr_core::host_api::{LoadedComponent, RunRequest, RunResponse, RunStatus};
 use cyfr_core::http::{HttpRequest, HttpResponse};
 use cyfr_libsql::core_db::CoreDb;
 use serde_json::{json, Value as Json};
@@ -114,7 +114,7 @@ pub struct FakeHost {
 /// A completed run answering `output`.
 pub fn completed(output: Json) -> RunResponse {
     RunResponse {
-        status: "completed".into(),
+        status: RunStatus::Completed,
         output: Some(output.to_string()),
         error: None,
         stdout: String::new(),
@@ -127,7 +127,7 @@ pub fn completed(output: Json) -> RunResponse {
 /// A run the host ended with `code`.
 pub fn failed(code: &str, message: &str) -> RunResponse {
     RunResponse {
-        status: "failed".into(),
+        status: RunStatus::Failed,
         output: None,
         error: Some(cyfr_core::host_api::HostError {
             code: code.into(),
