@@ -4,7 +4,7 @@
 use crate::core_db::CoreDb;
 use crate::db::LocalDb;
 use crate::egress::Refusal;
-use crate::executor::{CatalystCtx, ExecError, Executor, Leftovers, Limits};
+use crate::executor::{CatalystCtx, ExecError, Executor, Guest, Leftovers, Limits, RunSpec};
 use crate::formula::{LocalRouter, RouterLink};
 use crate::spin_runner::{InternalService, RouterConfig, SpinRunner};
 use base64::Engine;
@@ -92,140 +92,43 @@ impl HostApi {
     }
 
     /// Runs a reagent, a catalyst under the egress policy that came with the request, or a
-    /// formula whose calls go back to the router named in its callback. Output and logs are redacted of the run's
-    /// secrets here as well as by the router; refused outbound requests are appended to
+    /// formula whose calls go back to the router named in its callback. What goes back is
+    /// redacted of the run's secrets and opened values once on this side of the boundary
+    /// (the router redacts its own answer again); refused outbound requests are appended to
     /// stderr as `cyfr egress: refused …` lines.
     pub(crate) async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
-        let mut catalyst = None;
-        let mut formula = None;
-        match run.component_type.as_str() {
-            "reagent" => {}
-            "catalyst" => match &run.egress {
-                Some(egress) => {
-                    let mut ctx = CatalystCtx::new(
-                        run.reference.clone(),
-                        run.secrets.clone(),
-                        egress.clone(),
-                    );
-                    ctx.redact = opened_values(&run.redact);
-                    catalyst = Some(ctx)
-                }
-                None => {
-                    return error(
-                        400,
-                        "policy_required",
-                        format!(
-                            "catalyst {} came without an egress policy; it is not run",
-                            run.reference
-                        ),
-                    )
-                }
-            },
-            "formula" => match run.callback.clone() {
-                Some(callback) => {
-                    formula = Some(RouterLink::new(callback, self.local_router.get().cloned()))
-                }
-                None => {
-                    return error(
-                        400,
-                        "invalid_request",
-                        format!(
-                            "formula {} came without a callback to its router; it is not run",
-                            run.reference
-                        ),
-                    )
-                }
-            },
-            other => {
-                return error(
-                    400,
-                    "unsupported_type",
-                    format!("this host runs reagents, catalysts and formulas, not {other}"),
-                )
-            }
-        }
-        if !self.executor.has_artifact(&run.digest) {
-            return error(
-                404,
-                "artifact_missing",
-                format!("no artifact {}", run.digest),
-            );
-        }
-        let limits = Limits {
-            timeout: Duration::from_millis(run.limits.timeout_ms),
-            max_memory_bytes: run.limits.max_memory_bytes,
-            fuel: None,
-            max_input_bytes: run.limits.max_input_bytes as usize,
-            max_output_bytes: run.limits.max_output_bytes as usize,
+        let guest = match self.guest_of(&run) {
+            Ok(guest) => guest,
+            Err(refused) => return refused,
         };
+        if !self.executor.has_artifact(&run.digest) {
+            let message = format!("no artifact {}", run.digest);
+            return error(404, "artifact_missing", message);
+        }
+        let scrub = Scrub::new(&run, &guest);
+        let limits = limits_of(&run.limits);
         let executor = self.executor.clone();
-        let digest = run.digest.clone();
-        let input = run.input;
         let started = std::time::Instant::now();
-        let execution_id = run.execution_id.clone();
-        let caller = run.caller.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut left = Leftovers::default();
-            let result = match &formula {
-                Some(link) => executor.run_formula(
-                    &execution_id,
-                    &caller,
-                    &digest,
-                    &input,
-                    &limits,
-                    link,
-                    &mut left,
-                ),
-                None => executor.run_execution(
-                    &execution_id,
-                    &caller,
-                    &digest,
-                    &input,
-                    &limits,
-                    catalyst.as_ref(),
-                    &mut left,
-                ),
+            let spec = RunSpec {
+                execution_id: Some(&run.execution_id),
+                caller: Some(&run.caller),
+                digest: &run.digest,
+                input: &run.input,
+                limits: &limits,
+                guest: guest.as_guest(),
             };
-            (result, left)
+            (executor.run(spec, &mut left), left)
         })
         .await;
-        // The run's granted secrets and the opened values its input holds: whatever goes back
-        // (output, logs, refused URLs) holds neither, even before the router scrubs it again.
-        let opened = opened_values(&run.redact);
-        let forms = cyfr_core::secrets::mask::Forms::new(
-            run.secrets
-                .values()
-                .map(|v| v.as_bytes())
-                .chain(opened.iter().map(|v| v.as_slice())),
-        );
-        let scrub = |t: &str| forms.redact(t);
-        // Refused requests are logged as `cyfr egress: refused …` lines after the guest's stderr.
-        let logs = |stdout: &str, stderr: &str, refusals: &[Refusal]| {
-            let mut stderr = stderr.to_string();
-            for r in refusals {
-                if !stderr.is_empty() && !stderr.ends_with('\n') {
-                    stderr.push('\n');
-                }
-                stderr.push_str(&r.log_line());
-                stderr.push('\n');
-            }
-            // The egress session redacted them of granted secrets; opened values too, here.
-            let refusals = refusals
-                .iter()
-                .map(|r| Refusal {
-                    url: scrub(&r.url),
-                    message: scrub(&r.message),
-                    ..r.clone()
-                })
-                .collect();
-            (scrub(stdout), scrub(&stderr), refusals)
-        };
         let resp = match outcome {
             Ok((Ok(o), _)) => {
-                let (stdout, stderr, egress_refusals) = logs(&o.stdout, &o.stderr, &o.refusals);
+                let (stdout, stderr, egress_refusals) =
+                    scrub.logs(&o.stdout, &o.stderr, &o.refusals);
                 RunResponse {
                     status: RunStatus::Completed,
-                    output: Some(scrub(&o.output)),
+                    output: Some(scrub.text(&o.output)),
                     error: None,
                     stdout,
                     stderr,
@@ -239,12 +142,12 @@ impl HostApi {
             Ok((Err(e), left)) => {
                 // A failed run keeps what its guest wrote and what it was refused.
                 let (stdout, stderr, egress_refusals) =
-                    logs(&left.stdout, &left.stderr, &left.refusals);
+                    scrub.logs(&left.stdout, &left.stderr, &left.refusals);
                 RunResponse {
                     status: RunStatus::Failed,
                     output: None,
                     error: Some(HostError {
-                        message: scrub(&e.to_string()),
+                        message: scrub.text(&e.to_string()),
                         ..host_error(&e)
                     }),
                     stdout,
@@ -256,6 +159,52 @@ impl HostApi {
             Err(join) => return error(500, "host_panic", format!("execution task failed: {join}")),
         };
         json(200, &resp)
+    }
+
+    /// The world a run asks for, with what it is given: a catalyst needs its egress policy
+    /// and a formula its callback, or the run is refused before anything is loaded.
+    fn guest_of(&self, run: &RunRequest) -> Result<Prepared, http::Response<Bytes>> {
+        match run.component_type.as_str() {
+            "reagent" => Ok(Prepared::Reagent),
+            "catalyst" => match &run.egress {
+                Some(egress) => {
+                    let mut ctx = CatalystCtx::new(
+                        run.reference.clone(),
+                        run.secrets.clone(),
+                        egress.clone(),
+                    );
+                    ctx.redact = opened_values(&run.redact);
+                    Ok(Prepared::Catalyst(ctx))
+                }
+                None => Err(error(
+                    400,
+                    "policy_required",
+                    format!(
+                        "catalyst {} came without an egress policy; it is not run",
+                        run.reference
+                    ),
+                )),
+            },
+            "formula" => match run.callback.clone() {
+                Some(callback) => Ok(Prepared::Formula(RouterLink::new(
+                    callback,
+                    self.local_router.get().cloned(),
+                ))),
+                None => Err(error(
+                    400,
+                    "invalid_request",
+                    format!(
+                        "formula {} came without a callback to its router; it is not run",
+                        run.reference
+                    ),
+                )),
+            },
+            other => Err(error(
+                400,
+                "unsupported_type",
+                format!("this host runs reagents, catalysts and formulas, not {other}"),
+            )),
+        }
     }
 }
 
@@ -284,6 +233,94 @@ impl LocalRouter for RunnerRouter {
                 .handle(req, SocketAddr::from(([127, 0, 0, 1], 0)))
                 .await
         })
+    }
+}
+
+/// A run's world and what it owns for the run (the executor borrows it as a [`Guest`]).
+enum Prepared {
+    Reagent,
+    Catalyst(CatalystCtx),
+    Formula(RouterLink),
+}
+
+impl Prepared {
+    fn as_guest(&self) -> Guest<'_> {
+        match self {
+            Prepared::Reagent => Guest::Reagent,
+            Prepared::Catalyst(ctx) => Guest::Catalyst(ctx),
+            Prepared::Formula(link) => Guest::Formula(link),
+        }
+    }
+}
+
+/// The limits of the wire schema as the executor takes them.
+fn limits_of(l: &host_api::Limits) -> Limits {
+    Limits {
+        timeout: Duration::from_millis(l.timeout_ms),
+        max_memory_bytes: l.max_memory_bytes,
+        fuel: None,
+        max_input_bytes: l.max_input_bytes as usize,
+        max_output_bytes: l.max_output_bytes as usize,
+    }
+}
+
+/// The host → router redaction of one run: the run's granted secrets and the opened values
+/// its input holds leave in nothing it answers (output, logs, refused URLs). A catalyst's
+/// egress session already redacted all of that of the very same values, so it is not
+/// scrubbed twice.
+enum Scrub {
+    /// The executor's world redacted it (catalysts).
+    Done,
+    /// Redact here (reagents, formulas).
+    Here(cyfr_core::secrets::mask::Forms),
+}
+
+impl Scrub {
+    fn new(run: &RunRequest, guest: &Prepared) -> Scrub {
+        if matches!(guest, Prepared::Catalyst(_)) {
+            return Scrub::Done;
+        }
+        let opened = opened_values(&run.redact);
+        Scrub::Here(cyfr_core::secrets::mask::Forms::new(
+            run.secrets
+                .values()
+                .map(|v| v.as_bytes())
+                .chain(opened.iter().map(|v| v.as_slice())),
+        ))
+    }
+
+    fn text(&self, t: &str) -> String {
+        match self {
+            Scrub::Done => t.to_string(),
+            Scrub::Here(forms) => forms.redact(t),
+        }
+    }
+
+    /// stdout, stderr with the refused requests appended as `cyfr egress: refused …` lines,
+    /// and the refusals, all redacted.
+    fn logs(
+        &self,
+        stdout: &str,
+        stderr: &str,
+        refusals: &[Refusal],
+    ) -> (String, String, Vec<Refusal>) {
+        let mut stderr = stderr.to_string();
+        for r in refusals {
+            if !stderr.is_empty() && !stderr.ends_with('\n') {
+                stderr.push('\n');
+            }
+            stderr.push_str(&r.log_line());
+            stderr.push('\n');
+        }
+        let refusals = refusals
+            .iter()
+            .map(|r| Refusal {
+                url: self.text(&r.url),
+                message: self.text(&r.message),
+                ..r.clone()
+            })
+            .collect();
+        (self.text(stdout), self.text(&stderr), refusals)
     }
 }
 

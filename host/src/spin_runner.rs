@@ -361,42 +361,7 @@ impl SpinRunner {
             .in_current_span(),
         );
 
-        match rx.await {
-            Ok(Ok(response)) => {
-                let (mut parts, body) = response.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reading the router's response body: {e}"))?
-                    .to_bytes();
-                // A body cut short by a trap looks complete here (the store is dropped before
-                // `finish`), and nothing has been sent yet, so wait for the guest and fail
-                // the request if it failed. (Spin, which streams, would already have sent a
-                // truncated body.)
-                guest
-                    .await
-                    .context("router task panicked")?
-                    .map_err(anyhow::Error::from)
-                    .context("router invocation failed after setting its response")?;
-                // The body is buffered: hyper sets the length.
-                parts.headers.remove(http::header::CONTENT_LENGTH);
-                parts.headers.remove(http::header::TRANSFER_ENCODING);
-                Ok(http::Response::from_parts(parts, body))
-            }
-            Ok(Err(code)) => {
-                // Let the guest task finish (it normally already has).
-                let _ = guest.await;
-                anyhow::bail!("the router responded with an error: {code:?}")
-            }
-            Err(_) => {
-                guest
-                    .await
-                    .context("router task panicked")?
-                    .map_err(anyhow::Error::from)
-                    .context("router invocation failed")?;
-                anyhow::bail!("the router returned without producing a response")
-            }
-        }
+        buffered_response(rx, guest).await
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, one task per connection.
@@ -691,6 +656,55 @@ fn prepare_request(
     set(SPIN_COMPONENT_ROUTE, "")?;
     set(SPIN_CLIENT_ADDR, &peer.to_string())?;
     Ok(req)
+}
+
+/// The router's response once its guest task is done, with the body buffered. A guest that
+/// failed after setting its response fails the request (its body may be cut short).
+async fn buffered_response<B, E>(
+    rx: tokio::sync::oneshot::Receiver<Result<http::Response<B>, E>>,
+    guest: tokio::task::JoinHandle<wasmtime::Result<()>>,
+) -> anyhow::Result<http::Response<Bytes>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+    E: std::fmt::Debug,
+{
+    match rx.await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the router's response body: {e}"))?
+                .to_bytes();
+            // A body cut short by a trap looks complete here (the store is dropped before
+            // `finish`), and nothing has been sent yet, so wait for the guest and fail
+            // the request if it failed. (Spin, which streams, would already have sent a
+            // truncated body.)
+            guest
+                .await
+                .context("router task panicked")?
+                .map_err(anyhow::Error::from)
+                .context("router invocation failed after setting its response")?;
+            // The body is buffered: hyper sets the length.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            parts.headers.remove(http::header::TRANSFER_ENCODING);
+            Ok(http::Response::from_parts(parts, body))
+        }
+        Ok(Err(code)) => {
+            // Let the guest task finish (it normally already has).
+            let _ = guest.await;
+            anyhow::bail!("the router responded with an error: {code:?}")
+        }
+        Err(_) => {
+            guest
+                .await
+                .context("router task panicked")?
+                .map_err(anyhow::Error::from)
+                .context("router invocation failed")?;
+            anyhow::bail!("the router returned without producing a response")
+        }
+    }
 }
 
 /// Compiles the router, or loads it from `cache/router-<sha256>.cwasm` when present and
