@@ -99,7 +99,7 @@ impl HostApi {
     pub(crate) async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
         let guest = match self.guest_of(&run) {
             Ok(guest) => guest,
-            Err(refused) => return refused,
+            Err((status, code, message)) => return error(status, code, message),
         };
         if !self.executor.has_artifact(&run.digest) {
             let message = format!("no artifact {}", run.digest);
@@ -163,7 +163,7 @@ impl HostApi {
 
     /// The world a run asks for, with what it is given: a catalyst needs its egress policy
     /// and a formula its callback, or the run is refused before anything is loaded.
-    fn guest_of(&self, run: &RunRequest) -> Result<Prepared, http::Response<Bytes>> {
+    fn guest_of(&self, run: &RunRequest) -> Result<Prepared, (u16, &'static str, String)> {
         match run.component_type.as_str() {
             "reagent" => Ok(Prepared::Reagent),
             "catalyst" => match &run.egress {
@@ -176,7 +176,7 @@ impl HostApi {
                     ctx.redact = opened_values(&run.redact);
                     Ok(Prepared::Catalyst(ctx))
                 }
-                None => Err(error(
+                None => Err((
                     400,
                     "policy_required",
                     format!(
@@ -190,7 +190,7 @@ impl HostApi {
                     callback,
                     self.local_router.get().cloned(),
                 ))),
-                None => Err(error(
+                None => Err((
                     400,
                     "invalid_request",
                     format!(
@@ -199,7 +199,7 @@ impl HostApi {
                     ),
                 )),
             },
-            other => Err(error(
+            other => Err((
                 400,
                 "unsupported_type",
                 format!("this host runs reagents, catalysts and formulas, not {other}"),
