@@ -10,6 +10,7 @@ done
 # core must stay free of I/O: it compiles for the Workers target too.
 cargo check --locked -p cyfr-core --target wasm32-unknown-unknown
 scripts/core-dag.sh  # core's modules form layers without cycles (ARCHITECTURE.md)
+scripts/core-dag.sh --self-test  # ...and the check refuses planted breaks
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e

@@ -4,10 +4,34 @@
 # leads back to where it started. Every module must be listed in a layer, so a new one
 # is placed on purpose. Comments are ignored (a doc link is not a dependency).
 # Usage: scripts/core-dag.sh [CORE_SRC_DIR]   (default: core/src)
+#        scripts/core-dag.sh --self-test        (the check refuses planted breaks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src="${1:-core/src}"
 command -v python3 >/dev/null || { echo "core-dag: python3 is needed" >&2; exit 1; }
+if [ "${1:-}" = "--self-test" ]; then
+  # Each planted break must fail the check: a service using rpc by `crate::` and by
+  # `super::`, from a nested module, and a cycle between two services.
+  plants=(
+    "keys.rs|fn _planted() { let _ = crate::mcp::handle_message; }"
+    "executions.rs|use super::tools as _planted;"
+    "hosts/seal.rs|use super::super::app as _planted;"
+    "policy.rs|use crate::executions as _planted;"
+  )
+  for plant in "${plants[@]}"; do
+    t="$(mktemp -d)"
+    cp -r core/src "$t/src"
+    echo "${plant#*|}" >> "$t/src/${plant%%|*}"
+    if "$0" "$t/src" >/dev/null; then
+      echo "core-dag self-test: a planted break passed: ${plant}" >&2
+      rm -rf "$t"
+      exit 1
+    fi
+    rm -rf "$t"
+  done
+  echo "core-dag self-test: ${#plants[@]} planted breaks refused"
+  exit 0
+fi
+src="${1:-core/src}"
 python3 - "$src" <<'PY'
 import os, re, sys
 
@@ -41,6 +65,13 @@ for root, _, files in os.walk(src):
         text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
         text = re.sub(r"//[^\n]*", "", text)
         used = deps.setdefault(module, {})
+        # `super::` chains that climb to the crate root are `crate::` paths too.
+        parts = rel.split(os.sep)
+        stem = parts[-1].removesuffix(".rs")
+        modpath = parts[:-1] if stem == "mod" else parts[:-1] + [stem]
+        def climb(m):
+            return "crate::" if m.group(0).count("super::") >= len(modpath) else m.group(0)
+        text = re.sub(r"\b(?:super::)+", climb, text)
 
         def note(name, where):
             if name and name != module and name not in ("self", "super"):

@@ -435,10 +435,8 @@ fn cancel_and_check(s: &std::sync::Arc<Server>) {
     );
     assert_eq!(r["cancelled"], true, "{r}");
     let run = handle.join().unwrap();
-    // Far inside the run's own 30 s timeout, so it was the cancel that ended it; loose
-    // enough for a loaded CI machine (1 s was seen to miss by 0.1 s there).
     assert!(
-        asked.elapsed() < std::time::Duration::from_secs(5),
+        asked.elapsed() < std::time::Duration::from_secs(1),
         "cancel took {:?}",
         asked.elapsed()
     );
