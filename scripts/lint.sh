@@ -7,6 +7,6 @@ echo "lint: cargo fmt --check"
 cargo fmt --all -- --check
 echo "lint: cargo clippy (workspace, all targets)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
-echo "lint: cargo doc (workspace, no deps)"
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace
+echo "lint: cargo doc (workspace, private items too, no deps)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --document-private-items
 echo "lint: ok"

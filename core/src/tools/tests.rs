@@ -43,6 +43,44 @@ fn every_action_has_a_scope_a_schema_and_a_parser() {
 }
 
 #[test]
+fn action_and_tool_names_are_unique() {
+    use super::{component, encryption, execution, key, policy, secret, system};
+    // A second action of the same name would be shadowed by the first (parse, the scope
+    // table and resolve all take the first match) and never run.
+    fn each_name_parses_to_itself<A: ActionSet + PartialEq + std::fmt::Debug>() {
+        for a in A::ALL {
+            assert_eq!(
+                A::parse(a.name()),
+                Some(*a),
+                "{}.{} is declared twice",
+                A::TOOL,
+                a.name()
+            );
+        }
+    }
+    each_name_parses_to_itself::<execution::Action>();
+    each_name_parses_to_itself::<component::Action>();
+    each_name_parses_to_itself::<key::Action>();
+    each_name_parses_to_itself::<policy::Action>();
+    each_name_parses_to_itself::<secret::Action>();
+    each_name_parses_to_itself::<encryption::Action>();
+    each_name_parses_to_itself::<system::Action>();
+    let mut seen = BTreeSet::new();
+    for t in TOOLS {
+        assert!(seen.insert(t.name), "tool {} is declared twice", t.name);
+    }
+    let rows: BTreeSet<(&str, &str)> = crate::scopes::TABLE
+        .iter()
+        .map(|(t, a, _)| (*t, *a))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        crate::scopes::TABLE.len(),
+        "the scope table has a duplicate row"
+    );
+}
+
+#[test]
 fn every_action_reads_empty_arguments() {
     use super::{component, encryption, execution, key, policy, secret, system};
     fn all<A: ActionSet>(call: impl Fn(A) -> bool) {

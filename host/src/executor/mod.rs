@@ -226,8 +226,10 @@ impl Executor {
     }
 
     /// Runs a reagent (`catalyst: None`) or a catalyst as execution `execution_id` for
-    /// `caller`; see [`Executor::run`].
-    #[allow(clippy::too_many_arguments)] // the host API's call, field by field
+    /// `caller`; see [`Executor::run`]. For the unit tests (the host API builds a
+    /// [`RunSpec`] itself).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)] // the tests' shorthand, field by field
     pub fn run_execution(
         &self,
         execution_id: &str,
@@ -251,8 +253,9 @@ impl Executor {
     }
 
     /// Runs a formula as execution `execution_id` for `caller`: its `invoke` and `tools`
-    /// calls go to the router through `link`. See [`Executor::run`].
-    #[allow(clippy::too_many_arguments)] // the host API's call, field by field
+    /// calls go to the router through `link`. See [`Executor::run`]. For the unit tests.
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)] // the tests' shorthand, field by field
     pub fn run_formula(
         &self,
         execution_id: &str,

@@ -55,7 +55,7 @@ impl WasiHttpHooks for OutboundHooks {
             tracing::warn!(
                 method = %request.method(),
                 uri = %request.uri(),
-                "router outbound HTTP request denied (only the internal authority is allowed)"
+                "router outbound HTTP request denied (only the internal authority and the configured hosts are allowed)"
             );
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
