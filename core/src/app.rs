@@ -1,5 +1,5 @@
 //! The Streamable HTTP transport of `/mcp`: methods, headers, sessions, origins; and the
-//! routes beside it (`/health`, formula callbacks). JSON-RPC itself is in [`crate::mcp`].
+//! routes beside it (`/health`, formula callbacks). JSON-RPC itself is in `crate::mcp`.
 
 use crate::context::Context;
 use crate::db::Db;

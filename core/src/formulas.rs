@@ -1,7 +1,7 @@
 //! The router's side of `cyfr:formula/invoke` and `cyfr:mcp/tools`: a formula's host calls
 //! back with the token the router gave that run; the router finds the run by the token's
 //! hash and acts as the run's caller — that key, its scopes, never more. The HTTP endpoint
-//! that answers the callbacks is [`crate::callbacks`].
+//! that answers the callbacks is `crate::callbacks`.
 
 use crate::auth::{bearer, Identity};
 use crate::context::Context;

@@ -12,18 +12,24 @@
 //! 1. **context** — the seams and what every layer shares: [`context`], [`db`],
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
-//!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), [`ipallow`],
+//!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
-//!    [`auth`], [`ratelimit`], [`secrets`], [`registry`], [`policy`], [`executions`],
+//!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
 //!    [`formulas`], [`retention`], [`migrate`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
-//! 3. **tools** — [`tools`]: each tool action declared once (scope, typed arguments,
+//! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
-//! 4. **rpc** — [`mcp`]: JSON-RPC methods.
-//! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), [`callbacks`] (the formula
+//! 4. **rpc** — `mcp`: JSON-RPC methods.
+//! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
 //!    callback endpoint).
+//!
+//! The public surface is what the adapters and tests use: the seams (`db`, `dispatch`,
+//! `env`, `config`, `context`, `http`, `host_api`, `hosts`), `app::App`, and the services
+//! that native tools (`cyfr init`, key files, the bench) call directly. The request
+//! machinery — `auth`, `ratelimit`, `executions`, `tools`, `mcp`, `callbacks`, `ipallow` — is
+//! crate-private: it is reached only through [`app::App::handle`].
 #![deny(missing_docs)]
 
 // 1. context
@@ -38,21 +44,21 @@ pub mod env;
 pub mod errors;
 pub mod host_api;
 pub mod http;
-pub mod ipallow;
+pub(crate) mod ipallow;
 pub mod kms;
 pub mod manifest;
 pub mod reference;
 pub mod units;
 
 // 2. services
-pub mod auth;
-pub mod executions;
+pub(crate) mod auth;
+pub(crate) mod executions;
 pub mod formulas;
 pub mod hosts;
 pub mod keys;
 pub mod migrate;
 pub mod policy;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod registry;
 pub mod retention;
 pub mod secrets;
@@ -60,11 +66,11 @@ pub mod sessions;
 
 // 3. tools
 pub mod scopes;
-pub mod tools;
+pub(crate) mod tools;
 
 // 4. rpc
-pub mod mcp;
+pub(crate) mod mcp;
 
 // 5. transport
 pub mod app;
-pub mod callbacks;
+pub(crate) mod callbacks;

@@ -1,5 +1,5 @@
 //! The one scope table: which scope each tool action needs, checked before any handler
-//! runs. Each row comes from the action's own declaration in [`crate::tools`]; this module
+//! runs. Each row comes from the action's own declaration in `crate::tools`; this module
 //! is the table's public face.
 
 pub use crate::access::{satisfied, Need, SCOPES};

@@ -9,10 +9,10 @@ pub mod code_cache;
 pub mod egress;
 pub mod executor;
 pub mod formula;
-pub mod guest_error;
+pub(crate) mod guest_error;
 pub mod host_server;
 pub mod keyring;
-pub mod recovery;
+pub(crate) mod recovery;
 pub mod service;
 pub mod spin_runner;
 

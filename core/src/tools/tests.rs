@@ -69,13 +69,10 @@ fn action_and_tool_names_are_unique() {
     for t in TOOLS {
         assert!(seen.insert(t.name), "tool {} is declared twice", t.name);
     }
-    let rows: BTreeSet<(&str, &str)> = crate::scopes::TABLE
-        .iter()
-        .map(|(t, a, _)| (*t, *a))
-        .collect();
+    let rows: BTreeSet<(&str, &str)> = TABLE.iter().map(|(t, a, _)| (*t, *a)).collect();
     assert_eq!(
         rows.len(),
-        crate::scopes::TABLE.len(),
+        TABLE.len(),
         "the scope table has a duplicate row"
     );
 }
