@@ -88,6 +88,15 @@ async fn bad_arguments_are_invalid_params_for_every_tool() {
             json!({ "action": "set", "reference": reagent, "field": "timeout", "value": "soon" }),
         ),
         ("policy", json!({ "action": "delete" })),
+        ("policy", json!({ "action": "get_effective" })),
+        (
+            "policy",
+            json!({ "action": "update_field", "reference": reagent }),
+        ),
+        (
+            "policy",
+            json!({ "action": "update_field", "reference": reagent, "field": "timeout", "value": 5 }),
+        ),
         // secret
         ("secret", json!({ "action": "set" })),
         ("secret", json!({ "action": "set", "name": "A" })),
@@ -108,6 +117,9 @@ async fn bad_arguments_are_invalid_params_for_every_tool() {
         ("secret", json!({ "action": "grant", "name": "A" })),
         ("secret", json!({ "action": "can_access" })),
         ("secret", json!({ "action": "delete" })),
+        ("secret", json!({ "action": "list", "scope": "team" })),
+        ("secret", json!({ "action": "revoke", "name": "A" })),
+        ("secret", json!({ "action": "clear", "scope": "team" })),
         // get_encryption_instructions: not offered without session encryption
         ("get_encryption_instructions", json!({})),
     ];

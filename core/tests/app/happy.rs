@@ -423,3 +423,34 @@ async fn system_status_and_the_tool_list_need_only_a_key() {
         assert!(names.contains(tool), "{tool} missing from tools/list");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn clear_removes_the_callers_own_secrets_and_leaves_shared_ones() {
+    let h = Harness::new().await;
+    for name in ["MINE_A", "MINE_B"] {
+        h.ok(
+            ADMIN,
+            "secret",
+            json!({ "action": "set", "name": name, "value": "v-123456789", "scope": "user" }),
+        )
+        .await;
+    }
+    h.ok(
+        ADMIN,
+        "secret",
+        json!({ "action": "set", "name": "SHARED", "value": "v-123456789" }),
+    )
+    .await;
+    let cleared = h.ok(ADMIN, "secret", json!({ "action": "clear" })).await;
+    assert_eq!(cleared["deleted"], 2, "{cleared}");
+    let mine = h
+        .ok(
+            ADMIN,
+            "secret",
+            json!({ "action": "list", "scope": "user" }),
+        )
+        .await;
+    assert_eq!(mine["count"], 0, "{mine}");
+    let shared = h.ok(ADMIN, "secret", json!({ "action": "list" })).await;
+    assert_eq!(shared["count"], 1, "{shared}");
+}
