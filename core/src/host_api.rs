@@ -359,11 +359,39 @@ impl HostErrorKind {
     }
 
     /// ... and the status its execution record ends with.
-    pub fn record_status(&self) -> &'static str {
+    pub fn record_status(&self) -> RecordStatus {
         match self {
-            HostErrorKind::Timeout => "timed_out",
-            HostErrorKind::Cancelled => "cancelled",
-            _ => "failed",
+            HostErrorKind::Timeout => RecordStatus::TimedOut,
+            HostErrorKind::Cancelled => RecordStatus::Cancelled,
+            _ => RecordStatus::Failed,
+        }
+    }
+}
+
+/// The status of a run's record in the router's `executions` table (SQL keeps the strings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Under way.
+    Started,
+    /// The component returned its output.
+    Completed,
+    /// Refused, or the component failed.
+    Failed,
+    /// It used up its time.
+    TimedOut,
+    /// `execution.cancel`, or its formula ended.
+    Cancelled,
+}
+
+impl RecordStatus {
+    /// The string stored in `executions.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Started => "started",
+            RecordStatus::Completed => "completed",
+            RecordStatus::Failed => "failed",
+            RecordStatus::TimedOut => "timed_out",
+            RecordStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -377,18 +405,6 @@ impl From<String> for HostErrorKind {
 impl std::fmt::Display for HostErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<str> for HostErrorKind {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for HostErrorKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 
