@@ -358,6 +358,20 @@ impl HostErrorKind {
         }
     }
 
+    /// The HTTP status of a host API answer that is this error (a failed run is a 200 whose
+    /// body says why).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            HostErrorKind::Unauthorized => 401,
+            HostErrorKind::NotFound | HostErrorKind::ArtifactMissing => 404,
+            // The request body did not arrive in time.
+            HostErrorKind::Timeout => 408,
+            HostErrorKind::TooLarge => 413,
+            HostErrorKind::Internal | HostErrorKind::HostPanic => 500,
+            _ => 400,
+        }
+    }
+
     /// ... and the status its execution record ends with.
     pub fn record_status(&self) -> RecordStatus {
         match self {
