@@ -13,7 +13,6 @@ use crate::formulas::{self, Parent};
 use crate::host_api::TOOLS_PATH;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reference::ComponentType;
-use crate::{scopes, tools};
 use serde_json::{json, Value as Json};
 
 /// Answers a formula host's callback. Bad or stale tokens get 401; everything after that
@@ -128,18 +127,11 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             args.type_hint = Some("reagent".into());
         }
     }
-    // A child started for the caller is a request made with the caller's key, as a tool call is.
-    crate::auth::take_key_rate(&cx.db, &parent.who.key, cx.env.now_ms())
-        .await
-        .map_err(CallbackError::Run)?;
-    let v = run_child(cx, parent, &args)
-        .await
-        .map_err(CallbackError::Run)?;
+    let v = formulas::invoke(cx, parent, &args).await?;
     Ok(json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }))
 }
 
-/// `tools.call`: `tool.action` must be in the formula's `allowed_tools` and within the
-/// caller's scopes; then the real handler runs, as the caller.
+/// `tools.call`: reads `tool`, `action` and `args`; [`formulas::call_tool`] holds the rules.
 async fn tool<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     parent: &Parent,
@@ -151,7 +143,7 @@ async fn tool<D: Db, X: Dispatch, E: Env>(
     ) else {
         return Err(CallbackError::InvalidRequest("`tool` and `action` are required strings, e.g. {\"tool\": \"component\", \"action\": \"search\", \"args\": {}}".into()));
     };
-    let mut args = match body.get("args").or_else(|| body.get("params")) {
+    let args = match body.get("args").or_else(|| body.get("params")) {
         None | Some(Json::Null) => json!({}),
         Some(v @ Json::Object(_)) => v.clone(),
         Some(_) => {
@@ -160,57 +152,6 @@ async fn tool<D: Db, X: Dispatch, E: Env>(
             ))
         }
     };
-    let Some(need) = scopes::need(name, action) else {
-        return Err(CallbackError::ToolNotFound(format!(
-            "no MCP tool {name}.{action}"
-        )));
-    };
-    if !crate::policy::tool_allowed(&parent.allowed_tools, name, action) {
-        return Err(CallbackError::ToolDenied(format!(
-            "{name}.{action} is not in the allowed_tools of {}'s policy",
-            parent.reference
-        )));
-    }
-    parent
-        .who
-        .require(name, action, need)
-        .map_err(|e| CallbackError::ToolDenied(e.message))?;
-    // Tool calls are requests made with the caller's key: they count against its rate limit.
-    crate::auth::take_key_rate(&cx.db, &parent.who.key, cx.env.now_ms())
-        .await
-        .map_err(CallbackError::Run)?;
-    // A run started through the tools is still a child: same depth bound, same deadline.
-    let result = if (name, action) == ("execution", "run") {
-        // Its arguments are read loosely (any JSON `reference` and `input`): this cannot fail.
-        let run = crate::args::parse::<RunArgs>(&args).unwrap_or_default();
-        run_child(cx, parent, &run)
-            .await
-            .map_err(CallbackError::Run)?
-    } else {
-        args["action"] = json!(action);
-        // Not an MCP session: session-bound actions (sealed secrets) are refused by their
-        // handlers. The transport is the one the formula's own request came over: the
-        // callback's loopback peer says nothing about how the caller reached cyfr.
-        let call = tools::Call {
-            who: &parent.who,
-            session_hash: None,
-            secure: parent.secure,
-        };
-        tools::call(cx, &call, name, &args)
-            .await
-            .map_err(CallbackError::Tool)?
-    };
+    let result = formulas::call_tool(cx, parent, name, action, args).await?;
     Ok(json!({ "status": "ok", "result": result }))
-}
-
-/// Runs a child of `parent` after checking the caller may run components at all.
-async fn run_child<D: Db, X: Dispatch, E: Env>(
-    cx: &Context<D, X, E>,
-    parent: &Parent,
-    args: &RunArgs,
-) -> crate::errors::Result<Json> {
-    if let Some(need) = scopes::need("execution", "run") {
-        parent.who.require("execution", "run", need)?;
-    }
-    formulas::run_child(cx, parent, args).await
 }

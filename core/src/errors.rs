@@ -258,11 +258,7 @@ impl Error {
     /// A failed child as a formula's guest sees it: a stable `type`, the message, and the
     /// run's id when one was recorded.
     pub fn to_guest_run(&self) -> Json {
-        let kind = self
-            .reason
-            .and_then(Reason::guest_type)
-            .unwrap_or_else(|| self.code.guest_run_type());
-        let mut err = json!({ "type": kind, "message": self.message });
+        let mut err = json!({ "type": self.guest_run_type(), "message": self.message });
         if let Some(id) = self.data.as_ref().and_then(|d| d.get("execution_id")) {
             err["execution_id"] = id.clone();
         }
@@ -270,6 +266,14 @@ impl Error {
             err["reason"] = json!(r);
         }
         json!({ "error": err })
+    }
+
+    /// The `type` a formula's guest reads for a failed child: a refusal with a type of its
+    /// own, or the code's.
+    fn guest_run_type(&self) -> &'static str {
+        self.reason
+            .and_then(Reason::guest_type)
+            .unwrap_or_else(|| self.code.guest_run_type())
     }
 
     /// A failed tool call as a formula's guest sees it: its `type`, message and code.
@@ -331,10 +335,7 @@ impl CallbackError {
             CallbackError::InvalidType(_) => "invalid_type",
             CallbackError::ToolNotFound(_) => "tool_not_found",
             CallbackError::ToolDenied(_) => "tool_denied",
-            CallbackError::Run(e) => e
-                .reason
-                .and_then(Reason::guest_type)
-                .unwrap_or_else(|| e.code.guest_run_type()),
+            CallbackError::Run(e) => e.guest_run_type(),
             CallbackError::Tool(e) => e.code.guest_tool_type(),
         }
     }
