@@ -13,6 +13,7 @@ use crate::formulas::{self, Parent};
 use crate::host_api::TOOLS_PATH;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reference::ComponentType;
+use crate::tools;
 use serde_json::{json, Value as Json};
 
 /// Answers a formula host's callback. Bad or stale tokens get 401; everything after that
@@ -127,11 +128,11 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             args.type_hint = Some("reagent".into());
         }
     }
-    let v = formulas::invoke(cx, parent, &args).await?;
+    let v = tools::formula::invoke(cx, parent, &args).await?;
     Ok(json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }))
 }
 
-/// `tools.call`: reads `tool`, `action` and `args`; [`formulas::call_tool`] holds the rules.
+/// `tools.call`: reads `tool`, `action` and `args`; [`tools::formula::call_tool`] holds the rules.
 async fn tool<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     parent: &Parent,
@@ -152,6 +153,6 @@ async fn tool<D: Db, X: Dispatch, E: Env>(
             ))
         }
     };
-    let result = formulas::call_tool(cx, parent, name, action, args).await?;
+    let result = tools::formula::call_tool(cx, parent, name, action, args).await?;
     Ok(json!({ "status": "ok", "result": result }))
 }

@@ -6,6 +6,7 @@ mod component;
 mod decl;
 mod encryption;
 mod execution;
+pub(crate) mod formula;
 mod key;
 mod policy;
 mod secret;
