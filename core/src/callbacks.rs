@@ -7,12 +7,13 @@ use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
+use crate::errors::CallbackError;
 use crate::executions::RunArgs;
-use crate::formulas::{self, error_answer, guest_error, Parent};
+use crate::formulas::{self, Parent};
 use crate::host_api::TOOLS_PATH;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::reference::ComponentType;
-use crate::{scopes, tools};
+use crate::tools;
 use serde_json::{json, Value as Json};
 
 /// Answers a formula host's callback. Bad or stale tokens get 401; everything after that
@@ -22,14 +23,11 @@ pub async fn handle<D: Db, X: Dispatch, E: Env>(
     req: &HttpRequest,
 ) -> HttpResponse {
     if req.method != "POST" {
-        return HttpResponse::json(
-            405,
-            &guest_error("invalid_request", "formula callbacks are POST"),
-        );
+        return refused(&CallbackError::NotPost);
     }
     let parent = match formulas::authenticate(cx, req).await {
         Ok(p) => p,
-        Err((status, e)) => return HttpResponse::json(status, &e),
+        Err(e) => return refused(&e),
     };
     // A formula holding opened values has every callback sealed under its own key, both ways.
     let key = parent.carried.as_ref().map(|c| c.key.clone());
@@ -40,36 +38,36 @@ pub async fn handle<D: Db, X: Dispatch, E: Env>(
                 opened = p;
                 &opened
             }
-            Err(e) => return HttpResponse::json(400, &guest_error("invalid_request", &e.message)),
+            Err(e) => return refused(&CallbackError::Unsealed(e.message)),
         },
         None => &req.body,
     };
-    let body: Json = match serde_json::from_slice(plain) {
-        Ok(v @ Json::Object(_)) => v,
-        Ok(_) => {
-            return answer(
-                cx,
-                key.as_deref(),
-                &req.path,
-                &guest_error("invalid_request", "the request must be a JSON object"),
-            )
-        }
-        Err(e) => {
-            return answer(
-                cx,
-                key.as_deref(),
-                &req.path,
-                &guest_error("invalid_json", &format!("the request is not JSON: {e}")),
-            )
-        }
+    let reply = match request_body(plain) {
+        // The router sends only these two paths here.
+        Ok(body) if req.path == TOOLS_PATH => tool(cx, &parent, &body).await,
+        Ok(body) => invoke(cx, &parent, &body).await,
+        Err(e) => Err(e),
     };
-    // The router sends only these two paths here.
-    let reply = if req.path == TOOLS_PATH {
-        tool(cx, &parent, &body).await
-    } else {
-        invoke(cx, &parent, &body).await
-    };
+    let reply = reply.unwrap_or_else(|e| e.to_guest());
     answer(cx, key.as_deref(), &req.path, &reply)
+}
+
+/// A refusal before the callback is answered by a result: its own status, never sealed.
+fn refused(e: &CallbackError) -> HttpResponse {
+    HttpResponse::json(e.status(), &e.to_guest())
+}
+
+/// The callback's request: a JSON object.
+fn request_body(plain: &[u8]) -> Result<Json, CallbackError> {
+    match serde_json::from_slice(plain) {
+        Ok(v @ Json::Object(_)) => Ok(v),
+        Ok(_) => Err(CallbackError::InvalidRequest(
+            "the request must be a JSON object".into(),
+        )),
+        Err(e) => Err(CallbackError::InvalidJson(format!(
+            "the request is not JSON: {e}"
+        ))),
+    }
 }
 
 /// The guest's answer, sealed under the callback key when the formula has one.
@@ -89,7 +87,7 @@ fn answer<D: Db, X: Dispatch, E: Env>(
             headers: vec![("content-type".into(), "application/json".into())],
             body,
         },
-        Err(e) => HttpResponse::json(500, &guest_error("dispatch_error", &e.message)),
+        Err(e) => refused(&CallbackError::Internal(e.message)),
     }
 }
 
@@ -99,9 +97,9 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     parent: &Parent,
     body: &Json,
-) -> Json {
+) -> Result<Json, CallbackError> {
     if body.get("reference").is_none() {
-        return guest_error("invalid_request", "`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\" or {\"registry\": \"…\"}");
+        return Err(CallbackError::InvalidRequest("`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\" or {\"registry\": \"…\"}".into()));
     }
     let mut args = RunArgs {
         reference: Some(body["reference"].clone()),
@@ -114,10 +112,9 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             args.type_hint = Some(t.clone())
         }
         Some(t) => {
-            return guest_error(
-                "invalid_type",
-                &format!("`type` must be reagent, catalyst or formula (got {t})"),
-            )
+            return Err(CallbackError::InvalidType(format!(
+                "`type` must be reagent, catalyst or formula (got {t})"
+            )))
         }
     }
     // Without `type`, a reference that names no type is a reagent, as CYFR's formulas assume.
@@ -131,91 +128,31 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             args.type_hint = Some("reagent".into());
         }
     }
-    // A child started for the caller is a request made with the caller's key, as a tool call is.
-    if let Err(e) = crate::auth::take_key_rate(&cx.db, &parent.who.key, cx.env.now_ms()).await {
-        return error_answer(&e);
-    }
-    match run_child(cx, parent, &args).await {
-        Ok(v) => {
-            json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] })
-        }
-        Err(e) => error_answer(&e),
-    }
+    let v = tools::formula::invoke(cx, parent, &args).await?;
+    Ok(json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }))
 }
 
-/// `tools.call`: `tool.action` must be in the formula's `allowed_tools` and within the
-/// caller's scopes; then the real handler runs, as the caller.
+/// `tools.call`: reads `tool`, `action` and `args`; [`tools::formula::call_tool`] holds the rules.
 async fn tool<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     parent: &Parent,
     body: &Json,
-) -> Json {
+) -> Result<Json, CallbackError> {
     let (Some(name), Some(action)) = (
         body.get("tool").and_then(Json::as_str),
         body.get("action").and_then(Json::as_str),
     ) else {
-        return guest_error("invalid_request", "`tool` and `action` are required strings, e.g. {\"tool\": \"component\", \"action\": \"search\", \"args\": {}}");
+        return Err(CallbackError::InvalidRequest("`tool` and `action` are required strings, e.g. {\"tool\": \"component\", \"action\": \"search\", \"args\": {}}".into()));
     };
-    let mut args = match body.get("args").or_else(|| body.get("params")) {
+    let args = match body.get("args").or_else(|| body.get("params")) {
         None | Some(Json::Null) => json!({}),
         Some(v @ Json::Object(_)) => v.clone(),
-        Some(_) => return guest_error("invalid_request", "`args` (or `params`) must be an object"),
-    };
-    let Some(need) = scopes::need(name, action) else {
-        return guest_error("tool_not_found", &format!("no MCP tool {name}.{action}"));
-    };
-    if !crate::policy::tool_allowed(&parent.allowed_tools, name, action) {
-        return guest_error(
-            "tool_denied",
-            &format!(
-                "{name}.{action} is not in the allowed_tools of {}'s policy",
-                parent.reference
-            ),
-        );
-    }
-    if let Err(e) = parent.who.require(name, action, need) {
-        return guest_error("tool_denied", &e.message);
-    }
-    // Tool calls are requests made with the caller's key: they count against its rate limit.
-    if let Err(e) = crate::auth::take_key_rate(&cx.db, &parent.who.key, cx.env.now_ms()).await {
-        return error_answer(&e);
-    }
-    // A run started through the tools is still a child: same depth bound, same deadline.
-    let result = if (name, action) == ("execution", "run") {
-        // Its arguments are read loosely (any JSON `reference` and `input`): this cannot fail.
-        let run = crate::args::parse::<RunArgs>(&args).unwrap_or_default();
-        match run_child(cx, parent, &run).await {
-            Ok(v) => Ok(v),
-            Err(e) => return error_answer(&e),
+        Some(_) => {
+            return Err(CallbackError::InvalidRequest(
+                "`args` (or `params`) must be an object".into(),
+            ))
         }
-    } else {
-        args["action"] = json!(action);
-        // Not an MCP session: session-bound actions (sealed secrets) are refused by their
-        // handlers. The transport is the one the formula's own request came over: the
-        // callback's loopback peer says nothing about how the caller reached cyfr.
-        let call = tools::Call {
-            who: &parent.who,
-            session_hash: None,
-            secure: parent.secure,
-        };
-        tools::call(cx, &call, name, &args).await
     };
-    match result {
-        Ok(v) => json!({ "status": "ok", "result": v }),
-        Err(e) => {
-            json!({ "error": { "type": e.code.guest_tool_type(), "message": e.message, "code": e.code.number() } })
-        }
-    }
-}
-
-/// Runs a child of `parent` after checking the caller may run components at all.
-async fn run_child<D: Db, X: Dispatch, E: Env>(
-    cx: &Context<D, X, E>,
-    parent: &Parent,
-    args: &RunArgs,
-) -> crate::errors::Result<Json> {
-    if let Some(need) = scopes::need("execution", "run") {
-        parent.who.require("execution", "run", need)?;
-    }
-    formulas::run_child(cx, parent, args).await
+    let result = tools::formula::call_tool(cx, parent, name, action, args).await?;
+    Ok(json!({ "status": "ok", "result": result }))
 }

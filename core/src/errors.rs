@@ -153,6 +153,42 @@ pub struct Error {
     pub message: String,
     /// Extra fields for the `data` member (merged with `{"name": code name}`).
     pub data: Option<Json>,
+    /// A refusal of the router's own, written as `data.reason`.
+    pub reason: Option<Reason>,
+}
+
+/// Why the router itself refused a run before any host saw it (`data.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The formula that asked for the child has ended.
+    ParentEnded,
+    /// Formulas nest deeper than the router allows.
+    DepthExceeded,
+    /// A formula cannot call back: the router's own URL is not set.
+    NoRouterUrl,
+    /// A catalyst has no host policy with `allowed_domains`.
+    PolicyRequired,
+}
+
+impl Reason {
+    /// The wire name in `data.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ParentEnded => "parent_ended",
+            Reason::DepthExceeded => "depth_exceeded",
+            Reason::NoRouterUrl => "no_router_url",
+            Reason::PolicyRequired => "POLICY_REQUIRED",
+        }
+    }
+
+    /// The `type` a formula's guest reads for it, when it has one of its own.
+    pub fn guest_type(self) -> Option<&'static str> {
+        match self {
+            Reason::DepthExceeded => Some("depth_exceeded"),
+            Reason::PolicyRequired => Some("policy_required"),
+            Reason::ParentEnded | Reason::NoRouterUrl => None,
+        }
+    }
 }
 
 /// Result alias for the router's logic.
@@ -165,7 +201,22 @@ impl Error {
             code,
             message: message.into(),
             data: None,
+            reason: None,
         }
+    }
+    /// Marks the error as a refusal of the router's own.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+    /// `data.reason`: the router's own refusal, or the host's reason a run failed for.
+    pub fn reason_str(&self) -> Option<&str> {
+        self.reason.map(Reason::as_str).or_else(|| {
+            self.data
+                .as_ref()
+                .and_then(|d| d.get("reason"))
+                .and_then(Json::as_str)
+        })
     }
     /// Adds structured data.
     pub fn with_data(mut self, data: Json) -> Self {
@@ -179,6 +230,9 @@ impl Error {
             for (k, v) in extra {
                 d.insert(k.clone(), v.clone());
             }
+        }
+        if let (Some(r), Json::Object(d)) = (self.reason, &mut data) {
+            d.insert("reason".into(), json!(r.as_str()));
         }
         json!({ "code": self.code.number(), "message": self.message, "data": data })
     }
@@ -197,6 +251,111 @@ impl Error {
             self.code = Code::Unavailable;
         }
         self
+    }
+}
+
+impl Error {
+    /// A failed child as a formula's guest sees it: a stable `type`, the message, and the
+    /// run's id when one was recorded.
+    pub fn to_guest_run(&self) -> Json {
+        let mut err = json!({ "type": self.guest_run_type(), "message": self.message });
+        if let Some(id) = self.data.as_ref().and_then(|d| d.get("execution_id")) {
+            err["execution_id"] = id.clone();
+        }
+        if let Some(r) = self.reason_str() {
+            err["reason"] = json!(r);
+        }
+        json!({ "error": err })
+    }
+
+    /// The `type` a formula's guest reads for a failed child: a refusal with a type of its
+    /// own, or the code's.
+    fn guest_run_type(&self) -> &'static str {
+        self.reason
+            .and_then(Reason::guest_type)
+            .unwrap_or_else(|| self.code.guest_run_type())
+    }
+
+    /// A failed tool call as a formula's guest sees it: its `type`, message and code.
+    pub fn to_guest_tool(&self) -> Json {
+        json!({ "error": { "type": self.code.guest_tool_type(), "message": self.message, "code": self.code.number() } })
+    }
+}
+
+/// Why a formula callback (`/v1/formula/invoke`, `/v1/formula/tools`) was not answered
+/// with a result: the one place that decides its HTTP status and the guest's `type`.
+#[derive(Clone, Debug)]
+pub enum CallbackError {
+    /// Callbacks are POST (405).
+    NotPost,
+    /// No, unknown or stale token, or a key no longer valid (401).
+    AuthInvalid(String),
+    /// A fault of the router's own before an answer could be made (500).
+    Internal(String),
+    /// The body of a sealed formula's callback is not sealed under its key (400).
+    Unsealed(String),
+    /// The request is not what the callback takes.
+    InvalidRequest(String),
+    /// The request is not JSON.
+    InvalidJson(String),
+    /// `type` names no component type.
+    InvalidType(String),
+    /// No MCP tool of that name and action.
+    ToolNotFound(String),
+    /// The tool is outside the formula's `allowed_tools` or its caller's scopes.
+    ToolDenied(String),
+    /// The child run failed.
+    Run(Error),
+    /// The tool failed.
+    Tool(Error),
+}
+
+impl CallbackError {
+    /// The HTTP status of the answer; 200 once the token is checked, the failure is then
+    /// in the body.
+    pub fn status(&self) -> u16 {
+        match self {
+            CallbackError::NotPost => 405,
+            CallbackError::AuthInvalid(_) => 401,
+            CallbackError::Internal(_) => 500,
+            CallbackError::Unsealed(_) => 400,
+            _ => 200,
+        }
+    }
+
+    /// The `type` the guest reads.
+    pub fn guest_type(&self) -> &'static str {
+        match self {
+            CallbackError::NotPost
+            | CallbackError::Unsealed(_)
+            | CallbackError::InvalidRequest(_) => "invalid_request",
+            CallbackError::AuthInvalid(_) => "auth_invalid",
+            CallbackError::Internal(_) => "dispatch_error",
+            CallbackError::InvalidJson(_) => "invalid_json",
+            CallbackError::InvalidType(_) => "invalid_type",
+            CallbackError::ToolNotFound(_) => "tool_not_found",
+            CallbackError::ToolDenied(_) => "tool_denied",
+            CallbackError::Run(e) => e.guest_run_type(),
+            CallbackError::Tool(e) => e.code.guest_tool_type(),
+        }
+    }
+
+    /// The guest's answer: `{"error": {"type", "message", …}}`.
+    pub fn to_guest(&self) -> Json {
+        let message = match self {
+            CallbackError::NotPost => "formula callbacks are POST",
+            CallbackError::AuthInvalid(m)
+            | CallbackError::Internal(m)
+            | CallbackError::Unsealed(m)
+            | CallbackError::InvalidRequest(m)
+            | CallbackError::InvalidJson(m)
+            | CallbackError::InvalidType(m)
+            | CallbackError::ToolNotFound(m)
+            | CallbackError::ToolDenied(m) => m,
+            CallbackError::Run(e) => return e.to_guest_run(),
+            CallbackError::Tool(e) => return e.to_guest_tool(),
+        };
+        json!({ "error": { "type": self.guest_type(), "message": message } })
     }
 }
 

@@ -5,8 +5,8 @@ use crate::context::Context;
 use crate::db::{Db, Value};
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::{execution_id, random_token, rfc3339, Env};
-use crate::errors::{Code, Error, Result};
-use crate::host_api::{HostErrorKind, Limits, RunRequest, RunResponse, RunStatus};
+use crate::errors::{Code, Error, Reason, Result};
+use crate::host_api::{HostErrorKind, Limits, RecordStatus, RunRequest, RunResponse, RunStatus};
 use crate::reference::{ComponentType, Reference};
 use crate::{policy, registry};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -220,7 +220,8 @@ impl<'a> Run<'a> {
                     component.reference
                 ),
             )
-            .with_data(json!({ "reason": "parent_ended", "reference": component.reference })));
+            .with_data(json!({ "reference": component.reference }))
+            .with_reason(Reason::ParentEnded));
         }
         Ok(())
     }
@@ -235,15 +236,17 @@ impl<'a> Run<'a> {
     }
 
     /// A refusal of the router's own, with its `reason`.
-    fn refusal(&self, code: Code, reason: &str, message: String) -> Error {
-        Error::new(code, message).with_data(json!({ "execution_id": self.id, "reason": reason, "reference": self.component.reference }))
+    fn refusal(&self, code: Code, reason: Reason, message: String) -> Error {
+        Error::new(code, message)
+            .with_data(json!({ "execution_id": self.id, "reference": self.component.reference }))
+            .with_reason(reason)
     }
 
     /// Ends the record without a host's answer, and passes `e` on.
     async fn refuse<D: Db, X: Dispatch, E: Env>(
         &self,
         cx: &Context<D, X, E>,
-        status: &str,
+        status: RecordStatus,
         e: Error,
     ) -> Result<Error> {
         finish(
@@ -275,15 +278,18 @@ impl<'a> Run<'a> {
                 "input is {input_len} bytes; the policy allows {} (max_request_size)",
                 self.policy.max_request_size
             );
-            Some(("failed", self.failure(&HostErrorKind::InputTooLarge, msg)))
+            Some((
+                RecordStatus::Failed,
+                self.failure(&HostErrorKind::InputTooLarge, msg),
+            ))
         } else if self.depth > MAX_DEPTH {
             let msg = format!(
                 "{reference} would run {} levels deep; formulas nest at most {MAX_DEPTH} levels",
                 self.depth
             );
             Some((
-                "failed",
-                self.refusal(Code::CapabilityDenied, "depth_exceeded", msg),
+                RecordStatus::Failed,
+                self.refusal(Code::CapabilityDenied, Reason::DepthExceeded, msg),
             ))
         } else if self.remaining.is_some_and(|r| r < MIN_CHILD_MS) {
             let msg = format!(
@@ -297,15 +303,15 @@ impl<'a> Run<'a> {
         } else if ctype == ComponentType::Formula && self.callback.is_none() {
             let msg = "formulas need the router's own URL for their host to call back: set the `router_url` variable (cyfr up sets it when it uses remote hosts)".to_string();
             Some((
-                "failed",
-                self.refusal(Code::CapabilityDenied, "no_router_url", msg),
+                RecordStatus::Failed,
+                self.refusal(Code::CapabilityDenied, Reason::NoRouterUrl, msg),
             ))
         } else if ctype == ComponentType::Catalyst && self.policy.allowed_domains.is_empty() {
             // A catalyst reaches the network: without an explicit allowlist it does not start.
             let msg = format!("POLICY_REQUIRED: {reference} is a catalyst and has no host policy with allowed_domains; set one with `cyfr policy set {reference} allowed_domains '[\"api.example.com\"]'`");
             Some((
-                "failed",
-                self.refusal(Code::CapabilityDenied, "POLICY_REQUIRED", msg),
+                RecordStatus::Failed,
+                self.refusal(Code::CapabilityDenied, Reason::PolicyRequired, msg),
             ))
         } else {
             None
@@ -318,7 +324,7 @@ impl<'a> Run<'a> {
         if let Err(e) =
             crate::ratelimit::take(&cx.db, &bucket, self.policy.rate_limit, self.started).await
         {
-            return Err(self.refuse(cx, "failed", e).await?);
+            return Err(self.refuse(cx, RecordStatus::Failed, e).await?);
         }
         // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
         // needs them looked up, decrypted or sent.
@@ -327,7 +333,7 @@ impl<'a> Run<'a> {
         }
         match granted_secrets(cx, who, reference).await {
             Ok(s) => Ok(s),
-            Err(e) => Err(self.refuse(cx, "failed", e).await?),
+            Err(e) => Err(self.refuse(cx, RecordStatus::Failed, e).await?),
         }
     }
 
@@ -404,7 +410,7 @@ impl<'a> Run<'a> {
                 );
                 let e = Error::new(Code::RegistryUnavailable, msg)
                     .with_data(json!({ "execution_id": self.id }));
-                Err(self.refuse(cx, "failed", e).await?)
+                Err(self.refuse(cx, RecordStatus::Failed, e).await?)
             }
         }
     }
@@ -423,7 +429,7 @@ impl<'a> Run<'a> {
         });
         let status = failed
             .as_ref()
-            .map_or("completed", |e| e.code.record_status());
+            .map_or(RecordStatus::Completed, |e| e.code.record_status());
         finish(
             &cx.db,
             &self.id,
@@ -640,7 +646,7 @@ pub fn describe(e: &DispatchError) -> String {
 async fn finish(
     db: &impl Db,
     id: &str,
-    status: &str,
+    status: RecordStatus,
     error: Option<&str>,
     ran: Option<&RunResponse>,
     started: u64,
@@ -652,7 +658,7 @@ async fn finish(
     db.query(
         "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ?, carried = NULL, carried_kek = NULL WHERE id = ?",
         &[
-            status.into(),
+            status.as_str().into(),
             error.map(String::from).into(),
             ran.map_or("", |r| r.stdout.as_str()).into(),
             ran.map_or("", |r| r.stderr.as_str()).into(),
@@ -737,7 +743,7 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
         .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
         .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
     let status = row.text("status");
-    if status != "started" {
+    if status != RecordStatus::Started.as_str() {
         return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
     }
     // A formula's token first (it is still `started`, and no child may start from now on),
@@ -757,6 +763,6 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
     cancel_children(cx, id).await;
     let stopped = stopped?;
     Ok(
-        json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { "cancelled" } else { "started" } }),
+        json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { RecordStatus::Cancelled } else { RecordStatus::Started }.as_str() }),
     )
 }

@@ -8,8 +8,9 @@ use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
-use crate::errors::Error;
+use crate::errors::CallbackError;
 use crate::executions::{self, Lineage, RunArgs};
+use crate::host_api::RecordStatus;
 use crate::http::HttpRequest;
 use crate::keys;
 use serde_json::{json, Value as Json};
@@ -33,8 +34,8 @@ pub(crate) struct Parent {
 pub(crate) async fn authenticate<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     req: &HttpRequest,
-) -> Result<Parent, (u16, Json)> {
-    let denied = |m: &str| (401, guest_error("auth_invalid", m));
+) -> Result<Parent, CallbackError> {
+    let denied = |m: &str| CallbackError::AuthInvalid(m.to_string());
     let token =
         bearer(req).ok_or_else(|| denied("a formula callback needs its run's bearer token"))?;
     let hash = crate::crypto::sha256_hex(token.as_bytes());
@@ -45,11 +46,11 @@ pub(crate) async fn authenticate<D: Db, X: Dispatch, E: Env>(
             &[hash.into()],
         )
         .await
-        .map_err(|e| (500, guest_error("dispatch_error", &e.0)))?;
+        .map_err(|e| CallbackError::Internal(e.0))?;
     let row = rows
         .first()
         .ok_or_else(|| denied("unknown callback token"))?;
-    if row.text("status") != "started"
+    if row.text("status") != RecordStatus::Started.as_str()
         || row
             .opt_int("deadline_at")
             .is_some_and(|d| cx.env.now_ms() >= d as u64)
@@ -60,7 +61,7 @@ pub(crate) async fn authenticate<D: Db, X: Dispatch, E: Env>(
     let key_id = row.opt_text("caller").unwrap_or_default();
     let key = keys::find_active_by_lineage(&cx.db, &key_id)
         .await
-        .map_err(|e| (500, guest_error("dispatch_error", &e.message)))?
+        .map_err(|e| CallbackError::Internal(e.message))?
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| denied("the key this formula runs for is no longer valid"))?;
     let policy: Json = serde_json::from_str(&row.text("policy")).unwrap_or(Json::Null);
@@ -75,16 +76,15 @@ pub(crate) async fn authenticate<D: Db, X: Dispatch, E: Env>(
         .unwrap_or_default();
     let carried = match (row.opt_text("carried_kek"), row.opt_blob("carried")) {
         (Some(kek), Some(wrapped)) => {
-            let kms = cx.config.kms.as_deref().ok_or_else(|| {
-                (
-                    500,
-                    guest_error("dispatch_error", "no master key is configured"),
-                )
-            })?;
+            let kms = cx
+                .config
+                .kms
+                .as_deref()
+                .ok_or_else(|| CallbackError::Internal("no master key is configured".into()))?;
             Some(
                 executions::uncarry(kms, &row.text("id"), &kek, &wrapped)
                     .await
-                    .map_err(|e| (500, guest_error("dispatch_error", &e.message)))?,
+                    .map_err(|e| CallbackError::Internal(e.message))?,
             )
         }
         _ => None,
@@ -128,30 +128,6 @@ pub(crate) async fn run_child<D: Db, X: Dispatch, E: Env>(
         },
     )
     .await
-}
-
-/// A failed child as the guest sees it: a stable `type`, the message, and the run's id when
-/// one was recorded.
-pub(crate) fn error_answer(e: &Error) -> Json {
-    let reason = e
-        .data
-        .as_ref()
-        .and_then(|d| d.get("reason"))
-        .and_then(Json::as_str);
-    // Two refusals have a type of their own; everything else goes by its code.
-    let kind = match reason {
-        Some("depth_exceeded") => "depth_exceeded",
-        Some("POLICY_REQUIRED") => "policy_required",
-        _ => e.code.guest_run_type(),
-    };
-    let mut err = json!({ "type": kind, "message": e.message });
-    if let Some(id) = e.data.as_ref().and_then(|d| d.get("execution_id")) {
-        err["execution_id"] = id.clone();
-    }
-    if let Some(r) = reason {
-        err["reason"] = json!(r);
-    }
-    json!({ "error": err })
 }
 
 /// The error a formula's guest gets: `{"error": {"type", "message"}}` (host and router alike).

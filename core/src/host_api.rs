@@ -358,12 +358,54 @@ impl HostErrorKind {
         }
     }
 
-    /// ... and the status its execution record ends with.
-    pub fn record_status(&self) -> &'static str {
+    /// The HTTP status of a host API answer that is this error (a failed run is a 200 whose
+    /// body says why).
+    pub fn http_status(&self) -> u16 {
         match self {
-            HostErrorKind::Timeout => "timed_out",
-            HostErrorKind::Cancelled => "cancelled",
-            _ => "failed",
+            HostErrorKind::Unauthorized => 401,
+            HostErrorKind::NotFound | HostErrorKind::ArtifactMissing => 404,
+            // The request body did not arrive in time.
+            HostErrorKind::Timeout => 408,
+            HostErrorKind::TooLarge => 413,
+            HostErrorKind::Internal | HostErrorKind::HostPanic => 500,
+            _ => 400,
+        }
+    }
+
+    /// ... and the status its execution record ends with.
+    pub fn record_status(&self) -> RecordStatus {
+        match self {
+            HostErrorKind::Timeout => RecordStatus::TimedOut,
+            HostErrorKind::Cancelled => RecordStatus::Cancelled,
+            _ => RecordStatus::Failed,
+        }
+    }
+}
+
+/// The status of a run's record in the router's `executions` table (SQL keeps the strings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Under way.
+    Started,
+    /// The component returned its output.
+    Completed,
+    /// Refused, or the component failed.
+    Failed,
+    /// It used up its time.
+    TimedOut,
+    /// `execution.cancel`, or its formula ended.
+    Cancelled,
+}
+
+impl RecordStatus {
+    /// The string stored in `executions.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Started => "started",
+            RecordStatus::Completed => "completed",
+            RecordStatus::Failed => "failed",
+            RecordStatus::TimedOut => "timed_out",
+            RecordStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -377,18 +419,6 @@ impl From<String> for HostErrorKind {
 impl std::fmt::Display for HostErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<str> for HostErrorKind {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for HostErrorKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
     }
 }
 

@@ -12,7 +12,7 @@ use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
 use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
-use cyfr_core::host_api::{HostClaims, HostError, RunRequest};
+use cyfr_core::host_api::{HostClaims, HostError, HostErrorKind, RunRequest};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
@@ -96,9 +96,11 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn error(status: u16, code: &str, message: impl Into<String>) -> http::Response<Bytes> {
+/// A refusal of the host server; its kind decides the status.
+fn error(kind: HostErrorKind, message: impl Into<String>) -> http::Response<Bytes> {
+    let status = kind.http_status();
     let body = serde_json::to_vec(&HostError {
-        code: code.into(),
+        code: kind,
         message: message.into(),
     })
     .unwrap_or_default();
@@ -141,18 +143,26 @@ impl HostServer {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| error(401, "unauthorized", "a host token is required"))?;
+            .ok_or_else(|| error(HostErrorKind::Unauthorized, "a host token is required"))?;
         let data = jsonwebtoken::decode::<HostClaims>(token, &self.decoding_key, &self.validation)
-            .map_err(|e| error(401, "unauthorized", format!("host token refused: {e}")))?;
+            .map_err(|e| {
+                error(
+                    HostErrorKind::Unauthorized,
+                    format!("host token refused: {e}"),
+                )
+            })?;
         let c = data.claims;
         if c.exp.saturating_sub(c.iat) > MAX_TOKEN_LIFETIME_SECS {
-            return Err(error(401, "unauthorized", "host token lives too long"));
+            return Err(error(
+                HostErrorKind::Unauthorized,
+                "host token lives too long",
+            ));
         }
         let now = now_secs();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, exp| *exp + 10 >= now);
         if seen.insert(c.jti.clone(), c.exp).is_some() {
-            return Err(error(401, "unauthorized", "host token replayed"));
+            return Err(error(HostErrorKind::Unauthorized, "host token replayed"));
         }
         Ok(c.req)
     }
@@ -166,8 +176,7 @@ impl HostServer {
         let binding = HostClaims::binding(req.method().as_str(), path, req.body());
         if !cyfr_core::crypto::ct_eq(claimed.as_bytes(), binding.as_bytes()) {
             return Err(error(
-                401,
-                "unauthorized",
+                HostErrorKind::Unauthorized,
                 "host token was signed for another request",
             ));
         }
@@ -176,8 +185,12 @@ impl HostServer {
 
     /// Parses a run request and opens its sealed secrets and sealed formula callback.
     fn unseal(&self, body: &Bytes) -> std::result::Result<RunRequest, http::Response<Bytes>> {
-        let mut run: RunRequest = serde_json::from_slice(body)
-            .map_err(|e| error(400, "invalid_request", format!("bad run request: {e}")))?;
+        let mut run: RunRequest = serde_json::from_slice(body).map_err(|e| {
+            error(
+                HostErrorKind::InvalidRequest,
+                format!("bad run request: {e}"),
+            )
+        })?;
         if let Some(sealed) = run.sealed_secrets.take() {
             run.secrets = self.open(&sealed, "sealed_secrets")?;
         }
@@ -201,18 +214,21 @@ impl HostServer {
     ) -> std::result::Result<T, http::Response<Bytes>> {
         let ct = base64::engine::general_purpose::STANDARD
             .decode(sealed)
-            .map_err(|_| error(400, "invalid_request", format!("{field} is not base64")))?;
+            .map_err(|_| {
+                error(
+                    HostErrorKind::InvalidRequest,
+                    format!("{field} is not base64"),
+                )
+            })?;
         let plain = Zeroizing::new(self.key.secret.unseal(&ct).map_err(|_| {
             error(
-                400,
-                "invalid_request",
+                HostErrorKind::InvalidRequest,
                 format!("{field} is not sealed to this host"),
             )
         })?);
         serde_json::from_slice(&plain).map_err(|_| {
             error(
-                400,
-                "invalid_request",
+                HostErrorKind::InvalidRequest,
                 format!("{field} does not hold what a run request needs there"),
             )
         })
@@ -237,8 +253,7 @@ impl HostServer {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
             return close(error(
-                413,
-                "too_large",
+                HostErrorKind::TooLarge,
                 format!("request body over {MAX_BODY} bytes"),
             ));
         }
@@ -248,24 +263,21 @@ impl HostServer {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return close(error(
-                    413,
-                    "too_large",
+                    HostErrorKind::TooLarge,
                     format!("request body over {MAX_BODY} bytes"),
                 ));
             }
             Ok(Err(e)) => {
                 tracing::debug!("reading request body: {e}");
                 return close(error(
-                    400,
-                    "bad_request",
+                    HostErrorKind::BadRequest,
                     "the request body could not be read",
                 ));
             }
             Err(_) => {
                 tracing::warn!("refused 408: request body not received in time");
                 return close(error(
-                    408,
-                    "timeout",
+                    HostErrorKind::Timeout,
                     "the request body was not received in time",
                 ));
             }

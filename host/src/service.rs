@@ -51,7 +51,10 @@ impl HostApi {
         if method == http::Method::POST && path == host_api::RUN_PATH {
             match serde_json::from_slice::<RunRequest>(&body) {
                 Ok(run) => self.run(run).await,
-                Err(e) => error(400, "invalid_request", format!("bad run request: {e}")),
+                Err(e) => error(
+                    HostErrorKind::InvalidRequest,
+                    format!("bad run request: {e}"),
+                ),
             }
         } else if method == http::Method::POST
             && path.starts_with(host_api::RUN_PATH)
@@ -71,21 +74,25 @@ impl HostApi {
                     .status(204)
                     .body(Bytes::new())
                     .unwrap(),
-                Err(e @ ExecError::Internal(_)) => json(500, &host_error(&e)),
-                Err(e) => json(400, &host_error(&e)),
+                Err(e) => {
+                    let e = host_error(&e);
+                    json(e.code.http_status(), &e)
+                }
             }
         } else if method == http::Method::POST && path == host_api::LOAD_PATH {
             match serde_json::from_slice::<LoadRequest>(&body) {
                 Ok(load) => match load_directory(&self.components_root, &load.directory) {
                     Ok(c) => json(200, &c),
-                    Err(msg) => error(400, "invalid_directory", msg),
+                    Err(msg) => error(HostErrorKind::InvalidDirectory, msg),
                 },
-                Err(e) => error(400, "invalid_request", format!("bad load request: {e}")),
+                Err(e) => error(
+                    HostErrorKind::InvalidRequest,
+                    format!("bad load request: {e}"),
+                ),
             }
         } else {
             error(
-                404,
-                "not_found",
+                HostErrorKind::NotFound,
                 format!("no host endpoint {method} {path}"),
             )
         }
@@ -99,11 +106,11 @@ impl HostApi {
     pub(crate) async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
         let guest = match self.guest_of(&run) {
             Ok(guest) => guest,
-            Err((status, code, message)) => return error(status, code, message),
+            Err((kind, message)) => return error(kind, message),
         };
         if !self.executor.has_artifact(&run.digest) {
             let message = format!("no artifact {}", run.digest);
-            return error(404, "artifact_missing", message);
+            return error(HostErrorKind::ArtifactMissing, message);
         }
         let scrub = Scrub::new(&run, &guest);
         let limits = limits_of(&run.limits);
@@ -137,7 +144,10 @@ impl HostApi {
                 }
             }
             Ok((Err(ExecError::ArtifactMissing { digest }), _)) => {
-                return error(404, "artifact_missing", format!("no artifact {digest}"))
+                return error(
+                    HostErrorKind::ArtifactMissing,
+                    format!("no artifact {digest}"),
+                )
             }
             Ok((Err(e), left)) => {
                 // A failed run keeps what its guest wrote and what it was refused.
@@ -156,14 +166,19 @@ impl HostApi {
                     egress_refusals,
                 }
             }
-            Err(join) => return error(500, "host_panic", format!("execution task failed: {join}")),
+            Err(join) => {
+                return error(
+                    HostErrorKind::HostPanic,
+                    format!("execution task failed: {join}"),
+                )
+            }
         };
         json(200, &resp)
     }
 
     /// The world a run asks for, with what it is given: a catalyst needs its egress policy
     /// and a formula its callback, or the run is refused before anything is loaded.
-    fn guest_of(&self, run: &RunRequest) -> Result<Prepared, (u16, &'static str, String)> {
+    fn guest_of(&self, run: &RunRequest) -> Result<Prepared, (HostErrorKind, String)> {
         match run.component_type.as_str() {
             "reagent" => Ok(Prepared::Reagent),
             "catalyst" => match &run.egress {
@@ -177,8 +192,7 @@ impl HostApi {
                     Ok(Prepared::Catalyst(ctx))
                 }
                 None => Err((
-                    400,
-                    "policy_required",
+                    HostErrorKind::PolicyRequired,
                     format!(
                         "catalyst {} came without an egress policy; it is not run",
                         run.reference
@@ -191,8 +205,7 @@ impl HostApi {
                     self.local_router.get().cloned(),
                 ))),
                 None => Err((
-                    400,
-                    "invalid_request",
+                    HostErrorKind::InvalidRequest,
                     format!(
                         "formula {} came without a callback to its router; it is not run",
                         run.reference
@@ -200,8 +213,7 @@ impl HostApi {
                 )),
             },
             other => Err((
-                400,
-                "unsupported_type",
+                HostErrorKind::UnsupportedType,
                 format!("this host runs reagents, catalysts and formulas, not {other}"),
             )),
         }
@@ -409,11 +421,12 @@ fn json<T: serde::Serialize>(status: u16, v: &T) -> http::Response<Bytes> {
         .unwrap()
 }
 
-fn error(status: u16, code: impl Into<HostErrorKind>, message: String) -> http::Response<Bytes> {
+/// A host API error answer; its kind decides the status.
+fn error(kind: HostErrorKind, message: String) -> http::Response<Bytes> {
     json(
-        status,
+        kind.http_status(),
         &HostError {
-            code: code.into(),
+            code: kind,
             message,
         },
     )
@@ -422,7 +435,7 @@ fn error(status: u16, code: impl Into<HostErrorKind>, message: String) -> http::
 /// The one map from an executor error to the host API's error: its kind and message.
 fn host_error(e: &ExecError) -> HostError {
     HostError {
-        code: HostErrorKind::from(e.code()),
+        code: HostErrorKind::from(e),
         message: e.to_string(),
     }
 }

@@ -179,7 +179,9 @@ impl<T: Transport, E: Env> HostPool<T, E> {
 /// when the body is not one.
 pub fn host_error(status: u16, body: &[u8]) -> DispatchError {
     match serde_json::from_slice::<host_api::HostError>(body) {
-        Ok(e) if e.code == "artifact_missing" => DispatchError::ArtifactMissing,
+        Ok(e) if e.code == host_api::HostErrorKind::ArtifactMissing => {
+            DispatchError::ArtifactMissing
+        }
         Ok(e) => DispatchError::Refused {
             code: e.code,
             message: e.message,

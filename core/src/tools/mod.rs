@@ -6,6 +6,7 @@ mod component;
 mod decl;
 mod encryption;
 mod execution;
+pub(crate) mod formula;
 mod key;
 mod policy;
 mod secret;
@@ -155,6 +156,31 @@ pub fn definitions() -> Vec<Json> {
 /// Whether a tool of this name exists.
 pub fn exists(name: &str) -> bool {
     tool(name).is_some()
+}
+
+/// A `tool.action` resolved against the tools' declarations.
+pub(crate) struct Resolved {
+    action: Action,
+    /// What the caller's scopes must cover.
+    pub(crate) need: Need,
+}
+
+impl Resolved {
+    /// Whether it is `execution.run`: a run a formula starts through the tools is its child.
+    pub(crate) fn is_execution_run(&self) -> bool {
+        self.action == Action::Execution(execution::Action::Run)
+    }
+}
+
+/// The declared action `action` of tool `name`, if there is one.
+pub(crate) fn resolve_action(name: &str, action: &str) -> Option<Resolved> {
+    let t = tool(name)?;
+    let parsed = (t.parse)(action)?;
+    let (_, _, need) = t.table.iter().find(|(_, a, _)| *a == action)?;
+    Some(Resolved {
+        action: parsed,
+        need: *need,
+    })
 }
 
 /// Runs `name` with `args`, after checking the caller's scope for the action and opening

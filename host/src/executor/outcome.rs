@@ -1,5 +1,6 @@
 //! What a run returns: its outcome, what a failed run leaves behind, and why it failed.
 
+use cyfr_core::host_api::HostErrorKind;
 use std::fmt;
 
 use crate::egress::Refusal;
@@ -92,20 +93,27 @@ pub enum ExecError {
 
 impl ExecError {
     /// A stable snake_case name for the error, suitable for API responses and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ExecError::InputTooLarge { .. } => "input_too_large",
-            ExecError::OutputTooLarge { .. } => "output_too_large",
-            ExecError::Timeout { .. } => "timeout",
-            ExecError::MemoryLimit { .. } => "memory_limit",
-            ExecError::FuelExhausted => "fuel_exhausted",
-            ExecError::Cancelled => "cancelled",
-            ExecError::Busy { .. } => "busy",
-            ExecError::Trap(_) => "trap",
-            ExecError::ArtifactMissing { .. } => "artifact_missing",
-            ExecError::DigestMismatch { .. } => "digest_mismatch",
-            ExecError::InvalidComponent(_) => "invalid_component",
-            ExecError::Internal(_) => "internal",
+    pub fn code(&self) -> String {
+        HostErrorKind::from(self).as_str().to_string()
+    }
+}
+
+/// The one map from an executor error to the host API's reason.
+impl From<&ExecError> for HostErrorKind {
+    fn from(e: &ExecError) -> Self {
+        match e {
+            ExecError::InputTooLarge { .. } => HostErrorKind::InputTooLarge,
+            ExecError::OutputTooLarge { .. } => HostErrorKind::OutputTooLarge,
+            ExecError::Timeout { .. } => HostErrorKind::Timeout,
+            ExecError::MemoryLimit { .. } => HostErrorKind::MemoryLimit,
+            ExecError::FuelExhausted => HostErrorKind::FuelExhausted,
+            ExecError::Cancelled => HostErrorKind::Cancelled,
+            ExecError::Busy { .. } => HostErrorKind::Busy,
+            ExecError::Trap(_) => HostErrorKind::Trap,
+            ExecError::ArtifactMissing { .. } => HostErrorKind::ArtifactMissing,
+            ExecError::DigestMismatch { .. } => HostErrorKind::DigestMismatch,
+            ExecError::InvalidComponent(_) => HostErrorKind::InvalidComponent,
+            ExecError::Internal(_) => HostErrorKind::Internal,
         }
     }
 }
