@@ -3,15 +3,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
-use cyfr_core::keys::{self, KeyType, NewKey};
-use cyfr_host::core_db::{CoreDb, NativeEnv};
-use cyfr_host::db::LocalDb;
-use cyfr_host::service::{db_path, Server, UpOptions};
+use cyfr_host::service::{Server, UpOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -59,23 +55,7 @@ pub(crate) async fn start_cyfr(
     // is set; a server that reads no master key ignores it), the schema and the admin key.
     std::fs::create_dir_all(data_dir)?;
     cyfr_host::keyring::init(data_dir)?;
-    let admin = {
-        let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let new = NewKey {
-            name: "admin".into(),
-            key_type: KeyType::Admin,
-            scopes: vec![],
-            rate_limit: None,
-            ip_allowlist: Default::default(),
-        };
-        keys::create(&db, &NativeEnv, &new, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .1
-    };
+    let admin = cyfr_host::service::create_admin_key(data_dir).await?;
 
     // As `cyfr up` does.
     let started = std::time::Instant::now();

@@ -3,8 +3,7 @@
 use crate::Output;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cyfr_core::keys::{self, KeyType, NewKey};
-use cyfr_host::core_db::{CoreDb, NativeEnv};
+use cyfr_host::core_db::CoreDb;
 use cyfr_host::db::LocalDb;
 use cyfr_host::service::{db_path, Server, UpOptions};
 use serde_json::json;
@@ -114,23 +113,7 @@ pub fn init(data_dir: &Path, out: &Output) -> Result<()> {
     restrict(data_dir, 0o700)?;
     // The key-encryption key, in a file of its own rather than in any config value.
     cyfr_host::keyring::init(data_dir)?;
-    let raw = runtime()?.block_on(async {
-        let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
-        cyfr_core::migrate::migrate(&db)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let new = NewKey {
-            name: "admin".into(),
-            key_type: KeyType::Admin,
-            scopes: vec![],
-            rate_limit: None,
-            ip_allowlist: Default::default(),
-        };
-        let (_, raw) = keys::create(&db, &NativeEnv, &new, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::Ok(raw)
-    })?;
+    let raw = runtime()?.block_on(cyfr_host::service::create_admin_key(data_dir))?;
     out.show(&json!({ "data_dir": data_dir.display().to_string(), "admin_key": raw, "database": db_path(data_dir).display().to_string() }), || {
         format!(
             "Initialized cyfr in {dir}\n\nFirst admin key (shown only this once; store it now):\n\n    {raw}\n\nNext:\n    cyfr up --data-dir {dir}\n    export CYFR_API_KEY={raw}",

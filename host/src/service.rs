@@ -462,6 +462,27 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cyfr.db")
 }
 
+/// Migrates a new data directory's database and creates its admin key, as `cyfr init`
+/// does; returns the raw key (shown once, never stored).
+pub async fn create_admin_key(data_dir: &Path) -> anyhow::Result<String> {
+    use cyfr_core::keys::{self, KeyType, NewKey};
+    let db = CoreDb(Arc::new(LocalDb::open(db_path(data_dir)).await?));
+    cyfr_core::migrate::migrate(&db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewKey {
+        name: "admin".into(),
+        key_type: KeyType::Admin,
+        scopes: vec![],
+        rate_limit: None,
+        ip_allowlist: Default::default(),
+    };
+    let (_, raw) = keys::create(&db, &crate::core_db::NativeEnv, &new, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(raw)
+}
+
 /// Everything `cyfr up` runs, ready to serve.
 pub struct Server {
     runner: Arc<SpinRunner>,
