@@ -7,8 +7,9 @@ use crate::db::Db;
 use crate::errors::{Code, Error, Result};
 use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
-use crate::keys::{self, ApiKey, KeyType};
+use crate::keys::{self, ApiKey, KeyRef, KeyType};
 use crate::ratelimit;
+use crate::sessions::{self, Session};
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -64,8 +65,110 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Who is calling, with the session the request named (if any): what [`check`] found.
+#[derive(Debug)]
+pub struct Caller {
+    /// The live session of `MCP-Session-Id`, its expiry pushed forward.
+    pub session: Option<Session>,
+    /// The authenticated key: the bearer key, else the key the session was opened with.
+    pub identity: Option<Identity>,
+}
+
+/// The caller check of a `/mcp` request, in ONE round trip: the session named by
+/// `session_id` (touched), and when `identify`, the key — the bearer key, else the session's —
+/// with its rate-limit take and last-use mark (plus whatever the request reads ahead).
+///
+/// Refusals come in the order a caller can act on them: an unknown or expired session
+/// (-33302) first, then the key's (-33001 invalid, IP allowlist, -33005 rate limit).
+pub async fn check(
+    db: &impl Db,
+    cfg: &Config,
+    req: &HttpRequest,
+    session_id: Option<&str>,
+    identify: bool,
+    now_ms: u64,
+) -> Result<Caller> {
+    let raw = bearer(req);
+    let other_scheme = raw.is_none() && req.header("authorization").is_some();
+    let key_ref = match (identify, raw) {
+        (false, _) => None,
+        (true, Some(raw)) => KeyType::of_raw(raw).map(|_| KeyRef::raw(raw)),
+        (true, None) if other_scheme => None,
+        (true, None) => session_id.map(|sid| KeyRef::Session(sessions::id_hash(sid))),
+    };
+    let mut stmts = Vec::with_capacity(4);
+    if let Some(sid) = session_id {
+        stmts.push(sessions::touch_stmt(sid, now_ms, cfg.session_ttl_ms));
+    }
+    if let Some(k) = &key_ref {
+        stmts.extend(k.use_stmts(now_ms));
+    }
+    let mut rows = if stmts.is_empty() {
+        Vec::new()
+    } else {
+        db.batch(&stmts, stmts.len() > 1)
+            .await
+            .map_err(|e| Error::from(e).before_any_method())?
+    }
+    .into_iter();
+    let session = match session_id {
+        None => None,
+        Some(sid) => Some(
+            rows.next()
+                .and_then(|r| sessions::touched(sid, &r))
+                .ok_or_else(session_gone)?,
+        ),
+    };
+    if !identify {
+        return Ok(Caller {
+            session,
+            identity: None,
+        });
+    }
+    let identity = match (raw, key_ref) {
+        (Some(_), None) => return Err(Error::new(Code::AuthInvalid, "Invalid API key or token")),
+        (None, _) if other_scheme => {
+            return Err(Error::new(
+                Code::AuthInvalid,
+                "Authorization header must be `Bearer <key>`",
+            ))
+        }
+        (_, None) => None,
+        // An anonymous session (opened without a key) identifies nobody.
+        (None, Some(_)) if session.as_ref().is_some_and(|s| s.key_id.is_none()) => None,
+        (_, Some(k)) => {
+            let found = rows.next().unwrap_or_default();
+            let took = rows.next().unwrap_or_default();
+            let key = k.key_of(&found)?.filter(|key| key.revoked_at.is_none());
+            let key = match (key, raw) {
+                (Some(key), _) => key,
+                (None, Some(_)) => return Err(Error::new(Code::AuthInvalid, "Invalid API key")),
+                // The key behind the session was revoked or rotated: its authority ends with it.
+                (None, None) => {
+                    return Err(Error::new(
+                        Code::AuthInvalid,
+                        "the API key this session was opened with is no longer valid",
+                    ))
+                }
+            };
+            admit(db, cfg, req, &key, !took.rows.is_empty(), now_ms).await?;
+            Some(Identity { key })
+        }
+    };
+    Ok(Caller { session, identity })
+}
+
+/// -33302: the session id names no live session.
+pub fn session_gone() -> Error {
+    Error::new(
+        Code::SessionExpired,
+        "session not found or expired; initialize a new one",
+    )
+}
+
 /// Authenticates a raw API key for a request: known, not revoked, client IP allowed,
-/// rate limit not exceeded. Every failure is a JSON-RPC error with the guide's code.
+/// rate limit not exceeded — one round trip. Every failure is a JSON-RPC error with the
+/// guide's code.
 pub async fn authenticate_key(
     db: &impl Db,
     cfg: &Config,
@@ -73,48 +176,75 @@ pub async fn authenticate_key(
     raw: &str,
     now_ms: u64,
 ) -> Result<Identity> {
-    let invalid = || Error::new(Code::AuthInvalid, "Invalid API key");
     if KeyType::of_raw(raw).is_none() {
         return Err(Error::new(Code::AuthInvalid, "Invalid API key or token"));
     }
-    let key = keys::find_by_raw(db, raw).await?.ok_or_else(invalid)?;
-    if key.revoked_at.is_some() {
-        return Err(invalid());
-    }
-    check_key_use(db, cfg, req, &key, now_ms).await?;
+    let by = KeyRef::raw(raw);
+    let rows = db.batch(&by.use_stmts(now_ms), true).await?;
+    let key = by
+        .key_of(&rows[0])?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| Error::new(Code::AuthInvalid, "Invalid API key"))?;
+    admit(db, cfg, req, &key, !rows[1].rows.is_empty(), now_ms).await?;
     Ok(Identity { key })
 }
 
-/// Re-checks a stored key (e.g. the one an MCP session is bound to) for this request.
-pub async fn check_key_use(
+/// The checks of a key already read and charged in the caller check's round trip: the IP
+/// allowlist (a refused request gets its rate-limit take back, so a stolen key used from
+/// elsewhere cannot drain the owner's budget) and the rate limit's verdict. Only a refusal,
+/// or a key stored before its rate was kept as numbers, costs another round trip.
+async fn admit(
     db: &impl Db,
     cfg: &Config,
     req: &HttpRequest,
     key: &ApiKey,
+    took: bool,
     now_ms: u64,
 ) -> Result<()> {
-    if !key.ip_allowlist.is_empty() {
-        let allowed = req
-            .peer
-            // An unknown client (no peer, or a malformed forwarded hop) is never allowed.
-            .and_then(|peer| {
-                client_ip(
-                    peer,
-                    req.header_all("x-forwarded-for"),
-                    &cfg.trusted_proxies,
-                )
-            })
-            .is_some_and(|ip| key.ip_allowlist.contains(ip));
-        if !allowed {
-            return Err(Error::new(
-                Code::InsufficientPermissions,
-                "client IP address is not in this key's allowlist",
-            ));
+    let bucket = || format!("key:{}", key.budget_id);
+    if let Err(e) = ip_allowed(cfg, req, key) {
+        if let (true, Some(rate)) = (took, key.rate_limit) {
+            ratelimit::give_back(db, &bucket(), rate).await?;
+        }
+        return Err(e);
+    }
+    match key.rate_limit {
+        None => Ok(()),
+        Some(rate) if key.rate_in_sql => match took {
+            true => Ok(()),
+            false => Err(ratelimit::refusal(db, &bucket(), rate, now_ms).await),
+        },
+        Some(rate) => {
+            ratelimit::take(db, &bucket(), rate, now_ms).await?;
+            keys::store_rate(db, key).await
         }
     }
-    take_key_rate(db, key, now_ms).await?;
-    keys::touch(db, &key.id, now_ms).await?;
-    Ok(())
+}
+
+/// Refuses a request from outside the key's IP allowlist.
+fn ip_allowed(cfg: &Config, req: &HttpRequest, key: &ApiKey) -> Result<()> {
+    if key.ip_allowlist.is_empty() {
+        return Ok(());
+    }
+    let allowed = req
+        .peer
+        // An unknown client (no peer, or a malformed forwarded hop) is never allowed.
+        .and_then(|peer| {
+            client_ip(
+                peer,
+                req.header_all("x-forwarded-for"),
+                &cfg.trusted_proxies,
+            )
+        })
+        .is_some_and(|ip| key.ip_allowlist.contains(ip));
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Code::InsufficientPermissions,
+            "client IP address is not in this key's allowlist",
+        ))
+    }
 }
 
 /// Counts one request against the key's rate limit, if it has one, in its budget's bucket:

@@ -32,6 +32,10 @@ pub struct Config {
     pub execution_retention_ms: u64,
     /// The key-encryption keys (`master_keys` variable), current first; `None` when unset.
     pub kms: Option<std::sync::Arc<crate::kms::LocalKms>>,
+    /// The schema version the runtime vouches for (`schema_version`): a runner that migrated
+    /// the database itself (`cyfr up`), or a deployment that applies `migrations/` before it
+    /// serves, saves every request the migration check. `None`: each request checks.
+    pub schema_version: Option<i64>,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -57,6 +61,7 @@ impl Default for Config {
             hosts: Vec::new(),
             host_token_key: None,
             router_url: None,
+            schema_version: None,
         }
     }
 }
@@ -64,7 +69,8 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`);
+    /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
+    /// `schema_version`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -110,6 +116,12 @@ impl Config {
                 ));
             }
             c.router_url = Some(v);
+        }
+        if let Some(v) = get("schema_version").filter(|v| !v.trim().is_empty()) {
+            c.schema_version =
+                Some(v.trim().parse().map_err(|_| {
+                    format!("variable schema_version: `{v}` is not a whole number")
+                })?);
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

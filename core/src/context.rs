@@ -3,15 +3,15 @@
 //! the transport ([`crate::app`]) is a thin layer over it.
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Ahead, Db};
 use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::http::HttpRequest;
 
 /// SQL, the hosts, the clock and randomness, and the settings: what a service needs.
 pub struct Context<D, X, E> {
-    /// SQL storage.
-    pub db: D,
+    /// SQL storage, with the request's read-ahead ([`Ahead`]).
+    pub db: Ahead<D>,
     /// Where component runs go.
     pub dispatch: X,
     /// Clock and randomness.
@@ -21,6 +21,16 @@ pub struct Context<D, X, E> {
 }
 
 impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
+    /// The context of one request (a router instance serves one; nothing is kept between).
+    pub fn new(db: D, dispatch: X, env: E, config: Config) -> Self {
+        Context {
+            db: Ahead::new(db),
+            dispatch,
+            env,
+            config,
+        }
+    }
+
     /// Whether this request's transport may carry secrets (HTTPS, loopback, or development mode).
     pub fn secure(&self, req: &HttpRequest) -> bool {
         self.config.dev_mode

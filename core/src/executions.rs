@@ -2,7 +2,7 @@
 
 use crate::auth::Identity;
 use crate::context::Context;
-use crate::db::{Db, Value};
+use crate::db::{Db, Stmt, Value};
 use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::{execution_id, random_token, rfc3339, Env};
 use crate::errors::{Code, Error, Reason, Result};
@@ -96,15 +96,31 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         )
     })?;
     let reference = Reference::from_json(reference, type_hint)?;
+    // The component and its policy in one round trip (none, when the request's caller
+    // check already read them ahead).
+    cx.db.read_ahead(read_ahead(&reference));
     let component = registry::resolve(&cx.db, &reference).await?;
     let policy = policy::effective(&cx.db, &component).await?;
     let input =
         serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
-    let mut run = Run::start(cx, who, component, policy, lineage, origin).await?;
-    let secrets = run.admit(cx, who, input.len() as u64).await?;
+    let mut run = Run::start(cx, component, policy, lineage, origin).await?;
+    run.admit(cx, who, lineage, input.len() as u64).await?;
+    let secrets = run.secrets(cx, who).await?;
     let req = run.request(who, input, &secrets);
     let resp = run.dispatch(cx, &req, &secrets).await?;
     run.answer(cx, resp).await
+}
+
+/// The reads of a run of `r` known before it starts: its component and its policy.
+pub fn read_ahead(r: &Reference) -> [Stmt; 2] {
+    let unversioned = Reference {
+        version: None,
+        ..r.clone()
+    };
+    [
+        registry::resolve_stmt(r),
+        policy::effective_stmt(&unversioned.canonical()),
+    ]
 }
 
 /// A run recorded as `started`, on its way to a host.
@@ -119,13 +135,14 @@ struct Run<'a> {
     remaining: Option<u64>,
     timeout_ms: u64,
     callback: Option<crate::host_api::Callback>,
+    /// What a formula carries for its children, until its record holds it.
+    carried: Option<(String, Vec<u8>)>,
 }
 
 impl<'a> Run<'a> {
-    /// The run's id, time limit and callback, recorded as `started` ([`Run::record`]).
+    /// The run's id, time limit and callback; recorded by [`Run::admit`].
     async fn start<D: Db, X: Dispatch, E: Env>(
         cx: &Context<D, X, E>,
-        who: &Identity,
         component: registry::Component,
         policy: policy::Policy,
         lineage: Option<&Lineage>,
@@ -159,7 +176,7 @@ impl<'a> Run<'a> {
             }
             _ => None,
         };
-        let run = Run {
+        Ok(Run {
             id,
             component,
             policy,
@@ -169,61 +186,52 @@ impl<'a> Run<'a> {
             remaining,
             timeout_ms,
             callback,
-        };
-        run.record(cx, who, lineage, carried).await?;
-        Ok(run)
+            carried,
+        })
     }
 
     /// The `INSERT` of the `started` record, with what a formula carries for its children: a
     /// child only while its parent still runs with a live callback token, so one that passed
-    /// the token check just before the parent ended does not start after it.
-    async fn record<D: Db, X: Dispatch, E: Env>(
-        &self,
-        cx: &Context<D, X, E>,
-        who: &Identity,
-        lineage: Option<&Lineage>,
-        carried: Option<(String, Vec<u8>)>,
-    ) -> Result<()> {
+    /// the token check just before the parent ended does not start after it. A row back
+    /// means recorded.
+    fn insert_stmt(&mut self, who: &Identity, lineage: Option<&Lineage>) -> Stmt {
+        let carried = self.carried.take();
         let (id, component, policy, callback) =
             (&self.id, &self.component, &self.policy, &self.callback);
         let deadline = self.started + self.timeout_ms;
-        let inserted = cx
-            .db
-            .query(
-                "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
-                 SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
-                 WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
-                 RETURNING id",
-                &[
-                    id.clone().into(),
-                    component.reference.clone().into(),
-                    component.ctype.as_str().into(),
-                    component.digest.clone().into(),
-                    who.id().into(),
-                    policy.to_json().to_string().into(),
-                    Value::Integer(self.started as i64),
-                    lineage.map(|l| l.parent_id.clone()).into(),
-                    Value::Integer(self.depth),
-                    Value::Integer(deadline as i64),
-                    callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
-                    Value::Integer(self.origin.secure as i64),
-                    carried.as_ref().map(|c| c.0.clone()).into(),
-                    carried.map_or(Value::Null, |c| Value::Blob(c.1)),
-                ],
-            )
-            .await?;
-        if inserted.rows.is_empty() {
-            return Err(Error::new(
-                Code::ExecutionFailed,
-                format!(
-                    "the formula that asked for {} has ended",
-                    component.reference
-                ),
-            )
-            .with_data(json!({ "reference": component.reference }))
-            .with_reason(Reason::ParentEnded));
-        }
-        Ok(())
+        Stmt::new(
+            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
+             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+             WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
+             RETURNING id",
+            vec![
+                id.clone().into(),
+                component.reference.clone().into(),
+                component.ctype.as_str().into(),
+                component.digest.clone().into(),
+                who.id().into(),
+                policy.to_json().to_string().into(),
+                Value::Integer(self.started as i64),
+                lineage.map(|l| l.parent_id.clone()).into(),
+                Value::Integer(self.depth),
+                Value::Integer(deadline as i64),
+                callback.as_ref().map(|c| crate::crypto::sha256_hex(c.token.as_bytes())).into(),
+                Value::Integer(self.origin.secure as i64),
+                carried.as_ref().map(|c| c.0.clone()).into(),
+                carried.map_or(Value::Null, |c| Value::Blob(c.1)),
+            ],
+        )
+    }
+
+    /// The refusal when the `INSERT` found no running parent.
+    fn parent_ended(&self) -> Error {
+        let reference = &self.component.reference;
+        Error::new(
+            Code::ExecutionFailed,
+            format!("the formula that asked for {reference} has ended"),
+        )
+        .with_data(json!({ "reference": reference }))
+        .with_reason(Reason::ParentEnded)
     }
 
     /// A failed run as the caller sees it: the host's reason decides the code.
@@ -262,18 +270,52 @@ impl<'a> Run<'a> {
         Ok(e)
     }
 
-    /// Everything the router checks before the run leaves it; each refusal ends the
-    /// record. Gives the secrets the run may read.
+    /// Everything the router checks before the run leaves it, and the `started` record: a
+    /// run that passes is recorded and takes its request from the per-caller, per-component
+    /// rate limit in ONE round trip (with, now and then, a retention purge); a refused one is
+    /// recorded as refused.
     async fn admit<D: Db, X: Dispatch, E: Env>(
-        &self,
+        &mut self,
         cx: &Context<D, X, E>,
         who: &Identity,
+        lineage: Option<&Lineage>,
         input_len: u64,
-    ) -> Result<Secrets> {
+    ) -> Result<()> {
+        if let Some((status, e)) = self.check(input_len) {
+            let s = self.insert_stmt(who, lineage);
+            if cx.db.query(&s.sql, &s.params).await?.rows.is_empty() {
+                return Err(self.parent_ended());
+            }
+            return Err(self.refuse(cx, status, e).await?);
+        }
+        // Per user per component; outbound calls have their own budget on the host.
+        let bucket = format!("exec:{}:{}", who.budget_id(), self.component.reference);
+        let rate = self.policy.rate_limit;
+        let mut stmts = vec![
+            self.insert_stmt(who, lineage),
+            crate::ratelimit::take_stmt(&bucket, rate, self.started),
+        ];
+        stmts.extend(crate::retention::purge_now(
+            &cx.env,
+            cx.config.execution_retention_ms,
+        ));
+        let rows = cx.db.batch(&stmts, true).await?;
+        if rows[0].rows.is_empty() {
+            return Err(self.parent_ended());
+        }
+        if rows[1].rows.is_empty() {
+            let e = crate::ratelimit::refusal(&cx.db, &bucket, rate, self.started).await;
+            return Err(self.refuse(cx, RecordStatus::Failed, e).await?);
+        }
+        Ok(())
+    }
+
+    /// The refusals decided from the component, its policy and the run's place alone.
+    fn check(&self, input_len: u64) -> Option<(RecordStatus, Error)> {
         let reference = &self.component.reference;
         let ctype = self.component.ctype;
         // Checked here as well as on the host, so an oversize input never leaves the router.
-        let refused = if input_len > self.policy.max_request_size {
+        if input_len > self.policy.max_request_size {
             let msg = format!(
                 "input is {input_len} bytes; the policy allows {} (max_request_size)",
                 self.policy.max_request_size
@@ -315,23 +357,20 @@ impl<'a> Run<'a> {
             ))
         } else {
             None
-        };
-        if let Some((status, e)) = refused {
-            return Err(self.refuse(cx, status, e).await?);
         }
-        // Per user per component; outbound calls have their own budget on the host.
-        let bucket = format!("exec:{}:{}", who.budget_id(), reference);
-        if let Err(e) =
-            crate::ratelimit::take(&cx.db, &bucket, self.policy.rate_limit, self.started).await
-        {
-            return Err(self.refuse(cx, RecordStatus::Failed, e).await?);
-        }
-        // Only catalysts can read secrets (`cyfr:secrets`, `{{secret:NAME}}`); nothing else
-        // needs them looked up, decrypted or sent.
-        if ctype != ComponentType::Catalyst {
+    }
+
+    /// The secrets the run may read: only catalysts can (`cyfr:secrets`, `{{secret:NAME}}`);
+    /// nothing else needs them looked up, decrypted or sent.
+    async fn secrets<D: Db, X: Dispatch, E: Env>(
+        &self,
+        cx: &Context<D, X, E>,
+        who: &Identity,
+    ) -> Result<Secrets> {
+        if self.component.ctype != ComponentType::Catalyst {
             return Ok(Secrets::new());
         }
-        match granted_secrets(cx, who, reference).await {
+        match granted_secrets(cx, who, &self.component.reference).await {
             Ok(s) => Ok(s),
             Err(e) => Err(self.refuse(cx, RecordStatus::Failed, e).await?),
         }

@@ -2,10 +2,11 @@
 
 use crate::access::SCOPES;
 use crate::crypto::{ct_eq, sha256_hex};
-use crate::db::{Db, Row, Value};
+use crate::db::{Db, Row, Rows, Stmt, Value};
 use crate::env::{random_token, rfc3339, Env};
 use crate::errors::{Error, Result};
 use crate::ipallow::NetList;
+use crate::ratelimit::Gcra;
 use crate::units::Rate;
 use serde_json::{json, Value as Json};
 
@@ -86,6 +87,9 @@ pub struct ApiKey {
     pub last_used_at: Option<u64>,
     /// Unix ms when revoked.
     pub revoked_at: Option<u64>,
+    /// Whether the row holds the rate limit as GCRA numbers too (migration 8), so the
+    /// caller check takes the request from the bucket in its own round trip.
+    pub rate_in_sql: bool,
 }
 
 impl ApiKey {
@@ -136,6 +140,7 @@ impl ApiKey {
             created_at: r.int("created_at") as u64,
             last_used_at: r.opt_int("last_used_at").map(|v| v as u64),
             revoked_at: r.opt_int("revoked_at").map(|v| v as u64),
+            rate_in_sql: r.opt_int("rate_window_us").is_some_and(|w| w > 0),
         })
     }
 }
@@ -271,10 +276,12 @@ async fn insert(
         created_at: env.now_ms(),
         last_used_at: None,
         revoked_at: None,
+        rate_in_sql: true,
     };
+    let gcra = key.rate_limit.map(Gcra::from);
     db.query(
-        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id, rate_interval_us, rate_window_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             key.id.clone().into(),
             key.name.clone().into(),
@@ -288,6 +295,8 @@ async fn insert(
             Value::Integer(key.created_at as i64),
             key.lineage_id.clone().into(),
             key.budget_id.clone().into(),
+            gcra.map_or(Value::Null, |g| Value::Integer(g.interval_us)),
+            gcra.map_or(Value::Null, |g| Value::Integer(g.window_us)),
         ],
     )
     .await?;
@@ -296,21 +305,102 @@ async fn insert(
 
 /// The active or revoked key a raw value belongs to. The caller checks `revoked_at`.
 pub async fn find_by_raw(db: &impl Db, raw: &str) -> Result<Option<ApiKey>> {
-    let hash = hash_raw(raw);
-    let rows = db
-        .query(
-            "SELECT * FROM api_keys WHERE key_hash = ?",
-            &[hash.clone().into()],
+    let by = KeyRef::raw(raw);
+    let s = by.select(0);
+    let rows = db.query(&s.sql, &s.params).await?;
+    by.key_of(&rows)
+}
+
+/// How a request names its key in SQL: by the raw key's hash, or through the live session
+/// it opened. Either way the key's row, its rate-limit take and its last-use mark can go in
+/// one round trip ([`KeyRef::use_stmts`]).
+#[derive(Clone, Debug)]
+pub enum KeyRef {
+    /// SHA-256 of a raw key.
+    Hash(String),
+    /// SHA-256 of a session id; only a session that has not expired names a key.
+    Session(String),
+}
+
+impl KeyRef {
+    /// The key a raw value would be.
+    pub fn raw(raw: &str) -> KeyRef {
+        KeyRef::Hash(hash_raw(raw))
+    }
+
+    /// The SQL condition on `api_keys` and its parameters after `?1` (`now`, Unix ms).
+    fn condition(&self) -> (&'static str, Value) {
+        match self {
+            KeyRef::Hash(h) => ("key_hash = ?2", h.clone().into()),
+            KeyRef::Session(s) => (
+                "id = (SELECT key_id FROM sessions WHERE id_hash = ?2 AND expires_at > ?1)",
+                s.clone().into(),
+            ),
+        }
+    }
+
+    fn stmt(&self, sql: fn(&str) -> String, now_ms: u64) -> Stmt {
+        let (cond, v) = self.condition();
+        Stmt::new(sql(cond), vec![Value::Integer(now_ms as i64), v])
+    }
+
+    /// The key's row.
+    pub fn select(&self, now_ms: u64) -> Stmt {
+        self.stmt(|c| format!("SELECT * FROM api_keys WHERE {c}"), now_ms)
+    }
+
+    /// The key's row; one request taken from its budget's bucket when the key has a rate
+    /// limit (a row back means allowed; see `ratelimit::take_stmt`, the same GCRA); and its
+    /// last use marked, at most once a minute. A revoked or unknown key takes nothing.
+    pub fn use_stmts(&self, now_ms: u64) -> [Stmt; 3] {
+        let now_us = (now_ms as i64).saturating_mul(1000);
+        let mut take = self.stmt(|c| format!(
+            "INSERT INTO rate_limits (bucket, tat) \
+             SELECT 'key:' || COALESCE(NULLIF(budget_id, ''), NULLIF(lineage_id, ''), id), ?3 + rate_interval_us \
+             FROM api_keys WHERE {c} AND revoked_at IS NULL AND rate_interval_us > 0 AND rate_window_us > 0 \
+             ON CONFLICT(bucket) DO UPDATE SET tat = max(rate_limits.tat, ?3) + (excluded.tat - ?3) \
+             WHERE max(rate_limits.tat, ?3) + (excluded.tat - ?3) - ?3 <= (SELECT rate_window_us FROM api_keys WHERE {c}) \
+             RETURNING tat"
+        ), now_ms);
+        take.params.push(Value::Integer(now_us));
+        [
+            self.select(now_ms),
+            take,
+            self.stmt(|c| format!(
+                "UPDATE api_keys SET last_used_at = ?1 WHERE {c} AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < ?1 - 60000)"
+            ), now_ms),
+        ]
+    }
+
+    /// The key in `rows` (of [`KeyRef::select`]); for a hash, compared again in constant time.
+    pub fn key_of(&self, rows: &Rows) -> Result<Option<ApiKey>> {
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        if let KeyRef::Hash(hash) = self {
+            // The index lookup already matched; this keeps the final check constant-time anyway.
+            if !ct_eq(row.text("key_hash").as_bytes(), hash.as_bytes()) {
+                return Ok(None);
+            }
+        }
+        ApiKey::from_row(&row).map(Some)
+    }
+}
+
+/// Stores a key's rate limit as GCRA numbers, for a row written before migration 8.
+pub async fn store_rate(db: &impl Db, key: &ApiKey) -> Result<()> {
+    if let Some(g) = key.rate_limit.map(Gcra::from) {
+        db.query(
+            "UPDATE api_keys SET rate_interval_us = ?2, rate_window_us = ?3 WHERE id = ?1",
+            &[
+                key.id.clone().into(),
+                Value::Integer(g.interval_us),
+                Value::Integer(g.window_us),
+            ],
         )
         .await?;
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    // The index lookup already matched; this keeps the final check constant-time anyway.
-    if !ct_eq(row.text("key_hash").as_bytes(), hash.as_bytes()) {
-        return Ok(None);
     }
-    ApiKey::from_row(&row).map(Some)
+    Ok(())
 }
 
 /// The active key with this name.

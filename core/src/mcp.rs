@@ -9,7 +9,7 @@ use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::secrets::sealed;
-use crate::{keys, sessions, tools};
+use crate::{sessions, tools};
 use serde_json::{json, Value as Json};
 
 /// A JSON-RPC request taken apart: its id (none for a notification), method and params.
@@ -50,13 +50,6 @@ fn frame(msg: &Json) -> std::result::Result<Message<'_>, HttpResponse> {
     Ok(Message { id, method, params })
 }
 
-fn session_gone() -> Error {
-    Error::new(
-        Code::SessionExpired,
-        "session not found or expired; initialize a new one",
-    )
-}
-
 /// Handles one JSON-RPC message (already known to be JSON and not a batch).
 pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
@@ -78,32 +71,32 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
             Err(e) => rpc_error(id, &e),
         };
     }
-    // A session id must name a live session, whatever else the request carries.
-    let session = match req.header("mcp-session-id") {
-        None => None,
-        Some(sid) => match sessions::touch(&cx.db, sid, now, cx.config.session_ttl_ms).await {
-            Ok(Some(s)) => Some(s),
-            Ok(None) => return rpc_error(id, &session_gone()),
-            Err(e) => return rpc_error(id, &e.before_any_method()),
-        },
+    // A session id must name a live session, whatever else the request carries; a request
+    // (not a notification, not a session-less ping) also needs its caller. One round trip,
+    // which also carries the reads the call will make (`tools::read_ahead`).
+    let sid = req.header("mcp-session-id");
+    let identify = id.is_some() && !(method == "ping" && sid.is_none());
+    if identify && method == "tools/call" {
+        cx.db.read_ahead(tools::read_ahead(&params));
+    }
+    let caller = match auth::check(&cx.db, &cx.config, req, sid, identify, now).await {
+        Ok(c) => c,
+        Err(e) => return rpc_error(id, &e),
     };
     let Some(id) = id else {
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
         return HttpResponse::empty(202);
     };
-    if method == "ping" && session.is_none() {
+    if method == "ping" && caller.session.is_none() {
         return ok(Some(id), json!({}));
     }
-    let identity = match identify(cx, req, session.as_ref(), now).await {
-        Ok(i) => i,
-        Err(e) => return rpc_error(Some(id), &e),
-    };
+    let (session, identity) = (caller.session, caller.identity);
     // A session belongs to the key that opened it (or to no key, if opened anonymously): any
     // other caller is told it does not exist (404, as for an unknown id), so it can neither
     // use the session nor learn that it is live.
     if let Some(s) = &session {
         if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
-            return rpc_error(Some(id), &session_gone());
+            return rpc_error(Some(id), &auth::session_gone());
         }
     }
     method_call(cx, req, id, method, &params, session.as_ref(), identity).await
@@ -197,41 +190,6 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         "instructions": "cyfr runs sandboxed WebAssembly components. Call the `execution` tool with action `run` and a component reference; `component` searches and inspects the registry.",
     });
     Ok((result, sid))
-}
-
-/// Resolves the caller: a bearer key wins; otherwise the key the session was bound to.
-async fn identify<D: Db, X: Dispatch, E: Env>(
-    cx: &Context<D, X, E>,
-    req: &HttpRequest,
-    session: Option<&sessions::Session>,
-    now: u64,
-) -> Result<Option<Identity>> {
-    if let Some(raw) = auth::bearer(req) {
-        return auth::authenticate_key(&cx.db, &cx.config, req, raw, now)
-            .await
-            .map(Some);
-    }
-    if req.header("authorization").is_some() {
-        return Err(Error::new(
-            Code::AuthInvalid,
-            "Authorization header must be `Bearer <key>`",
-        ));
-    }
-    let Some(key_id) = session.and_then(|s| s.key_id.as_deref()) else {
-        return Ok(None);
-    };
-    let key = keys::find_by_id(&cx.db, key_id)
-        .await?
-        .filter(|k| k.revoked_at.is_none());
-    // The key behind the session was revoked or rotated: the session's authority ends with it.
-    let key = key.ok_or_else(|| {
-        Error::new(
-            Code::AuthInvalid,
-            "the API key this session was opened with is no longer valid",
-        )
-    })?;
-    auth::check_key_use(&cx.db, &cx.config, req, &key, now).await?;
-    Ok(Some(Identity { key }))
 }
 
 fn require(identity: Option<Identity>) -> Result<Identity> {

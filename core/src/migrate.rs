@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_lineage.sql")),
     (6, include_str!("../../migrations/0006_sessions.sql")),
     (7, include_str!("../../migrations/0007_sealed_values.sql")),
+    (8, include_str!("../../migrations/0008_key_rates.sql")),
 ];
 
 /// The newest schema version this build knows.

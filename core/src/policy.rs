@@ -288,7 +288,7 @@ pub async fn stored_fields(
 }
 
 /// The policy a component runs under: a version-less policy for the component, then the
-/// exact version's fields over it, over the defaults.
+/// exact version's fields over it, over the defaults. One read, [`effective_stmt`].
 pub async fn effective(
     db: &impl crate::db::Db,
     c: &crate::registry::Component,
@@ -298,13 +298,32 @@ pub async fn effective(
     let unversioned = c
         .reference
         .strip_suffix(&format!(":{}", c.version))
-        .unwrap_or_default()
-        .to_string();
-    let mut fields = stored_fields(db, &unversioned).await?.unwrap_or_default();
-    fields.extend(stored_fields(db, &c.reference).await?.unwrap_or_default());
+        .unwrap_or_default();
+    let s = effective_stmt(unversioned);
+    let rows = db.query(&s.sql, &s.params).await?;
+    let stored = |key: &str| {
+        rows.iter()
+            .find(|r| r.text("reference") == key)
+            .and_then(|r| {
+                serde_json::from_str::<serde_json::Map<String, Json>>(&r.text("fields")).ok()
+            })
+            .unwrap_or_default()
+    };
+    let mut fields = stored(unversioned);
+    fields.extend(stored(&c.reference));
     Policy::from_fields(&fields).map_err(|e| {
         crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference))
     })
+}
+
+/// The read of [`effective`]: the version-less policy of `unversioned`
+/// (`type:namespace.name`) and the policies of each of its versions (`…:version`; the range
+/// `[key:, key;)` holds exactly those, `;` sorting right after `:`), on the primary key.
+pub fn effective_stmt(unversioned: &str) -> crate::db::Stmt {
+    crate::db::Stmt::new(
+        "SELECT reference, fields FROM policies WHERE reference = ?1 OR (reference >= ?1 || ':' AND reference < ?1 || ';')",
+        vec![unversioned.into()],
+    )
 }
 
 #[cfg(test)]

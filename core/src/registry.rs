@@ -1,7 +1,7 @@
 //! The component registry: manifests and content-addressed artifacts in the database.
 
 use crate::crypto::digest;
-use crate::db::{Db, Row, Value};
+use crate::db::{Db, Row, Stmt, Value};
 use crate::env::rfc3339;
 use crate::errors::{Code, Error, Result};
 use crate::manifest::Manifest;
@@ -171,25 +171,34 @@ async fn lookup(
     name: &str,
     version: Option<&str>,
 ) -> Result<Option<Component>> {
-    let rows = match version {
+    let s = lookup_stmt(ctype, ns, name, version);
+    let rows = db.query(&s.sql, &s.params).await?;
+    Ok(rows.first().map(|r| Component::from_row(&r)))
+}
+
+fn lookup_stmt(ctype: ComponentType, ns: &str, name: &str, version: Option<&str>) -> Stmt {
+    let key = vec![ctype.as_str().into(), ns.into(), name.into()];
+    match version {
         Some(v) => {
-            db.query(
+            let mut params = key;
+            params.push(v.into());
+            Stmt::new(
                 "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version = ?",
-                &[ctype.as_str().into(), ns.into(), name.into(), v.into()],
+                params,
             )
-            .await?
         }
         // The highest version by semver precedence, not the newest row; a row from before
         // versions were checked whose version is not semver (key '') is never picked.
-        None => {
-            db.query(
-                "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version_key != '' ORDER BY version_key DESC LIMIT 1",
-                &[ctype.as_str().into(), ns.into(), name.into()],
-            )
-            .await?
-        }
-    };
-    Ok(rows.first().map(|r| Component::from_row(&r)))
+        None => Stmt::new(
+            "SELECT * FROM components WHERE component_type = ? AND namespace = ? AND name = ? AND version_key != '' ORDER BY version_key DESC LIMIT 1",
+            key,
+        ),
+    }
+}
+
+/// The read [`resolve`] makes for `r`, to send ahead with an earlier round trip.
+pub fn resolve_stmt(r: &Reference) -> Stmt {
+    lookup_stmt(r.ctype, &r.namespace, &r.name, r.version.as_deref())
 }
 
 /// The component a reference names, or -33200.

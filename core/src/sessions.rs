@@ -1,7 +1,7 @@
 //! MCP sessions (`MCP-Session-Id`): random ids, stored hashed, with a sliding expiry.
 
 use crate::crypto::sha256_hex;
-use crate::db::{Db, Value};
+use crate::db::{Db, Rows, Stmt, Value};
 use crate::env::{random_token, Env};
 use crate::errors::Result;
 
@@ -42,21 +42,35 @@ pub async fn create(
 
 /// The live session with this id, its expiry pushed forward; `None` if unknown or expired.
 pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<Option<Session>> {
-    let id_hash = sha256_hex(id.as_bytes());
-    let rows = db
-        .query(
-            "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version",
-            &[Value::Integer(now_ms as i64), Value::Integer(ttl_ms as i64), id_hash.clone().into()],
-        )
-        .await?;
-    if rows.rows.is_empty() {
-        return Ok(None);
-    }
-    Ok(rows.first().map(|r| Session {
-        id_hash,
+    let s = touch_stmt(id, now_ms, ttl_ms);
+    let rows = db.query(&s.sql, &s.params).await?;
+    Ok(touched(id, &rows))
+}
+
+/// The statement of [`touch`], to send in a batch; [`touched`] reads its rows.
+pub fn touch_stmt(id: &str, now_ms: u64, ttl_ms: u64) -> Stmt {
+    Stmt::new(
+        "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version",
+        vec![
+            Value::Integer(now_ms as i64),
+            Value::Integer(ttl_ms as i64),
+            id_hash(id).into(),
+        ],
+    )
+}
+
+/// The session [`touch_stmt`] found, if it was live.
+pub fn touched(id: &str, rows: &Rows) -> Option<Session> {
+    rows.first().map(|r| Session {
+        id_hash: id_hash(id),
         key_id: r.opt_text("key_id"),
         protocol_version: r.text("protocol_version"),
-    }))
+    })
+}
+
+/// How a session id is stored (the id itself never is).
+pub fn id_hash(id: &str) -> String {
+    sha256_hex(id.as_bytes())
 }
 
 /// Ends a session (DELETE /mcp).

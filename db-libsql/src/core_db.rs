@@ -1,7 +1,7 @@
 //! The core's `Db` over embedded libsql, for work done natively (`cyfr init`, start-up migrations).
 
 use crate::db::{LocalDb, SqlValue};
-use cyfr_core::db::{Db, DbError, Rows, Value};
+use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use std::sync::Arc;
 
 /// `cyfr_core::db::Db` backed by a [`LocalDb`].
@@ -16,40 +16,60 @@ impl CoreDb {
 
 impl Db for CoreDb {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let params = params
-            .iter()
-            .map(|p| match p {
-                Value::Null => SqlValue::Null,
-                Value::Integer(n) => SqlValue::Integer(*n),
-                Value::Real(f) => SqlValue::Real(*f),
-                Value::Text(s) => SqlValue::Text(s.clone()),
-                Value::Blob(b) => SqlValue::Blob(b.clone()),
-            })
-            .collect();
         let r = self
             .0
-            .execute(sql, params)
+            .execute(sql, to_sql(params))
             .await
             .map_err(|e| DbError(e.to_string()))?;
-        let rows = r
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|v| match v {
-                        SqlValue::Null => Value::Null,
-                        SqlValue::Integer(n) => Value::Integer(n),
-                        SqlValue::Real(f) => Value::Real(f),
-                        SqlValue::Text(s) => Value::Text(s),
-                        SqlValue::Blob(b) => Value::Blob(b),
-                    })
-                    .collect()
-            })
+        Ok(from_sql(r))
+    }
+
+    async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
+        let stmts = stmts
+            .iter()
+            .map(|s| (s.sql.to_string(), to_sql(&s.params)))
             .collect();
-        Ok(Rows {
-            columns: r.columns,
-            rows,
+        let results = self
+            .0
+            .batch(stmts, atomic)
+            .await
+            .map_err(|e| DbError(e.to_string()))?;
+        Ok(results.into_iter().map(from_sql).collect())
+    }
+}
+
+fn to_sql(params: &[Value]) -> Vec<SqlValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            Value::Null => SqlValue::Null,
+            Value::Integer(n) => SqlValue::Integer(*n),
+            Value::Real(f) => SqlValue::Real(*f),
+            Value::Text(s) => SqlValue::Text(s.clone()),
+            Value::Blob(b) => SqlValue::Blob(b.clone()),
         })
+        .collect()
+}
+
+fn from_sql(r: crate::db::QueryResult) -> Rows {
+    let rows = r
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    SqlValue::Null => Value::Null,
+                    SqlValue::Integer(n) => Value::Integer(n),
+                    SqlValue::Real(f) => Value::Real(f),
+                    SqlValue::Text(s) => Value::Text(s),
+                    SqlValue::Blob(b) => Value::Blob(b),
+                })
+                .collect()
+        })
+        .collect();
+    Rows {
+        columns: r.columns,
+        rows,
     }
 }
 
@@ -122,7 +142,7 @@ mod tests {
         );
     }
 
-    /// A clock and a fixed "random" byte, to decide `maybe_purge` both ways.
+    /// A clock and a fixed "random" byte, to decide `purge_now` both ways.
     struct FixedEnv(u64, u8);
     impl cyfr_core::env::Env for FixedEnv {
         fn now_ms(&self) -> u64 {
@@ -134,7 +154,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn maybe_purge_purges_on_its_share_of_calls_and_never_with_retention_zero() {
+    async fn the_purge_rides_on_its_share_of_runs_and_never_with_retention_zero() {
         let db = temp_db("maybe").await;
         let day = 86_400_000u64;
         let insert = |id: &'static str| {
@@ -158,10 +178,12 @@ mod tests {
                 .int("n")
         };
         // Not this call's turn (1 % PURGE_ONE_IN != 0), then retention 0 (keep forever).
-        cyfr_core::retention::maybe_purge(&db, &FixedEnv(100 * day, 1), 30 * day).await;
-        cyfr_core::retention::maybe_purge(&db, &FixedEnv(100 * day, 0), 0).await;
+        let purge = |env: &FixedEnv, retention| cyfr_core::retention::purge_now(env, retention);
+        assert!(purge(&FixedEnv(100 * day, 1), 30 * day).is_none());
+        assert!(purge(&FixedEnv(100 * day, 0), 0).is_none());
         assert_eq!(count().await, 1);
-        cyfr_core::retention::maybe_purge(&db, &FixedEnv(100 * day, 0), 30 * day).await;
+        let s = purge(&FixedEnv(100 * day, 0), 30 * day).expect("this call's turn");
+        db.query(&s.sql, &s.params).await.unwrap();
         assert_eq!(count().await, 0);
     }
 

@@ -182,6 +182,40 @@ impl LocalDb {
     }
 }
 
+impl LocalDb {
+    /// Runs `stmts` in order on one connection and returns each one's result; with `atomic`
+    /// inside `BEGIN IMMEDIATE … COMMIT`, rolled back on the first error (which is returned).
+    pub async fn batch(
+        &self,
+        stmts: Vec<(String, Vec<SqlValue>)>,
+        atomic: bool,
+    ) -> anyhow::Result<Vec<QueryResult>> {
+        let conn = self.connect().await?;
+        if atomic {
+            conn.execute("BEGIN IMMEDIATE", Vec::new()).await?;
+        }
+        let mut out = Vec::with_capacity(stmts.len());
+        for (sql, params) in stmts {
+            match conn.execute(&sql, params).await {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    if atomic {
+                        let _ = conn.execute("ROLLBACK", Vec::new()).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if atomic {
+            if let Err(e) = conn.execute("COMMIT", Vec::new()).await {
+                let _ = conn.execute("ROLLBACK", Vec::new()).await;
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// One connection to a [`LocalDb`].
 #[derive(Clone)]
 pub struct LocalConnection {

@@ -521,6 +521,11 @@ impl Server {
         let local_router = api.local_router.clone();
         let mut variables = opts.variables.clone();
         variables.insert("host_url".into(), format!("http://{INTERNAL_AUTHORITY}"));
+        // Migrated above, before anything is served: the router need not check per request.
+        variables.insert(
+            "schema_version".into(),
+            cyfr_core::migrate::latest_version().to_string(),
+        );
         // Failing to read the keys is fatal at start. The environment cannot change under a
         // running process; key files can (`cyfr secret rotate-master` next to a running
         // server takes effect without a restart), so those are looked up per request.

@@ -27,6 +27,7 @@ const VARIABLES: &[&str] = &[
     "host_token_key",
     "router_url",
     "execution_retention_days",
+    "schema_version",
 ];
 
 #[spin_sdk::http_component]
@@ -50,12 +51,7 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         }
     };
     let dispatch = HostPool::new(&config, SpinTransport, WasiEnv);
-    let app = App {
-        db,
-        dispatch,
-        env: WasiEnv,
-        config,
-    };
+    let app = App::new(db, dispatch, WasiEnv, config);
     let resp = app.handle(to_core(req)).await;
     let mut b = Response::builder();
     b.status(resp.status);

@@ -48,6 +48,22 @@ pub(crate) struct RunId {
     execution_id: Option<String>,
 }
 
+/// What `execution.run` with `args` will read first (see [`executions::read_ahead`]).
+pub(super) fn read_ahead(args: &Json) -> Vec<crate::db::Stmt> {
+    let Ok(Calls::Run(run)) = Action::Run.call(args) else {
+        return Vec::new();
+    };
+    let hint = run
+        .type_hint
+        .as_deref()
+        .and_then(crate::reference::ComponentType::parse);
+    run.reference
+        .as_ref()
+        .and_then(|r| crate::reference::Reference::from_json(r, hint).ok())
+        .map(|r| executions::read_ahead(&r).to_vec())
+        .unwrap_or_default()
+}
+
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     call: &Call<'_>,
@@ -57,8 +73,6 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     let who = call.who;
     match args {
         Calls::Run(args) => {
-            // Old run records go a batch at a time, on a fraction of runs.
-            crate::retention::maybe_purge(&cx.db, &cx.env, cx.config.execution_retention_ms).await;
             let origin = Origin {
                 opened,
                 secure: call.secure,

@@ -183,6 +183,22 @@ pub(crate) fn resolve_action(name: &str, action: &str) -> Option<Resolved> {
     })
 }
 
+/// The reads a `tools/call` (its JSON-RPC `params`) will make that its arguments alone
+/// decide, to send ahead with the request's caller check: `execution.run`'s component and
+/// policy. Nothing is read for a call that fails to parse; its handler reports that.
+pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
+    let (Some(name), Some(args)) = (
+        params.get("name").and_then(Json::as_str),
+        params.get("arguments"),
+    ) else {
+        return Vec::new();
+    };
+    match resolve(name, args) {
+        Ok((Action::Execution(execution::Action::Run), ..)) => execution::read_ahead(args),
+        _ => Vec::new(),
+    }
+}
+
 /// Runs `name` with `args`, after checking the caller's scope for the action and opening
 /// any sealed secrets (`encrypted_secrets`) into the arguments.
 pub async fn call<D: Db, X: Dispatch, E: Env>(
@@ -296,7 +312,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
 pub(crate) fn opener<'a, D: Db, X: Dispatch, E: Env>(
     cx: &'a Context<D, X, E>,
     call: &Call<'a>,
-) -> Result<crate::secrets::sealed::Opener<'a, D, crate::kms::LocalKms>> {
+) -> Result<crate::secrets::sealed::Opener<'a, crate::db::Ahead<D>, crate::kms::LocalKms>> {
     if !cx.config.session_encryption {
         return Err(Error::invalid_params("Session encryption is not enabled"));
     }

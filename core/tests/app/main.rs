@@ -4,6 +4,7 @@
 mod support;
 
 mod arguments;
+mod budget;
 mod executions;
 mod formulas;
 mod happy;

@@ -5,7 +5,7 @@
 
 use cyfr_core::app::App;
 use cyfr_core::config::Config;
-use cyfr_core::db::{Db, Value};
+use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use cyfr_core::dispatch::{Dispatch, DispatchError};
 use cyfr_core::env::Env;
 use cyfr_core::host_api::{LoadedComponent, RunRequest, RunResponse, RunStatus};
@@ -19,7 +19,38 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 /// The app under test.
-pub type TestApp = App<CoreDb, FakeHost, FixedEnv>;
+pub type TestApp = App<Counting<CoreDb>, FakeHost, FixedEnv>;
+
+/// A `Db` that counts round trips (each `query` or `batch` call) and statements, and keeps
+/// the SQL of each round trip: what pins the round-trip budget of every action.
+pub struct Counting<D> {
+    inner: D,
+    trips: RefCell<Vec<Vec<String>>>,
+}
+
+impl<D> Counting<D> {
+    /// Forgets what was counted so far.
+    pub fn reset(&self) {
+        self.trips.borrow_mut().clear();
+    }
+    /// The SQL of each round trip since the last reset.
+    pub fn trips(&self) -> Vec<Vec<String>> {
+        self.trips.borrow().clone()
+    }
+}
+
+impl<D: Db> Db for Counting<D> {
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.trips.borrow_mut().push(vec![sql.to_string()]);
+        self.inner.query(sql, params).await
+    }
+    async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
+        self.trips
+            .borrow_mut()
+            .push(stmts.iter().map(|s| s.sql.to_string()).collect());
+        self.inner.batch(stmts, atomic).await
+    }
+}
 
 /// A clock that moves only when told to, and deterministic "randomness" (splitmix64).
 pub struct FixedEnv {
@@ -243,6 +274,8 @@ impl Harness {
         let master = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let mut config =
             Config::from_lookup(|n| (n == "master_keys").then(|| master.clone())).unwrap();
+        // Migrated below, as `cyfr up` does before it serves: the runner vouches for it.
+        config.schema_version = Some(cyfr_core::migrate::latest_version());
         tweak(&mut config);
         let db = CoreDb::open_in_memory().await.unwrap();
         cyfr_core::migrate::migrate(&db).await.unwrap();
@@ -258,12 +291,11 @@ impl Harness {
         )
         .await
         .unwrap();
-        let app = Rc::new(App {
-            db,
-            dispatch: FakeHost::default(),
-            env: FixedEnv::new(),
-            config,
-        });
+        let db = Counting {
+            inner: db,
+            trips: RefCell::new(Vec::new()),
+        };
+        let app = Rc::new(App::new(db, FakeHost::default(), FixedEnv::new(), config));
         app.dispatch.app.replace(Rc::downgrade(&app));
         Harness { app }
     }

@@ -116,12 +116,7 @@ impl Env for FixedEnv {
 
 fn app() -> &'static App<StubDb, NoHost, FixedEnv> {
     static APP: OnceLock<App<StubDb, NoHost, FixedEnv>> = OnceLock::new();
-    APP.get_or_init(|| App {
-        db: StubDb,
-        dispatch: NoHost,
-        env: FixedEnv,
-        config: Config::default(),
-    })
+    APP.get_or_init(|| App::new(StubDb, NoHost, FixedEnv, Config::default()))
 }
 
 /// Polls a future that never waits (the stubs answer at once) to its end.
