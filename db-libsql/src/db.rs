@@ -191,8 +191,11 @@ impl LocalDb {
     pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
         let mut conn = lock(&self.conn, self.lock_timeout).await?;
         let r = conn.run(sql, params).await;
-        conn.end_stray_transaction()?;
-        r
+        // The statement's own error, if any, says more than "rolled back".
+        match conn.end_stray_transaction() {
+            Ok(()) => r,
+            Err(e) => r.and(Err(e)),
+        }
     }
 
     /// Runs `stmts` in order under one hold of the connection and returns each one's result.
