@@ -4,19 +4,42 @@
 //! (`cyfr_host::spin_runner`), and what [`crate::core_db::CoreDb`] sits on. Tests open it
 //! in memory ([`LocalDb::open_in_memory`]).
 //!
+//! A `LocalDb` is ONE long-lived libsql connection behind an async mutex: one connection in the
+//! process means our own requests never wait on each other's SQLite locks, and its schema and
+//! page cache stay warm. Statements run inline on the calling task while the guard is held
+//! (libsql's local futures complete without yielding; SQLite work is microseconds), from a
+//! cache of prepared statements. [`LocalDb::execute`] and [`LocalDb::batch`] hold the guard
+//! for their statements; a [`LocalSession`] (a guest's `spin:sqlite` connection) holds it per
+//! statement, or from a statement that opens a transaction until the one that ends it.
+//! Waiting for the guard is bounded by [`BUSY_TIMEOUT`], like SQLite's own lock waits.
+//!
 //! Every statement goes through `query` and all of its rows are collected, so `SELECT`s and
-//! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. SQLite calls are synchronous under
-//! libsql's async API (and may sleep up to `busy_timeout` waiting for a lock), so each call runs
-//! on tokio's blocking pool rather than on a runtime worker.
+//! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. Automatic WAL checkpoints are off on
+//! the shared connection (one would land on whichever request crosses the threshold); a
+//! background thread checkpoints instead ([`checkpoint`]).
 
+mod checkpoint;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// How long a connection waits for a lock held by another connection (`PRAGMA busy_timeout`).
+pub use session::LocalSession;
+
+/// How long a statement waits for a lock: SQLite's `busy_timeout` (another process's lock)
+/// and the wait for the shared connection (another session's transaction).
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Prepared statements kept per connection; past this the cache is emptied (cyfr's own SQL
+/// is a few dozen distinct strings, so only a guest sending ad-hoc SQL ever gets here).
+const STATEMENT_CACHE: usize = 256;
 
 /// A single SQLite value, as a parameter or as a result column.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,26 +87,23 @@ pub struct QueryResult {
     pub columns: Vec<String>,
     /// Every row produced (for `SELECT`, and for statements with `RETURNING`).
     pub rows: Vec<Vec<SqlValue>>,
-    /// `last_insert_rowid()` of the connection that ran the statement, read right after it.
+    /// `last_insert_rowid()` of the connection, read right after the statement.
     pub last_insert_rowid: i64,
-    /// `changes()` of the connection that ran the statement, read right after it (rows
-    /// modified by the most recent completed INSERT/UPDATE/DELETE on that connection).
+    /// `changes()` of the connection, read right after the statement (rows modified by the
+    /// most recent completed INSERT/UPDATE/DELETE).
     pub changes: u64,
 }
 
-/// An embedded libsql database in a local file (created if missing), in WAL mode.
-///
-/// One `libsql::Database`; connections are opened as needed (each with `busy_timeout`).
+/// An embedded libsql database in a local file (created if missing) in WAL mode, or in memory.
 pub struct LocalDb {
-    db: Arc<libsql::Database>,
+    /// Declared first so it is dropped first: its thread (and connection) end before the
+    /// shared connection closes, so that close is the last one and checkpoints the WAL away.
+    /// Held for that `Drop` (read only by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    checkpointer: Option<checkpoint::Checkpointer>,
+    conn: Arc<Mutex<Conn>>,
+    lock_timeout: Duration,
     path: PathBuf,
-    /// Held open for the database's lifetime: when the last connection closes SQLite
-    /// checkpoints and deletes the WAL (about four fsyncs), which with one short-lived
-    /// connection per request happened after nearly every request.
-    _keep_wal: Option<LocalConnection>,
-    /// In memory, the one connection every statement uses: each new connection to
-    /// `:memory:` would be a database of its own.
-    memory: Option<LocalConnection>,
 }
 
 impl std::fmt::Debug for LocalDb {
@@ -93,27 +113,27 @@ impl std::fmt::Debug for LocalDb {
 }
 
 impl LocalDb {
-    /// Opens (creating it, and its parent directories, if missing) the database file at `path`
-    /// and switches it to WAL mode.
+    /// Opens (creating it, and its parent directories, if missing) the database file at `path`,
+    /// switches it to WAL mode and starts its checkpointer.
     pub async fn open(path: impl AsRef<Path>) -> anyhow::Result<LocalDb> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let db = libsql::Builder::new_local(&path)
-            .build()
-            .await
-            .with_context(|| format!("opening database {}", path.display()))?;
-        let mut this = LocalDb {
-            db: Arc::new(db),
-            path,
-            _keep_wal: None,
-            memory: None,
-        };
+        let db = Arc::new(
+            libsql::Builder::new_local(&path)
+                .build()
+                .await
+                .with_context(|| format!("opening database {}", path.display()))?,
+        );
+        let mut conn = Conn::connect(&db)?;
+        // In WAL mode NORMAL keeps the database consistent and skips an fsync per commit
+        // (a power cut may lose the last commits, never corrupt the file; a killed process
+        // loses nothing).
+        conn.run("PRAGMA synchronous=NORMAL", Vec::new()).await?;
         // journal_mode=WAL is persistent in the file; check that it took.
-        let conn = this.connect().await?;
-        let r = conn.execute("PRAGMA journal_mode=WAL", Vec::new()).await?;
+        let r = conn.run("PRAGMA journal_mode=WAL", Vec::new()).await?;
         let mode = match r.rows.first().and_then(|row| row.first()) {
             Some(SqlValue::Text(m)) => m.to_ascii_lowercase(),
             other => anyhow::bail!("unexpected journal_mode result: {other:?}"),
@@ -121,17 +141,24 @@ impl LocalDb {
         anyhow::ensure!(
             mode == "wal",
             "could not enable WAL on {} (journal_mode is {mode})",
-            this.path.display()
+            path.display()
         );
-        // A connection holds the WAL open only once it has read in WAL mode.
-        conn.execute("SELECT count(*) FROM sqlite_schema", Vec::new())
+        conn.run("PRAGMA wal_autocheckpoint=0", Vec::new()).await?;
+        // A connection holds the WAL open (so it is not checkpointed away and deleted between
+        // requests) only once it has read in WAL mode.
+        conn.run("SELECT count(*) FROM sqlite_schema", Vec::new())
             .await?;
-        this._keep_wal = Some(conn);
-        Ok(this)
+        let checkpointer = checkpoint::Checkpointer::start(db.clone())?;
+        conn.writes = Some(checkpointer.signal());
+        Ok(LocalDb {
+            checkpointer: Some(checkpointer),
+            conn: Arc::new(Mutex::new(conn)),
+            lock_timeout: BUSY_TIMEOUT,
+            path,
+        })
     }
 
-    /// A fresh, empty database in memory (no file, no WAL), gone when dropped. Every
-    /// statement runs on one connection, so `connect` hands out that same connection.
+    /// A fresh, empty database in memory (no file, no WAL), gone when dropped.
     pub async fn open_in_memory() -> anyhow::Result<LocalDb> {
         let db = Arc::new(
             libsql::Builder::new_local(":memory:")
@@ -139,13 +166,11 @@ impl LocalDb {
                 .await
                 .context("opening an in-memory database")?,
         );
-        let handle = db.clone();
-        let conn = blocking(move || handle.connect().context("connecting to database")).await?;
         Ok(LocalDb {
-            db,
+            checkpointer: None,
+            conn: Arc::new(Mutex::new(Conn::connect(&db)?)),
+            lock_timeout: BUSY_TIMEOUT,
             path: PathBuf::from(":memory:"),
-            _keep_wal: None,
-            memory: Some(LocalConnection { conn }),
         })
     }
 
@@ -154,106 +179,208 @@ impl LocalDb {
         &self.path
     }
 
-    /// Opens a new connection (with `busy_timeout` set). Its `last_insert_rowid` and `changes`
-    /// are its own, as in SQLite. In memory, the database's one connection.
-    pub async fn connect(&self) -> anyhow::Result<LocalConnection> {
-        if let Some(conn) = &self.memory {
-            return Ok(conn.clone());
-        }
-        let db = self.db.clone();
-        let conn = blocking(move || {
-            let conn = db.connect().context("connecting to database")?;
-            conn.busy_timeout(BUSY_TIMEOUT)
-                .context("setting busy_timeout")?;
-            Ok(conn)
-        })
-        .await?;
-        let conn = LocalConnection { conn };
-        // In WAL mode NORMAL keeps the database consistent and skips an fsync per commit
-        // (a power cut may lose the last commits, never corrupt the file).
-        conn.execute("PRAGMA synchronous=NORMAL", Vec::new())
-            .await?;
-        Ok(conn)
+    /// A session: statements in the order it sends them, with its own `last_insert_rowid` and
+    /// `changes`; a transaction it opens holds the database until it ends (see [`LocalSession`]).
+    pub fn session(&self) -> LocalSession {
+        LocalSession::new(self.conn.clone(), self.lock_timeout)
     }
 
-    /// Runs one statement on a fresh connection and collects all rows it returns.
+    /// Runs one statement and collects all the rows it returns. Only the first statement of
+    /// `sql` is run. A statement that would leave a transaction open is rolled back and
+    /// refused: transactions belong in a [`LocalSession`] or an atomic [`LocalDb::batch`].
     pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
-        self.connect().await?.execute(sql, params).await
+        let mut conn = lock(&self.conn, self.lock_timeout).await?;
+        let r = conn.run(sql, params).await;
+        // The statement's own error, if any, says more than "rolled back".
+        match conn.end_stray_transaction() {
+            Ok(()) => r,
+            Err(e) => r.and(Err(e)),
+        }
     }
-}
 
-impl LocalDb {
-    /// Runs `stmts` in order on one connection and returns each one's result; with `atomic`
-    /// inside `BEGIN IMMEDIATE … COMMIT`, rolled back on the first error (which is returned).
+    /// Runs `stmts` in order under one hold of the connection and returns each one's result.
+    /// The first error stops the batch and is returned. With `atomic` the batch is one
+    /// transaction (`BEGIN IMMEDIATE` … `COMMIT`): on an error nothing of it stays. Statements
+    /// must not begin or end transactions themselves.
     pub async fn batch(
         &self,
         stmts: Vec<(String, Vec<SqlValue>)>,
         atomic: bool,
     ) -> anyhow::Result<Vec<QueryResult>> {
-        let conn = self.connect().await?;
+        let mut conn = lock(&self.conn, self.lock_timeout).await?;
         if atomic {
-            conn.execute("BEGIN IMMEDIATE", Vec::new()).await?;
+            conn.run("BEGIN IMMEDIATE", Vec::new()).await?;
         }
-        let mut out = Vec::with_capacity(stmts.len());
-        for (sql, params) in stmts {
-            match conn.execute(&sql, params).await {
-                Ok(r) => out.push(r),
+        let r = conn.run_batch(stmts, atomic).await;
+        match r {
+            Ok(results) if atomic => match conn.run("COMMIT", Vec::new()).await {
+                Ok(_) => Ok(results),
                 Err(e) => {
-                    if atomic {
-                        let _ = conn.execute("ROLLBACK", Vec::new()).await;
-                    }
-                    return Err(e);
+                    conn.rollback();
+                    Err(e)
                 }
+            },
+            Ok(results) => {
+                conn.end_stray_transaction()?;
+                Ok(results)
+            }
+            Err(e) => {
+                conn.rollback();
+                Err(e)
             }
         }
-        if atomic {
-            if let Err(e) = conn.execute("COMMIT", Vec::new()).await {
-                let _ = conn.execute("ROLLBACK", Vec::new()).await;
+    }
+
+    /// The same database waiting at most `timeout` for the shared connection (tests use a
+    /// short bound instead of [`BUSY_TIMEOUT`]).
+    #[cfg(test)]
+    fn with_lock_timeout(mut self, timeout: Duration) -> LocalDb {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// What the checkpointer has done so far (`None` in memory).
+    #[cfg(test)]
+    fn checkpoints(&self) -> Option<checkpoint::Stats> {
+        self.checkpointer.as_ref().map(|c| c.stats())
+    }
+}
+
+/// Takes the shared connection, waiting at most `timeout` (then failing as SQLite does when a
+/// lock is held too long), so a guest that keeps a transaction open cannot stall the server.
+async fn lock(conn: &Arc<Mutex<Conn>>, timeout: Duration) -> anyhow::Result<OwnedMutexGuard<Conn>> {
+    // Uncontended (the common case): no timer.
+    if let Ok(guard) = conn.clone().try_lock_owned() {
+        return Ok(guard);
+    }
+    tokio::time::timeout(timeout, conn.clone().lock_owned())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "database is locked: another session held a transaction for over {} ms",
+                timeout.as_millis()
+            )
+        })
+}
+
+/// The one libsql connection of a [`LocalDb`] and its prepared statements.
+struct Conn {
+    /// Declared before `conn`: statements are finalized before the connection closes.
+    stmts: HashMap<String, libsql::Statement>,
+    conn: libsql::Connection,
+    /// Tells the checkpointer about writes (files only).
+    writes: Option<checkpoint::Signal>,
+    _db: Arc<libsql::Database>,
+}
+
+impl Conn {
+    fn connect(db: &Arc<libsql::Database>) -> anyhow::Result<Conn> {
+        let conn = db.connect().context("connecting to database")?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .context("setting busy_timeout")?;
+        Ok(Conn {
+            stmts: HashMap::new(),
+            conn,
+            writes: None,
+            _db: db.clone(),
+        })
+    }
+
+    /// Runs the first statement of `sql` from the statement cache and collects its rows.
+    async fn run(&mut self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
+        if !self.stmts.contains_key(sql) {
+            let stmt = self.conn.prepare(sql).await?;
+            if self.stmts.len() >= STATEMENT_CACHE {
+                self.stmts.clear();
+            }
+            self.stmts.insert(sql.to_owned(), stmt);
+        }
+        let stmt = &self.stmts[sql];
+        let before = self.conn.total_changes();
+        let collected = collect(stmt, params).await;
+        // Always reset: a statement left mid-rows keeps a read transaction open, which pins
+        // the WAL (no checkpoint can pass it) and hides later commits from this connection.
+        stmt.reset();
+        if let Some(writes) = &self.writes {
+            if self.conn.total_changes() != before || !is_select(sql) {
+                writes.wrote();
+            }
+        }
+        let (columns, rows) = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                // Prepared again next time rather than trusting a statement that failed.
+                self.stmts.remove(sql);
                 return Err(e);
             }
-        }
-        Ok(out)
-    }
-}
-
-/// One connection to a [`LocalDb`].
-#[derive(Clone)]
-pub struct LocalConnection {
-    conn: libsql::Connection,
-}
-
-impl LocalConnection {
-    /// Runs one statement (through `query`) and collects all the rows it returns.
-    ///
-    /// Only the first statement of `sql` is run.
-    pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
-        let conn = self.conn.clone();
-        let sql = sql.to_owned();
-        blocking(move || {
-            let handle = tokio::runtime::Handle::current();
-            handle.block_on(run_query(&conn, &sql, params))
+        };
+        Ok(QueryResult {
+            columns,
+            rows,
+            last_insert_rowid: self.conn.last_insert_rowid(),
+            changes: self.conn.changes(),
         })
-        .await
     }
 
-    /// The rowid of the most recent successful INSERT on this connection (0 if none).
-    pub fn last_insert_rowid(&self) -> i64 {
-        self.conn.last_insert_rowid()
+    /// The statements of a batch, in order; the first error ends it.
+    async fn run_batch(
+        &mut self,
+        stmts: Vec<(String, Vec<SqlValue>)>,
+        atomic: bool,
+    ) -> anyhow::Result<Vec<QueryResult>> {
+        let mut results = Vec::with_capacity(stmts.len());
+        for (sql, params) in stmts {
+            results.push(self.run(&sql, params).await?);
+            anyhow::ensure!(
+                !atomic || !self.conn.is_autocommit(),
+                "a statement of an atomic batch ended its transaction: {sql}"
+            );
+        }
+        Ok(results)
     }
 
-    /// Rows modified by the most recently completed INSERT/UPDATE/DELETE on this connection.
-    pub fn changes(&self) -> u64 {
-        self.conn.changes()
+    /// Whether a transaction is open on the connection.
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    /// Rolls back an open transaction (nothing if none is open).
+    fn rollback(&mut self) {
+        if self.in_transaction() {
+            // libsql's local futures are complete on their first poll; see `now`.
+            let done = now(self.conn.execute("ROLLBACK", ()));
+            if !matches!(done, Some(Ok(_))) || self.in_transaction() {
+                tracing::warn!("ROLLBACK failed: {done:?}");
+            }
+        }
+    }
+
+    /// Rolls back and fails if a single statement left a transaction open.
+    fn end_stray_transaction(&mut self) -> anyhow::Result<()> {
+        if self.in_transaction() {
+            self.rollback();
+            anyhow::bail!(
+                "a transaction may only be opened by a session or an atomic batch; rolled back"
+            );
+        }
+        Ok(())
     }
 }
 
-async fn run_query(
-    conn: &libsql::Connection,
-    sql: &str,
+/// Binds `params` (the missing ones as NULL, as on a freshly prepared statement: a cached one
+/// keeps its previous bindings), runs `stmt` and collects its columns and rows.
+async fn collect(
+    stmt: &libsql::Statement,
     params: Vec<SqlValue>,
-) -> anyhow::Result<QueryResult> {
-    let params = libsql::params::Params::Positional(params.into_iter().map(Into::into).collect());
-    let mut rows = conn.query(sql, params).await?;
+) -> anyhow::Result<(Vec<String>, Vec<Vec<SqlValue>>)> {
+    let mut values: Vec<libsql::Value> = params.into_iter().map(Into::into).collect();
+    let wanted = stmt.parameter_count();
+    if values.len() < wanted {
+        values.resize(wanted, libsql::Value::Null);
+    }
+    let mut rows = stmt
+        .query(libsql::params::Params::Positional(values))
+        .await?;
     let n = rows.column_count();
     let columns = (0..n)
         .map(|i| rows.column_name(i).unwrap_or_default().to_owned())
@@ -266,183 +393,23 @@ async fn run_query(
         }
         out.push(values);
     }
-    drop(rows);
-    Ok(QueryResult {
-        columns,
-        rows: out,
-        last_insert_rowid: conn.last_insert_rowid(),
-        changes: conn.changes(),
-    })
+    Ok((columns, out))
 }
 
-/// Runs `f` on tokio's blocking pool (SQLite may sleep waiting for a lock).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .context("database task panicked")?
+/// Whether `sql` starts with `SELECT` (reads only; anything else may write a WAL frame).
+fn is_select(sql: &str) -> bool {
+    let s = sql.trim_start().as_bytes();
+    s.len() >= 6 && s[..6].eq_ignore_ascii_case(b"select")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_path(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "cyfr-db-test-{}-{}-{}",
-            name,
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("test.db")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_outlives_each_statements_connection() {
-        let path = temp_path("keep-wal");
-        let wal = path.with_extension("db-wal");
-        let db = LocalDb::open(&path).await.unwrap();
-        db.execute("CREATE TABLE t (x)", vec![]).await.unwrap();
-        db.execute("INSERT INTO t VALUES (1)", vec![])
-            .await
-            .unwrap();
-        // Each execute's connection is closed by now; the WAL is not checkpointed away.
-        assert!(wal.exists(), "{} was deleted", wal.display());
-        drop(db);
-        assert!(!wal.exists(), "closing the database checkpoints the WAL");
-        let db = LocalDb::open(&path).await.unwrap();
-        let rows = db.execute("SELECT x FROM t", vec![]).await.unwrap();
-        assert_eq!(rows.rows, vec![vec![SqlValue::Integer(1)]]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn opens_in_wal_mode_and_round_trips_values() {
-        let path = temp_path("wal");
-        let db = LocalDb::open(&path).await.unwrap();
-        assert!(path.exists());
-        let mode = db.execute("PRAGMA journal_mode", vec![]).await.unwrap();
-        assert_eq!(mode.rows, vec![vec![SqlValue::Text("wal".into())]]);
-        let bt = db.execute("PRAGMA busy_timeout", vec![]).await.unwrap();
-        assert_eq!(bt.rows, vec![vec![SqlValue::Integer(5000)]]);
-
-        db.execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, b BLOB, n)",
-            vec![],
-        )
-        .await
-        .unwrap();
-        let conn = db.connect().await.unwrap();
-        assert_eq!(conn.last_insert_rowid(), 0);
-        let ins = conn
-            .execute(
-                "INSERT INTO t (i, r, s, b, n) VALUES (?, ?, ?, ?, ?)",
-                vec![
-                    SqlValue::Integer(-7),
-                    SqlValue::Real(1.5),
-                    SqlValue::Text("héllo".into()),
-                    SqlValue::Blob(vec![0, 1, 255]),
-                    SqlValue::Null,
-                ],
-            )
-            .await
-            .unwrap();
-        assert!(ins.columns.is_empty() && ins.rows.is_empty());
-        assert_eq!((ins.last_insert_rowid, ins.changes), (1, 1));
-        assert_eq!((conn.last_insert_rowid(), conn.changes()), (1, 1));
-
-        let sel = db
-            .execute(
-                "SELECT i, r, s, b, n FROM t WHERE id = ?",
-                vec![SqlValue::Integer(1)],
-            )
-            .await
-            .unwrap();
-        assert_eq!(sel.columns, vec!["i", "r", "s", "b", "n"]);
-        assert_eq!(
-            sel.rows,
-            vec![vec![
-                SqlValue::Integer(-7),
-                SqlValue::Real(1.5),
-                SqlValue::Text("héllo".into()),
-                SqlValue::Blob(vec![0, 1, 255]),
-                SqlValue::Null,
-            ]]
-        );
-
-        // Errors surface as errors.
-        assert!(db.execute("SELECT * FROM missing", vec![]).await.is_err());
-        assert!(conn
-            .execute("INSERT INTO t (id) VALUES (1)", vec![])
-            .await
-            .is_err());
-
-        // Persisted: a second LocalDb on the same file sees the row.
-        drop(db);
-        let db2 = LocalDb::open(&path).await.unwrap();
-        let count = db2
-            .execute("SELECT count(*) AS c FROM t", vec![])
-            .await
-            .unwrap();
-        assert_eq!(count.rows, vec![vec![SqlValue::Integer(1)]]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn in_memory_statements_share_one_database() {
-        let db = LocalDb::open_in_memory().await.unwrap();
-        assert_eq!(db.path(), Path::new(":memory:"));
-        db.execute("CREATE TABLE t (x)", vec![]).await.unwrap();
-        db.execute("INSERT INTO t VALUES (?)", vec![SqlValue::Integer(7)])
-            .await
-            .unwrap();
-        let rows = db.execute("SELECT x FROM t", vec![]).await.unwrap();
-        assert_eq!(rows.rows, vec![vec![SqlValue::Integer(7)]]);
-        let other = LocalDb::open_in_memory().await.unwrap();
-        assert!(other.execute("SELECT x FROM t", vec![]).await.is_err());
-    }
-
-    /// The rate limiter's statement: an upsert whose DO UPDATE has a WHERE. When the WHERE is
-    /// false nothing is updated and RETURNING yields no row.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn upsert_with_where_returning_yields_no_row_when_where_is_false() {
-        let db = LocalDb::open(temp_path("upsert")).await.unwrap();
-        db.execute(
-            "CREATE TABLE rate (key TEXT PRIMARY KEY, count INTEGER NOT NULL)",
-            vec![],
-        )
-        .await
-        .unwrap();
-        let upsert = "INSERT INTO rate (key, count) VALUES (?1, 1) \
-                      ON CONFLICT(key) DO UPDATE SET count = count + 1 \
-                      WHERE rate.count < ?2 \
-                      RETURNING count";
-        let limit = 3;
-        let mut seen = Vec::new();
-        for _ in 0..5 {
-            let r = db
-                .execute(
-                    upsert,
-                    vec![SqlValue::Text("k".into()), SqlValue::Integer(limit)],
-                )
-                .await
-                .unwrap();
-            assert_eq!(r.columns, vec!["count"]);
-            seen.push((r.rows.clone(), r.changes));
-        }
-        let one = |n| (vec![vec![SqlValue::Integer(n)]], 1);
-        assert_eq!(
-            seen,
-            vec![one(1), one(2), one(3), (vec![], 0), (vec![], 0)],
-            "insert, two updates, then the WHERE is false: no row, no change"
-        );
-        let r = db
-            .execute("SELECT count FROM rate WHERE key = 'k'", vec![])
-            .await
-            .unwrap();
-        assert_eq!(r.rows, vec![vec![SqlValue::Integer(3)]]);
+/// Polls `f` once: libsql's local futures do their (synchronous) SQLite work and complete on
+/// the first poll, so this runs them where there is no task to await on (`Drop`, the
+/// checkpointer thread). `None` if one ever did not complete.
+fn now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }

@@ -318,6 +318,37 @@ fn sqlite_round_trip_persists_across_requests() {
     );
 }
 
+/// A guest that opens a transaction and never commits it holds the shared connection only
+/// until its connection (or its whole instance, on a trap) goes: the transaction is rolled
+/// back and the next request's statements run at once instead of waiting out BUSY_TIMEOUT.
+#[test]
+fn a_transaction_a_guest_leaves_open_is_rolled_back_and_frees_the_database() {
+    for how in ["drop", "trap"] {
+        let resp = get(&format!("/sql-abandon?how={how}"));
+        let expected = if how == "trap" { 500 } else { 200 };
+        assert_eq!(resp.status, expected, "{how}: {}", resp.text());
+        let after = get(&format!("/sql?v=after-{how}"));
+        assert_eq!(after.status, 200, "{how}: {}", after.text());
+        assert!(
+            after.text().contains(&format!(":after-{how}:")),
+            "{}",
+            after.text()
+        );
+        let h = harness();
+        let db = h.db.clone();
+        let left =
+            h.rt.block_on(async move {
+                db.execute(
+                    "SELECT count(*) FROM items WHERE v = ?",
+                    vec![SqlValue::Text(format!("abandoned-{how}"))],
+                )
+                .await
+            })
+            .unwrap();
+        assert_eq!(left.rows, vec![vec![SqlValue::Integer(0)]], "{how}");
+    }
+}
+
 #[test]
 fn sqlite_errors_map_to_spin_errors() {
     let resp = get("/sql-error");

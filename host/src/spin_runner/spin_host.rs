@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::db::{LocalConnection, LocalDb, SqlValue};
+use crate::db::{LocalDb, LocalSession, SqlValue};
 
 #[allow(missing_docs, clippy::all)]
 mod generated {
@@ -26,9 +26,10 @@ mod generated {
 use generated::fermyon::spin::variables;
 use generated::spin::sqlite::sqlite;
 
-/// The host side of a guest's `spin:sqlite/sqlite.connection` resource.
+/// The host side of a guest's `spin:sqlite/sqlite.connection` resource: a session on the
+/// shared connection (dropping it rolls back a transaction the guest left open).
 pub struct SqliteConnection {
-    conn: LocalConnection,
+    session: LocalSession,
 }
 
 /// Per-store state for the Spin interfaces.
@@ -98,12 +99,8 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
         if database != DEFAULT_DATABASE {
             return Ok(Err(sqlite::Error::NoSuchDatabase));
         }
-        let db = self.state.db.clone();
-        let conn = match db.connect().await {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(sqlite::Error::Io(format!("{e:#}")))),
-        };
-        let resource = self.table.push(SqliteConnection { conn })?;
+        let session = self.state.db.session();
+        let resource = self.table.push(SqliteConnection { session })?;
         Ok(Ok(resource))
     }
 
@@ -113,9 +110,9 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
-        let conn = self.table.get(&connection)?.conn.clone();
+        let session = &mut self.table.get_mut(&connection)?.session;
         let params = parameters.into_iter().map(from_wit).collect();
-        Ok(match conn.execute(&statement, params).await {
+        Ok(match session.execute(&statement, params).await {
             Ok(r) => Ok(sqlite::QueryResult {
                 columns: r.columns,
                 rows: r
@@ -134,11 +131,11 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
         &mut self,
         connection: Resource<SqliteConnection>,
     ) -> wasmtime::Result<i64> {
-        Ok(self.table.get(&connection)?.conn.last_insert_rowid())
+        Ok(self.table.get(&connection)?.session.last_insert_rowid())
     }
 
     async fn changes(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&connection)?.conn.changes())
+        Ok(self.table.get(&connection)?.session.changes())
     }
 
     async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {

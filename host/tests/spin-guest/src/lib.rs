@@ -108,6 +108,25 @@ async fn route(req: Request) -> anyhow::Result<Response> {
             }
             Ok(text(200, out))
         }
+        // Open a transaction, write in it, and leave without committing: by returning
+        // (`how=drop`, the connection resource is dropped) or by trapping (`how=trap`).
+        "/sql-abandon" => {
+            let how = query_param(&req, "how").unwrap_or_default();
+            let db = Connection::open_default()?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, v TEXT NOT NULL, b BLOB, r REAL, n)",
+                &[],
+            )?;
+            db.execute("BEGIN IMMEDIATE", &[])?;
+            db.execute(
+                "INSERT INTO items (v) VALUES (?)",
+                &[Value::Text(format!("abandoned-{how}"))],
+            )?;
+            if how == "trap" {
+                panic!("test guest trapping inside a transaction");
+            }
+            Ok(text(200, "left without COMMIT"))
+        }
         "/sql-error" => Ok(match db_error() {
             Ok(()) => text(200, "no error?"),
             Err(e) => text(200, e),
