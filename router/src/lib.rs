@@ -41,15 +41,8 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         Ok(c) => c,
         Err(e) => return Ok(text(500, &format!("cyfr router misconfigured: {e}"))),
     };
-    let db = match Connection::open_default() {
-        Ok(c) => SpinDb(c),
-        Err(e) => {
-            return Ok(text(
-                500,
-                &format!("cyfr router cannot open its database: {e:?}"),
-            ))
-        }
-    };
+    // Opened on the first statement: `/health` and refusals before any SQL open nothing.
+    let db = SpinDb(std::cell::OnceCell::new());
     let dispatch = HostPool::new(&config, SpinTransport, WasiEnv);
     let app = App::new(db, dispatch, WasiEnv, config);
     let resp = app.handle(to_core(req)).await;
@@ -115,8 +108,19 @@ fn to_core(req: Request) -> HttpRequest {
     }
 }
 
-/// Spin SQLite behind the core's `Db`.
-struct SpinDb(Connection);
+/// Spin SQLite behind the core's `Db`, its connection opened on first use.
+struct SpinDb(std::cell::OnceCell<Connection>);
+
+impl SpinDb {
+    fn connection(&self) -> Result<&Connection, DbError> {
+        if let Some(c) = self.0.get() {
+            return Ok(c);
+        }
+        let c = Connection::open_default()
+            .map_err(|e| DbError(format!("cannot open the database: {e:?}")))?;
+        Ok(self.0.get_or_init(|| c))
+    }
+}
 
 impl Db for SpinDb {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
@@ -131,7 +135,7 @@ impl Db for SpinDb {
             })
             .collect();
         let result = self
-            .0
+            .connection()?
             .execute(sql, &params)
             .map_err(|e| DbError(format!("{e:?}")))?;
         let rows = result
