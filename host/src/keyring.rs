@@ -67,11 +67,23 @@ pub fn env_mode() -> bool {
     std::env::var("CYFR_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty())
 }
 
+/// How long a running server trusts its cached key files before `stat`ing them again;
+/// `rotate` waits longer than this before rewrapping, so every server has the new key by then.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The `master_keys` variable of a running server, read again only when a key file changed
-/// (a `rotate-master` next to it), so a request costs two `stat`s, not two reads and decodes.
+/// (a `rotate-master` next to it), and the files are `stat`ed at most once per [`RECHECK`],
+/// so a request usually costs neither a read nor a syscall.
 pub struct KeyVariable {
     data_dir: PathBuf,
-    cached: std::sync::Mutex<Option<(FileStamps, Zeroizing<String>)>>,
+    cached: std::sync::Mutex<Option<Cached>>,
+}
+
+/// The last value read, the file stamps it was read under, and when they were last checked.
+struct Cached {
+    stamps: FileStamps,
+    checked: std::time::Instant,
+    value: Zeroizing<String>,
 }
 
 /// Modification times of `master.key.next` and `master.key` (`None`: missing).
@@ -88,20 +100,31 @@ impl KeyVariable {
 
     /// The variable's value now.
     pub fn get(&self) -> Result<String> {
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if let Some(c) = cached.as_ref() {
+            if now.duration_since(c.checked) < RECHECK {
+                return Ok(c.value.to_string());
+            }
+        }
         let stamp = |f: &str| {
             std::fs::metadata(self.data_dir.join(f))
                 .and_then(|m| m.modified())
                 .ok()
         };
         let stamps = [stamp(NEXT_FILE), stamp(KEY_FILE)];
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, value)) = cached.as_ref() {
-            if *seen == stamps {
-                return Ok(value.to_string());
+        if let Some(c) = cached.as_mut() {
+            if c.stamps == stamps {
+                c.checked = now;
+                return Ok(c.value.to_string());
             }
         }
         let value = Zeroizing::new(variable(&self.data_dir)?);
-        *cached = Some((stamps, value.clone()));
+        *cached = Some(Cached {
+            stamps,
+            checked: now,
+            value: value.clone(),
+        });
         Ok(value.to_string())
     }
 }
@@ -146,8 +169,13 @@ pub struct Rotation {
 /// that one and the old one must be in `CYFR_MASTER_KEY_PREVIOUS`.
 pub async fn rotate(data_dir: &Path, db: &CoreDb) -> Result<Rotation> {
     let env_mode = env_mode();
-    if !env_mode && !data_dir.join(NEXT_FILE).exists() {
-        new_key_file(&data_dir.join(NEXT_FILE))?;
+    if !env_mode {
+        if !data_dir.join(NEXT_FILE).exists() {
+            new_key_file(&data_dir.join(NEXT_FILE))?;
+        }
+        // A running server rechecks the key files once per RECHECK: wait until it has the
+        // new key, so it can read what is rewrapped next and wraps new data keys under it.
+        tokio::time::sleep(RECHECK + std::time::Duration::from_millis(200)).await;
     }
     let kms = LocalKms::new(load(data_dir)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let data_keys = cyfr_core::secrets::envelope::rewrap_all(db, &kms, &NativeEnv)
@@ -166,4 +194,42 @@ pub async fn rotate(data_dir: &Path, db: &CoreDb) -> Result<Rotation> {
         session_keys,
         kek_id: cyfr_core::secrets::kms::Kms::current_id(&kms).to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed at the end of the test.
+    struct Dir(PathBuf);
+    impl Dir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_replaced_key_file_is_picked_up() {
+        let dir = std::env::temp_dir().join(format!("cyfr-keyvar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = Dir(dir);
+        new_key_file(&dir.path().join(KEY_FILE)).unwrap();
+        let var = KeyVariable::new(dir.path());
+        let first = var.get().unwrap();
+        assert_eq!(first, variable(dir.path()).unwrap());
+        // Wait out the mtime granularity so the new file's stamp differs, then rotate the file.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        new_key_file(&dir.path().join(KEY_FILE)).unwrap();
+        let second = variable(dir.path()).unwrap();
+        assert_ne!(first, second);
+        // Poll: the cache rechecks after RECHECK; no bound on when, only that it does.
+        while var.get().unwrap() != second {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
