@@ -18,3 +18,11 @@ pub mod spin_runner;
 
 // Moved to the cyfr-libsql crate (core's tests use it too); the old paths keep working.
 pub use cyfr_libsql::{core_db, db};
+
+/// `CYFR_PERF_MAP=1` makes an engine write `/tmp/perf-<pid>.map`, so `perf report` names wasm
+/// frames (the router's and the guests'); off by default.
+pub fn perf_map(config: &mut wasmtime::Config) {
+    if std::env::var_os("CYFR_PERF_MAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+}
