@@ -116,7 +116,9 @@ impl HostApi {
         let limits = limits_of(&run.limits);
         let executor = self.executor.clone();
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
+        // Its own task, not a blocking hop: the guest yields at every epoch tick, and a panic
+        // ends only this task (its JoinError becomes `HostPanic`) rather than the connection.
+        let outcome = tokio::spawn(async move {
             let mut left = Leftovers::default();
             let spec = RunSpec {
                 execution_id: Some(&run.execution_id),
@@ -126,7 +128,8 @@ impl HostApi {
                 limits: &limits,
                 guest: guest.as_guest(),
             };
-            (executor.run(spec, &mut left), left)
+            let result = executor.run_async(spec, &mut left).await;
+            (result, left)
         })
         .await;
         let resp = match outcome {

@@ -40,13 +40,16 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Runs `f` with a switch registered under `execution_id` for its duration.
-    pub(crate) fn tracked<T>(&self, execution_id: &str, f: impl FnOnce(&Arc<Cancel>) -> T) -> T {
+    /// Registers a switch under `execution_id` until the returned guard is dropped (also when
+    /// the run's future is dropped half-way).
+    pub(crate) fn track<'a>(&'a self, execution_id: &'a str) -> Tracked<'a> {
         let cancel = Arc::new(Cancel::default());
         lock(&self.by_id).insert(execution_id.to_string(), cancel.clone());
-        let result = f(&cancel);
-        lock(&self.by_id).remove(execution_id);
-        result
+        Tracked {
+            running: self,
+            id: execution_id,
+            cancel,
+        }
     }
 
     /// Flips the switch of `execution_id`; whether it was running (or queued) here.
@@ -64,5 +67,19 @@ impl Running {
     #[cfg(test)]
     pub(crate) fn contains(&self, execution_id: &str) -> bool {
         lock(&self.by_id).contains_key(execution_id)
+    }
+}
+
+/// A tracked run's switch; dropping it unregisters the run.
+pub(crate) struct Tracked<'a> {
+    running: &'a Running,
+    id: &'a str,
+    /// The run's switch.
+    pub(crate) cancel: Arc<Cancel>,
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        lock(&self.running.by_id).remove(self.id);
     }
 }

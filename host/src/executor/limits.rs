@@ -164,7 +164,8 @@ pub(crate) fn arm<T>(
         if ticks >= ticks_allowed {
             return Err(Trap::Interrupt.into());
         }
-        Ok(wasmtime::UpdateDeadline::Continue(1))
+        // Yield: a CPU-bound guest hands its worker thread back to tokio every tick.
+        Ok(wasmtime::UpdateDeadline::Yield(1))
     });
     Ok(())
 }

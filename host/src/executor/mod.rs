@@ -37,12 +37,13 @@
 //! and core instances per component are capped too), optional fuel, and input/output size
 //! caps. Each caller gets at most [`CALLER_SHARE`] of the instance slots.
 //!
-//! [`Executor::run`] (and its wrappers such as [`Executor::run_reagent`]) is synchronous. Call
-//! it from `tokio::task::spawn_blocking` (or from a thread outside any tokio runtime); it must
-//! not be called directly on an async task.
-//! Internally it drives wasmtime's async API to completion (`wasmtime_wasi::runtime::in_tokio`)
-//! so that a guest blocked in a WASI call can be cut off by a timer; instance slots are
-//! limited (64 per executor) and runs beyond that queue for a free slot.
+//! [`Executor::run_async`] is the host API's entry: it runs on the request's tokio task, and
+//! a guest in wasm yields to the runtime at every epoch tick (10 ms), so a CPU-bound guest
+//! does not hold a worker; a timer cuts off a guest blocked in a WASI call. Concurrency is
+//! bounded by the instance slots (64 per executor, 16 per caller); runs beyond that queue
+//! for a free slot. [`Executor::run`] (and its wrappers such as [`Executor::run_reagent`])
+//! drive the same future to completion on the calling thread, for trusted callers and
+//! tests; they must not be called directly on an async task.
 
 use std::fmt;
 use std::path::Path;
@@ -185,20 +186,35 @@ impl Executor {
 
     /// Runs `spec`: the one entry of every run.
     ///
-    /// Synchronous and blocking: call it from `tokio::task::spawn_blocking`. Compiles the
-    /// artifact on first use (or loads it from the on-disk compiled cache). The executor stays
-    /// usable after any error, including a guest that hit a limit. Host calls (HTTP requests,
-    /// stream reads, a formula's callbacks) end before the run's timeout; a catalyst's output,
-    /// stdout and stderr come back with every granted secret redacted. When it fails after
-    /// the guest started, `left` receives what the guest wrote and the requests refused, so a
-    /// failed run keeps its logs.
-    pub fn run(&self, spec: RunSpec<'_>, left: &mut Leftovers) -> Result<ExecOutcome, ExecError> {
+    /// Async, on the caller's tokio task: a guest in wasm yields at every epoch tick, so a
+    /// CPU-bound run does not hold a worker thread. Compiles the artifact on first use (or
+    /// loads it from the on-disk compiled cache). The executor stays usable after any error,
+    /// including a guest that hit a limit. Host calls (HTTP requests, stream reads, a
+    /// formula's callbacks) end before the run's timeout; a catalyst's output, stdout and
+    /// stderr come back with every granted secret redacted. When it fails after the guest
+    /// started, `left` receives what the guest wrote and the requests refused, so a failed
+    /// run keeps its logs.
+    pub async fn run_async(
+        &self,
+        spec: RunSpec<'_>,
+        left: &mut Leftovers,
+    ) -> Result<ExecOutcome, ExecError> {
         match spec.execution_id {
-            Some(id) => self
-                .running
-                .tracked(id, |cancel| self.run_as_world(&spec, cancel, left)),
-            None => self.run_as_world(&spec, &Arc::new(Cancel::default()), left),
+            Some(id) => {
+                let tracked = self.running.track(id);
+                self.run_as_world(&spec, &tracked.cancel, left).await
+            }
+            None => {
+                self.run_as_world(&spec, &Arc::new(Cancel::default()), left)
+                    .await
+            }
         }
+    }
+
+    /// [`Executor::run_async`] driven to completion on this thread, for trusted in-process
+    /// callers and tests: call it outside an async task (or from `spawn_blocking`).
+    pub fn run(&self, spec: RunSpec<'_>, left: &mut Leftovers) -> Result<ExecOutcome, ExecError> {
+        wasmtime_wasi::runtime::in_tokio(self.run_async(spec, left))
     }
 
     /// Runs the reagent stored under `digest` with `input`, under `limits`, for a trusted

@@ -15,6 +15,9 @@ use super::slots::{SlotGuard, SlotWait};
 use super::worlds::{RunState, World};
 use super::{Cancel, ExecError, ExecOutcome, Executor, Guest, Leftovers, RunSpec};
 
+/// How often a run queued for a slot looks again (a freed slot does not wake async waiters).
+const SLOT_POLL: Duration = Duration::from_millis(5);
+
 /// What a finished call left: its result (the outer `Err`: the async timeout fired), and
 /// what its store knew.
 struct Called<H> {
@@ -26,21 +29,27 @@ struct Called<H> {
 
 impl Executor {
     /// Runs `spec` as the world its [`Guest`] names.
-    pub(super) fn run_as_world(
+    pub(super) async fn run_as_world(
         &self,
         spec: &RunSpec<'_>,
         cancel: &Arc<Cancel>,
         left: &mut Leftovers,
     ) -> Result<ExecOutcome, ExecError> {
         match spec.guest {
-            Guest::Reagent => self.run_world(&self.reagents, (), spec, cancel, left),
-            Guest::Catalyst(ctx) => self.run_world(&self.catalysts, ctx, spec, cancel, left),
-            Guest::Formula(link) => self.run_world(&self.formulas, link, spec, cancel, left),
+            Guest::Reagent => self.run_world(&self.reagents, (), spec, cancel, left).await,
+            Guest::Catalyst(ctx) => {
+                self.run_world(&self.catalysts, ctx, spec, cancel, left)
+                    .await
+            }
+            Guest::Formula(link) => {
+                self.run_world(&self.formulas, link, spec, cancel, left)
+                    .await
+            }
         }
     }
 
     /// Runs `spec` as a `W`: input and digest checks, template, slot, store, call, outcome.
-    fn run_world<W: World>(
+    async fn run_world<W: World>(
         &self,
         templates: &Templates<W>,
         given: W::Given<'_>,
@@ -62,14 +71,16 @@ impl Executor {
         };
         let pre = templates.prepare(&self.compiler, hex, spec.digest)?;
         let limit_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
-        let (_slot, timeout) = self.slot(spec.caller, W::KEEP_FREE, limits.timeout, cancel)?;
+        let (_slot, timeout) = self
+            .slot(spec.caller, W::KEEP_FREE, limits.timeout, cancel)
+            .await?;
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
         let stdout = CappedPipe::new(LOG_CAP);
         let stderr = CappedPipe::new(LOG_CAP);
         let mut store = self.store::<W>(given, &stdout, &stderr, memory_cap, timeout);
         limits::arm(&mut store, limits.fuel, timeout, cancel)?;
-        let called = call::<W>(&pre, store, spec.input, timeout, cancel);
+        let called = call::<W>(&pre, store, spec.input, timeout, cancel).await;
 
         // Kept for a failure; a success moves them into its outcome.
         *left = Leftovers {
@@ -110,8 +121,10 @@ impl Executor {
 
     /// Waits for an instance slot for `caller`, leaving `keep_free` to others; the timeout
     /// covers the wait, so a run never outlives the deadline its caller (or its parent
-    /// formula) was promised. Returns the slot and the time left to run.
-    fn slot(
+    /// formula) was promised. Returns the slot and the time left to run. The wait polls
+    /// (every [`SLOT_POLL`], or at once on a cancel) instead of blocking the worker thread; it
+    /// only happens when all slots are taken.
+    async fn slot(
         &self,
         caller: Option<&str>,
         keep_free: u32,
@@ -120,14 +133,26 @@ impl Executor {
     ) -> Result<(SlotGuard<'_>, Duration), ExecError> {
         let queued_at = Instant::now();
         let limit_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let slot = self
-            .slots
-            .acquire(caller, keep_free, queued_at + timeout, || cancel.is_set())
-            .map_err(|e| match e {
-                SlotWait::Cancelled => ExecError::Cancelled,
-                SlotWait::TimedOut => ExecError::Timeout { limit_ms },
-                SlotWait::Busy { share } => ExecError::Busy { share },
-            })?;
+        let deadline = queued_at + timeout;
+        let slot = loop {
+            // A deadline of now: take a free slot or fail at once, never block.
+            match self
+                .slots
+                .acquire(caller, keep_free, Instant::now(), || cancel.is_set())
+            {
+                Ok(slot) => break slot,
+                Err(SlotWait::TimedOut) if Instant::now() < deadline => {
+                    let wait = SLOT_POLL.min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
+                Err(SlotWait::Cancelled) => return Err(ExecError::Cancelled),
+                Err(SlotWait::TimedOut) => return Err(ExecError::Timeout { limit_ms }),
+                Err(SlotWait::Busy { share }) => return Err(ExecError::Busy { share }),
+            }
+        };
         Ok((slot, timeout.saturating_sub(queued_at.elapsed())))
     }
 
@@ -162,7 +187,7 @@ impl Executor {
 
 /// Instantiates and calls the guest in `store` until it returns, traps, times out or is
 /// cancelled; then drops the store, which gives the instance back to the pool.
-fn call<W: World>(
+async fn call<W: World>(
     pre: &W::Pre,
     mut store: Store<RunState<W::Host>>,
     input: &str,
@@ -172,13 +197,13 @@ fn call<W: World>(
     let started = Instant::now();
     // Epoch interruption stops wasm code; the async timeout also stops a guest that is
     // parked inside a host call (e.g. a WASI sleep), which epochs cannot interrupt.
-    let result = wasmtime_wasi::runtime::in_tokio(async {
+    let result = {
         let run = tokio::time::timeout(timeout, W::call(pre, &mut store, input));
         tokio::select! {
             r = run => r,
             () = cancel.cancelled() => Ok(Err(wasmtime::Error::msg("cancelled"))),
         }
-    });
+    };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let memory_refused = store.data().limiter.memory_refused;
     Called {

@@ -1135,3 +1135,67 @@ fn executor_is_send_and_sync_and_stops_its_ticker() {
     drop(exec); // joins the ticker thread
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// What async yielding buys: on a runtime with one thread, a CPU-bound guest does not stop
+/// another run on the same thread from starting and finishing.
+#[tokio::test(flavor = "current_thread")]
+async fn an_endless_guest_does_not_hold_the_only_worker() {
+    let (exec, digest_of) = shared();
+    let (spin_digest, ok_digest) = (digest_of("endless-loop"), digest_of("json-transform"));
+    exec.prepare_reagent(&spin_digest).unwrap();
+    exec.prepare_reagent(&ok_digest).unwrap();
+    let spin = tokio::spawn(async move {
+        let limits = Limits::default();
+        let spec = RunSpec {
+            execution_id: Some("yielding-spin"),
+            caller: Some("yielding"),
+            digest: &spin_digest,
+            input: "{}",
+            limits: &limits,
+            guest: Guest::Reagent,
+        };
+        exec.run_async(spec, &mut Leftovers::default()).await
+    });
+    // Let the spinning run start before the second one is asked for.
+    while !exec.running.contains("yielding-spin") {
+        tokio::task::yield_now().await;
+    }
+    let limits = Limits::default();
+    let spec = RunSpec {
+        execution_id: Some("yielding-ok"),
+        caller: Some("yielding"),
+        digest: &ok_digest,
+        input: r#"{"data":[]}"#,
+        limits: &limits,
+        guest: Guest::Reagent,
+    };
+    let out = exec
+        .run_async(spec, &mut Leftovers::default())
+        .await
+        .unwrap();
+    assert_eq!(out.output, r#"{"count":0,"data":[]}"#);
+    // The other run finished while the endless one was still going.
+    assert!(!spin.is_finished());
+    assert!(exec.cancel("yielding-spin"));
+    assert_eq!(spin.await.unwrap().unwrap_err(), ExecError::Cancelled);
+}
+
+/// A run without a fuel budget is not metered (an endless guest runs until its timeout);
+/// one with a budget ends `fuel_exhausted`.
+#[test]
+fn only_a_run_with_a_fuel_budget_is_metered() {
+    let (exec, digest_of) = shared();
+    let digest = digest_of("endless-loop");
+    let unmetered = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let err = exec.run_reagent(&digest, "{}", &unmetered).unwrap_err();
+    assert_eq!(err, ExecError::Timeout { limit_ms: 300 });
+    let metered = Limits {
+        fuel: Some(5_000_000),
+        ..Limits::default()
+    };
+    let err = exec.run_reagent(&digest, "{}", &metered).unwrap_err();
+    assert_eq!(err.code(), "fuel_exhausted");
+}
