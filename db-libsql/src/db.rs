@@ -16,7 +16,7 @@
 //! Every statement goes through `query` and all of its rows are collected, so `SELECT`s and
 //! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. Automatic WAL checkpoints are off on
 //! the shared connection (one would land on whichever request crosses the threshold); a
-//! background thread checkpoints instead ([`checkpoint`]).
+//! background thread checkpoints instead (`checkpoint.rs`).
 
 mod checkpoint;
 mod session;
