@@ -61,8 +61,8 @@ impl Baseline {
             .total_tables(256 * 8)
             .total_stacks(256)
             .max_memory_size(64 << 20)
-            // The same reset as the router's pool (cyfr_host::spin_runner).
-            .linear_memory_keep_resident(cyfr_host::spin_runner::KEEP_RESIDENT)
+            // The same reset as the executor's pool (cyfr_host::executor::KEEP_RESIDENT).
+            .linear_memory_keep_resident(2 << 20)
             .table_keep_resident(64 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();

@@ -24,8 +24,8 @@ pub struct Component {
     pub digest: String,
     /// Description.
     pub description: String,
-    /// The manifest as registered.
-    pub manifest: Json,
+    /// The manifest as registered, as stored (parsed only when shown: a run never needs it).
+    pub manifest_text: String,
     /// Unix ms.
     pub created_at: u64,
 }
@@ -46,9 +46,14 @@ impl Component {
             version: r.text("version"),
             digest: r.text("digest"),
             description: r.text("description"),
-            manifest: serde_json::from_str(&r.text("manifest")).unwrap_or(Json::Null),
+            manifest_text: r.text("manifest"),
             created_at: r.int("created_at") as u64,
         }
+    }
+
+    /// The manifest as registered (`null` if unreadable).
+    pub fn manifest(&self) -> Json {
+        serde_json::from_str(&self.manifest_text).unwrap_or(Json::Null)
     }
 
     /// The summary shown by search and register.
@@ -134,7 +139,7 @@ pub async fn register(
         version: manifest.version.clone(),
         digest: d,
         description: manifest.description.clone(),
-        manifest: manifest.raw.clone(),
+        manifest_text: manifest.raw.to_string(),
         created_at: now_ms,
     })
 }

@@ -118,7 +118,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
             let c = registry::resolve(&cx.db, &r).await?;
             let mut v = c.summary();
-            v["manifest"] = c.manifest.clone();
+            v["manifest"] = c.manifest();
             v["versions"] = json!(registry::versions(&cx.db, &r).await?);
             v["policy"] = crate::policy::effective(&cx.db, &c).await?.to_json();
             Ok(v)
