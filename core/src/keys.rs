@@ -405,13 +405,17 @@ pub async fn store_rate(db: &impl Db, key: &ApiKey) -> Result<()> {
 
 /// The active key with this name.
 pub async fn find_by_name(db: &impl Db, name: &str) -> Result<Option<ApiKey>> {
-    let rows = db
-        .query(
-            "SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL",
-            &[name.into()],
-        )
-        .await?;
+    let s = find_by_name_stmt(name);
+    let rows = db.query(&s.sql, &s.params).await?;
     rows.first().map(|r| ApiKey::from_row(&r)).transpose()
+}
+
+/// The read of [`find_by_name`], to send ahead.
+pub fn find_by_name_stmt(name: &str) -> Stmt {
+    Stmt::new(
+        "SELECT * FROM api_keys WHERE name = ? AND revoked_at IS NULL",
+        vec![name.into()],
+    )
 }
 
 /// Every key, newest first; revoked ones only when asked.

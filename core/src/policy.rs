@@ -276,15 +276,19 @@ pub async fn stored_fields(
     db: &impl crate::db::Db,
     key: &str,
 ) -> crate::errors::Result<Option<serde_json::Map<String, Json>>> {
-    let rows = db
-        .query(
-            "SELECT fields FROM policies WHERE reference = ?",
-            &[key.into()],
-        )
-        .await?;
+    let s = stored_fields_stmt(key);
+    let rows = db.query(&s.sql, &s.params).await?;
     Ok(rows
         .first()
         .and_then(|r| serde_json::from_str(&r.text("fields")).ok()))
+}
+
+/// The read of [`stored_fields`], to send ahead.
+pub fn stored_fields_stmt(key: &str) -> crate::db::Stmt {
+    crate::db::Stmt::new(
+        "SELECT fields FROM policies WHERE reference = ?",
+        vec![key.into()],
+    )
 }
 
 /// The policy a component runs under: a version-less policy for the component, then the

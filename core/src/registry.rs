@@ -249,13 +249,17 @@ pub async fn search(
 
 /// Every registered version of the component a reference names, highest first.
 pub async fn versions(db: &impl Db, r: &Reference) -> Result<Vec<String>> {
-    let rows = db
-        .query(
-            "SELECT version FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC",
-            &[r.ctype.as_str().into(), r.namespace.clone().into(), r.name.clone().into()],
-        )
-        .await?;
+    let s = versions_stmt(r);
+    let rows = db.query(&s.sql, &s.params).await?;
     Ok(rows.iter().map(|r| r.text("version")).collect())
+}
+
+/// The read of [`versions`], to send ahead.
+pub fn versions_stmt(r: &Reference) -> Stmt {
+    Stmt::new(
+        "SELECT version FROM components WHERE component_type = ? AND namespace = ? AND name = ? ORDER BY version_key DESC",
+        vec![r.ctype.as_str().into(), r.namespace.clone().into(), r.name.clone().into()],
+    )
 }
 
 /// Recomputes every row's `version_key` with the current [`Semver::sort_key`]: run once by

@@ -95,6 +95,28 @@ fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
     }
 }
 
+/// What `inspect` with `args` will read first: the component, its policy, its versions.
+pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
+    // Only inspect's arguments are read (register's may hold megabytes of wasm).
+    if a != Action::Inspect {
+        return Vec::new();
+    }
+    let Ok(Calls::Inspect(a)) = a.call(args) else {
+        return Vec::new();
+    };
+    let kind = a.type_hint.as_deref().and_then(ComponentType::parse);
+    let Some(r) = a
+        .reference
+        .as_deref()
+        .and_then(|r| Reference::parse(r, kind).ok())
+    else {
+        return Vec::new();
+    };
+    let mut reads = crate::executions::read_ahead(&r).to_vec();
+    reads.push(registry::versions_stmt(&r));
+    reads
+}
+
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,

@@ -94,6 +94,18 @@ fn list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] })
 }
 
+/// What `create` with `args` will read first: whether the name is taken.
+pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
+    match a.call(args) {
+        Ok(Calls::Create(c)) => c
+            .name
+            .as_deref()
+            .map(|n| vec![crate::keys::find_by_name_stmt(n)])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,

@@ -185,7 +185,9 @@ pub(crate) fn resolve_action(name: &str, action: &str) -> Option<Resolved> {
 
 /// The reads a `tools/call` (its JSON-RPC `params`) will make that its arguments alone
 /// decide, to send ahead with the request's caller check: `execution.run`'s component and
-/// policy. Nothing is read for a call that fails to parse; its handler reports that.
+/// policy, `component.inspect`'s component, versions and policy, a policy's stored fields,
+/// `key.create`'s name check. Nothing is read for a call that fails to parse; its handler
+/// reports that.
 pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
     let (Some(name), Some(args)) = (
         params.get("name").and_then(Json::as_str),
@@ -195,6 +197,9 @@ pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
     };
     match resolve(name, args) {
         Ok((Action::Execution(execution::Action::Run), ..)) => execution::read_ahead(args),
+        Ok((Action::Component(a), ..)) => component::read_ahead(a, args),
+        Ok((Action::Policy(a), ..)) => policy::read_ahead(a, args),
+        Ok((Action::Key(a), ..)) => key::read_ahead(a, args),
         _ => Vec::new(),
     }
 }

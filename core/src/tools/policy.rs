@@ -79,6 +79,22 @@ impl RefArgs {
     }
 }
 
+/// What `get_effective`, `set` and `update_field` with `args` will read first.
+pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
+    match a.call(args) {
+        Ok(Calls::GetEffective(a)) => a
+            .reference()
+            .map(|r| crate::executions::read_ahead(&r).to_vec())
+            .unwrap_or_default(),
+        Ok(Calls::Set(a) | Calls::UpdateField(a)) => a
+            .target
+            .reference()
+            .map(|r| vec![crate::policy::stored_fields_stmt(&r.canonical())])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,
