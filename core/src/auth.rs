@@ -205,7 +205,7 @@ async fn admit(
     took: bool,
     now_ms: u64,
 ) -> Result<()> {
-    let bucket = || format!("key:{}", key.budget_id);
+    let bucket = || key_bucket(key);
     if let Err(e) = ip_allowed(cfg, req, key) {
         if let (true, Some(rate)) = (took, key.rate_limit) {
             ratelimit::give_back(db, &bucket(), rate).await?;
@@ -218,8 +218,8 @@ async fn admit(
             true => Ok(()),
             false => Err(ratelimit::refusal(db, &bucket(), rate, now_ms).await),
         },
-        Some(rate) => {
-            ratelimit::take(db, &bucket(), rate, now_ms).await?;
+        Some(_) => {
+            take_key_rate(db, key, now_ms).await?;
             keys::store_rate(db, key).await
         }
     }
@@ -255,7 +255,12 @@ fn ip_allowed(cfg: &Config, req: &HttpRequest, key: &ApiKey) -> Result<()> {
 /// shared by every rotation of the key and every key a non-admin derived from it.
 pub async fn take_key_rate(db: &impl Db, key: &ApiKey, now_ms: u64) -> Result<()> {
     match key.rate_limit {
-        Some(rate) => ratelimit::take(db, &format!("key:{}", key.budget_id), rate, now_ms).await,
+        Some(rate) => ratelimit::take(db, &key_bucket(key), rate, now_ms).await,
         None => Ok(()),
     }
+}
+
+/// The bucket of a key's budget (the SQL of `KeyRef::use_stmts` spells the same name).
+fn key_bucket(key: &ApiKey) -> String {
+    format!("key:{}", key.budget_id)
 }

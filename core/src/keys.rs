@@ -303,14 +303,6 @@ async fn insert(
     Ok((key, raw))
 }
 
-/// The active or revoked key a raw value belongs to. The caller checks `revoked_at`.
-pub async fn find_by_raw(db: &impl Db, raw: &str) -> Result<Option<ApiKey>> {
-    let by = KeyRef::raw(raw);
-    let s = by.select(0);
-    let rows = db.query(&s.sql, &s.params).await?;
-    by.key_of(&rows)
-}
-
 /// How a request names its key in SQL: by the raw key's hash, or through the live session
 /// it opened. Either way the key's row, its rate-limit take and its last-use mark can go in
 /// one round trip ([`KeyRef::use_stmts`]).
