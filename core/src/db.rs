@@ -292,7 +292,30 @@ impl<D: Db> Db for Ahead<D> {
     }
 
     async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
-        self.send(stmts.to_vec(), atomic).await
+        if atomic {
+            // One transaction sees one state: never mixed with rows read earlier.
+            return self.send(stmts.to_vec(), true).await;
+        }
+        let mut served: Vec<Option<Rows>> = stmts
+            .iter()
+            .map(|s| self.take_ready(&s.sql, &s.params))
+            .collect();
+        let missing: Vec<Stmt> = stmts
+            .iter()
+            .zip(&served)
+            .filter(|(_, r)| r.is_none())
+            .map(|(s, _)| s.clone())
+            .collect();
+        let mut sent = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.send(missing, false).await?
+        }
+        .into_iter();
+        for slot in served.iter_mut().filter(|r| r.is_none()) {
+            *slot = sent.next();
+        }
+        Ok(served.into_iter().map(Option::unwrap_or_default).collect())
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
     let mut run = Run::start(cx, component, policy, lineage, origin).await?;
     run.admit(cx, who, lineage, input.len() as u64).await?;
-    let secrets = run.secrets(cx, who).await?;
+    let secrets = run.secrets(cx).await?;
     let req = run.request(who, input, &secrets);
     let resp = run.dispatch(cx, &req, &secrets).await?;
     run.answer(cx, resp).await
@@ -137,6 +137,10 @@ struct Run<'a> {
     callback: Option<crate::host_api::Callback>,
     /// What a formula carries for its children, until its record holds it.
     carried: Option<(String, Vec<u8>)>,
+    /// A catalyst's grants and their secrets, as read with its admission.
+    granted: crate::db::Rows,
+    /// The `(owner, name)` of each secret the run was given: marked used when it ends.
+    used: Vec<(String, String)>,
 }
 
 impl<'a> Run<'a> {
@@ -187,6 +191,8 @@ impl<'a> Run<'a> {
             timeout_ms,
             callback,
             carried,
+            granted: Default::default(),
+            used: Vec::new(),
         })
     }
 
@@ -257,14 +263,16 @@ impl<'a> Run<'a> {
         status: RecordStatus,
         e: Error,
     ) -> Result<Error> {
+        let now = cx.env.now_ms();
+        let used = crate::secrets::store::mark_used_stmt(&self.used, now);
         finish(
             &cx.db,
             &self.id,
             status,
             Some(&e.message),
             None,
-            self.started,
-            cx.env.now_ms(),
+            (self.started, now),
+            used,
         )
         .await?;
         Ok(e)
@@ -295,13 +303,23 @@ impl<'a> Run<'a> {
             self.insert_stmt(who, lineage),
             crate::ratelimit::take_stmt(&bucket, rate, self.started),
         ];
+        let catalyst = self.component.ctype == ComponentType::Catalyst;
+        if catalyst {
+            stmts.push(crate::secrets::store::for_run_stmt(
+                &self.component.reference,
+                who.id(),
+            ));
+        }
         stmts.extend(crate::retention::purge_now(
             &cx.env,
             cx.config.execution_retention_ms,
         ));
-        let rows = cx.db.batch(&stmts, true).await?;
+        let mut rows = cx.db.batch(&stmts, true).await?;
         if rows[0].rows.is_empty() {
             return Err(self.parent_ended());
+        }
+        if catalyst {
+            self.granted = std::mem::take(&mut rows[2]);
         }
         if rows[1].rows.is_empty() {
             let e = crate::ratelimit::refusal(&cx.db, &bucket, rate, self.started).await;
@@ -363,15 +381,23 @@ impl<'a> Run<'a> {
     /// The secrets the run may read: only catalysts can (`cyfr:secrets`, `{{secret:NAME}}`);
     /// nothing else needs them looked up, decrypted or sent.
     async fn secrets<D: Db, X: Dispatch, E: Env>(
-        &self,
+        &mut self,
         cx: &Context<D, X, E>,
-        who: &Identity,
     ) -> Result<Secrets> {
-        if self.component.ctype != ComponentType::Catalyst {
+        if self.granted.rows.is_empty() {
             return Ok(Secrets::new());
         }
-        match granted_secrets(cx, who, &self.component.reference).await {
-            Ok(s) => Ok(s),
+        let opened = match cx.config.kms.as_deref() {
+            Some(kms) => crate::secrets::store::for_run(kms, &self.granted, cx.env.now_ms()).await,
+            None => Err(Error::internal(
+                "no master key is configured, so granted secrets cannot be read",
+            )),
+        };
+        match opened {
+            Ok((given, used)) => {
+                self.used = used;
+                Ok(given)
+            }
             Err(e) => Err(self.refuse(cx, RecordStatus::Failed, e).await?),
         }
     }
@@ -469,14 +495,16 @@ impl<'a> Run<'a> {
         let status = failed
             .as_ref()
             .map_or(RecordStatus::Completed, |e| e.code.record_status());
+        let now = cx.env.now_ms();
+        let used = crate::secrets::store::mark_used_stmt(&self.used, now);
         finish(
             &cx.db,
             &self.id,
             status,
             failed.as_ref().map(|e| e.message.as_str()),
             Some(&resp),
-            self.started,
-            cx.env.now_ms(),
+            (self.started, now),
+            used,
         )
         .await?;
         let c = &self.component;
@@ -622,38 +650,6 @@ async fn cancel_children<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, pare
     }
 }
 
-/// The secrets granted to a component, as this caller gets them (their own key first
-/// where the grant allows).
-async fn granted_secrets<D: Db, X: Dispatch, E: Env>(
-    cx: &Context<D, X, E>,
-    who: &Identity,
-    reference: &str,
-) -> Result<std::collections::BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>> {
-    let mut out = std::collections::BTreeMap::new();
-    let names = crate::secrets::store::granted_names(&cx.db, reference).await?;
-    if names.is_empty() {
-        return Ok(out);
-    }
-    let kms = cx.config.kms.as_deref().ok_or_else(|| {
-        Error::internal("no master key is configured, so granted secrets cannot be read")
-    })?;
-    for name in names {
-        if let Some(v) = crate::secrets::store::resolve_for_run(
-            &cx.db,
-            kms,
-            reference,
-            &name,
-            who.id(),
-            cx.env.now_ms(),
-        )
-        .await?
-        {
-            out.insert(name, v);
-        }
-    }
-    Ok(out)
-}
-
 /// Sends the run; when the host lacks the artifact, uploads it from the registry once and retries.
 async fn dispatch_run<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
@@ -680,23 +676,24 @@ pub fn describe(e: &DispatchError) -> String {
     }
 }
 
-/// Ends a run's record in one statement: status, error, and what the host sent back (its
-/// logs and refused requests) when the run reached a host.
+/// Ends a run's record in one round trip: status, error, and what the host sent back (its
+/// logs and refused requests) when the run reached a host; with `also` (the secrets it was
+/// given marked used) in the same batch.
 async fn finish(
     db: &impl Db,
     id: &str,
     status: RecordStatus,
     error: Option<&str>,
     ran: Option<&RunResponse>,
-    started: u64,
-    now: u64,
+    (started, now): (u64, u64),
+    also: Option<Stmt>,
 ) -> Result<()> {
     let refusals = ran
         .filter(|r| !r.egress_refusals.is_empty())
         .map(|r| serde_json::to_string(&r.egress_refusals).unwrap_or_default());
-    db.query(
+    let end = Stmt::new(
         "UPDATE executions SET status = ?, error = ?, stdout = ?, stderr = ?, refusals = ?, finished_at = ?, duration_ms = ?, carried = NULL, carried_kek = NULL WHERE id = ?",
-        &[
+        vec![
             status.as_str().into(),
             error.map(String::from).into(),
             ran.map_or("", |r| r.stdout.as_str()).into(),
@@ -706,8 +703,11 @@ async fn finish(
             Value::Integer(now.saturating_sub(started) as i64),
             id.into(),
         ],
-    )
-    .await?;
+    );
+    match also {
+        Some(s) => db.batch(&[end, s], false).await.map(drop)?,
+        None => db.query(&end.sql, &end.params).await.map(drop)?,
+    }
     Ok(())
 }
 

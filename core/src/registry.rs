@@ -82,17 +82,63 @@ pub async fn register(
     check_wasm(manifest.ctype, wasm)?;
     let d = digest(wasm);
     let reference = manifest.reference();
-    let existing = lookup(
-        db,
+    let key = Semver::parse(&manifest.version)
+        .map(|s| s.sort_key())
+        .unwrap_or_default();
+    let id = lookup_stmt(
         manifest.ctype,
         &manifest.namespace,
         &manifest.name,
         Some(&manifest.version),
-    )
-    .await?;
-    if let Some(c) = &existing {
+    );
+    let (ident, replace_flag) = (id.params.clone(), Value::Integer(replace as i64));
+    // One atomic round trip: what was there before, then writes that change nothing when
+    // the version is already taken by other bytes and `replace` was not asked for (the
+    // artifact included: no orphan blob is left behind by a refusal).
+    let mut artifact_params = vec![
+        d.clone().into(),
+        Value::Integer(wasm.len() as i64),
+        Value::Blob(wasm.to_vec()),
+        Value::Integer(now_ms as i64),
+        replace_flag.clone(),
+    ];
+    artifact_params.extend(ident);
+    let rows = db
+        .batch(
+            &[
+                id,
+                Stmt::new(
+                    "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) SELECT ?1, ?2, ?3, ?4 \
+                     WHERE ?5 OR NOT EXISTS (SELECT 1 FROM components WHERE component_type = ?6 AND namespace = ?7 AND name = ?8 AND version = ?9 AND digest != ?1)",
+                    artifact_params,
+                ),
+                Stmt::new(
+                    "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                     ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET digest = excluded.digest, \
+                     description = excluded.description, manifest = excluded.manifest, registered_by = excluded.registered_by, created_at = excluded.created_at \
+                     WHERE ?11 AND components.digest != excluded.digest",
+                    vec![
+                        manifest.ctype.as_str().into(),
+                        manifest.namespace.clone().into(),
+                        manifest.name.clone().into(),
+                        manifest.version.clone().into(),
+                        key.into(),
+                        d.clone().into(),
+                        manifest.description.clone().into(),
+                        manifest.raw.to_string().into(),
+                        by.map(String::from).into(),
+                        Value::Integer(now_ms as i64),
+                        replace_flag,
+                    ],
+                ),
+            ],
+            true,
+        )
+        .await?;
+    if let Some(c) = rows[0].first().map(|r| Component::from_row(&r)) {
         if c.digest == d {
-            return Ok(c.clone());
+            return Ok(c);
         }
         if !replace {
             return Err(Error::new(
@@ -101,38 +147,6 @@ pub async fn register(
             ));
         }
     }
-    db.query(
-        "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) VALUES (?, ?, ?, ?)",
-        &[
-            d.clone().into(),
-            Value::Integer(wasm.len() as i64),
-            Value::Blob(wasm.to_vec()),
-            Value::Integer(now_ms as i64),
-        ],
-    )
-    .await?;
-    let key = Semver::parse(&manifest.version)
-        .map(|s| s.sort_key())
-        .unwrap_or_default();
-    db.query(
-        "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET digest = excluded.digest, \
-         description = excluded.description, manifest = excluded.manifest, registered_by = excluded.registered_by, created_at = excluded.created_at",
-        &[
-            manifest.ctype.as_str().into(),
-            manifest.namespace.clone().into(),
-            manifest.name.clone().into(),
-            manifest.version.clone().into(),
-            key.into(),
-            d.clone().into(),
-            manifest.description.clone().into(),
-            manifest.raw.to_string().into(),
-            by.map(String::from).into(),
-            Value::Integer(now_ms as i64),
-        ],
-    )
-    .await?;
     Ok(Component {
         reference,
         ctype: manifest.ctype,

@@ -125,6 +125,27 @@ fn opened_here(opened: &[Zeroizing<Vec<u8>>], value: &[u8]) -> bool {
     opened.iter().any(|o| crate::crypto::ct_eq(o, value))
 }
 
+/// What a `secret.set` of a shared secret will read, sent ahead with the caller check (a
+/// user-scope set needs the caller's id first, so it reads on its own round trip).
+pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
+    match a.call(args) {
+        Ok(Calls::Set(SetArgs {
+            secret: Named {
+                scope,
+                name: Some(name),
+            },
+            ..
+        })) if scope
+            .scope
+            .as_deref()
+            .is_none_or(|s| s == "org" || s == "app") =>
+        {
+            store::set_reads(&Scope::Org, &name).into()
+        }
+        _ => Vec::new(),
+    }
+}
+
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     call: &Call<'_>,
@@ -149,16 +170,11 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 None => vec![Scope::Org, Scope::User(call.who.id().to_string())],
                 Some(_) => vec![scope_of(call, &a)?],
             };
-            let mut list = Vec::new();
-            for scope in scopes {
-                for name in store::names(&cx.db, &scope).await? {
-                    if let Some((meta, value)) =
-                        store::read(&cx.db, cx.kms()?, &scope, &name).await?
-                    {
-                        list.push(meta.to_json(&value, now));
-                    }
-                }
-            }
+            let list: Vec<Json> = store::read_all(&cx.db, cx.kms()?, &scopes)
+                .await?
+                .iter()
+                .map(|(meta, value)| meta.to_json(value, now))
+                .collect();
             Ok(json!({ "secrets": list, "count": list.len() }))
         }
         Calls::Delete(a) => {

@@ -12,13 +12,6 @@ use serde_json::{json, Value as Json};
 fn budget(tool: &str, action: &str) -> usize {
     match (tool, action) {
         ("execution", "run") => 3,
-        // Not yet within 2 (issue 10 left them; pinned here so they only get better): reads
-        // that depend on an earlier read (the secret, then its data key; a list, then each
-        // secret), and register's lookup and two inserts, not batched yet.
-        ("secret", "set") => 7,
-        ("secret", "list") => 5,
-        ("component", "register") => 4,
-        ("secret", "get") => 3,
         _ => 2,
     }
 }
@@ -214,4 +207,83 @@ async fn a_key_over_its_rate_is_refused_from_its_one_round_trip_and_a_wrong_ip_c
     // Only `limited`'s bucket runs ahead of now; the fenced key's refused requests took
     // nothing (their take was given back).
     assert_eq!(rows.first().unwrap().int("n"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_catalyst_gets_its_secrets_within_the_same_three_round_trips() {
+    let h = Harness::new().await;
+    let key = scoped_key(&h).await;
+    let catalyst = h.register("catalyst", "local.budget", "0.1.0").await;
+    let set = |name: &str, value: &str, scope: &str| json!({ "action": "set", "name": name, "value": value, "scope": scope });
+    let grant = |name: &str, reference: &str, user: bool| json!({ "action": "grant", "name": name, "reference": reference, "allow_user_keys": user });
+    // SHARED: org only. OWN: the caller's own key wins where the grant allows it.
+    // PINNED: the exact version's grant (no user keys) wins over the version-less one.
+    // GONE: expired, never handed out.
+    h.ok(&key, "secret", set("SHARED", "shared-value-1", "org"))
+        .await;
+    h.ok(&key, "secret", set("OWN", "org-own-value", "org"))
+        .await;
+    h.ok(&key, "secret", set("OWN", "users-own-value", "user"))
+        .await;
+    h.ok(&key, "secret", set("PINNED", "org-pinned-value", "org"))
+        .await;
+    h.ok(&key, "secret", set("PINNED", "users-pinned-value", "user"))
+        .await;
+    h.ok(
+        &key,
+        "secret",
+        json!({ "action": "set", "name": "GONE", "value": "expired-value", "ttl": "1s" }),
+    )
+    .await;
+    let unversioned = "catalyst:local.budget";
+    for (name, reference, user) in [
+        ("SHARED", unversioned, true),
+        ("OWN", unversioned, true),
+        ("PINNED", unversioned, true),
+        ("PINNED", catalyst.as_str(), false),
+        ("GONE", unversioned, true),
+    ] {
+        h.ok(ADMIN, "secret", grant(name, reference, user)).await;
+    }
+    h.ok(ADMIN, "policy", json!({ "action": "set", "reference": catalyst, "field": "allowed_domains", "value": ["api.example.com"] })).await;
+    h.env().advance(2_000);
+
+    h.host().answer(Ok(completed(json!({ "ok": true }))));
+    let call =
+        json!({ "name": "execution", "arguments": { "action": "run", "reference": catalyst } });
+    let (trips, _, detail) = count(&h, &key, "tools/call", call).await;
+    assert_eq!(trips, 3, "{detail}");
+    let given = h.host().runs.borrow()[0].secrets.clone();
+    let given: Vec<(&str, &str)> = given
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        given,
+        [
+            ("OWN", "users-own-value"),
+            ("PINNED", "org-pinned-value"),
+            ("SHARED", "shared-value-1")
+        ],
+        "{detail}"
+    );
+    // What it was given is marked used; what it was not, is not.
+    let used = |name: &str, scope: &str| {
+        let (h, key) = (&h, &key);
+        let name = name.to_string();
+        let scope = scope.to_string();
+        async move {
+            h.ok(
+                key,
+                "secret",
+                json!({ "action": "get", "name": name, "scope": scope }),
+            )
+            .await["last_used_at"]
+                .is_string()
+        }
+    };
+    assert!(used("OWN", "user").await);
+    assert!(!used("OWN", "org").await);
+    assert!(used("PINNED", "org").await);
+    assert!(!used("GONE", "org").await);
 }

@@ -1,6 +1,7 @@
 //! Each tool doing its job, as a user sees it: answers, and the records listed afterwards.
 
 use crate::support::{code, completed, fake_wasm, Harness, ADMIN};
+use cyfr_core::db::Db;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -453,4 +454,88 @@ async fn clear_removes_the_callers_own_secrets_and_leaves_shared_ones() {
     assert_eq!(mine["count"], 0, "{mine}");
     let shared = h.ok(ADMIN, "secret", json!({ "action": "list" })).await;
     assert_eq!(shared["count"], 1, "{shared}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_set_racing_another_writer_starts_over_and_stays_readable() {
+    let h = Harness::new().await;
+    let set = |v: &'static str| json!({ "action": "set", "name": "TOKEN", "value": v });
+    h.ok(ADMIN, "secret", set("first-value")).await;
+    // Another `set` lands between this one's read and its write: the version this one
+    // encrypted for is taken, so it must read again rather than overwrite.
+    h.app.db.inner().meddle(
+        "INSERT INTO secrets",
+        "UPDATE secrets SET version = version + 1 WHERE name = 'TOKEN'",
+    );
+    let stored = h.ok(ADMIN, "secret", set("second-value-xyz")).await;
+    assert_eq!(stored["version"], 3, "{stored}");
+    let got = h
+        .ok(ADMIN, "secret", json!({ "action": "get", "name": "TOKEN" }))
+        .await;
+    assert_eq!(got["length"], 16, "the second value, decrypted: {got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_first_set_never_stores_a_value_under_a_data_key_that_lost_the_race() {
+    let h = Harness::new().await;
+    // Another first writer's data key wins the insert; this one's value was encrypted
+    // under a key that was never stored, so it must not be written.
+    h.app.db.inner().meddle(
+        "INSERT OR IGNORE INTO data_keys",
+        "INSERT INTO data_keys (owner, version, kek_id, wrapped, created_at) VALUES ('org', 1, 'other', X'00', 0)",
+    );
+    let r = h
+        .call(
+            ADMIN,
+            "secret",
+            json!({ "action": "set", "name": "TOKEN", "value": "lost-value" }),
+        )
+        .await;
+    assert!(
+        r.get("error").is_some() || r["result"]["isError"] == true,
+        "the retry reads the other key (unusable here) and fails: {r}"
+    );
+    let listed = h
+        .ok(ADMIN, "secret", json!({ "action": "list", "scope": "org" }))
+        .await;
+    assert_eq!(
+        listed["count"], 0,
+        "nothing stored that cannot be read: {listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_taken_version_is_kept_unless_replace_is_asked_and_a_refusal_stores_nothing() {
+    use base64::Engine;
+    let h = Harness::new().await;
+    let b64 = |tag: &str| base64::engine::general_purpose::STANDARD.encode(fake_wasm(tag));
+    let register = |tag: &str, replace: bool| json!({ "action": "register", "manifest": crate::support::manifest("reagent", "test.same", "1.0.0"), "wasm": b64(tag), "replace": replace });
+    let first = h.ok(ADMIN, "component", register("one", false)).await;
+    // The same bytes again: the registration as it was.
+    let again = h.ok(ADMIN, "component", register("one", false)).await;
+    assert_eq!(again["digest"], first["digest"], "{again}");
+    // Other bytes under the same version: refused, and their artifact is not kept.
+    let r = h.call(ADMIN, "component", register("two", false)).await;
+    assert!(
+        r.to_string().contains("bump the version"),
+        "refused with the way out: {r}"
+    );
+    let artifacts = h
+        .app
+        .db
+        .inner()
+        .query("SELECT count(*) AS n FROM artifacts", &[])
+        .await
+        .unwrap();
+    assert_eq!(artifacts.first().unwrap().int("n"), 1, "no orphan artifact");
+    let replaced = h.ok(ADMIN, "component", register("two", true)).await;
+    assert_ne!(replaced["digest"], first["digest"], "{replaced}");
+    let inspected = h
+        .ok(
+            ADMIN,
+            "component",
+            json!({ "action": "inspect", "reference": "reagent:test.same:1.0.0" }),
+        )
+        .await;
+    assert_eq!(inspected["digest"], replaced["digest"], "{inspected}");
 }

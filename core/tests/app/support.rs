@@ -26,12 +26,20 @@ pub type TestApp = App<Counting<CoreDb>, FakeHost, FixedEnv>;
 pub struct Counting<D> {
     inner: D,
     trips: RefCell<Vec<Vec<String>>>,
+    /// A concurrent writer, played once: SQL run just before the first round trip holding
+    /// a statement that starts with the given prefix.
+    meddle: RefCell<Option<(&'static str, &'static str)>>,
 }
 
 impl<D> Counting<D> {
     /// Forgets what was counted so far.
     pub fn reset(&self) {
         self.trips.borrow_mut().clear();
+    }
+    /// Runs `sql` once, just before the first round trip with a statement starting with
+    /// `prefix`: what another request writing in between would have done.
+    pub fn meddle(&self, prefix: &'static str, sql: &'static str) {
+        self.meddle.replace(Some((prefix, sql)));
     }
     /// The SQL of each round trip since the last reset.
     pub fn trips(&self) -> Vec<Vec<String>> {
@@ -45,6 +53,13 @@ impl<D: Db> Db for Counting<D> {
         self.inner.query(sql, params).await
     }
     async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
+        let due = self
+            .meddle
+            .borrow()
+            .is_some_and(|(p, _)| stmts.iter().any(|s| s.sql.starts_with(p)));
+        if let Some((_, sql)) = due.then(|| self.meddle.take()).flatten() {
+            self.inner.query(sql, &[]).await?;
+        }
         self.trips
             .borrow_mut()
             .push(stmts.iter().map(|s| s.sql.to_string()).collect());
@@ -294,6 +309,7 @@ impl Harness {
         let db = Counting {
             inner: db,
             trips: RefCell::new(Vec::new()),
+            meddle: RefCell::new(None),
         };
         let app = Rc::new(App::new(db, FakeHost::default(), FixedEnv::new(), config));
         app.dispatch.app.replace(Rc::downgrade(&app));
