@@ -3,7 +3,7 @@
 use super::decl::actions;
 use super::Call;
 use crate::access::Need;
-use crate::args::{fields, loose_u64, req_str, required};
+use crate::args::{fields, loose_u64, opt_str, req_str, required};
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
@@ -29,7 +29,7 @@ actions! {
     }
 }
 
-fields!(ExecutionId = "execution_id");
+fields!(ExecutionId = "execution_id", Status = "status");
 
 /// `execution.list`.
 #[derive(Deserialize, JsonSchema)]
@@ -38,6 +38,9 @@ pub(crate) struct ListArgs {
     #[serde(default, deserialize_with = "loose_u64")]
     #[schemars(range(min = 1, max = 500))]
     limit: Option<u64>,
+    /// list: only runs with this status (running, completed, failed, cancelled, timed_out, all)
+    #[serde(default, deserialize_with = "opt_str::<Status, _>")]
+    status: Option<String>,
 }
 
 /// `execution.logs` and `execution.cancel`.
@@ -79,7 +82,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             };
             executions::run(cx, who, &args, origin).await
         }
-        Calls::List(a) => executions::list(&cx.db, who, a.limit).await,
+        Calls::List(a) => executions::list(&cx.db, who, a.limit, a.status.as_deref()).await,
         Calls::Logs(a) => {
             executions::logs(&cx.db, who, required::<ExecutionId>(&a.execution_id)?).await
         }
