@@ -253,7 +253,10 @@ fn requests(field: &str, v: &Json) -> Result<Vec<String>, String> {
 impl Policy {
     /// Sets one field from its JSON value, checking it. Unknown fields are refused.
     pub fn set_field(&mut self, field: &str, v: &Json) -> Result<(), String> {
-        use crate::units::{parse_size, Rate};
+        use crate::units::Rate;
+        // Sizes are read the same for every size field; the message names the field.
+        let parse_size =
+            |v: &Json| crate::units::parse_size(v).map_err(|e| format!("`{field}`: {e}"));
         match field {
             "allowed_domains" => {
                 let list = string_list(field, v)?;
