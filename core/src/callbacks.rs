@@ -117,17 +117,9 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             )))
         }
     }
-    // Without `type`, a reference that names no type is a reagent, as CYFR's formulas assume.
-    if args.type_hint.is_none() {
-        let text = body["reference"]
-            .as_str()
-            .or_else(|| body["reference"]["registry"].as_str())
-            .unwrap_or("");
-        let prefix = text.split_once(':').map(|(p, _)| p).unwrap_or("");
-        if ComponentType::parse(prefix).is_none() {
-            args.type_hint = Some("reagent".into());
-        }
-    }
+    // Without `type`, a reference that names no type is looked up in the registry (CYFR
+    // takes an untyped registry reference's type from inspect), and a `{"local": …}` path
+    // names its type itself.
     let v = tools::formula::invoke(cx, parent, &args).await?;
     Ok(json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }))
 }
