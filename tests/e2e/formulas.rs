@@ -308,7 +308,7 @@ fn cancelling_a_formula_stops_its_running_child_too() {
             let listed = runs(&s, &s.admin);
             let found = listed
                 .iter()
-                .find(|e| e["status"] == "started" && !e["parent_execution_id"].is_null())
+                .find(|e| e["status"] == "running" && !e["parent_execution_id"].is_null())
                 .map(|c| {
                     (
                         c["parent_execution_id"].as_str().unwrap().to_string(),
@@ -415,7 +415,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
         .find_map(|_| {
             let found = runs(&s, &s.admin)
                 .iter()
-                .find(|e| e["reference"] == PROBE && e["status"] == "started")
+                .find(|e| e["reference"] == PROBE && e["status"] == "running")
                 .map(|e| e["execution_id"].as_str().unwrap().to_string());
             if found.is_none() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -432,7 +432,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
     run.join().unwrap();
     let after_cancel = children(&s, &parent);
     assert!(
-        after_cancel.iter().all(|(_, st)| st != "started"),
+        after_cancel.iter().all(|(_, st)| st != "running"),
         "{after_cancel:?}"
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -442,7 +442,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
         after_cancel.len(),
         "children started after the cancel: {later:?}"
     );
-    assert!(later.iter().all(|(_, st)| st != "started"), "{later:?}");
+    assert!(later.iter().all(|(_, st)| st != "running"), "{later:?}");
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
     };
     let settled = (0..400).find_map(|_| {
         let c = children();
-        let started = c.iter().filter(|e| e["status"] == "started").count();
+        let started = c.iter().filter(|e| e["status"] == "running").count();
         let busy = c
             .iter()
             .filter(|e| {
@@ -595,7 +595,7 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
     assert_eq!(
         children()
             .iter()
-            .filter(|e| e["status"] == "started")
+            .filter(|e| e["status"] == "running")
             .count(),
         15,
         "A's children were still running"
