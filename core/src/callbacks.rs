@@ -98,11 +98,12 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
     parent: &Parent,
     body: &Json,
 ) -> Result<Json, CallbackError> {
-    if body.get("reference").is_none() {
-        return Err(CallbackError::InvalidRequest("`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\" or {\"registry\": \"…\"}".into()));
-    }
+    // `component_ref` is CYFR's name for it elsewhere; either is read.
+    let Some(reference) = body.get("reference").or_else(|| body.get("component_ref")) else {
+        return Err(CallbackError::InvalidRequest("`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\", {\"registry\": \"…\"} or {\"local\": \"components/reagents/cyfr/text-stats/0.1.0/reagent.wasm\"}".into()));
+    };
     let mut args = RunArgs {
-        reference: Some(body["reference"].clone()),
+        reference: Some(reference.clone()),
         input: Some(body.get("input").cloned().unwrap_or(json!({}))),
         type_hint: None,
     };

@@ -170,7 +170,6 @@ async fn set<D: Db, X: Dispatch, E: Env>(
     merge: bool,
 ) -> Result<Json> {
     let key = a.target.reference()?.canonical();
-    let mut fields = stored_fields(&cx.db, &key).await?.unwrap_or_default();
     let (updates, field, merge) = match (&a.field, &a.policy) {
         (Some(field), _) => {
             let field = field.as_str().filter(|s| !s.is_empty()).map(String::from);
@@ -194,9 +193,11 @@ async fn set<D: Db, X: Dispatch, E: Env>(
             ))
         }
     };
-    if !merge {
-        fields.clear();
-    }
+    let mut fields = if merge {
+        stored_fields(&cx.db, &key).await?.unwrap_or_default()
+    } else {
+        Map::new()
+    };
     fields.extend(updates);
     // Checked whole before anything is stored, so a bad value loses nothing.
     let policy = Policy::from_fields(&fields).map_err(Error::invalid_params)?;
