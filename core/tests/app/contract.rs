@@ -16,6 +16,26 @@ async fn with_claude() -> Harness {
     h
 }
 
+/// Runs the catalyst as the admin; the run's answer.
+async fn run_claude(h: &Harness) -> Json {
+    h.ok(
+        ADMIN,
+        "execution",
+        json!({ "action": "run", "reference": CLAUDE }),
+    )
+    .await
+}
+
+/// `policy.<action>` of the catalyst, named by CYFR's `component_ref` as `r`.
+async fn on_claude(h: &Harness, action: &str, r: &str) -> Json {
+    h.ok(
+        ADMIN,
+        "policy",
+        json!({ "action": action, "component_ref": r }),
+    )
+    .await
+}
+
 fn is_str(v: &Json) -> bool {
     v.is_string()
 }
@@ -59,12 +79,7 @@ async fn execution_run_takes_component_ref_and_answers_cyfrs_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn execution_list_answers_completed_at_user_id_and_filters_by_cyfrs_status_words() {
     let h = with_claude().await;
-    h.ok(
-        ADMIN,
-        "execution",
-        json!({ "action": "run", "reference": CLAUDE }),
-    )
-    .await;
+    run_claude(&h).await;
     let l = h
         .ok(
             ADMIN,
@@ -102,13 +117,7 @@ async fn execution_list_answers_completed_at_user_id_and_filters_by_cyfrs_status
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn execution_logs_answers_cyfrs_record_fields() {
     let h = with_claude().await;
-    let run = h
-        .ok(
-            ADMIN,
-            "execution",
-            json!({ "action": "run", "reference": CLAUDE }),
-        )
-        .await;
+    let run = run_claude(&h).await;
     let l = h
         .ok(
             ADMIN,
@@ -135,13 +144,7 @@ async fn execution_logs_answers_cyfrs_record_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn execution_cancel_answers_cancelled_and_execution_id() {
     let h = with_claude().await;
-    let run = h
-        .ok(
-            ADMIN,
-            "execution",
-            json!({ "action": "run", "reference": CLAUDE }),
-        )
-        .await;
+    let run = run_claude(&h).await;
     let c = h
         .ok(
             ADMIN,
@@ -354,6 +357,16 @@ async fn local_path_references_resolve_to_the_registered_component_and_no_furthe
 
 // ---- secret ----
 
+/// Grants the secret to the catalyst, with CYFR's argument names.
+async fn grant(h: &Harness) -> Json {
+    h.ok(
+        ADMIN,
+        "secret",
+        json!({ "action": "grant", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE }),
+    )
+    .await
+}
+
 async fn secret_set(h: &Harness) {
     let r = h
         .ok(
@@ -432,12 +445,7 @@ async fn secret_grant_takes_component_ref_and_answers_secret_and_component() {
     assert_eq!(r["secret"], "ANTHROPIC_API_KEY");
     assert_eq!(r["component"], CLAUDE);
     // The grant took: the run is handed the secret.
-    h.ok(
-        ADMIN,
-        "execution",
-        json!({ "action": "run", "reference": CLAUDE }),
-    )
-    .await;
+    run_claude(&h).await;
     let runs = h.host().runs.borrow();
     assert!(
         runs[0].secrets.contains_key("ANTHROPIC_API_KEY"),
@@ -587,13 +595,7 @@ async fn policy_set_takes_component_ref_and_replaces_the_stored_policy() {
         .await;
     // Replaced, not merged: the domains set before are gone.
     assert_eq!(again["policy"]["allowed_domains"], json!([]), "{again}");
-    let got = h
-        .ok(
-            ADMIN,
-            "policy",
-            json!({ "action": "get", "component_ref": CLAUDE }),
-        )
-        .await;
+    let got = on_claude(&h, "get", CLAUDE).await;
     assert_eq!(got["fields_set"], json!(["timeout"]), "{got}");
 }
 
@@ -625,13 +627,7 @@ async fn policy_update_field_reads_cyfrs_string_values_and_merges() {
         assert_eq!(r["policy"][field], want, "{field}: {r}");
     }
     // Every update added up.
-    let p = h
-        .ok(
-            ADMIN,
-            "policy",
-            json!({ "action": "get", "component_ref": CLAUDE }),
-        )
-        .await;
+    let p = on_claude(&h, "get", CLAUDE).await;
     assert_eq!(p["policy"]["timeout"], "45s");
     assert_eq!(
         p["policy"]["allowed_domains"],
@@ -648,13 +644,7 @@ async fn policy_update_field_reads_cyfrs_string_values_and_merges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn policy_get_answers_component_ref_and_policy() {
     let h = with_claude().await;
-    let p = h
-        .ok(
-            ADMIN,
-            "policy",
-            json!({ "action": "get", "component_ref": CLAUDE }),
-        )
-        .await;
+    let p = on_claude(&h, "get", CLAUDE).await;
     assert_eq!(p["component_ref"], CLAUDE);
     assert_eq!(p["policy"]["allowed_domains"], json!(["api.anthropic.com"]));
 }
@@ -662,13 +652,7 @@ async fn policy_get_answers_component_ref_and_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn policy_get_effective_answers_the_policy_map_at_the_top() {
     let h = with_claude().await;
-    let p = h
-        .ok(
-            ADMIN,
-            "policy",
-            json!({ "action": "get_effective", "component_ref": "claude" }),
-        )
-        .await;
+    let p = on_claude(&h, "get_effective", "claude").await;
     assert_eq!(p["allowed_domains"], json!(["api.anthropic.com"]), "{p}");
     assert!(p["rate_limit"].is_object() && is_str(&p["timeout"]), "{p}");
     assert_eq!(p["component_ref"], CLAUDE);
@@ -686,13 +670,7 @@ async fn policy_list_rows_have_component_ref_and_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn policy_delete_answers_deleted_and_component_ref() {
     let h = with_claude().await;
-    let d = h
-        .ok(
-            ADMIN,
-            "policy",
-            json!({ "action": "delete", "component_ref": CLAUDE }),
-        )
-        .await;
+    let d = on_claude(&h, "delete", CLAUDE).await;
     assert_eq!(d["deleted"], true);
     assert_eq!(d["component_ref"], CLAUDE);
 }
