@@ -36,6 +36,12 @@ async fn on_claude(h: &Harness, action: &str, r: &str) -> Json {
     .await
 }
 
+/// `tool.action` of the key or secret `name`, as the admin.
+async fn named(h: &Harness, tool: &str, action: &str, name: &str) -> Json {
+    h.ok(ADMIN, tool, json!({ "action": action, "name": name }))
+        .await
+}
+
 fn is_str(v: &Json) -> bool {
     v.is_string()
 }
@@ -388,13 +394,7 @@ async fn secret_set_answers_stored_and_name() {
 async fn secret_get_has_the_mask_in_value_and_a_length() {
     let h = Harness::new().await;
     secret_set(&h).await;
-    let r = h
-        .ok(
-            ADMIN,
-            "secret",
-            json!({ "action": "get", "name": "ANTHROPIC_API_KEY" }),
-        )
-        .await;
+    let r = named(&h, "secret", "get", "ANTHROPIC_API_KEY").await;
     let v = r["value"].as_str().unwrap();
     assert!(
         v.contains("...") && !r.to_string().contains("0123456789abcdef"),
@@ -419,13 +419,7 @@ async fn secret_list_is_names_with_details_beside() {
 async fn secret_delete_answers_deleted_and_name() {
     let h = Harness::new().await;
     secret_set(&h).await;
-    let r = h
-        .ok(
-            ADMIN,
-            "secret",
-            json!({ "action": "delete", "name": "ANTHROPIC_API_KEY" }),
-        )
-        .await;
+    let r = named(&h, "secret", "delete", "ANTHROPIC_API_KEY").await;
     assert_eq!(r["deleted"], true);
     assert_eq!(r["name"], "ANTHROPIC_API_KEY");
 }
@@ -521,9 +515,7 @@ async fn key_create_answers_key_name_type_scope_created_at() {
 async fn key_get_answers_key_prefix_and_rotated_at() {
     let h = Harness::new().await;
     h.key("my-app", &["execution"], json!({})).await;
-    let k = h
-        .ok(ADMIN, "key", json!({ "action": "get", "name": "my-app" }))
-        .await;
+    let k = named(&h, "key", "get", "my-app").await;
     key_shape(&k);
     assert_eq!(k["rotated_at"], Json::Null, "never rotated: {k}");
 }
@@ -543,13 +535,7 @@ async fn key_list_rows_have_the_get_shape() {
 async fn key_revoke_answers_revoked_and_name() {
     let h = Harness::new().await;
     h.key("my-app", &["execution"], json!({})).await;
-    let r = h
-        .ok(
-            ADMIN,
-            "key",
-            json!({ "action": "revoke", "name": "my-app" }),
-        )
-        .await;
+    let r = named(&h, "key", "revoke", "my-app").await;
     assert_eq!(r["revoked"], true);
     assert_eq!(r["name"], "my-app");
 }
@@ -559,20 +545,12 @@ async fn key_rotate_answers_rotated_at() {
     let h = Harness::new().await;
     h.key("my-app", &["execution"], json!({})).await;
     h.env().advance(5_000);
-    let r = h
-        .ok(
-            ADMIN,
-            "key",
-            json!({ "action": "rotate", "name": "my-app" }),
-        )
-        .await;
+    let r = named(&h, "key", "rotate", "my-app").await;
     assert!(r["key"].as_str().unwrap().starts_with("cyfr_sk_"), "{r}");
     assert_eq!(r["name"], "my-app");
     assert!(is_str(&r["rotated_at"]), "{r}");
     assert_eq!(r["rotated_at"], r["created_at"]);
-    let got = h
-        .ok(ADMIN, "key", json!({ "action": "get", "name": "my-app" }))
-        .await;
+    let got = named(&h, "key", "get", "my-app").await;
     assert_eq!(got["rotated_at"], r["rotated_at"], "{got}");
 }
 
@@ -771,8 +749,7 @@ async fn api_health_answers_beside_health() {
 async fn invalid_and_revoked_keys_get_their_code_never_null() {
     let h = Harness::new().await;
     let raw = h.key("gone", &["execution"], json!({})).await;
-    h.ok(ADMIN, "key", json!({ "action": "revoke", "name": "gone" }))
-        .await;
+    named(&h, "key", "revoke", "gone").await;
     for (key, words) in [
         ("cyfr_sk_notarealkeynotarealkey00", "Invalid API key"),
         (raw.as_str(), "Invalid API key"),
