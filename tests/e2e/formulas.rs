@@ -611,3 +611,45 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
     );
     formula.join().unwrap();
 }
+
+#[test]
+fn a_real_formula_finds_a_reagent_by_search_name_and_invokes_it_by_local_path() {
+    let s = Server::start();
+    register_probe(&s);
+    let jt = register_json_transform(&s);
+    // CYFR's own forms: `component_ref`, and a list field as a JSON string.
+    s.ok(&s.admin, "policy", json!({ "action": "update_field", "component_ref": PROBE, "field": "allowed_tools", "value": "[\"component.search\"]" }));
+    let local = "components/reagents/cyfr/json-transform/0.1.0/reagent.wasm";
+    let r = results(&probe(
+        &s,
+        &s.admin,
+        json!([
+            { "fn": "tool", "req": { "tool": "component", "action": "search", "args": { "query": "json-transform" } } },
+            { "fn": "call", "req": { "reference": { "local": local }, "input": { "data": [2, 3] } } },
+            { "fn": "call", "req": { "reference": "cyfr.json-transform@0.1.0", "input": { "data": [4] } } },
+            { "fn": "call", "req": { "reference": { "local": "components/reagents/cyfr/json-transform/0.1.0/../../../../../../etc/passwd" } } },
+            { "fn": "call", "req": { "reference": { "local": "/etc/passwd" } } },
+        ]),
+    ));
+    let rows = r[0]["result"]["components"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|c| c["name"] == "json-transform")
+        .unwrap_or_else(|| panic!("no row named json-transform: {r:?}"));
+    assert_eq!(row["publisher"], "cyfr", "{row}");
+    assert_eq!(row["component_ref"], jt.as_str());
+    assert_eq!(row["component_type"], "reagent");
+    assert_eq!(r[1]["status"], "completed", "{r:?}");
+    assert_eq!(r[1]["output"]["sum"], 5, "{r:?}");
+    assert_eq!(r[2]["output"]["sum"], 4, "{r:?}");
+    for refused in &r[3..] {
+        assert_eq!(refused["error"]["type"], "component_not_found", "{r:?}");
+    }
+    // The probe and its two children ran; the refused paths ran nothing.
+    let children: Vec<Json> = runs(&s, &s.admin)
+        .into_iter()
+        .filter(|e| !e["parent_execution_id"].is_null())
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(children.iter().all(|c| c["component_ref"] == jt.as_str()));
+}
