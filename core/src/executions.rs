@@ -102,9 +102,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     let target = Target::from_json(reference, type_hint)?;
     // The component and its policy in one round trip (none, when the request's caller
     // check already read them ahead); an untyped reference is looked up first.
-    if let Target::Typed(r) = &target {
-        cx.db.read_ahead(read_ahead(r));
-    }
+    cx.db.read_ahead(read_ahead_target(&target));
     let component = registry::find(&cx.db, &target).await?;
     let policy = policy::effective(&cx.db, &component).await?;
     let input =
@@ -149,6 +147,32 @@ fn status_filter(s: Option<&str>) -> Result<Option<&'static [&'static str]>> {
             )))
         }
     })
+}
+
+/// The reads of a run of `t` known before it starts: its component and its policy — for an
+/// untyped reference, its lookup and the policy it would have as each of the three types
+/// (so that it, too, costs no round trip of its own).
+pub fn read_ahead_target(t: &Target) -> Vec<Stmt> {
+    match t {
+        Target::Typed(r) => read_ahead(r).to_vec(),
+        Target::Untyped(u) => {
+            let mut reads = vec![registry::untyped_stmt(u)];
+            for ctype in [
+                ComponentType::Reagent,
+                ComponentType::Catalyst,
+                ComponentType::Formula,
+            ] {
+                let unversioned = Reference {
+                    ctype,
+                    namespace: u.namespace.clone(),
+                    name: u.name.clone(),
+                    version: None,
+                };
+                reads.push(policy::effective_stmt(&unversioned.canonical()));
+            }
+            reads
+        }
+    }
 }
 
 /// The reads of a run of `r` known before it starts: its component and its policy.

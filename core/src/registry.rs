@@ -284,7 +284,7 @@ pub async fn find(db: &impl Db, t: &Target) -> Result<Component> {
 }
 
 /// The read of an untyped reference: the version asked for, or each type's highest.
-fn untyped_stmt(u: &Untyped) -> Stmt {
+pub fn untyped_stmt(u: &Untyped) -> Stmt {
     match &u.version {
         Some(v) => Stmt::new(
             "SELECT * FROM components WHERE namespace = ? AND name = ? AND version = ? ORDER BY component_type",

@@ -62,8 +62,8 @@ pub(super) fn read_ahead(args: &Json) -> Vec<crate::db::Stmt> {
         .and_then(crate::reference::ComponentType::parse);
     run.reference
         .as_ref()
-        .and_then(|r| crate::reference::Reference::from_json(r, hint).ok())
-        .map(|r| executions::read_ahead(&r).to_vec())
+        .and_then(|r| crate::reference::Target::from_json(r, hint).ok())
+        .map(|t| executions::read_ahead_target(&t))
         .unwrap_or_default()
 }
 

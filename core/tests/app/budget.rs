@@ -215,3 +215,23 @@ async fn a_key_over_its_rate_is_refused_from_its_one_round_trip_and_a_wrong_ip_c
     // nothing (their take was given back).
     assert_eq!(rows.first().unwrap().int("n"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn local_path_and_untyped_runs_are_three_round_trips_too() {
+    let h = Harness::new().await;
+    let key = scoped_key(&h).await;
+    h.register("reagent", "local.budget", "0.1.0").await;
+    // A `{"local": …}` path names its type and version: read ahead like any typed reference.
+    let local = json!({ "name": "execution", "arguments": { "action": "run", "reference": { "local": "components/reagents/local/budget/0.1.0/reagent.wasm" } } });
+    let (trips, _, detail) = count(&h, &key, "tools/call", local).await;
+    assert_eq!(trips, 3, "{detail}");
+    // An untyped one is looked up, and its policy read as each type it could be, ahead too.
+    let untyped = json!({ "name": "execution", "arguments": { "action": "run", "reference": "budget@0.1.0" } });
+    let (trips, _, detail) = count(&h, &key, "tools/call", untyped).await;
+    assert_eq!(trips, 3, "{detail}");
+    assert_eq!(
+        detail["answer"]["result"]["structuredContent"]["component_ref"],
+        "reagent:local.budget:0.1.0",
+        "{detail}"
+    );
+}
