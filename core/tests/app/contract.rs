@@ -428,13 +428,7 @@ async fn secret_delete_answers_deleted_and_name() {
 async fn secret_grant_takes_component_ref_and_answers_secret_and_component() {
     let h = with_claude().await;
     secret_set(&h).await;
-    let r = h
-        .ok(
-            ADMIN,
-            "secret",
-            json!({ "action": "grant", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE }),
-        )
-        .await;
+    let r = grant(&h).await;
     assert_eq!(r["granted"], true);
     assert_eq!(r["secret"], "ANTHROPIC_API_KEY");
     assert_eq!(r["component"], CLAUDE);
@@ -455,12 +449,7 @@ async fn secret_revoke_takes_component_ref_and_answers_cyfrs_status() {
     let args = json!({ "action": "revoke", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE });
     let none = h.ok(ADMIN, "secret", args.clone()).await;
     assert_eq!(none["status"], "not_granted", "{none}");
-    h.ok(
-        ADMIN,
-        "secret",
-        json!({ "action": "grant", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE }),
-    )
-    .await;
+    grant(&h).await;
     let r = h.ok(ADMIN, "secret", args).await;
     assert_eq!(r["status"], "revoked", "{r}");
     assert_eq!(r["secret"], "ANTHROPIC_API_KEY");
@@ -474,12 +463,7 @@ async fn secret_can_access_takes_component_ref_and_answers_allowed() {
     let ask =
         json!({ "action": "can_access", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE });
     assert_eq!(h.ok(ADMIN, "secret", ask.clone()).await["allowed"], false);
-    h.ok(
-        ADMIN,
-        "secret",
-        json!({ "action": "grant", "name": "ANTHROPIC_API_KEY", "component_ref": CLAUDE }),
-    )
-    .await;
+    grant(&h).await;
     assert_eq!(h.ok(ADMIN, "secret", ask).await["allowed"], true);
 }
 
