@@ -109,15 +109,32 @@ pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
         return Vec::new();
     };
     let kind = a.type_hint.as_deref().and_then(ComponentType::parse);
-    let Some(r) = a
+    let Some(t) = a
         .reference
         .as_deref()
-        .and_then(|r| Reference::parse(r, kind).ok())
+        .and_then(|r| Target::parse(r, kind).ok())
     else {
         return Vec::new();
     };
-    let mut reads = crate::executions::read_ahead(&r).to_vec();
-    reads.push(registry::versions_stmt(&r));
+    let mut reads = crate::executions::read_ahead_target(&t);
+    match &t {
+        Target::Typed(r) => reads.push(registry::versions_stmt(r)),
+        // Its versions as each type it could be (the lookup decides which is read).
+        Target::Untyped(u) => {
+            for ctype in [
+                ComponentType::Reagent,
+                ComponentType::Catalyst,
+                ComponentType::Formula,
+            ] {
+                reads.push(registry::versions_stmt(&Reference {
+                    ctype,
+                    namespace: u.namespace.clone(),
+                    name: u.name.clone(),
+                    version: None,
+                }));
+            }
+        }
+    }
     reads
 }
 

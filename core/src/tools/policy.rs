@@ -92,8 +92,8 @@ impl RefArgs {
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
     match a.call(args) {
         Ok(Calls::GetEffective(a)) => a
-            .reference()
-            .map(|r| crate::executions::read_ahead(&r).to_vec())
+            .target()
+            .map(|t| crate::executions::read_ahead_target(&t))
             .unwrap_or_default(),
         Ok(Calls::Set(a) | Calls::UpdateField(a)) => a
             .target

@@ -217,7 +217,7 @@ async fn a_key_over_its_rate_is_refused_from_its_one_round_trip_and_a_wrong_ip_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn local_path_and_untyped_runs_are_three_round_trips_too() {
+async fn untyped_and_local_references_cost_no_round_trip_of_their_own() {
     let h = Harness::new().await;
     let key = scoped_key(&h).await;
     h.register("reagent", "local.budget", "0.1.0").await;
@@ -234,4 +234,24 @@ async fn local_path_and_untyped_runs_are_three_round_trips_too() {
         "reagent:local.budget:0.1.0",
         "{detail}"
     );
+    // Inspecting or reading the policy of an untyped reference stays within 2.
+    for (tool, args) in [
+        (
+            "component",
+            json!({ "action": "inspect", "reference": "budget" }),
+        ),
+        (
+            "policy",
+            json!({ "action": "get_effective", "component_ref": "local.budget" }),
+        ),
+    ] {
+        let call = json!({ "name": tool, "arguments": args });
+        let (trips, _, detail) = count(&h, &key, "tools/call", call).await;
+        assert!(trips <= 2, "{tool}: {detail}");
+        let answer = &detail["answer"]["result"]["structuredContent"];
+        assert_eq!(
+            answer["component_ref"], "reagent:local.budget:0.1.0",
+            "{detail}"
+        );
+    }
 }
