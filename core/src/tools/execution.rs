@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use zeroize::Zeroizing;
 
-pub(super) const DESCRIPTION: &str = "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference such as \"reagent:cyfr.json-transform:0.1.0\" (or {\"registry\": …}) and a JSON `input`.";
+pub(super) const DESCRIPTION: &str = "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference (`reference` or `component_ref`) such as \"reagent:cyfr.json-transform:0.1.0\", \"cyfr.json-transform@0.1.0\" (no type: the registry finds it; a bare name is namespace local), {\"registry\": …} or {\"local\": \"components/reagents/cyfr/json-transform/0.1.0/reagent.wasm\"}, and a JSON `input`.";
 
 const EXECUTION: Need = Need::Scopes(&["execution"]);
 
