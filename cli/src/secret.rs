@@ -103,7 +103,8 @@ pub fn run(action: SecretAction, remote: &Remote, out: &Output) -> Result<()> {
         SecretAction::List { scope } => {
             let r = c.call("secret", json!({ "action": "list", "scope": scope }))?;
             out.show(&r, || {
-                let list = r["secrets"].as_array().cloned().unwrap_or_default();
+                // `secrets` holds CYFR's names; each one's details are under `details`.
+                let list = r["details"].as_array().cloned().unwrap_or_default();
                 if list.is_empty() {
                     return "No secrets.".into();
                 }

@@ -26,14 +26,20 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
         // An instance serves one request on the edge; where a context is kept (tests), the
         // next request must not see this one's reads.
         self.db.forget();
+        let rid = request_id(&req, &self.env);
         let mut resp = self.route(&req).await;
+        // Every answer carries the request's id (the client's own when sane), as CYFR's did:
+        // a client correlates its logs with the server's by it.
+        resp.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("x-request-id"));
+        resp.headers.push(("x-request-id".into(), rid));
         if let Some(origin) = req.header("origin") {
             if self.config.origin_allowed(origin) {
                 resp.headers
                     .push(("access-control-allow-origin".into(), origin.to_string()));
                 resp.headers.push((
                     "access-control-expose-headers".into(),
-                    "mcp-session-id".into(),
+                    "mcp-session-id, x-request-id".into(),
                 ));
                 resp.headers.push(("vary".into(), "origin".into()));
             }
@@ -45,6 +51,10 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
         match req.path.as_str() {
             "/mcp" | "/mcp/" => {}
             "/health" => return HttpResponse::json(200, &json!({ "status": "ok" })),
+            // CYFR's path (its `cyfr up` polls it), in CYFR's shape.
+            "/api/health" => {
+                return HttpResponse::json(200, &json!({ "status": "ok", "service": "cyfr" }))
+            }
             crate::host_api::INVOKE_PATH | crate::host_api::TOOLS_PATH => {
                 return crate::callbacks::handle(self, req).await
             }
@@ -186,6 +196,20 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
     }
 }
 
+/// The request's id: the client's `x-request-id` when [`crate::http::sane_request_id`],
+/// else 12 random bytes in hex from the environment.
+fn request_id(req: &HttpRequest, env: &impl Env) -> String {
+    if let Some(v) = req
+        .header("x-request-id")
+        .filter(|v| crate::http::sane_request_id(v))
+    {
+        return v.to_string();
+    }
+    let mut b = [0u8; 12];
+    env.fill_random(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn preflight() -> HttpResponse {
     let mut r = HttpResponse::empty(204);
     r.headers.extend([
@@ -195,7 +219,7 @@ fn preflight() -> HttpResponse {
         ),
         (
             "access-control-allow-headers".to_string(),
-            "authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id"
+            "authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id, x-request-id"
                 .to_string(),
         ),
         ("access-control-max-age".to_string(), "600".to_string()),

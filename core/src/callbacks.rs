@@ -98,11 +98,12 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
     parent: &Parent,
     body: &Json,
 ) -> Result<Json, CallbackError> {
-    if body.get("reference").is_none() {
-        return Err(CallbackError::InvalidRequest("`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\" or {\"registry\": \"…\"}".into()));
-    }
+    // `component_ref` is CYFR's name for it elsewhere; either is read.
+    let Some(reference) = body.get("reference").or_else(|| body.get("component_ref")) else {
+        return Err(CallbackError::InvalidRequest("`reference` is required, e.g. \"reagent:cyfr.text-stats:0.1.0\", {\"registry\": \"…\"} or {\"local\": \"components/reagents/cyfr/text-stats/0.1.0/reagent.wasm\"}".into()));
+    };
     let mut args = RunArgs {
-        reference: Some(body["reference"].clone()),
+        reference: Some(reference.clone()),
         input: Some(body.get("input").cloned().unwrap_or(json!({}))),
         type_hint: None,
     };
@@ -117,17 +118,9 @@ async fn invoke<D: Db, X: Dispatch, E: Env>(
             )))
         }
     }
-    // Without `type`, a reference that names no type is a reagent, as CYFR's formulas assume.
-    if args.type_hint.is_none() {
-        let text = body["reference"]
-            .as_str()
-            .or_else(|| body["reference"]["registry"].as_str())
-            .unwrap_or("");
-        let prefix = text.split_once(':').map(|(p, _)| p).unwrap_or("");
-        if ComponentType::parse(prefix).is_none() {
-            args.type_hint = Some("reagent".into());
-        }
-    }
+    // Without `type`, a reference that names no type is looked up in the registry (CYFR
+    // takes an untyped registry reference's type from inspect), and a `{"local": …}` path
+    // names its type itself.
     let v = tools::formula::invoke(cx, parent, &args).await?;
     Ok(json!({ "status": "completed", "output": v["result"], "execution_id": v["execution_id"] }))
 }

@@ -7,7 +7,7 @@ use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::{execution_id, random_token, rfc3339, Env};
 use crate::errors::{Code, Error, Reason, Result};
 use crate::host_api::{HostErrorKind, Limits, RecordStatus, RunRequest, RunResponse, RunStatus};
-use crate::reference::{ComponentType, Reference};
+use crate::reference::{ComponentType, Reference, Target};
 use crate::{policy, registry};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -46,8 +46,12 @@ pub struct Origin<'a> {
 /// The arguments of `execution.run` (and of a formula's `invoke`).
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct RunArgs {
-    /// Component reference: "type:namespace.name:version", the c:/r:/f: short form, or {"registry": "…"}
-    #[serde(default, deserialize_with = "crate::args::raw")]
+    /// Component reference: "type:namespace.name:version", the c:/r:/f: short form, an untyped "namespace.name" or bare "name" (namespace local), `@` before the version, {"registry": "…"} or {"local": "components/{type}s/{ns}/{name}/{version}/{type}.wasm"} (CYFR: `component_ref`)
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "crate::args::raw"
+    )]
     #[schemars(schema_with = "reference_schema")]
     pub reference: Option<Json>,
     /// JSON input handed to the component
@@ -60,7 +64,7 @@ pub struct RunArgs {
 }
 
 fn reference_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "object", "properties": { "registry": { "type": "string" } }, "required": ["registry"] }] })
+    schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "object", "properties": { "registry": { "type": "string" } }, "required": ["registry"] }, { "type": "object", "properties": { "local": { "type": "string" } }, "required": ["local"] }] })
 }
 
 /// Runs a component for `who` and records the run.
@@ -95,11 +99,11 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
             "execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\"",
         )
     })?;
-    let reference = Reference::from_json(reference, type_hint)?;
+    let target = Target::from_json(reference, type_hint)?;
     // The component and its policy in one round trip (none, when the request's caller
-    // check already read them ahead).
-    cx.db.read_ahead(read_ahead(&reference));
-    let component = registry::resolve(&cx.db, &reference).await?;
+    // check already read them ahead); an untyped reference is looked up first.
+    cx.db.read_ahead(read_ahead_target(&target));
+    let component = registry::find(&cx.db, &target).await?;
     let policy = policy::effective(&cx.db, &component).await?;
     let input =
         serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
@@ -108,7 +112,67 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     let secrets = run.secrets(cx).await?;
     let req = run.request(who, input, &secrets);
     let resp = run.dispatch(cx, &req, &secrets).await?;
-    run.answer(cx, resp).await
+    let mut v = run.answer(cx, resp).await?;
+    // CYFR echoes the reference object the caller sent; cyfr's canonical string stays in
+    // `component_ref` (and in `reference` when a string was sent).
+    if reference.is_object() {
+        v["reference"] = reference.clone();
+    }
+    v["user_id"] = json!(who.id());
+    Ok(v)
+}
+
+/// A record's status as CYFR words it: `running` for cyfr's `started` (cyfr's `timed_out`
+/// stays: CYFR has no word for it).
+pub fn status_word(stored: &str) -> &str {
+    if stored == RecordStatus::Started.as_str() {
+        "running"
+    } else {
+        stored
+    }
+}
+
+/// The stored statuses an `execution.list` `status` filter selects (`None`: all).
+fn status_filter(s: Option<&str>) -> Result<Option<&'static [&'static str]>> {
+    Ok(match s {
+        None | Some("all") => None,
+        Some("running" | "started") => Some(&["started"]),
+        Some("completed") => Some(&["completed"]),
+        Some("failed") => Some(&["failed", "timed_out"]),
+        Some("timed_out") => Some(&["timed_out"]),
+        Some("cancelled") => Some(&["cancelled"]),
+        Some(other) => {
+            return Err(Error::invalid_params(format!(
+                "`status` must be running, completed, failed, cancelled, timed_out or all (got `{other}`)"
+            )))
+        }
+    })
+}
+
+/// The reads of a run of `t` known before it starts: its component and its policy — for an
+/// untyped reference, its lookup and the policy it would have as each of the three types
+/// (so that it, too, costs no round trip of its own).
+pub fn read_ahead_target(t: &Target) -> Vec<Stmt> {
+    match t {
+        Target::Typed(r) => read_ahead(r).to_vec(),
+        Target::Untyped(u) => {
+            let mut reads = vec![registry::untyped_stmt(u)];
+            for ctype in [
+                ComponentType::Reagent,
+                ComponentType::Catalyst,
+                ComponentType::Formula,
+            ] {
+                let unversioned = Reference {
+                    ctype,
+                    namespace: u.namespace.clone(),
+                    name: u.name.clone(),
+                    version: None,
+                };
+                reads.push(policy::effective_stmt(&unversioned.canonical()));
+            }
+            reads
+        }
+    }
 }
 
 /// The reads of a run of `r` known before it starts: its component and its policy.
@@ -528,6 +592,7 @@ impl<'a> Run<'a> {
             "component_type": c.ctype.as_str(),
             "component_digest": c.digest,
             "reference": c.reference,
+            "component_ref": c.reference,
             "policy_applied": self.policy.to_json(),
             "egress_refusals": resp.egress_refusals,
         }))
@@ -711,19 +776,27 @@ async fn finish(
     Ok(())
 }
 
-/// `execution.list`: the caller's own runs, newest first (an admin sees all).
-pub async fn list(db: &impl Db, who: &Identity, limit: Option<u64>) -> Result<Json> {
+/// `execution.list`: the caller's own runs, newest first (an admin sees all), optionally
+/// only those with CYFR's `status` word.
+pub async fn list(
+    db: &impl Db,
+    who: &Identity,
+    limit: Option<u64>,
+    status: Option<&str>,
+) -> Result<Json> {
     let limit = limit.unwrap_or(50).clamp(1, 500) as i64;
     let caller: Value = if who.is_admin() {
         Value::Null
     } else {
         who.id().into()
     };
+    let wanted = status_filter(status)?.map(|s| s.join(","));
     let rows = db
         .query(
-            "SELECT id, reference, component_type, digest, status, error, started_at, duration_ms, parent_execution_id FROM executions \
-             WHERE (?1 IS NULL OR caller = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2",
-            &[caller, Value::Integer(limit)],
+            "SELECT id, reference, component_type, digest, status, error, started_at, finished_at, duration_ms, parent_execution_id FROM executions \
+             WHERE (?1 IS NULL OR caller = ?1) AND (?3 IS NULL OR instr(',' || ?3 || ',', ',' || status || ',') > 0) \
+             ORDER BY started_at DESC, id DESC LIMIT ?2",
+            &[caller, Value::Integer(limit), wanted.into()],
         )
         .await?;
     let list: Vec<Json> = rows
@@ -732,33 +805,50 @@ pub async fn list(db: &impl Db, who: &Identity, limit: Option<u64>) -> Result<Js
             json!({
                 "execution_id": r.text("id"),
                 "reference": r.text("reference"),
+                "component_ref": r.text("reference"),
                 "component_type": r.text("component_type"),
                 "component_digest": r.text("digest"),
-                "status": r.text("status"),
+                "status": status_word(&r.text("status")),
                 "error": r.opt_text("error"),
                 "started_at": rfc3339(r.int("started_at") as u64),
+                "completed_at": r.opt_int("finished_at").map(|t| rfc3339(t as u64)),
                 "duration_ms": r.opt_int("duration_ms"),
                 "parent_execution_id": r.opt_text("parent_execution_id"),
             })
         })
         .collect();
-    Ok(json!({ "executions": list, "count": list.len() }))
+    Ok(json!({ "executions": list, "count": list.len(), "user_id": who.id() }))
 }
 
 /// `execution.logs`: a run's captured stdout and stderr (already redacted), for its caller
 /// or an admin; anyone else's run looks missing.
 pub async fn logs(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
-    let rows = db.query("SELECT id, caller, status, error, stdout, stderr, refusals FROM executions WHERE id = ?", &[id.into()]).await?;
+    let rows = db.query("SELECT id, caller, reference, component_type, digest, status, error, started_at, finished_at, duration_ms, stdout, stderr, refusals FROM executions WHERE id = ?", &[id.into()]).await?;
     let row = rows
         .first()
         .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
         .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    let (stdout, stderr) = (row.text("stdout"), row.text("stderr"));
+    // CYFR's `logs` is one text; cyfr keeps the two streams apart as well.
+    let logs = match (stdout.is_empty(), stderr.is_empty()) {
+        (_, true) => stdout.clone(),
+        (true, false) => stderr.clone(),
+        (false, false) => format!("{stdout}\n{stderr}"),
+    };
     Ok(json!({
         "execution_id": row.text("id"),
-        "status": row.text("status"),
+        "status": status_word(&row.text("status")),
         "error": row.opt_text("error"),
-        "stdout": row.text("stdout"),
-        "stderr": row.text("stderr"),
+        "stdout": stdout,
+        "stderr": stderr,
+        "logs": logs,
+        "reference": row.text("reference"),
+        "component_ref": row.text("reference"),
+        "component_type": row.text("component_type"),
+        "component_digest": row.text("digest"),
+        "started_at": rfc3339(row.int("started_at") as u64),
+        "completed_at": row.opt_int("finished_at").map(|t| rfc3339(t as u64)),
+        "duration_ms": row.opt_int("duration_ms"),
         "egress_refusals": row.opt_text("refusals").and_then(|r| serde_json::from_str::<Json>(&r).ok()).unwrap_or(json!([])),
     }))
 }
@@ -783,7 +873,9 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
         .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
     let status = row.text("status");
     if status != RecordStatus::Started.as_str() {
-        return Ok(json!({ "execution_id": id, "cancelled": false, "status": status }));
+        return Ok(
+            json!({ "execution_id": id, "cancelled": false, "status": status_word(&status), "message": "Execution already completed, failed, or cancelled" }),
+        );
     }
     // A formula's token first (it is still `started`, and no child may start from now on),
     // then the formula itself (a child cancelled before it would hand it an error it could
@@ -802,6 +894,6 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
     cancel_children(cx, id).await;
     let stopped = stopped?;
     Ok(
-        json!({ "execution_id": id, "cancelled": stopped, "status": if stopped { RecordStatus::Cancelled } else { RecordStatus::Started }.as_str() }),
+        json!({ "execution_id": id, "cancelled": stopped, "status": status_word(if stopped { RecordStatus::Cancelled } else { RecordStatus::Started }.as_str()) }),
     )
 }

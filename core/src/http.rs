@@ -36,6 +36,15 @@ impl HttpRequest {
     }
 }
 
+/// Whether a client's `x-request-id` may be kept: 1-64 of `[A-Za-z0-9._-]` (it reaches logs
+/// and headers, so nothing else passes).
+pub fn sane_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The response to send back.
 #[derive(Clone, Debug, Default)]
 pub struct HttpResponse {

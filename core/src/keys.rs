@@ -95,18 +95,36 @@ pub struct ApiKey {
 impl ApiKey {
     /// The view shown by `key get`/`key list`: no hash, no raw key.
     pub fn to_json(&self) -> Json {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "name": self.name,
             "type": self.key_type.as_str(),
-            "prefix": format!("{}...", self.prefix),
             "scope": self.scopes,
-            "rate_limit": self.rate_limit.map(|r| r.to_text()),
-            "ip_allowlist": if self.ip_allowlist.is_empty() { Json::Null } else { json!(self.ip_allowlist.to_text()) },
             "created_at": rfc3339(self.created_at),
             "last_used_at": self.last_used_at.map(rfc3339),
             "revoked": self.revoked_at.is_some(),
-        })
+        });
+        self.shared_fields(&mut v);
+        v
+    }
+
+    /// The fields every key answer shares, in CYFR's shape beside cyfr's: `prefix` and
+    /// CYFR's `key_prefix`; `rate_limit` as text; `ip_allowlist` as CYFR's array (cyfr's
+    /// comma-separated text, or null, as `ip_allowlist_text`); `rotated_at` (when this key
+    /// replaced another: its creation).
+    pub fn shared_fields(&self, v: &mut Json) {
+        let prefix = format!("{}...", self.prefix);
+        v["prefix"] = json!(prefix);
+        v["key_prefix"] = json!(prefix);
+        v["rate_limit"] = json!(self.rate_limit.map(|r| r.to_text()));
+        let nets: Vec<String> = self.ip_allowlist.0.iter().map(|n| n.to_string()).collect();
+        v["ip_allowlist_text"] = if nets.is_empty() {
+            Json::Null
+        } else {
+            json!(self.ip_allowlist.to_text())
+        };
+        v["ip_allowlist"] = json!(nets);
+        v["rotated_at"] = json!((self.lineage_id != self.id).then(|| rfc3339(self.created_at)));
     }
 
     fn from_row(r: &Row<'_>) -> Result<ApiKey> {

@@ -37,6 +37,8 @@ pub struct Policy {
     pub allowed_private_ips: Vec<String>,
     /// Outbound HTTP requests one execution may make (its own budget, apart from `rate_limit`).
     pub max_outbound_requests: u64,
+    /// CYFR's storage paths a formula may use; kept and shown (cyfr has no storage tool yet).
+    pub allowed_storage_paths: Vec<String>,
 }
 
 impl Default for Policy {
@@ -58,6 +60,7 @@ impl Default for Policy {
             allowed_requests: Vec::new(),
             allowed_private_ips: Vec::new(),
             max_outbound_requests: 100,
+            allowed_storage_paths: Vec::new(),
         }
     }
 }
@@ -77,6 +80,7 @@ impl Policy {
             "allowed_requests": self.allowed_requests,
             "allowed_private_ips": self.allowed_private_ips,
             "max_outbound_requests": self.max_outbound_requests,
+            "allowed_storage_paths": self.allowed_storage_paths,
         })
     }
 
@@ -107,7 +111,46 @@ pub const FIELDS: &[&str] = &[
     "allowed_requests",
     "allowed_private_ips",
     "max_outbound_requests",
+    "allowed_storage_paths",
 ];
+
+/// Fields whose value is a list of strings.
+const LIST_FIELDS: &[&str] = &[
+    "allowed_domains",
+    "allowed_methods",
+    "allowed_tools",
+    "allowed_requests",
+    "allowed_private_ips",
+    "allowed_storage_paths",
+];
+
+/// A field's value as CYFR's `update_field` sends it — always a string — read as the type
+/// the field holds: a list from its JSON text (`"[\"a.com\"]"`) or as comma-separated
+/// entries (`"a.com,b.com"`), `rate_limit` from its JSON object text, integers from digits.
+/// Values that are not strings, and strings of string fields, pass unchanged.
+pub fn coerce(field: &str, v: Json) -> Json {
+    let Json::String(s) = &v else { return v };
+    let t = s.trim();
+    if LIST_FIELDS.contains(&field) {
+        return match serde_json::from_str::<Json>(t) {
+            Ok(list @ Json::Array(_)) => list,
+            _ => Json::Array(
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(|e| Json::String(e.into()))
+                    .collect(),
+            ),
+        };
+    }
+    match field {
+        "rate_limit" if t.starts_with('{') => serde_json::from_str(t).unwrap_or(v),
+        "max_memory_bytes" | "max_request_size" | "max_response_size" | "max_outbound_requests" => {
+            t.parse::<u64>().map(Json::from).unwrap_or(v)
+        }
+        _ => v,
+    }
+}
 
 /// An `allowed_domains` entry: `api.example.com`, `*.example.com`, optionally `:port`.
 /// IP addresses are refused: an allowlist names hosts, and private addresses have their
@@ -210,7 +253,10 @@ fn requests(field: &str, v: &Json) -> Result<Vec<String>, String> {
 impl Policy {
     /// Sets one field from its JSON value, checking it. Unknown fields are refused.
     pub fn set_field(&mut self, field: &str, v: &Json) -> Result<(), String> {
-        use crate::units::{parse_size, Rate};
+        use crate::units::Rate;
+        // Sizes are read the same for every size field; the message names the field.
+        let parse_size =
+            |v: &Json| crate::units::parse_size(v).map_err(|e| format!("`{field}`: {e}"));
         match field {
             "allowed_domains" => {
                 let list = string_list(field, v)?;
@@ -250,6 +296,13 @@ impl Policy {
                     .as_u64()
                     .filter(|n| *n <= 10_000)
                     .ok_or("`max_outbound_requests` must be an integer from 0 to 10000")?;
+            }
+            "allowed_storage_paths" => {
+                let list = string_list(field, v)?;
+                if let Some(p) = list.iter().find(|p| p.split('/').any(|s| s == "..")) {
+                    return Err(format!("`{p}`: storage paths may not hold `..`"));
+                }
+                self.allowed_storage_paths = list;
             }
             other => {
                 return Err(format!(

@@ -53,51 +53,98 @@ pub struct Reference {
     pub version: Option<String>,
 }
 
-impl Reference {
-    /// Parses the string form. `type_hint` supplies the type when the string has none
-    /// (`local.claude:0.1.0` with `"type": "catalyst"`).
-    pub fn parse(s: &str, type_hint: Option<ComponentType>) -> Result<Reference> {
-        let bad = |why: &str| {
-            Error::new(
-                Code::ComponentNotFound,
-                format!("invalid component reference `{s}`: {why}"),
-            )
+/// A component named without its type (`local.claude:0.1.0`, `claude`): the registry
+/// finds which type it is, and refuses a name that more than one type uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Untyped {
+    /// e.g. `local`.
+    pub namespace: String,
+    /// e.g. `claude`.
+    pub name: String,
+    /// A semver version; `None` means the highest registered.
+    pub version: Option<String>,
+}
+
+impl Untyped {
+    /// `namespace.name:version` (or without the version).
+    pub fn shown(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}.{}:{v}", self.namespace, self.name),
+            None => format!("{}.{}", self.namespace, self.name),
+        }
+    }
+}
+
+/// What a caller names: a typed reference, or an untyped one to look up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The type is known (written, hinted, or read from a `{"local": …}` path).
+    Typed(Reference),
+    /// The registry decides the type.
+    Untyped(Untyped),
+}
+
+/// The namespace of a bare name (`claude`, `claude:0.1.0`), as in CYFR.
+pub const DEFAULT_NAMESPACE: &str = "local";
+
+/// The refusal of a malformed reference `s`.
+fn bad_ref(s: &str, why: &str) -> Error {
+    Error::new(
+        Code::ComponentNotFound,
+        format!("invalid component reference `{s}`: {why}"),
+    )
+}
+
+impl Target {
+    /// Parses the string forms: `type:ns.name:version`, `c:`/`r:`/`f:` shorthands, `@` as
+    /// the version separator, `ns.name[:version]`, a bare `name[:version]` (namespace
+    /// `local`), and CYFR's legacy `ns:name:version`. `type_hint` supplies the type when
+    /// the string has none; without either the reference is [`Target::Untyped`].
+    pub fn parse(s: &str, type_hint: Option<ComponentType>) -> Result<Target> {
+        let bad = |why: &str| bad_ref(s, why);
+        let t = s.trim();
+        // `@` never occurs in a name or a semver version, so one `@` is the separator.
+        let t = match t.matches('@').count() {
+            0 => t.to_string(),
+            1 if !t.contains(':') || t.split(':').count() == 2 => t.replacen('@', ":", 1),
+            _ => return Err(bad("use one `@` (or `:`) before the version")),
         };
-        let parts: Vec<&str> = s.trim().split(':').collect();
-        let (ctype, id, version) = match parts.as_slice() {
-            [t, id, v] => (
-                ComponentType::parse(t)
-                    .ok_or_else(|| bad("type must be reagent, catalyst or formula (or r, c, f)"))?,
-                *id,
-                Some(*v),
-            ),
-            [a, b] => match ComponentType::parse(a) {
-                Some(t) => (t, *b, None),
-                None => (
-                    type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?,
-                    *a,
-                    Some(*b),
-                ),
+        let parts: Vec<&str> = t.split(':').collect();
+        let (ctype, namespace, id, version) = match parts.as_slice() {
+            [ty, id, v] => match ComponentType::parse(ty) {
+                Some(ct) => (Some(ct), None, *id, Some(*v)),
+                // CYFR's legacy `namespace:name:version`.
+                None if valid_name(ty) && !id.contains('.') => (None, Some(*ty), *id, Some(*v)),
+                None => {
+                    return Err(bad(
+                        "type must be reagent, catalyst or formula (or r, c, f)",
+                    ))
+                }
             },
-            [id] => (
-                type_hint.ok_or_else(|| bad("say the type, e.g. `reagent:ns.name:1.0.0`"))?,
-                *id,
-                None,
-            ),
+            [a, b] => match ComponentType::parse(a) {
+                // `c:1.0.0` is the component `c` at 1.0.0 rather than a type without an id.
+                Some(_) if Semver::parse(b).is_some() => (None, None, *a, Some(*b)),
+                Some(ct) => (Some(ct), None, *b, None),
+                None => (None, None, *a, Some(*b)),
+            },
+            [id] => (None, None, *id, None),
             _ => return Err(bad("expected type:namespace.name:version")),
         };
-        if let Some(hint) = type_hint {
-            if hint != ctype {
+        if let (Some(hint), Some(ct)) = (type_hint, ctype) {
+            if hint != ct {
                 return Err(bad(&format!(
                     "it names a {} but `type` says {}",
-                    ctype.as_str(),
+                    ct.as_str(),
                     hint.as_str()
                 )));
             }
         }
-        let (namespace, name) = id
-            .split_once('.')
-            .ok_or_else(|| bad("the id must be namespace.name"))?;
+        let (namespace, name) = match (namespace, id.split_once('.')) {
+            (Some(ns), None) => (ns, id),
+            (None, Some((ns, name))) => (ns, name),
+            (None, None) => (DEFAULT_NAMESPACE, id),
+            (Some(_), Some(_)) => return Err(bad("expected namespace:name:version")),
+        };
         if !valid_name(namespace) || !valid_name(name) {
             return Err(bad("namespace and name are lower-case letters, digits and '-', 1-64 characters, not starting or ending with '-'"));
         }
@@ -108,28 +155,136 @@ impl Reference {
                 Some(v.to_string())
             }
         };
-        Ok(Reference {
-            ctype,
-            namespace: namespace.into(),
-            name: name.into(),
-            version,
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Ok(match ctype.or(type_hint) {
+            Some(ctype) => Target::Typed(Reference {
+                ctype,
+                namespace,
+                name,
+                version,
+            }),
+            None => Target::Untyped(Untyped {
+                namespace,
+                name,
+                version,
+            }),
         })
     }
 
-    /// Parses the JSON forms `execution.run` accepts: a string or `{"registry": "…"}`.
-    pub fn from_json(v: &Json, type_hint: Option<ComponentType>) -> Result<Reference> {
-        match v {
-            Json::String(s) => Reference::parse(s, type_hint),
-            Json::Object(o) if o.contains_key("registry") => match o.get("registry") {
-                Some(Json::String(s)) => Reference::parse(s, type_hint),
+    /// Parses the JSON forms: a string, `{"registry": "…"}`, or `{"local": PATH}` with PATH
+    /// in the registry layout; `{"arca": …}` and `{"oci": …}` are refused as unsupported.
+    pub fn from_json(v: &Json, type_hint: Option<ComponentType>) -> Result<Target> {
+        let o = match v {
+            Json::String(s) => return Target::parse(s, type_hint),
+            Json::Object(o) => o,
+            _ => return Err(Error::invalid_params(REF_FORMS)),
+        };
+        if let Some(r) = o.get("registry") {
+            return match r {
+                Json::String(s) => Target::parse(s, type_hint),
                 _ => Err(Error::invalid_params("`reference.registry` must be a string like \"reagent:cyfr.json-transform:0.1.0\"")),
-            },
-            Json::Object(o) if o.contains_key("local") => Err(Error::new(
-                Code::ComponentNotFound,
-                "`{\"local\": …}` references are not supported by this server; register the component and use its registry reference",
-            )),
-            _ => Err(Error::invalid_params("`reference` must be a string like \"reagent:cyfr.json-transform:0.1.0\" or {\"registry\": \"…\"}")),
+            };
         }
+        if let Some(p) = o.get("local") {
+            let p = p.as_str().ok_or_else(|| {
+                Error::invalid_params("`reference.local` must be a path string like \"components/catalysts/local/claude/0.1.0/catalyst.wasm\"")
+            })?;
+            let r = local_path(p)?;
+            if let Some(hint) = type_hint.filter(|h| *h != r.ctype) {
+                return Err(bad_ref(
+                    p,
+                    &format!(
+                        "it is a {} but `type` says {}",
+                        r.ctype.as_str(),
+                        hint.as_str()
+                    ),
+                ));
+            }
+            return Ok(Target::Typed(r));
+        }
+        for store in ["arca", "oci"] {
+            if o.contains_key(store) {
+                return Err(Error::invalid_params(format!(
+                    "`{{\"{store}\": …}}` references are not supported by this server; register the component and use its registry reference (\"type:namespace.name:version\") or {{\"local\": PATH}}"
+                )));
+            }
+        }
+        Err(Error::invalid_params(REF_FORMS))
+    }
+}
+
+impl Target {
+    /// The typed reference, or a refusal naming what is missing.
+    pub fn typed(self, shown: &str) -> Result<Reference> {
+        match self {
+            Target::Typed(r) => Ok(r),
+            Target::Untyped(_) => Err(bad_ref(shown, "say the type, e.g. `reagent:ns.name:1.0.0`")),
+        }
+    }
+}
+
+const REF_FORMS: &str = "`reference` must be a string like \"reagent:cyfr.json-transform:0.1.0\", {\"registry\": \"…\"} or {\"local\": \"components/reagents/cyfr/json-transform/0.1.0/reagent.wasm\"}";
+
+/// A `{"local": PATH}` reference read lexically (core reads no files): PATH is a component's
+/// wasm in the registry layout `components/{type}s/{ns}/{name}/{version}/{type}.wasm`,
+/// relative to the project or to the components root (`{type}s/…`), or absolute under a
+/// `components` directory. It names the registered component of that type, id and version;
+/// `.`/`..` segments, empty segments and backslashes are refused.
+pub fn local_path(p: &str) -> Result<Reference> {
+    let bad = |why: &str| bad_ref(p, why);
+    const LAYOUT: &str = "the path must be components/{type}s/{namespace}/{name}/{version}/{type}.wasm, e.g. components/catalysts/local/claude/0.1.0/catalyst.wasm";
+    if p.is_empty() || p.len() > 1024 || p.contains('\\') || p.chars().any(char::is_control) {
+        return Err(bad(LAYOUT));
+    }
+    let rel = p.strip_prefix("./").unwrap_or(p);
+    let absolute = rel.starts_with('/');
+    let segs: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
+    if segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(bad("the path may not hold `.`, `..` or empty segments; it must stay inside the components directory"));
+    }
+    if segs.len() < 5 {
+        return Err(bad(LAYOUT));
+    }
+    let (prefix, tail) = segs.split_at(segs.len() - 5);
+    let prefix_ok = match prefix {
+        [] => !absolute,
+        [.., last] => *last == "components" && (absolute || prefix.len() == 1),
+    };
+    let [dir, ns, name, version, file] = tail else {
+        return Err(bad(LAYOUT));
+    };
+    let ctype = dir
+        .strip_suffix('s')
+        .and_then(|t| ComponentType::parse(t).filter(|c| c.as_str() == t));
+    let Some(ctype) = ctype.filter(|c| *file == format!("{}.wasm", c.as_str())) else {
+        return Err(bad(LAYOUT));
+    };
+    if !prefix_ok {
+        return Err(bad(LAYOUT));
+    }
+    if !valid_name(ns) || !valid_name(name) || Semver::parse(version).is_none() {
+        return Err(bad(
+            "the namespace, name and version in the path must be a valid id and semver version",
+        ));
+    }
+    Ok(Reference {
+        ctype,
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        version: Some(version.to_string()),
+    })
+}
+
+impl Reference {
+    /// Parses the string form (see [`Target::parse`]); the type must be written or hinted
+    /// (`local.claude:0.1.0` with `"type": "catalyst"`).
+    pub fn parse(s: &str, type_hint: Option<ComponentType>) -> Result<Reference> {
+        Target::parse(s, type_hint)?.typed(s)
+    }
+
+    /// Parses the JSON forms (see [`Target::from_json`]); the type must be known.
+    pub fn from_json(v: &Json, type_hint: Option<ComponentType>) -> Result<Reference> {
+        Target::from_json(v, type_hint)?.typed(&v.to_string())
     }
 
     /// `type:namespace.name:version` (or without the version when unresolved).
@@ -248,7 +403,8 @@ mod tests {
     fn bad_references_are_refused_with_component_not_found() {
         for s in [
             "x:local.claude:0.1.0",
-            "c:claude:0.1.0",
+            "x.y:local.claude:0.1.0",
+            "c:local.claude@0.1.0@0.2.0",
             "c:Local.claude:0.1.0",
             "c:local.claude:1.0",
             "c:local.-x:1.0.0",
@@ -258,6 +414,89 @@ mod tests {
             assert_eq!(e.code, Code::ComponentNotFound, "{s}");
         }
         assert!(Reference::parse("r:local.x:1.0.0", Some(ComponentType::Catalyst)).is_err());
+    }
+
+    #[test]
+    fn cyfr_forms_bare_names_at_and_legacy_parse() {
+        let typed = |s: &str| match Target::parse(s, None).unwrap() {
+            Target::Typed(r) => r.canonical(),
+            Target::Untyped(u) => panic!("{s} is untyped: {u:?}"),
+        };
+        let untyped = |s: &str| match Target::parse(s, None).unwrap() {
+            Target::Untyped(u) => u.shown(),
+            Target::Typed(r) => panic!("{s} is typed: {r:?}"),
+        };
+        assert_eq!(typed("c:local.claude@0.1.0"), "catalyst:local.claude:0.1.0");
+        assert_eq!(
+            typed("catalyst:claude:0.1.0"),
+            "catalyst:local.claude:0.1.0"
+        );
+        assert_eq!(typed("c:claude"), "catalyst:local.claude");
+        assert_eq!(untyped("claude"), "local.claude");
+        assert_eq!(untyped("claude:0.1.0"), "local.claude:0.1.0");
+        assert_eq!(untyped("claude@0.1.0"), "local.claude:0.1.0");
+        assert_eq!(untyped("cyfr.http:latest"), "cyfr.http");
+        assert_eq!(untyped("cyfr:http:0.1.0"), "cyfr.http:0.1.0");
+        // `r:1.0.0`: the component `r` at 1.0.0, not a type with no id.
+        assert_eq!(untyped("r:1.0.0"), "local.r:1.0.0");
+        // A hint types what the string does not.
+        assert_eq!(
+            Reference::parse("claude@0.1.0", Some(ComponentType::Catalyst))
+                .unwrap()
+                .canonical(),
+            "catalyst:local.claude:0.1.0"
+        );
+        // Where the type is required, an untyped reference says so.
+        let e = Reference::parse("claude", None).unwrap_err();
+        assert!(e.message.contains("say the type"), "{}", e.message);
+    }
+
+    #[test]
+    fn local_paths_in_the_registry_layout_name_their_component() {
+        for p in [
+            "components/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "./components/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "catalysts/local/claude/0.1.0/catalyst.wasm",
+            "/srv/cyfr/components/catalysts/local/claude/0.1.0/catalyst.wasm",
+        ] {
+            let r = Reference::from_json(&serde_json::json!({ "local": p }), None)
+                .unwrap_or_else(|e| panic!("{p}: {}", e.message));
+            assert_eq!(r.canonical(), "catalyst:local.claude:0.1.0", "{p}");
+        }
+    }
+
+    #[test]
+    fn local_paths_outside_the_layout_or_climbing_out_are_refused() {
+        for p in [
+            "components/catalysts/local/claude/0.1.0/../../../../../etc/passwd",
+            "components/catalysts/local/../local/claude/0.1.0/catalyst.wasm",
+            "../components/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "components/catalysts/local/claude/0.1.0/./catalyst.wasm",
+            "components//catalysts/local/claude/0.1.0/catalyst.wasm",
+            "components\\catalysts\\local\\claude\\0.1.0\\catalyst.wasm",
+            "/etc/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "other/components/catalysts/local/claude/0.1.0/catalyst.wasm",
+            "components/catalysts/local/claude/0.1.0/reagent.wasm",
+            "components/catalyst/local/claude/0.1.0/catalyst.wasm",
+            "components/catalysts/local/claude/latest/catalyst.wasm",
+            "components/catalysts/Local/claude/0.1.0/catalyst.wasm",
+            "components/catalysts/local/claude/0.1.0/catalyst.wasm/",
+            "claude.wasm",
+            "",
+        ] {
+            let e = Reference::from_json(&serde_json::json!({ "local": p }), None).expect_err(p);
+            assert_eq!(e.code, Code::ComponentNotFound, "{p}");
+        }
+        assert!(Reference::from_json(
+            &serde_json::json!({ "local": "components/reagents/local/x/0.1.0/reagent.wasm" }),
+            Some(ComponentType::Catalyst)
+        )
+        .is_err());
+        for store in ["arca", "oci"] {
+            let e = Reference::from_json(&serde_json::json!({ store: "x" }), None).unwrap_err();
+            assert!(e.message.contains("not supported"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::db::{Db, Row, Stmt, Value};
 use crate::env::rfc3339;
 use crate::errors::{Code, Error, Result};
 use crate::manifest::Manifest;
-use crate::reference::{ComponentType, Reference, Semver};
+use crate::reference::{ComponentType, Reference, Semver, Target, Untyped};
 use serde_json::{json, Value as Json};
 
 /// Largest artifact accepted.
@@ -18,6 +18,10 @@ pub struct Component {
     pub reference: String,
     /// Type.
     pub ctype: ComponentType,
+    /// Namespace (CYFR's `publisher`).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
     /// Version.
     pub version: String,
     /// `sha256:…` of the wasm.
@@ -43,6 +47,8 @@ impl Component {
                 r.text("version")
             ),
             ctype,
+            namespace: r.text("namespace"),
+            name: r.text("name"),
             version: r.text("version"),
             digest: r.text("digest"),
             description: r.text("description"),
@@ -56,15 +62,40 @@ impl Component {
         serde_json::from_str(&self.manifest_text).unwrap_or(Json::Null)
     }
 
-    /// The summary shown by search and register.
+    /// The typed reference of exactly this version.
+    pub fn as_reference(&self) -> Reference {
+        Reference {
+            ctype: self.ctype,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: Some(self.version.clone()),
+        }
+    }
+
+    /// The summary shown by search, inspect and register: cyfr's fields (`reference`,
+    /// `type`, `registered_at`) and CYFR's row (`id`, `name`, `publisher`, `component_type`,
+    /// `component_ref`, `tags`, `category`, `license`, `source`, `inserted_at`, `updated_at`).
     pub fn summary(&self) -> Json {
+        let m = self.manifest();
+        let at = rfc3339(self.created_at);
         json!({
             "reference": self.reference,
             "type": self.ctype.as_str(),
             "version": self.version,
             "description": self.description,
             "digest": self.digest,
-            "registered_at": rfc3339(self.created_at),
+            "registered_at": at,
+            "id": format!("{}:{}.{}", self.ctype.as_str(), self.namespace, self.name),
+            "name": self.name,
+            "publisher": self.namespace,
+            "component_type": self.ctype.as_str(),
+            "component_ref": self.reference,
+            "tags": m.get("tags").filter(|t| t.is_array()).cloned().unwrap_or(json!([])),
+            "category": m.get("category").filter(|t| t.is_string()).cloned(),
+            "license": m.get("license").filter(|t| t.is_string()).cloned(),
+            "source": "registry",
+            "inserted_at": at,
+            "updated_at": at,
         })
     }
 }
@@ -150,6 +181,8 @@ pub async fn register(
     Ok(Component {
         reference,
         ctype: manifest.ctype,
+        namespace: manifest.namespace.clone(),
+        name: manifest.name.clone(),
         version: manifest.version.clone(),
         digest: d,
         description: manifest.description.clone(),
@@ -231,6 +264,53 @@ pub async fn resolve(db: &impl Db, r: &Reference) -> Result<Component> {
             )
             .with_data(json!({ "reference": r.canonical() }))
         })
+}
+
+/// The component a [`Target`] names: a typed one as [`resolve`]; an untyped one by its
+/// namespace, name (and version) across the three types — -33200 when none has it, -32602
+/// naming the candidates when more than one type does.
+pub async fn find(db: &impl Db, t: &Target) -> Result<Component> {
+    let u = match t {
+        Target::Typed(r) => return resolve(db, r).await,
+        Target::Untyped(u) => u,
+    };
+    let s = untyped_stmt(u);
+    let rows = db.query(&s.sql, &s.params).await?;
+    let found: Vec<Component> = rows.iter().map(|r| Component::from_row(&r)).collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::new(
+            Code::ComponentNotFound,
+            format!("no component {} is registered (of any type)", u.shown()),
+        )
+        .with_data(json!({ "reference": u.shown() }))),
+        many => {
+            let candidates: Vec<&str> = many.iter().map(|c| c.reference.as_str()).collect();
+            Err(Error::invalid_params(format!(
+                "`{}` is ambiguous: it names {}; say which, with its type (e.g. `{}`) or `type`",
+                u.shown(),
+                candidates.join(", "),
+                candidates[0]
+            ))
+            .with_data(json!({ "reference": u.shown(), "candidates": candidates })))
+        }
+    }
+}
+
+/// The read of an untyped reference: the version asked for, or each type's highest.
+pub fn untyped_stmt(u: &Untyped) -> Stmt {
+    match &u.version {
+        Some(v) => Stmt::new(
+            "SELECT * FROM components WHERE namespace = ? AND name = ? AND version = ? ORDER BY component_type",
+            vec![u.namespace.clone().into(), u.name.clone().into(), v.clone().into()],
+        ),
+        None => Stmt::new(
+            "SELECT c.* FROM components c WHERE c.namespace = ?1 AND c.name = ?2 AND c.version_key != '' \
+             AND c.version_key = (SELECT max(version_key) FROM components d WHERE d.component_type = c.component_type AND d.namespace = c.namespace AND d.name = c.name) \
+             ORDER BY c.component_type",
+            vec![u.namespace.clone().into(), u.name.clone().into()],
+        ),
+    }
 }
 
 /// Components whose id or description contains `query` (case-insensitive), highest version of each.

@@ -113,7 +113,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_and_the_server_serves_again() {
             .unwrap()
             .iter()
             .find(|e| {
-                e["status"] == "started"
+                e["status"] == "running"
                     && e["reference"]
                         .as_str()
                         .is_some_and(|r| r.contains("endless"))
@@ -175,7 +175,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_and_the_server_serves_again() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|x| x["name"].as_str())
+        .filter_map(|x| x.as_str())
         .collect();
     for n in &acked.secrets {
         assert!(
@@ -198,7 +198,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_and_the_server_serves_again() {
     }
     // The run the dead server left `started` is ended, with a reason.
     assert!(
-        runs.iter().all(|r| r["status"] != "started"),
+        runs.iter().all(|r| r["status"] != "running"),
         "a run is still `started` after the restart"
     );
     let logs = s.ok(

@@ -32,7 +32,12 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
     assert_eq!(r["result"]["count"], 3);
     assert!(r["execution_id"].as_str().unwrap().starts_with("exec_"));
     assert_eq!(r["component_type"], "reagent");
-    assert_eq!(r["reference"], "reagent:cyfr.json-transform:0.1.0");
+    // CYFR echoes the reference object; the canonical reference is `component_ref`.
+    assert_eq!(
+        r["reference"],
+        json!({"registry": "reagent:cyfr.json-transform:0.1.0"})
+    );
+    assert_eq!(r["component_ref"], "reagent:cyfr.json-transform:0.1.0");
     assert_eq!(r["component_digest"], reg["digest"]);
     assert!(r["component_digest"]
         .as_str()
@@ -415,7 +420,7 @@ fn start_endless(
             .as_array()
             .unwrap()
             .iter()
-            .find(|e| e["status"] == "started")
+            .find(|e| e["status"] == "running")
         {
             return (e["execution_id"].as_str().unwrap().to_string(), handle);
         }
@@ -565,7 +570,7 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["status"] == "started")
+        .filter(|e| e["status"] == "running")
         .map(|e| e["execution_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(

@@ -308,7 +308,7 @@ fn cancelling_a_formula_stops_its_running_child_too() {
             let listed = runs(&s, &s.admin);
             let found = listed
                 .iter()
-                .find(|e| e["status"] == "started" && !e["parent_execution_id"].is_null())
+                .find(|e| e["status"] == "running" && !e["parent_execution_id"].is_null())
                 .map(|c| {
                     (
                         c["parent_execution_id"].as_str().unwrap().to_string(),
@@ -415,7 +415,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
         .find_map(|_| {
             let found = runs(&s, &s.admin)
                 .iter()
-                .find(|e| e["reference"] == PROBE && e["status"] == "started")
+                .find(|e| e["reference"] == PROBE && e["status"] == "running")
                 .map(|e| e["execution_id"].as_str().unwrap().to_string());
             if found.is_none() {
                 std::thread::sleep(Duration::from_millis(20));
@@ -432,7 +432,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
     run.join().unwrap();
     let after_cancel = children(&s, &parent);
     assert!(
-        after_cancel.iter().all(|(_, st)| st != "started"),
+        after_cancel.iter().all(|(_, st)| st != "running"),
         "{after_cancel:?}"
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -442,7 +442,7 @@ fn a_formula_that_ends_takes_its_batch_with_it_and_no_child_starts_after() {
         after_cancel.len(),
         "children started after the cancel: {later:?}"
     );
-    assert!(later.iter().all(|(_, st)| st != "started"), "{later:?}");
+    assert!(later.iter().all(|(_, st)| st != "running"), "{later:?}");
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
     };
     let settled = (0..400).find_map(|_| {
         let c = children();
-        let started = c.iter().filter(|e| e["status"] == "started").count();
+        let started = c.iter().filter(|e| e["status"] == "running").count();
         let busy = c
             .iter()
             .filter(|e| {
@@ -595,7 +595,7 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
     assert_eq!(
         children()
             .iter()
-            .filter(|e| e["status"] == "started")
+            .filter(|e| e["status"] == "running")
             .count(),
         15,
         "A's children were still running"
@@ -610,4 +610,46 @@ fn a_formulas_children_count_against_its_callers_share_of_slots() {
         json!({ "action": "cancel", "execution_id": parent["execution_id"] }),
     );
     formula.join().unwrap();
+}
+
+#[test]
+fn a_real_formula_finds_a_reagent_by_search_name_and_invokes_it_by_local_path() {
+    let s = Server::start();
+    register_probe(&s);
+    let jt = register_json_transform(&s);
+    // CYFR's own forms: `component_ref`, and a list field as a JSON string.
+    s.ok(&s.admin, "policy", json!({ "action": "update_field", "component_ref": PROBE, "field": "allowed_tools", "value": "[\"component.search\"]" }));
+    let local = "components/reagents/cyfr/json-transform/0.1.0/reagent.wasm";
+    let r = results(&probe(
+        &s,
+        &s.admin,
+        json!([
+            { "fn": "tool", "req": { "tool": "component", "action": "search", "args": { "query": "json-transform" } } },
+            { "fn": "call", "req": { "reference": { "local": local }, "input": { "data": [2, 3] } } },
+            { "fn": "call", "req": { "reference": "cyfr.json-transform@0.1.0", "input": { "data": [4] } } },
+            { "fn": "call", "req": { "reference": { "local": "components/reagents/cyfr/json-transform/0.1.0/../../../../../../etc/passwd" } } },
+            { "fn": "call", "req": { "reference": { "local": "/etc/passwd" } } },
+        ]),
+    ));
+    let rows = r[0]["result"]["components"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|c| c["name"] == "json-transform")
+        .unwrap_or_else(|| panic!("no row named json-transform: {r:?}"));
+    assert_eq!(row["publisher"], "cyfr", "{row}");
+    assert_eq!(row["component_ref"], jt.as_str());
+    assert_eq!(row["component_type"], "reagent");
+    assert_eq!(r[1]["status"], "completed", "{r:?}");
+    assert_eq!(r[1]["output"]["sum"], 5, "{r:?}");
+    assert_eq!(r[2]["output"]["sum"], 4, "{r:?}");
+    for refused in &r[3..] {
+        assert_eq!(refused["error"]["type"], "component_not_found", "{r:?}");
+    }
+    // The probe and its two children ran; the refused paths ran nothing.
+    let children: Vec<Json> = runs(&s, &s.admin)
+        .into_iter()
+        .filter(|e| !e["parent_execution_id"].is_null())
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(children.iter().all(|c| c["component_ref"] == jt.as_str()));
 }

@@ -164,13 +164,13 @@ fn a_derived_key_cannot_reach_wider_than_its_creators_ip_allowlist() {
         json!({"action": "create", "name": "narrow", "scope": ["execution"], "ip_allowlist": ["203.0.113.7"]}),
     );
     assert_eq!(
-        r["result"]["structuredContent"]["ip_allowlist"], "203.0.113.7/32",
+        r["result"]["structuredContent"]["ip_allowlist_text"], "203.0.113.7/32",
         "{r}"
     );
     // No allowlist asked: the creator's.
     let r = create(json!({"action": "create", "name": "inherits", "scope": ["execution"]}));
     let inherits = &r["result"]["structuredContent"];
-    assert_eq!(inherits["ip_allowlist"], "203.0.113.0/24", "{r}");
+    assert_eq!(inherits["ip_allowlist_text"], "203.0.113.0/24", "{r}");
     let inherits = inherits["key"].as_str().unwrap();
     assert_eq!(list_from(&s, inherits, "203.0.113.9").0, 200);
     let (status, r) = list_from(&s, inherits, "198.51.100.1");

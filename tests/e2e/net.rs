@@ -390,7 +390,7 @@ fn requests_queue_for_a_router_instance_instead_of_getting_503() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["status"] == "started")
+            .any(|e| e["status"] == "running")
         {
             running = true;
             break;

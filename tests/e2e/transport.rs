@@ -162,3 +162,38 @@ fn delete_without_a_session_id_is_session_required() {
     let (status, r) = s.request_json(reqwest::Method::DELETE, &[]);
     assert_eq!((status, code(&r)), (400, -33301));
 }
+
+#[test]
+fn api_health_and_request_ids_as_cyfrs_clients_expect() {
+    let s = Server::start();
+    // CYFR's `cyfr up` polls /api/health.
+    let r = reqwest::blocking::get(s.url.replace("/mcp", "/api/health")).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        (v["status"].clone(), v["service"].clone()),
+        (json!("ok"), json!("cyfr"))
+    );
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let auth = format!("Bearer {}", s.admin);
+    let (_, headers, _) = s.post(
+        &[("authorization", &auth), ("x-request-id", "trace-7.a_b")],
+        &ping,
+    );
+    assert_eq!(headers["x-request-id"], "trace-7.a_b", "a sane id is kept");
+    let (_, headers, _) = s.post(
+        &[("authorization", &auth), ("x-request-id", "no spaces")],
+        &ping,
+    );
+    let minted = headers["x-request-id"].to_str().unwrap();
+    assert!(
+        minted != "no spaces" && minted != rid && !minted.is_empty(),
+        "{minted}"
+    );
+    assert_eq!(
+        headers.get_all("x-request-id").iter().count(),
+        1,
+        "one id per response"
+    );
+}

@@ -10,7 +10,7 @@ use crate::dispatch::{Dispatch, DispatchError};
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::manifest::Manifest;
-use crate::reference::{ComponentType, Reference};
+use crate::reference::{ComponentType, Reference, Target};
 use crate::registry;
 use base64::Engine;
 use schemars::JsonSchema;
@@ -55,8 +55,12 @@ pub(crate) struct SearchArgs {
 /// `component.inspect` and `component.resolve`.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct RefArgs {
-    /// inspect/resolve: component reference
-    #[serde(default, deserialize_with = "req_str::<Ref, _>")]
+    /// inspect/resolve: component reference (CYFR: `component_ref`)
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
     #[schemars(schema_with = "crate::reference::type_schema")]
@@ -105,15 +109,32 @@ pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
         return Vec::new();
     };
     let kind = a.type_hint.as_deref().and_then(ComponentType::parse);
-    let Some(r) = a
+    let Some(t) = a
         .reference
         .as_deref()
-        .and_then(|r| Reference::parse(r, kind).ok())
+        .and_then(|r| Target::parse(r, kind).ok())
     else {
         return Vec::new();
     };
-    let mut reads = crate::executions::read_ahead(&r).to_vec();
-    reads.push(registry::versions_stmt(&r));
+    let mut reads = crate::executions::read_ahead_target(&t);
+    match &t {
+        Target::Typed(r) => reads.push(registry::versions_stmt(r)),
+        // Its versions as each type it could be (the lookup decides which is read).
+        Target::Untyped(u) => {
+            for ctype in [
+                ComponentType::Reagent,
+                ComponentType::Catalyst,
+                ComponentType::Formula,
+            ] {
+                reads.push(registry::versions_stmt(&Reference {
+                    ctype,
+                    namespace: u.namespace.clone(),
+                    name: u.name.clone(),
+                    version: None,
+                }));
+            }
+        }
+    }
     reads
 }
 
@@ -133,12 +154,14 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let limit = a.limit.unwrap_or(50).clamp(1, 200) as u32;
             let found = registry::search(&cx.db, query, kind, limit).await?;
             let list: Vec<Json> = found.iter().map(registry::Component::summary).collect();
-            Ok(json!({ "components": list, "count": list.len() }))
+            // `total` is CYFR's name for the count (of rows returned; no paging here).
+            Ok(json!({ "components": list, "count": list.len(), "total": list.len() }))
         }
         Calls::Inspect(a) => {
             let kind = type_hint(a.type_hint.as_deref())?;
-            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
-            let c = registry::resolve(&cx.db, &r).await?;
+            let t = Target::parse(required::<Ref>(&a.reference)?, kind)?;
+            let c = registry::find(&cx.db, &t).await?;
+            let r = c.as_reference();
             let mut v = c.summary();
             v["manifest"] = c.manifest();
             v["versions"] = json!(registry::versions(&cx.db, &r).await?);
@@ -147,10 +170,11 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         }
         Calls::Resolve(a) => {
             let kind = type_hint(a.type_hint.as_deref())?;
-            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
-            let c = registry::resolve(&cx.db, &r).await?;
+            let t = Target::parse(required::<Ref>(&a.reference)?, kind)?;
+            let c = registry::find(&cx.db, &t).await?;
+            // cyfr's four fields, and CYFR's `component` row and `dependencies`.
             Ok(
-                json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version }),
+                json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version, "component_ref": c.reference, "component": c.summary(), "dependencies": [] }),
             )
         }
     }

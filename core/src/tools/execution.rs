@@ -3,7 +3,7 @@
 use super::decl::actions;
 use super::Call;
 use crate::access::Need;
-use crate::args::{fields, loose_u64, req_str, required};
+use crate::args::{fields, loose_u64, opt_str, req_str, required};
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use zeroize::Zeroizing;
 
-pub(super) const DESCRIPTION: &str = "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference such as \"reagent:cyfr.json-transform:0.1.0\" (or {\"registry\": …}) and a JSON `input`.";
+pub(super) const DESCRIPTION: &str = "Run a sandboxed WebAssembly component and list your runs. `run` takes a reference (`reference` or `component_ref`) such as \"reagent:cyfr.json-transform:0.1.0\", \"cyfr.json-transform@0.1.0\" (no type: the registry finds it; a bare name is namespace local), {\"registry\": …} or {\"local\": \"components/reagents/cyfr/json-transform/0.1.0/reagent.wasm\"}, and a JSON `input`.";
 
 const EXECUTION: Need = Need::Scopes(&["execution"]);
 
@@ -29,7 +29,7 @@ actions! {
     }
 }
 
-fields!(ExecutionId = "execution_id");
+fields!(ExecutionId = "execution_id", Status = "status");
 
 /// `execution.list`.
 #[derive(Deserialize, JsonSchema)]
@@ -38,6 +38,9 @@ pub(crate) struct ListArgs {
     #[serde(default, deserialize_with = "loose_u64")]
     #[schemars(range(min = 1, max = 500))]
     limit: Option<u64>,
+    /// list: only runs with this status (running, completed, failed, cancelled, timed_out, all)
+    #[serde(default, deserialize_with = "opt_str::<Status, _>")]
+    status: Option<String>,
 }
 
 /// `execution.logs` and `execution.cancel`.
@@ -59,8 +62,8 @@ pub(super) fn read_ahead(args: &Json) -> Vec<crate::db::Stmt> {
         .and_then(crate::reference::ComponentType::parse);
     run.reference
         .as_ref()
-        .and_then(|r| crate::reference::Reference::from_json(r, hint).ok())
-        .map(|r| executions::read_ahead(&r).to_vec())
+        .and_then(|r| crate::reference::Target::from_json(r, hint).ok())
+        .map(|t| executions::read_ahead_target(&t))
         .unwrap_or_default()
 }
 
@@ -79,7 +82,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             };
             executions::run(cx, who, &args, origin).await
         }
-        Calls::List(a) => executions::list(&cx.db, who, a.limit).await,
+        Calls::List(a) => executions::list(&cx.db, who, a.limit, a.status.as_deref()).await,
         Calls::Logs(a) => {
             executions::logs(&cx.db, who, required::<ExecutionId>(&a.execution_id)?).await
         }

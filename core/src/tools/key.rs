@@ -127,7 +127,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let k = target(&cx.db, who, &t).await?;
             keys::revoke(&cx.db, &k.id, cx.env.now_ms()).await?;
             Ok(
-                json!({ "revoked": true, "name": k.name, "id": k.id, "prefix": format!("{}...", k.prefix) }),
+                json!({ "revoked": true, "name": k.name, "id": k.id, "prefix": format!("{}...", k.prefix), "key_prefix": format!("{}...", k.prefix) }),
             )
         }
         Calls::Rotate(t) => {
@@ -230,12 +230,10 @@ fn created_json(k: &ApiKey, raw: &str, replaces: Option<&str>) -> Json {
         "name": k.name,
         "type": k.key_type.as_str(),
         "scope": k.scopes,
-        "prefix": format!("{}...", k.prefix),
-        "rate_limit": k.rate_limit.map(|r| r.to_text()),
-        "ip_allowlist": if k.ip_allowlist.is_empty() { Json::Null } else { json!(k.ip_allowlist.to_text()) },
         "created_at": rfc3339(k.created_at),
         "note": "This is the only time the raw key is shown. Store it now.",
     });
+    k.shared_fields(&mut v);
     if let Some(old) = replaces {
         v["replaces"] = json!(old);
     }

@@ -10,7 +10,7 @@ use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Error, Result};
 use crate::policy::{stored_fields, Policy};
-use crate::reference::{ComponentType, Reference};
+use crate::reference::{ComponentType, Reference, Target};
 use crate::registry;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -38,8 +38,12 @@ fields!(Ref = "reference", Type = "type", FieldArg = "field");
 /// The component a policy is for.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct RefArgs {
-    /// Component reference, with or without version
-    #[serde(default, deserialize_with = "req_str::<Ref, _>")]
+    /// Component reference, with or without version (CYFR: `component_ref`)
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     /// A `type` that is not one of the three kinds is ignored.
     #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
@@ -55,7 +59,7 @@ pub(crate) struct SetArgs {
     #[serde(default, deserialize_with = "raw")]
     #[schemars(schema_with = "field_schema")]
     field: Option<Json>,
-    /// The field's JSON value, e.g. "60s" or ["api.example.com"]
+    /// The field's value, e.g. "60s" or ["api.example.com"]; CYFR's string forms too ("[\"api.example.com\"]", "1048576")
     #[serde(default, deserialize_with = "raw")]
     value: Option<Json>,
     /// set: several fields at once
@@ -73,9 +77,14 @@ fn object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 impl RefArgs {
-    fn reference(&self) -> Result<Reference> {
+    fn target(&self) -> Result<Target> {
         let type_hint = self.type_hint.as_deref().and_then(ComponentType::parse);
-        Reference::parse(required::<Ref>(&self.reference)?, type_hint)
+        Target::parse(required::<Ref>(&self.reference)?, type_hint)
+    }
+    /// Policies are keyed by typed references, so these need the type.
+    fn reference(&self) -> Result<Reference> {
+        self.target()?
+            .typed(self.reference.as_deref().unwrap_or(""))
     }
 }
 
@@ -83,8 +92,8 @@ impl RefArgs {
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
     match a.call(args) {
         Ok(Calls::GetEffective(a)) => a
-            .reference()
-            .map(|r| crate::executions::read_ahead(&r).to_vec())
+            .target()
+            .map(|t| crate::executions::read_ahead_target(&t))
             .unwrap_or_default(),
         Ok(Calls::Set(a) | Calls::UpdateField(a)) => a
             .target
@@ -108,16 +117,21 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let effective = Policy::from_fields(&fields.clone().unwrap_or_default())
                 .map_err(Error::internal)?;
             Ok(
-                json!({ "reference": key, "policy": effective.to_json(), "fields_set": fields.map(|f| f.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() }),
+                json!({ "reference": key, "component_ref": key, "policy": effective.to_json(), "fields_set": fields.map(|f| f.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() }),
             )
         }
         Calls::GetEffective(a) => {
-            let c = registry::resolve(&cx.db, &a.reference()?).await?;
-            Ok(
-                json!({ "reference": c.reference, "policy": crate::policy::effective(&cx.db, &c).await?.to_json() }),
-            )
+            let c = registry::find(&cx.db, &a.target()?).await?;
+            let policy = crate::policy::effective(&cx.db, &c).await?.to_json();
+            // CYFR answers the bare policy map: its fields at the top, beside cyfr's.
+            let mut v = policy.clone();
+            v["reference"] = json!(c.reference);
+            v["component_ref"] = json!(c.reference);
+            v["policy"] = policy;
+            Ok(v)
         }
-        Calls::Set(a) | Calls::UpdateField(a) => set(cx, who, a).await,
+        Calls::Set(a) => set(cx, who, a, false).await,
+        Calls::UpdateField(a) => set(cx, who, a, true).await,
         Calls::Delete(a) => {
             let key = a.reference()?.canonical();
             let rows = cx
@@ -127,7 +141,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                     &[key.clone().into()],
                 )
                 .await?;
-            Ok(json!({ "reference": key, "deleted": !rows.rows.is_empty() }))
+            Ok(json!({ "reference": key, "component_ref": key, "deleted": !rows.rows.is_empty() }))
         }
     }
 }
@@ -141,33 +155,48 @@ async fn list(db: &impl Db) -> Result<Json> {
         .await?;
     let list: Vec<Json> = rows
         .iter()
-        .map(|r| json!({ "reference": r.text("reference"), "policy": serde_json::from_str::<Json>(&r.text("fields")).unwrap_or(Json::Null) }))
+        .map(|r| json!({ "reference": r.text("reference"), "component_ref": r.text("reference"), "policy": serde_json::from_str::<Json>(&r.text("fields")).unwrap_or(Json::Null) }))
         .collect();
     Ok(json!({ "policies": list, "count": list.len() }))
 }
 
+/// `set` with a `policy` object replaces the stored fields, as CYFR does; `update_field`
+/// (and `set` with `field`/`value`, cyfr's older form) merges into them. String values are
+/// read as CYFR sends them ([`crate::policy::coerce`]).
 async fn set<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,
     a: SetArgs,
+    merge: bool,
 ) -> Result<Json> {
     let key = a.target.reference()?.canonical();
-    let mut fields = stored_fields(&cx.db, &key).await?.unwrap_or_default();
-    let updates: Map<String, Json> = match (&a.field, &a.policy) {
+    let (updates, field, merge) = match (&a.field, &a.policy) {
         (Some(field), _) => {
             let field = field.as_str().filter(|s| !s.is_empty()).map(String::from);
-            let field = required::<FieldArg>(&field)?;
+            let field = required::<FieldArg>(&field)?.to_string();
             let value = a
                 .value
                 .ok_or_else(|| Error::invalid_params("`value` is required with `field`"))?;
-            Map::from_iter([(field.to_string(), value)])
+            let value = crate::policy::coerce(&field, value);
+            (Map::from_iter([(field.clone(), value)]), Some(field), true)
         }
-        (None, Some(Json::Object(p))) => p.clone(),
+        (None, Some(Json::Object(p))) => {
+            let p = p
+                .iter()
+                .map(|(k, v)| (k.clone(), crate::policy::coerce(k, v.clone())))
+                .collect();
+            (p, None, merge)
+        }
         _ => {
             return Err(Error::invalid_params(
-                "set needs `field` and `value`, or a `policy` object",
+                "set needs a `policy` object (or `field` and `value`); update_field needs `field` and `value`",
             ))
         }
+    };
+    let mut fields = if merge {
+        stored_fields(&cx.db, &key).await?.unwrap_or_default()
+    } else {
+        Map::new()
     };
     fields.extend(updates);
     // Checked whole before anything is stored, so a bad value loses nothing.
@@ -179,5 +208,14 @@ async fn set<D: Db, X: Dispatch, E: Env>(
             &[key.clone().into(), Json::Object(fields).to_string().into(), Value::Integer(cx.env.now_ms() as i64), who.id().into()],
         )
         .await?;
-    Ok(json!({ "reference": key, "policy": policy.to_json() }))
+    let mut v = json!({ "reference": key, "component_ref": key, "policy": policy.to_json() });
+    // CYFR's acknowledgements: `stored` for set, `updated` and `field` for update_field.
+    match field {
+        Some(f) => {
+            v["updated"] = json!(true);
+            v["field"] = json!(f);
+        }
+        None => v["stored"] = json!(true),
+    }
+    Ok(v)
 }

@@ -80,8 +80,12 @@ pub(crate) struct SetArgs {
 /// A secret's grant to a component.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct Granted {
-    /// grant/revoke/can_access: the component, e.g. c:local.claude:0.1.0
-    #[serde(default, deserialize_with = "req_str::<Ref, _>")]
+    /// grant/revoke/can_access: the component, e.g. c:local.claude:0.1.0 (CYFR: `component_ref`)
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     /// Secret name, e.g. ANTHROPIC_API_KEY
     #[serde(default, deserialize_with = "req_str::<Name, _>")]
@@ -163,7 +167,10 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 .ok_or_else(|| {
                     Error::invalid_params(format!("no {} secret named `{name}`", scope.as_str()))
                 })?;
-            Ok(meta.to_json(&value, now))
+            let mut v = meta.to_json(&value, now);
+            // CYFR's `value` is the mask (never the value itself).
+            v["value"] = v["masked"].clone();
+            Ok(v)
         }
         Calls::List(a) => {
             let scopes = match a.scope {
@@ -175,7 +182,9 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 .iter()
                 .map(|(meta, value)| meta.to_json(value, now))
                 .collect();
-            Ok(json!({ "secrets": list, "count": list.len() }))
+            // CYFR lists names; each one's scope, mask and fingerprint are under `details`.
+            let names: Vec<&Json> = list.iter().map(|m| &m["name"]).collect();
+            Ok(json!({ "secrets": names, "details": list, "count": list.len() }))
         }
         Calls::Delete(a) => {
             let scope = scope_of(call, &a.scope)?;
@@ -198,13 +207,15 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let allow_user = a.allow_user_keys.unwrap_or(true);
             store::grant(&cx.db, &reference, name, allow_user, call.who.id(), now).await?;
             Ok(
-                json!({ "reference": reference, "name": name, "granted": true, "allow_user_keys": allow_user }),
+                json!({ "reference": reference, "name": name, "granted": true, "allow_user_keys": allow_user, "secret": name, "component": reference }),
             )
         }
         Calls::Revoke(a) => {
             let (reference, name) = a.checked()?;
+            let revoked = store::revoke(&cx.db, &reference, name).await?;
+            let status = if revoked { "revoked" } else { "not_granted" };
             Ok(
-                json!({ "reference": reference, "name": name, "revoked": store::revoke(&cx.db, &reference, name).await? }),
+                json!({ "reference": reference, "name": name, "revoked": revoked, "status": status, "secret": name, "component": reference }),
             )
         }
         Calls::CanAccess(a) => {
@@ -269,5 +280,6 @@ async fn set<D: Db, X: Dispatch, E: Env>(
     .await?;
     let mut v = meta.to_json(&value, now);
     v["status"] = json!("stored");
+    v["stored"] = json!(true);
     Ok(v)
 }

@@ -156,6 +156,7 @@ fn tools_list_keeps_its_tools_and_properties() {
                 "execution_id",
                 "input",
                 "limit",
+                "status",
                 "reference",
                 "type",
             ],
@@ -204,7 +205,7 @@ fn tools_list_keeps_its_tools_and_properties() {
             ],
         ),
         ("get_encryption_instructions", &["action"]),
-        ("system", &["action"]),
+        ("system", &["action", "scope"]),
     ];
     let names: Vec<Json> = definitions().iter().map(|t| t["name"].clone()).collect();
     assert_eq!(

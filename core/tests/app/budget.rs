@@ -287,3 +287,43 @@ async fn a_catalyst_gets_its_secrets_within_the_same_three_round_trips() {
     assert!(used("PINNED", "org").await);
     assert!(!used("GONE", "org").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn untyped_and_local_references_cost_no_round_trip_of_their_own() {
+    let h = Harness::new().await;
+    let key = scoped_key(&h).await;
+    h.register("reagent", "local.budget", "0.1.0").await;
+    // A `{"local": …}` path names its type and version: read ahead like any typed reference.
+    let local = json!({ "name": "execution", "arguments": { "action": "run", "reference": { "local": "components/reagents/local/budget/0.1.0/reagent.wasm" } } });
+    let (trips, _, detail) = count(&h, &key, "tools/call", local).await;
+    assert_eq!(trips, 3, "{detail}");
+    // An untyped one is looked up, and its policy read as each type it could be, ahead too.
+    let untyped = json!({ "name": "execution", "arguments": { "action": "run", "reference": "budget@0.1.0" } });
+    let (trips, _, detail) = count(&h, &key, "tools/call", untyped).await;
+    assert_eq!(trips, 3, "{detail}");
+    assert_eq!(
+        detail["answer"]["result"]["structuredContent"]["component_ref"],
+        "reagent:local.budget:0.1.0",
+        "{detail}"
+    );
+    // Inspecting or reading the policy of an untyped reference stays within 2.
+    for (tool, args) in [
+        (
+            "component",
+            json!({ "action": "inspect", "reference": "budget" }),
+        ),
+        (
+            "policy",
+            json!({ "action": "get_effective", "component_ref": "local.budget" }),
+        ),
+    ] {
+        let call = json!({ "name": tool, "arguments": args });
+        let (trips, _, detail) = count(&h, &key, "tools/call", call).await;
+        assert!(trips <= 2, "{tool}: {detail}");
+        let answer = &detail["answer"]["result"]["structuredContent"];
+        assert_eq!(
+            answer["component_ref"], "reagent:local.budget:0.1.0",
+            "{detail}"
+        );
+    }
+}

@@ -240,3 +240,80 @@ async fn a_formula_cancelled_mid_run_stops_on_its_host() {
         .await;
     assert_eq!(crate::support::tool_error_code(&r), -32602, "{r}");
 }
+
+const CLAUDE: &str = "catalyst:local.claude:0.1.0";
+
+/// A formula allowed to search, and the catalyst `local.claude` it looks for.
+async fn agent_setup(guest: Vec<Step>) -> (Harness, String) {
+    let h = Harness::new().await;
+    let formula = h.register("formula", "local.agent", "0.1.0").await;
+    h.register("catalyst", "local.claude", "0.1.0").await;
+    h.register("reagent", "local.other", "0.1.0").await;
+    h.ok(ADMIN, "policy", json!({ "action": "update_field", "component_ref": formula, "field": "allowed_tools", "value": "[\"component.search\"]" })).await;
+    h.ok(ADMIN, "policy", json!({ "action": "update_field", "component_ref": CLAUDE, "field": "allowed_domains", "value": "api.anthropic.com" })).await;
+    h.host().guest.replace(guest);
+    (h, formula)
+}
+
+/// What CYFR's `agent` formula does with a search answer: the row whose `name` is the
+/// provider, made into `catalyst:{publisher}.{name}:{version}` and invoked.
+fn invoke_found_claude(replies: &[Json]) -> Option<Json> {
+    let rows = replies.last()?["body"]["result"]["components"].as_array()?;
+    let c = rows.iter().find(|c| c["name"] == "claude")?;
+    let r = format!(
+        "catalyst:{}.{}:{}",
+        c["publisher"].as_str()?,
+        c["name"].as_str()?,
+        c["version"].as_str()?
+    );
+    Some(json!({ "reference": r, "input": { "prompt": "hi" }, "type": "catalyst" }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_formula_finds_its_catalyst_by_search_name_and_invokes_it() {
+    let (h, formula) = agent_setup(vec![
+        Step::Tool(json!({ "tool": "component", "action": "search", "args": { "query": "claude", "type": "catalyst" } })),
+        Step::InvokeFrom(invoke_found_claude),
+    ])
+    .await;
+    let got = replies(&h, ADMIN, &formula).await;
+    assert_eq!(got.len(), 2, "the guest found its catalyst: {got:?}");
+    assert_eq!(got[1]["status"], 200, "{got:?}");
+    assert_eq!(got[1]["body"]["status"], "completed", "{got:?}");
+    let runs = h.host().runs.borrow();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].reference, CLAUDE);
+    assert_eq!(runs[1].input, r#"{"prompt":"hi"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_formula_invokes_a_sibling_by_its_local_path_and_nothing_outside_the_layout() {
+    let (h, formula) = agent_setup(vec![
+        Step::Invoke(json!({ "reference": { "local": "components/catalysts/local/claude/0.1.0/catalyst.wasm" }, "input": {} })),
+        Step::Invoke(json!({ "reference": { "local": "components/catalysts/local/claude/0.1.0/../../../../../../../etc/passwd" }, "input": {} })),
+        Step::Invoke(json!({ "reference": { "local": "/etc/shadow" }, "input": {} })),
+    ])
+    .await;
+    let got = replies(&h, ADMIN, &formula).await;
+    assert_eq!(got[0]["body"]["status"], "completed", "{got:?}");
+    for refused in &got[1..] {
+        assert_eq!(
+            refused["body"]["error"]["type"], "component_not_found",
+            "{got:?}"
+        );
+        assert!(
+            refused["body"]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("components/{type}s")
+                || refused["body"]["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("`..`"),
+            "{got:?}"
+        );
+    }
+    let runs = h.host().runs.borrow();
+    assert_eq!(runs.len(), 2, "only the formula and its sibling ran");
+    assert_eq!(runs[1].reference, CLAUDE);
+}

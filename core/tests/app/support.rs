@@ -121,6 +121,9 @@ pub enum Step {
     },
     /// The clock moves on (the formula takes this long).
     Wait(u64),
+    /// `POST /v1/formula/invoke` with the body this builds from the replies so far, as a
+    /// guest that reads an answer before its next call does (`None`: the guest gives up).
+    InvokeFrom(fn(&[Json]) -> Option<Json>),
 }
 
 impl Step {
@@ -199,6 +202,14 @@ impl FakeHost {
         let mut replies = Vec::new();
         for step in steps {
             let (path, token, body) = match step.with_id(&req.execution_id) {
+                Step::InvokeFrom(build) => match build(&replies) {
+                    Some(b) => (
+                        "/v1/formula/invoke",
+                        Some(callback.token.clone()),
+                        b.to_string(),
+                    ),
+                    None => break,
+                },
                 Step::Invoke(b) => (
                     "/v1/formula/invoke",
                     Some(callback.token.clone()),

@@ -1,9 +1,18 @@
 //! References (`type:namespace.name:version`, short and object forms) and versions.
 
 use crate::gen;
-use cyfr_core::reference::{valid_name, ComponentType, Reference, Semver};
+use cyfr_core::reference::{local_path, valid_name, ComponentType, Reference, Semver, Target};
 
-const KEYS: &[&str] = &["type", "namespace", "name", "version", "reference", "id"];
+const KEYS: &[&str] = &[
+    "type",
+    "namespace",
+    "name",
+    "version",
+    "reference",
+    "id",
+    "registry",
+    "local",
+];
 
 /// Parses the input as a reference string, a JSON reference and a version.
 pub fn target(data: &[u8]) {
@@ -23,6 +32,9 @@ pub fn target(data: &[u8]) {
         if let Ok(r) = Reference::from_json(&v, hint) {
             check(&r);
         }
+        if let Ok(t) = Target::from_json(&v, hint) {
+            check_target(&t);
+        }
         if let Ok(s) = gen::string(&mut u, KEYS) {
             one(&s, hint);
         }
@@ -39,6 +51,19 @@ pub fn target(data: &[u8]) {
 
 fn one(s: &str, hint: Option<ComponentType>) {
     if let Ok(r) = Reference::parse(s, hint) {
+        check(&r);
+    }
+    if let Ok(t) = Target::parse(s, hint) {
+        check_target(&t);
+    }
+    if let Ok(r) = local_path(s) {
+        // A path accepted as a `{"local": …}` reference never climbs out of its directory.
+        assert!(
+            !s.split('/')
+                .any(|seg| seg == ".." || (seg == "." && !s.starts_with("./"))),
+            "accepted `{s}`"
+        );
+        assert!(r.version.is_some(), "a local path names its version: {s}");
         check(&r);
     }
     let _ = valid_name(s);
@@ -64,6 +89,19 @@ fn check(r: &Reference) {
     assert_eq!(again.canonical(), c);
 }
 
+/// A typed target is a well-formed reference; an untyped one has a valid id and version.
+fn check_target(t: &Target) {
+    match t {
+        Target::Typed(r) => check(r),
+        Target::Untyped(u) => {
+            assert!(valid_name(&u.namespace) && valid_name(&u.name), "{u:?}");
+            if let Some(v) = &u.version {
+                assert!(Semver::parse(v).is_some(), "{u:?}");
+            }
+        }
+    }
+}
+
 /// Valid references and versions.
 pub fn corpus() -> Vec<Vec<u8>> {
     super::lines(&[
@@ -78,5 +116,9 @@ pub fn corpus() -> Vec<Vec<u8>> {
         r#"{"type":"reagent","namespace":"cyfr","name":"json-transform","version":"0.1.0"}"#,
         r#""catalyst:cyfr.http:0.1.0""#,
         r#"{"reference":"reagent:local.x"}"#,
+        "claude@0.1.0",
+        "local:claude:0.1.0",
+        "components/catalysts/local/claude/0.1.0/catalyst.wasm",
+        r#"{"local":"components/reagents/cyfr/x/1.0.0/reagent.wasm"}"#,
     ])
 }

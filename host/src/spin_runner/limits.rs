@@ -172,11 +172,7 @@ impl AnonLimiter {
 /// The request id: the client's `x-request-id` when sane (≤ 64 of `[A-Za-z0-9._-]`), else a new one.
 pub fn request_id(incoming: Option<&http::HeaderValue>) -> String {
     if let Some(v) = incoming.and_then(|v| v.to_str().ok()) {
-        if !v.is_empty()
-            && v.len() <= 64
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if cyfr_core::http::sane_request_id(v) {
             return v.to_string();
         }
     }
