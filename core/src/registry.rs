@@ -31,7 +31,8 @@ pub struct Component {
 }
 
 impl Component {
-    fn from_row(r: &Row<'_>) -> Component {
+    /// The component a `components` row holds.
+    pub(crate) fn from_row(r: &Row<'_>) -> Component {
         let ctype =
             ComponentType::parse(&r.text("component_type")).unwrap_or(ComponentType::Reagent);
         Component {
@@ -69,12 +70,89 @@ impl Component {
     }
 }
 
+/// Largest README.md kept with a version (what `guide.readme` shows).
+pub const MAX_README_BYTES: usize = 64 << 10;
+/// Largest config.json kept with a version (its config defaults).
+pub const MAX_CONFIG_BYTES: usize = 16 << 10;
+
+/// The optional files of a component directory kept with its version: README.md and the
+/// config.json defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Files {
+    /// README.md, as text.
+    pub readme: Option<String>,
+    /// config.json: a JSON object of defaults.
+    pub config: Option<serde_json::Map<String, Json>>,
+}
+
+impl Files {
+    /// Checks README text and config.json text (or an object) within their bounds.
+    pub fn check(readme: Option<String>, config: Option<Json>) -> Result<Files> {
+        if let Some(r) = &readme {
+            if r.len() > MAX_README_BYTES {
+                return Err(Error::new(
+                    Code::ComponentInvalid,
+                    format!(
+                        "README.md is {} bytes; the limit is {MAX_README_BYTES}",
+                        r.len()
+                    ),
+                ));
+            }
+        }
+        let config = match config {
+            None | Some(Json::Null) => None,
+            Some(Json::String(text)) => Some(serde_json::from_str(&text).map_err(|e| {
+                Error::new(
+                    Code::ComponentInvalid,
+                    format!("config.json is not valid JSON: {e}"),
+                )
+            })?),
+            Some(v) => Some(v),
+        };
+        let config = match config {
+            None => None,
+            Some(Json::Object(o)) => {
+                let len = Json::Object(o.clone()).to_string().len();
+                if len > MAX_CONFIG_BYTES {
+                    return Err(Error::new(
+                        Code::ComponentInvalid,
+                        format!("config.json is {len} bytes; the limit is {MAX_CONFIG_BYTES}"),
+                    ));
+                }
+                Some(o)
+            }
+            Some(_) => {
+                return Err(Error::new(
+                    Code::ComponentInvalid,
+                    "config.json must be a JSON object of defaults",
+                ))
+            }
+        };
+        Ok(Files { readme, config })
+    }
+}
+
 /// Registers a checked manifest with its wasm. Registering the same bytes again is a
 /// no-op; different bytes under an existing version are refused unless `replace`.
 pub async fn register(
     db: &impl Db,
     manifest: &Manifest,
     wasm: &[u8],
+    by: Option<&str>,
+    replace: bool,
+    now_ms: u64,
+) -> Result<Component> {
+    register_with(db, manifest, wasm, &Files::default(), by, replace, now_ms).await
+}
+
+/// [`register`], keeping the directory's README.md and config.json with the version (in
+/// the same batch as the component's row, so it costs no round trip more). Registering the
+/// same bytes again refreshes them.
+pub async fn register_with(
+    db: &impl Db,
+    manifest: &Manifest,
+    wasm: &[u8],
+    files: &Files,
     by: Option<&str>,
     replace: bool,
     now_ms: u64,
@@ -92,6 +170,10 @@ pub async fn register(
     .await?;
     if let Some(c) = &existing {
         if c.digest == d {
+            if files.readme.is_some() || files.config.is_some() {
+                let s = files_stmt(manifest, files);
+                db.query(&s.sql, &s.params).await?;
+            }
             return Ok(c.clone());
         }
         if !replace {
@@ -114,12 +196,12 @@ pub async fn register(
     let key = Semver::parse(&manifest.version)
         .map(|s| s.sort_key())
         .unwrap_or_default();
-    db.query(
+    let row = Stmt::new(
         "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET digest = excluded.digest, \
          description = excluded.description, manifest = excluded.manifest, registered_by = excluded.registered_by, created_at = excluded.created_at",
-        &[
+        vec![
             manifest.ctype.as_str().into(),
             manifest.namespace.clone().into(),
             manifest.name.clone().into(),
@@ -131,8 +213,8 @@ pub async fn register(
             by.map(String::from).into(),
             Value::Integer(now_ms as i64),
         ],
-    )
-    .await?;
+    );
+    db.batch(&[row, files_stmt(manifest, files)], true).await?;
     Ok(Component {
         reference,
         ctype: manifest.ctype,
@@ -142,6 +224,26 @@ pub async fn register(
         manifest_text: manifest.raw.to_string(),
         created_at: now_ms,
     })
+}
+
+/// The upsert of a version's README.md and config.json.
+fn files_stmt(manifest: &Manifest, files: &Files) -> Stmt {
+    Stmt::new(
+        "INSERT INTO component_files (component_type, namespace, name, version, readme, config) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET readme = excluded.readme, config = excluded.config",
+        vec![
+            manifest.ctype.as_str().into(),
+            manifest.namespace.clone().into(),
+            manifest.name.clone().into(),
+            manifest.version.clone().into(),
+            files.readme.clone().into(),
+            files
+                .config
+                .as_ref()
+                .map(|c| Json::Object(c.clone()).to_string())
+                .into(),
+        ],
+    )
 }
 
 /// The bytes are within the size limit and look like a component.

@@ -383,7 +383,21 @@ pub fn load_directory(root: &Path, dir: &str) -> Result<LoadedComponent, String>
     Ok(LoadedComponent {
         manifest,
         wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm),
+        readme: optional_text(&full, "README.md", dir)?,
+        config: optional_text(&full, "config.json", dir)?,
     })
+}
+
+/// An optional UTF-8 file of a component directory: `None` when absent; a symlink, a
+/// non-file or non-UTF-8 text is refused like the required files (the registry bounds its size).
+fn optional_text(dir: &Path, name: &str, shown: &str) -> Result<Option<String>, String> {
+    match read_regular(dir, name, shown) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| format!("{name} in `{shown}` is not UTF-8")),
+        Err(None) => Ok(None),
+        Err(Some(why)) => Err(why),
+    }
 }
 
 /// Reads `dir/name` if it is a regular file; `Err(Some(_))` says why a present file is

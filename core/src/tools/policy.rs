@@ -30,6 +30,7 @@ actions! {
         Set = "set", SetArgs, SET, false;
         UpdateField = "update_field", SetArgs, SET, false;
         Delete = "delete", RefArgs, SET, false;
+        CheckRateLimit = "check_rate_limit", RefArgs, GET, false;
     }
 }
 
@@ -82,7 +83,7 @@ impl RefArgs {
 /// What `get_effective`, `set` and `update_field` with `args` will read first.
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
     match a.call(args) {
-        Ok(Calls::GetEffective(a)) => a
+        Ok(Calls::GetEffective(a) | Calls::CheckRateLimit(a)) => a
             .reference()
             .map(|r| crate::executions::read_ahead(&r).to_vec())
             .unwrap_or_default(),
@@ -118,6 +119,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             )
         }
         Calls::Set(a) | Calls::UpdateField(a) => set(cx, who, a).await,
+        Calls::CheckRateLimit(a) => check_rate_limit(cx, who, a).await,
         Calls::Delete(a) => {
             let key = a.reference()?.canonical();
             let rows = cx
@@ -180,4 +182,34 @@ async fn set<D: Db, X: Dispatch, E: Env>(
         )
         .await?;
     Ok(json!({ "reference": key, "policy": policy.to_json() }))
+}
+
+/// `policy.check_rate_limit`: whether the caller's next run of the component fits its
+/// policy's `rate_limit` now, without taking a request from it.
+async fn check_rate_limit<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    a: RefArgs,
+) -> Result<Json> {
+    let c = registry::resolve(&cx.db, &a.reference()?).await?;
+    let rate = crate::policy::effective(&cx.db, &c).await?.rate_limit;
+    let s = crate::ratelimit::tat_stmt(&crate::ratelimit::run_bucket(
+        who.budget_id(),
+        &c.reference,
+    ));
+    let rows = cx.db.query(&s.sql, &s.params).await?;
+    let tat = rows.first().map(|r| r.int("tat"));
+    let mut v = json!({ "component_ref": c.reference, "reference": c.reference, "limit": rate.to_text() });
+    match crate::ratelimit::peek(tat, rate, cx.env.now_ms()) {
+        Ok(remaining) => {
+            v["allowed"] = json!(true);
+            v["remaining"] = json!(remaining);
+        }
+        Err(ms) => {
+            v["allowed"] = json!(false);
+            v["retry_after"] = json!(ms.div_ceil(1000));
+            v["retry_after_ms"] = json!(ms);
+        }
+    }
+    Ok(v)
 }
