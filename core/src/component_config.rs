@@ -95,7 +95,9 @@ fn overrides(rows: &Rows) -> Map<String, Json> {
 
 /// The component `r` names, its files and its overrides: one round trip.
 pub async fn read(db: &impl Db, r: &Reference) -> Result<Config> {
-    let rows = db.batch(&[target_stmt(r), overrides_stmt(r)], false).await?;
+    let rows = db
+        .batch(&[target_stmt(r), overrides_stmt(r)], false)
+        .await?;
     let row = rows[0].first().ok_or_else(|| not_found(r))?;
     Ok(Config {
         component: Component::from_row(&row),

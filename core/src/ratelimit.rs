@@ -71,8 +71,7 @@ pub async fn refusal(db: &impl Db, bucket: &str, rate: Rate, now_ms: u64) -> Err
     let g = Gcra::from(rate);
     let now = micros(now_ms);
     let s = tat_stmt(bucket);
-    let tat = match db.query(&s.sql, &s.params).await
-    {
+    let tat = match db.query(&s.sql, &s.params).await {
         Ok(rows) => rows.first().map(|r| r.int("tat")).unwrap_or(now),
         Err(e) => return e.into(),
     };

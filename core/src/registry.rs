@@ -160,14 +160,9 @@ pub async fn register_with(
     check_wasm(manifest.ctype, wasm)?;
     let d = digest(wasm);
     let reference = manifest.reference();
-    let existing = lookup(
-        db,
-        manifest.ctype,
-        &manifest.namespace,
-        &manifest.name,
-        Some(&manifest.version),
-    )
-    .await?;
+    let s = existing_stmt(manifest);
+    let existing = db.query(&s.sql, &s.params).await?;
+    let existing = existing.first().map(|r| Component::from_row(&r));
     if let Some(c) = &existing {
         if c.digest == d {
             if files.readme.is_some() || files.config.is_some() {
@@ -183,16 +178,15 @@ pub async fn register_with(
             ));
         }
     }
-    db.query(
+    let artifact = Stmt::new(
         "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) VALUES (?, ?, ?, ?)",
-        &[
+        vec![
             d.clone().into(),
             Value::Integer(wasm.len() as i64),
             Value::Blob(wasm.to_vec()),
             Value::Integer(now_ms as i64),
         ],
-    )
-    .await?;
+    );
     let key = Semver::parse(&manifest.version)
         .map(|s| s.sort_key())
         .unwrap_or_default();
@@ -214,7 +208,9 @@ pub async fn register_with(
             Value::Integer(now_ms as i64),
         ],
     );
-    db.batch(&[row, files_stmt(manifest, files)], true).await?;
+    // One round trip: the artifact, the row and the files together, or none of them.
+    db.batch(&[artifact, row, files_stmt(manifest, files)], true)
+        .await?;
     Ok(Component {
         reference,
         ctype: manifest.ctype,
@@ -224,6 +220,17 @@ pub async fn register_with(
         manifest_text: manifest.raw.to_string(),
         created_at: now_ms,
     })
+}
+
+/// The read of the version a manifest registers, that [`register_with`] makes first (to
+/// send ahead).
+pub fn existing_stmt(manifest: &Manifest) -> Stmt {
+    lookup_stmt(
+        manifest.ctype,
+        &manifest.namespace,
+        &manifest.name,
+        Some(&manifest.version),
+    )
 }
 
 /// The upsert of a version's README.md and config.json.

@@ -113,11 +113,35 @@ fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
     }
 }
 
-/// What `inspect` with `args` will read first: the component, its policy, its versions.
+/// What `inspect` with `args` will read first: the component, its policy, its versions;
+/// for `register` with a manifest and `publish`, whether the version exists.
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
-    // Only inspect's arguments are read (register's may hold megabytes of wasm).
-    if a != Action::Inspect {
-        return Vec::new();
+    // Register's and publish's arguments are not parsed whole (they may hold megabytes
+    // of wasm): only the fields that name the version.
+    let field = |f: &str| args.get(f).and_then(Json::as_str);
+    match a {
+        Action::Register => {
+            let manifest = match args.get("manifest") {
+                Some(Json::String(text)) => Manifest::parse(text),
+                Some(m @ Json::Object(_)) => Manifest::check(m.clone()),
+                _ => return Vec::new(),
+            };
+            return manifest
+                .map(|m| vec![registry::existing_stmt(&m)])
+                .unwrap_or_default();
+        }
+        Action::Publish => {
+            let kind = field("type").and_then(ComponentType::parse);
+            let reference = field("reference").or_else(|| field("component_ref"));
+            let Some(r) = reference.and_then(|r| Reference::parse(r, kind).ok()) else {
+                return Vec::new();
+            };
+            return publish_manifest(&r, args.get("manifest"), field("description"))
+                .map(|m| vec![registry::existing_stmt(&m)])
+                .unwrap_or_default();
+        }
+        Action::Inspect => {}
+        _ => return Vec::new(),
     }
     let Ok(Calls::Inspect(a)) = a.call(args) else {
         return Vec::new();
@@ -209,8 +233,7 @@ async fn register<D: Db, X: Dispatch, E: Env>(
                 ),
             })?;
             let manifest = Manifest::parse(&loaded.manifest)?;
-            let files =
-                registry::Files::check(loaded.readme, loaded.config.map(Json::String))?;
+            let files = registry::Files::check(loaded.readme, loaded.config.map(Json::String))?;
             (manifest, decode_wasm(&loaded.wasm_base64)?, files)
         }
         (None, Some(m)) => {
@@ -265,7 +288,11 @@ pub(crate) struct BlobArgs {
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct PublishArgs {
     /// publish: the reference to publish under, with its version, e.g. r:local.my-tool:0.1.0
-    #[serde(default, alias = "component_ref", deserialize_with = "req_str::<Ref, _>")]
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
     #[schemars(schema_with = "crate::reference::type_schema")]
@@ -288,9 +315,18 @@ fn artifact_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// What each component type is for: the registry's categories.
 const CATEGORIES: [(ComponentType, &str); 3] = [
-    (ComponentType::Reagent, "Pure compute: JSON in, JSON out; no network, no secrets"),
-    (ComponentType::Catalyst, "Calls outside APIs through the host's egress policy, with granted secrets"),
-    (ComponentType::Formula, "Composes other components and tools through its caller's permissions"),
+    (
+        ComponentType::Reagent,
+        "Pure compute: JSON in, JSON out; no network, no secrets",
+    ),
+    (
+        ComponentType::Catalyst,
+        "Calls outside APIs through the host's egress policy, with granted secrets",
+    ),
+    (
+        ComponentType::Formula,
+        "Composes other components and tools through its caller's permissions",
+    ),
 ];
 
 /// `component.categories`: the component types, with how many components each holds.
@@ -320,7 +356,11 @@ async fn categories(db: &impl Db) -> Result<Json> {
 async fn get_blob(db: &impl Db, a: BlobArgs) -> Result<Json> {
     let digest = required::<Digest>(&a.digest)?;
     let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(Error::invalid_params(
             "`digest` must be sha256: followed by 64 lower-case hex digits",
         ));
@@ -342,6 +382,35 @@ async fn get_blob(db: &impl Db, a: BlobArgs) -> Result<Json> {
         "size": bytes.len(),
         "bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
     }))
+}
+
+/// The manifest `publish` registers: the one given, which must be for `r`, else one made
+/// from `r` (whose version the caller checks).
+fn publish_manifest(
+    r: &Reference,
+    given: Option<&Json>,
+    description: Option<&str>,
+) -> Result<Manifest> {
+    let m = match given {
+        Some(Json::String(text)) => Manifest::parse(text)?,
+        Some(m) => Manifest::check(m.clone())?,
+        None => Manifest::check(json!({
+            "id": format!("{}:{}.{}", r.ctype.as_str(), r.namespace, r.name),
+            "type": r.ctype.as_str(),
+            "version": r.version.clone().unwrap_or_else(|| "0.0.0".into()),
+            "description": description.unwrap_or_default(),
+        }))?,
+    };
+    if (m.ctype, m.namespace.as_str(), m.name.as_str())
+        != (r.ctype, r.namespace.as_str(), r.name.as_str())
+    {
+        return Err(Error::invalid_params(format!(
+            "the manifest registers {}, not {}",
+            m.reference(),
+            r.canonical()
+        )));
+    }
+    Ok(m)
 }
 
 /// `component.publish`: registers an inline artifact under `reference` (the manifest made
@@ -377,25 +446,23 @@ async fn publish<D: Db, X: Dispatch, E: Env>(
         }
     };
     let wasm = decode_wasm(b64)?;
-    let manifest = match &a.manifest {
-        Some(Json::String(text)) => Manifest::parse(text)?,
-        Some(m) => Manifest::check(m.clone())?,
-        None => Manifest::check(json!({
-            "id": format!("{}:{}.{}", r.ctype.as_str(), r.namespace, r.name),
-            "type": r.ctype.as_str(),
-            "version": version,
-            "description": a.description.clone().unwrap_or_default(),
-        }))?,
-    };
-    if manifest.reference() != format!("{}:{}.{}:{version}", r.ctype.as_str(), r.namespace, r.name) {
+    let manifest = publish_manifest(&r, a.manifest.as_ref(), a.description.as_deref())?;
+    if manifest.version != version {
         return Err(Error::invalid_params(format!(
             "the manifest registers {}, not {}",
             manifest.reference(),
             r.canonical()
         )));
     }
-    let c = registry::register(&cx.db, &manifest, &wasm, Some(who.id()), false, cx.env.now_ms())
-        .await?;
+    let c = registry::register(
+        &cx.db,
+        &manifest,
+        &wasm,
+        Some(who.id()),
+        false,
+        cx.env.now_ms(),
+    )
+    .await?;
     let mut v = c.summary();
     v["status"] = json!("published");
     v["size"] = json!(wasm.len());

@@ -39,7 +39,11 @@ fields!(Ref = "reference", Type = "type", Key = "key");
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct TargetArgs {
     /// Component reference (CYFR's `component_ref` is the same), with or without version
-    #[serde(default, alias = "component_ref", deserialize_with = "req_str::<Ref, _>")]
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
     #[schemars(schema_with = "crate::reference::type_schema")]

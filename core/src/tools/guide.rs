@@ -55,7 +55,11 @@ pub(crate) struct GetArgs {
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct ReadmeArgs {
     /// readme: component reference (CYFR's `component_ref` is the same)
-    #[serde(default, alias = "component_ref", deserialize_with = "req_str::<Ref, _>")]
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
     reference: Option<String>,
     #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
     #[schemars(schema_with = "crate::reference::type_schema")]
@@ -79,16 +83,17 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         Calls::Get(a) => {
             let name = required::<Name>(&a.name)?;
             // `components` as the file is named, beside CYFR's `component-guide`.
-            let wanted = if name == "components" { "component-guide" } else { name };
-            let (name, _, _, content) = GUIDES
-                .iter()
-                .find(|g| g.0 == wanted)
-                .ok_or_else(|| {
-                    Error::invalid_params(format!(
-                        "unknown guide `{}`; guides: integration-guide, component-guide",
-                        name.escape_debug()
-                    ))
-                })?;
+            let wanted = if name == "components" {
+                "component-guide"
+            } else {
+                name
+            };
+            let (name, _, _, content) = GUIDES.iter().find(|g| g.0 == wanted).ok_or_else(|| {
+                Error::invalid_params(format!(
+                    "unknown guide `{}`; guides: integration-guide, component-guide",
+                    name.escape_debug()
+                ))
+            })?;
             Ok(json!({ "name": name, "format": "markdown", "content": content }))
         }
         Calls::Readme(a) => {

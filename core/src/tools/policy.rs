@@ -193,13 +193,12 @@ async fn check_rate_limit<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     let c = registry::resolve(&cx.db, &a.reference()?).await?;
     let rate = crate::policy::effective(&cx.db, &c).await?.rate_limit;
-    let s = crate::ratelimit::tat_stmt(&crate::ratelimit::run_bucket(
-        who.budget_id(),
-        &c.reference,
-    ));
+    let s =
+        crate::ratelimit::tat_stmt(&crate::ratelimit::run_bucket(who.budget_id(), &c.reference));
     let rows = cx.db.query(&s.sql, &s.params).await?;
     let tat = rows.first().map(|r| r.int("tat"));
-    let mut v = json!({ "component_ref": c.reference, "reference": c.reference, "limit": rate.to_text() });
+    let mut v =
+        json!({ "component_ref": c.reference, "reference": c.reference, "limit": rate.to_text() });
     match crate::ratelimit::peek(tat, rate, cx.env.now_ms()) {
         Ok(remaining) => {
             v["allowed"] = json!(true);
