@@ -676,4 +676,26 @@ mod tests {
         std::fs::write(ok.join("reagent.wasm"), b"\0asm").unwrap();
         assert_eq!(load_directory(&root, "ok").unwrap().manifest, MANIFEST);
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn readme_and_config_are_read_when_present_and_a_symlinked_one_is_refused() {
+        let root = temp_dir("files");
+        let comp = root.join("c");
+        std::fs::create_dir_all(&comp).unwrap();
+        std::fs::write(comp.join("cyfr-manifest.json"), MANIFEST).unwrap();
+        std::fs::write(comp.join("reagent.wasm"), b"\0asm").unwrap();
+        let bare = load_directory(&root, "c").unwrap();
+        assert_eq!((bare.readme, bare.config), (None, None));
+        std::fs::write(comp.join("README.md"), "# X").unwrap();
+        std::fs::write(comp.join("config.json"), r#"{"a":1}"#).unwrap();
+        let full = load_directory(&root, "c").unwrap();
+        assert_eq!(full.readme.as_deref(), Some("# X"));
+        assert_eq!(full.config.as_deref(), Some(r#"{"a":1}"#));
+        // A README that is a symlink (to a key file, say) is refused, not followed.
+        std::fs::remove_file(comp.join("README.md")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", comp.join("README.md")).unwrap();
+        let e = load_directory(&root, "c").unwrap_err();
+        assert!(e.contains("symlink") && !e.contains("root:"), "{e}");
+    }
 }
