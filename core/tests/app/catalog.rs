@@ -504,3 +504,63 @@ async fn config_refuses_readers_writing_unregistered_components_and_bad_keys() {
         .await;
     assert_eq!(failure(&r), -33201, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_formula_reads_its_config_through_the_tools_when_allowed() {
+    use crate::support::Step;
+    let h = Harness::new().await;
+    let formula = h
+        .ok(
+            ADMIN,
+            "component",
+            json!({
+                "action": "register",
+                "manifest": manifest("formula", "local.flow", "0.1.0"),
+                "wasm": b64(&fake_wasm("flow")),
+                "config": { "model": "claude-small" },
+            }),
+        )
+        .await["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = Step::Tool(
+        json!({ "tool": "config", "action": "get_all", "args": { "reference": formula } }),
+    );
+    h.host().guest.replace(vec![read.clone()]);
+    let key = h
+        .key("caller", &["execution", "policy.get"], json!({}))
+        .await;
+    async fn run(h: &Harness, key: &str, formula: &str) -> Json {
+        let r = h
+            .ok(
+                key,
+                "execution",
+                json!({ "action": "run", "reference": formula }),
+            )
+            .await;
+        r["result"][0]["body"].clone()
+    }
+    // Denied by default: config.get_all is not in the formula's allowed_tools.
+    assert_eq!(
+        run(&h, &key, &formula).await["error"]["type"],
+        "tool_denied"
+    );
+    h.ok(ADMIN, "policy", json!({ "action": "set", "reference": formula, "field": "allowed_tools", "value": ["config.get_all"] }))
+        .await;
+    h.host().guest.replace(vec![read.clone()]);
+    let body = run(&h, &key, &formula).await;
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(
+        body["result"]["config"],
+        json!({ "model": "claude-small" }),
+        "{body}"
+    );
+    // A caller without policy.get gets nothing through its formula either.
+    let weak = h.key("weak", &["execution"], json!({})).await;
+    h.host().guest.replace(vec![read]);
+    assert_eq!(
+        run(&h, &weak, &formula).await["error"]["type"],
+        "tool_denied"
+    );
+}
