@@ -473,3 +473,54 @@ fn run_forms_call_search_inspect_guide_and_config_from_the_cli() {
         "{out}"
     );
 }
+
+#[test]
+fn the_integration_guides_key_and_secret_lines_work_as_written() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let env = [
+        ("CYFR_URL", s.url.as_str()),
+        ("CYFR_API_KEY", s.admin.as_str()),
+    ];
+    let at = |line: &str| {
+        // The guide's lines as a shell splits them (its quotes hold no spaces but these).
+        let args: Vec<String> = line
+            .split(' ')
+            .map(|a| a.trim_matches('"').to_string())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_at(&home, &env, &args[1..])
+    };
+    for line in [
+        "cyfr key create --name \"react-app\" --type public --scope execution",
+        "cyfr key create --name \"node-backend\" --type secret --scope execution,component.search",
+        "cyfr key create --name \"github-actions\" --type admin --ip-allowlist \"140.82.112.0/20\"",
+        "cyfr key create --name \"rate-limited\" --type public --scope execution --rate-limit \"100/1m\"",
+        "cyfr key create --name \"ci\" --type admin --ip-allowlist \"140.82.112.0/20,10.0.0.1\"",
+        "cyfr key rotate --name \"react-app\"",
+        "cyfr key create --name \"my-app\" --type secret --scope execution",
+        "cyfr secret set ANTHROPIC_API_KEY=sk-ant-not-a-real-key-0123456789",
+    ] {
+        let (ok, out, err) = at(line);
+        assert!(ok, "{line}: {out} {err}");
+    }
+    let (ok, out, _) = at("cyfr key list");
+    for name in [
+        "react-app",
+        "node-backend",
+        "github-actions",
+        "rate-limited",
+        "ci",
+        "my-app",
+    ] {
+        assert!(ok && out.contains(name), "{name} missing: {out}");
+    }
+    let (ok, out, err) = at("cyfr key revoke --name \"react-app\"");
+    assert!(ok, "{out} {err}");
+    let (_, out, _) = at("cyfr key list");
+    assert!(!out.contains("react-app"), "{out}");
+    // The secret is stored and shown masked, never as written.
+    let (ok, out, _) = at("cyfr secret list");
+    assert!(ok && out.contains("ANTHROPIC_API_KEY"), "{out}");
+    assert!(!out.contains("not-a-real-key"), "{out}");
+}
