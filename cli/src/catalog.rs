@@ -70,6 +70,23 @@ pub fn typed(target: &[String]) -> (String, Option<String>) {
     }
 }
 
+/// `[TYPE] REF NAME` as one typed reference and the name (tools without a `type`
+/// argument get the type written into the reference, as CYFR's CLI does).
+pub fn ref_and_name(args: &[String]) -> Result<(String, String)> {
+    let Some((name, target)) = args.split_last() else {
+        anyhow::bail!("expected [TYPE] REF NAME");
+    };
+    let (reference, ctype) = typed(target);
+    let typed_already = reference
+        .split_once(':')
+        .is_some_and(|(t, _)| ["reagent", "catalyst", "formula", "r", "c", "f"].contains(&t));
+    let reference = match ctype {
+        Some(t) if !typed_already => format!("{t}:{reference}"),
+        _ => reference,
+    };
+    Ok((reference, name.clone()))
+}
+
 /// An optional regular file of the component directory, as text (a symlink is not followed).
 fn optional_file(dir: &Path, name: &str) -> Result<Option<String>> {
     let path = dir.join(name);

@@ -213,17 +213,24 @@ enum SecretAction {
     /// Delete all of your own (user-scope) secrets.
     Clear,
     /// Let a component read a secret.
+    /// `[TYPE] REF NAME`, e.g. `c:local.claude:0.1.0 API_KEY` or `catalyst local.claude API_KEY`.
     Grant {
-        reference: String,
-        name: String,
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
         /// Always use the shared secret, never a caller's own key.
         #[arg(long)]
         no_user_keys: bool,
     },
     /// Take a grant away.
-    Revoke { reference: String, name: String },
+    Revoke {
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
+    },
     /// Whether a component may read a secret.
-    CanAccess { reference: String, name: String },
+    CanAccess {
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
+    },
     /// Store every environment variable `PREFIX<NAME>` as secret `<name>` (API_KEY_OPENAI → openai).
     Import {
         #[arg(long, default_value = "API_KEY_")]

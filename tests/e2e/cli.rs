@@ -523,4 +523,22 @@ fn the_integration_guides_key_and_secret_lines_work_as_written() {
     let (ok, out, _) = at("cyfr secret list");
     assert!(ok && out.contains("ANTHROPIC_API_KEY"), "{out}");
     assert!(!out.contains("not-a-real-key"), "{out}");
+    // The guide's grant, and CYFR's `[type] REF NAME` form asking about it.
+    let (ok, out, err) = at("cyfr secret grant c:local.claude:0.1.0 ANTHROPIC_API_KEY");
+    assert!(ok, "{out} {err}");
+    let (ok, out, err) = cli_at(
+        &home,
+        &env,
+        &[
+            "secret",
+            "can-access",
+            "catalyst",
+            "local.claude@0.1.0",
+            "ANTHROPIC_API_KEY",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out} {err}");
+    let r: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["allowed"], true, "{r}");
 }
