@@ -102,7 +102,7 @@ fn object_or_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// A `type` argument, when given, must name one of the three kinds.
-fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
+pub(super) fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
     match t {
         None => Ok(None),
         Some(t) => Ok(Some(ComponentType::parse(t).ok_or_else(|| {

@@ -11,7 +11,7 @@ use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Error, Result};
-use crate::reference::{ComponentType, Reference};
+use crate::reference::Reference;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -35,7 +35,7 @@ actions! {
 
 fields!(Ref = "reference", Type = "type", Key = "key");
 
-/// The component whose config is meant.
+/// The component meant (by `config` and `guide.readme`).
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct TargetArgs {
     /// Component reference (CYFR's `component_ref` is the same), with or without version
@@ -71,15 +71,9 @@ pub(crate) struct SetArgs {
 }
 
 impl TargetArgs {
-    fn reference(&self) -> Result<Reference> {
-        let kind = match self.type_hint.as_deref() {
-            None => None,
-            Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
-                Error::invalid_params(format!(
-                    "`type` must be reagent, catalyst or formula (got `{t}`)"
-                ))
-            })?),
-        };
+    /// The reference, typed by `type` when it has no type of its own.
+    pub(super) fn reference(&self) -> Result<Reference> {
+        let kind = super::component::type_hint(self.type_hint.as_deref())?;
         Reference::parse(required::<Ref>(&self.reference)?, kind)
     }
 }

@@ -1,15 +1,15 @@
 //! The `guide` tool: cyfr's own documentation, compiled in, and a registered component's
 //! README.md.
 
+use super::config::TargetArgs;
 use super::decl::{actions, NoArgs};
 use crate::access::Need;
-use crate::args::{fields, opt_str, req_str, required};
+use crate::args::{fields, req_str, required};
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
-use crate::reference::{ComponentType, Reference};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -21,11 +21,11 @@ actions! {
     tool "guide": Action, Calls {
         List = "list", NoArgs, Need::Authenticated, false;
         Get = "get", GetArgs, Need::Authenticated, false;
-        Readme = "readme", ReadmeArgs, Need::Scopes(&["component.info"]), false;
+        Readme = "readme", TargetArgs, Need::Scopes(&["component.info"]), false;
     }
 }
 
-fields!(Name = "name", Ref = "reference", Type = "type");
+fields!(Name = "name");
 
 /// The guides: (name, title, description, markdown).
 const GUIDES: [(&str, &str, &str, &str); 2] = [
@@ -49,21 +49,6 @@ pub(crate) struct GetArgs {
     /// get: integration-guide or component-guide
     #[serde(default, deserialize_with = "req_str::<Name, _>")]
     name: Option<String>,
-}
-
-/// `guide.readme`.
-#[derive(Deserialize, JsonSchema)]
-pub(crate) struct ReadmeArgs {
-    /// readme: component reference (CYFR's `component_ref` is the same)
-    #[serde(
-        default,
-        alias = "component_ref",
-        deserialize_with = "req_str::<Ref, _>"
-    )]
-    reference: Option<String>,
-    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
-    #[schemars(schema_with = "crate::reference::type_schema")]
-    type_hint: Option<String>,
 }
 
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
@@ -97,16 +82,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             Ok(json!({ "name": name, "format": "markdown", "content": content }))
         }
         Calls::Readme(a) => {
-            let kind = match a.type_hint.as_deref() {
-                None => None,
-                Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
-                    Error::invalid_params(format!(
-                        "`type` must be reagent, catalyst or formula (got `{t}`)"
-                    ))
-                })?),
-            };
-            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
-            let c = crate::component_config::read(&cx.db, &r).await?;
+            let c = crate::component_config::read(&cx.db, &a.reference()?).await?;
             let content = c.readme.ok_or_else(|| {
                 Error::new(
                     Code::ComponentNotFound,
