@@ -144,6 +144,8 @@ enum Command {
     },
     /// The server's status.
     Status,
+    /// This CLI's version (CYFR's `cyfr version`; also `--version`).
+    Version,
     /// Seal a secret to a session's public key (libsodium sealed box), on this machine.
     Encrypt {
         /// The session key id (from get_encryption_instructions or mcp+session://encryption/pubkey).
@@ -317,6 +319,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let r = remote.client()?.call(&tool, args)?;
             out.show(&r, || pretty(&r));
+            Ok(())
+        }
+        Command::Version => {
+            let v = json!({ "version": env!("CARGO_PKG_VERSION") });
+            out.show(&v, || format!("cyfr {}", env!("CARGO_PKG_VERSION")));
             Ok(())
         }
         Command::Status => {

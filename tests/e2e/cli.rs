@@ -455,6 +455,8 @@ fn run_forms_call_search_inspect_guide_and_config_from_the_cli() {
     let (ok, out, err) = at(&["call", "system", r#"{"action": "status"}"#, "--json"]);
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Json>(&out).unwrap()["status"], "ok");
+    let (ok, out, _) = at(&["version", "--json"]);
+    assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}");
     let (ok, _, err) = at(&["call", "system", "[1]"]);
     assert!(!ok && err.contains("JSON object"), "{err}");
 
