@@ -1,17 +1,25 @@
 //! `cyfr`: run a cyfr server (`init`, `up`) and talk to one (`key`, `register`, `run`, ...).
-//! Every command except `init`, `up` and `build` speaks MCP to `/mcp` like any other app.
+//! Every command except `init`, `up`, `build` and `context` speaks MCP to `/mcp` like any
+//! other app. `--url`, `--key`, `--context` and `--json` go anywhere on the line.
 
+mod catalog;
 mod client;
 mod compile;
+mod contexts;
+mod key;
+mod policy;
+mod run;
 mod secret;
 mod server;
 
-use anyhow::{Context, Result};
-use base64::Engine;
-use clap::{Args, Parser, Subcommand};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 use client::Client;
 use serde_json::{json, Value as Json};
 use std::path::PathBuf;
+
+/// Where `cyfr` looks for a server when nothing else says.
+const DEFAULT_URL: &str = "http://127.0.0.1:4000";
 
 #[derive(Parser)]
 #[command(
@@ -23,24 +31,51 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Server URL, with or without /mcp (else CYFR_URL, the context's, http://127.0.0.1:4000).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// API key (else CYFR_API_KEY, or the context's).
+    #[arg(long, global = true)]
+    key: Option<String>,
+    /// The context of ~/.cyfr/config.yaml to use (else its current one).
+    #[arg(long, global = true)]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Where the server is, for client commands.
-#[derive(Args, Clone)]
-struct Remote {
-    /// Server URL (with or without /mcp).
-    #[arg(long, env = "CYFR_URL", default_value = "http://127.0.0.1:4000")]
-    url: String,
-    /// API key to authenticate with.
-    #[arg(long, env = "CYFR_API_KEY", hide_env_values = true)]
+/// Where the server is, for client commands: flag > environment > context > default.
+#[derive(Clone)]
+pub struct Remote {
+    url: Option<String>,
     key: Option<String>,
+    context: Option<String>,
 }
 
 impl Remote {
-    fn client(&self) -> Result<Client> {
-        Client::new(&self.url, self.key.clone())
+    /// A client for the server these settings name.
+    pub fn client(&self) -> Result<Client> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let ctx = contexts::load()?
+            .current(self.context.as_deref())?
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        // A context named on the line outranks the environment; the current one does not.
+        let url = match (&self.url, &self.context) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(_)) => ctx.url.clone().or_else(|| env("CYFR_URL")),
+            (None, None) => env("CYFR_URL").or_else(|| ctx.url.clone()),
+        }
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+        // The context's key goes only to the context's own server, never to another URL.
+        let ctx_key = ctx
+            .api_key
+            .filter(|_| ctx.url.as_deref() == Some(url.as_str()));
+        let key = match &self.context {
+            Some(_) => self.key.clone().or(ctx_key).or_else(|| env("CYFR_API_KEY")),
+            None => self.key.clone().or_else(|| env("CYFR_API_KEY")).or(ctx_key),
+        };
+        Client::new(&url, key)
     }
 }
 
@@ -59,54 +94,58 @@ enum Command {
     /// Manage API keys.
     Key {
         #[command(subcommand)]
-        action: KeyAction,
-        #[command(flatten)]
-        remote: Remote,
+        action: key::KeyAction,
     },
     /// Register a component directory (building it first when its wasm is missing or stale).
-    Register {
-        /// e.g. components/reagents/cyfr/json-transform/0.1.0/
-        dir: PathBuf,
-        /// Replace an already registered version that has different bytes.
-        #[arg(long)]
-        replace: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Run a component and print its result.
-    Run {
-        /// Reference, e.g. reagent:cyfr.json-transform:0.1.0 or r:cyfr.json-transform
-        reference: String,
-        /// JSON input.
-        #[arg(long, default_value = "{}")]
-        input: String,
-        /// Component type, when the reference omits it.
-        #[arg(long = "type")]
-        ctype: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Register(catalog::RegisterArgs),
+    /// Run a component and print its result; or list runs, show logs, cancel one.
+    Run(run::RunArgs),
+    /// Find components by name or description.
+    Search(catalog::SearchArgs),
+    /// Show a component: `cyfr inspect [type] REF`.
+    Inspect(catalog::InspectArgs),
     /// Search and inspect the registry.
     Component {
         #[command(subcommand)]
-        action: ComponentAction,
-        #[command(flatten)]
-        remote: Remote,
+        action: catalog::ComponentAction,
     },
     /// Read and set host policies.
     Policy {
         #[command(subcommand)]
-        action: PolicyAction,
-        #[command(flatten)]
-        remote: Remote,
+        action: policy::PolicyAction,
+    },
+    /// Read and set a component's config overrides.
+    Config {
+        #[command(subcommand)]
+        action: policy::ConfigAction,
+    },
+    /// Read cyfr's guides and a component's README.
+    Guide {
+        #[command(subcommand)]
+        action: catalog::GuideAction,
     },
     /// Store, grant and inspect secrets (values never come back, only masks).
     Secret {
         #[command(subcommand)]
         action: SecretAction,
-        #[command(flatten)]
-        remote: Remote,
     },
+    /// Named servers in ~/.cyfr/config.yaml.
+    Context {
+        #[command(subcommand)]
+        action: ContextAction,
+    },
+    /// Call any tool: `cyfr call policy '{"action":"list"}'`.
+    Call {
+        /// The tool's name.
+        tool: String,
+        /// Its arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+    },
+    /// The server's status.
+    Status,
+    /// This CLI's version (CYFR's `cyfr version`; also `--version`).
+    Version,
     /// Seal a secret to a session's public key (libsodium sealed box), on this machine.
     Encrypt {
         /// The session key id (from get_encryption_instructions or mcp+session://encryption/pubkey).
@@ -126,43 +165,21 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum KeyAction {
-    /// Create a key; the raw key is printed once.
-    Create {
-        #[arg(long)]
+enum ContextAction {
+    /// List the contexts; the current one is marked.
+    List,
+    /// Make NAME the current context.
+    Set { name: String },
+    /// Add (or replace) context NAME at URL, optionally with an API key.
+    Add {
         name: String,
-        /// public, secret or admin.
-        #[arg(long = "type", default_value = "secret")]
-        key_type: String,
-        /// Comma-separated scopes, e.g. execution,component.search
+        url: String,
+        /// Keep this API key with the context (the file is 0600).
+        #[arg(long = "api-key")]
+        api_key: Option<String>,
+        /// Make it the current context too.
         #[arg(long)]
-        scope: Option<String>,
-        /// e.g. 100/1m
-        #[arg(long)]
-        rate_limit: Option<String>,
-        /// Comma-separated IPs and CIDRs.
-        #[arg(long)]
-        ip_allowlist: Option<String>,
-    },
-    /// Show one key (never its raw value).
-    Get {
-        #[arg(long)]
-        name: String,
-    },
-    /// List keys by name, type, scope and prefix.
-    List {
-        #[arg(long)]
-        include_revoked: bool,
-    },
-    /// Replace a key with a new one; the old one stops working at once.
-    Rotate {
-        #[arg(long)]
-        name: String,
-    },
-    /// Revoke a key; effective on the next request.
-    Revoke {
-        #[arg(long)]
-        name: String,
+        current: bool,
     },
 }
 
@@ -198,17 +215,24 @@ enum SecretAction {
     /// Delete all of your own (user-scope) secrets.
     Clear,
     /// Let a component read a secret.
+    /// `[TYPE] REF NAME`, e.g. `c:local.claude:0.1.0 API_KEY` or `catalyst local.claude API_KEY`.
     Grant {
-        reference: String,
-        name: String,
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
         /// Always use the shared secret, never a caller's own key.
         #[arg(long)]
         no_user_keys: bool,
     },
     /// Take a grant away.
-    Revoke { reference: String, name: String },
+    Revoke {
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
+    },
     /// Whether a component may read a secret.
-    CanAccess { reference: String, name: String },
+    CanAccess {
+        #[arg(num_args = 2..=3, value_name = "[TYPE] REF NAME", required = true)]
+        args: Vec<String>,
+    },
     /// Store every environment variable `PREFIX<NAME>` as secret `<name>` (API_KEY_OPENAI → openai).
     Import {
         #[arg(long, default_value = "API_KEY_")]
@@ -221,35 +245,6 @@ enum SecretAction {
         #[arg(long, env = "CYFR_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum ComponentAction {
-    /// Find components by id or description.
-    Search {
-        query: Option<String>,
-        #[arg(long = "type")]
-        ctype: Option<String>,
-    },
-    /// Show a component's manifest, versions, digest and policy.
-    Inspect { reference: String },
-}
-
-#[derive(Subcommand)]
-enum PolicyAction {
-    /// Set one field: `cyfr policy set c:local.claude:0.1.0 timeout '"60s"'`.
-    Set {
-        reference: String,
-        field: String,
-        value: String,
-    },
-    /// Show a component's policy.
-    #[command(alias = "show")]
-    Get { reference: String },
-    /// List stored policies.
-    List,
-    /// Remove a stored policy (back to defaults).
-    Delete { reference: String },
 }
 
 fn main() {
@@ -273,6 +268,11 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let out = Output { json: cli.json };
+    let remote = Remote {
+        url: cli.url,
+        key: cli.key,
+        context: cli.context,
+    };
     match cli.command {
         Command::Init { data_dir } => server::init(&data_dir, &out),
         Command::Up(args) => server::up(args, &out),
@@ -284,8 +284,8 @@ fn run(cli: Cli) -> Result<()> {
             });
             Ok(())
         }
-        Command::Key { action, remote } => key(action, &remote, &out),
-        Command::Secret { action, remote } => secret::run(action, &remote, &out),
+        Command::Key { action } => key::run(action, &remote, &out),
+        Command::Secret { action } => secret::run(action, &remote, &out),
         Command::Encrypt {
             kid,
             public_key,
@@ -300,196 +300,134 @@ fn run(cli: Cli) -> Result<()> {
             out.show(&v, || v.to_string());
             Ok(())
         }
-        Command::Register {
-            dir,
-            replace,
-            remote,
-        } => {
-            if compile::needs_build(&dir)? {
-                compile::build(&dir)?;
+        Command::Register(a) => catalog::register(a, &remote, &out),
+        Command::Run(a) => run::run(a, &remote, &out),
+        Command::Search(a) => catalog::search(a, &remote, &out),
+        Command::Inspect(a) => catalog::inspect(a, &remote, &out),
+        Command::Component { action } => catalog::component(action, &remote, &out),
+        Command::Guide { action } => catalog::guide(action, &remote, &out),
+        Command::Policy { action } => policy::policy(action, &remote, &out),
+        Command::Config { action } => policy::config(action, &remote, &out),
+        Command::Context { action } => context(action, &out),
+        Command::Call { tool, arguments } => {
+            let args: Json = serde_json::from_str(&arguments)
+                .map_err(|e| anyhow::anyhow!("the arguments must be a JSON object: {e}"))?;
+            if !args.is_object() {
+                anyhow::bail!(
+                    "the arguments must be a JSON object, e.g. '{{\"action\": \"list\"}}'"
+                );
             }
-            let ctype = compile::manifest_type(&dir)?;
-            let manifest = std::fs::read_to_string(dir.join("cyfr-manifest.json"))?;
-            let wasm = std::fs::read(dir.join(format!("{ctype}.wasm")))
-                .context("reading the component's wasm")?;
-            let r = remote.client()?.call(
-                "component",
-                json!({ "action": "register", "manifest": manifest, "wasm": base64::engine::general_purpose::STANDARD.encode(wasm), "replace": replace }),
-            )?;
-            out.show(&r, || {
-                format!("Registered {} ({})", s(&r, "reference"), s(&r, "digest"))
-            });
+            let r = remote.client()?.call(&tool, args)?;
+            out.show(&r, || pretty(&r));
             Ok(())
         }
-        Command::Run {
-            reference,
-            input,
-            ctype,
-            remote,
-        } => {
-            let input: Json = serde_json::from_str(&input).context("--input must be JSON")?;
-            let mut args = json!({ "action": "run", "reference": reference, "input": input });
-            if let Some(t) = ctype {
-                args["type"] = json!(t);
-            }
-            let r = remote.client()?.call("execution", args)?;
+        Command::Version => {
+            let v = json!({ "version": env!("CARGO_PKG_VERSION") });
+            out.show(&v, || format!("cyfr {}", env!("CARGO_PKG_VERSION")));
+            Ok(())
+        }
+        Command::Status => {
+            let r = remote
+                .client()?
+                .call("system", json!({ "action": "status" }))?;
             out.show(&r, || {
                 format!(
-                    "{}\n{} {} in {} ms ({})",
-                    serde_json::to_string_pretty(&r["result"]).unwrap_or_default(),
-                    s(&r, "reference"),
+                    "cyfr {}: {} ({} components, protocol {})",
+                    s(&r, "version"),
                     s(&r, "status"),
-                    r["duration_ms"],
-                    s(&r, "execution_id")
+                    r["components"],
+                    s(&r, "protocol_version")
                 )
             });
-            Ok(())
-        }
-        Command::Component { action, remote } => {
-            let c = remote.client()?;
-            match action {
-                ComponentAction::Search { query, ctype } => {
-                    let r = c.call("component", json!({ "action": "search", "query": query.unwrap_or_default(), "type": ctype }))?;
-                    out.show(&r, || {
-                        let list = r["components"].as_array().cloned().unwrap_or_default();
-                        if list.is_empty() {
-                            return "No components found.".into();
-                        }
-                        list.iter()
-                            .map(|c| format!("{:<45} {}", s(c, "reference"), s(c, "description")))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    });
-                }
-                ComponentAction::Inspect { reference } => {
-                    let r = c.call(
-                        "component",
-                        json!({ "action": "inspect", "reference": reference }),
-                    )?;
-                    out.show(&r, || serde_json::to_string_pretty(&r).unwrap_or_default());
-                }
-            }
-            Ok(())
-        }
-        Command::Policy { action, remote } => {
-            let c = remote.client()?;
-            let r = match action {
-                PolicyAction::Set {
-                    reference,
-                    field,
-                    value,
-                } => {
-                    // The guide passes JSON ('"60s"', '["a.com"]'); a bare word is taken as a string.
-                    let value: Json = serde_json::from_str(&value).unwrap_or(Json::String(value));
-                    c.call("policy", json!({ "action": "set", "reference": reference, "field": field, "value": value }))?
-                }
-                PolicyAction::Get { reference } => {
-                    c.call("policy", json!({ "action": "get", "reference": reference }))?
-                }
-                PolicyAction::List => c.call("policy", json!({ "action": "list" }))?,
-                PolicyAction::Delete { reference } => c.call(
-                    "policy",
-                    json!({ "action": "delete", "reference": reference }),
-                )?,
-            };
-            out.show(&r, || serde_json::to_string_pretty(&r).unwrap_or_default());
             Ok(())
         }
     }
 }
 
-fn key(action: KeyAction, remote: &Remote, out: &Output) -> Result<()> {
-    let c = &remote.client()?;
+/// `cyfr context …`: the file only, no server.
+fn context(action: ContextAction, out: &Output) -> Result<()> {
+    let mut all = contexts::load()?;
     match action {
-        KeyAction::Create {
-            name,
-            key_type,
-            scope,
-            rate_limit,
-            ip_allowlist,
-        } => {
-            let r = c.call(
-                "key",
-                json!({ "action": "create", "name": name, "type": key_type, "scope": scope, "rate_limit": rate_limit, "ip_allowlist": ip_allowlist }),
-            )?;
-            out.show(&r, || created(&r));
-        }
-        KeyAction::Rotate { name } => {
-            let r = c.call("key", json!({ "action": "rotate", "name": name }))?;
-            out.show(&r, || created(&r));
-        }
-        KeyAction::Get { name } => {
-            let r = c.call("key", json!({ "action": "get", "name": name }))?;
-            out.show(&r, || key_line(&r));
-        }
-        KeyAction::List { include_revoked } => {
-            let r = c.call(
-                "key",
-                json!({ "action": "list", "include_revoked": include_revoked }),
-            )?;
-            out.show(&r, || {
-                let keys = r["keys"].as_array().cloned().unwrap_or_default();
-                if keys.is_empty() {
-                    return "No keys.".into();
+        ContextAction::List => {
+            let list: Vec<Json> = all
+                .contexts
+                .iter()
+                .map(|(n, c)| json!({ "name": n, "url": c.url, "current": all.current_context.as_deref() == Some(n.as_str()), "has_key": c.api_key.is_some(), "has_session": c.session_id.is_some() }))
+                .collect();
+            let v = json!({ "current_context": all.current_context, "contexts": list });
+            out.show(&v, || {
+                if list.is_empty() {
+                    return "No contexts. Add one: cyfr context add NAME URL".into();
                 }
-                keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
+                list.iter()
+                    .map(|c| {
+                        let mark = if c["current"] == true { "*" } else { " " };
+                        format!("{mark} {:<16} {}", s(c, "name"), s(c, "url"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
-        KeyAction::Revoke { name } => {
-            let r = c.call("key", json!({ "action": "revoke", "name": name }))?;
-            out.show(&r, || {
-                format!("Revoked key \"{}\" ({})", s(&r, "name"), s(&r, "prefix"))
+        ContextAction::Set { name } => {
+            all.current(Some(&name))?;
+            all.current_context = Some(name.clone());
+            let path = all.save()?;
+            out.show(&json!({ "current_context": name }), || {
+                format!("Current context: {name} ({})", path.display())
             });
+        }
+        ContextAction::Add {
+            name,
+            url,
+            api_key,
+            current,
+        } => {
+            let session_id = all.contexts.get(&name).and_then(|c| c.session_id.clone());
+            all.contexts.insert(
+                name.clone(),
+                contexts::Context {
+                    url: Some(url.clone()),
+                    api_key,
+                    session_id,
+                },
+            );
+            if current || all.current_context.is_none() {
+                all.current_context = Some(name.clone());
+            }
+            let path = all.save()?;
+            out.show(
+                &json!({ "name": name, "url": url, "current_context": all.current_context }),
+                || format!("Added context {name} ({url}) to {}", path.display()),
+            );
         }
     }
     Ok(())
 }
 
-fn created(r: &Json) -> String {
-    format!(
-        "Created {} key \"{}\" (scope: {})\n\n    {}\n\nStore it now: it is shown only this once.",
-        s(r, "type"),
-        s(r, "name"),
-        r["scope"]
-            .as_array()
-            .map(|a| a
-                .iter()
-                .filter_map(Json::as_str)
-                .collect::<Vec<_>>()
-                .join(","))
-            .unwrap_or_default(),
-        s(r, "key")
-    )
+/// A field of `v` as text ("" when absent or not a string).
+pub(crate) fn s<'a>(v: &'a Json, field: &str) -> &'a str {
+    v.get(field).and_then(Json::as_str).unwrap_or("")
 }
 
-fn key_line(k: &Json) -> String {
-    let scopes = k["scope"]
-        .as_array()
+/// Indented JSON, for answers that have no shorter human form.
+pub(crate) fn pretty(v: &Json) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// A JSON list of strings as `a,b,c`.
+pub(crate) fn joined(v: &Json) -> String {
+    v.as_array()
         .map(|a| {
             a.iter()
-                .filter_map(Json::as_str)
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         })
-        .unwrap_or_default();
-    let revoked = if k["revoked"].as_bool() == Some(true) {
-        "  (revoked)"
-    } else {
-        ""
-    };
-    format!(
-        "{:<20} {:<7} {:<16} {:<30} {}{}",
-        s(k, "name"),
-        s(k, "type"),
-        s(k, "prefix"),
-        scopes,
-        s(k, "created_at"),
-        revoked
-    )
-}
-
-pub(crate) fn s<'a>(v: &'a Json, field: &str) -> &'a str {
-    v.get(field).and_then(Json::as_str).unwrap_or("")
+        .unwrap_or_default()
 }
 
 /// Human text by default, JSON with `--json`.

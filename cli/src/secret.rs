@@ -130,17 +130,15 @@ pub fn run(action: SecretAction, remote: &Remote, out: &Output) -> Result<()> {
                 format!("Deleted {} of your own secrets", r["deleted"])
             });
         }
-        SecretAction::Grant {
-            reference,
-            name,
-            no_user_keys,
-        } => {
+        SecretAction::Grant { args, no_user_keys } => {
+            let (reference, name) = crate::catalog::ref_and_name(&args)?;
             let r = c.call("secret", json!({ "action": "grant", "reference": reference, "name": name, "allow_user_keys": !no_user_keys }))?;
             out.show(&r, || {
                 format!("Granted {} to {}", s(&r, "name"), s(&r, "reference"))
             });
         }
-        SecretAction::Revoke { reference, name } => {
+        SecretAction::Revoke { args } => {
+            let (reference, name) = crate::catalog::ref_and_name(&args)?;
             let r = c.call(
                 "secret",
                 json!({ "action": "revoke", "reference": reference, "name": name }),
@@ -149,7 +147,8 @@ pub fn run(action: SecretAction, remote: &Remote, out: &Output) -> Result<()> {
                 format!("Revoked {} from {}", s(&r, "name"), s(&r, "reference"))
             });
         }
-        SecretAction::CanAccess { reference, name } => {
+        SecretAction::CanAccess { args } => {
+            let (reference, name) = crate::catalog::ref_and_name(&args)?;
             let r = c.call(
                 "secret",
                 json!({ "action": "can_access", "reference": reference, "name": name }),

@@ -361,7 +361,7 @@ impl<'a> Run<'a> {
             return Err(self.refuse(cx, status, e).await?);
         }
         // Per user per component; outbound calls have their own budget on the host.
-        let bucket = format!("exec:{}:{}", who.budget_id(), self.component.reference);
+        let bucket = crate::ratelimit::run_bucket(who.budget_id(), &self.component.reference);
         let rate = self.policy.rate_limit;
         let mut stmts = vec![
             self.insert_stmt(who, lineage),

@@ -506,4 +506,10 @@ pub struct LoadedComponent {
     pub manifest: String,
     /// The `{type}.wasm` bytes, base64.
     pub wasm_base64: String,
+    /// `README.md`, when the directory has one (UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readme: Option<String>,
+    /// `config.json` (the component's config defaults), when the directory has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }

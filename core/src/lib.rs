@@ -15,7 +15,7 @@
 //!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
-//!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
+//!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
 //!    [`formulas`], [`retention`], [`migrate`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
@@ -52,6 +52,7 @@ pub mod units;
 
 // 2. services
 pub(crate) mod auth;
+pub mod component_config;
 pub(crate) mod executions;
 pub mod formulas;
 pub mod hosts;

@@ -70,13 +70,8 @@ pub async fn give_back(db: &impl Db, bucket: &str, rate: Rate) -> Result<()> {
 pub async fn refusal(db: &impl Db, bucket: &str, rate: Rate, now_ms: u64) -> Error {
     let g = Gcra::from(rate);
     let now = micros(now_ms);
-    let tat = match db
-        .query(
-            "SELECT tat FROM rate_limits WHERE bucket = ?1",
-            &[bucket.into()],
-        )
-        .await
-    {
+    let s = tat_stmt(bucket);
+    let tat = match db.query(&s.sql, &s.params).await {
         Ok(rows) => rows.first().map(|r| r.int("tat")).unwrap_or(now),
         Err(e) => return e.into(),
     };
@@ -89,6 +84,34 @@ pub async fn refusal(db: &impl Db, bucket: &str, rate: Rate, now_ms: u64) -> Err
         ),
     )
     .with_data(serde_json::json!({ "retry_after_ms": retry_after_ms, "limit": rate.to_text() }))
+}
+
+/// The bucket a caller's runs of one component (its canonical versioned reference) draw from.
+pub fn run_bucket(budget_id: &str, reference: &str) -> String {
+    format!("exec:{budget_id}:{reference}")
+}
+
+/// The read of a bucket's state, for [`peek`].
+pub fn tat_stmt(bucket: &str) -> Stmt {
+    Stmt::new(
+        "SELECT tat FROM rate_limits WHERE bucket = ?1",
+        vec![bucket.into()],
+    )
+}
+
+/// What a bucket allows now, without taking anything: `Ok(remaining)` requests, or
+/// `Err(retry_after_ms)` until the next one fits. `tat` is the bucket's state, if any.
+pub fn peek(tat: Option<i64>, rate: Rate, now_ms: u64) -> std::result::Result<u64, u64> {
+    let g = Gcra::from(rate);
+    let now = micros(now_ms);
+    let ahead = tat.map(|t| (t - now).max(0)).unwrap_or(0);
+    // A request fits while ahead + interval <= window, as in `take_stmt`.
+    let room = g.window_us - ahead;
+    if room >= g.interval_us {
+        Ok((room / g.interval_us) as u64)
+    } else {
+        Err(((g.interval_us - room).max(0) as u64).div_ceil(1000))
+    }
 }
 
 fn micros(ms: u64) -> i64 {

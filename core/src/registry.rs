@@ -35,7 +35,8 @@ pub struct Component {
 }
 
 impl Component {
-    fn from_row(r: &Row<'_>) -> Component {
+    /// The component a `components` row holds.
+    pub(crate) fn from_row(r: &Row<'_>) -> Component {
         let ctype =
             ComponentType::parse(&r.text("component_type")).unwrap_or(ComponentType::Reagent);
         Component {
@@ -100,12 +101,89 @@ impl Component {
     }
 }
 
+/// Largest README.md kept with a version (what `guide.readme` shows).
+pub const MAX_README_BYTES: usize = 64 << 10;
+/// Largest config.json kept with a version (its config defaults).
+pub const MAX_CONFIG_BYTES: usize = 16 << 10;
+
+/// The optional files of a component directory kept with its version: README.md and the
+/// config.json defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Files {
+    /// README.md, as text.
+    pub readme: Option<String>,
+    /// config.json: a JSON object of defaults.
+    pub config: Option<serde_json::Map<String, Json>>,
+}
+
+impl Files {
+    /// Checks README text and config.json text (or an object) within their bounds.
+    pub fn check(readme: Option<String>, config: Option<Json>) -> Result<Files> {
+        if let Some(r) = &readme {
+            if r.len() > MAX_README_BYTES {
+                return Err(Error::new(
+                    Code::ComponentInvalid,
+                    format!(
+                        "README.md is {} bytes; the limit is {MAX_README_BYTES}",
+                        r.len()
+                    ),
+                ));
+            }
+        }
+        let config = match config {
+            None | Some(Json::Null) => None,
+            Some(Json::String(text)) => Some(serde_json::from_str(&text).map_err(|e| {
+                Error::new(
+                    Code::ComponentInvalid,
+                    format!("config.json is not valid JSON: {e}"),
+                )
+            })?),
+            Some(v) => Some(v),
+        };
+        let config = match config {
+            None => None,
+            Some(Json::Object(o)) => {
+                let len = Json::Object(o.clone()).to_string().len();
+                if len > MAX_CONFIG_BYTES {
+                    return Err(Error::new(
+                        Code::ComponentInvalid,
+                        format!("config.json is {len} bytes; the limit is {MAX_CONFIG_BYTES}"),
+                    ));
+                }
+                Some(o)
+            }
+            Some(_) => {
+                return Err(Error::new(
+                    Code::ComponentInvalid,
+                    "config.json must be a JSON object of defaults",
+                ))
+            }
+        };
+        Ok(Files { readme, config })
+    }
+}
+
 /// Registers a checked manifest with its wasm. Registering the same bytes again is a
 /// no-op; different bytes under an existing version are refused unless `replace`.
 pub async fn register(
     db: &impl Db,
     manifest: &Manifest,
     wasm: &[u8],
+    by: Option<&str>,
+    replace: bool,
+    now_ms: u64,
+) -> Result<Component> {
+    register_with(db, manifest, wasm, &Files::default(), by, replace, now_ms).await
+}
+
+/// [`register`], keeping the directory's README.md and config.json with the version (in
+/// the same batch as the component's row, so it costs no round trip more). Registering the
+/// same bytes again refreshes them.
+pub async fn register_with(
+    db: &impl Db,
+    manifest: &Manifest,
+    wasm: &[u8],
+    files: &Files,
     by: Option<&str>,
     replace: bool,
     now_ms: u64,
@@ -134,9 +212,7 @@ pub async fn register(
         replace_flag.clone(),
     ];
     artifact_params.extend(ident);
-    let rows = db
-        .batch(
-            &[
+    let mut stmts = vec![
                 id,
                 Stmt::new(
                     "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) SELECT ?1, ?2, ?3, ?4 \
@@ -163,10 +239,11 @@ pub async fn register(
                         replace_flag,
                     ],
                 ),
-            ],
-            true,
-        )
-        .await?;
+    ];
+    if files.readme.is_some() || files.config.is_some() {
+        stmts.push(files_stmt(manifest, files, &d));
+    }
+    let rows = db.batch(&stmts, true).await?;
     if let Some(c) = rows[0].first().map(|r| Component::from_row(&r)) {
         if c.digest == d {
             return Ok(c);
@@ -189,6 +266,30 @@ pub async fn register(
         manifest_text: manifest.raw.to_string(),
         created_at: now_ms,
     })
+}
+
+/// The upsert of a version's README.md and config.json.
+/// The version's README and config defaults, written only when the version holds `digest`
+/// after the registration's upsert (not when a refusal left other bytes there).
+fn files_stmt(manifest: &Manifest, files: &Files, digest: &str) -> Stmt {
+    Stmt::new(
+        "INSERT INTO component_files (component_type, namespace, name, version, readme, config) SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+         WHERE EXISTS (SELECT 1 FROM components WHERE component_type = ?1 AND namespace = ?2 AND name = ?3 AND version = ?4 AND digest = ?7) \
+         ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET readme = excluded.readme, config = excluded.config",
+        vec![
+            manifest.ctype.as_str().into(),
+            manifest.namespace.clone().into(),
+            manifest.name.clone().into(),
+            manifest.version.clone().into(),
+            files.readme.clone().into(),
+            files
+                .config
+                .as_ref()
+                .map(|c| Json::Object(c.clone()).to_string())
+                .into(),
+            digest.into(),
+        ],
+    )
 }
 
 /// The bytes are within the size limit and look like a component.

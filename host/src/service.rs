@@ -383,7 +383,21 @@ pub fn load_directory(root: &Path, dir: &str) -> Result<LoadedComponent, String>
     Ok(LoadedComponent {
         manifest,
         wasm_base64: base64::engine::general_purpose::STANDARD.encode(wasm),
+        readme: optional_text(&full, "README.md", dir)?,
+        config: optional_text(&full, "config.json", dir)?,
     })
+}
+
+/// An optional UTF-8 file of a component directory: `None` when absent; a symlink, a
+/// non-file or non-UTF-8 text is refused like the required files (the registry bounds its size).
+fn optional_text(dir: &Path, name: &str, shown: &str) -> Result<Option<String>, String> {
+    match read_regular(dir, name, shown) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| format!("{name} in `{shown}` is not UTF-8")),
+        Err(None) => Ok(None),
+        Err(Some(why)) => Err(why),
+    }
 }
 
 /// Reads `dir/name` if it is a regular file; `Err(Some(_))` says why a present file is
@@ -661,5 +675,27 @@ mod tests {
         std::fs::write(ok.join("cyfr-manifest.json"), MANIFEST).unwrap();
         std::fs::write(ok.join("reagent.wasm"), b"\0asm").unwrap();
         assert_eq!(load_directory(&root, "ok").unwrap().manifest, MANIFEST);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readme_and_config_are_read_when_present_and_a_symlinked_one_is_refused() {
+        let root = temp_dir("files");
+        let comp = root.join("c");
+        std::fs::create_dir_all(&comp).unwrap();
+        std::fs::write(comp.join("cyfr-manifest.json"), MANIFEST).unwrap();
+        std::fs::write(comp.join("reagent.wasm"), b"\0asm").unwrap();
+        let bare = load_directory(&root, "c").unwrap();
+        assert_eq!((bare.readme, bare.config), (None, None));
+        std::fs::write(comp.join("README.md"), "# X").unwrap();
+        std::fs::write(comp.join("config.json"), r#"{"a":1}"#).unwrap();
+        let full = load_directory(&root, "c").unwrap();
+        assert_eq!(full.readme.as_deref(), Some("# X"));
+        assert_eq!(full.config.as_deref(), Some(r#"{"a":1}"#));
+        // A README that is a symlink (to a key file, say) is refused, not followed.
+        std::fs::remove_file(comp.join("README.md")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", comp.join("README.md")).unwrap();
+        let e = load_directory(&root, "c").unwrap_err();
+        assert!(e.contains("symlink") && !e.contains("root:"), "{e}");
     }
 }

@@ -165,3 +165,382 @@ fn init_refuses_to_overwrite_and_up_requires_init() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cyfr init"));
 }
+
+/// `cyfr ARGS` with HOME at `home` and nothing in the environment but what the test says.
+fn cli_at(home: &TempDir, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+    let mut c = cyfr();
+    c.args(args).env("HOME", &home.0);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn key_commands_take_flags_anywhere_positional_names_and_repeated_scopes() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let at = |args: &[&str]| cli_at(&home, &[], args);
+    // CYFR's form: the flags after the action; and before the command group.
+    let (ok, out, err) = at(&[
+        "key",
+        "create",
+        "--name",
+        "my-app",
+        "--type",
+        "secret",
+        "--scope",
+        "execution",
+        "--url",
+        &s.url,
+        "--key",
+        &s.admin,
+    ]);
+    assert!(ok && out.contains("cyfr_sk_"), "{out} {err}");
+    let (ok, out, err) = at(&["--url", &s.url, "--key", &s.admin, "key", "list"]);
+    assert!(ok && out.contains("my-app"), "{out} {err}");
+    let (ok, out, err) = at(&[
+        "key", "get", "my-app", "--url", &s.url, "--key", &s.admin, "--json",
+    ]);
+    assert!(ok, "{err}");
+    let got: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["name"], "my-app", "{got}");
+
+    let (ok, out, err) = at(&[
+        "key",
+        "create",
+        "--name",
+        "multi",
+        "--scope",
+        "execution",
+        "--scope",
+        "component.search,component.info",
+        "--ip-allowlist",
+        "127.0.0.1",
+        "--ip-allowlist",
+        "10.0.0.0/8",
+        "--json",
+        "--url",
+        &s.url,
+        "--key",
+        &s.admin,
+    ]);
+    assert!(ok, "{out} {err}");
+    let created: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        created["scope"],
+        json!(["execution", "component.search", "component.info"]),
+        "{created}"
+    );
+
+    // The guide's `--name` form and CYFR's positional one both rotate and revoke.
+    let (ok, out, err) = at(&[
+        "key", "rotate", "--name", "my-app", "--url", &s.url, "--key", &s.admin,
+    ]);
+    assert!(ok && out.contains("shown only this once"), "{out} {err}");
+    let (ok, out, err) = at(&[
+        "key", "revoke", "my-app", "--url", &s.url, "--key", &s.admin,
+    ]);
+    assert!(ok && out.contains("Revoked key \"my-app\""), "{out} {err}");
+    let (ok, out, _) = at(&["key", "list", "--url", &s.url, "--key", &s.admin]);
+    assert!(
+        ok && !out.contains("my-app") && out.contains("multi"),
+        "{out}"
+    );
+    // No name at all is the CLI's refusal, not the server's.
+    let (ok, _, err) = at(&["key", "revoke", "--url", &s.url, "--key", &s.admin]);
+    assert!(!ok && err.contains("name the key"), "{err}");
+}
+
+#[test]
+fn the_guides_policy_lines_add_up_show_as_text_and_reset() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let env = [
+        ("CYFR_URL", s.url.as_str()),
+        ("CYFR_API_KEY", s.admin.as_str()),
+    ];
+    let at = |args: &[&str]| cli_at(&home, &env, args);
+    for line in [
+        [
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "allowed_domains",
+            r#"["api.anthropic.com"]"#,
+        ],
+        [
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "rate_limit",
+            r#"{"requests": 50, "window": "5m"}"#,
+        ],
+        [
+            "policy",
+            "set",
+            "c:local.claude:0.1.0",
+            "timeout",
+            r#""60s""#,
+        ],
+        [
+            "policy",
+            "set",
+            "f:local.my-formula:0.1.0",
+            "allowed_tools",
+            r#"["component.search", "component.pull"]"#,
+        ],
+    ] {
+        let (ok, out, err) = at(&line);
+        assert!(ok, "{line:?}: {out} {err}");
+    }
+    let (ok, out, err) = at(&["policy", "show", "c:local.claude:0.1.0"]);
+    assert!(ok, "{err}");
+    assert!(
+        !out.trim_start().starts_with('{'),
+        "human text, not JSON: {out}"
+    );
+    // 60s is shown as the server keeps it, 1m.
+    for want in ["api.anthropic.com", "1m", "50/5m"] {
+        assert!(
+            out.contains(want),
+            "the three lines add up: missing {want} in {out}"
+        );
+    }
+    let (ok, out, _) = at(&["policy", "show", "c:local.claude:0.1.0", "--json"]);
+    let shown: Json = serde_json::from_str(&out).unwrap();
+    assert!(ok);
+    assert_eq!(shown["policy"]["timeout"], "1m", "{shown}");
+    assert_eq!(shown["fields_set"].as_array().unwrap().len(), 3, "{shown}");
+    let (ok, out, _) = at(&["policy", "list"]);
+    assert!(
+        ok && out.contains("catalyst:local.claude:0.1.0")
+            && out.contains("formula:local.my-formula:0.1.0"),
+        "{out}"
+    );
+
+    let (ok, out, err) = at(&["policy", "reset", "c:local.claude:0.1.0"]);
+    assert!(ok && out.contains("back to the default"), "{out} {err}");
+    let (_, out, _) = at(&["policy", "show", "c:local.claude:0.1.0", "--json"]);
+    let shown: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["policy"]["timeout"], "30s", "{shown}");
+}
+
+#[test]
+fn contexts_name_the_server_and_a_contexts_key_goes_only_to_its_url() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let at = |args: &[&str]| cli_at(&home, &[], args);
+    let (ok, out, err) = at(&["context", "add", "local", &s.url, "--api-key", &s.admin]);
+    assert!(ok, "{out} {err}");
+    let file = home.0.join(".cyfr/config.yaml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the file holds a key");
+    }
+    // No flag, no environment: the current context says where and with what.
+    let (ok, out, err) = at(&["status"]);
+    assert!(ok && out.contains(": ok"), "{out} {err}");
+    let (ok, out, err) = at(&[
+        "context",
+        "add",
+        "dead",
+        "http://127.0.0.1:9",
+        "--api-key",
+        "cyfr_sk_dead",
+    ]);
+    assert!(ok, "{out} {err}");
+    let (ok, out, _) = at(&["context", "list"]);
+    assert!(
+        ok && out.contains("* local") && out.contains("  dead"),
+        "{out}"
+    );
+    let (ok, _, err) = at(&["context", "set", "dead"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = at(&["status"]);
+    assert!(!ok && err.contains("cannot reach"), "{err}");
+    let (ok, out, err) = at(&["status", "--context", "local"]);
+    assert!(ok && out.contains(": ok"), "{out} {err}");
+    let (ok, _, err) = at(&["--context", "lcoal", "status"]);
+    assert!(!ok && err.contains("no context `lcoal`"), "{err}");
+    // The flag outranks the environment, which outranks the current context.
+    let (ok, out, err) = cli_at(
+        &home,
+        &[("CYFR_URL", "http://127.0.0.1:9")],
+        &["status", "--url", &s.url, "--key", &s.admin],
+    );
+    assert!(ok && out.contains(": ok"), "{out} {err}");
+    let (ok, out, err) = cli_at(
+        &home,
+        &[("CYFR_URL", &s.url), ("CYFR_API_KEY", &s.admin)],
+        &["status"],
+    );
+    assert!(ok && out.contains(": ok"), "{out} {err}");
+    // `local`'s key is for `local`'s URL: another URL, even the same server spelled
+    // differently, does not get it.
+    let (ok, _, err) = at(&[
+        "--context",
+        "local",
+        "status",
+        "--url",
+        &format!("{}/mcp", s.url),
+    ]);
+    assert!(!ok && err.contains("no API key"), "{err}");
+
+    // CYFR's ~/.cyfr/config.json is read too.
+    let cyfr_home = TempDir::new("cli-home-json");
+    std::fs::create_dir_all(cyfr_home.0.join(".cyfr")).unwrap();
+    std::fs::write(
+        cyfr_home.0.join(".cyfr/config.json"),
+        json!({ "current_context": "local", "contexts": { "local": { "url": s.url, "session_id": "sess" } } }).to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = cli_at(&cyfr_home, &[], &["status", "--key", &s.admin]);
+    assert!(ok && out.contains(": ok"), "{out} {err}");
+}
+
+#[test]
+fn run_forms_call_search_inspect_guide_and_config_from_the_cli() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let env = [
+        ("CYFR_URL", s.url.as_str()),
+        ("CYFR_API_KEY", s.admin.as_str()),
+    ];
+    let at = |args: &[&str]| cli_at(&home, &env, args);
+    let dir = workspace().join("components/reagents/cyfr/text-stats/0.1.0");
+    let (ok, out, err) = at(&["register", dir.to_str().unwrap()]);
+    assert!(ok, "{out} {err}");
+
+    // `run [type] REF` with `@` as the version separator.
+    let (ok, out, err) = at(&[
+        "run",
+        "reagent",
+        "cyfr.text-stats@0.1.0",
+        "--input",
+        r#"{"text":"Hello world. Hello again!"}"#,
+        "--json",
+    ]);
+    assert!(ok, "{out} {err}");
+    let r: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["result"]["words"], 4, "{r}");
+    let id = r["execution_id"].as_str().unwrap().to_string();
+    let (ok, out, _) = at(&["run", "--list"]);
+    assert!(
+        ok && out.contains(&id) && out.contains("reagent:cyfr.text-stats:0.1.0"),
+        "{out}"
+    );
+    let (ok, out, _) = at(&["run", "--logs", &id]);
+    assert!(
+        ok && out.contains(&id) && out.contains("completed"),
+        "{out}"
+    );
+    let (ok, out, _) = at(&["run", "--cancel", &id]);
+    assert!(ok && out.contains("was not running"), "{out}");
+
+    let (ok, out, _) = at(&["search", "text"]);
+    assert!(ok && out.contains("reagent:cyfr.text-stats:0.1.0"), "{out}");
+    let (ok, out, _) = at(&["inspect", "reagent", "cyfr.text-stats"]);
+    assert!(
+        ok && out.contains("digest:") && out.contains("sha256:"),
+        "{out}"
+    );
+    let (ok, out, err) = at(&["call", "system", r#"{"action": "status"}"#, "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Json>(&out).unwrap()["status"], "ok");
+    let (ok, out, _) = at(&["version", "--json"]);
+    assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    let (ok, _, err) = at(&["call", "system", "[1]"]);
+    assert!(!ok && err.contains("JSON object"), "{err}");
+
+    // register sent the directory's README.md: the guide tool shows it.
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let (ok, out, err) = at(&["guide", "readme", "r:cyfr.text-stats:0.1.0"]);
+    assert!(ok && out.trim() == readme.trim(), "{out} {err}");
+    let (ok, out, _) = at(&["guide", "get", "integration-guide"]);
+    assert!(ok && out.contains("cyfr key create"), "{out}");
+
+    let (ok, out, err) = at(&["config", "set", "r:cyfr.text-stats", "mode", "strict"]);
+    assert!(ok, "{out} {err}");
+    let (ok, out, _) = at(&["config", "show", "r:cyfr.text-stats:0.1.0"]);
+    assert!(
+        ok && out.contains("* mode") && out.contains("\"strict\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_integration_guides_key_and_secret_lines_work_as_written() {
+    let s = Server::start();
+    let home = TempDir::new("cli-home");
+    let env = [
+        ("CYFR_URL", s.url.as_str()),
+        ("CYFR_API_KEY", s.admin.as_str()),
+    ];
+    let at = |line: &str| {
+        // The guide's lines as a shell splits them (its quotes hold no spaces but these).
+        let args: Vec<String> = line
+            .split(' ')
+            .map(|a| a.trim_matches('"').to_string())
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_at(&home, &env, &args[1..])
+    };
+    for line in [
+        "cyfr key create --name \"react-app\" --type public --scope execution",
+        "cyfr key create --name \"node-backend\" --type secret --scope execution,component.search",
+        "cyfr key create --name \"github-actions\" --type admin --ip-allowlist \"140.82.112.0/20\"",
+        "cyfr key create --name \"rate-limited\" --type public --scope execution --rate-limit \"100/1m\"",
+        "cyfr key create --name \"ci\" --type admin --ip-allowlist \"140.82.112.0/20,10.0.0.1\"",
+        "cyfr key rotate --name \"react-app\"",
+        "cyfr key create --name \"my-app\" --type secret --scope execution",
+        "cyfr secret set ANTHROPIC_API_KEY=sk-ant-not-a-real-key-0123456789",
+    ] {
+        let (ok, out, err) = at(line);
+        assert!(ok, "{line}: {out} {err}");
+    }
+    let (ok, out, _) = at("cyfr key list");
+    for name in [
+        "react-app",
+        "node-backend",
+        "github-actions",
+        "rate-limited",
+        "ci",
+        "my-app",
+    ] {
+        assert!(ok && out.contains(name), "{name} missing: {out}");
+    }
+    let (ok, out, err) = at("cyfr key revoke --name \"react-app\"");
+    assert!(ok, "{out} {err}");
+    let (_, out, _) = at("cyfr key list");
+    assert!(!out.contains("react-app"), "{out}");
+    // The secret is stored and shown masked, never as written.
+    let (ok, out, _) = at("cyfr secret list");
+    assert!(ok && out.contains("ANTHROPIC_API_KEY"), "{out}");
+    assert!(!out.contains("not-a-real-key"), "{out}");
+    // The guide's grant, and CYFR's `[type] REF NAME` form asking about it.
+    let (ok, out, err) = at("cyfr secret grant c:local.claude:0.1.0 ANTHROPIC_API_KEY");
+    assert!(ok, "{out} {err}");
+    let (ok, out, err) = cli_at(
+        &home,
+        &env,
+        &[
+            "secret",
+            "can-access",
+            "catalyst",
+            "local.claude@0.1.0",
+            "ANTHROPIC_API_KEY",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out} {err}");
+    let r: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["allowed"], true, "{r}");
+}

@@ -16,6 +16,14 @@ fn register_by_directory_then_run_returns_a_completed_execution() {
     );
     let reg = s.ok(&s.admin, "component", json!({"action": "register", "directory": "components/reagents/cyfr/json-transform/0.1.0/"}));
     assert_eq!(reg["reference"], "reagent:cyfr.json-transform:0.1.0");
+    // The directory's README.md was kept with the version, for guide.readme.
+    let readme = s.ok(
+        &s.admin,
+        "guide",
+        json!({"action": "readme", "reference": "reagent:cyfr.json-transform:0.1.0"}),
+    );
+    let want = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert_eq!(readme["content"], want.as_str());
     let key = s.key("backend", "secret", &["execution"], json!({}));
     let r = s.ok(
         &key,

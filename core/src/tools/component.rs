@@ -1,6 +1,6 @@
 //! The `component` tool: register, inspect, search, resolve.
 
-use super::decl::actions;
+use super::decl::{actions, NoArgs};
 use crate::access::Need;
 use crate::args::{fields, loose_bool, loose_u64, opt_str, raw, req_str, required};
 use crate::auth::Identity;
@@ -27,6 +27,10 @@ actions! {
         Resolve = "resolve", RefArgs, Need::Scopes(&["component.search"]), false;
         Inspect = "inspect", RefArgs, Need::Scopes(&["component.info"]), false;
         Register = "register", RegisterArgs, Need::Admin, false;
+        Categories = "categories", NoArgs, Need::Scopes(&["component.search"]), false;
+        GetBlob = "get_blob", BlobArgs, Need::Scopes(&["component.info"]), false;
+        Publish = "publish", PublishArgs, Need::Admin, false;
+        Pull = "pull", RefArgs, Need::Scopes(&["component.info"]), false;
     }
 }
 
@@ -35,7 +39,10 @@ fields!(
     Query = "query",
     Ref = "reference",
     Directory = "directory",
-    Wasm = "wasm"
+    Wasm = "wasm",
+    Readme = "readme",
+    Digest = "digest",
+    Description = "description"
 );
 
 /// `component.search`.
@@ -85,10 +92,21 @@ pub(crate) struct RegisterArgs {
     /// register: replace an existing version with different bytes
     #[serde(default, deserialize_with = "loose_bool")]
     replace: Option<bool>,
+    /// register: the directory's README.md, with `manifest` (shown by guide.readme)
+    #[serde(default, deserialize_with = "opt_str::<Readme, _>")]
+    readme: Option<String>,
+    /// register: the directory's config.json (object or text), with `manifest`: config defaults
+    #[serde(default, deserialize_with = "raw")]
+    #[schemars(schema_with = "object_or_text")]
+    config: Option<Json>,
+}
+
+fn object_or_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["object", "string"] })
 }
 
 /// A `type` argument, when given, must name one of the three kinds.
-fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
+pub(super) fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
     match t {
         None => Ok(None),
         Some(t) => Ok(Some(ComponentType::parse(t).ok_or_else(|| {
@@ -100,10 +118,11 @@ fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
 }
 
 /// What `inspect` with `args` will read first: the component, its policy, its versions.
+/// (Register and publish read inside their own atomic batch: nothing to send ahead.)
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
-    // Only inspect's arguments are read (register's may hold megabytes of wasm).
-    if a != Action::Inspect {
-        return Vec::new();
+    match a {
+        Action::Inspect => {}
+        _ => return Vec::new(),
     }
     let Ok(Calls::Inspect(a)) = a.call(args) else {
         return Vec::new();
@@ -177,6 +196,23 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 json!({ "reference": c.reference, "digest": c.digest, "type": c.ctype.as_str(), "version": c.version, "component_ref": c.reference, "component": c.summary(), "dependencies": [] }),
             )
         }
+        Calls::Categories(NoArgs {}) => categories(&cx.db).await,
+        Calls::GetBlob(a) => get_blob(&cx.db, a).await,
+        Calls::Publish(a) => {
+            let kind = type_hint(a.type_hint.as_deref())?;
+            publish(cx, who, a, kind).await
+        }
+        Calls::Pull(a) => {
+            let kind = type_hint(a.type_hint.as_deref())?;
+            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
+            Err(Error::new(
+                Code::RegistryUnavailable,
+                format!(
+                    "cannot pull {}: this server has no remote registry; register the component from its directory (component.register, `cyfr register DIR`) or publish its wasm (component.publish)",
+                    r.canonical()
+                ),
+            ))
+        }
     }
 }
 
@@ -186,7 +222,7 @@ async fn register<D: Db, X: Dispatch, E: Env>(
     args: RegisterArgs,
 ) -> Result<Json> {
     let replace = args.replace.unwrap_or(false);
-    let (manifest, wasm) = match (args.directory.as_deref(), args.manifest.as_ref()) {
+    let (manifest, wasm, files) = match (args.directory.as_deref(), args.manifest.as_ref()) {
         (Some(dir), None) => {
             let loaded = cx.dispatch.load_directory(dir).await.map_err(|e| match e {
                 DispatchError::Refused { message, .. } => {
@@ -198,14 +234,16 @@ async fn register<D: Db, X: Dispatch, E: Env>(
                 ),
             })?;
             let manifest = Manifest::parse(&loaded.manifest)?;
-            (manifest, decode_wasm(&loaded.wasm_base64)?)
+            let files = registry::Files::check(loaded.readme, loaded.config.map(Json::String))?;
+            (manifest, decode_wasm(&loaded.wasm_base64)?, files)
         }
         (None, Some(m)) => {
             let manifest = match m {
                 Json::String(text) => Manifest::parse(text)?,
                 other => Manifest::check(other.clone())?,
             };
-            (manifest, decode_wasm(required::<Wasm>(&args.wasm)?)?)
+            let files = registry::Files::check(args.readme.clone(), args.config.clone())?;
+            (manifest, decode_wasm(required::<Wasm>(&args.wasm)?)?, files)
         }
         _ => {
             return Err(Error::invalid_params(
@@ -213,10 +251,11 @@ async fn register<D: Db, X: Dispatch, E: Env>(
             ))
         }
     };
-    let c = registry::register(
+    let c = registry::register_with(
         &cx.db,
         &manifest,
         &wasm,
+        &files,
         Some(who.id()),
         replace,
         cx.env.now_ms(),
@@ -236,4 +275,198 @@ fn decode_wasm(b64: &str) -> Result<Vec<u8>> {
                 "`wasm` must be the component's bytes in standard base64",
             )
         })
+}
+
+/// `component.get_blob`: an artifact's bytes by digest.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct BlobArgs {
+    /// get_blob: the artifact's digest, sha256: and 64 hex digits
+    #[serde(default, deserialize_with = "req_str::<Digest, _>")]
+    digest: Option<String>,
+}
+
+/// `component.publish`: a component from an inline artifact.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct PublishArgs {
+    /// publish: the reference to publish under, with its version, e.g. r:local.my-tool:0.1.0
+    #[serde(
+        default,
+        alias = "component_ref",
+        deserialize_with = "req_str::<Ref, _>"
+    )]
+    reference: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
+    #[schemars(schema_with = "crate::reference::type_schema")]
+    type_hint: Option<String>,
+    /// publish: the wasm, as {"base64": "…"} (no paths or URLs: the server fetches nothing)
+    #[serde(default, deserialize_with = "raw")]
+    #[schemars(schema_with = "artifact_schema")]
+    artifact: Option<Json>,
+    /// publish: the description, when no `manifest` is given
+    #[serde(default, deserialize_with = "opt_str::<Description, _>")]
+    description: Option<String>,
+    /// publish: a cyfr-manifest.json (object or text); made from `reference` when omitted
+    #[serde(default, deserialize_with = "raw")]
+    manifest: Option<Json>,
+}
+
+fn artifact_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object", "properties": { "base64": { "type": "string" } } })
+}
+
+/// What each component type is for: the registry's categories.
+const CATEGORIES: [(ComponentType, &str); 3] = [
+    (
+        ComponentType::Reagent,
+        "Pure compute: JSON in, JSON out; no network, no secrets",
+    ),
+    (
+        ComponentType::Catalyst,
+        "Calls outside APIs through the host's egress policy, with granted secrets",
+    ),
+    (
+        ComponentType::Formula,
+        "Composes other components and tools through its caller's permissions",
+    ),
+];
+
+/// `component.categories`: the component types, with how many components each holds.
+async fn categories(db: &impl Db) -> Result<Json> {
+    let rows = db
+        .query(
+            "SELECT component_type, count(DISTINCT namespace || '.' || name) AS n FROM components GROUP BY component_type",
+            &[],
+        )
+        .await?;
+    let list: Vec<Json> = CATEGORIES
+        .iter()
+        .map(|(t, description)| {
+            let count = rows
+                .iter()
+                .find(|r| r.text("component_type") == t.as_str())
+                .map(|r| r.int("n"))
+                .unwrap_or(0);
+            json!({ "name": t.as_str(), "description": description, "count": count })
+        })
+        .collect();
+    Ok(json!({ "categories": list, "count": list.len() }))
+}
+
+/// `component.get_blob`: only artifacts of registered components are stored, so any
+/// digest found is one a `component.info` holder could inspect.
+async fn get_blob(db: &impl Db, a: BlobArgs) -> Result<Json> {
+    let digest = required::<Digest>(&a.digest)?;
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(Error::invalid_params(
+            "`digest` must be sha256: followed by 64 lower-case hex digits",
+        ));
+    }
+    let rows = db
+        .query(
+            "SELECT bytes FROM artifacts WHERE digest = ?",
+            &[digest.into()],
+        )
+        .await?;
+    let bytes = rows.first().map(|r| r.blob("bytes")).ok_or_else(|| {
+        Error::new(
+            Code::ComponentNotFound,
+            format!("no artifact {digest} is registered; component.search or component.inspect show the digests there are"),
+        )
+    })?;
+    Ok(json!({
+        "digest": digest,
+        "size": bytes.len(),
+        "bytes": base64::engine::general_purpose::STANDARD.encode(&bytes),
+    }))
+}
+
+/// The manifest `publish` registers: the one given, which must be for `r`, else one made
+/// from `r` (whose version the caller checks).
+fn publish_manifest(
+    r: &Reference,
+    given: Option<&Json>,
+    description: Option<&str>,
+) -> Result<Manifest> {
+    let m = match given {
+        Some(Json::String(text)) => Manifest::parse(text)?,
+        Some(m) => Manifest::check(m.clone())?,
+        None => Manifest::check(json!({
+            "id": format!("{}:{}.{}", r.ctype.as_str(), r.namespace, r.name),
+            "type": r.ctype.as_str(),
+            "version": r.version.clone().unwrap_or_else(|| "0.0.0".into()),
+            "description": description.unwrap_or_default(),
+        }))?,
+    };
+    if (m.ctype, m.namespace.as_str(), m.name.as_str())
+        != (r.ctype, r.namespace.as_str(), r.name.as_str())
+    {
+        return Err(Error::invalid_params(format!(
+            "the manifest registers {}, not {}",
+            m.reference(),
+            r.canonical()
+        )));
+    }
+    Ok(m)
+}
+
+/// `component.publish`: registers an inline artifact under `reference` (the manifest made
+/// from it unless given). Same rules as register: the same bytes again change nothing,
+/// other bytes under a version are refused.
+async fn publish<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    a: PublishArgs,
+    kind: Option<ComponentType>,
+) -> Result<Json> {
+    let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
+    let version = r.version.clone().ok_or_else(|| {
+        Error::invalid_params(format!(
+            "publish needs a version in `reference` (e.g. {}:0.1.0)",
+            r.canonical()
+        ))
+    })?;
+    let b64 = match &a.artifact {
+        Some(Json::Object(o)) if o.contains_key("base64") => o
+            .get("base64")
+            .and_then(Json::as_str)
+            .ok_or_else(|| Error::invalid_params("`artifact.base64` must be a string"))?,
+        Some(Json::Object(o)) if o.contains_key("path") || o.contains_key("url") => {
+            return Err(Error::invalid_params(
+                "publish takes the wasm inline as `artifact: {\"base64\": …}`; this server reads no paths or URLs for it",
+            ))
+        }
+        _ => {
+            return Err(Error::invalid_params(
+                "`artifact` is required: {\"base64\": \"<the component's wasm>\"}",
+            ))
+        }
+    };
+    let wasm = decode_wasm(b64)?;
+    let manifest = publish_manifest(&r, a.manifest.as_ref(), a.description.as_deref())?;
+    if manifest.version != version {
+        return Err(Error::invalid_params(format!(
+            "the manifest registers {}, not {}",
+            manifest.reference(),
+            r.canonical()
+        )));
+    }
+    let c = registry::register(
+        &cx.db,
+        &manifest,
+        &wasm,
+        Some(who.id()),
+        false,
+        cx.env.now_ms(),
+    )
+    .await?;
+    let mut v = c.summary();
+    v["status"] = json!("published");
+    v["size"] = json!(wasm.len());
+    v["source"] = json!("inline");
+    Ok(v)
 }

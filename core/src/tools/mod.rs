@@ -3,10 +3,12 @@
 //! `tool.action` before any handler runs, and builds `tools/list` from the declarations.
 
 mod component;
+mod config;
 mod decl;
 mod encryption;
 mod execution;
 pub(crate) mod formula;
+mod guide;
 mod key;
 mod policy;
 mod secret;
@@ -43,6 +45,8 @@ enum Action {
     Secret(secret::Action),
     Encryption(encryption::Action),
     System(system::Action),
+    Guide(guide::Action),
+    Config(config::Action),
 }
 
 /// A tool: its name and description, and its actions.
@@ -84,6 +88,8 @@ const TOOLS: &[Tool] = &[
     tool!(secret, Secret, secret::DESCRIPTION),
     tool!(encryption, Encryption, encryption::DESCRIPTION),
     tool!(system, System, system::DESCRIPTION),
+    tool!(guide, Guide, guide::DESCRIPTION),
+    tool!(config, Config, config::DESCRIPTION),
 ];
 
 /// Every `(tool, action, need)`, assembled at compile time from the tools' declarations.
@@ -299,6 +305,8 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Secret(a) => a.secure(),
         Action::Encryption(a) => a.secure(),
         Action::System(a) => a.secure(),
+        Action::Guide(a) => a.secure(),
+        Action::Config(a) => a.secure(),
     };
     if secure && !call.secure {
         return Err(secret::insecure());
@@ -311,6 +319,8 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Secret(a) => secret::handle(cx, call, a.call(args)?, opened).await,
         Action::Encryption(a) => encryption::handle(cx, call, a.call(args)?).await,
         Action::System(a) => system::handle(cx, a.call(args)?).await,
+        Action::Guide(a) => guide::handle(cx, a.call(args)?).await,
+        Action::Config(a) => config::handle(cx, call.who, a.call(args)?).await,
     }
 }
 

@@ -30,6 +30,7 @@ actions! {
         Set = "set", SetArgs, SET, false;
         UpdateField = "update_field", SetArgs, SET, false;
         Delete = "delete", RefArgs, SET, false;
+        CheckRateLimit = "check_rate_limit", RefArgs, GET, false;
     }
 }
 
@@ -91,7 +92,7 @@ impl RefArgs {
 /// What `get_effective`, `set` and `update_field` with `args` will read first.
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
     match a.call(args) {
-        Ok(Calls::GetEffective(a)) => a
+        Ok(Calls::GetEffective(a) | Calls::CheckRateLimit(a)) => a
             .target()
             .map(|t| crate::executions::read_ahead_target(&t))
             .unwrap_or_default(),
@@ -132,6 +133,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         }
         Calls::Set(a) => set(cx, who, a, false).await,
         Calls::UpdateField(a) => set(cx, who, a, true).await,
+        Calls::CheckRateLimit(a) => check_rate_limit(cx, who, a).await,
         Calls::Delete(a) => {
             let key = a.reference()?.canonical();
             let rows = cx
@@ -216,6 +218,35 @@ async fn set<D: Db, X: Dispatch, E: Env>(
             v["field"] = json!(f);
         }
         None => v["stored"] = json!(true),
+    }
+    Ok(v)
+}
+
+/// `policy.check_rate_limit`: whether the caller's next run of the component fits its
+/// policy's `rate_limit` now, without taking a request from it.
+async fn check_rate_limit<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    a: RefArgs,
+) -> Result<Json> {
+    let c = registry::find(&cx.db, &a.target()?).await?;
+    let rate = crate::policy::effective(&cx.db, &c).await?.rate_limit;
+    let s =
+        crate::ratelimit::tat_stmt(&crate::ratelimit::run_bucket(who.budget_id(), &c.reference));
+    let rows = cx.db.query(&s.sql, &s.params).await?;
+    let tat = rows.first().map(|r| r.int("tat"));
+    let mut v =
+        json!({ "component_ref": c.reference, "reference": c.reference, "limit": rate.to_text() });
+    match crate::ratelimit::peek(tat, rate, cx.env.now_ms()) {
+        Ok(remaining) => {
+            v["allowed"] = json!(true);
+            v["remaining"] = json!(remaining);
+        }
+        Err(ms) => {
+            v["allowed"] = json!(false);
+            v["retry_after"] = json!(ms.div_ceil(1000));
+            v["retry_after_ms"] = json!(ms);
+        }
     }
     Ok(v)
 }

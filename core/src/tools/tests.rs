@@ -44,7 +44,7 @@ fn every_action_has_a_scope_a_schema_and_a_parser() {
 
 #[test]
 fn action_and_tool_names_are_unique() {
-    use super::{component, encryption, execution, key, policy, secret, system};
+    use super::{component, config, encryption, execution, guide, key, policy, secret, system};
     // A second action of the same name would be shadowed by the first (parse, the scope
     // table and resolve all take the first match) and never run.
     fn each_name_parses_to_itself<A: ActionSet + PartialEq + std::fmt::Debug>() {
@@ -65,6 +65,8 @@ fn action_and_tool_names_are_unique() {
     each_name_parses_to_itself::<secret::Action>();
     each_name_parses_to_itself::<encryption::Action>();
     each_name_parses_to_itself::<system::Action>();
+    each_name_parses_to_itself::<guide::Action>();
+    each_name_parses_to_itself::<config::Action>();
     let mut seen = BTreeSet::new();
     for t in TOOLS {
         assert!(seen.insert(t.name), "tool {} is declared twice", t.name);
@@ -79,7 +81,7 @@ fn action_and_tool_names_are_unique() {
 
 #[test]
 fn every_action_reads_empty_arguments() {
-    use super::{component, encryption, execution, key, policy, secret, system};
+    use super::{component, config, encryption, execution, guide, key, policy, secret, system};
     fn all<A: ActionSet>(call: impl Fn(A) -> bool) {
         for a in A::ALL {
             assert!(call(*a), "{}.{} refuses empty arguments", A::TOOL, a.name());
@@ -93,6 +95,8 @@ fn every_action_reads_empty_arguments() {
     all(|a: secret::Action| a.call(&empty).is_ok());
     all(|a: encryption::Action| a.call(&empty).is_ok());
     all(|a: system::Action| a.call(&empty).is_ok());
+    all(|a: guide::Action| a.call(&empty).is_ok());
+    all(|a: config::Action| a.call(&empty).is_ok());
 }
 
 #[test]
@@ -110,6 +114,8 @@ fn every_schema_property_is_read_by_its_tool() {
         "value",
         "field",
         "policy",
+        "config",
+        "artifact",
     ];
     for t in TOOLS {
         let schema = schema_of(t.name);
@@ -143,6 +149,8 @@ fn call_parse(tool: &str, args: &Json) -> Result<()> {
         Action::Secret(a) => a.call(args).map(drop),
         Action::Encryption(a) => a.call(args).map(drop),
         Action::System(a) => a.call(args).map(drop),
+        Action::Guide(a) => a.call(args).map(drop),
+        Action::Config(a) => a.call(args).map(drop),
     }
 }
 
@@ -165,10 +173,15 @@ fn tools_list_keeps_its_tools_and_properties() {
             "component",
             &[
                 "action",
+                "artifact",
+                "config",
+                "description",
+                "digest",
                 "directory",
                 "limit",
                 "manifest",
                 "query",
+                "readme",
                 "reference",
                 "replace",
                 "type",
@@ -206,6 +219,8 @@ fn tools_list_keeps_its_tools_and_properties() {
         ),
         ("get_encryption_instructions", &["action"]),
         ("system", &["action", "scope"]),
+        ("guide", &["action", "name", "reference", "type"]),
+        ("config", &["action", "key", "reference", "type", "value"]),
     ];
     let names: Vec<Json> = definitions().iter().map(|t| t["name"].clone()).collect();
     assert_eq!(

@@ -25,7 +25,7 @@ async fn scoped_key(h: &Harness) -> String {
 }
 
 /// The arguments of one ordinary, successful call of each action.
-fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json> {
+fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str, digest: &str) -> Option<Json> {
     let wasm = base64::engine::general_purpose::STANDARD.encode(crate::support::fake_wasm("b2"));
     Some(match (tool, action) {
         ("execution", "run") => json!({ "reference": reagent, "input": { "data": [1, 2, 3] } }),
@@ -52,6 +52,20 @@ fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json
             json!({ "name": "TOKEN", "reference": reagent })
         }
         ("system", "status") => json!({}),
+        ("component", "categories") => json!({}),
+        ("component", "get_blob") => json!({ "digest": digest }),
+        ("component", "publish") => {
+            json!({ "reference": "r:local.budget-pub:0.1.0", "artifact": { "base64": wasm } })
+        }
+        ("component", "pull") => json!({ "reference": reagent }),
+        ("policy", "check_rate_limit") => json!({ "reference": reagent }),
+        ("guide", "list") => json!({}),
+        ("guide", "get") => json!({ "name": "integration-guide" }),
+        ("guide", "readme") => json!({ "reference": reagent }),
+        ("config", "get" | "delete") => json!({ "reference": reagent, "key": "model" }),
+        ("config", "get_all") => json!({ "reference": reagent }),
+        ("config", "set") => json!({ "reference": reagent, "key": "model", "value": "small" }),
+        ("config", "list") => json!({}),
         _ => return None,
     })
 }
@@ -84,11 +98,21 @@ async fn every_tool_action_stays_within_its_round_trip_budget() {
         )
         .await;
     let run_id = first["execution_id"].as_str().unwrap().to_string();
+    let digest = h
+        .ok(
+            ADMIN,
+            "component",
+            json!({ "action": "resolve", "reference": reagent }),
+        )
+        .await["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut table = Vec::new();
     let mut over = Vec::new();
     for (tool, action, need) in TABLE {
-        let mut args = args_of(tool, action, &reagent, &run_id)
+        let mut args = args_of(tool, action, &reagent, &run_id, &digest)
             .unwrap_or_else(|| panic!("{tool}.{action} has no budget case: add one here"));
         args["action"] = json!(action);
         let who = match need {

@@ -5,6 +5,7 @@ mod support;
 
 mod arguments;
 mod budget;
+mod catalog;
 mod contract;
 mod executions;
 mod formulas;
