@@ -1,5 +1,6 @@
-//! Who is calling, and may they: the one place that turns credentials into an
-//! [`Identity`] and checks the key's IP allowlist and rate limit.
+//! Who is calling, and may they: the one place that turns credentials (an API key, the key
+//! behind a session, or a JWT) into an [`Identity`] and checks the key's IP allowlist and
+//! the caller's rate limit.
 
 use crate::access::{self, Need};
 use crate::config::Config;
@@ -7,6 +8,7 @@ use crate::db::Db;
 use crate::errors::{Code, Error, Result};
 use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
+use crate::jwt::{self, Claims};
 use crate::keys::{self, ApiKey, KeyRef, KeyType};
 use crate::ratelimit;
 use crate::sessions::{self, Session};
@@ -14,8 +16,28 @@ use crate::sessions::{self, Session};
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    /// The key the request was made with.
+    /// The key the request was made with; for a user (a JWT), a key made up for the request
+    /// (`user:<sub>`, never stored) holding the user's scopes and rate limit, so that every
+    /// check downstream is the one API keys go through.
     pub key: ApiKey,
+    /// The user behind the request, when it came with a JWT.
+    pub user: Option<User>,
+}
+
+/// A user: who a JWT names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user id (`sub`).
+    pub sub: String,
+    /// The organisation, if the token named one.
+    pub org: Option<String>,
+    /// `personal` or `org`.
+    pub scope: String,
+}
+
+/// The id a user is known by in records and ownership: `user:<sub>`.
+pub fn user_id(sub: &str) -> String {
+    format!("user:{sub}")
 }
 
 impl Identity {
@@ -29,6 +51,13 @@ impl Identity {
     /// The id of the rate-limit budget this caller draws from (see `ApiKey::budget_id`).
     pub fn budget_id(&self) -> &str {
         &self.key.budget_id
+    }
+    /// Who acted, for the audit log: the key's prefix, or the user's `sub`.
+    pub fn actor(&self) -> String {
+        match &self.user {
+            Some(u) => u.sub.clone(),
+            None => format!("{}...", self.key.prefix),
+        }
     }
     /// Whether the caller holds every scope.
     pub fn is_admin(&self) -> bool {
@@ -96,12 +125,21 @@ pub async fn check(
         (true, None) if other_scheme => None,
         (true, None) => session_id.map(|sid| KeyRef::Session(sessions::id_hash(sid))),
     };
+    // A bearer that is not an API key may be a JWT: verified here, without the database; its
+    // refusal waits until the session (if any) has been checked, like a key's.
+    let token = match (identify, raw) {
+        (true, Some(raw)) if key_ref.is_none() => Some(verify_jwt(cfg, raw, now_ms)),
+        _ => None,
+    };
     let mut stmts = Vec::with_capacity(4);
     if let Some(sid) = session_id {
         stmts.push(sessions::touch_stmt(sid, now_ms, cfg.session_ttl_ms));
     }
     if let Some(k) = &key_ref {
         stmts.extend(k.use_stmts(now_ms));
+    }
+    if let Some(Ok(claims)) = &token {
+        stmts.extend(user_stmts(cfg, claims, now_ms));
     }
     // Not atomic: each statement stands alone (as before batches), and over `spin:sqlite` an
     // atomic batch is BEGIN … COMMIT across host calls, holding the one connection for the
@@ -127,6 +165,13 @@ pub async fn check(
         return Ok(Caller {
             session,
             identity: None,
+        });
+    }
+    if let Some(claims) = token {
+        let identity = user_identity(db, cfg, claims?, &mut rows, now_ms).await?;
+        return Ok(Caller {
+            session,
+            identity: Some(identity),
         });
     }
     let identity = match (raw, key_ref) {
@@ -156,10 +201,117 @@ pub async fn check(
                 }
             };
             admit(db, cfg, req, &key, !took.rows.is_empty(), now_ms).await?;
-            Some(Identity { key })
+            Some(Identity { key, user: None })
         }
     };
     Ok(Caller { session, identity })
+}
+
+/// A JWT bearer's claims, verified under `jwt_signing_key`: without a key configured, a
+/// bearer that is not an API key is refused as one would be.
+fn verify_jwt(cfg: &Config, raw: &str, now_ms: u64) -> Result<Claims> {
+    match &cfg.jwt_key {
+        Some(key) if jwt::looks_like(raw) => {
+            jwt::verify(raw, key, now_ms / 1000, cfg.jwt_clock_skew_s)
+        }
+        _ => Err(Error::new(Code::AuthInvalid, "Invalid API key or token")),
+    }
+}
+
+/// What a verified JWT's caller check reads and takes, in the request's one round trip:
+/// the user's grants, whether its `session_id` was revoked, and its rate-limit take.
+fn user_stmts(cfg: &Config, claims: &Claims, now_ms: u64) -> Vec<crate::db::Stmt> {
+    let mut stmts = vec![grants_stmt(&claims.sub)];
+    if let Some(sid) = &claims.session_id {
+        stmts.push(crate::db::Stmt::new(
+            "SELECT 1 AS revoked FROM revoked_sessions WHERE id_hash = ?1",
+            vec![sessions::id_hash(sid).into()],
+        ));
+    }
+    if let Some(rate) = cfg.user_rate_limit {
+        stmts.push(ratelimit::take_stmt(
+            &format!("key:{}", user_id(&claims.sub)),
+            rate,
+            now_ms,
+        ));
+    }
+    stmts
+}
+
+/// The statement reading the permissions granted to user `sub`.
+pub fn grants_stmt(sub: &str) -> crate::db::Stmt {
+    crate::db::Stmt::new(
+        "SELECT permissions FROM user_permissions WHERE subject = ?1",
+        vec![sub.into()],
+    )
+}
+
+/// The permissions in the rows of [`grants_stmt`].
+pub fn granted(rows: &crate::db::Rows) -> Vec<String> {
+    rows.first()
+        .map(|r| {
+            r.text("permissions")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The identity of a verified JWT, from the rows of [`user_stmts`]: the token's permissions
+/// and the user's grants (only scope strings the guide knows, wildcards included), refused
+/// when its session was revoked or its rate limit is used up.
+async fn user_identity(
+    db: &impl Db,
+    cfg: &Config,
+    claims: Claims,
+    rows: &mut impl Iterator<Item = crate::db::Rows>,
+    now_ms: u64,
+) -> Result<Identity> {
+    let grants = granted(&rows.next().unwrap_or_default());
+    if claims.session_id.is_some() && !rows.next().unwrap_or_default().rows.is_empty() {
+        return Err(Error::new(
+            Code::AuthExpired,
+            "the session this token names has ended (logged out)",
+        ));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for p in claims.permissions.into_iter().chain(grants) {
+        if access::grantable(&p) && !scopes.contains(&p) {
+            scopes.push(p);
+        }
+    }
+    let id = user_id(&claims.sub);
+    let key = ApiKey {
+        id: id.clone(),
+        name: claims.sub.clone(),
+        key_type: KeyType::Secret,
+        prefix: String::new(),
+        scopes,
+        rate_limit: cfg.user_rate_limit,
+        ip_allowlist: Default::default(),
+        created_by: None,
+        lineage_id: id.clone(),
+        budget_id: id,
+        created_at: 0,
+        last_used_at: None,
+        revoked_at: None,
+        rate_in_sql: true,
+    };
+    if let Some(rate) = key.rate_limit {
+        if rows.next().unwrap_or_default().rows.is_empty() {
+            return Err(ratelimit::refusal(db, &key_bucket(&key), rate, now_ms).await);
+        }
+    }
+    Ok(Identity {
+        key,
+        user: Some(User {
+            sub: claims.sub,
+            org: claims.org,
+            scope: claims.scope,
+        }),
+    })
 }
 
 /// -33302: the session id names no live session.
@@ -190,7 +342,7 @@ pub async fn authenticate_key(
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| Error::new(Code::AuthInvalid, "Invalid API key"))?;
     admit(db, cfg, req, &key, !rows[1].rows.is_empty(), now_ms).await?;
-    Ok(Identity { key })
+    Ok(Identity { key, user: None })
 }
 
 /// The checks of a key already read and charged in the caller check's round trip: the IP

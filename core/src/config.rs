@@ -36,6 +36,15 @@ pub struct Config {
     /// the database itself (`cyfr up`), or a deployment that applies `migrations/` before it
     /// serves, saves every request the migration check. `None`: each request checks.
     pub schema_version: Option<i64>,
+    /// The shared key JWT bearers are verified with (`jwt_signing_key`, 32+ bytes); `None`:
+    /// JWTs are refused.
+    pub jwt_key: Option<crate::jwt::JwtKey>,
+    /// Clock skew allowed on a JWT's `exp` and `nbf` (`jwt_clock_skew_seconds`, default 60,
+    /// at most 300).
+    pub jwt_clock_skew_s: u64,
+    /// The rate limit of each JWT or session user, per `sub` (`user_rate_limit`, e.g.
+    /// `600/1m`); `None`: unlimited, like a key without one.
+    pub user_rate_limit: Option<crate::units::Rate>,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -62,6 +71,9 @@ impl Default for Config {
             host_token_key: None,
             router_url: None,
             schema_version: None,
+            jwt_key: None,
+            jwt_clock_skew_s: 60,
+            user_rate_limit: None,
         }
     }
 }
@@ -70,7 +82,7 @@ impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`);
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -122,6 +134,27 @@ impl Config {
                 Some(v.trim().parse().map_err(|_| {
                     format!("variable schema_version: `{v}` is not a whole number")
                 })?);
+        }
+        if let Some(v) = get("jwt_signing_key").filter(|v| !v.is_empty()) {
+            c.jwt_key = Some(crate::jwt::JwtKey::new(&v)?);
+        }
+        if let Some(v) = get("jwt_clock_skew_seconds").filter(|v| !v.trim().is_empty()) {
+            let s: u64 = v.trim().parse().map_err(|_| {
+                format!("variable jwt_clock_skew_seconds: `{v}` is not a whole number")
+            })?;
+            if s > crate::jwt::MAX_SKEW_S {
+                return Err(format!(
+                    "variable jwt_clock_skew_seconds: {s} is over the maximum of {}",
+                    crate::jwt::MAX_SKEW_S
+                ));
+            }
+            c.jwt_clock_skew_s = s;
+        }
+        if let Some(v) = get("user_rate_limit").filter(|v| !v.trim().is_empty()) {
+            c.user_rate_limit = Some(
+                crate::units::Rate::parse(&serde_json::Value::String(v.clone()))
+                    .map_err(|e| format!("variable user_rate_limit: {e}"))?,
+            );
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

@@ -12,7 +12,7 @@
 //! 1. **context** — the seams and what every layer shares: [`context`], [`db`],
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
-//!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
+//!    arguments are read), [`crypto`], [`jwt`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
@@ -45,6 +45,7 @@ pub mod errors;
 pub mod host_api;
 pub mod http;
 pub(crate) mod ipallow;
+pub mod jwt;
 pub mod kms;
 pub mod manifest;
 pub mod reference;

@@ -162,6 +162,13 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     // A key given at initialize binds the session to it; without one the session is
     // anonymous and can only ping until the caller authenticates per request.
     let key_id = match auth::bearer(req) {
+        // Not an API key: a JWT, through the caller check (bound to its user, `user:<sub>`).
+        Some(raw) if crate::keys::KeyType::of_raw(raw).is_none() => {
+            auth::check(&cx.db, &cx.config, req, None, true, cx.env.now_ms())
+                .await?
+                .identity
+                .map(|i| i.key.id)
+        }
         Some(raw) => Some(
             auth::authenticate_key(&cx.db, &cx.config, req, raw, cx.env.now_ms())
                 .await?

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../migrations/0006_sessions.sql")),
     (7, include_str!("../../migrations/0007_sealed_values.sql")),
     (8, include_str!("../../migrations/0008_key_rates.sql")),
+    (10, include_str!("../../migrations/0010_users.sql")),
 ];
 
 /// The newest schema version this build knows.

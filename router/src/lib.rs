@@ -28,6 +28,9 @@ const VARIABLES: &[&str] = &[
     "router_url",
     "execution_retention_days",
     "schema_version",
+    "jwt_signing_key",
+    "jwt_clock_skew_seconds",
+    "user_rate_limit",
 ];
 
 #[spin_sdk::http_component]

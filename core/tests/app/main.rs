@@ -8,4 +8,5 @@ mod budget;
 mod executions;
 mod formulas;
 mod happy;
+mod jwt;
 mod scopes;
