@@ -10,6 +10,7 @@ use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
 use crate::jwt::{self, Claims};
 use crate::keys::{self, ApiKey, KeyRef, KeyType};
+use crate::permissions;
 use crate::ratelimit;
 use crate::sessions::{self, Session};
 
@@ -221,7 +222,7 @@ fn verify_jwt(cfg: &Config, raw: &str, now_ms: u64) -> Result<Claims> {
 /// What a verified JWT's caller check reads and takes, in the request's one round trip:
 /// the user's grants, whether its `session_id` was revoked, and its rate-limit take.
 fn user_stmts(cfg: &Config, claims: &Claims, now_ms: u64) -> Vec<crate::db::Stmt> {
-    let mut stmts = vec![grants_stmt(&claims.sub)];
+    let mut stmts = vec![permissions::grants_stmt(&claims.sub)];
     if let Some(sid) = &claims.session_id {
         stmts.push(crate::db::Stmt::new(
             "SELECT 1 AS revoked FROM revoked_sessions WHERE id_hash = ?1",
@@ -238,27 +239,6 @@ fn user_stmts(cfg: &Config, claims: &Claims, now_ms: u64) -> Vec<crate::db::Stmt
     stmts
 }
 
-/// The statement reading the permissions granted to user `sub`.
-pub fn grants_stmt(sub: &str) -> crate::db::Stmt {
-    crate::db::Stmt::new(
-        "SELECT permissions FROM user_permissions WHERE subject = ?1",
-        vec![sub.into()],
-    )
-}
-
-/// The permissions in the rows of [`grants_stmt`].
-pub fn granted(rows: &crate::db::Rows) -> Vec<String> {
-    rows.first()
-        .map(|r| {
-            r.text("permissions")
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The identity of a verified JWT, from the rows of [`user_stmts`]: the token's permissions
 /// and the user's grants (only scope strings the guide knows, wildcards included), refused
 /// when its session was revoked or its rate limit is used up.
@@ -269,7 +249,7 @@ async fn user_identity(
     rows: &mut impl Iterator<Item = crate::db::Rows>,
     now_ms: u64,
 ) -> Result<Identity> {
-    let grants = granted(&rows.next().unwrap_or_default());
+    let grants = permissions::granted(&rows.next().unwrap_or_default());
     if claims.session_id.is_some() && !rows.next().unwrap_or_default().rows.is_empty() {
         return Err(Error::new(
             Code::AuthExpired,

@@ -16,7 +16,7 @@
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
@@ -58,6 +58,7 @@ pub mod formulas;
 pub mod hosts;
 pub mod keys;
 pub mod migrate;
+pub mod permissions;
 pub mod policy;
 pub(crate) mod ratelimit;
 pub mod registry;

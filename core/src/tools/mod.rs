@@ -8,6 +8,7 @@ mod encryption;
 mod execution;
 pub(crate) mod formula;
 mod key;
+mod permission;
 mod policy;
 mod secret;
 mod system;
@@ -40,6 +41,7 @@ enum Action {
     Component(component::Action),
     Key(key::Action),
     Policy(policy::Action),
+    Permission(permission::Action),
     Secret(secret::Action),
     Encryption(encryption::Action),
     System(system::Action),
@@ -82,6 +84,7 @@ const TOOLS: &[Tool] = &[
     tool!(key, Key, key::DESCRIPTION),
     tool!(policy, Policy, policy::DESCRIPTION),
     tool!(secret, Secret, secret::DESCRIPTION),
+    tool!(permission, Permission, permission::DESCRIPTION),
     tool!(encryption, Encryption, encryption::DESCRIPTION),
     tool!(system, System, system::DESCRIPTION),
 ];
@@ -295,6 +298,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Component(a) => a.secure(),
         Action::Key(a) => a.secure(),
         Action::Policy(a) => a.secure(),
+        Action::Permission(a) => a.secure(),
         Action::Secret(a) => a.secure(),
         Action::Encryption(a) => a.secure(),
         Action::System(a) => a.secure(),
@@ -307,6 +311,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Component(a) => component::handle(cx, call.who, a.call(args)?).await,
         Action::Key(a) => key::handle(cx, call.who, a.call(args)?).await,
         Action::Policy(a) => policy::handle(cx, call.who, a.call(args)?).await,
+        Action::Permission(a) => permission::handle(cx, call.who, a.call(args)?).await,
         Action::Secret(a) => secret::handle(cx, call, a.call(args)?, opened).await,
         Action::Encryption(a) => encryption::handle(cx, call, a.call(args)?).await,
         Action::System(a) => system::handle(cx, a.call(args)?).await,

@@ -110,6 +110,7 @@ fn every_schema_property_is_read_by_its_tool() {
         "value",
         "field",
         "policy",
+        "permissions",
     ];
     for t in TOOLS {
         let schema = schema_of(t.name);
@@ -140,6 +141,7 @@ fn call_parse(tool: &str, args: &Json) -> Result<()> {
         Action::Component(a) => a.call(args).map(drop),
         Action::Key(a) => a.call(args).map(drop),
         Action::Policy(a) => a.call(args).map(drop),
+        Action::Permission(a) => a.call(args).map(drop),
         Action::Secret(a) => a.call(args).map(drop),
         Action::Encryption(a) => a.call(args).map(drop),
         Action::System(a) => a.call(args).map(drop),
@@ -203,6 +205,7 @@ fn tools_list_keeps_its_tools_and_properties() {
                 "value",
             ],
         ),
+        ("permission", &["action", "permissions", "subject"]),
         ("get_encryption_instructions", &["action"]),
         ("system", &["action"]),
     ];

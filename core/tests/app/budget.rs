@@ -59,6 +59,9 @@ fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json
             json!({ "name": "TOKEN", "reference": reagent })
         }
         ("system", "status") => json!({}),
+        ("permission", "get") => json!({ "subject": "alice" }),
+        ("permission", "set") => json!({ "subject": "alice", "permissions": ["execution"] }),
+        ("permission", "list") => json!({}),
         _ => return None,
     })
 }

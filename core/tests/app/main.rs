@@ -9,4 +9,5 @@ mod executions;
 mod formulas;
 mod happy;
 mod jwt;
+mod permissions;
 mod scopes;
