@@ -118,6 +118,20 @@ pub async fn check(
     identify: bool,
     now_ms: u64,
 ) -> Result<Caller> {
+    check_with(db, cfg, req, session_id, identify, now_ms, Vec::new()).await
+}
+
+/// [`check`], with `also` (writes of the request's own, e.g. its audit row) sent last in the
+/// same round trip, so they cost none of their own.
+pub async fn check_with(
+    db: &impl Db,
+    cfg: &Config,
+    req: &HttpRequest,
+    session_id: Option<&str>,
+    identify: bool,
+    now_ms: u64,
+    also: Vec<crate::db::Stmt>,
+) -> Result<Caller> {
     let raw = bearer(req);
     let other_scheme = raw.is_none() && req.header("authorization").is_some();
     let key_ref = match (identify, raw) {
@@ -142,6 +156,8 @@ pub async fn check(
     if let Some(Ok(claims)) = &token {
         stmts.extend(user_stmts(cfg, claims, now_ms));
     }
+    // Last, so the rows above are read by position as before.
+    stmts.extend(also);
     // Not atomic: each statement stands alone (as before batches), and over `spin:sqlite` an
     // atomic batch is BEGIN … COMMIT across host calls, holding the one connection for the
     // whole span; measured, that serialised concurrent requests (keyed tools/list 1.4k →
@@ -206,6 +222,19 @@ pub async fn check(
         }
     };
     Ok(Caller { session, identity })
+}
+
+/// Who the request's credentials say is calling, for its audit row before they are checked:
+/// an API key's prefix, a verified JWT's `sub`, `invalid-token` for any other bearer;
+/// `None` without a bearer (the session's key, if any, is looked up in SQL).
+pub fn actor_hint(cfg: &Config, req: &HttpRequest, now_ms: u64) -> Option<String> {
+    let raw = bearer(req)?;
+    Some(match KeyType::of_raw(raw) {
+        Some(_) => format!("{}...", raw.chars().take(12).collect::<String>()),
+        None => verify_jwt(cfg, raw, now_ms)
+            .map(|c| c.sub)
+            .unwrap_or_else(|_| "invalid-token".into()),
+    })
 }
 
 /// A JWT bearer's claims, verified under `jwt_signing_key`: without a key configured, a

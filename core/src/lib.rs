@@ -14,7 +14,7 @@
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
 //!    arguments are read), [`crypto`], [`jwt`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
 //!    [`manifest`].
-//! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
+//! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
 //!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
@@ -52,6 +52,7 @@ pub mod reference;
 pub mod units;
 
 // 2. services
+pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod executions;
 pub mod formulas;
