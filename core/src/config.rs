@@ -45,6 +45,9 @@ pub struct Config {
     /// The rate limit of each JWT or session user, per `sub` (`user_rate_limit`, e.g.
     /// `600/1m`); `None`: unlimited, like a key without one.
     pub user_rate_limit: Option<crate::units::Rate>,
+    /// How long audit rows are kept (`audit_retention_days`, default 365; 0 keeps them
+    /// forever). Pruning keeps the chain verifiable (see `audit::seal`).
+    pub audit_retention_ms: u64,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -74,6 +77,7 @@ impl Default for Config {
             jwt_key: None,
             jwt_clock_skew_s: 60,
             user_rate_limit: None,
+            audit_retention_ms: 365 * 86_400_000,
         }
     }
 }
@@ -82,7 +86,7 @@ impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`);
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -149,6 +153,14 @@ impl Config {
                 ));
             }
             c.jwt_clock_skew_s = s;
+        }
+        if let Some(v) = get("audit_retention_days").filter(|v| !v.trim().is_empty()) {
+            let d: u64 = v.trim().parse().map_err(|_| {
+                format!("variable audit_retention_days: `{v}` is not a whole number (0 keeps rows forever)")
+            })?;
+            c.audit_retention_ms = d
+                .checked_mul(86_400_000)
+                .ok_or("variable audit_retention_days: too large")?;
         }
         if let Some(v) = get("user_rate_limit").filter(|v| !v.trim().is_empty()) {
             c.user_rate_limit = Some(

@@ -745,6 +745,32 @@ pub async fn list(db: &impl Db, who: &Identity, limit: Option<u64>) -> Result<Js
     Ok(json!({ "executions": list, "count": list.len() }))
 }
 
+/// `audit.show`: a run's record, for its caller or an admin; anyone else's run looks missing.
+pub async fn show(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
+    let rows = db
+        .query(
+            "SELECT id, caller, reference, component_type, status, error, started_at, finished_at, duration_ms FROM executions WHERE id = ?",
+            &[id.into()],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
+        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    Ok(json!({
+        "execution_id": row.text("id"),
+        "reference": row.text("reference"),
+        "user_id": row.opt_text("caller"),
+        "component_type": row.text("component_type"),
+        "started_at": rfc3339(row.int("started_at") as u64),
+        "completed_at": row.opt_int("finished_at").map(|t| rfc3339(t as u64)),
+        "duration_ms": row.opt_int("duration_ms"),
+        "status": row.text("status"),
+        "error_message": row.opt_text("error"),
+        "http_requests": [],
+    }))
+}
+
 /// `execution.logs`: a run's captured stdout and stderr (already redacted), for its caller
 /// or an admin; anyone else's run looks missing.
 pub async fn logs(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {

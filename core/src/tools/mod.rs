@@ -2,6 +2,7 @@
 //! arguments, scope); this module lists the tools, checks the caller's scope for
 //! `tool.action` before any handler runs, and builds `tools/list` from the declarations.
 
+mod audit;
 mod component;
 mod decl;
 mod encryption;
@@ -42,6 +43,7 @@ enum Action {
     Key(key::Action),
     Policy(policy::Action),
     Permission(permission::Action),
+    Audit(audit::Action),
     Secret(secret::Action),
     Encryption(encryption::Action),
     System(system::Action),
@@ -85,6 +87,7 @@ const TOOLS: &[Tool] = &[
     tool!(policy, Policy, policy::DESCRIPTION),
     tool!(secret, Secret, secret::DESCRIPTION),
     tool!(permission, Permission, permission::DESCRIPTION),
+    tool!(audit, Audit, audit::DESCRIPTION),
     tool!(encryption, Encryption, encryption::DESCRIPTION),
     tool!(system, System, system::DESCRIPTION),
 ];
@@ -299,6 +302,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Key(a) => a.secure(),
         Action::Policy(a) => a.secure(),
         Action::Permission(a) => a.secure(),
+        Action::Audit(a) => a.secure(),
         Action::Secret(a) => a.secure(),
         Action::Encryption(a) => a.secure(),
         Action::System(a) => a.secure(),
@@ -312,6 +316,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Key(a) => key::handle(cx, call.who, a.call(args)?).await,
         Action::Policy(a) => policy::handle(cx, call.who, a.call(args)?).await,
         Action::Permission(a) => permission::handle(cx, call.who, a.call(args)?).await,
+        Action::Audit(a) => audit::handle(cx, call.who, a.call(args)?).await,
         Action::Secret(a) => secret::handle(cx, call, a.call(args)?, opened).await,
         Action::Encryption(a) => encryption::handle(cx, call, a.call(args)?).await,
         Action::System(a) => system::handle(cx, a.call(args)?).await,

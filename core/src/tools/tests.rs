@@ -111,6 +111,7 @@ fn every_schema_property_is_read_by_its_tool() {
         "field",
         "policy",
         "permissions",
+        "filters",
     ];
     for t in TOOLS {
         let schema = schema_of(t.name);
@@ -142,6 +143,7 @@ fn call_parse(tool: &str, args: &Json) -> Result<()> {
         Action::Key(a) => a.call(args).map(drop),
         Action::Policy(a) => a.call(args).map(drop),
         Action::Permission(a) => a.call(args).map(drop),
+        Action::Audit(a) => a.call(args).map(drop),
         Action::Secret(a) => a.call(args).map(drop),
         Action::Encryption(a) => a.call(args).map(drop),
         Action::System(a) => a.call(args).map(drop),
@@ -206,6 +208,10 @@ fn tools_list_keeps_its_tools_and_properties() {
             ],
         ),
         ("permission", &["action", "permissions", "subject"]),
+        (
+            "audit",
+            &["action", "execution_id", "filters", "format", "limit"],
+        ),
         ("get_encryption_instructions", &["action"]),
         ("system", &["action"]),
     ];

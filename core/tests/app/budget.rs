@@ -23,6 +23,9 @@ fn budget(tool: &str, action: &str) -> usize {
         // budget key may not manage, which cost 2): the target's lookup, then the write(s).
         ("key", "revoke") => 3,
         ("key", "rotate") => 5,
+        // Chains the ripe rows first (a read, then their hashes written), then reads the
+        // chain: an admin's check, not a request path.
+        ("audit", "verify") => 4,
         _ => 2,
     }
 }
@@ -67,6 +70,11 @@ fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json
         ("permission", "get") => json!({ "subject": "alice" }),
         ("permission", "set") => json!({ "subject": "alice", "permissions": ["execution"] }),
         ("permission", "list") => json!({}),
+        ("audit", "list") => json!({ "filters": { "tool": "execution" } }),
+        ("audit", "export") => json!({ "format": "csv" }),
+        ("audit", "show") => json!({ "execution_id": run_id }),
+        ("audit", "executions") => json!({}),
+        ("audit", "verify") => json!({}),
         _ => return None,
     })
 }

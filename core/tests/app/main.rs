@@ -4,6 +4,7 @@
 mod support;
 
 mod arguments;
+mod audit;
 mod budget;
 mod executions;
 mod formulas;
