@@ -179,6 +179,7 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         ("CYFR_JWT_SIGNING_KEY", "jwt_signing_key"),
         ("CYFR_JWT_CLOCK_SKEW_SECONDS", "jwt_clock_skew_seconds"),
         ("CYFR_USER_RATE_LIMIT", "user_rate_limit"),
+        ("CYFR_AUDIT_RETENTION_DAYS", "audit_retention_days"),
     ] {
         if let Ok(v) = std::env::var(env) {
             variables.insert(var.to_string(), v);

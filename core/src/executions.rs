@@ -370,10 +370,32 @@ impl<'a> Run<'a> {
         if self.component.ctype != ComponentType::Catalyst {
             return Ok(Secrets::new());
         }
-        match granted_secrets(cx, who, &self.component.reference).await {
-            Ok(s) => Ok(s),
-            Err(e) => Err(self.refuse(cx, RecordStatus::Failed, e).await?),
+        let secrets = match granted_secrets(cx, who, &self.component.reference).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.refuse(cx, RecordStatus::Failed, e).await?),
+        };
+        // Each secret the component will read, by name, in the audit log: one round trip
+        // for all of them (a catalyst's secrets already cost a trip each).
+        if !secrets.is_empty() {
+            let rows: Vec<Stmt> = secrets
+                .keys()
+                .map(|name| {
+                    crate::audit::insert_stmt(&crate::audit::Entry {
+                        at: cx.env.now_ms(),
+                        request_id: self.id.clone(),
+                        event: "secret_read".into(),
+                        actor: Some(who.actor()),
+                        tool: Some("execution".into()),
+                        action: Some("run".into()),
+                        reference: Some(self.component.reference.clone()),
+                        detail: Some(json!({ "name": name, "execution_id": self.id })),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            cx.db.batch(&rows, false).await?;
         }
+        Ok(secrets)
     }
 
     /// What the host is asked to run.

@@ -31,6 +31,7 @@ const VARIABLES: &[&str] = &[
     "jwt_signing_key",
     "jwt_clock_skew_seconds",
     "user_rate_limit",
+    "audit_retention_days",
 ];
 
 #[spin_sdk::http_component]

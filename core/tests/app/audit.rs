@@ -276,3 +276,51 @@ async fn no_secret_value_reaches_a_row_or_an_export() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_secret_a_component_reads_is_logged_by_name_and_changes_are_changes() {
+    let h = Harness::new().await;
+    let value = "sk-live-0123456789abcdef";
+    let reference = h.register("catalyst", "local.fetcher", "0.1.0").await;
+    h.ok(
+        ADMIN,
+        "secret",
+        json!({ "action": "set", "name": "API_TOKEN", "value": value }),
+    )
+    .await;
+    h.ok(
+        ADMIN,
+        "secret",
+        json!({ "action": "grant", "name": "API_TOKEN", "reference": reference }),
+    )
+    .await;
+    h.ok(ADMIN, "policy", json!({ "action": "set", "reference": reference, "field": "allowed_domains", "value": ["api.example.com"] })).await;
+    h.host()
+        .answer(Ok(crate::support::completed(json!({ "echo": value }))));
+    let run = h
+        .ok(
+            ADMIN,
+            "execution",
+            json!({ "action": "run", "reference": reference }),
+        )
+        .await;
+    let all = events(&h, json!({})).await;
+    let read: Vec<&Json> = all.iter().filter(|e| e["event"] == "secret_read").collect();
+    assert_eq!(read.len(), 1, "{all:?}");
+    assert_eq!(read[0]["detail"]["name"], "API_TOKEN");
+    assert_eq!(read[0]["detail"]["execution_id"], run["execution_id"]);
+    assert_eq!(read[0]["reference"], json!(reference));
+    // Changes to secrets, grants and policies are logged as changes; a run's row names its
+    // component.
+    for (tool, action) in [("secret", "set"), ("secret", "grant"), ("policy", "set")] {
+        assert!(
+            all.iter()
+                .any(|e| e["tool"] == tool && e["action"] == action && e["event"] == "change"),
+            "{tool}.{action}: {all:?}"
+        );
+    }
+    assert!(all.iter().any(|e| e["tool"] == "execution"
+        && e["reference"] == json!(reference)
+        && e["outcome"] == "ok"));
+    assert!(!format!("{all:?}").contains(value));
+}
