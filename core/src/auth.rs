@@ -10,6 +10,7 @@ use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
 use crate::jwt::{self, Claims};
 use crate::keys::{self, ApiKey, KeyRef, KeyType};
+use crate::logins::{self, LoginUser};
 use crate::permissions;
 use crate::ratelimit;
 use crate::sessions::{self, Session};
@@ -34,6 +35,10 @@ pub struct User {
     pub org: Option<String>,
     /// `personal` or `org`.
     pub scope: String,
+    /// The login session the caller came with (its hash): what `session.logout` ends.
+    pub session_hash: Option<String>,
+    /// Email, when the sign-in gave one.
+    pub email: Option<String>,
 }
 
 /// The id a user is known by in records and ownership: `user:<sub>`.
@@ -143,12 +148,24 @@ pub async fn check_with(
     // A bearer that is not an API key may be a JWT: verified here, without the database; its
     // refusal waits until the session (if any) has been checked, like a key's.
     let token = match (identify, raw) {
-        (true, Some(raw)) if key_ref.is_none() => Some(verify_jwt(cfg, raw, now_ms)),
+        (true, Some(raw)) if key_ref.is_none() && jwt::looks_like(raw) => {
+            Some(verify_jwt(cfg, raw, now_ms))
+        }
+        _ => None,
+    };
+    // Any other bearer, or an `MCP-Session-Id` sent alone, may be a login session's id
+    // (`cyfr login`): looked up in the same round trip.
+    let login = match (identify, raw) {
+        (true, Some(raw)) if key_ref.is_none() && token.is_none() => Some(raw),
+        (true, None) if !other_scheme => session_id,
         _ => None,
     };
     let mut stmts = Vec::with_capacity(4);
     if let Some(sid) = session_id {
         stmts.push(sessions::touch_stmt(sid, now_ms, cfg.session_ttl_ms));
+    }
+    if let Some(id) = login {
+        stmts.extend(logins::use_stmts(id, now_ms, cfg.session_ttl_ms));
     }
     if let Some(k) = &key_ref {
         stmts.extend(k.use_stmts(now_ms));
@@ -170,14 +187,42 @@ pub async fn check_with(
             .map_err(|e| Error::from(e).before_any_method())?
     }
     .into_iter();
-    let session = match session_id {
+    let mcp = session_id.map(|sid| rows.next().and_then(|r| sessions::touched(sid, &r)));
+    let login_rows = login.map(|_| {
+        let live = rows.next().unwrap_or_default();
+        let known = rows.next().unwrap_or_default();
+        let grants = rows.next().unwrap_or_default();
+        (live, known, grants)
+    });
+    let login_user = login_rows
+        .as_ref()
+        .and_then(|(live, _, _)| logins::user_of(live));
+    let session = match mcp {
         None => None,
-        Some(sid) => Some(
-            rows.next()
-                .and_then(|r| sessions::touched(sid, &r))
-                .ok_or_else(session_gone)?,
-        ),
+        Some(Some(s)) => Some(s),
+        // Not an MCP session: a login session's id sent as MCP-Session-Id (the CLI's way).
+        Some(None) if raw.is_none() && login_user.is_some() => None,
+        Some(None) => return Err(session_gone()),
     };
+    if let (Some(id), Some((_, known, grants))) = (login, &login_rows) {
+        // A bearer is always the credential; an id sent as MCP-Session-Id only when it
+        // named no MCP session.
+        if raw.is_some() || session.is_none() {
+            let Some(user) = login_user else {
+                return Err(match known.rows.is_empty() {
+                    true => Error::new(Code::AuthInvalid, "Invalid API key or token"),
+                    false => Error::new(
+                        Code::AuthExpired,
+                        "session expired or logged out; run `cyfr login` again",
+                    ),
+                });
+            };
+            return Ok(Caller {
+                session: None,
+                identity: Some(login_identity(cfg, user, grants, id)),
+            });
+        }
+    }
     if !identify {
         return Ok(Caller {
             session,
@@ -291,23 +336,7 @@ async fn user_identity(
             scopes.push(p);
         }
     }
-    let id = user_id(&claims.sub);
-    let key = ApiKey {
-        id: id.clone(),
-        name: claims.sub.clone(),
-        key_type: KeyType::Secret,
-        prefix: String::new(),
-        scopes,
-        rate_limit: cfg.user_rate_limit,
-        ip_allowlist: Default::default(),
-        created_by: None,
-        lineage_id: id.clone(),
-        budget_id: id,
-        created_at: 0,
-        last_used_at: None,
-        revoked_at: None,
-        rate_in_sql: true,
-    };
+    let key = user_key(&claims.sub, scopes, cfg.user_rate_limit);
     if let Some(rate) = key.rate_limit {
         if rows.next().unwrap_or_default().rows.is_empty() {
             return Err(ratelimit::refusal(db, &key_bucket(&key), rate, now_ms).await);
@@ -319,8 +348,56 @@ async fn user_identity(
             sub: claims.sub,
             org: claims.org,
             scope: claims.scope,
+            session_hash: claims.session_id.as_deref().map(logins::id_hash),
+            email: None,
         }),
     })
+}
+
+/// The key made up for user `sub` for one request (never stored): its scopes and rate.
+fn user_key(sub: &str, scopes: Vec<String>, rate: Option<crate::units::Rate>) -> ApiKey {
+    let id = user_id(sub);
+    ApiKey {
+        id: id.clone(),
+        name: sub.to_string(),
+        key_type: KeyType::Secret,
+        prefix: String::new(),
+        scopes,
+        rate_limit: rate,
+        ip_allowlist: Default::default(),
+        created_by: None,
+        lineage_id: id.clone(),
+        budget_id: id,
+        created_at: 0,
+        last_used_at: None,
+        revoked_at: None,
+        rate_in_sql: true,
+    }
+}
+
+/// The identity of a live login session: what the user was granted, nothing more (never
+/// admin by default). Its rate limit is not taken yet (the bucket needs the `sub` the
+/// lookup returns; see the report of issue 13).
+fn login_identity(
+    _cfg: &Config,
+    user: LoginUser,
+    grants: &crate::db::Rows,
+    session_id: &str,
+) -> Identity {
+    let scopes: Vec<String> = permissions::granted(grants)
+        .into_iter()
+        .filter(|p| access::grantable(p))
+        .collect();
+    Identity {
+        key: user_key(&user.sub, scopes, None),
+        user: Some(User {
+            sub: user.sub,
+            org: None,
+            scope: "personal".into(),
+            session_hash: Some(logins::id_hash(session_id)),
+            email: user.email,
+        }),
+    }
 }
 
 /// -33302: the session id names no live session.

@@ -16,7 +16,7 @@
 //!    [`manifest`].
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
@@ -58,6 +58,7 @@ pub(crate) mod executions;
 pub mod formulas;
 pub mod hosts;
 pub mod keys;
+pub mod logins;
 pub mod migrate;
 pub mod permissions;
 pub mod policy;

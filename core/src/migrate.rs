@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/0008_key_rates.sql")),
     (10, include_str!("../../migrations/0010_users.sql")),
     (11, include_str!("../../migrations/0011_audit.sql")),
+    (12, include_str!("../../migrations/0012_logins.sql")),
 ];
 
 /// The newest schema version this build knows.
