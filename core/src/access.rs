@@ -4,6 +4,8 @@
 /// What an action requires of the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
+    /// Anyone, even without credentials (signing in: `session.device-init`, ...).
+    Anyone,
     /// Any authenticated caller.
     Authenticated,
     /// All of these scopes.
@@ -33,7 +35,7 @@ pub const SCOPES: &[&str] = &[
 pub fn satisfied(held: &[String], need: Need) -> bool {
     let all = held.iter().any(|s| s == "*");
     match need {
-        Need::Authenticated => true,
+        Need::Anyone | Need::Authenticated => true,
         Need::Admin => all,
         Need::Scopes(req) => all || req.iter().all(|r| holds(held, r)),
     }

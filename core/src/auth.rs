@@ -77,7 +77,7 @@ impl Identity {
         let wanted = match need {
             Need::Admin => "an admin key".to_string(),
             Need::Scopes(s) => format!("scope {}", s.join(" and ")),
-            Need::Authenticated => "authentication".to_string(),
+            Need::Anyone | Need::Authenticated => "authentication".to_string(),
         };
         Err(Error::new(
             Code::InsufficientPermissions,

@@ -48,6 +48,12 @@ pub struct Config {
     /// How long audit rows are kept (`audit_retention_days`, default 365; 0 keeps them
     /// forever). Pruning keeps the chain verifiable (see `audit::seal`).
     pub audit_retention_ms: u64,
+    /// Who may sign in (`allowed_users`, CYFR_ALLOWED_USER: comma-separated user ids or
+    /// emails); empty: anyone an admin approves.
+    pub allowed_users: Vec<String>,
+    /// OAuth device-flow providers configured (`github`, `google`, `oidc`), by the presence
+    /// of their client id variables.
+    pub login_providers: Vec<String>,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -78,6 +84,8 @@ impl Default for Config {
             jwt_clock_skew_s: 60,
             user_rate_limit: None,
             audit_retention_ms: 365 * 86_400_000,
+            allowed_users: Vec::new(),
+            login_providers: Vec::new(),
         }
     }
 }
@@ -86,7 +94,8 @@ impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`);
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `github_client_id`,
+    /// `google_client_id`, `oidc_client_id`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -161,6 +170,22 @@ impl Config {
             c.audit_retention_ms = d
                 .checked_mul(86_400_000)
                 .ok_or("variable audit_retention_days: too large")?;
+        }
+        if let Some(v) = get("allowed_users") {
+            c.allowed_users = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        for (p, var) in [
+            ("github", "github_client_id"),
+            ("google", "google_client_id"),
+            ("oidc", "oidc_client_id"),
+        ] {
+            if get(var).is_some_and(|v| !v.trim().is_empty()) {
+                c.login_providers.push(p.into());
+            }
         }
         if let Some(v) = get("user_rate_limit").filter(|v| !v.trim().is_empty()) {
             c.user_rate_limit = Some(

@@ -254,9 +254,10 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
                 };
-                return call_tool(cx, &call, id, params).await;
+                return call_tool(cx, Ok(&call), id, params).await;
             }
-            Err(e) => Err(e),
+            // Signing in needs no credentials (`Need::Anyone`); anything else does.
+            Err(e) => return call_tool(cx, Err(e), id, params).await,
         },
         other => Err(Error::new(
             Code::MethodNotFound,
@@ -403,9 +404,11 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
     }
 }
 
+/// A `tools/call`, by an identified caller, or (`Err`: why not) by one without credentials,
+/// which only the actions open to anyone accept.
 async fn call_tool<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
-    who: &tools::Call<'_>,
+    who: std::result::Result<&tools::Call<'_>, Error>,
     id: Json,
     params: &Json,
 ) -> (HttpResponse, Option<Error>) {
@@ -421,7 +424,14 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
             return (rpc_error(Some(id), &e), Some(e));
         }
     };
-    match tools::call(cx, who, name, &args).await {
+    let result = match who {
+        Ok(who) => tools::call(cx, who, name, &args).await,
+        Err(unauthenticated) => match tools::call_anonymous(cx, name, &args).await {
+            Some(r) => r,
+            None => return (rpc_error(Some(id), &unauthenticated), Some(unauthenticated)),
+        },
+    };
+    match result {
         Ok(value) => (ok(Some(id), tool_result(&value, false)), None),
         // Bad arguments go back as a tool error the caller (or model) can read and fix.
         Err(e) if e.code == Code::InvalidParams && tools::exists(name) => (

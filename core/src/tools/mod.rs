@@ -12,6 +12,7 @@ mod key;
 mod permission;
 mod policy;
 mod secret;
+mod session;
 mod system;
 
 use crate::access::Need;
@@ -44,6 +45,7 @@ enum Action {
     Policy(policy::Action),
     Permission(permission::Action),
     Audit(audit::Action),
+    Session(session::Action),
     Secret(secret::Action),
     Encryption(encryption::Action),
     System(system::Action),
@@ -88,6 +90,7 @@ const TOOLS: &[Tool] = &[
     tool!(secret, Secret, secret::DESCRIPTION),
     tool!(permission, Permission, permission::DESCRIPTION),
     tool!(audit, Audit, audit::DESCRIPTION),
+    tool!(session, Session, session::DESCRIPTION),
     tool!(encryption, Encryption, encryption::DESCRIPTION),
     tool!(system, System, system::DESCRIPTION),
 ];
@@ -256,6 +259,23 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
     }
 }
 
+/// Runs `name` with `args` for a caller without credentials, when the action is open to
+/// anyone (`Need::Anyone`: signing in); `None` when it is not, so the caller is asked to
+/// authenticate.
+pub async fn call_anonymous<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    name: &str,
+    args: &Json,
+) -> Option<Result<Json>> {
+    match resolve(name, args) {
+        Ok((Action::Session(a), Need::Anyone, _)) => Some(match a.call(args) {
+            Ok(c) => session::handle(cx, None, c).await,
+            Err(e) => Err(e),
+        }),
+        _ => None,
+    }
+}
+
 /// The action `args` name for tool `name`, and what it needs.
 fn resolve(name: &str, args: &Json) -> Result<(Action, Need, &'static str)> {
     let t = tool(name).ok_or_else(|| Error::invalid_params(format!("unknown tool `{name}`")))?;
@@ -303,6 +323,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Policy(a) => a.secure(),
         Action::Permission(a) => a.secure(),
         Action::Audit(a) => a.secure(),
+        Action::Session(a) => a.secure(),
         Action::Secret(a) => a.secure(),
         Action::Encryption(a) => a.secure(),
         Action::System(a) => a.secure(),
@@ -317,6 +338,7 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Policy(a) => policy::handle(cx, call.who, a.call(args)?).await,
         Action::Permission(a) => permission::handle(cx, call.who, a.call(args)?).await,
         Action::Audit(a) => audit::handle(cx, call.who, a.call(args)?).await,
+        Action::Session(a) => session::handle(cx, Some(call.who), a.call(args)?).await,
         Action::Secret(a) => secret::handle(cx, call, a.call(args)?, opened).await,
         Action::Encryption(a) => encryption::handle(cx, call, a.call(args)?).await,
         Action::System(a) => system::handle(cx, a.call(args)?).await,

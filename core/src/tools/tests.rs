@@ -112,6 +112,7 @@ fn every_schema_property_is_read_by_its_tool() {
         "policy",
         "permissions",
         "filters",
+        "deny",
     ];
     for t in TOOLS {
         let schema = schema_of(t.name);
@@ -144,6 +145,7 @@ fn call_parse(tool: &str, args: &Json) -> Result<()> {
         Action::Policy(a) => a.call(args).map(drop),
         Action::Permission(a) => a.call(args).map(drop),
         Action::Audit(a) => a.call(args).map(drop),
+        Action::Session(a) => a.call(args).map(drop),
         Action::Secret(a) => a.call(args).map(drop),
         Action::Encryption(a) => a.call(args).map(drop),
         Action::System(a) => a.call(args).map(drop),
@@ -211,6 +213,19 @@ fn tools_list_keeps_its_tools_and_properties() {
         (
             "audit",
             &["action", "execution_id", "filters", "format", "limit"],
+        ),
+        (
+            "session",
+            &[
+                "action",
+                "deny",
+                "device_code",
+                "display_name",
+                "email",
+                "provider",
+                "user",
+                "user_code",
+            ],
         ),
         ("get_encryption_instructions", &["action"]),
         ("system", &["action"]),

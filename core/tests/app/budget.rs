@@ -39,7 +39,13 @@ async fn scoped_key(h: &Harness) -> String {
 }
 
 /// The arguments of one ordinary, successful call of each action.
-fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json> {
+fn args_of(
+    tool: &str,
+    action: &str,
+    reagent: &str,
+    run_id: &str,
+    codes: &(String, String),
+) -> Option<Json> {
     let wasm = base64::engine::general_purpose::STANDARD.encode(crate::support::fake_wasm("b2"));
     Some(match (tool, action) {
         ("execution", "run") => json!({ "reference": reagent, "input": { "data": [1, 2, 3] } }),
@@ -75,6 +81,10 @@ fn args_of(tool: &str, action: &str, reagent: &str, run_id: &str) -> Option<Json
         ("audit", "show") => json!({ "execution_id": run_id }),
         ("audit", "executions") => json!({}),
         ("audit", "verify") => json!({}),
+        ("session", "device-init") => json!({}),
+        ("session", "device-poll") => json!({ "device_code": codes.0 }),
+        ("session", "login" | "whoami" | "logout") => json!({}),
+        ("session", "approve") => json!({ "user_code": codes.1, "user": "budget-user" }),
         _ => return None,
     })
 }
@@ -117,10 +127,28 @@ async fn every_tool_action_stays_within_its_round_trip_budget() {
         .await;
     let run_id = first["execution_id"].as_str().unwrap().to_string();
 
+    // An approved device code (its poll completes) and a pending one (to approve).
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        made.push(
+            h.ok(&key, "session", json!({ "action": "device-init" }))
+                .await,
+        );
+    }
+    h.ok(
+        ADMIN,
+        "session",
+        json!({ "action": "approve", "user_code": made[0]["user_code"], "user": "budget-user" }),
+    )
+    .await;
+    let codes = (
+        made[0]["device_code"].as_str().unwrap().to_string(),
+        made[1]["user_code"].as_str().unwrap().to_string(),
+    );
     let mut table = Vec::new();
     let mut over = Vec::new();
     for (tool, action, need) in TABLE {
-        let mut args = args_of(tool, action, &reagent, &run_id)
+        let mut args = args_of(tool, action, &reagent, &run_id, &codes)
             .unwrap_or_else(|| panic!("{tool}.{action} has no budget case: add one here"));
         args["action"] = json!(action);
         let who = match need {
