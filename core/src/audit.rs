@@ -91,8 +91,11 @@ pub struct Entry {
     pub event: String,
     /// Who: a key's prefix, a user's `sub`; `None`: the key behind `session_hash`, if any.
     pub actor: Option<String>,
-    /// The session the request named (its hash), to name its key when `actor` is `None`.
+    /// The login session (its hash) or MCP session the request named, to name its user or
+    /// key when `actor` is `None`.
     pub session_hash: Option<String>,
+    /// Who, when neither names anyone (default `anonymous`).
+    pub actor_fallback: Option<String>,
     /// Tool and action.
     pub tool: Option<String>,
     /// Action.
@@ -132,7 +135,7 @@ fn cut(s: &str) -> String {
 pub fn insert_stmt(e: &Entry) -> Stmt {
     Stmt::new(
         "INSERT INTO audit (at, request_id, event, actor, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail) \
-         VALUES (?1, ?2, ?3, COALESCE(?4, (SELECT prefix || '...' FROM api_keys WHERE id = (SELECT key_id FROM sessions WHERE id_hash = ?12)), 'anonymous'), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
+         VALUES (?1, ?2, ?3, COALESCE(?4, (SELECT sub FROM login_sessions WHERE id_hash = ?12), (SELECT prefix || '...' FROM api_keys WHERE id = (SELECT key_id FROM sessions WHERE id_hash = ?12)), ?14), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
         vec![
             Value::Integer(e.at as i64),
             e.request_id.as_str().into(),
@@ -149,6 +152,7 @@ pub fn insert_stmt(e: &Entry) -> Stmt {
                 .unwrap_or(Value::Null),
             opt(&e.session_hash),
             opt(&e.detail.as_ref().map(Json::to_string)),
+            e.actor_fallback.as_deref().unwrap_or("anonymous").into(),
         ],
     )
 }

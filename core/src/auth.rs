@@ -270,16 +270,32 @@ pub async fn check_with(
 }
 
 /// Who the request's credentials say is calling, for its audit row before they are checked:
-/// an API key's prefix, a verified JWT's `sub`, `invalid-token` for any other bearer;
-/// `None` without a bearer (the session's key, if any, is looked up in SQL).
+/// an API key's prefix, a JWT's `sub` once verified (`invalid-token` if not); `None` for
+/// any other bearer or none (a login session's user, or a session's key, is looked up in
+/// SQL by [`actor_session`]).
 pub fn actor_hint(cfg: &Config, req: &HttpRequest, now_ms: u64) -> Option<String> {
     let raw = bearer(req)?;
-    Some(match KeyType::of_raw(raw) {
-        Some(_) => format!("{}...", raw.chars().take(12).collect::<String>()),
-        None => verify_jwt(cfg, raw, now_ms)
-            .map(|c| c.sub)
-            .unwrap_or_else(|_| "invalid-token".into()),
-    })
+    match KeyType::of_raw(raw) {
+        Some(_) => Some(format!("{}...", raw.chars().take(12).collect::<String>())),
+        None if jwt::looks_like(raw) => Some(
+            verify_jwt(cfg, raw, now_ms)
+                .map(|c| c.sub)
+                .unwrap_or_else(|_| "invalid-token".into()),
+        ),
+        None => None,
+    }
+}
+
+/// The session whose user or key the audit row names when [`actor_hint`] does not: a
+/// bearer that may be a login session's id, else `MCP-Session-Id`.
+pub fn actor_session(req: &HttpRequest, session_id: Option<&str>) -> Option<String> {
+    match bearer(req) {
+        Some(raw) if KeyType::of_raw(raw).is_none() && !jwt::looks_like(raw) => {
+            Some(logins::id_hash(raw))
+        }
+        Some(_) => None,
+        None => session_id.map(logins::id_hash),
+    }
 }
 
 /// A JWT bearer's claims, verified under `jwt_signing_key`: without a key configured, a

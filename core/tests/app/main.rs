@@ -12,3 +12,4 @@ mod happy;
 mod jwt;
 mod permissions;
 mod scopes;
+mod sessions;
