@@ -23,7 +23,7 @@
 //!    handler); [`scopes`] is the scope table they make.
 //! 4. **rpc** — `mcp`: JSON-RPC methods.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
-//!    callback endpoint).
+//!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification).
 //!
 //! The public surface is what the adapters and tests use: the seams (`db`, `dispatch`,
 //! `env`, `config`, `context`, `http`, `host_api`, `hosts`), `app::App`, and the services
@@ -78,3 +78,4 @@ pub(crate) mod mcp;
 // 5. transport
 pub mod app;
 pub(crate) mod callbacks;
+pub(crate) mod device_page;

@@ -9,6 +9,9 @@ use crate::env::{random_token, Env};
 use crate::errors::{Error, Result};
 use serde_json::{json, Value as Json};
 
+/// Where a person approves a user code: cyfr's own verification page.
+pub const VERIFICATION_PATH: &str = "/auth/device";
+
 /// How long a device code may be polled, in seconds (GitHub's default).
 pub const DEVICE_CODE_TTL_S: u64 = 900;
 /// The least time between polls, in seconds.

@@ -79,9 +79,6 @@ pub(crate) struct ApproveArgs {
     deny: Option<bool>,
 }
 
-/// Where a person enters (or an admin approves) a user code.
-pub(crate) const VERIFICATION_PATH: &str = "/auth/device";
-
 fn provider(cx_providers: &[String], asked: Option<&str>) -> Result<String> {
     match asked.unwrap_or("cyfr") {
         "cyfr" => Ok("cyfr".into()),
@@ -111,8 +108,8 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         Calls::DeviceInit(a) => {
             let p = provider(&cx.config.login_providers, a.provider.as_deref())?;
             let uri = match &cx.config.router_url {
-                Some(base) => format!("{base}{VERIFICATION_PATH}"),
-                None => VERIFICATION_PATH.to_string(),
+                Some(base) => format!("{base}{}", logins::VERIFICATION_PATH),
+                None => logins::VERIFICATION_PATH.to_string(),
             };
             logins::device_init(&cx.db, &cx.env, &p, &uri).await
         }
@@ -123,7 +120,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         }
         Calls::Login(NoArgs {}) => Ok(json!({
             "message": "Login uses the device flow: call session device-init, open verification_uri, then poll device-poll until complete (`cyfr login` does this)",
-            "redirect": VERIFICATION_PATH,
+            "redirect": logins::VERIFICATION_PATH,
         })),
         Calls::Whoami(NoArgs {}) => {
             let who = who.ok_or_else(|| {

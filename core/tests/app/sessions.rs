@@ -266,3 +266,105 @@ async fn denied_expired_and_unconfigured_codes() {
     let (status, r) = call_sid(&h, None, "session", json!({ "action": "logout" })).await;
     assert_eq!((status, code(&r)), (401, -33001));
 }
+
+fn page_request(method: &str, body: &str, origin: Option<&str>) -> cyfr_core::http::HttpRequest {
+    let mut headers = vec![(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    if let Some(o) = origin {
+        headers.push(("origin".into(), o.into()));
+    }
+    cyfr_core::http::HttpRequest {
+        method: method.into(),
+        path: "/auth/device".into(),
+        headers,
+        body: body.as_bytes().to_vec(),
+        peer: Some([127, 0, 0, 1].into()),
+        scheme: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_verification_page_approves_a_code_with_an_admin_key() {
+    let h = Harness::new().await;
+    let resp = h.app.handle(page_request("GET", "", None)).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp
+        .header("content-security-policy")
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert!(String::from_utf8_lossy(&resp.body).contains("name=\"admin_key\""));
+
+    let (_, r) = call_sid(&h, None, "session", json!({ "action": "device-init" })).await;
+    let init = result(&r);
+    let code = init["user_code"].as_str().unwrap();
+    let key = h.key("not-admin", &["execution"], json!({})).await;
+    for (body, origin, status) in [
+        (
+            format!("user_code={code}&user=frank&admin_key={key}"),
+            None,
+            401,
+        ),
+        (
+            format!("user_code={code}&user=frank&admin_key=cyfr_ak_wrong"),
+            None,
+            401,
+        ),
+        (
+            format!("user_code={code}&user=frank&admin_key={ADMIN}"),
+            Some("https://evil.example"),
+            403,
+        ),
+    ] {
+        let resp = h.app.handle(page_request("POST", &body, origin)).await;
+        assert_eq!(resp.status, status, "{body}");
+    }
+    let (_, r) = call_sid(
+        &h,
+        None,
+        "session",
+        json!({ "action": "device-poll", "device_code": init["device_code"] }),
+    )
+    .await;
+    assert_eq!(result(&r)["status"], "pending");
+    // An admin key sent from another machine over plain HTTP is refused before it is read.
+    let mut far = page_request(
+        "POST",
+        &format!("user_code={code}&user=frank&admin_key={ADMIN}"),
+        None,
+    );
+    far.peer = Some([203, 0, 113, 9].into());
+    assert_eq!(h.app.handle(far).await.status, 403);
+    let body = format!(
+        "user_code={}&user=frank&email=frank%40example.com&admin_key={ADMIN}&decision=approve",
+        code.to_lowercase()
+    );
+    let resp = h.app.handle(page_request("POST", &body, None)).await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    h.env().advance(5_000);
+    let (_, r) = call_sid(
+        &h,
+        None,
+        "session",
+        json!({ "action": "device-poll", "device_code": init["device_code"] }),
+    )
+    .await;
+    let done = result(&r);
+    assert_eq!(done["status"], "complete");
+    assert_eq!(
+        done["user"],
+        json!({ "id": "frank", "email": "frank@example.com", "name": null })
+    );
+    // The page's failures and approval are in the audit log, without the key.
+    let log = h
+        .ok(
+            ADMIN,
+            "audit",
+            json!({ "action": "export", "format": "json" }),
+        )
+        .await;
+    let text = log["data"].as_str().unwrap();
+    assert!(text.contains("\"approve\""), "{text}");
+    assert!(!text.contains(&key) && !text.contains(ADMIN));
+}
