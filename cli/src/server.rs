@@ -180,6 +180,10 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         ("CYFR_JWT_CLOCK_SKEW_SECONDS", "jwt_clock_skew_seconds"),
         ("CYFR_USER_RATE_LIMIT", "user_rate_limit"),
         ("CYFR_AUDIT_RETENTION_DAYS", "audit_retention_days"),
+        ("CYFR_ALLOWED_USER", "allowed_users"),
+        ("CYFR_GITHUB_CLIENT_ID", "github_client_id"),
+        ("CYFR_GOOGLE_CLIENT_ID", "google_client_id"),
+        ("CYFR_OIDC_CLIENT_ID", "oidc_client_id"),
     ] {
         if let Ok(v) = std::env::var(env) {
             variables.insert(var.to_string(), v);

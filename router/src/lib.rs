@@ -32,6 +32,10 @@ const VARIABLES: &[&str] = &[
     "jwt_clock_skew_seconds",
     "user_rate_limit",
     "audit_retention_days",
+    "allowed_users",
+    "github_client_id",
+    "google_client_id",
+    "oidc_client_id",
 ];
 
 #[spin_sdk::http_component]
