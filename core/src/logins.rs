@@ -232,3 +232,29 @@ pub async fn device_poll(
         _ => json!({ "status": "expired" }),
     })
 }
+
+/// Most rows one [`purge_expired`] call deletes of each table.
+pub const PURGE_BATCH: i64 = 100;
+
+/// Deletes login sessions and device codes that ended more than a day before `now_ms`
+/// (a day during which a logged-out id still answers "expired"), [`PURGE_BATCH`] of each at
+/// most; how many went. Off the request path, like the MCP session purge.
+pub async fn purge_expired(db: &impl Db, now_ms: u64) -> Result<usize> {
+    let before = Value::Integer(now_ms.saturating_sub(86_400_000) as i64);
+    let rows = db
+        .batch(
+            &[
+                Stmt::new(
+                    "DELETE FROM login_sessions WHERE id_hash IN (SELECT id_hash FROM login_sessions WHERE expires_at < ?1 ORDER BY expires_at LIMIT ?2) RETURNING id_hash",
+                    vec![before.clone(), Value::Integer(PURGE_BATCH)],
+                ),
+                Stmt::new(
+                    "DELETE FROM device_codes WHERE code_hash IN (SELECT code_hash FROM device_codes WHERE expires_at < ?1 LIMIT ?2) RETURNING code_hash",
+                    vec![before, Value::Integer(PURGE_BATCH)],
+                ),
+            ],
+            false,
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.rows.len()).sum())
+}

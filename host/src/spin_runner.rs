@@ -572,6 +572,9 @@ async fn purge_loop(db: Arc<LocalDb>, runner: std::sync::Weak<SpinRunner>) {
                 }
             }
         }
+        if let Err(e) = cyfr_core::logins::purge_expired(&core, now).await {
+            tracing::warn!("purging ended login sessions: {e}");
+        }
         // Chains the audit rows old enough to be final, and prunes past retention.
         for _ in 0..1000 {
             match cyfr_core::audit::seal(&core, now, audit_retention_ms).await {
