@@ -127,6 +127,7 @@ fn opt(v: &Option<String>) -> Value {
     v.clone().into()
 }
 
+/// Free text from a caller (a tool name, a reference) is kept to 256 characters.
 fn cut(s: &str) -> String {
     s.chars().take(256).collect()
 }
@@ -141,8 +142,8 @@ pub fn insert_stmt(e: &Entry) -> Stmt {
             e.request_id.as_str().into(),
             e.event.as_str().into(),
             opt(&e.actor.as_deref().map(cut)),
-            opt(&e.tool),
-            opt(&e.action),
+            opt(&e.tool.as_deref().map(cut)),
+            opt(&e.action.as_deref().map(cut)),
             opt(&e.reference.as_deref().map(cut)),
             e.outcome.unwrap_or(Outcome::Ok).as_str().into(),
             e.error_code.map(Value::Integer).unwrap_or(Value::Null),
