@@ -165,7 +165,12 @@ pub async fn check_with(
         stmts.push(sessions::touch_stmt(sid, now_ms, cfg.session_ttl_ms));
     }
     if let Some(id) = login {
-        stmts.extend(logins::use_stmts(id, now_ms, cfg.session_ttl_ms));
+        stmts.extend(logins::use_stmts(
+            id,
+            now_ms,
+            cfg.session_ttl_ms,
+            cfg.user_rate_limit,
+        ));
     }
     if let Some(k) = &key_ref {
         stmts.extend(k.use_stmts(now_ms));
@@ -192,11 +197,14 @@ pub async fn check_with(
         let live = rows.next().unwrap_or_default();
         let known = rows.next().unwrap_or_default();
         let grants = rows.next().unwrap_or_default();
-        (live, known, grants)
+        let took = cfg
+            .user_rate_limit
+            .map(|_| !rows.next().unwrap_or_default().rows.is_empty());
+        (live, known, grants, took)
     });
     let login_user = login_rows
         .as_ref()
-        .and_then(|(live, _, _)| logins::user_of(live));
+        .and_then(|(live, _, _, _)| logins::user_of(live));
     let session = match mcp {
         None => None,
         Some(Some(s)) => Some(s),
@@ -204,7 +212,7 @@ pub async fn check_with(
         Some(None) if raw.is_none() && login_user.is_some() => None,
         Some(None) => return Err(session_gone()),
     };
-    if let (Some(id), Some((_, known, grants))) = (login, &login_rows) {
+    if let (Some(id), Some((_, known, grants, took))) = (login, &login_rows) {
         // A bearer is always the credential; an id sent as MCP-Session-Id only when it
         // named no MCP session.
         if raw.is_some() || session.is_none() {
@@ -217,9 +225,13 @@ pub async fn check_with(
                     ),
                 });
             };
+            let identity = login_identity(cfg, user, grants, id);
+            if let (Some(rate), Some(false)) = (cfg.user_rate_limit, took) {
+                return Err(ratelimit::refusal(db, &key_bucket(&identity.key), rate, now_ms).await);
+            }
             return Ok(Caller {
                 session: None,
-                identity: Some(login_identity(cfg, user, grants, id)),
+                identity: Some(identity),
             });
         }
     }
@@ -392,10 +404,9 @@ fn user_key(sub: &str, scopes: Vec<String>, rate: Option<crate::units::Rate>) ->
 }
 
 /// The identity of a live login session: what the user was granted, nothing more (never
-/// admin by default). Its rate limit is not taken yet (the bucket needs the `sub` the
-/// lookup returns; see the report of issue 13).
+/// admin by default), with the users' rate limit (taken in the caller check's batch).
 fn login_identity(
-    _cfg: &Config,
+    cfg: &Config,
     user: LoginUser,
     grants: &crate::db::Rows,
     session_id: &str,
@@ -405,7 +416,7 @@ fn login_identity(
         .filter(|p| access::grantable(p))
         .collect();
     Identity {
-        key: user_key(&user.sub, scopes, None),
+        key: user_key(&user.sub, scopes, cfg.user_rate_limit),
         user: Some(User {
             sub: user.sub,
             org: None,

@@ -34,10 +34,17 @@ pub fn id_hash(id: &str) -> String {
 }
 
 /// The caller check's statements for a login session `id`: its touch (a row when live,
-/// expiry pushed forward), whether it exists at all, and the user's grants.
-pub fn use_stmts(id: &str, now_ms: u64, ttl_ms: u64) -> [Stmt; 3] {
+/// expiry pushed forward), whether it exists at all, the user's grants, and with a `rate`,
+/// the user's rate-limit take (a row when allowed; the GCRA of `ratelimit::take_stmt`, in a
+/// bucket named from the session's `sub`, `key:user:<sub>` as a JWT's).
+pub fn use_stmts(
+    id: &str,
+    now_ms: u64,
+    ttl_ms: u64,
+    rate: Option<crate::units::Rate>,
+) -> Vec<Stmt> {
     let h = id_hash(id);
-    [
+    let mut stmts = vec![
         Stmt::new(
             "UPDATE login_sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING sub, email, name",
             vec![
@@ -52,9 +59,24 @@ pub fn use_stmts(id: &str, now_ms: u64, ttl_ms: u64) -> [Stmt; 3] {
         ),
         Stmt::new(
             "SELECT permissions FROM user_permissions WHERE subject = (SELECT sub FROM login_sessions WHERE id_hash = ?1)",
-            vec![h.into()],
+            vec![h.clone().into()],
         ),
-    ]
+    ];
+    if let Some(rate) = rate {
+        let g = crate::ratelimit::Gcra::from(rate);
+        let now_us = (now_ms as i64).saturating_mul(1000);
+        stmts.push(Stmt::new(
+            "INSERT INTO rate_limits (bucket, tat) SELECT 'key:user:' || sub, ?2 + ?3 FROM login_sessions              WHERE id_hash = ?1 AND expires_at > ?5              ON CONFLICT(bucket) DO UPDATE SET tat = max(rate_limits.tat, ?2) + ?3              WHERE max(rate_limits.tat, ?2) + ?3 - ?2 <= ?4 RETURNING tat",
+            vec![
+                h.into(),
+                Value::Integer(now_us),
+                Value::Integer(g.interval_us),
+                Value::Integer(g.window_us),
+                Value::Integer(now_ms as i64),
+            ],
+        ));
+    }
+    stmts
 }
 
 /// The user of a live session from the first rows of [`use_stmts`].

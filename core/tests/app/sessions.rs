@@ -368,3 +368,29 @@ async fn the_verification_page_approves_a_code_with_an_admin_key() {
     assert!(text.contains("\"approve\""), "{text}");
     assert!(!text.contains(&key) && !text.contains(ADMIN));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_login_session_draws_from_its_users_rate_limit() {
+    let h = Harness::with(|c| {
+        c.user_rate_limit =
+            Config::from_lookup(|n| (n == "user_rate_limit").then(|| "2/1m".to_string()))
+                .unwrap()
+                .user_rate_limit;
+    })
+    .await;
+    let sid = login(&h, "gina").await;
+    let whoami = json!({ "action": "whoami" });
+    h.ok(&sid, "session", whoami.clone()).await;
+    let (_, r) = call_sid(&h, Some(&sid), "session", whoami.clone()).await;
+    result(&r);
+    let r = h.call(&sid, "session", whoami.clone()).await;
+    assert_eq!(code(&r), -33005, "{r}");
+    // A second session of the same user shares the budget; another user has its own.
+    let again = login(&h, "gina").await;
+    assert_eq!(
+        code(&h.call(&again, "session", whoami.clone()).await),
+        -33005
+    );
+    let other = login(&h, "hal").await;
+    h.ok(&other, "session", whoami).await;
+}
