@@ -7,6 +7,8 @@ CREATE TABLE IF NOT EXISTS audit (
     request_id TEXT NOT NULL,
     event TEXT NOT NULL,
     actor TEXT NOT NULL,
+    -- Whose row it is (a key's lineage, or `user:<sub>`): what a non-admin may list.
+    actor_id TEXT,
     tool TEXT,
     action TEXT,
     reference TEXT,
@@ -20,6 +22,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id);
 CREATE INDEX IF NOT EXISTS audit_unsealed ON audit (seq) WHERE hash IS NULL;
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_actor_id ON audit (actor_id, seq);
 
 -- The chain's hash at a sealed row, stored at every seal: a tail cut after a checkpoint
 -- shows as a checkpoint without its row.

@@ -96,6 +96,10 @@ pub struct Entry {
     pub session_hash: Option<String>,
     /// Who, when neither names anyone (default `anonymous`).
     pub actor_fallback: Option<String>,
+    /// Whose row it is (`Identity::id`), when known before the insert.
+    pub actor_id: Option<String>,
+    /// The SHA-256 of the bearer API key, to find its lineage in SQL.
+    pub key_hash: Option<String>,
     /// Tool and action.
     pub tool: Option<String>,
     /// Action.
@@ -135,8 +139,10 @@ fn cut(s: &str) -> String {
 /// The INSERT of `e`, to ride in a batch the request sends anyway.
 pub fn insert_stmt(e: &Entry) -> Stmt {
     Stmt::new(
-        "INSERT INTO audit (at, request_id, event, actor, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail) \
-         VALUES (?1, ?2, ?3, COALESCE(?4, (SELECT sub FROM login_sessions WHERE id_hash = ?12), (SELECT prefix || '...' FROM api_keys WHERE id = (SELECT key_id FROM sessions WHERE id_hash = ?12)), ?14), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
+        "INSERT INTO audit (at, request_id, event, actor, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail, actor_id) \
+         VALUES (?1, ?2, ?3, COALESCE(?4, (SELECT sub FROM login_sessions WHERE id_hash = ?12), (SELECT prefix || '...' FROM api_keys WHERE id = (SELECT key_id FROM sessions WHERE id_hash = ?12)), ?14), ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13, \
+         COALESCE(?15, (SELECT COALESCE(NULLIF(lineage_id, ''), id) FROM api_keys WHERE key_hash = ?16), (SELECT 'user:' || sub FROM login_sessions WHERE id_hash = ?12), \
+         (SELECT COALESCE(NULLIF(lineage_id, ''), id) FROM api_keys WHERE id = (SELECT key_id FROM sessions WHERE id_hash = ?12))))",
         vec![
             Value::Integer(e.at as i64),
             e.request_id.as_str().into(),
@@ -154,6 +160,8 @@ pub fn insert_stmt(e: &Entry) -> Stmt {
             opt(&e.session_hash),
             opt(&e.detail.as_ref().map(Json::to_string)),
             e.actor_fallback.as_deref().unwrap_or("anonymous").into(),
+            opt(&e.actor_id),
+            opt(&e.key_hash),
         ],
     )
 }
@@ -196,7 +204,7 @@ pub async fn finish(
     Ok(())
 }
 
-const COLUMNS: &str = "seq, at, request_id, event, actor, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail, hash";
+const COLUMNS: &str = "seq, at, request_id, event, actor, actor_id, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail, hash";
 
 /// The canonical encoding of a row (every field but its hash, `seq` included, in a fixed
 /// order), as chained.
@@ -207,6 +215,7 @@ fn canonical(r: &Row<'_>, seq: i64) -> String {
         r.text("request_id"),
         r.text("event"),
         r.text("actor"),
+        r.opt_text("actor_id"),
         r.opt_text("tool"),
         r.opt_text("action"),
         r.opt_text("reference"),
@@ -451,6 +460,8 @@ fn page_stmt(after: i64) -> Stmt {
 pub struct Filter {
     /// Exact actor.
     pub actor: Option<String>,
+    /// Whose rows (`Identity::id`): how a non-admin is held to its own.
+    pub actor_id: Option<String>,
     /// Tool.
     pub tool: Option<String>,
     /// Action.
@@ -477,7 +488,7 @@ pub async fn list(db: &impl Db, f: &Filter) -> Result<Vec<Json>> {
             &format!(
                 "SELECT {COLUMNS} FROM audit WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR tool = ?2) \
                  AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR reference = ?5) \
-                 AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq LIMIT ?8 OFFSET ?9"
+                 AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) AND (?10 IS NULL OR actor_id = ?10) ORDER BY seq LIMIT ?8 OFFSET ?9"
             ),
             &[
                 opt(&f.actor),
@@ -489,6 +500,7 @@ pub async fn list(db: &impl Db, f: &Filter) -> Result<Vec<Json>> {
                 ms(f.until),
                 Value::Integer(f.limit as i64),
                 Value::Integer(f.offset as i64),
+                opt(&f.actor_id),
             ],
         )
         .await?;
@@ -502,6 +514,7 @@ fn to_json(r: &Row<'_>) -> Json {
         "request_id": r.text("request_id"),
         "event": r.text("event"),
         "actor": r.text("actor"),
+        "actor_id": r.opt_text("actor_id"),
         "tool": r.opt_text("tool"),
         "action": r.opt_text("action"),
         "reference": r.opt_text("reference"),
@@ -521,6 +534,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "request_id",
     "event",
     "actor",
+    "actor_id",
     "tool",
     "action",
     "reference",
@@ -628,7 +642,7 @@ mod tests {
     fn csv_quotes_what_needs_it() {
         let csv = to_csv(&[json!({ "seq": 1, "actor": "a,b", "detail": { "name": "X" } })]);
         let line = csv.lines().nth(1).unwrap();
-        assert!(line.starts_with("1,,,,\"a,b\""), "{line}");
+        assert!(line.starts_with("1,,,,\"a,b\","), "{line}");
         assert!(line.contains(r#""{""name"":""X""}""#), "{line}");
     }
 }

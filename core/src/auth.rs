@@ -285,17 +285,40 @@ pub async fn check_with(
 /// an API key's prefix, a JWT's `sub` once verified (`invalid-token` if not); `None` for
 /// any other bearer or none (a login session's user, or a session's key, is looked up in
 /// SQL by [`actor_session`]).
-pub fn actor_hint(cfg: &Config, req: &HttpRequest, now_ms: u64) -> Option<String> {
-    let raw = bearer(req)?;
+pub fn actor_hint(cfg: &Config, req: &HttpRequest, now_ms: u64) -> ActorHint {
+    let Some(raw) = bearer(req) else {
+        return ActorHint::default();
+    };
     match KeyType::of_raw(raw) {
-        Some(_) => Some(format!("{}...", raw.chars().take(12).collect::<String>())),
-        None if jwt::looks_like(raw) => Some(
-            verify_jwt(cfg, raw, now_ms)
-                .map(|c| c.sub)
-                .unwrap_or_else(|_| "invalid-token".into()),
-        ),
-        None => None,
+        Some(_) => ActorHint {
+            actor: Some(format!("{}...", raw.chars().take(12).collect::<String>())),
+            actor_id: None,
+            key_hash: Some(keys::hash_raw(raw)),
+        },
+        None if jwt::looks_like(raw) => match verify_jwt(cfg, raw, now_ms) {
+            Ok(c) => ActorHint {
+                actor_id: Some(user_id(&c.sub)),
+                actor: Some(c.sub),
+                key_hash: None,
+            },
+            Err(_) => ActorHint {
+                actor: Some("invalid-token".into()),
+                ..ActorHint::default()
+            },
+        },
+        None => ActorHint::default(),
     }
+}
+
+/// What [`actor_hint`] can tell from the credentials alone.
+#[derive(Debug, Default)]
+pub struct ActorHint {
+    /// The actor shown: a key's prefix, a JWT's `sub`.
+    pub actor: Option<String>,
+    /// Whose row it is, when known without SQL (a JWT's `user:<sub>`).
+    pub actor_id: Option<String>,
+    /// A bearer key's SHA-256, for SQL to find its lineage.
+    pub key_hash: Option<String>,
 }
 
 /// The session whose user or key the audit row names when [`actor_hint`] does not: a

@@ -112,6 +112,7 @@ async fn decide<D: Db, X: Dispatch, E: Env>(
             request_id: crate::env::random_token(&cx.env, 12),
             event: "change".into(),
             actor: Some(who.actor()),
+            actor_id: Some(who.id().to_string()),
             tool: Some("session".into()),
             action: Some(if deny { "deny" } else { "approve" }.into()),
             outcome: Some(match &result {

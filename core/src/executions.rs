@@ -385,6 +385,7 @@ impl<'a> Run<'a> {
                         request_id: self.id.clone(),
                         event: "secret_read".into(),
                         actor: Some(who.actor()),
+                        actor_id: Some(who.id().to_string()),
                         tool: Some("execution".into()),
                         action: Some("run".into()),
                         reference: Some(self.component.reference.clone()),

@@ -128,6 +128,7 @@ fn audit_entry<D: Db, X: Dispatch, E: Env>(
     sid: Option<&str>,
 ) -> audit::Entry {
     let now = cx.env.now_ms();
+    let hint = auth::actor_hint(&cx.config, req, now);
     let args = params.get("arguments");
     let text = |v: Option<&Json>| match v {
         Some(Json::String(s)) => Some(s.clone()),
@@ -146,7 +147,9 @@ fn audit_entry<D: Db, X: Dispatch, E: Env>(
         at: now,
         request_id: crate::env::random_token(&cx.env, 12),
         event: audit::event_of(action.as_deref().unwrap_or("")).into(),
-        actor: auth::actor_hint(&cx.config, req, now),
+        actor: hint.actor,
+        actor_id: hint.actor_id,
+        key_hash: hint.key_hash,
         session_hash: auth::actor_session(req, sid),
         actor_fallback: auth::bearer(req).map(|_| "invalid-token".to_string()),
         tool: text(params.get("name")),
@@ -198,11 +201,14 @@ async fn audit_failure<D: Db, X: Dispatch, E: Env>(
             .await
         }
         None if outcome == audit::Outcome::AuthFailure => {
+            let hint = auth::actor_hint(&cx.config, req, now);
             let en = audit::Entry {
                 at: now,
                 request_id: crate::env::random_token(&cx.env, 12),
                 event: "auth".into(),
-                actor: auth::actor_hint(&cx.config, req, now),
+                actor: hint.actor,
+                actor_id: hint.actor_id,
+                key_hash: hint.key_hash,
                 session_hash: auth::actor_session(req, sid),
                 actor_fallback: auth::bearer(req).map(|_| "invalid-token".to_string()),
                 tool: None,

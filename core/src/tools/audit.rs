@@ -108,6 +108,7 @@ fn filter(who: &Identity, v: Option<&Json>, max: u64) -> Result<Filter> {
     };
     let mut f = Filter {
         actor: text("actor")?,
+        actor_id: None,
         tool: text("tool")?,
         action: text("action")?,
         outcome: text("outcome")?,
@@ -118,7 +119,7 @@ fn filter(who: &Identity, v: Option<&Json>, max: u64) -> Result<Filter> {
         offset: num("offset")?.unwrap_or(0),
     };
     if !who.is_admin() {
-        f.actor = Some(who.actor());
+        f.actor_id = Some(who.id().to_string());
     }
     Ok(f)
 }

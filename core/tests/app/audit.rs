@@ -324,3 +324,58 @@ async fn a_secret_a_component_reads_is_logged_by_name_and_changes_are_changes() 
         && e["outcome"] == "ok"));
     assert!(!format!("{all:?}").contains(value));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_key_sees_its_lineages_rows_after_rotation_and_no_one_elses() {
+    let h = Harness::new().await;
+    let key = h
+        .key("reader", &["audit.list", "component.search"], json!({}))
+        .await;
+    let other = h
+        .key("other", &["audit.list", "component.search"], json!({}))
+        .await;
+    h.ok(
+        &key,
+        "component",
+        json!({ "action": "search", "query": "mine" }),
+    )
+    .await;
+    h.ok(
+        &other,
+        "component",
+        json!({ "action": "search", "query": "theirs" }),
+    )
+    .await;
+    let rotated = h
+        .ok(
+            ADMIN,
+            "key",
+            json!({ "action": "rotate", "name": "reader" }),
+        )
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let seen = h.ok(&rotated, "audit", json!({ "action": "list" })).await;
+    let events = seen["events"].as_array().unwrap();
+    // Its search before the rotation, and this list; nothing of `other`'s.
+    assert_eq!(events.len(), 2, "{seen}");
+    assert_eq!(events[0]["tool"], "component");
+    assert_eq!(events[0]["actor"], format!("{}...", &key[..12]));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["actor_id"] == events[0]["actor_id"]),
+        "{seen}"
+    );
+    // Asking for another actor's rows finds none.
+    let prefix = format!("{}...", &other[..12]);
+    let seen = h
+        .ok(
+            &rotated,
+            "audit",
+            json!({ "action": "list", "filters": { "actor": prefix } }),
+        )
+        .await;
+    assert_eq!(seen["count"], 0, "{seen}");
+}
