@@ -174,6 +174,25 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
         variables.insert("session_ttl_hours".to_string(), h);
     }
+    // Only from the environment, never a config file: the JWT key is a secret.
+    for (env, var) in [
+        ("CYFR_JWT_SIGNING_KEY", "jwt_signing_key"),
+        ("CYFR_JWT_CLOCK_SKEW_SECONDS", "jwt_clock_skew_seconds"),
+        ("CYFR_USER_RATE_LIMIT", "user_rate_limit"),
+        ("CYFR_AUDIT_RETENTION_DAYS", "audit_retention_days"),
+        ("CYFR_ALLOWED_USER", "allowed_users"),
+        ("CYFR_GITHUB_CLIENT_ID", "github_client_id"),
+        ("CYFR_GOOGLE_CLIENT_ID", "google_client_id"),
+        ("CYFR_OIDC_CLIENT_ID", "oidc_client_id"),
+    ] {
+        if let Ok(v) = std::env::var(env) {
+            variables.insert(var.to_string(), v);
+        }
+    }
+    // Refused here, at start, rather than on every request (a short JWT key, a skew over
+    // 300 s, ...): the router reads the same variables with the same function.
+    cyfr_core::config::Config::from_lookup(|n| variables.get(n).cloned())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let components_root = args
         .components
         .canonicalize()

@@ -58,6 +58,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
             crate::host_api::INVOKE_PATH | crate::host_api::TOOLS_PATH => {
                 return crate::callbacks::handle(self, req).await
             }
+            crate::device_page::PATH => return crate::device_page::handle(self, req).await,
             _ => {
                 return HttpResponse::json(
                     404,

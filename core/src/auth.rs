@@ -1,5 +1,6 @@
-//! Who is calling, and may they: the one place that turns credentials into an
-//! [`Identity`] and checks the key's IP allowlist and rate limit.
+//! Who is calling, and may they: the one place that turns credentials (an API key, the key
+//! behind a session, or a JWT) into an [`Identity`] and checks the key's IP allowlist and
+//! the caller's rate limit.
 
 use crate::access::{self, Need};
 use crate::config::Config;
@@ -7,15 +8,42 @@ use crate::db::Db;
 use crate::errors::{Code, Error, Result};
 use crate::http::HttpRequest;
 use crate::ipallow::client_ip;
+use crate::jwt::{self, Claims};
 use crate::keys::{self, ApiKey, KeyRef, KeyType};
+use crate::logins::{self, LoginUser};
+use crate::permissions;
 use crate::ratelimit;
 use crate::sessions::{self, Session};
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    /// The key the request was made with.
+    /// The key the request was made with; for a user (a JWT), a key made up for the request
+    /// (`user:<sub>`, never stored) holding the user's scopes and rate limit, so that every
+    /// check downstream is the one API keys go through.
     pub key: ApiKey,
+    /// The user behind the request, when it came with a JWT.
+    pub user: Option<User>,
+}
+
+/// A user: who a JWT names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The user id (`sub`).
+    pub sub: String,
+    /// The organisation, if the token named one.
+    pub org: Option<String>,
+    /// `personal` or `org`.
+    pub scope: String,
+    /// The login session the caller came with (its hash): what `session.logout` ends.
+    pub session_hash: Option<String>,
+    /// Email, when the sign-in gave one.
+    pub email: Option<String>,
+}
+
+/// The id a user is known by in records and ownership: `user:<sub>`.
+pub fn user_id(sub: &str) -> String {
+    format!("user:{sub}")
 }
 
 impl Identity {
@@ -30,6 +58,13 @@ impl Identity {
     pub fn budget_id(&self) -> &str {
         &self.key.budget_id
     }
+    /// Who acted, for the audit log: the key's prefix, or the user's `sub`.
+    pub fn actor(&self) -> String {
+        match &self.user {
+            Some(u) => u.sub.clone(),
+            None => format!("{}...", self.key.prefix),
+        }
+    }
     /// Whether the caller holds every scope.
     pub fn is_admin(&self) -> bool {
         self.key.key_type == KeyType::Admin || self.key.scopes.iter().any(|s| s == "*")
@@ -42,7 +77,7 @@ impl Identity {
         let wanted = match need {
             Need::Admin => "an admin key".to_string(),
             Need::Scopes(s) => format!("scope {}", s.join(" and ")),
-            Need::Authenticated => "authentication".to_string(),
+            Need::Anyone | Need::Authenticated => "authentication".to_string(),
         };
         Err(Error::new(
             Code::InsufficientPermissions,
@@ -88,6 +123,20 @@ pub async fn check(
     identify: bool,
     now_ms: u64,
 ) -> Result<Caller> {
+    check_with(db, cfg, req, session_id, identify, now_ms, Vec::new()).await
+}
+
+/// [`check`], with `also` (writes of the request's own, e.g. its audit row) sent last in the
+/// same round trip, so they cost none of their own.
+pub async fn check_with(
+    db: &impl Db,
+    cfg: &Config,
+    req: &HttpRequest,
+    session_id: Option<&str>,
+    identify: bool,
+    now_ms: u64,
+    also: Vec<crate::db::Stmt>,
+) -> Result<Caller> {
     let raw = bearer(req);
     let other_scheme = raw.is_none() && req.header("authorization").is_some();
     let key_ref = match (identify, raw) {
@@ -96,13 +145,41 @@ pub async fn check(
         (true, None) if other_scheme => None,
         (true, None) => session_id.map(|sid| KeyRef::Session(sessions::id_hash(sid))),
     };
+    // A bearer that is not an API key may be a JWT: verified here, without the database; its
+    // refusal waits until the session (if any) has been checked, like a key's.
+    let token = match (identify, raw) {
+        (true, Some(raw)) if key_ref.is_none() && jwt::looks_like(raw) => {
+            Some(verify_jwt(cfg, raw, now_ms))
+        }
+        _ => None,
+    };
+    // Any other bearer, or an `MCP-Session-Id` sent alone, may be a login session's id
+    // (`cyfr login`): looked up in the same round trip.
+    let login = match (identify, raw) {
+        (true, Some(raw)) if key_ref.is_none() && token.is_none() => Some(raw),
+        (true, None) if !other_scheme => session_id,
+        _ => None,
+    };
     let mut stmts = Vec::with_capacity(4);
     if let Some(sid) = session_id {
         stmts.push(sessions::touch_stmt(sid, now_ms, cfg.session_ttl_ms));
     }
+    if let Some(id) = login {
+        stmts.extend(logins::use_stmts(
+            id,
+            now_ms,
+            cfg.session_ttl_ms,
+            cfg.user_rate_limit,
+        ));
+    }
     if let Some(k) = &key_ref {
         stmts.extend(k.use_stmts(now_ms));
     }
+    if let Some(Ok(claims)) = &token {
+        stmts.extend(user_stmts(cfg, claims, now_ms));
+    }
+    // Last, so the rows above are read by position as before.
+    stmts.extend(also);
     // Not atomic: each statement stands alone (as before batches), and over `spin:sqlite` an
     // atomic batch is BEGIN … COMMIT across host calls, holding the one connection for the
     // whole span; measured, that serialised concurrent requests (keyed tools/list 1.4k →
@@ -115,18 +192,60 @@ pub async fn check(
             .map_err(|e| Error::from(e).before_any_method())?
     }
     .into_iter();
-    let session = match session_id {
+    let mcp = session_id.map(|sid| rows.next().and_then(|r| sessions::touched(sid, &r)));
+    let login_rows = login.map(|_| {
+        let live = rows.next().unwrap_or_default();
+        let known = rows.next().unwrap_or_default();
+        let grants = rows.next().unwrap_or_default();
+        let took = cfg
+            .user_rate_limit
+            .map(|_| !rows.next().unwrap_or_default().rows.is_empty());
+        (live, known, grants, took)
+    });
+    let login_user = login_rows
+        .as_ref()
+        .and_then(|(live, _, _, _)| logins::user_of(live));
+    let session = match mcp {
         None => None,
-        Some(sid) => Some(
-            rows.next()
-                .and_then(|r| sessions::touched(sid, &r))
-                .ok_or_else(session_gone)?,
-        ),
+        Some(Some(s)) => Some(s),
+        // Not an MCP session: a login session's id sent as MCP-Session-Id (the CLI's way).
+        Some(None) if raw.is_none() && login_user.is_some() => None,
+        Some(None) => return Err(session_gone()),
     };
+    if let (Some(id), Some((_, known, grants, took))) = (login, &login_rows) {
+        // A bearer is always the credential; an id sent as MCP-Session-Id only when it
+        // named no MCP session.
+        if raw.is_some() || session.is_none() {
+            let Some(user) = login_user else {
+                return Err(match known.rows.is_empty() {
+                    true => Error::new(Code::AuthInvalid, "Invalid API key or token"),
+                    false => Error::new(
+                        Code::AuthExpired,
+                        "session expired or logged out; run `cyfr login` again",
+                    ),
+                });
+            };
+            let identity = login_identity(cfg, user, grants, id);
+            if let (Some(rate), Some(false)) = (cfg.user_rate_limit, took) {
+                return Err(ratelimit::refusal(db, &key_bucket(&identity.key), rate, now_ms).await);
+            }
+            return Ok(Caller {
+                session: None,
+                identity: Some(identity),
+            });
+        }
+    }
     if !identify {
         return Ok(Caller {
             session,
             identity: None,
+        });
+    }
+    if let Some(claims) = token {
+        let identity = user_identity(db, cfg, claims?, &mut rows, now_ms).await?;
+        return Ok(Caller {
+            session,
+            identity: Some(identity),
         });
     }
     let identity = match (raw, key_ref) {
@@ -156,10 +275,179 @@ pub async fn check(
                 }
             };
             admit(db, cfg, req, &key, !took.rows.is_empty(), now_ms).await?;
-            Some(Identity { key })
+            Some(Identity { key, user: None })
         }
     };
     Ok(Caller { session, identity })
+}
+
+/// Who the request's credentials say is calling, for its audit row before they are checked:
+/// an API key's prefix, a JWT's `sub` once verified (`invalid-token` if not); `None` for
+/// any other bearer or none (a login session's user, or a session's key, is looked up in
+/// SQL by [`actor_session`]).
+pub fn actor_hint(cfg: &Config, req: &HttpRequest, now_ms: u64) -> ActorHint {
+    let Some(raw) = bearer(req) else {
+        return ActorHint::default();
+    };
+    match KeyType::of_raw(raw) {
+        Some(_) => ActorHint {
+            actor: Some(format!("{}...", raw.chars().take(12).collect::<String>())),
+            actor_id: None,
+            key_hash: Some(keys::hash_raw(raw)),
+        },
+        None if jwt::looks_like(raw) => match verify_jwt(cfg, raw, now_ms) {
+            Ok(c) => ActorHint {
+                actor_id: Some(user_id(&c.sub)),
+                actor: Some(c.sub),
+                key_hash: None,
+            },
+            Err(_) => ActorHint {
+                actor: Some("invalid-token".into()),
+                ..ActorHint::default()
+            },
+        },
+        None => ActorHint::default(),
+    }
+}
+
+/// What [`actor_hint`] can tell from the credentials alone.
+#[derive(Debug, Default)]
+pub struct ActorHint {
+    /// The actor shown: a key's prefix, a JWT's `sub`.
+    pub actor: Option<String>,
+    /// Whose row it is, when known without SQL (a JWT's `user:<sub>`).
+    pub actor_id: Option<String>,
+    /// A bearer key's SHA-256, for SQL to find its lineage.
+    pub key_hash: Option<String>,
+}
+
+/// The session whose user or key the audit row names when [`actor_hint`] does not: a
+/// bearer that may be a login session's id, else `MCP-Session-Id`.
+pub fn actor_session(req: &HttpRequest, session_id: Option<&str>) -> Option<String> {
+    match bearer(req) {
+        Some(raw) if KeyType::of_raw(raw).is_none() && !jwt::looks_like(raw) => {
+            Some(logins::id_hash(raw))
+        }
+        Some(_) => None,
+        None => session_id.map(logins::id_hash),
+    }
+}
+
+/// A JWT bearer's claims, verified under `jwt_signing_key`: without a key configured, a
+/// bearer that is not an API key is refused as one would be.
+fn verify_jwt(cfg: &Config, raw: &str, now_ms: u64) -> Result<Claims> {
+    match &cfg.jwt_key {
+        Some(key) if jwt::looks_like(raw) => {
+            jwt::verify(raw, key, now_ms / 1000, cfg.jwt_clock_skew_s)
+        }
+        _ => Err(Error::new(Code::AuthInvalid, "Invalid API key or token")),
+    }
+}
+
+/// What a verified JWT's caller check reads and takes, in the request's one round trip:
+/// the user's grants, whether its `session_id` was revoked, and its rate-limit take.
+fn user_stmts(cfg: &Config, claims: &Claims, now_ms: u64) -> Vec<crate::db::Stmt> {
+    let mut stmts = vec![permissions::grants_stmt(&claims.sub)];
+    if let Some(sid) = &claims.session_id {
+        stmts.push(crate::db::Stmt::new(
+            "SELECT 1 AS revoked FROM revoked_sessions WHERE id_hash = ?1",
+            vec![sessions::id_hash(sid).into()],
+        ));
+    }
+    if let Some(rate) = cfg.user_rate_limit {
+        stmts.push(ratelimit::take_stmt(
+            &format!("key:{}", user_id(&claims.sub)),
+            rate,
+            now_ms,
+        ));
+    }
+    stmts
+}
+
+/// The identity of a verified JWT, from the rows of [`user_stmts`]: the token's permissions
+/// and the user's grants (only scope strings the guide knows, wildcards included), refused
+/// when its session was revoked or its rate limit is used up.
+async fn user_identity(
+    db: &impl Db,
+    cfg: &Config,
+    claims: Claims,
+    rows: &mut impl Iterator<Item = crate::db::Rows>,
+    now_ms: u64,
+) -> Result<Identity> {
+    let grants = permissions::granted(&rows.next().unwrap_or_default());
+    if claims.session_id.is_some() && !rows.next().unwrap_or_default().rows.is_empty() {
+        return Err(Error::new(
+            Code::AuthExpired,
+            "the session this token names has ended (logged out)",
+        ));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for p in claims.permissions.into_iter().chain(grants) {
+        if access::grantable(&p) && !scopes.contains(&p) {
+            scopes.push(p);
+        }
+    }
+    let key = user_key(&claims.sub, scopes, cfg.user_rate_limit);
+    if let Some(rate) = key.rate_limit {
+        if rows.next().unwrap_or_default().rows.is_empty() {
+            return Err(ratelimit::refusal(db, &key_bucket(&key), rate, now_ms).await);
+        }
+    }
+    Ok(Identity {
+        key,
+        user: Some(User {
+            sub: claims.sub,
+            org: claims.org,
+            scope: claims.scope,
+            session_hash: claims.session_id.as_deref().map(logins::id_hash),
+            email: None,
+        }),
+    })
+}
+
+/// The key made up for user `sub` for one request (never stored): its scopes and rate.
+fn user_key(sub: &str, scopes: Vec<String>, rate: Option<crate::units::Rate>) -> ApiKey {
+    let id = user_id(sub);
+    ApiKey {
+        id: id.clone(),
+        name: sub.to_string(),
+        key_type: KeyType::Secret,
+        prefix: String::new(),
+        scopes,
+        rate_limit: rate,
+        ip_allowlist: Default::default(),
+        created_by: None,
+        lineage_id: id.clone(),
+        budget_id: id,
+        created_at: 0,
+        last_used_at: None,
+        revoked_at: None,
+        rate_in_sql: true,
+    }
+}
+
+/// The identity of a live login session: what the user was granted, nothing more (never
+/// admin by default), with the users' rate limit (taken in the caller check's batch).
+fn login_identity(
+    cfg: &Config,
+    user: LoginUser,
+    grants: &crate::db::Rows,
+    session_id: &str,
+) -> Identity {
+    let scopes: Vec<String> = permissions::granted(grants)
+        .into_iter()
+        .filter(|p| access::grantable(p))
+        .collect();
+    Identity {
+        key: user_key(&user.sub, scopes, cfg.user_rate_limit),
+        user: Some(User {
+            sub: user.sub,
+            org: None,
+            scope: "personal".into(),
+            session_hash: Some(logins::id_hash(session_id)),
+            email: user.email,
+        }),
+    }
 }
 
 /// -33302: the session id names no live session.
@@ -190,7 +478,7 @@ pub async fn authenticate_key(
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| Error::new(Code::AuthInvalid, "Invalid API key"))?;
     admit(db, cfg, req, &key, !rows[1].rows.is_empty(), now_ms).await?;
-    Ok(Identity { key })
+    Ok(Identity { key, user: None })
 }
 
 /// The checks of a key already read and charged in the caller check's round trip: the IP

@@ -36,6 +36,24 @@ pub struct Config {
     /// the database itself (`cyfr up`), or a deployment that applies `migrations/` before it
     /// serves, saves every request the migration check. `None`: each request checks.
     pub schema_version: Option<i64>,
+    /// The shared key JWT bearers are verified with (`jwt_signing_key`, 32+ bytes); `None`:
+    /// JWTs are refused.
+    pub jwt_key: Option<crate::jwt::JwtKey>,
+    /// Clock skew allowed on a JWT's `exp` and `nbf` (`jwt_clock_skew_seconds`, default 60,
+    /// at most 300).
+    pub jwt_clock_skew_s: u64,
+    /// The rate limit of each JWT or session user, per `sub` (`user_rate_limit`, e.g.
+    /// `600/1m`); `None`: unlimited, like a key without one.
+    pub user_rate_limit: Option<crate::units::Rate>,
+    /// How long audit rows are kept (`audit_retention_days`, default 365; 0 keeps them
+    /// forever). Pruning keeps the chain verifiable (see `audit::seal`).
+    pub audit_retention_ms: u64,
+    /// Who may sign in (`allowed_users`, CYFR_ALLOWED_USER: comma-separated user ids or
+    /// emails); empty: anyone an admin approves.
+    pub allowed_users: Vec<String>,
+    /// OAuth device-flow providers configured (`github`, `google`, `oidc`), by the presence
+    /// of their client id variables.
+    pub login_providers: Vec<String>,
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -62,6 +80,12 @@ impl Default for Config {
             host_token_key: None,
             router_url: None,
             schema_version: None,
+            jwt_key: None,
+            jwt_clock_skew_s: 60,
+            user_rate_limit: None,
+            audit_retention_ms: 365 * 86_400_000,
+            allowed_users: Vec::new(),
+            login_providers: Vec::new(),
         }
     }
 }
@@ -70,7 +94,8 @@ impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`);
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `github_client_id`,
+    /// `google_client_id`, `oidc_client_id`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -122,6 +147,51 @@ impl Config {
                 Some(v.trim().parse().map_err(|_| {
                     format!("variable schema_version: `{v}` is not a whole number")
                 })?);
+        }
+        if let Some(v) = get("jwt_signing_key").filter(|v| !v.is_empty()) {
+            c.jwt_key = Some(crate::jwt::JwtKey::new(&v)?);
+        }
+        if let Some(v) = get("jwt_clock_skew_seconds").filter(|v| !v.trim().is_empty()) {
+            let s: u64 = v.trim().parse().map_err(|_| {
+                format!("variable jwt_clock_skew_seconds: `{v}` is not a whole number")
+            })?;
+            if s > crate::jwt::MAX_SKEW_S {
+                return Err(format!(
+                    "variable jwt_clock_skew_seconds: {s} is over the maximum of {}",
+                    crate::jwt::MAX_SKEW_S
+                ));
+            }
+            c.jwt_clock_skew_s = s;
+        }
+        if let Some(v) = get("audit_retention_days").filter(|v| !v.trim().is_empty()) {
+            let d: u64 = v.trim().parse().map_err(|_| {
+                format!("variable audit_retention_days: `{v}` is not a whole number (0 keeps rows forever)")
+            })?;
+            c.audit_retention_ms = d
+                .checked_mul(86_400_000)
+                .ok_or("variable audit_retention_days: too large")?;
+        }
+        if let Some(v) = get("allowed_users") {
+            c.allowed_users = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        for (p, var) in [
+            ("github", "github_client_id"),
+            ("google", "google_client_id"),
+            ("oidc", "oidc_client_id"),
+        ] {
+            if get(var).is_some_and(|v| !v.trim().is_empty()) {
+                c.login_providers.push(p.into());
+            }
+        }
+        if let Some(v) = get("user_rate_limit").filter(|v| !v.trim().is_empty()) {
+            c.user_rate_limit = Some(
+                crate::units::Rate::parse(&serde_json::Value::String(v.clone()))
+                    .map_err(|e| format!("variable user_rate_limit: {e}"))?,
+            );
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

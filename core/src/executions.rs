@@ -109,7 +109,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
         serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
     let mut run = Run::start(cx, component, policy, lineage, origin).await?;
     run.admit(cx, who, lineage, input.len() as u64).await?;
-    let secrets = run.secrets(cx).await?;
+    let secrets = run.secrets(cx, who).await?;
     let req = run.request(who, input, &secrets);
     let resp = run.dispatch(cx, &req, &secrets).await?;
     let mut v = run.answer(cx, resp).await?;
@@ -205,6 +205,8 @@ struct Run<'a> {
     granted: crate::db::Rows,
     /// The `(owner, name)` of each secret the run was given: marked used when it ends.
     used: Vec<(String, String)>,
+    /// What its end writes besides the record (the audit rows of the secrets it read).
+    after: Vec<Stmt>,
 }
 
 impl<'a> Run<'a> {
@@ -257,6 +259,7 @@ impl<'a> Run<'a> {
             carried,
             granted: Default::default(),
             used: Vec::new(),
+            after: Vec::new(),
         })
     }
 
@@ -328,7 +331,7 @@ impl<'a> Run<'a> {
         e: Error,
     ) -> Result<Error> {
         let now = cx.env.now_ms();
-        let used = crate::secrets::store::mark_used_stmt(&self.used, now);
+        let also = self.end_stmts(now);
         finish(
             &cx.db,
             &self.id,
@@ -336,7 +339,7 @@ impl<'a> Run<'a> {
             Some(&e.message),
             None,
             (self.started, now),
-            used,
+            also,
         )
         .await?;
         Ok(e)
@@ -447,6 +450,7 @@ impl<'a> Run<'a> {
     async fn secrets<D: Db, X: Dispatch, E: Env>(
         &mut self,
         cx: &Context<D, X, E>,
+        who: &Identity,
     ) -> Result<Secrets> {
         if self.granted.rows.is_empty() {
             return Ok(Secrets::new());
@@ -457,13 +461,42 @@ impl<'a> Run<'a> {
                 "no master key is configured, so granted secrets cannot be read",
             )),
         };
-        match opened {
-            Ok((given, used)) => {
-                self.used = used;
-                Ok(given)
-            }
-            Err(e) => Err(self.refuse(cx, RecordStatus::Failed, e).await?),
-        }
+        let (given, used) = match opened {
+            Ok(v) => v,
+            Err(e) => return Err(self.refuse(cx, RecordStatus::Failed, e).await?),
+        };
+        // Each secret the component will read, by name, in the audit log; written with the
+        // run's end (with the last-use marks), so it costs no round trip of its own.
+        let now = cx.env.now_ms();
+        self.after = given
+            .keys()
+            .map(|name| {
+                crate::audit::insert_stmt(&crate::audit::Entry {
+                    at: now,
+                    request_id: self.id.clone(),
+                    event: "secret_read".into(),
+                    actor: Some(who.actor()),
+                    actor_id: Some(who.id().to_string()),
+                    tool: Some("execution".into()),
+                    action: Some("run".into()),
+                    reference: Some(self.component.reference.clone()),
+                    detail: Some(json!({ "name": name, "execution_id": self.id })),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        self.used = used;
+        Ok(given)
+    }
+
+    /// What the run's end writes besides its record: the given secrets' last-use marks and
+    /// their audit rows.
+    fn end_stmts(&self, now: u64) -> Vec<Stmt> {
+        let mut out: Vec<Stmt> = crate::secrets::store::mark_used_stmt(&self.used, now)
+            .into_iter()
+            .collect();
+        out.extend(self.after.iter().cloned());
+        out
     }
 
     /// What the host is asked to run.
@@ -560,7 +593,7 @@ impl<'a> Run<'a> {
             .as_ref()
             .map_or(RecordStatus::Completed, |e| e.code.record_status());
         let now = cx.env.now_ms();
-        let used = crate::secrets::store::mark_used_stmt(&self.used, now);
+        let also = self.end_stmts(now);
         finish(
             &cx.db,
             &self.id,
@@ -568,7 +601,7 @@ impl<'a> Run<'a> {
             failed.as_ref().map(|e| e.message.as_str()),
             Some(&resp),
             (self.started, now),
-            used,
+            also,
         )
         .await?;
         let c = &self.component;
@@ -743,7 +776,7 @@ pub fn describe(e: &DispatchError) -> String {
 
 /// Ends a run's record in one round trip: status, error, and what the host sent back (its
 /// logs and refused requests) when the run reached a host; with `also` (the secrets it was
-/// given marked used) in the same batch.
+/// given marked used, their audit rows) in the same batch.
 async fn finish(
     db: &impl Db,
     id: &str,
@@ -751,7 +784,7 @@ async fn finish(
     error: Option<&str>,
     ran: Option<&RunResponse>,
     (started, now): (u64, u64),
-    also: Option<Stmt>,
+    also: Vec<Stmt>,
 ) -> Result<()> {
     let refusals = ran
         .filter(|r| !r.egress_refusals.is_empty())
@@ -769,9 +802,12 @@ async fn finish(
             id.into(),
         ],
     );
-    match also {
-        Some(s) => db.batch(&[end, s], false).await.map(drop)?,
-        None => db.query(&end.sql, &end.params).await.map(drop)?,
+    if also.is_empty() {
+        db.query(&end.sql, &end.params).await?;
+    } else {
+        let mut all = vec![end];
+        all.extend(also);
+        db.batch(&all, false).await?;
     }
     Ok(())
 }
@@ -818,6 +854,32 @@ pub async fn list(
         })
         .collect();
     Ok(json!({ "executions": list, "count": list.len(), "user_id": who.id() }))
+}
+
+/// `audit.show`: a run's record, for its caller or an admin; anyone else's run looks missing.
+pub async fn show(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
+    let rows = db
+        .query(
+            "SELECT id, caller, reference, component_type, status, error, started_at, finished_at, duration_ms FROM executions WHERE id = ?",
+            &[id.into()],
+        )
+        .await?;
+    let row = rows
+        .first()
+        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
+        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    Ok(json!({
+        "execution_id": row.text("id"),
+        "reference": row.text("reference"),
+        "user_id": row.opt_text("caller"),
+        "component_type": row.text("component_type"),
+        "started_at": rfc3339(row.int("started_at") as u64),
+        "completed_at": row.opt_int("finished_at").map(|t| rfc3339(t as u64)),
+        "duration_ms": row.opt_int("duration_ms"),
+        "status": row.text("status"),
+        "error_message": row.opt_text("error"),
+        "http_requests": [],
+    }))
 }
 
 /// `execution.logs`: a run's captured stdout and stderr (already redacted), for its caller

@@ -94,7 +94,7 @@ pub(crate) async fn authenticate<D: Db, X: Dispatch, E: Env>(
         carried,
         id: row.text("id"),
         reference: row.text("reference"),
-        who: Identity { key },
+        who: Identity { key, user: None },
         depth: row.int("depth"),
         deadline_ms: row.opt_int("deadline_at").unwrap_or(0) as u64,
         allowed_tools,

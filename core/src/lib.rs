@@ -12,18 +12,18 @@
 //! 1. **context** — the seams and what every layer shares: [`context`], [`db`],
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
-//!    arguments are read), [`crypto`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
+//!    arguments are read), [`crypto`], [`jwt`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
 //!    [`manifest`].
-//! 2. **services** — the rules over storage, one subject each: [`keys`], [`sessions`],
+//! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
 //! 4. **rpc** — `mcp`: JSON-RPC methods.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
-//!    callback endpoint).
+//!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification).
 //!
 //! The public surface is what the adapters and tests use: the seams (`db`, `dispatch`,
 //! `env`, `config`, `context`, `http`, `host_api`, `hosts`), `app::App`, and the services
@@ -45,19 +45,23 @@ pub mod errors;
 pub mod host_api;
 pub mod http;
 pub(crate) mod ipallow;
+pub mod jwt;
 pub mod kms;
 pub mod manifest;
 pub mod reference;
 pub mod units;
 
 // 2. services
+pub mod audit;
 pub(crate) mod auth;
 pub mod component_config;
 pub(crate) mod executions;
 pub mod formulas;
 pub mod hosts;
 pub mod keys;
+pub mod logins;
 pub mod migrate;
+pub mod permissions;
 pub mod policy;
 pub(crate) mod ratelimit;
 pub mod registry;
@@ -75,3 +79,4 @@ pub(crate) mod mcp;
 // 5. transport
 pub mod app;
 pub(crate) mod callbacks;
+pub(crate) mod device_page;

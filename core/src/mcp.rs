@@ -9,7 +9,7 @@ use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::secrets::sealed;
-use crate::{sessions, tools};
+use crate::{audit, sessions, tools};
 use serde_json::{json, Value as Json};
 
 /// A JSON-RPC request taken apart: its id (none for a notification), method and params.
@@ -68,7 +68,10 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
                 r.headers.push(("mcp-session-id".into(), session_id));
                 r
             }
-            Err(e) => rpc_error(id, &e),
+            Err(e) => {
+                audit_failure(cx, req, None, method, None, &e).await;
+                rpc_error(id, &e)
+            }
         };
     }
     // A session id must name a live session, whatever else the request carries; a request
@@ -79,9 +82,16 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     if identify && method == "tools/call" {
         cx.db.read_ahead(tools::read_ahead(&params));
     }
-    let caller = match auth::check(&cx.db, &cx.config, req, sid, identify, now).await {
+    // Every tool call is audited: its row rides in the caller check's round trip, written
+    // as `ok`; a failure rewrites its outcome afterwards (a refusal may cost a round trip).
+    let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, &params, sid));
+    let also = entry.iter().map(audit::insert_stmt).collect();
+    let caller = match auth::check_with(&cx.db, &cx.config, req, sid, identify, now, also).await {
         Ok(c) => c,
-        Err(e) => return rpc_error(id, &e),
+        Err(e) => {
+            audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
+            return with_request_id(rpc_error(id, &e), entry.as_ref());
+        }
     };
     let Some(id) = id else {
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
@@ -96,10 +106,132 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     // use the session nor learn that it is live.
     if let Some(s) = &session {
         if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
-            return rpc_error(Some(id), &auth::session_gone());
+            let e = auth::session_gone();
+            audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
+            return with_request_id(rpc_error(Some(id), &e), entry.as_ref());
         }
     }
-    method_call(cx, req, id, method, &params, session.as_ref(), identity).await
+    let (resp, failed) =
+        method_call(cx, req, id, method, &params, session.as_ref(), identity).await;
+    if let Some(e) = failed {
+        audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
+    }
+    with_request_id(resp, entry.as_ref())
+}
+
+/// The audit row of a `tools/call`, before its caller is known: who the credentials name,
+/// the tool, action and reference the arguments name, and names only (never a value).
+fn audit_entry<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+    params: &Json,
+    sid: Option<&str>,
+) -> audit::Entry {
+    let now = cx.env.now_ms();
+    let hint = auth::actor_hint(&cx.config, req, now);
+    let args = params.get("arguments");
+    let text = |v: Option<&Json>| match v {
+        Some(Json::String(s)) => Some(s.clone()),
+        Some(Json::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let arg = |k: &str| args.and_then(|a| a.get(k));
+    let action = text(arg("action"));
+    let mut detail = serde_json::Map::new();
+    for k in ["name", "subject", "execution_id"] {
+        if let Some(Json::String(v)) = arg(k) {
+            detail.insert(k.into(), json!(v.chars().take(128).collect::<String>()));
+        }
+    }
+    audit::Entry {
+        at: now,
+        request_id: crate::env::random_token(&cx.env, 12),
+        event: audit::event_of(action.as_deref().unwrap_or("")).into(),
+        actor: hint.actor,
+        actor_id: hint.actor_id,
+        key_hash: hint.key_hash,
+        session_hash: auth::actor_session(req, sid),
+        actor_fallback: auth::bearer(req).map(|_| "invalid-token".to_string()),
+        tool: text(params.get("name")),
+        action,
+        reference: text(arg("reference")),
+        client_ip: client_ip(cx, req),
+        detail: (!detail.is_empty()).then_some(Json::Object(detail)),
+        ..Default::default()
+    }
+}
+
+fn client_ip<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+) -> Option<String> {
+    req.peer
+        .and_then(|peer| {
+            crate::ipallow::client_ip(
+                peer,
+                req.header_all("x-forwarded-for"),
+                &cx.config.trusted_proxies,
+            )
+        })
+        .map(|ip| ip.to_string())
+}
+
+/// Records a failed request: on its tool call's row, or (an authentication failure of any
+/// other method) as a row of its own. The log failing does not change the answer.
+async fn audit_failure<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+    entry: Option<&audit::Entry>,
+    method: &str,
+    sid: Option<&str>,
+    e: &Error,
+) {
+    let outcome = audit::Outcome::of(e.code);
+    let now = cx.env.now_ms();
+    let done = match entry {
+        Some(en) => {
+            audit::finish(
+                &cx.db,
+                &en.request_id,
+                outcome,
+                Some(e.code.number()),
+                now.saturating_sub(en.at),
+                en,
+            )
+            .await
+        }
+        None if outcome == audit::Outcome::AuthFailure => {
+            let hint = auth::actor_hint(&cx.config, req, now);
+            let en = audit::Entry {
+                at: now,
+                request_id: crate::env::random_token(&cx.env, 12),
+                event: "auth".into(),
+                actor: hint.actor,
+                actor_id: hint.actor_id,
+                key_hash: hint.key_hash,
+                session_hash: auth::actor_session(req, sid),
+                actor_fallback: auth::bearer(req).map(|_| "invalid-token".to_string()),
+                tool: None,
+                action: Some(method.chars().take(64).collect()),
+                outcome: Some(outcome),
+                error_code: Some(e.code.number()),
+                client_ip: client_ip(cx, req),
+                ..Default::default()
+            };
+            audit::insert(&cx.db, &en).await
+        }
+        None => Ok(()),
+    };
+    // The answer stands whether or not its row could be written.
+    drop(done);
+}
+
+fn with_request_id(mut r: HttpResponse, entry: Option<&audit::Entry>) -> HttpResponse {
+    if let Some(e) = entry {
+        r.headers
+            .push(("x-request-id".into(), e.request_id.clone()));
+    }
+    r
 }
 
 /// A request of an identified caller (or of none), within its session if it has one.
@@ -111,14 +243,14 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     params: &Json,
     session: Option<&sessions::Session>,
     identity: Option<Identity>,
-) -> HttpResponse {
+) -> (HttpResponse, Option<Error>) {
     if method == "ping" {
-        return ok(Some(id), json!({}));
+        return (ok(Some(id), json!({})), None);
     }
     if method.starts_with("resources/") {
         return match resources(cx, method, params, session, identity.as_ref()).await {
-            Ok(v) => ok(Some(id), v),
-            Err(e) => rpc_error(Some(id), &e),
+            Ok(v) => (ok(Some(id), v), None),
+            Err(e) => (rpc_error(Some(id), &e), Some(e)),
         };
     }
     let result = match method {
@@ -130,9 +262,10 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
                 };
-                return call_tool(cx, &call, id, params).await;
+                return call_tool(cx, Ok(&call), id, params).await;
             }
-            Err(e) => Err(e),
+            // Signing in needs no credentials (`Need::Anyone`); anything else does.
+            Err(e) => return call_tool(cx, Err(e), id, params).await,
         },
         other => Err(Error::new(
             Code::MethodNotFound,
@@ -140,8 +273,8 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         )),
     };
     match result {
-        Ok(v) => ok(Some(id), v),
-        Err(e) => rpc_error(Some(id), &e),
+        Ok(v) => (ok(Some(id), v), None),
+        Err(e) => (rpc_error(Some(id), &e), Some(e)),
     }
 }
 
@@ -162,6 +295,13 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     // A key given at initialize binds the session to it; without one the session is
     // anonymous and can only ping until the caller authenticates per request.
     let key_id = match auth::bearer(req) {
+        // Not an API key: a JWT, through the caller check (bound to its user, `user:<sub>`).
+        Some(raw) if crate::keys::KeyType::of_raw(raw).is_none() => {
+            auth::check(&cx.db, &cx.config, req, None, true, cx.env.now_ms())
+                .await?
+                .identity
+                .map(|i| i.key.id)
+        }
         Some(raw) => Some(
             auth::authenticate_key(&cx.db, &cx.config, req, raw, cx.env.now_ms())
                 .await?
@@ -272,39 +412,47 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
     }
 }
 
+/// A `tools/call`, by an identified caller, or (`Err`: why not) by one without credentials,
+/// which only the actions open to anyone accept.
 async fn call_tool<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
-    who: &tools::Call<'_>,
+    who: std::result::Result<&tools::Call<'_>, Error>,
     id: Json,
     params: &Json,
-) -> HttpResponse {
+) -> (HttpResponse, Option<Error>) {
     let Some(name) = params.get("name").and_then(Json::as_str) else {
-        return rpc_error(
-            Some(id),
-            &Error::invalid_params("tools/call needs `params.name`"),
-        );
+        let e = Error::invalid_params("tools/call needs `params.name`");
+        return (rpc_error(Some(id), &e), Some(e));
     };
     let args = match params.get("arguments") {
         None | Some(Json::Null) => Json::Object(Default::default()),
         Some(a @ Json::Object(_)) => a.clone(),
         Some(_) => {
-            return rpc_error(
-                Some(id),
-                &Error::invalid_params("`params.arguments` must be an object"),
-            )
+            let e = Error::invalid_params("`params.arguments` must be an object");
+            return (rpc_error(Some(id), &e), Some(e));
         }
     };
-    match tools::call(cx, who, name, &args).await {
-        Ok(value) => ok(Some(id), tool_result(&value, false)),
+    let result = match who {
+        Ok(who) => tools::call(cx, who, name, &args).await,
+        Err(unauthenticated) => match tools::call_anonymous(cx, name, &args).await {
+            Some(r) => r,
+            None => return (rpc_error(Some(id), &unauthenticated), Some(unauthenticated)),
+        },
+    };
+    match result {
+        Ok(value) => (ok(Some(id), tool_result(&value, false)), None),
         // Bad arguments go back as a tool error the caller (or model) can read and fix.
-        Err(e) if e.code == Code::InvalidParams && tools::exists(name) => ok(
-            Some(id),
-            tool_result(
-                &json!({ "error": { "code": e.code.number(), "name": e.code.name(), "message": e.message } }),
-                true,
+        Err(e) if e.code == Code::InvalidParams && tools::exists(name) => (
+            ok(
+                Some(id),
+                tool_result(
+                    &json!({ "error": { "code": e.code.number(), "name": e.code.name(), "message": e.message } }),
+                    true,
+                ),
             ),
+            Some(e),
         ),
-        Err(e) => rpc_error(Some(id), &e),
+        Err(e) => (rpc_error(Some(id), &e), Some(e)),
     }
 }
 

@@ -14,6 +14,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_sealed_values.sql")),
     (8, include_str!("../../migrations/0008_key_rates.sql")),
     (9, include_str!("../../migrations/0009_component_files.sql")),
+    (10, include_str!("../../migrations/0010_users.sql")),
+    (11, include_str!("../../migrations/0011_audit.sql")),
+    (12, include_str!("../../migrations/0012_logins.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -552,6 +552,10 @@ async fn purge_loop(db: Arc<LocalDb>, runner: std::sync::Weak<SpinRunner>) {
             return;
         };
         runner.anon.forget_idle();
+        // The router's own reading of its variables: the same default and bounds.
+        let audit_retention_ms =
+            cyfr_core::config::Config::from_lookup(|n| runner.variables.get(n).cloned())
+                .map_or(0, |c| c.audit_retention_ms);
         drop(runner);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -564,6 +568,22 @@ async fn purge_loop(db: Arc<LocalDb>, runner: std::sync::Weak<SpinRunner>) {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!("purging expired sessions: {e}");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = cyfr_core::logins::purge_expired(&core, now).await {
+            tracing::warn!("purging ended login sessions: {e}");
+        }
+        // Chains the audit rows old enough to be final, and prunes past retention.
+        for _ in 0..1000 {
+            match cyfr_core::audit::seal(&core, now, audit_retention_ms).await {
+                Ok(n) if n >= cyfr_core::audit::SEAL_BATCH as usize => {
+                    tokio::task::yield_now().await
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("sealing the audit log: {e}");
                     break;
                 }
             }

@@ -28,6 +28,14 @@ const VARIABLES: &[&str] = &[
     "router_url",
     "execution_retention_days",
     "schema_version",
+    "jwt_signing_key",
+    "jwt_clock_skew_seconds",
+    "user_rate_limit",
+    "audit_retention_days",
+    "allowed_users",
+    "github_client_id",
+    "google_client_id",
+    "oidc_client_id",
 ];
 
 #[spin_sdk::http_component]

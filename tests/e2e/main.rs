@@ -9,6 +9,7 @@ mod crash;
 mod executions;
 mod formulas;
 mod hosts;
+mod identity;
 mod lineage;
 mod net;
 mod sealed;

@@ -6,10 +6,7 @@
 //! host checks them with `jsonwebtoken`.
 
 use crate::host_api::{HostClaims, HostTarget};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use crate::jwt::{self, Alg};
 
 /// How long a token is good for, in seconds.
 pub const TOKEN_TTL_S: u64 = 30;
@@ -35,11 +32,11 @@ pub fn claims(
 /// `claims` as a compact JWS signed with HS256 under `key`.
 pub fn sign(claims: &HostClaims, key: &[u8]) -> String {
     // The header `jsonwebtoken::Header::new(Algorithm::HS256)` serializes to.
-    let header = B64URL.encode(br#"{"typ":"JWT","alg":"HS256"}"#);
-    let body = B64URL.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let message = format!("{header}.{body}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    let signature = B64URL.encode(mac.finalize().into_bytes());
-    format!("{message}.{signature}")
+    let header = br#"{"typ":"JWT","alg":"HS256"}"#;
+    jwt::sign(
+        Alg::HS256,
+        header,
+        &serde_json::to_vec(claims).unwrap_or_default(),
+        key,
+    )
 }

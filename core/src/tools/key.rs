@@ -187,7 +187,10 @@ async fn create<D: Db, X: Dispatch, E: Env>(
             "only an admin key can create admin keys",
         ));
     }
-    if let Some(s) = scopes.iter().find(|s| !who.key.scopes.contains(s)) {
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !crate::access::holds(&who.key.scopes, s))
+    {
         return Err(Error::new(
             Code::InsufficientPermissions,
             format!("cannot grant scope `{s}`: this key does not hold it"),

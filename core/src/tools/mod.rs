@@ -2,6 +2,7 @@
 //! arguments, scope); this module lists the tools, checks the caller's scope for
 //! `tool.action` before any handler runs, and builds `tools/list` from the declarations.
 
+mod audit;
 mod component;
 mod config;
 mod decl;
@@ -10,8 +11,10 @@ mod execution;
 pub(crate) mod formula;
 mod guide;
 mod key;
+mod permission;
 mod policy;
 mod secret;
+mod session;
 mod system;
 
 use crate::access::Need;
@@ -42,6 +45,9 @@ enum Action {
     Component(component::Action),
     Key(key::Action),
     Policy(policy::Action),
+    Permission(permission::Action),
+    Audit(audit::Action),
+    Session(session::Action),
     Secret(secret::Action),
     Encryption(encryption::Action),
     System(system::Action),
@@ -86,6 +92,9 @@ const TOOLS: &[Tool] = &[
     tool!(key, Key, key::DESCRIPTION),
     tool!(policy, Policy, policy::DESCRIPTION),
     tool!(secret, Secret, secret::DESCRIPTION),
+    tool!(permission, Permission, permission::DESCRIPTION),
+    tool!(audit, Audit, audit::DESCRIPTION),
+    tool!(session, Session, session::DESCRIPTION),
     tool!(encryption, Encryption, encryption::DESCRIPTION),
     tool!(system, System, system::DESCRIPTION),
     tool!(guide, Guide, guide::DESCRIPTION),
@@ -257,6 +266,23 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
     }
 }
 
+/// Runs `name` with `args` for a caller without credentials, when the action is open to
+/// anyone (`Need::Anyone`: signing in); `None` when it is not, so the caller is asked to
+/// authenticate.
+pub async fn call_anonymous<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    name: &str,
+    args: &Json,
+) -> Option<Result<Json>> {
+    match resolve(name, args) {
+        Ok((Action::Session(a), Need::Anyone, _)) => Some(match a.call(args) {
+            Ok(c) => session::handle(cx, None, c).await,
+            Err(e) => Err(e),
+        }),
+        _ => None,
+    }
+}
+
 /// The action `args` name for tool `name`, and what it needs.
 fn resolve(name: &str, args: &Json) -> Result<(Action, Need, &'static str)> {
     let t = tool(name).ok_or_else(|| Error::invalid_params(format!("unknown tool `{name}`")))?;
@@ -302,6 +328,9 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Component(a) => a.secure(),
         Action::Key(a) => a.secure(),
         Action::Policy(a) => a.secure(),
+        Action::Permission(a) => a.secure(),
+        Action::Audit(a) => a.secure(),
+        Action::Session(a) => a.secure(),
         Action::Secret(a) => a.secure(),
         Action::Encryption(a) => a.secure(),
         Action::System(a) => a.secure(),
@@ -316,6 +345,9 @@ async fn handle<D: Db, X: Dispatch, E: Env>(
         Action::Component(a) => component::handle(cx, call.who, a.call(args)?).await,
         Action::Key(a) => key::handle(cx, call.who, a.call(args)?).await,
         Action::Policy(a) => policy::handle(cx, call.who, a.call(args)?).await,
+        Action::Permission(a) => permission::handle(cx, call.who, a.call(args)?).await,
+        Action::Audit(a) => audit::handle(cx, call.who, a.call(args)?).await,
+        Action::Session(a) => session::handle(cx, Some(call.who), a.call(args)?).await,
         Action::Secret(a) => secret::handle(cx, call, a.call(args)?, opened).await,
         Action::Encryption(a) => encryption::handle(cx, call, a.call(args)?).await,
         Action::System(a) => system::handle(cx, a.call(args)?).await,

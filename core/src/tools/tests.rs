@@ -116,6 +116,9 @@ fn every_schema_property_is_read_by_its_tool() {
         "policy",
         "config",
         "artifact",
+        "permissions",
+        "filters",
+        "deny",
     ];
     for t in TOOLS {
         let schema = schema_of(t.name);
@@ -146,6 +149,9 @@ fn call_parse(tool: &str, args: &Json) -> Result<()> {
         Action::Component(a) => a.call(args).map(drop),
         Action::Key(a) => a.call(args).map(drop),
         Action::Policy(a) => a.call(args).map(drop),
+        Action::Permission(a) => a.call(args).map(drop),
+        Action::Audit(a) => a.call(args).map(drop),
+        Action::Session(a) => a.call(args).map(drop),
         Action::Secret(a) => a.call(args).map(drop),
         Action::Encryption(a) => a.call(args).map(drop),
         Action::System(a) => a.call(args).map(drop),
@@ -215,6 +221,24 @@ fn tools_list_keeps_its_tools_and_properties() {
                 "scope",
                 "ttl",
                 "value",
+            ],
+        ),
+        ("permission", &["action", "permissions", "subject"]),
+        (
+            "audit",
+            &["action", "execution_id", "filters", "format", "limit"],
+        ),
+        (
+            "session",
+            &[
+                "action",
+                "deny",
+                "device_code",
+                "display_name",
+                "email",
+                "provider",
+                "user",
+                "user_code",
             ],
         ),
         ("get_encryption_instructions", &["action"]),

@@ -4,10 +4,14 @@
 mod support;
 
 mod arguments;
+mod audit;
 mod budget;
 mod catalog;
 mod contract;
 mod executions;
 mod formulas;
 mod happy;
+mod jwt;
+mod permissions;
 mod scopes;
+mod sessions;
