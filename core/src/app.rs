@@ -22,11 +22,15 @@ pub type App<D, X, E> = Context<D, X, E>;
 
 impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
     /// Handles one HTTP request. Never panics on bad input; every failure is an answer.
-    pub async fn handle(&self, req: HttpRequest) -> HttpResponse {
+    pub async fn handle(&self, mut req: HttpRequest) -> HttpResponse {
         // An instance serves one request on the edge; where a context is kept (tests), the
         // next request must not see this one's reads.
         self.db.forget();
         let rid = request_id(&req, &self.env);
+        // What the layers below record (the audit row) is the id the answer carries.
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("x-request-id"));
+        req.headers.push(("x-request-id".into(), rid.clone()));
         let mut resp = self.route(&req).await;
         // Every answer carries the request's id (the client's own when sane), as CYFR's did:
         // a client correlates its logs with the server's by it.

@@ -145,7 +145,7 @@ fn audit_entry<D: Db, X: Dispatch, E: Env>(
     }
     audit::Entry {
         at: now,
-        request_id: crate::env::random_token(&cx.env, 12),
+        request_id: request_id_of(cx, req),
         event: audit::event_of(action.as_deref().unwrap_or("")).into(),
         actor: hint.actor,
         actor_id: hint.actor_id,
@@ -204,7 +204,7 @@ async fn audit_failure<D: Db, X: Dispatch, E: Env>(
             let hint = auth::actor_hint(&cx.config, req, now);
             let en = audit::Entry {
                 at: now,
-                request_id: crate::env::random_token(&cx.env, 12),
+                request_id: request_id_of(cx, req),
                 event: "auth".into(),
                 actor: hint.actor,
                 actor_id: hint.actor_id,
@@ -224,6 +224,15 @@ async fn audit_failure<D: Db, X: Dispatch, E: Env>(
     };
     // The answer stands whether or not its row could be written.
     drop(done);
+}
+
+/// The request's id as `app` set it (the one its answer carries), so an audit row and the
+/// response a client logged can be matched; a fresh one where no transport set it.
+fn request_id_of<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, req: &HttpRequest) -> String {
+    req.header("x-request-id")
+        .filter(|v| crate::http::sane_request_id(v))
+        .map(String::from)
+        .unwrap_or_else(|| crate::env::random_token(&cx.env, 12))
 }
 
 fn with_request_id(mut r: HttpResponse, entry: Option<&audit::Entry>) -> HttpResponse {

@@ -379,3 +379,31 @@ async fn a_key_sees_its_lineages_rows_after_rotation_and_no_one_elses() {
         .await;
     assert_eq!(seen["count"], 0, "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_calls_row_carries_the_request_id_its_answer_carried() {
+    let h = Harness::new().await;
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "key", "arguments": { "action": "list" } } });
+    let resp = h
+        .app
+        .handle(crate::support::mcp_request(Some(ADMIN), &body))
+        .await;
+    let header: Vec<&str> = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-request-id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(header.len(), 1, "one id on the answer: {:?}", resp.headers);
+    let rows = h
+        .app
+        .db
+        .inner()
+        .query(
+            "SELECT request_id FROM audit WHERE tool = 'key' AND action = 'list'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.first().unwrap().text("request_id"), header[0]);
+}
