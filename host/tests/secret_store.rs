@@ -18,6 +18,26 @@ async fn setup(tag: &str) -> (CoreDb, LocalKms, std::path::PathBuf) {
 
 const REF: &str = "catalyst:local.claude:0.1.0";
 
+/// The value of `name` a run of `reference` by `user` is given: the run's own read (one
+/// statement with its admission) and choice.
+async fn resolve_for_run(
+    db: &CoreDb,
+    kms: &LocalKms,
+    reference: &str,
+    name: &str,
+    user: &str,
+    now: u64,
+) -> cyfr_core::errors::Result<Option<Zeroizing<Vec<u8>>>> {
+    use cyfr_core::db::Db;
+    let s = store::for_run_stmt(reference, user);
+    let rows = db
+        .query(&s.sql, &s.params)
+        .await
+        .map_err(|e| cyfr_core::errors::Error::internal(e.to_string()))?;
+    let (mut given, _) = store::for_run(kms, &rows, now).await?;
+    Ok(given.remove(name))
+}
+
 #[tokio::test]
 async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
     let (db, kms, dir) = setup("user-wins").await;
@@ -49,12 +69,10 @@ async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
     .unwrap();
     let now = cyfr_core::env::Env::now_ms(&NativeEnv);
     // Not granted: nothing, whoever asks.
-    assert!(
-        store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+        .await
+        .unwrap()
+        .is_none());
     store::grant(
         &db,
         "catalyst:local.claude",
@@ -65,12 +83,12 @@ async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
     )
     .await
     .unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+    let v = resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(&v[..], b"alice-key");
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "bob", now)
+    let v = resolve_for_run(&db, &kms, REF, "anthropic", "bob", now)
         .await
         .unwrap()
         .unwrap();
@@ -79,7 +97,7 @@ async fn a_users_own_key_wins_over_the_shared_one_when_the_grant_allows() {
     store::grant(&db, REF, "anthropic", false, "admin", now)
         .await
         .unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
+    let v = resolve_for_run(&db, &kms, REF, "anthropic", "alice", now)
         .await
         .unwrap()
         .unwrap();
@@ -108,12 +126,10 @@ async fn an_expired_key_is_never_handed_out() {
     .await
     .unwrap();
     let later = now + 1000;
-    assert!(
-        store::resolve_for_run(&db, &kms, REF, "openai", "alice", later)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(resolve_for_run(&db, &kms, REF, "openai", "alice", later)
+        .await
+        .unwrap()
+        .is_none());
     store::set(
         &db,
         &kms,
@@ -127,7 +143,7 @@ async fn an_expired_key_is_never_handed_out() {
     )
     .await
     .unwrap();
-    let v = store::resolve_for_run(&db, &kms, REF, "openai", "alice", later)
+    let v = resolve_for_run(&db, &kms, REF, "openai", "alice", later)
         .await
         .unwrap()
         .unwrap();
