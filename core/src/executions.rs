@@ -86,14 +86,7 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     lineage: Option<&Lineage>,
     origin: Origin<'_>,
 ) -> Result<Json> {
-    let type_hint = match args.type_hint.as_deref() {
-        None => None,
-        Some(t) => Some(ComponentType::parse(t).ok_or_else(|| {
-            Error::invalid_params(format!(
-                "`type` must be reagent, catalyst or formula (got `{t}`)"
-            ))
-        })?),
-    };
+    let type_hint = crate::reference::type_hint(args.type_hint.as_deref())?;
     let reference = args.reference.as_ref().ok_or_else(|| {
         Error::invalid_params(
             "execution.run needs `reference`, e.g. \"reagent:cyfr.json-transform:0.1.0\"",

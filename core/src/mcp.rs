@@ -90,7 +90,7 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
         Ok(c) => c,
         Err(e) => {
             audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
-            return with_request_id(rpc_error(id, &e), entry.as_ref());
+            return rpc_error(id, &e);
         }
     };
     let Some(id) = id else {
@@ -108,7 +108,7 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
         if s.key_id.as_deref() != identity.as_ref().map(|i| i.key.id.as_str()) {
             let e = auth::session_gone();
             audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
-            return with_request_id(rpc_error(Some(id), &e), entry.as_ref());
+            return rpc_error(Some(id), &e);
         }
     }
     let (resp, failed) =
@@ -116,7 +116,7 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     if let Some(e) = failed {
         audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
     }
-    with_request_id(resp, entry.as_ref())
+    resp
 }
 
 /// The audit row of a `tools/call`, before its caller is known: who the credentials name,
@@ -233,14 +233,6 @@ fn request_id_of<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, req: &HttpRe
         .filter(|v| crate::http::sane_request_id(v))
         .map(String::from)
         .unwrap_or_else(|| crate::env::random_token(&cx.env, 12))
-}
-
-fn with_request_id(mut r: HttpResponse, entry: Option<&audit::Entry>) -> HttpResponse {
-    if let Some(e) = entry {
-        r.headers
-            .push(("x-request-id".into(), e.request_id.clone()));
-    }
-    r
 }
 
 /// A request of an identified caller (or of none), within its session if it has one.

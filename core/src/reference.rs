@@ -35,6 +35,18 @@ impl ComponentType {
     }
 }
 
+/// A `type` argument: none, or one of the three kinds (anything else is -32602).
+pub fn type_hint(t: Option<&str>) -> crate::errors::Result<Option<ComponentType>> {
+    match t {
+        None => Ok(None),
+        Some(t) => Ok(Some(ComponentType::parse(t).ok_or_else(|| {
+            crate::errors::Error::invalid_params(format!(
+                "`type` must be reagent, catalyst or formula (got `{t}`)"
+            ))
+        })?)),
+    }
+}
+
 /// The JSON Schema of a `type` argument: one of the three kinds.
 pub fn type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "string", "enum": ["reagent", "catalyst", "formula"] })

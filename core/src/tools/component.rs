@@ -59,10 +59,10 @@ pub(crate) struct SearchArgs {
     limit: Option<u64>,
 }
 
-/// `component.inspect` and `component.resolve`.
+/// The component meant: by `component.inspect`/`resolve`/`pull`, `config` and `guide.readme`.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct RefArgs {
-    /// inspect/resolve: component reference (CYFR: `component_ref`)
+    /// Component reference, with or without version (CYFR: `component_ref`)
     #[serde(
         default,
         alias = "component_ref",
@@ -105,15 +105,11 @@ fn object_or_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["object", "string"] })
 }
 
-/// A `type` argument, when given, must name one of the three kinds.
-pub(super) fn type_hint(t: Option<&str>) -> Result<Option<ComponentType>> {
-    match t {
-        None => Ok(None),
-        Some(t) => Ok(Some(ComponentType::parse(t).ok_or_else(|| {
-            Error::invalid_params(format!(
-                "`type` must be reagent, catalyst or formula (got `{t}`)"
-            ))
-        })?)),
+impl RefArgs {
+    /// The reference, typed by `type` when it has no type of its own.
+    pub(super) fn reference(&self) -> Result<Reference> {
+        let kind = crate::reference::type_hint(self.type_hint.as_deref())?;
+        Reference::parse(required::<Ref>(&self.reference)?, kind)
     }
 }
 
@@ -164,11 +160,11 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     match args {
         Calls::Register(a) => {
-            type_hint(a.type_hint.as_deref())?;
+            crate::reference::type_hint(a.type_hint.as_deref())?;
             register(cx, who, a).await
         }
         Calls::Search(a) => {
-            let kind = type_hint(a.type_hint.as_deref())?;
+            let kind = crate::reference::type_hint(a.type_hint.as_deref())?;
             let query = a.query.as_deref().unwrap_or("");
             let limit = a.limit.unwrap_or(50).clamp(1, 200) as u32;
             let found = registry::search(&cx.db, query, kind, limit).await?;
@@ -177,7 +173,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             Ok(json!({ "components": list, "count": list.len(), "total": list.len() }))
         }
         Calls::Inspect(a) => {
-            let kind = type_hint(a.type_hint.as_deref())?;
+            let kind = crate::reference::type_hint(a.type_hint.as_deref())?;
             let t = Target::parse(required::<Ref>(&a.reference)?, kind)?;
             let c = registry::find(&cx.db, &t).await?;
             let r = c.as_reference();
@@ -188,7 +184,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             Ok(v)
         }
         Calls::Resolve(a) => {
-            let kind = type_hint(a.type_hint.as_deref())?;
+            let kind = crate::reference::type_hint(a.type_hint.as_deref())?;
             let t = Target::parse(required::<Ref>(&a.reference)?, kind)?;
             let c = registry::find(&cx.db, &t).await?;
             // cyfr's four fields, and CYFR's `component` row and `dependencies`.
@@ -199,12 +195,11 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         Calls::Categories(NoArgs {}) => categories(&cx.db).await,
         Calls::GetBlob(a) => get_blob(&cx.db, a).await,
         Calls::Publish(a) => {
-            let kind = type_hint(a.type_hint.as_deref())?;
+            let kind = crate::reference::type_hint(a.type_hint.as_deref())?;
             publish(cx, who, a, kind).await
         }
         Calls::Pull(a) => {
-            let kind = type_hint(a.type_hint.as_deref())?;
-            let r = Reference::parse(required::<Ref>(&a.reference)?, kind)?;
+            let r = a.reference()?;
             Err(Error::new(
                 Code::RegistryUnavailable,
                 format!(

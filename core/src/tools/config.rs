@@ -1,9 +1,10 @@
 //! The `config` tool: a component's effective config — the `config.json` defaults its
 //! version was registered with, and per-component overrides over them (for every version).
 
+use super::component::RefArgs;
 use super::decl::{actions, NoArgs};
 use crate::access::Need;
-use crate::args::{fields, opt_str, raw, req_str, required};
+use crate::args::{fields, raw, req_str, required};
 use crate::auth::Identity;
 use crate::component_config as config;
 use crate::context::Context;
@@ -26,35 +27,20 @@ actions! {
     /// The `config` tool's actions.
     tool "config": Action, Calls {
         Get = "get", KeyArgs, GET, false;
-        GetAll = "get_all", TargetArgs, GET, false;
+        GetAll = "get_all", RefArgs, GET, false;
         Set = "set", SetArgs, SET, false;
         Delete = "delete", KeyArgs, SET, false;
         List = "list", NoArgs, GET, false;
     }
 }
 
-fields!(Ref = "reference", Type = "type", Key = "key");
-
-/// The component meant (by `config` and `guide.readme`).
-#[derive(Deserialize, JsonSchema)]
-pub(crate) struct TargetArgs {
-    /// Component reference (CYFR's `component_ref` is the same), with or without version
-    #[serde(
-        default,
-        alias = "component_ref",
-        deserialize_with = "req_str::<Ref, _>"
-    )]
-    reference: Option<String>,
-    #[serde(rename = "type", default, deserialize_with = "opt_str::<Type, _>")]
-    #[schemars(schema_with = "crate::reference::type_schema")]
-    type_hint: Option<String>,
-}
+fields!(Key = "key");
 
 /// `config.get` and `config.delete`: one key.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct KeyArgs {
     #[serde(flatten)]
-    target: TargetArgs,
+    target: RefArgs,
     /// The config key
     #[serde(default, deserialize_with = "req_str::<Key, _>")]
     key: Option<String>,
@@ -68,14 +54,6 @@ pub(crate) struct SetArgs {
     /// set: the key's value (any JSON)
     #[serde(default, deserialize_with = "raw")]
     value: Option<Json>,
-}
-
-impl TargetArgs {
-    /// The reference, typed by `type` when it has no type of its own.
-    pub(super) fn reference(&self) -> Result<Reference> {
-        let kind = super::component::type_hint(self.type_hint.as_deref())?;
-        Reference::parse(required::<Ref>(&self.reference)?, kind)
-    }
 }
 
 pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(

@@ -1,7 +1,7 @@
 //! The `guide` tool: cyfr's own documentation, compiled in, and a registered component's
 //! README.md.
 
-use super::config::TargetArgs;
+use super::component::RefArgs;
 use super::decl::{actions, NoArgs};
 use crate::access::Need;
 use crate::args::{fields, req_str, required};
@@ -21,7 +21,7 @@ actions! {
     tool "guide": Action, Calls {
         List = "list", NoArgs, Need::Authenticated, false;
         Get = "get", GetArgs, Need::Authenticated, false;
-        Readme = "readme", TargetArgs, Need::Scopes(&["component.info"]), false;
+        Readme = "readme", RefArgs, Need::Scopes(&["component.info"]), false;
     }
 }
 
