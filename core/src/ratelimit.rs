@@ -68,14 +68,12 @@ pub async fn give_back(db: &impl Db, bucket: &str, rate: Rate) -> Result<()> {
 /// The -33005 answer for a refused take, with how long until the next request fits (read
 /// from the bucket: a refusal may cost a round trip; an allowed request never does).
 pub async fn refusal(db: &impl Db, bucket: &str, rate: Rate, now_ms: u64) -> Error {
-    let g = Gcra::from(rate);
-    let now = micros(now_ms);
     let s = tat_stmt(bucket);
     let tat = match db.query(&s.sql, &s.params).await {
-        Ok(rows) => rows.first().map(|r| r.int("tat")).unwrap_or(now),
+        Ok(rows) => rows.first().map(|r| r.int("tat")),
         Err(e) => return e.into(),
     };
-    let retry_after_ms = ((tat + g.interval_us - now - g.window_us).max(0) + 999) / 1000;
+    let retry_after_ms = peek(tat, rate, now_ms).err().unwrap_or(0);
     Error::new(
         Code::RateLimited,
         format!(
