@@ -184,6 +184,7 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         ("CYFR_GITHUB_CLIENT_ID", "github_client_id"),
         ("CYFR_GOOGLE_CLIENT_ID", "google_client_id"),
         ("CYFR_OIDC_CLIENT_ID", "oidc_client_id"),
+        ("CYFR_MCP_TOOLS", "mcp_tools"),
     ] {
         if let Ok(v) = std::env::var(env) {
             variables.insert(var.to_string(), v);

@@ -54,6 +54,43 @@ pub struct Config {
     /// OAuth device-flow providers configured (`github`, `google`, `oidc`), by the presence
     /// of their client id variables.
     pub login_providers: Vec<String>,
+    /// Which tools `/mcp` shows and accepts (`mcp_tools`: `all`, the default, `admin` or
+    /// `components`).
+    pub mcp_tools: ToolFamilies,
+}
+
+/// The families of MCP tools an endpoint serves: cyfr's administrative tools, the
+/// registered components as tools of their own, or both. A tool of a family the endpoint
+/// hides is unknown there, for listing and calling alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ToolFamilies {
+    /// Both (`all`): for apps that manage cyfr and run components.
+    #[default]
+    All,
+    /// The administrative tools only (`admin`).
+    Admin,
+    /// The components only (`components`): for agents that just use them.
+    Components,
+}
+
+impl ToolFamilies {
+    /// `all`, `admin` or `components`.
+    pub fn parse(s: &str) -> Option<ToolFamilies> {
+        match s.trim() {
+            "" | "all" => Some(ToolFamilies::All),
+            "admin" => Some(ToolFamilies::Admin),
+            "components" => Some(ToolFamilies::Components),
+            _ => None,
+        }
+    }
+    /// Whether the administrative tools are served.
+    pub fn admin(self) -> bool {
+        self != ToolFamilies::Components
+    }
+    /// Whether components are served as tools.
+    pub fn components(self) -> bool {
+        self != ToolFamilies::Admin
+    }
 }
 
 fn flag(v: Option<String>) -> bool {
@@ -86,6 +123,7 @@ impl Default for Config {
             audit_retention_ms: 365 * 86_400_000,
             allowed_users: Vec::new(),
             login_providers: Vec::new(),
+            mcp_tools: ToolFamilies::All,
         }
     }
 }
@@ -95,10 +133,15 @@ impl Config {
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
     /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `github_client_id`,
-    /// `google_client_id`, `oidc_client_id`);
+    /// `google_client_id`, `oidc_client_id`, `mcp_tools`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
+        if let Some(v) = get("mcp_tools") {
+            c.mcp_tools = ToolFamilies::parse(&v).ok_or_else(|| {
+                format!("variable mcp_tools: `{v}` is not all, admin or components")
+            })?;
+        }
         if let Some(v) = get("host_url").filter(|v| !v.is_empty()) {
             c.host_url = v.trim_end_matches('/').to_string();
         }

@@ -98,19 +98,42 @@ pub async fn run_in<D: Db, X: Dispatch, E: Env>(
     cx.db.read_ahead(read_ahead_target(&target));
     let component = registry::find(&cx.db, &target).await?;
     let policy = policy::effective(&cx.db, &component).await?;
-    let input =
-        serde_json::to_string(args.input.as_ref().unwrap_or(&json!({}))).unwrap_or_default();
+    let mut v = run_found(
+        cx,
+        who,
+        component,
+        policy,
+        args.input.as_ref(),
+        lineage,
+        origin,
+    )
+    .await?;
+    // CYFR echoes the reference object the caller sent; cyfr's canonical string stays in
+    // `component_ref` (and in `reference` when a string was sent).
+    if reference.is_object() {
+        v["reference"] = reference.clone();
+    }
+    Ok(v)
+}
+
+/// Runs a component already found, under its effective policy: the rest of [`run_in`]'s
+/// one path (a component tool finds its component by its tool name, `tools::component_tools`).
+pub(crate) async fn run_found<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    who: &Identity,
+    component: registry::Component,
+    policy: policy::Policy,
+    input: Option<&Json>,
+    lineage: Option<&Lineage>,
+    origin: Origin<'_>,
+) -> Result<Json> {
+    let input = serde_json::to_string(input.unwrap_or(&json!({}))).unwrap_or_default();
     let mut run = Run::start(cx, component, policy, lineage, origin).await?;
     run.admit(cx, who, lineage, input.len() as u64).await?;
     let secrets = run.secrets(cx, who).await?;
     let req = run.request(who, input, &secrets);
     let resp = run.dispatch(cx, &req, &secrets).await?;
     let mut v = run.answer(cx, resp).await?;
-    // CYFR echoes the reference object the caller sent; cyfr's canonical string stays in
-    // `component_ref` (and in `reference` when a string was sent).
-    if reference.is_object() {
-        v["reference"] = reference.clone();
-    }
     v["user_id"] = json!(who.id());
     Ok(v)
 }

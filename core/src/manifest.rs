@@ -21,7 +21,16 @@ pub struct Manifest {
     pub raw: Json,
 }
 
-/// The optional fields: `secrets`, `schema`, `defaults`, `examples` and `wasi`.
+/// Whether `s` may be declared as a component's MCP tool name (`tool_name`): 1-64 of
+/// `[A-Za-z0-9_-]`. No `.`, so it never equals a derived name (`namespace.name`).
+pub fn valid_tool_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The optional fields: `secrets`, `schema`, `defaults`, `examples`, `wasi`, and the MCP
+/// ones `tool_name`, `title` and `mcp_content`.
 fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Result<()> {
     if let Some(secrets) = o.get("secrets") {
         let ok = secrets
@@ -35,6 +44,18 @@ fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Resu
         if o.get(f).is_some_and(|v| !v.is_object()) {
             return Err(invalid(f, "must be an object"));
         }
+    }
+    if let Some(t) = o.get("tool_name") {
+        let ok = t.as_str().is_some_and(valid_tool_name);
+        if !ok {
+            return Err(invalid("tool_name", "must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-' (no '.': dotted names are the ones cyfr derives, namespace.name)"));
+        }
+    }
+    if o.get("title").is_some_and(|v| !v.is_string()) {
+        return Err(invalid("title", "must be a string"));
+    }
+    if o.get("mcp_content").is_some_and(|v| !v.is_boolean()) {
+        return Err(invalid("mcp_content", "must be true or false"));
     }
     if o.get("examples").is_some_and(|v| !v.is_array()) {
         return Err(invalid("examples", "must be an array"));
@@ -194,6 +215,18 @@ mod tests {
                 "`wasi`",
             ),
             (r#"{"type":"reagent","version":"0.1.0"}"#, "`id`"),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","tool_name":"a.b"}"#,
+                "`tool_name`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","tool_name":""}"#,
+                "`tool_name`",
+            ),
+            (
+                r#"{"id":"reagent:cyfr.x","type":"reagent","version":"0.1.0","mcp_content":"yes"}"#,
+                "`mcp_content`",
+            ),
             (
                 r#"{"id":"reagent:cyfr.x","type":"reagent","version":"1.0.0-x:y"}"#,
                 "`version`",

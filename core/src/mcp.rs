@@ -1,4 +1,5 @@
-//! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications.
+//! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications. Which
+//! tools are listed and how a component tool is called is `tools::component_tools`'.
 
 use crate::auth::{self, Identity};
 use crate::config::PROTOCOL_VERSIONS;
@@ -82,6 +83,10 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     if identify && method == "tools/call" {
         cx.db.read_ahead(tools::read_ahead(&params));
     }
+    if identify && method == "tools/list" && cx.config.mcp_tools.components() {
+        cx.db
+            .read_ahead(tools::component_tools::list_reads(&params));
+    }
     // Every tool call is audited: its row rides in the caller check's round trip, written
     // as `ok`; a failure rewrites its outcome afterwards (a refusal may cost a round trip).
     let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, &params, sid));
@@ -136,7 +141,16 @@ fn audit_entry<D: Db, X: Dispatch, E: Env>(
         Some(other) => Some(other.to_string()),
     };
     let arg = |k: &str| args.and_then(|a| a.get(k));
-    let action = text(arg("action"));
+    // A component tool's call is `execution.run` of the component its name stands for.
+    let component_tool = params
+        .get("name")
+        .and_then(Json::as_str)
+        .is_some_and(|n| !tools::exists(n));
+    let action = if component_tool {
+        Some("run".to_string())
+    } else {
+        text(arg("action"))
+    };
     let mut detail = serde_json::Map::new();
     for k in ["name", "subject", "execution_id"] {
         if let Some(Json::String(v)) = arg(k) {
@@ -152,9 +166,17 @@ fn audit_entry<D: Db, X: Dispatch, E: Env>(
         key_hash: hint.key_hash,
         session_hash: auth::actor_session(req, sid),
         actor_fallback: auth::bearer(req).map(|_| "invalid-token".to_string()),
-        tool: text(params.get("name")),
+        tool: if component_tool {
+            Some("execution".into())
+        } else {
+            text(params.get("name"))
+        },
         action,
-        reference: text(arg("reference")),
+        reference: if component_tool {
+            text(params.get("name"))
+        } else {
+            text(arg("reference"))
+        },
         client_ip: client_ip(cx, req),
         detail: (!detail.is_empty()).then_some(Json::Object(detail)),
         ..Default::default()
@@ -255,7 +277,15 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         };
     }
     let result = match method {
-        "tools/list" => require(identity).map(|_| json!({ "tools": tools::definitions() })),
+        "tools/list" => match require(identity) {
+            Ok(who) => {
+                return match tools::component_tools::list(cx, &who, params).await {
+                    Ok(text) => (ok_raw(id, &text), None),
+                    Err(e) => (rpc_error(Some(id), &e), Some(e)),
+                }
+            }
+            Err(e) => Err(e),
+        },
         "tools/call" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
@@ -433,6 +463,27 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
             return (rpc_error(Some(id), &e), Some(e));
         }
     };
+    // A family the endpoint hides is unknown here (`mcp_tools`).
+    let admin = tools::exists(name);
+    let families = cx.config.mcp_tools;
+    if !(if admin {
+        families.admin()
+    } else {
+        families.components()
+    }) {
+        let e = Error::invalid_params(format!("unknown tool `{name}`"));
+        return (rpc_error(Some(id), &e), Some(e));
+    }
+    if !admin {
+        let who = match who {
+            Ok(w) => w,
+            Err(e) => return (rpc_error(Some(id), &e), Some(e)),
+        };
+        return match tools::component_tools::call(cx, who, name, &args).await {
+            Ok((result, failed)) => (ok(Some(id), result), failed),
+            Err(e) => (rpc_error(Some(id), &e), Some(e)),
+        };
+    }
     let result = match who {
         Ok(who) => tools::call(cx, who, name, &args).await,
         Err(unauthenticated) => match tools::call_anonymous(cx, name, &args).await {
@@ -464,6 +515,16 @@ fn tool_result(value: &Json, is_error: bool) -> Json {
         r["structuredContent"] = value.clone();
     }
     r
+}
+
+/// A success whose `result` is JSON text already (`tools/list`: spliced, not re-serialized).
+fn ok_raw(id: Json, result: &str) -> HttpResponse {
+    let body = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}");
+    HttpResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.into_bytes(),
+    }
 }
 
 fn ok(id: Option<Json>, result: Json) -> HttpResponse {

@@ -358,6 +358,20 @@ pub async fn effective(
         .unwrap_or_default();
     let s = effective_stmt(unversioned);
     let rows = db.query(&s.sql, &s.params).await?;
+    effective_of(&rows, c)
+}
+
+/// The effective policy of `c` from rows of `(reference, fields)` holding (at least) its
+/// version-less and its version's stored policies: [`effective`]'s rule, for rows read
+/// another way (a component tool's, read with its component).
+pub fn effective_of(
+    rows: &crate::db::Rows,
+    c: &crate::registry::Component,
+) -> crate::errors::Result<Policy> {
+    let unversioned = c
+        .reference
+        .strip_suffix(&format!(":{}", c.version))
+        .unwrap_or_default();
     let stored = |key: &str| {
         rows.iter()
             .find(|r| r.text("reference") == key)

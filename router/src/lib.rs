@@ -36,6 +36,7 @@ const VARIABLES: &[&str] = &[
     "github_client_id",
     "google_client_id",
     "oidc_client_id",
+    "mcp_tools",
 ];
 
 #[spin_sdk::http_component]

@@ -246,6 +246,7 @@ async fn register<D: Db, X: Dispatch, E: Env>(
             ))
         }
     };
+    super::component_tools::check_declared(&manifest)?;
     let c = registry::register_with(
         &cx.db,
         &manifest,
@@ -450,6 +451,7 @@ async fn publish<D: Db, X: Dispatch, E: Env>(
             r.canonical()
         )));
     }
+    super::component_tools::check_declared(&manifest)?;
     let c = registry::register(
         &cx.db,
         &manifest,

@@ -4,6 +4,7 @@
 
 mod audit;
 mod component;
+pub mod component_tools;
 mod config;
 mod decl;
 mod encryption;
@@ -25,7 +26,7 @@ use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Error, Result};
 use decl::ActionSet;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use zeroize::Zeroizing;
 
 /// Who is calling a tool, and over what.
@@ -55,7 +56,9 @@ enum Action {
     Config(config::Action),
 }
 
-/// A tool: its name and description, and its actions.
+/// A tool: its name and description, and its actions. (Description and properties are
+/// read by [`definitions`], which makes the checked-in `definitions.json`, in tests only.)
+#[cfg_attr(not(test), allow(dead_code))]
 struct Tool {
     name: &'static str,
     description: &'static str,
@@ -137,7 +140,8 @@ fn action_names(t: &Tool) -> Vec<&'static str> {
 }
 
 /// The `tools` array of `tools/list`: each tool's `action` enum and the properties of its
-/// actions' argument types.
+/// actions' argument types. Requests serve its snapshot, [`DEFINITIONS_JSON`].
+#[cfg(test)]
 pub fn definitions() -> Vec<Json> {
     TOOLS
         .iter()
@@ -146,7 +150,7 @@ pub fn definitions() -> Vec<Json> {
             let mut properties = serde_json::Map::new();
             properties.insert(
                 "action".into(),
-                json!({ "type": "string", "enum": actions, "description": "What to do" }),
+                serde_json::json!({ "type": "string", "enum": actions, "description": "What to do" }),
             );
             for props in (t.properties)() {
                 for (k, v) in props {
@@ -159,7 +163,7 @@ pub fn definitions() -> Vec<Json> {
             } else {
                 vec![]
             };
-            json!({
+            serde_json::json!({
                 "name": t.name,
                 "description": t.description,
                 "inputSchema": { "type": "object", "properties": properties, "required": required },
@@ -167,6 +171,15 @@ pub fn definitions() -> Vec<Json> {
         })
         .collect()
 }
+
+/// The administrative tools' `tools/list` entries as JSON text: a snapshot of
+/// [`definitions`] checked in beside this file, so a request splices text instead of
+/// building schemas (a `tools/list` used to spend a third of its time there). The test
+/// `the_definitions_snapshot_is_current` keeps it equal to [`definitions`].
+pub const DEFINITIONS_JSON: &str = include_str!("definitions.json");
+
+/// How many administrative tools there are.
+pub const ADMIN_TOOLS: usize = TOOLS.len();
 
 /// Whether a tool of this name exists.
 pub fn exists(name: &str) -> bool {
@@ -204,10 +217,13 @@ pub(crate) fn resolve_action(name: &str, action: &str) -> Option<Resolved> {
 /// `key.create`'s name check. Nothing is read for a call that fails to parse; its handler
 /// reports that.
 pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
-    let (Some(name), Some(args)) = (
-        params.get("name").and_then(Json::as_str),
-        params.get("arguments"),
-    ) else {
+    let Some(name) = params.get("name").and_then(Json::as_str) else {
+        return Vec::new();
+    };
+    if tool(name).is_none() {
+        return component_tools::read_ahead(name);
+    }
+    let Some(args) = params.get("arguments") else {
         return Vec::new();
     };
     match resolve(name, args) {

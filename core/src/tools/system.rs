@@ -64,7 +64,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
         "services": services,
         "mcp": {
             "protocol_version": crate::config::PROTOCOL_VERSIONS[0],
-            "tools_count": super::definitions().len(),
+            "tools_count": super::ADMIN_TOOLS,
             "resources_count": resources,
         },
         "protocol_version": crate::config::PROTOCOL_VERSIONS[0],

@@ -3,6 +3,7 @@
 use super::decl::ActionSet;
 use super::*;
 use crate::access::SCOPES;
+use serde_json::json;
 use std::collections::BTreeSet;
 
 fn schema_of(tool: &str) -> Json {
@@ -297,4 +298,23 @@ fn argument_messages_name_the_field() {
     assert!(key::Action::List
         .call(&json!({ "include_revoked": "yes" }))
         .is_ok());
+}
+
+#[test]
+fn the_definitions_snapshot_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tools/definitions.json");
+    let fresh = serde_json::to_string_pretty(&definitions()).unwrap() + "\n";
+    if std::env::var_os("CYFR_BLESS").is_some_and(|v| v == "1") {
+        std::fs::write(path, &fresh).unwrap();
+        return;
+    }
+    let stored: Json = serde_json::from_str(DEFINITIONS_JSON)
+        .expect("core/src/tools/definitions.json is not JSON");
+    assert!(
+        stored == Json::Array(definitions()),
+        "core/src/tools/definitions.json is out of date with the tools' declarations: \
+         rewrite it with `CYFR_BLESS=1 cargo test -p cyfr-core --lib the_definitions_snapshot_is_current` \
+         and commit it"
+    );
+    assert_eq!(ADMIN_TOOLS, definitions().len());
 }
