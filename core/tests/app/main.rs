@@ -7,6 +7,7 @@ mod arguments;
 mod audit;
 mod budget;
 mod catalog;
+mod component_tools;
 mod contract;
 mod executions;
 mod formulas;
