@@ -209,6 +209,42 @@ async fn every_tool_action_stays_within_its_round_trip_budget() {
     if trips > 1 {
         over.push(format!("tools/list ({trips} > 1): {detail}"));
     }
+    // The component tools it lists are read in that one round trip.
+    assert!(
+        detail["answer"].to_string().contains("\"local.budget\""),
+        "{detail}"
+    );
+    // A component tool is execution.run: the same 3, by derived name and by declared one.
+    for (tool, m) in [
+        // Registered above.
+        ("local.budget", None),
+        ("budget-tool", {
+            let mut m = manifest("reagent", "local.declared", "0.1.0");
+            m["tool_name"] = json!("budget-tool");
+            Some(m)
+        }),
+    ] {
+        if let Some(m) = m {
+            let wasm = base64::engine::general_purpose::STANDARD
+                .encode(crate::support::fake_wasm(m["id"].as_str().unwrap()));
+            h.ok(
+                ADMIN,
+                "component",
+                json!({ "action": "register", "manifest": m, "wasm": wasm }),
+            )
+            .await;
+        }
+        h.host().answer(Ok(completed(json!({ "sum": 6 }))));
+        let params = json!({ "name": tool, "arguments": { "data": [1] } });
+        let (trips, statements, detail) = count(&h, &key, "tools/call", params).await;
+        table.push(format!(
+            "component tool {tool}: {trips} round trips, {statements} statements"
+        ));
+        assert_eq!(detail["answer"]["result"]["isError"], false, "{detail}");
+        if trips > 3 {
+            over.push(format!("component tool {tool} ({trips} > 3): {detail}"));
+        }
+    }
     println!("{}", table.join("\n"));
     assert!(over.is_empty(), "over budget:\n{}", over.join("\n"));
 }
