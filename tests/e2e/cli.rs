@@ -130,6 +130,42 @@ fn spin_toml_names_the_router_that_cyfr_up_serves() {
     assert_eq!(s.started["router_digest"], digest);
 }
 
+/// The router reads the variables spin.toml declares and passes it, and no others.
+#[test]
+fn spin_toml_declares_and_passes_every_variable_the_router_reads() {
+    let spin = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
+    let router = std::fs::read_to_string(workspace().join("router/src/lib.rs")).unwrap();
+    let list = router
+        .split_once("const VARIABLES: &[&str] = &[")
+        .and_then(|(_, rest)| rest.split_once("];"))
+        .unwrap()
+        .0;
+    let mut read: Vec<&str> = list
+        .split(',')
+        .map(|v| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+        .collect();
+    read.sort();
+    let keys_of = |section: &str| {
+        let body = spin.split_once(section).unwrap().1;
+        let mut keys: Vec<&str> = body
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .filter(|k| !k.is_empty())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys_of("\n[variables]\n"), read, "spin.toml [variables]");
+    assert_eq!(
+        keys_of("\n[component.cyfr-router.variables]\n"),
+        read,
+        "spin.toml [component.cyfr-router.variables]"
+    );
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data)

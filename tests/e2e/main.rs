@@ -14,4 +14,5 @@ mod lineage;
 mod net;
 mod sealed;
 mod secrets;
+mod tools;
 mod transport;

@@ -1,0 +1,45 @@
+//! Components as MCP tools against the real binary: the example reagent is listed under its
+//! derived name with its manifest's schemas and runs when called by that name.
+
+use crate::support::*;
+use serde_json::{json, Value as Json};
+
+#[test]
+fn the_json_transform_reagent_is_a_tool_of_its_own() {
+    let s = Server::start();
+    register_json_transform(&s);
+    let (status, listed) = s.rpc(Some(&s.admin), "tools/list", json!({}));
+    assert_eq!(status, 200, "{listed}");
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "execution"), "{listed}");
+    let tool = tools
+        .iter()
+        .find(|t| t["name"] == "cyfr.json-transform")
+        .unwrap_or_else(|| panic!("not listed: {listed}"));
+    assert_eq!(tool["inputSchema"]["required"], json!(["data"]));
+    assert_eq!(tool["outputSchema"]["type"], "object");
+    assert_eq!(tool["annotations"]["readOnlyHint"], true);
+
+    let r = s.call(
+        &s.admin,
+        "cyfr.json-transform",
+        json!({ "data": [3, 1, 2], "ops": [{ "op": "sort" }] }),
+    );
+    let result = &r["result"];
+    assert_eq!(result["isError"], false, "{r}");
+    assert_eq!(result["structuredContent"]["data"], json!([1, 2, 3]), "{r}");
+    let text: Json = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text, result["structuredContent"]);
+    // The call is a run on record.
+    let id = result["_meta"]["cyfr.dev/execution_id"].as_str().unwrap();
+    let runs = s.ok(&s.admin, "execution", json!({ "action": "list" }));
+    assert!(runs.to_string().contains(id), "{runs}");
+
+    // A key without the execution scope sees none of it.
+    let reader = s.key("reader", "secret", &["component.search"], json!({}));
+    let (_, listed) = s.rpc(Some(&reader), "tools/list", json!({}));
+    assert!(
+        !listed.to_string().contains("cyfr.json-transform"),
+        "{listed}"
+    );
+}
