@@ -83,6 +83,11 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     if identify && method == "tools/call" {
         cx.db.read_ahead(tools::read_ahead(&params));
     }
+    if identify && method == "resources/read" {
+        if let Some(uri) = params.get("uri").and_then(Json::as_str) {
+            cx.db.read_ahead(tools::resources::read_ahead(uri));
+        }
+    }
     if identify && method == "tools/list" && cx.config.mcp_tools.components() {
         cx.db
             .read_ahead(tools::component_tools::list_reads(&params));
@@ -271,7 +276,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         return (ok(Some(id), json!({})), None);
     }
     if method.starts_with("resources/") {
-        return match resources(cx, method, params, session, identity.as_ref()).await {
+        return match resources(cx, req, method, params, session, identity.as_ref()).await {
             Ok(v) => (ok(Some(id), v), None),
             Err(e) => (rpc_error(Some(id), &e), Some(e)),
         };
@@ -297,6 +302,17 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             }
             // Signing in needs no credentials (`Need::Anyone`); anything else does.
             Err(e) => return call_tool(cx, Err(e), id, params).await,
+        },
+        "completion/complete" => match require(identity) {
+            Ok(who) => {
+                let call = tools::Call {
+                    who: &who,
+                    session_hash: session.map(|s| s.id_hash.as_str()),
+                    secure: cx.secure(req),
+                };
+                tools::resources::complete(cx, &call, params).await
+            }
+            Err(e) => Err(e),
         },
         other => Err(Error::new(
             Code::MethodNotFound,
@@ -349,11 +365,13 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         cx.config.session_ttl_ms,
     )
     .await?;
-    let mut capabilities = json!({ "tools": { "listChanged": false } });
-    // The session's key pair is made when first read (`resources/read`), not here.
-    if cx.config.session_encryption {
-        capabilities["resources"] = json!({ "subscribe": false, "listChanged": false });
-    }
+    // The session's key pair is made when first read (`resources/read`), not here; runs
+    // and components are resources through templates (`tools::resources`).
+    let capabilities = json!({
+        "tools": { "listChanged": false },
+        "resources": { "subscribe": false, "listChanged": false },
+        "completions": {},
+    });
     let result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
@@ -372,9 +390,11 @@ fn require(identity: Option<Identity>) -> Result<Identity> {
     })
 }
 
-/// `resources/list` and `resources/read`: the session's encryption public key.
+/// `resources/list` and `resources/read`: the session's encryption public key; runs and
+/// components through the templates of `tools::resources`.
 async fn resources<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
+    req: &HttpRequest,
     method: &str,
     params: &Json,
     session: Option<&sessions::Session>,
@@ -395,13 +415,27 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
             };
             Ok(json!({ "resources": list }))
         }
-        "resources/templates/list" => Ok(json!({ "resourceTemplates": [] })),
+        "resources/templates/list" => {
+            Ok(json!({ "resourceTemplates": tools::resources::templates() }))
+        }
         "resources/read" => {
             let uri = params
                 .get("uri")
                 .and_then(Json::as_str)
                 .ok_or_else(|| Error::invalid_params("resources/read needs `uri`"))?;
             if uri != sealed::PUBKEY_URI {
+                if let Some(who) = identity {
+                    let call = tools::Call {
+                        who,
+                        session_hash: session.map(|s| s.id_hash.as_str()),
+                        secure: cx.secure(req),
+                    };
+                    if let Some(v) = tools::resources::read(cx, &call, uri).await? {
+                        return Ok(v);
+                    }
+                } else if tools::resources::action_of(uri).is_some() {
+                    return Err(require(None).unwrap_err());
+                }
                 return Err(
                     Error::new(Code::InvalidParams, format!("no resource `{uri}`"))
                         .with_data(json!({ "uri": uri })),

@@ -14,6 +14,7 @@ mod guide;
 mod key;
 mod permission;
 mod policy;
+pub mod resources;
 mod secret;
 mod session;
 mod system;

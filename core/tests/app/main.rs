@@ -14,5 +14,6 @@ mod formulas;
 mod happy;
 mod jwt;
 mod permissions;
+mod resources;
 mod scopes;
 mod sessions;
