@@ -58,7 +58,7 @@ enum Action {
 }
 
 /// A tool: its name and description, and its actions. (Description and properties are
-/// read by [`definitions`], which makes the checked-in `definitions.json`, in tests only.)
+/// read by `definitions()`, which makes the checked-in `definitions.json`, in tests only.)
 #[cfg_attr(not(test), allow(dead_code))]
 struct Tool {
     name: &'static str,
@@ -174,9 +174,9 @@ pub fn definitions() -> Vec<Json> {
 }
 
 /// The administrative tools' `tools/list` entries as JSON text: a snapshot of
-/// [`definitions`] checked in beside this file, so a request splices text instead of
+/// `definitions()` checked in beside this file, so a request splices text instead of
 /// building schemas (a `tools/list` used to spend a third of its time there). The test
-/// `the_definitions_snapshot_is_current` keeps it equal to [`definitions`].
+/// `the_definitions_snapshot_is_current` keeps it equal to `definitions()`.
 pub const DEFINITIONS_JSON: &str = include_str!("definitions.json");
 
 /// How many administrative tools there are.
