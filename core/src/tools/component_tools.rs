@@ -40,11 +40,14 @@ const TYPES: [ComponentType; 3] = [
 
 /// The highest version of each component, from the cursor on, with what naming needs:
 /// its declared `tool_name`, whether another type shares its namespace and name
-/// (`shared`), and whether a component before it declares the same name (`beaten`).
+/// (`shared`), and whether a component before it declares the same name (`beaten`). The
+/// subqueries look up the primary key (type, namespace, name, version) by its prefix (the
+/// `IN` of the three types for `shared`); `beaten` runs only for a row declaring a name.
 const PAGE_SQL: &str = "SELECT c.component_type, c.namespace, c.name, c.version, c.description, c.manifest, \
      json_extract(c.manifest, '$.tool_name') AS tool_name, \
-     EXISTS (SELECT 1 FROM components d WHERE d.namespace = c.namespace AND d.name = c.name AND d.component_type != c.component_type AND d.version_key != '') AS shared, \
-     EXISTS (SELECT 1 FROM components d WHERE d.version_key != '' AND json_extract(d.manifest, '$.tool_name') = json_extract(c.manifest, '$.tool_name') \
+     EXISTS (SELECT 1 FROM components d WHERE d.component_type IN ('catalyst', 'formula', 'reagent') AND d.component_type != c.component_type \
+       AND d.namespace = c.namespace AND d.name = c.name AND d.version_key != '') AS shared, \
+     json_extract(c.manifest, '$.tool_name') IS NOT NULL AND EXISTS (SELECT 1 FROM components d WHERE d.version_key != '' AND json_extract(d.manifest, '$.tool_name') = json_extract(c.manifest, '$.tool_name') \
        AND (d.component_type, d.namespace, d.name) < (c.component_type, c.namespace, c.name) \
        AND d.version_key = (SELECT max(e.version_key) FROM components e WHERE e.component_type = d.component_type AND e.namespace = d.namespace AND e.name = d.name)) AS beaten \
      FROM components c WHERE c.version_key != '' \
