@@ -201,6 +201,14 @@ pub async fn register_with(
         Some(&manifest.version),
     );
     let (ident, replace_flag) = (id.params.clone(), Value::Integer(replace as i64));
+    // A declared MCP tool name (`tool_name`) belongs to one component: another's is refused,
+    // and the writes below change nothing then.
+    let declared: Value = manifest
+        .raw
+        .get("tool_name")
+        .and_then(Json::as_str)
+        .map(String::from)
+        .into();
     // One atomic round trip: what was there before, then writes that change nothing when
     // the version is already taken by other bytes and `replace` was not asked for (the
     // artifact included: no orphan blob is left behind by a refusal).
@@ -211,20 +219,28 @@ pub async fn register_with(
         Value::Integer(now_ms as i64),
         replace_flag.clone(),
     ];
-    artifact_params.extend(ident);
+    artifact_params.extend(ident.clone());
+    artifact_params.push(declared.clone());
+    let mut holder_params = vec![declared.clone()];
+    holder_params.extend(ident.into_iter().take(3));
     let mut stmts = vec![
                 id,
                 Stmt::new(
-                    "INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) SELECT ?1, ?2, ?3, ?4 \
-                     WHERE ?5 OR NOT EXISTS (SELECT 1 FROM components WHERE component_type = ?6 AND namespace = ?7 AND name = ?8 AND version = ?9 AND digest != ?1)",
+                    format!("SELECT component_type, namespace, name FROM components WHERE {} LIMIT 1", declared_by_other(1, 2)),
+                    holder_params,
+                ),
+                Stmt::new(
+                    format!("INSERT OR IGNORE INTO artifacts (digest, size, bytes, created_at) SELECT ?1, ?2, ?3, ?4 \
+                     WHERE (?5 OR NOT EXISTS (SELECT 1 FROM components WHERE component_type = ?6 AND namespace = ?7 AND name = ?8 AND version = ?9 AND digest != ?1)) \
+                     AND NOT EXISTS (SELECT 1 FROM components WHERE {})", declared_by_other(10, 6)),
                     artifact_params,
                 ),
                 Stmt::new(
-                    "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                    format!("INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, registered_by, created_at) \
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE NOT EXISTS (SELECT 1 FROM components WHERE {}) \
                      ON CONFLICT(component_type, namespace, name, version) DO UPDATE SET digest = excluded.digest, \
                      description = excluded.description, manifest = excluded.manifest, registered_by = excluded.registered_by, created_at = excluded.created_at \
-                     WHERE ?11 AND components.digest != excluded.digest",
+                     WHERE ?11 AND components.digest != excluded.digest", declared_by_other(12, 1)),
                     vec![
                         manifest.ctype.as_str().into(),
                         manifest.namespace.clone().into(),
@@ -237,6 +253,7 @@ pub async fn register_with(
                         by.map(String::from).into(),
                         Value::Integer(now_ms as i64),
                         replace_flag,
+                        declared,
                     ],
                 ),
     ];
@@ -244,6 +261,22 @@ pub async fn register_with(
         stmts.push(files_stmt(manifest, files, &d));
     }
     let rows = db.batch(&stmts, true).await?;
+    if let Some(h) = rows[1].first() {
+        let holder = format!(
+            "{}:{}.{}",
+            h.text("component_type"),
+            h.text("namespace"),
+            h.text("name")
+        );
+        return Err(Error::new(
+            Code::ComponentInvalid,
+            format!(
+                "cyfr-manifest.json: field `tool_name` `{}` is already declared by {holder}; choose another",
+                manifest.raw["tool_name"].as_str().unwrap_or_default()
+            ),
+        )
+        .with_data(json!({ "held_by": holder })));
+    }
     if let Some(c) = rows[0].first().map(|r| Component::from_row(&r)) {
         if c.digest == d {
             return Ok(c);
@@ -266,6 +299,18 @@ pub async fn register_with(
         manifest_text: manifest.raw.to_string(),
         created_at: now_ms,
     })
+}
+
+/// SQL true of a `components` row of ANOTHER component (type, namespace, name at
+/// parameters `?ident`…`?ident+2`) whose manifest declares tool name `?name` (NULL: none).
+fn declared_by_other(name: usize, ident: usize) -> String {
+    format!(
+        "?{name} IS NOT NULL AND json_extract(manifest, '$.tool_name') = ?{name} \
+         AND NOT (component_type = ?{} AND namespace = ?{} AND name = ?{})",
+        ident,
+        ident + 1,
+        ident + 2
+    )
 }
 
 /// The upsert of a version's README.md and config.json.

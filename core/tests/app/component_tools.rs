@@ -257,28 +257,42 @@ async fn name_collisions_resolve_by_the_documented_rule() {
     // Two types share acme.twin: each is listed with its type; the bare name is ambiguous.
     h.register("reagent", "acme.twin", "0.1.0").await;
     h.register("catalyst", "acme.twin", "0.1.0").await;
-    // Two components declare `search`: the first in (type, namespace, name) order has it,
-    // the other keeps its derived name.
-    register(
-        &h,
-        with(
+    // A declared name belongs to one component: another is refused at registration (its
+    // own later versions may keep it).
+    for (ns_name, version) in [("zed.search", "0.1.0"), ("zed.search", "0.2.0")] {
+        let m = with(
             "reagent",
-            "zed.search",
-            "0.1.0",
+            ns_name,
+            version,
             json!({ "tool_name": "search" }),
-        ),
-    )
-    .await;
-    register(
-        &h,
-        with(
-            "reagent",
-            "acme.search",
-            "0.1.0",
-            json!({ "tool_name": "search" }),
-        ),
-    )
-    .await;
+        );
+        assert!(register(&h, m).await.get("error").is_none());
+    }
+    let taken = with(
+        "reagent",
+        "acme.search",
+        "0.1.0",
+        json!({ "tool_name": "search" }),
+    );
+    let r = register(&h, taken.clone()).await;
+    assert_eq!(code(&r), -33201, "{r}");
+    assert!(r.to_string().contains("reagent:zed.search"), "{r}");
+    assert_eq!(
+        code(&h.call(ADMIN, "acme.search", json!({})).await),
+        -32602,
+        "not registered"
+    );
+    // Two declaring it anyway (registered concurrently, or before the check): the first in
+    // (type, namespace, name) order has it, the other keeps its derived name.
+    h.app
+        .db
+        .query(
+            "INSERT INTO components (component_type, namespace, name, version, version_key, digest, description, manifest, created_at) \
+             SELECT 'reagent', 'acme', 'search', '0.1.0', version_key, digest, 'd', ?, 0 FROM components WHERE namespace = 'zed' AND version = '0.1.0'",
+            &[taken.to_string().into()],
+        )
+        .await
+        .unwrap();
     let tools = listed(&h, ADMIN).await;
     let n = names(&tools);
     for want in [
@@ -302,7 +316,7 @@ async fn name_collisions_resolve_by_the_documented_rule() {
     let r = h.call(ADMIN, "zed.search", json!({})).await;
     assert_eq!(
         r["result"]["_meta"]["cyfr.dev/reference"],
-        "reagent:zed.search:0.1.0"
+        "reagent:zed.search:0.2.0"
     );
     let r = h.call(ADMIN, "acme.twin_catalyst", json!({})).await;
     assert_eq!(
