@@ -10,7 +10,8 @@
 //! the same namespace and name. Derived names are always callable, whatever is listed:
 //! `namespace.name` (refused as ambiguous when two types share it), `namespace.name_TYPE`,
 //! and either with `_vVERSION` for that version (`+` of a build written `_`). A declared
-//! name has no `.`, so it never equals a derived one; it may not be an administrative tool's.
+//! name has no `.`, so it never equals a derived one; it may not be an administrative tool's
+//! nor another component's (`registry::register_with` refuses it in its batch).
 //! A component whose derived name would pass 128 characters is not listed (run it with
 //! `execution.run`).
 
