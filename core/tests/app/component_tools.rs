@@ -480,3 +480,38 @@ async fn an_mcp_content_component_returns_its_own_checked_blocks() {
     assert_eq!(r["result"]["isError"], true, "{r}");
     assert!(r.to_string().contains("content[0]"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_component_tool_call_is_audited_as_execution_run_of_its_tool_name() {
+    let h = Harness::new().await;
+    let reference = h.register("reagent", "acme.rate", "0.1.0").await;
+    h.ok(
+        ADMIN,
+        "policy",
+        json!({ "action": "set", "reference": reference, "field": "rate_limit", "value": "1/1m" }),
+    )
+    .await;
+    h.call(ADMIN, "acme.rate", json!({})).await;
+    h.call(ADMIN, "acme.rate", json!({})).await;
+    let rows = h
+        .ok(
+            ADMIN,
+            "audit",
+            json!({ "action": "list", "filters": { "reference": "acme.rate" } }),
+        )
+        .await["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["tool"], "execution", "{r}");
+        assert_eq!(r["action"], "run", "{r}");
+    }
+    let outcomes: Vec<&Json> = rows.iter().map(|r| &r["outcome"]).collect();
+    assert!(outcomes.contains(&&json!("ok")), "{outcomes:?}");
+    assert!(
+        outcomes.iter().any(|o| *o != &json!("ok")),
+        "the refused run is recorded as refused: {outcomes:?}"
+    );
+}
