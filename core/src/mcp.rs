@@ -382,12 +382,14 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
 }
 
 fn require(identity: Option<Identity>) -> Result<Identity> {
-    identity.ok_or_else(|| {
-        Error::new(
-            Code::AuthRequired,
-            "Authentication required: send `Authorization: Bearer cyfr_sk_…`",
-        )
-    })
+    identity.ok_or_else(auth_required)
+}
+
+fn auth_required() -> Error {
+    Error::new(
+        Code::AuthRequired,
+        "Authentication required: send `Authorization: Bearer cyfr_sk_…`",
+    )
 }
 
 /// `resources/list` and `resources/read`: the session's encryption public key; runs and
@@ -434,7 +436,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         return Ok(v);
                     }
                 } else if tools::resources::action_of(uri).is_some() {
-                    return Err(require(None).unwrap_err());
+                    return Err(auth_required());
                 }
                 return Err(
                     Error::new(Code::InvalidParams, format!("no resource `{uri}`"))
@@ -500,11 +502,12 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
     // A family the endpoint hides is unknown here (`mcp_tools`).
     let admin = tools::exists(name);
     let families = cx.config.mcp_tools;
-    if !(if admin {
+    let shown = if admin {
         families.admin()
     } else {
         families.components()
-    }) {
+    };
+    if !shown {
         let e = Error::invalid_params(format!("unknown tool `{name}`"));
         return (rpc_error(Some(id), &e), Some(e));
     }
