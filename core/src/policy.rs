@@ -350,13 +350,7 @@ pub async fn effective(
     db: &impl crate::db::Db,
     c: &crate::registry::Component,
 ) -> crate::errors::Result<Policy> {
-    // The reference without exactly its version (not "up to the last `:`", which a version
-    // that contains one would shift).
-    let unversioned = c
-        .reference
-        .strip_suffix(&format!(":{}", c.version))
-        .unwrap_or_default();
-    let s = effective_stmt(unversioned);
+    let s = effective_stmt(unversioned(c));
     let rows = db.query(&s.sql, &s.params).await?;
     effective_of(&rows, c)
 }
@@ -368,10 +362,7 @@ pub fn effective_of(
     rows: &crate::db::Rows,
     c: &crate::registry::Component,
 ) -> crate::errors::Result<Policy> {
-    let unversioned = c
-        .reference
-        .strip_suffix(&format!(":{}", c.version))
-        .unwrap_or_default();
+    let unversioned = unversioned(c);
     let stored = |key: &str| {
         rows.iter()
             .find(|r| r.text("reference") == key)
@@ -385,6 +376,14 @@ pub fn effective_of(
     Policy::from_fields(&fields).map_err(|e| {
         crate::errors::Error::internal(format!("stored policy for {} is invalid: {e}", c.reference))
     })
+}
+
+/// The reference without exactly its version (not "up to the last `:`", which a version
+/// that contains one would shift).
+fn unversioned(c: &crate::registry::Component) -> &str {
+    c.reference
+        .strip_suffix(&format!(":{}", c.version))
+        .unwrap_or_default()
 }
 
 /// The read of [`effective`]: the version-less policy of `unversioned`

@@ -167,8 +167,18 @@ impl Target {
                 Some(v.to_string())
             }
         };
+        Ok(Target::of(ctype.or(type_hint), namespace, name, version))
+    }
+
+    /// Typed when the type is known, else untyped (names and version already checked).
+    pub fn of(
+        ctype: Option<ComponentType>,
+        namespace: &str,
+        name: &str,
+        version: Option<String>,
+    ) -> Target {
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        Ok(match ctype.or(type_hint) {
+        match ctype {
             Some(ctype) => Target::Typed(Reference {
                 ctype,
                 namespace,
@@ -180,7 +190,7 @@ impl Target {
                 name,
                 version,
             }),
-        })
+        }
     }
 
     /// Parses the JSON forms: a string, `{"registry": "…"}`, or `{"local": PATH}` with PATH

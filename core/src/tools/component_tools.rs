@@ -24,7 +24,7 @@ use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::executions::{self, Origin};
 use crate::manifest::{valid_tool_name, Manifest};
-use crate::reference::{valid_name, ComponentType, Reference, Semver, Target, Untyped};
+use crate::reference::{valid_name, ComponentType, Semver, Target};
 use crate::registry::{self, Component};
 use base64::Engine;
 use serde_json::{json, Value as Json};
@@ -299,20 +299,7 @@ fn derived_target(tool: &str) -> Option<Target> {
         }
         None => None,
     };
-    let (namespace, name) = (ns.to_string(), name.to_string());
-    Some(match ctype {
-        Some(ctype) => Target::Typed(Reference {
-            ctype,
-            namespace,
-            name,
-            version,
-        }),
-        None => Target::Untyped(Untyped {
-            namespace,
-            name,
-            version,
-        }),
-    })
+    Some(Target::of(ctype, ns, name, version))
 }
 
 /// What a call of tool `tool` will read, to send ahead with its caller check: the reads
