@@ -39,13 +39,15 @@ const TYPES: [ComponentType; 3] = [
     ComponentType::Reagent,
 ];
 
-/// The highest version of each component, from the cursor on, with what naming needs:
+/// The highest version of each component, from the cursor on, with the parts of its
+/// manifest a listing shows (not the whole manifest: examples can be large) and what naming needs:
 /// its declared `tool_name`, whether another type shares its namespace and name
 /// (`shared`), and whether a component before it declares the same name (`beaten`). The
 /// subqueries look up the primary key (type, namespace, name, version) by its prefix (the
 /// `IN` of the three types for `shared`); `beaten` runs only for a row declaring a name.
-const PAGE_SQL: &str = "SELECT c.component_type, c.namespace, c.name, c.version, c.description, c.manifest, \
-     json_extract(c.manifest, '$.tool_name') AS tool_name, \
+const PAGE_SQL: &str = "SELECT c.component_type, c.namespace, c.name, c.version, c.description, \
+     json_quote(json_extract(c.manifest, '$.schema.input')) AS input, json_quote(json_extract(c.manifest, '$.schema.output')) AS output, \
+     json_extract(c.manifest, '$.title') AS title, json_extract(c.manifest, '$.tool_name') AS tool_name, \
      EXISTS (SELECT 1 FROM components d WHERE d.component_type IN ('catalyst', 'formula', 'reagent') AND d.component_type != c.component_type \
        AND d.namespace = c.namespace AND d.name = c.name AND d.version_key != '') AS shared, \
      json_extract(c.manifest, '$.tool_name') IS NOT NULL AND EXISTS (SELECT 1 FROM components d WHERE d.version_key != '' AND json_extract(d.manifest, '$.tool_name') = json_extract(c.manifest, '$.tool_name') \
@@ -245,10 +247,9 @@ fn entry(r: &Row<'_>) -> Option<Json> {
     if tool.len() > 128 {
         return None;
     }
-    let m: Json = serde_json::from_str(&r.text("manifest")).unwrap_or(Json::Null);
-    let schema = m.get("schema");
-    let input = object_schema(schema.and_then(|s| s.get("input")))
-        .unwrap_or_else(|| json!({ "type": "object" }));
+    let part = |k: &str| serde_json::from_str::<Json>(&r.text(k)).ok();
+    let input =
+        object_schema(part("input").as_ref()).unwrap_or_else(|| json!({ "type": "object" }));
     let reference = format!("{}:{ns}.{name}:{}", ctype.as_str(), r.text("version"));
     let mut t = json!({
         "name": tool,
@@ -257,10 +258,10 @@ fn entry(r: &Row<'_>) -> Option<Json> {
         "annotations": annotations(ctype),
         "_meta": { "cyfr.dev/reference": reference },
     });
-    if let Some(out) = object_schema(schema.and_then(|s| s.get("output"))) {
+    if let Some(out) = object_schema(part("output").as_ref()) {
         t["outputSchema"] = out;
     }
-    if let Some(title) = m.get("title").and_then(Json::as_str) {
+    if let Some(title) = r.opt_text("title") {
         t["title"] = json!(title);
         t["annotations"]["title"] = json!(title);
     }
