@@ -47,3 +47,20 @@ fn the_json_transform_reagent_is_a_tool_of_its_own() {
     assert!(names.contains(&&json!("execution")), "{listed}");
     assert!(!names.contains(&&json!("cyfr.json-transform")), "{listed}");
 }
+
+#[test]
+fn cyfr_mcp_tools_chooses_the_families_mcp_serves() {
+    let s = Server::start_env(&[], &[("CYFR_MCP_TOOLS", "admin")]);
+    register_json_transform(&s);
+    let (_, listed) = s.rpc(Some(&s.admin), "tools/list", json!({}));
+    let names: Vec<&Json> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["name"])
+        .collect();
+    assert!(names.contains(&&json!("execution")), "{listed}");
+    assert!(!names.contains(&&json!("cyfr.json-transform")), "{listed}");
+    let r = s.call(&s.admin, "cyfr.json-transform", json!({ "data": [1] }));
+    assert_eq!(code(&r), -32602, "{r}");
+}
