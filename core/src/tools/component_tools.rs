@@ -70,10 +70,15 @@ const DECLARED_POLICY_SQL: &str = "SELECT p.reference, p.fields FROM policies p 
      AND (p.reference = c.component_type || ':' || c.namespace || '.' || c.name \
        OR p.reference = c.component_type || ':' || c.namespace || '.' || c.name || ':' || c.version)";
 
+/// Whether `t` is an administrative tool's name (ignoring case).
+fn admin_name(t: &str) -> bool {
+    super::TOOLS.iter().any(|a| a.name.eq_ignore_ascii_case(t))
+}
+
 /// Refuses a manifest whose declared `tool_name` is an administrative tool's (-33201).
 pub(crate) fn check_declared(m: &Manifest) -> Result<()> {
     match m.raw.get("tool_name").and_then(Json::as_str) {
-        Some(t) if super::TOOLS.iter().any(|a| a.name.eq_ignore_ascii_case(t)) => {
+        Some(t) if admin_name(t) => {
             Err(Error::new(
                 Code::ComponentInvalid,
                 format!("cyfr-manifest.json: field `tool_name` `{t}` is the name of one of cyfr's own tools; choose another"),
@@ -242,7 +247,10 @@ fn annotations(ctype: ComponentType) -> Json {
 fn entry(r: &Row<'_>) -> Option<Json> {
     let ctype = ComponentType::parse(&r.text("component_type"))?;
     let (ns, name) = (r.text("namespace"), r.text("name"));
-    let declared = r.opt_text("tool_name").filter(|_| r.int("beaten") == 0);
+    // A name an administrative tool took after the component declared it stays the tool's.
+    let declared = r
+        .opt_text("tool_name")
+        .filter(|d| r.int("beaten") == 0 && !admin_name(d));
     let tool = declared.unwrap_or_else(|| derived(ctype, &ns, &name, r.int("shared") != 0));
     if tool.len() > 128 {
         return None;
