@@ -21,7 +21,8 @@
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
-//! 4. **rpc** — `mcp`: JSON-RPC methods.
+//! 4. **rpc** — `mcp`: JSON-RPC methods; [`modern`]: the stateless 2026-07-28 rules
+//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
 //!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification).
 //!
@@ -75,6 +76,7 @@ pub(crate) mod tools;
 
 // 4. rpc
 pub(crate) mod mcp;
+pub mod modern;
 
 // 5. transport
 pub mod app;
