@@ -12,6 +12,7 @@ mod executions;
 mod formulas;
 mod happy;
 mod jwt;
+mod modern;
 mod permissions;
 mod scopes;
 mod sessions;
