@@ -21,6 +21,8 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 url="$(head -n1 "$fifo" | python3 -c 'import json,sys; print(json.load(sys.stdin)["listening"])')"
 echo "cyfr under test: $url"
 CYFR_URL="$url" CYFR_API_KEY="$admin" CARGO_TARGET_DIR=target/wasm $cyfr register components/reagents/cyfr/json-transform/0.1.0/
+# The conformance suite's fixture tools, as components (shown as MCP tools by name).
+CYFR_URL="$url" CYFR_API_KEY="$admin" scripts/conformance-fixtures.sh "$cyfr"
 run='{"action":"run","reference":"r:cyfr.json-transform:0.1.0","input":{"data":[1,2,3]}}'
 tool="${CYFR_CHECK_TOOL:-execution}"
 args="${CYFR_CHECK_ARGS:-$run}"
