@@ -343,3 +343,27 @@ async fn the_2025_revision_is_unchanged_beside_it() {
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn stateless_requests_keep_the_round_trip_budget() {
+    let h = Harness::new().await;
+    let trips = |h: &Harness| h.app.db.inner().trips().len();
+    h.app.db.inner().reset();
+    send(&h, modern_request(None, "server/discover", json!({}))).await;
+    assert_eq!(trips(&h), 0, "server/discover");
+    h.app.db.inner().reset();
+    let (_, r, _) = send(&h, modern_request(Some(ADMIN), "tools/list", json!({}))).await;
+    assert!(r.get("result").is_some(), "{r}");
+    assert!(trips(&h) <= 1, "tools/list: {:?}", h.app.db.inner().trips());
+    h.app.db.inner().reset();
+    let call = json!({ "name": "key", "arguments": { "action": "list" } });
+    let (_, r, _) = send(&h, modern_request(Some(ADMIN), "tools/call", call)).await;
+    assert!(r.get("error").is_none(), "{r}");
+    assert!(trips(&h) <= 2, "key.list: {:?}", h.app.db.inner().trips());
+    // A refusal of the checks costs nothing.
+    h.app.db.inner().reset();
+    let mut req = modern_request(Some(ADMIN), "tools/list", json!({}));
+    set_header(&mut req, "mcp-method", Some("prompts/list"));
+    send(&h, req).await;
+    assert_eq!(trips(&h), 0, "a header mismatch");
+}
