@@ -15,8 +15,13 @@ pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
 pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// The `_meta` key carrying the client's capabilities.
 pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-/// Prefix of the protocol's own `_meta` keys: any of them makes a request stateless.
-const META_PREFIX: &str = "io.modelcontextprotocol/";
+/// The `_meta` keys only a stateless request carries: any of them makes it one. (Not any
+/// `io.modelcontextprotocol/` key: 2025-11-25 has some of its own, `related-task`.)
+const META_MODERN: &[&str] = &[
+    META_VERSION,
+    META_CAPABILITIES,
+    "io.modelcontextprotocol/clientInfo",
+];
 
 /// Methods 2026-07-28 removed (a session handshake, or state kept between requests): on a
 /// stateless request they are unknown, as the revision says.
@@ -54,7 +59,7 @@ pub fn is_modern_version(v: &str) -> bool {
 }
 
 /// Whether a message is a stateless (2026-07-28) request: its `_meta` carries one of the
-/// protocol's own keys, or it is `server/discover`, which only that revision has.
+/// per-request keys of that revision, or it is `server/discover`, which only it has.
 pub fn is_modern(msg: &Json) -> bool {
     if msg.get("method").and_then(Json::as_str) == Some("server/discover") {
         return true;
@@ -62,7 +67,7 @@ pub fn is_modern(msg: &Json) -> bool {
     msg.get("params")
         .and_then(|p| p.get("_meta"))
         .and_then(Json::as_object)
-        .is_some_and(|m| m.keys().any(|k| k.starts_with(META_PREFIX)))
+        .is_some_and(|m| META_MODERN.iter().any(|k| m.contains_key(*k)))
 }
 
 /// The checks a stateless request passes before any method runs, in the order the
