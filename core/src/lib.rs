@@ -13,7 +13,7 @@
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
 //!    arguments are read), [`crypto`], [`jwt`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
-//!    [`manifest`].
+//!    [`manifest`], [`mcp_headers`] (2026-07-28's `Mcp-*` header values).
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
 //!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], [`hosts`] (which host a run goes to, sealing
@@ -49,6 +49,7 @@ pub(crate) mod ipallow;
 pub mod jwt;
 pub mod kms;
 pub mod manifest;
+pub mod mcp_headers;
 pub mod reference;
 pub mod units;
 

@@ -72,7 +72,8 @@ pub fn is_modern(msg: &Json) -> bool {
 
 /// The checks a stateless request passes before any method runs, in the order the
 /// revision gives: `_meta` complete, its version equal to the `MCP-Protocol-Version`
-/// header and one we speak, `Mcp-Method`/`Mcp-Name` equal to the body. A removed method
+/// header and one we speak, `Mcp-Method`/`Mcp-Name` equal to the body (`Mcp-Param-*` are checked where the
+/// called tool's schema is read: `crate::mcp_headers::check_params`). A removed method
 /// is unknown. A notification needs only the headers.
 pub fn check(
     req: &HttpRequest,
@@ -130,8 +131,7 @@ pub fn check(
         None => return Err(mismatch("Mcp-Method header is missing".into())),
     }
     if let Some(name) = named(method, params) {
-        let header = req.header("mcp-name").map(str::trim);
-        match header.map(decode_header) {
+        match req.header("mcp-name").map(crate::mcp_headers::decode) {
             Some(Some(h)) if h == name => {}
             Some(_) => return Err(mismatch("Mcp-Name differs from the body".into())),
             None => return Err(mismatch(format!("{method} needs an Mcp-Name header"))),
@@ -151,22 +151,6 @@ fn named<'a>(method: &str, params: &'a Json) -> Option<&'a str> {
         _ => return None,
     };
     params.get(key).and_then(Json::as_str)
-}
-
-/// A header value as text: plain, or `=?base64?…?=` for a value that is not ASCII.
-/// `None` when the encoding is broken (which then cannot match the body).
-fn decode_header(v: &str) -> Option<String> {
-    use base64::Engine;
-    match v
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok()),
-        None => Some(v.to_string()),
-    }
 }
 
 fn mismatch(message: String) -> Error {
