@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Points independent MCP clients at a real cyfr: the official conformance suite (generic
-# scenarios), the official Python and TypeScript SDK clients, and a raw HTTP probe.
+# Points independent MCP clients at a real cyfr: the official Python SDK 1.x (2025-11-25)
+# and 2.x (auto mode, which must negotiate 2026-07-28) clients, the TypeScript SDK client,
+# a raw HTTP probe, and the official conformance suite with `--preset all` for both spec
+# versions against tests/conformance-expected-failures.txt (scripts/conformance.sh).
 # Usage: scripts/mcp-check.sh PATH/TO/mcp-check   (the shared tools folder, see its README)
 # Starts `cyfr up` on 127.0.0.1 (ephemeral port) with a throw-away data dir and stops it after.
+# CYFR_CHECK_TOOL / CYFR_CHECK_ARGS name one more tool every client calls (e.g. a component
+# shown as a tool); by default `execution` runs json-transform.
 set -euo pipefail
 tools="$(cd "${1:?usage: scripts/mcp-check.sh PATH/TO/mcp-check}" && pwd)"
 cd "$(dirname "$0")/.."
@@ -17,11 +21,18 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 url="$(head -n1 "$fifo" | python3 -c 'import json,sys; print(json.load(sys.stdin)["listening"])')"
 echo "cyfr under test: $url"
 CYFR_URL="$url" CYFR_API_KEY="$admin" CARGO_TARGET_DIR=target/wasm $cyfr register components/reagents/cyfr/json-transform/0.1.0/
+# The conformance suite's fixture tools, as components (shown as MCP tools by name).
+CYFR_URL="$url" CYFR_API_KEY="$admin" scripts/conformance-fixtures.sh "$cyfr"
 run='{"action":"run","reference":"r:cyfr.json-transform:0.1.0","input":{"data":[1,2,3]}}'
+tool="${CYFR_CHECK_TOOL:-execution}"
+args="${CYFR_CHECK_ARGS:-$run}"
 fails=0
 python3 "$tools/http_probe.py" "$url" --bearer "$admin" || fails=$((fails+1))
-"$tools/check-py.sh" "$url" --bearer "$admin" --tool execution --args "$run" || fails=$((fails+1))
-"$tools/check-ts.sh" "$url" --header "Authorization: Bearer $admin" --tool execution --args "$run" || fails=$((fails+1))
-"$tools/run-conformance.sh" "$url" --bearer "$admin" || fails=$((fails+1))
-echo "mcp-check: $((4-fails)) passed, $fails failed"
+"$tools/check-py.sh" "$url" --bearer "$admin" --tool "$tool" --args "$args" || fails=$((fails+1))
+# The 2.x client in its default auto mode probes server/discover: it must adopt 2026-07-28.
+"$tools/check-py.sh" "$url" --mcp 'mcp==2.3.0' --auto --protocol 2026-07-28 --bearer "$admin" \
+    --tool "$tool" --args "$args" || fails=$((fails+1))
+"$tools/check-ts.sh" "$url" --header "Authorization: Bearer $admin" --tool "$tool" --args "$args" || fails=$((fails+1))
+scripts/conformance.sh "$tools" "$url" "$admin" || fails=$((fails+1))
+echo "mcp-check: $((5-fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

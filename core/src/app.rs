@@ -82,8 +82,20 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
                 );
             }
         }
+        // 2026-07-28 has no stream to open and no session to end.
+        let stateless = req
+            .header("mcp-protocol-version")
+            .is_some_and(crate::modern::is_modern_version);
         match req.method.as_str() {
             "POST" => self.post(req).await,
+            "GET" | "DELETE" if stateless => {
+                let mut r = HttpResponse::json(
+                    405,
+                    &json!({ "error": "MCP 2026-07-28 is stateless: POST JSON-RPC requests; there is no stream or session" }),
+                );
+                r.headers.push(("allow".into(), "POST, OPTIONS".into()));
+                r
+            }
             "OPTIONS" => preflight(),
             "DELETE" => self.delete_session(req).await,
             // No server-initiated stream yet: say so, as the transport allows.
@@ -107,19 +119,6 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
 
     /// `POST /mcp`: one JSON-RPC message, after the transport's own checks.
     async fn post(&self, req: &HttpRequest) -> HttpResponse {
-        if let Some(v) = req.header("mcp-protocol-version") {
-            if !PROTOCOL_VERSIONS.contains(&v.trim()) {
-                let e = Error::new(
-                    Code::InvalidProtocol,
-                    format!(
-                        "unsupported MCP-Protocol-Version `{v}`; supported: {}",
-                        PROTOCOL_VERSIONS.join(", ")
-                    ),
-                )
-                .with_data(json!({ "supported": PROTOCOL_VERSIONS }));
-                return rpc_error(None, &e);
-            }
-        }
         if req.body.len() > MAX_BODY_BYTES {
             return rpc_error(
                 None,
@@ -138,6 +137,21 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
                 )
             }
         };
+        // A stateless (2026-07-28) request's version is checked against its `_meta` in
+        // `modern`; a 2025 one's header must name a version we speak.
+        if let Some(v) = req.header("mcp-protocol-version") {
+            if !PROTOCOL_VERSIONS.contains(&v.trim()) && !crate::modern::is_modern(&msg) {
+                let e = Error::new(
+                    Code::InvalidProtocol,
+                    format!(
+                        "unsupported MCP-Protocol-Version `{v}`; supported: {}",
+                        PROTOCOL_VERSIONS.join(", ")
+                    ),
+                )
+                .with_data(json!({ "supported": PROTOCOL_VERSIONS }));
+                return rpc_error(msg.get("id").cloned(), &e);
+            }
+        }
         if msg.is_array() {
             return rpc_error(
                 None,
@@ -224,7 +238,7 @@ fn preflight() -> HttpResponse {
         ),
         (
             "access-control-allow-headers".to_string(),
-            "authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id, x-request-id"
+            "authorization, content-type, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, last-event-id, x-request-id"
                 .to_string(),
         ),
         ("access-control-max-age".to_string(), "600".to_string()),

@@ -5,6 +5,9 @@ use crate::ipallow::NetList;
 /// MCP protocol versions we speak; the first is the one we prefer.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 
+/// What `initialize` and `server/discover` tell a client's model about this server.
+pub const INSTRUCTIONS: &str = "cyfr runs sandboxed WebAssembly components. Call the `execution` tool with action `run` and a component reference; `component` searches and inspects the registry.";
+
 /// What the router needs to know about its deployment.
 #[derive(Clone, Debug)]
 pub struct Config {

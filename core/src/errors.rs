@@ -49,6 +49,18 @@ pub enum Code {
     SessionExpired,
     /// -33303: unsupported protocol version.
     InvalidProtocol,
+    /// -32601 on a 2026-07-28 request: no such method (or one that revision removed),
+    /// answered with HTTP 404.
+    UnknownMethod,
+    /// -32602 on a 2026-07-28 request: its `_meta` lacks the protocol version or the
+    /// client capabilities, answered with HTTP 400.
+    MetaInvalid,
+    /// -32020: an `Mcp-*` header is missing or differs from the body (HTTP 400).
+    HeaderMismatch,
+    /// -32021: the request needs a client capability the client did not declare (HTTP 400).
+    MissingClientCapability,
+    /// -32022: the request's protocol version is not one we speak (HTTP 400).
+    UnsupportedVersion,
 }
 
 impl Code {
@@ -74,6 +86,11 @@ impl Code {
             Code::SessionRequired => -33301,
             Code::SessionExpired => -33302,
             Code::InvalidProtocol => -33303,
+            Code::UnknownMethod => -32601,
+            Code::MetaInvalid => -32602,
+            Code::HeaderMismatch => -32020,
+            Code::MissingClientCapability => -32021,
+            Code::UnsupportedVersion => -32022,
         }
     }
 
@@ -99,13 +116,25 @@ impl Code {
             Code::SessionRequired => "session_required",
             Code::SessionExpired => "session_expired",
             Code::InvalidProtocol => "invalid_protocol",
+            Code::UnknownMethod => "method_not_found",
+            Code::MetaInvalid => "invalid_params",
+            Code::HeaderMismatch => "header_mismatch",
+            Code::MissingClientCapability => "missing_client_capability",
+            Code::UnsupportedVersion => "unsupported_protocol_version",
         }
     }
 
     /// The HTTP status that goes with the code when it ends the whole request.
     pub fn http_status(self) -> u16 {
         match self {
-            Code::ParseError | Code::InvalidRequest | Code::InvalidProtocol => 400,
+            Code::ParseError
+            | Code::InvalidRequest
+            | Code::InvalidProtocol
+            | Code::MetaInvalid
+            | Code::HeaderMismatch
+            | Code::MissingClientCapability
+            | Code::UnsupportedVersion => 400,
+            Code::UnknownMethod => 404,
             Code::BodyTooLarge => 413,
             Code::Unavailable => 500,
             Code::AuthRequired | Code::AuthInvalid | Code::AuthExpired => 401,

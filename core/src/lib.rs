@@ -13,7 +13,7 @@
 //!    [`dispatch`], [`env`](mod@env), [`config`], [`errors`], [`http`], [`host_api`] (the
 //!    router↔host wire schema), `access` (what an action may require), `args` (how tool
 //!    arguments are read), [`crypto`], [`jwt`], [`kms`], [`units`], [`reference`](mod@reference), `ipallow`,
-//!    [`manifest`].
+//!    [`manifest`], [`mcp_headers`] (2026-07-28's `Mcp-*` header values).
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
 //!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], [`hosts`] (which host a run goes to, sealing
@@ -21,7 +21,8 @@
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
-//! 4. **rpc** — `mcp`: JSON-RPC methods.
+//! 4. **rpc** — `mcp`: JSON-RPC methods; [`modern`]: the stateless 2026-07-28 rules
+//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
 //!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification).
 //!
@@ -48,6 +49,7 @@ pub(crate) mod ipallow;
 pub mod jwt;
 pub mod kms;
 pub mod manifest;
+pub mod mcp_headers;
 pub mod reference;
 pub mod units;
 
@@ -75,6 +77,7 @@ pub(crate) mod tools;
 
 // 4. rpc
 pub(crate) mod mcp;
+pub mod modern;
 
 // 5. transport
 pub mod app;

@@ -1,4 +1,5 @@
-//! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications. Which
+//! JSON-RPC over `/mcp`: initialize, ping, tools/list, tools/call, notifications; the
+//! stateless (2026-07-28) requests through `crate::modern`'s checks and shape. Which
 //! tools are listed and how a component tool is called is `tools::component_tools`'.
 
 use crate::auth::{self, Identity};
@@ -10,7 +11,7 @@ use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::secrets::sealed;
-use crate::{audit, sessions, tools};
+use crate::{audit, modern, sessions, tools};
 use serde_json::{json, Value as Json};
 
 /// A JSON-RPC request taken apart: its id (none for a notification), method and params.
@@ -61,9 +62,35 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
         Ok(m) => m,
         Err(answer) => return answer,
     };
+    if modern::is_modern(&msg) {
+        // Stateless: no handshake, no session (a session id sent along is ignored).
+        let resp = match modern::check(req, id.as_ref(), method, &params) {
+            Err(e) => rpc_error(id, &e),
+            Ok(()) if method == "server/discover" && id.is_some() => {
+                ok(id, modern::discover(&cx.config))
+            }
+            Ok(()) => answer(cx, req, id, method, &params, None, true).await,
+        };
+        return modern::finish(resp, method);
+    }
+    let sid = req.header("mcp-session-id");
+    answer(cx, req, id, method, &params, sid, false).await
+}
+
+/// Answers a message of either revision (`stateless`: 2026-07-28), within session `sid`
+/// if it names one.
+async fn answer<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    req: &HttpRequest,
+    id: Option<Json>,
+    method: &str,
+    params: &Json,
+    sid: Option<&str>,
+    stateless: bool,
+) -> HttpResponse {
     let now = cx.env.now_ms();
     if method == "initialize" {
-        return match initialize(cx, req, &params).await {
+        return match initialize(cx, req, params).await {
             Ok((result, session_id)) => {
                 let mut r = ok(id, result);
                 r.headers.push(("mcp-session-id".into(), session_id));
@@ -78,10 +105,9 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     // A session id must name a live session, whatever else the request carries; a request
     // (not a notification, not a session-less ping) also needs its caller. One round trip,
     // which also carries the reads the call will make (`tools::read_ahead`).
-    let sid = req.header("mcp-session-id");
     let identify = id.is_some() && !(method == "ping" && sid.is_none());
     if identify && method == "tools/call" {
-        cx.db.read_ahead(tools::read_ahead(&params));
+        cx.db.read_ahead(tools::read_ahead(params));
     }
     if identify && method == "resources/read" {
         if let Some(uri) = params.get("uri").and_then(Json::as_str) {
@@ -89,12 +115,11 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
         }
     }
     if identify && method == "tools/list" && cx.config.mcp_tools.components() {
-        cx.db
-            .read_ahead(tools::component_tools::list_reads(&params));
+        cx.db.read_ahead(tools::component_tools::list_reads(params));
     }
     // Every tool call is audited: its row rides in the caller check's round trip, written
     // as `ok`; a failure rewrites its outcome afterwards (a refusal may cost a round trip).
-    let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, &params, sid));
+    let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, params, sid));
     let also = entry.iter().map(audit::insert_stmt).collect();
     let caller = match auth::check_with(&cx.db, &cx.config, req, sid, identify, now, also).await {
         Ok(c) => c,
@@ -121,8 +146,17 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
             return rpc_error(Some(id), &e);
         }
     }
-    let (resp, failed) =
-        method_call(cx, req, id, method, &params, session.as_ref(), identity).await;
+    let (resp, failed) = method_call(
+        cx,
+        req,
+        id,
+        method,
+        params,
+        session.as_ref(),
+        identity,
+        stateless,
+    )
+    .await;
     if let Some(e) = failed {
         audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
     }
@@ -263,6 +297,7 @@ fn request_id_of<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, req: &HttpRe
 }
 
 /// A request of an identified caller (or of none), within its session if it has one.
+#[allow(clippy::too_many_arguments)]
 async fn method_call<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     req: &HttpRequest,
@@ -271,12 +306,23 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     params: &Json,
     session: Option<&sessions::Session>,
     identity: Option<Identity>,
+    stateless: bool,
 ) -> (HttpResponse, Option<Error>) {
     if method == "ping" {
         return (ok(Some(id), json!({})), None);
     }
     if method.starts_with("resources/") {
-        return match resources(cx, req, method, params, session, identity.as_ref()).await {
+        return match resources(
+            cx,
+            req,
+            method,
+            params,
+            session,
+            identity.as_ref(),
+            stateless,
+        )
+        .await
+        {
             Ok(v) => (ok(Some(id), v), None),
             Err(e) => (rpc_error(Some(id), &e), Some(e)),
         };
@@ -291,12 +337,19 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             }
             Err(e) => Err(e),
         },
+        // No manifest declares prompts yet: the list is empty, and honest.
+        "prompts/list" => require(identity).map(|_| json!({ "prompts": [] })),
+        "prompts/get" => require(identity).and_then(|_| {
+            let name = params.get("name").and_then(Json::as_str).unwrap_or("");
+            Err(Error::invalid_params(format!("no prompt `{name}`")))
+        }),
         "tools/call" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
                     who: &who,
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
+                    stateless_req: stateless.then_some(req),
                 };
                 return call_tool(cx, Ok(&call), id, params).await;
             }
@@ -309,6 +362,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     who: &who,
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
+                    stateless_req: None,
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -376,7 +430,7 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         "protocolVersion": version,
         "capabilities": capabilities,
         "serverInfo": { "name": "cyfr", "version": env!("CARGO_PKG_VERSION") },
-        "instructions": "cyfr runs sandboxed WebAssembly components. Call the `execution` tool with action `run` and a component reference; `component` searches and inspects the registry.",
+        "instructions": crate::config::INSTRUCTIONS,
     });
     Ok((result, sid))
 }
@@ -392,8 +446,9 @@ fn auth_required() -> Error {
     )
 }
 
-/// `resources/list` and `resources/read`: the session's encryption public key; runs and
-/// components through the templates of `tools::resources`.
+/// `resources/list` and `resources/read`: the session's encryption public key (which a
+/// `stateless` request, having no session, is not offered); runs and components through
+/// the templates of `tools::resources`.
 async fn resources<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     req: &HttpRequest,
@@ -401,10 +456,11 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
     params: &Json,
     session: Option<&sessions::Session>,
     identity: Option<&Identity>,
+    stateless: bool,
 ) -> Result<Json> {
     match method {
         "resources/list" => {
-            let list = if cx.config.session_encryption {
+            let list = if cx.config.session_encryption && !stateless {
                 vec![json!({
                     "uri": sealed::PUBKEY_URI,
                     "name": "encryption-pubkey",
@@ -431,6 +487,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         who,
                         session_hash: session.map(|s| s.id_hash.as_str()),
                         secure: cx.secure(req),
+                        stateless_req: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
                         return Ok(v);

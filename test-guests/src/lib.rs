@@ -28,6 +28,9 @@ pub const GUESTS: &[&str] = &[
     "endless-loop",
     "catalyst-probe",
     "formula-probe",
+    // the MCP conformance suite's fixture tools (scripts/mcp-check.sh registers them)
+    "conformance-content",
+    "conformance-error",
     // host/tests/spin-guest: a spin-sdk component for the Spin runner's tests.
     "cyfr-spin-test-guest",
 ];

@@ -197,3 +197,58 @@ fn api_health_and_request_ids_as_cyfrs_clients_expect() {
         "one id per response"
     );
 }
+
+#[test]
+fn a_2026_07_28_client_discovers_and_lists_tools_without_a_session() {
+    let s = Server::start();
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let discover =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}})
+            .to_string();
+    let modern = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "server/discover"),
+    ];
+    let (status, headers, r) = s.post(&modern, &discover);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["supportedVersions"][0], "2026-07-28");
+    assert!(headers.get("mcp-session-id").is_none());
+    let list =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}})
+            .to_string();
+    let auth = format!("Bearer {}", s.admin);
+    let (status, headers, r) = s.post(
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+            ("authorization", &auth),
+        ],
+        &list,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["resultType"], "complete");
+    assert_eq!(r["result"]["cacheScope"], "private");
+    assert!(!r["result"]["tools"].as_array().unwrap().is_empty());
+    assert!(headers.get("mcp-session-id").is_none());
+    // The header that names the method must match the body.
+    let (status, _, r) = s.post(
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "prompts/list"),
+            ("authorization", &auth),
+        ],
+        &list,
+    );
+    assert_eq!((status, code(&r)), (400, -32020), "{r}");
+    // A GET carrying the stateless version is refused: there is no stream to open.
+    assert_eq!(
+        s.request(
+            reqwest::Method::GET,
+            &[("mcp-protocol-version", "2026-07-28")]
+        ),
+        405
+    );
+}

@@ -385,6 +385,10 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
     let outcome = match located {
         Ok((c, policy)) => {
             let manifest = c.manifest();
+            if let Some(r) = call.stateless_req {
+                let schema = manifest.get("schema").and_then(|s| s.get("input"));
+                crate::mcp_headers::check_params(r, schema.unwrap_or(&Json::Null), args)?;
+            }
             let origin = Origin {
                 opened: &[],
                 secure: call.secure,

@@ -38,6 +38,9 @@ pub struct Call<'a> {
     pub session_hash: Option<&'a str>,
     /// Whether the transport may carry secrets (HTTPS, loopback, or development mode).
     pub secure: bool,
+    /// The HTTP request of a stateless (2026-07-28) `tools/call`, whose `Mcp-Param-*`
+    /// headers a component tool checks against its arguments; `None` otherwise.
+    pub stateless_req: Option<&'a crate::http::HttpRequest>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.

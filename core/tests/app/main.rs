@@ -13,6 +13,7 @@ mod executions;
 mod formulas;
 mod happy;
 mod jwt;
+mod modern;
 mod permissions;
 mod resources;
 mod scopes;
