@@ -267,13 +267,41 @@ async fn insert(
     lineage: Option<&str>,
     budget: Option<&str>,
 ) -> Result<(ApiKey, String)> {
-    let scopes = new.validated_scopes()?;
+    new.validated_scopes()?;
     if find_by_name(db, &new.name).await?.is_some() {
-        return Err(Error::invalid_params(format!(
-            "an active key named `{}` exists; revoke or rotate it, or pick another name",
-            new.name
-        )));
+        return Err(name_taken(&new.name));
     }
+    let (key, raw, params) = prepare(env, new, created_by, lineage, budget)?;
+    db.query(
+        &format!("{INSERT_KEY} VALUES ({})", placeholders(params.len())),
+        &params,
+    )
+    .await?;
+    Ok((key, raw))
+}
+
+/// The columns of a new key row, in the order [`prepare`] gives their values.
+const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id, rate_interval_us, rate_window_us)";
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn name_taken(name: &str) -> Error {
+    Error::invalid_params(format!(
+        "an active key named `{name}` exists; revoke or rotate it, or pick another name"
+    ))
+}
+
+/// A new key (its raw secret made here) and the values of its row for [`INSERT_KEY`].
+fn prepare(
+    env: &impl Env,
+    new: &NewKey,
+    created_by: Option<&str>,
+    lineage: Option<&str>,
+    budget: Option<&str>,
+) -> Result<(ApiKey, String, Vec<Value>)> {
+    let scopes = new.validated_scopes()?;
     // 24 random bytes are 32 base64url characters.
     let raw = format!("{}{}", new.key_type.prefix(), random_token(env, 24));
     let id = format!("key_{}", random_token(env, 12));
@@ -297,28 +325,27 @@ async fn insert(
         rate_in_sql: true,
     };
     let gcra = key.rate_limit.map(Gcra::from);
-    db.query(
-        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id, rate_interval_us, rate_window_us) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        &[
-            key.id.clone().into(),
-            key.name.clone().into(),
-            key.key_type.as_str().into(),
-            hash_raw(&raw).into(),
-            key.prefix.clone().into(),
-            key.scopes.join(",").into(),
-            key.rate_limit.map(|r| r.to_text()).into(),
-            Value::from(if key.ip_allowlist.is_empty() { None } else { Some(key.ip_allowlist.to_text()) }),
-            key.created_by.clone().into(),
-            Value::Integer(key.created_at as i64),
-            key.lineage_id.clone().into(),
-            key.budget_id.clone().into(),
-            gcra.map_or(Value::Null, |g| Value::Integer(g.interval_us)),
-            gcra.map_or(Value::Null, |g| Value::Integer(g.window_us)),
-        ],
-    )
-    .await?;
-    Ok((key, raw))
+    let params = vec![
+        key.id.clone().into(),
+        key.name.clone().into(),
+        key.key_type.as_str().into(),
+        hash_raw(&raw).into(),
+        key.prefix.clone().into(),
+        key.scopes.join(",").into(),
+        key.rate_limit.map(|r| r.to_text()).into(),
+        Value::from(if key.ip_allowlist.is_empty() {
+            None
+        } else {
+            Some(key.ip_allowlist.to_text())
+        }),
+        key.created_by.clone().into(),
+        Value::Integer(key.created_at as i64),
+        key.lineage_id.clone().into(),
+        key.budget_id.clone().into(),
+        gcra.map_or(Value::Null, |g| Value::Integer(g.interval_us)),
+        gcra.map_or(Value::Null, |g| Value::Integer(g.window_us)),
+    ];
+    Ok((key, raw, params))
 }
 
 /// How a request names its key in SQL: by the raw key's hash, or through the live session
@@ -455,7 +482,6 @@ pub async fn revoke(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
 /// Replaces a key with a new one of the same name, type, scopes, limits, lineage and budget:
 /// its secrets, runs and rate-limit buckets carry over (rotating never refills a budget).
 pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKey, String)> {
-    revoke(db, &old.id, env.now_ms()).await?;
     let new = NewKey {
         name: old.name.clone(),
         key_type: old.key_type,
@@ -467,15 +493,37 @@ pub async fn rotate(db: &impl Db, env: &impl Env, old: &ApiKey) -> Result<(ApiKe
         rate_limit: old.rate_limit,
         ip_allowlist: old.ip_allowlist.clone(),
     };
-    insert(
-        db,
+    let (key, raw, mut params) = prepare(
         env,
         &new,
         old.created_by.as_deref(),
         Some(&old.lineage_id),
         Some(&old.budget_id),
-    )
-    .await
+    )?;
+    // One atomic round trip: the revoke, then the insert only if that revoke took the row
+    // (`changes()` is the UPDATE's) and no other active key holds the name — so two
+    // rotations racing for one key make one successor, and a key revoked meanwhile none.
+    let n = params.len();
+    params.push(new.name.clone().into());
+    let revoke = Stmt::new(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        vec![Value::Integer(env.now_ms() as i64), old.id.clone().into()],
+    );
+    let insert = Stmt::new(
+        format!(
+            "{INSERT_KEY} SELECT {} WHERE changes() = 1 AND NOT EXISTS \
+             (SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL) RETURNING id",
+            placeholders(n)
+        ),
+        params,
+    );
+    let out = db.batch(&[revoke, insert], true).await?;
+    if out.get(1).is_none_or(|r| r.rows.is_empty()) {
+        return Err(Error::invalid_params(
+            "no active key with that name or id (it was revoked or rotated meanwhile)",
+        ));
+    }
+    Ok((key, raw))
 }
 
 /// The active key of a lineage (at most one: rotation revokes before it creates).
@@ -498,8 +546,12 @@ pub async fn touch(db: &impl Db, id: &str, now_ms: u64) -> Result<()> {
 
 /// The key with this id, active or not.
 pub async fn find_by_id(db: &impl Db, id: &str) -> Result<Option<ApiKey>> {
-    let rows = db
-        .query("SELECT * FROM api_keys WHERE id = ?", &[id.into()])
-        .await?;
+    let s = find_by_id_stmt(id);
+    let rows = db.query(&s.sql, &s.params).await?;
     rows.first().map(|r| ApiKey::from_row(&r)).transpose()
+}
+
+/// The read of [`find_by_id`], to send ahead.
+pub fn find_by_id_stmt(id: &str) -> Stmt {
+    Stmt::new("SELECT * FROM api_keys WHERE id = ?", vec![id.into()])
 }

@@ -94,7 +94,8 @@ fn list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] })
 }
 
-/// What `create` with `args` will read first: whether the name is taken.
+/// What `create` with `args` will read first (whether the name is taken), and the key
+/// `revoke` and `rotate` act on: read with the caller check, so each costs 2 round trips.
 pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
     match a.call(args) {
         Ok(Calls::Create(c)) => c
@@ -102,6 +103,11 @@ pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
             .as_deref()
             .map(|n| vec![crate::keys::find_by_name_stmt(n)])
             .unwrap_or_default(),
+        Ok(Calls::Revoke(t) | Calls::Rotate(t)) => match (t.id.as_deref(), t.name.as_deref()) {
+            (Some(id), _) => vec![crate::keys::find_by_id_stmt(id)],
+            (None, Some(name)) => vec![crate::keys::find_by_name_stmt(name)],
+            (None, None) => Vec::new(),
+        },
         _ => Vec::new(),
     }
 }

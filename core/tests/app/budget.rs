@@ -12,10 +12,6 @@ use serde_json::{json, Value as Json};
 fn budget(tool: &str, action: &str) -> usize {
     match (tool, action) {
         ("execution", "run") => 3,
-        // Found over when the cases were made to succeed (they had failed on a key the
-        // budget key may not manage, which cost 2): the target's lookup, then the write(s).
-        ("key", "revoke") => 3,
-        ("key", "rotate") => 5,
         // Chains the ripe rows first (a read, then their hashes written), then reads the
         // chain: an admin's check, not a request path.
         ("audit", "verify") => 4,

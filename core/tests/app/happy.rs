@@ -539,3 +539,58 @@ async fn a_taken_version_is_kept_unless_replace_is_asked_and_a_refusal_stores_no
         .await;
     assert_eq!(inspected["digest"], replaced["digest"], "{inspected}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rotation_racing_a_revoke_makes_no_successor() {
+    let h = Harness::new().await;
+    h.key("spare", &["execution"], json!({})).await;
+    // Another request revokes the key between this rotation's read and its write: the
+    // rotation must not hand out a successor of a key that is no longer active.
+    h.app.db.inner().meddle(
+        "UPDATE api_keys SET revoked_at",
+        "UPDATE api_keys SET revoked_at = 1 WHERE name = 'spare'",
+    );
+    let r = h
+        .call(ADMIN, "key", json!({ "action": "rotate", "name": "spare" }))
+        .await;
+    assert!(
+        r.get("error").is_some() || r["result"]["isError"] == true,
+        "refused: {r}"
+    );
+    let listed = h.ok(ADMIN, "key", json!({ "action": "list" })).await;
+    assert!(
+        !listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["name"] == "spare"),
+        "no active key named spare: {listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rotated_key_is_refused_and_its_successor_works_and_rotating_it_again_fails() {
+    let h = Harness::new().await;
+    let old = h.key("spare", &["component.search"], json!({})).await;
+    let first = h
+        .ok(ADMIN, "key", json!({ "action": "rotate", "name": "spare" }))
+        .await;
+    let new = first["key"].as_str().unwrap().to_string();
+    let id_of_old = first["replaces"].as_str().map(String::from);
+    let status = json!({ "action": "status" });
+    assert!(h
+        .call(&old, "system", status.clone())
+        .await
+        .get("error")
+        .is_some());
+    h.ok(&new, "system", status).await;
+    if let Some(id) = id_of_old {
+        let again = h
+            .call(ADMIN, "key", json!({ "action": "rotate", "id": id }))
+            .await;
+        assert!(
+            again.get("error").is_some() || again["result"]["isError"] == true,
+            "a revoked key has no successor to make: {again}"
+        );
+    }
+}
