@@ -191,6 +191,7 @@ struct SpinTransport;
 impl Transport for SpinTransport {
     async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         let method = match req.method {
+            hosts::Method::Get => Method::Get,
             hosts::Method::Post => Method::Post,
             hosts::Method::Put => Method::Put,
         };

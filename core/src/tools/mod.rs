@@ -216,6 +216,7 @@ pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
         Ok((Action::Policy(a), ..)) => policy::read_ahead(a, args),
         Ok((Action::Key(a), ..)) => key::read_ahead(a, args),
         Ok((Action::Secret(a), ..)) => secret::read_ahead(a, args),
+        Ok((Action::Session(a), ..)) => session::read_ahead(a, args),
         _ => Vec::new(),
     }
 }

@@ -13,5 +13,6 @@ mod formulas;
 mod happy;
 mod jwt;
 mod permissions;
+mod providers;
 mod scopes;
 mod sessions;
