@@ -102,6 +102,27 @@ fn issuer_allowed(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+impl LoginProvider {
+    /// The authorities (`host[:port]`) its device flow reaches: what the platform must let
+    /// the router call for it, and nothing more (an OIDC issuer's endpoints must stay on
+    /// its origin).
+    pub fn authorities(&self) -> Vec<String> {
+        match self.name {
+            "github" => vec!["github.com".into(), "api.github.com".into()],
+            "google" => vec![
+                "oauth2.googleapis.com".into(),
+                "openidconnect.googleapis.com".into(),
+            ],
+            _ => self
+                .issuer
+                .as_deref()
+                .and_then(|i| i.split_once("://"))
+                .map(|(_, rest)| vec![rest.split('/').next().unwrap_or("").to_string()])
+                .unwrap_or_default(),
+        }
+    }
+}
+
 impl Config {
     /// The configured provider `name`, if any.
     pub fn login_provider(&self, name: &str) -> Option<&LoginProvider> {

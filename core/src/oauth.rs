@@ -322,6 +322,61 @@ pub async fn identity(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_fixed_endpoints_are_on_the_authorities_the_platform_allows() {
+        struct Nowhere;
+        impl Dispatch for Nowhere {
+            async fn run(
+                &self,
+                _: &crate::host_api::RunRequest,
+            ) -> std::result::Result<crate::host_api::RunResponse, crate::dispatch::DispatchError>
+            {
+                unreachable!()
+            }
+            async fn put_artifact(
+                &self,
+                _: &str,
+                _: &[u8],
+            ) -> std::result::Result<(), crate::dispatch::DispatchError> {
+                unreachable!()
+            }
+            async fn cancel(
+                &self,
+                _: &str,
+            ) -> std::result::Result<bool, crate::dispatch::DispatchError> {
+                unreachable!()
+            }
+            async fn load_directory(
+                &self,
+                _: &str,
+            ) -> std::result::Result<crate::host_api::LoadedComponent, crate::dispatch::DispatchError>
+            {
+                unreachable!()
+            }
+        }
+        for name in ["github", "google"] {
+            let p = LoginProvider {
+                name,
+                client_id: "x".into(),
+                client_secret: None,
+                issuer: None,
+            };
+            let e = endpoints(&Nowhere, &p).await.unwrap();
+            for url in [e.device, e.token, e.user] {
+                let authority = origin(&url).trim_start_matches("https://");
+                assert!(url.starts_with("https://"), "{url}");
+                assert!(p.authorities().iter().any(|a| a == authority), "{url}");
+            }
+        }
+        let p = LoginProvider {
+            name: "oidc",
+            client_id: "x".into(),
+            client_secret: None,
+            issuer: Some("http://127.0.0.1:8/realm".into()),
+        };
+        assert_eq!(p.authorities(), vec!["127.0.0.1:8".to_string()]);
+    }
+
     #[test]
     fn forms_are_percent_encoded_and_origins_cut_at_the_path() {
         assert_eq!(

@@ -36,6 +36,10 @@ const VARIABLES: &[&str] = &[
     "github_client_id",
     "google_client_id",
     "oidc_client_id",
+    "github_client_secret",
+    "google_client_secret",
+    "oidc_client_secret",
+    "oidc_issuer",
 ];
 
 #[spin_sdk::http_component]

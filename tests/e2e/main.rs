@@ -11,6 +11,7 @@ mod formulas;
 mod hosts;
 mod identity;
 mod lineage;
+mod login;
 mod net;
 mod sealed;
 mod secrets;
