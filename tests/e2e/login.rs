@@ -82,6 +82,7 @@ fn serve(conn: TcpStream, issuer: &str, seen: &Mutex<Vec<String>>, polls: &Atomi
         return;
     }
     let mut len = 0usize;
+    let mut chunked = false;
     let mut auth = String::new();
     loop {
         let mut h = String::new();
@@ -92,12 +93,27 @@ fn serve(conn: TcpStream, issuer: &str, seen: &Mutex<Vec<String>>, polls: &Atomi
         if let Some(v) = lower.strip_prefix("content-length:") {
             len = v.trim().parse().unwrap_or(0);
         }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
         if lower.starts_with("authorization:") {
             auth = h[14..].trim().to_string();
         }
     }
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
+    // The router's outbound client may send the body in chunks.
+    while chunked {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            break;
+        }
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let mut chunk = vec![0; n + 2];
+        let _ = reader.read_exact(&mut chunk);
+        body.extend_from_slice(&chunk[..n]);
+        chunked = n > 0;
+    }
     let body = String::from_utf8_lossy(&body).into_owned();
     seen.lock().unwrap().push(format!("{} {body}", line.trim()));
     let path = line.split_whitespace().nth(1).unwrap_or("");
