@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod catalysts;
+mod checklist;
 mod cli;
 mod crash;
 mod executions;
