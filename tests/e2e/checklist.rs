@@ -93,12 +93,13 @@ fn the_quick_setup_checklist_runs_verbatim_login_included() {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("cyfr up printed {line:?}"))
         .to_string();
-    let url = Some(url.as_str());
+    let base = url.as_str();
+    let url = Some(base);
     // The admin lets the provider's user do what the checklist does.
     let grant = cyfr()
         .args(["call", "permission"])
         .arg(json!({ "action": "set", "subject": p.sub(), "permissions": ["*"] }).to_string())
-        .env("CYFR_URL", url.unwrap())
+        .env("CYFR_URL", base)
         .env("CYFR_API_KEY", &admin)
         .env("HOME", &home.0)
         .output()
@@ -141,7 +142,7 @@ fn the_quick_setup_checklist_runs_verbatim_login_included() {
             let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
                 "params": { "name": "component", "arguments": { "action": "inspect", "reference": "c:local.claude:0.1.0" } } });
             let r: Json = reqwest::blocking::Client::new()
-                .post(url.unwrap())
+                .post(base)
                 .header("content-type", "application/json")
                 .header("mcp-protocol-version", "2025-11-25")
                 .header("authorization", format!("Bearer {key}"))
@@ -154,7 +155,7 @@ fn the_quick_setup_checklist_runs_verbatim_login_included() {
             assert_eq!(code(&r), -33004, "{r}");
             let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
             let status = reqwest::blocking::Client::new()
-                .post(url.unwrap())
+                .post(base)
                 .header("content-type", "application/json")
                 .header("mcp-protocol-version", "2025-11-25")
                 .header("authorization", format!("Bearer {key}"))
