@@ -267,3 +267,96 @@ fn cyfr_login_runs_the_providers_device_flow_and_the_user_holds_only_its_grants(
     );
     assert_no_provider_secret(&export.to_string(), "the audit export");
 }
+
+#[test]
+fn cyfr_login_with_cyfrs_own_page_is_approved_by_cyfr_session_approve_then_audit_commands() {
+    let s = Server::start();
+    let home = TempDir::new("login-own-home");
+    let mut login = cyfr()
+        .args(["login", "--provider", "cyfr"])
+        .env("HOME", &home.0)
+        .env("CYFR_URL", &s.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(login.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("/auth/device"), "{line}");
+    let user_code = line.trim().rsplit(' ').next().unwrap().to_string();
+    // A non-admin cannot approve it; the admin can.
+    let app = s.key("app", "secret", &["execution"], json!({}));
+    let approve = |key: &str| {
+        cyfr()
+            .args([
+                "session",
+                "approve",
+                &user_code,
+                "--user",
+                "dev",
+                "--email",
+                "dev@example.com",
+            ])
+            .env("CYFR_URL", &s.url)
+            .env("CYFR_API_KEY", key)
+            .env("HOME", &home.0)
+            .output()
+            .unwrap()
+    };
+    let refused = approve(&app);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("-33004"));
+    let ok = approve(&s.admin);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("Approved {user_code} for dev")));
+    let out = login.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Logged in as dev@example.com"),
+        "{text}"
+    );
+    let (ok, out, err) = cli(&home, &s.url, &["whoami", "--json"]);
+    let who: Json = serde_json::from_str(&out).unwrap_or(Json::Null);
+    assert!(
+        ok && who["user_id"] == "dev" && who["permissions"] == json!([]),
+        "{out} {err}"
+    );
+
+    // The audit commands, as the admin.
+    let admin = |args: &[&str]| {
+        let o = cyfr()
+            .args(args)
+            .env("CYFR_URL", &s.url)
+            .env("CYFR_API_KEY", &s.admin)
+            .env("HOME", &home.0)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = admin(&["audit", "list", "--tool", "session"]);
+    assert!(
+        ok && out.contains("session.approve") && out.contains("-33004"),
+        "{out}"
+    );
+    assert!(!out.contains("key.create"), "filtered by tool: {out}");
+    let (ok, out) = admin(&["audit", "list", "--json"]);
+    let listed: Json = serde_json::from_str(&out).unwrap();
+    assert!(ok && listed["count"].as_u64().unwrap() > 3, "{listed}");
+    let (ok, out) = admin(&["audit", "export", "--format", "csv"]);
+    assert!(ok && out.lines().next().unwrap().contains("seq"), "{out}");
+    assert!(out.contains("session,approve"), "{out}");
+    let (ok, out) = admin(&["audit", "verify"]);
+    assert!(ok && out.contains("Audit chain valid"), "{out}");
+    let r = s.ok(&app, "execution", json!({"action": "run", "reference": {"registry": register_json_transform(&s)}, "input": {"data": [1]}, "type": "reagent"}));
+    let id = r["execution_id"].as_str().unwrap().to_string();
+    let (ok, out) = admin(&["audit", "show", &id]);
+    assert!(
+        ok && out.contains(&id) && out.contains("completed"),
+        "{out}"
+    );
+}
