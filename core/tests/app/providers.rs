@@ -232,3 +232,50 @@ async fn a_discovery_document_pointing_elsewhere_is_refused() {
     let r = anon(&h, json!({ "action": "device-init", "provider": "github" })).await;
     assert!(r.to_string().contains("Set CYFR_GITHUB_CLIENT_ID"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn github_signs_in_github_id_through_its_fixed_endpoints() {
+    let h = Harness::with(|c| {
+        c.login_providers.push(LoginProvider {
+            name: "github",
+            client_id: "gh-client".into(),
+            client_secret: None,
+            issuer: None,
+        });
+        c.allowed_users = vec!["octo@example.com".into()];
+    })
+    .await;
+    let init = ok(&anon(&h, json!({ "action": "device-init", "provider": "github" })).await);
+    assert_eq!(init["provider"], "github");
+    let poll = json!({ "action": "device-poll", "device_code": init["device_code"] });
+    h.host().tokens.borrow_mut().extend([
+        (200, json!({ "error": "authorization_pending" })),
+        (
+            200,
+            json!({ "access_token": PROVIDER_TOKEN, "token_type": "bearer" }),
+        ),
+    ]);
+    assert_eq!(
+        ok(&anon(&h, poll.clone()).await),
+        json!({ "status": "pending" })
+    );
+    h.env().advance(5_000);
+    let done = ok(&anon(&h, poll).await);
+    assert_eq!(done["user"]["id"], "github:12345", "{done}");
+    assert_eq!(done["user"]["name"], "octocat");
+    let sent = h.host().fetches.borrow();
+    let urls: Vec<&str> = sent.iter().map(|r| r.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://github.com/login/device/code",
+            "https://github.com/login/oauth/access_token",
+            "https://github.com/login/oauth/access_token",
+            "https://api.github.com/user",
+        ]
+    );
+    // GitHub answers form-encoded unless asked for JSON, and refuses requests without a UA.
+    assert!(sent.iter().all(|r| r.header("accept").is_some()));
+    assert_eq!(sent[3].header("user-agent"), Some("cyfr"));
+    assert!(!String::from_utf8_lossy(&sent[1].body).contains("client_secret"));
+}

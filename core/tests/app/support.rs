@@ -305,11 +305,25 @@ impl Dispatch for FakeHost {
     /// A fake RFC 8628 + OIDC provider at [`ISSUER`], answering by path.
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.fetches.borrow_mut().push(req.clone());
-        let path = req
-            .url
-            .strip_prefix(ISSUER)
+        // GitHub's fixed endpoints, played here too (GitHub answers its errors with 200).
+        let github = match req.url.as_str() {
+            "https://github.com/login/device/code" => Some("/device"),
+            "https://github.com/login/oauth/access_token" => Some("/token"),
+            "https://api.github.com/user" => Some("/github-user"),
+            _ => None,
+        };
+        let path = github
+            .or_else(|| req.url.strip_prefix(ISSUER))
             .ok_or_else(|| SendError::NotSent(format!("no such provider: {}", req.url)))?;
         let (status, body) = match path {
+            "/github-user"
+                if req.header("authorization") == Some(&format!("Bearer {PROVIDER_TOKEN}")) =>
+            {
+                (
+                    200,
+                    json!({ "id": 12345, "login": "octocat", "name": null, "email": "octo@example.com" }),
+                )
+            }
             "/.well-known/openid-configuration" => (
                 200,
                 self.discovery
