@@ -262,6 +262,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     who: &who,
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
+                    request_id: req.header("x-request-id"),
                 };
                 return call_tool(cx, Ok(&call), id, params).await;
             }

@@ -73,6 +73,7 @@ pub(crate) async fn call_tool<D: Db, X: Dispatch, E: Env>(
         who: &parent.who,
         session_hash: None,
         secure: parent.secure,
+        request_id: None,
     };
     super::call(cx, &call, name, &args)
         .await

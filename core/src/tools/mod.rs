@@ -36,6 +36,8 @@ pub struct Call<'a> {
     pub session_hash: Option<&'a str>,
     /// Whether the transport may carry secrets (HTTPS, loopback, or development mode).
     pub secure: bool,
+    /// The request id its audit row carries (`x-request-id`); `None` for a formula's calls.
+    pub request_id: Option<&'a str>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.

@@ -164,6 +164,8 @@ pub struct FakeHost {
     pub tokens: RefCell<VecDeque<(u16, Json)>>,
     /// The fake provider's discovery document, when a test wants another.
     pub discovery: RefCell<Option<Json>>,
+    /// How long (on the fixed clock) each run takes.
+    pub run_ms: Cell<u64>,
 }
 
 /// The fake OIDC issuer [`FakeHost::fetch`] plays.
@@ -276,6 +278,11 @@ impl FakeHost {
 impl Dispatch for FakeHost {
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
         self.runs.borrow_mut().push(req.clone());
+        if self.run_ms.get() > 0 {
+            if let Some(app) = self.app.borrow().upgrade() {
+                app.env.advance(self.run_ms.get());
+            }
+        }
         if let Some(resp) = self.play(req).await {
             return Ok(resp);
         }
