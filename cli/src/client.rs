@@ -7,6 +7,8 @@ use serde_json::{json, Value as Json};
 pub struct Client {
     url: String,
     key: Option<String>,
+    /// A login session (`cyfr login`), sent as `MCP-Session-Id` when no key is given.
+    session: Option<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -40,24 +42,54 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(960))
             .build()?;
-        Ok(Client { url, key, http })
+        Ok(Client {
+            url,
+            key,
+            session: None,
+            http,
+        })
+    }
+
+    /// The same client, sending `session` (a `cyfr login` session id) when it has no key.
+    pub fn with_session(mut self, session: Option<String>) -> Client {
+        self.session = session;
+        self
+    }
+
+    /// The URL it talks to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Calls a tool and returns its structured result.
     pub fn call(&self, tool: &str, args: Json) -> Result<Json> {
-        let key = self.key.as_deref().ok_or_else(|| anyhow!("no API key: pass --key or set CYFR_API_KEY (cyfr init printed the first admin key)"))?;
+        if self.key.is_none() && self.session.is_none() {
+            return Err(anyhow!("no API key: pass --key or set CYFR_API_KEY (cyfr init printed the first admin key), or sign in with `cyfr login`"));
+        }
+        self.send(tool, args)
+    }
+
+    /// Calls a tool that runs without credentials (`session.device-init`, `device-poll`).
+    pub fn call_anonymous(&self, tool: &str, args: Json) -> Result<Json> {
+        self.send(tool, args)
+    }
+
+    fn send(&self, tool: &str, args: Json) -> Result<Json> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "arguments": args } });
-        let resp = self
+        let mut req = self
             .http
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("mcp-protocol-version", "2025-11-25")
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .with_context(|| {
-                format!("cannot reach cyfr at {} (is `cyfr up` running?)", self.url)
-            })?;
+            .header("mcp-protocol-version", "2025-11-25");
+        // A key wins; a login session goes as MCP-Session-Id, the way CYFR's CLI sends it.
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        } else if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        let resp = req.json(&body).send().with_context(|| {
+            format!("cannot reach cyfr at {} (is `cyfr up` running?)", self.url)
+        })?;
         let status = resp.status();
         let v: Json = resp
             .json()

@@ -7,6 +7,7 @@ mod client;
 mod compile;
 mod contexts;
 mod key;
+mod login;
 mod policy;
 mod run;
 mod secret;
@@ -75,7 +76,31 @@ impl Remote {
             Some(_) => self.key.clone().or(ctx_key).or_else(|| env("CYFR_API_KEY")),
             None => self.key.clone().or_else(|| env("CYFR_API_KEY")).or(ctx_key),
         };
-        Client::new(&url, key)
+        // The stored login session, like the key, goes only to its context's own server.
+        let session = ctx
+            .session_id
+            .filter(|_| ctx.url.as_deref() == Some(url.as_str()));
+        Ok(Client::new(&url, key)?.with_session(session))
+    }
+
+    /// The URL these settings name, and the context a login is saved in (the one named on
+    /// the line, else the current one, else `local`).
+    pub fn target(&self) -> Result<(String, String)> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let all = contexts::load()?;
+        let found = all.current(self.context.as_deref())?;
+        let name = found
+            .as_ref()
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| "local".into());
+        let ctx_url = found.and_then(|(_, c)| c.url);
+        let url = match (&self.url, &self.context) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(_)) => ctx_url.or_else(|| env("CYFR_URL")),
+            (None, None) => env("CYFR_URL").or(ctx_url),
+        }
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+        Ok((name, url))
     }
 }
 
@@ -141,6 +166,23 @@ enum Command {
         /// Its arguments, a JSON object.
         #[arg(default_value = "{}")]
         arguments: String,
+    },
+    /// Sign in with the device flow (the server's provider, or cyfr's own page) and keep
+    /// the session in ~/.cyfr/config.yaml.
+    Login(login::LoginArgs),
+    /// Who the current credentials sign in as, with their effective permissions.
+    Whoami,
+    /// End the stored login session on the server and forget it here.
+    Logout,
+    /// Login sessions: approve a pending user code of cyfr's own page (admin).
+    Session {
+        #[command(subcommand)]
+        action: login::SessionAction,
+    },
+    /// The audit log: list, export, show a run, verify the hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: login::AuditAction,
     },
     /// The server's status.
     Status,
@@ -309,6 +351,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy { action } => policy::policy(action, &remote, &out),
         Command::Config { action } => policy::config(action, &remote, &out),
         Command::Context { action } => context(action, &out),
+        Command::Login(a) => login::login(a, &remote, &out),
+        Command::Whoami => login::whoami(&remote, &out),
+        Command::Logout => login::logout(&remote, &out),
+        Command::Session { action } => login::session(action, &remote, &out),
+        Command::Audit { action } => login::audit(action, &remote, &out),
         Command::Call { tool, arguments } => {
             let args: Json = serde_json::from_str(&arguments)
                 .map_err(|e| anyhow::anyhow!("the arguments must be a JSON object: {e}"))?;

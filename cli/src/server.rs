@@ -174,7 +174,8 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     if let Ok(h) = std::env::var("CYFR_SESSION_TTL_HOURS") {
         variables.insert("session_ttl_hours".to_string(), h);
     }
-    // Only from the environment, never a config file: the JWT key is a secret.
+    // Only from the environment, never a config file: the JWT key and the providers'
+    // client secrets are secrets.
     for (env, var) in [
         ("CYFR_JWT_SIGNING_KEY", "jwt_signing_key"),
         ("CYFR_JWT_CLOCK_SKEW_SECONDS", "jwt_clock_skew_seconds"),
@@ -185,6 +186,10 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         ("CYFR_GOOGLE_CLIENT_ID", "google_client_id"),
         ("CYFR_OIDC_CLIENT_ID", "oidc_client_id"),
         ("CYFR_MCP_TOOLS", "mcp_tools"),
+        ("CYFR_GITHUB_CLIENT_SECRET", "github_client_secret"),
+        ("CYFR_GOOGLE_CLIENT_SECRET", "google_client_secret"),
+        ("CYFR_OIDC_CLIENT_SECRET", "oidc_client_secret"),
+        ("CYFR_OIDC_ISSUER", "oidc_issuer"),
     ] {
         if let Ok(v) = std::env::var(env) {
             variables.insert(var.to_string(), v);

@@ -204,6 +204,15 @@ pub async fn finish(
     Ok(())
 }
 
+/// Writes the duration of the `execution.run` row of request `request_id` (not yet sealed),
+/// from its start to `now_ms`: rides in the run's end batch.
+pub fn duration_stmt(request_id: &str, now_ms: u64) -> Stmt {
+    Stmt::new(
+        "UPDATE audit SET duration_ms = max(?2 - at, 0) WHERE request_id = ?1 AND tool = 'execution' AND action = 'run' AND hash IS NULL",
+        vec![request_id.into(), Value::Integer(now_ms as i64)],
+    )
+}
+
 const COLUMNS: &str = "seq, at, request_id, event, actor, actor_id, tool, action, reference, outcome, error_code, client_ip, duration_ms, detail, hash";
 
 /// The canonical encoding of a row (every field but its hash, `seq` included, in a fixed

@@ -56,7 +56,7 @@ pub struct Config {
     pub allowed_users: Vec<String>,
     /// OAuth device-flow providers configured (`github`, `google`, `oidc`), by the presence
     /// of their client id variables.
-    pub login_providers: Vec<String>,
+    pub login_providers: Vec<LoginProvider>,
     /// Which tools `/mcp` shows and accepts (`mcp_tools`: `all`, the default, `admin` or
     /// `components`).
     pub mcp_tools: ToolFamilies,
@@ -93,6 +93,80 @@ impl ToolFamilies {
     /// Whether components are served as tools.
     pub fn components(self) -> bool {
         self != ToolFamilies::Admin
+    }
+}
+
+/// An identity provider whose device flow `cyfr login` runs (RFC 8628).
+#[derive(Clone)]
+pub struct LoginProvider {
+    /// `github`, `google` or `oidc`.
+    pub name: &'static str,
+    /// The OAuth client id (`{name}_client_id`).
+    pub client_id: String,
+    /// The OAuth client secret (`{name}_client_secret`), if the client has one; never printed.
+    pub client_secret: Option<zeroize::Zeroizing<String>>,
+    /// The OIDC issuer (`oidc_issuer`, no trailing `/`): https, or http on loopback only.
+    pub issuer: Option<String>,
+}
+
+impl std::fmt::Debug for LoginProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginProvider")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+/// Whether `url` is https, or http to a loopback host (a test or local issuer).
+fn issuer_allowed(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl LoginProvider {
+    /// The authorities (`host[:port]`) its device flow reaches: what the platform must let
+    /// the router call for it, and nothing more (an OIDC issuer's endpoints must stay on
+    /// its origin).
+    pub fn authorities(&self) -> Vec<String> {
+        match self.name {
+            "github" => vec!["github.com".into(), "api.github.com".into()],
+            "google" => vec![
+                "oauth2.googleapis.com".into(),
+                "openidconnect.googleapis.com".into(),
+            ],
+            _ => self
+                .issuer
+                .as_deref()
+                .and_then(|i| i.split_once("://"))
+                .map(|(_, rest)| vec![rest.split('/').next().unwrap_or("").to_string()])
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Config {
+    /// The configured provider `name`, if any.
+    pub fn login_provider(&self, name: &str) -> Option<&LoginProvider> {
+        self.login_providers.iter().find(|p| p.name == name)
     }
 }
 
@@ -135,8 +209,9 @@ impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
     /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `github_client_id`,
-    /// `google_client_id`, `oidc_client_id`, `mcp_tools`);
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `mcp_tools`, and for each
+    /// of `github`, `google`, `oidc` `{name}_client_id` and `{name}_client_secret`, with
+    /// `oidc_issuer`);
     /// missing variables keep their defaults.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::default();
@@ -224,14 +299,39 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
-        for (p, var) in [
-            ("github", "github_client_id"),
-            ("google", "google_client_id"),
-            ("oidc", "oidc_client_id"),
-        ] {
-            if get(var).is_some_and(|v| !v.trim().is_empty()) {
-                c.login_providers.push(p.into());
+        let set = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let issuer = set("oidc_issuer").map(|v| v.trim_end_matches('/').to_string());
+        if let Some(i) = &issuer {
+            if !issuer_allowed(i) {
+                return Err(format!(
+                    "variable oidc_issuer: `{i}` must be an https:// URL (http:// only on loopback)"
+                ));
             }
+        }
+        for name in ["github", "google", "oidc"] {
+            let Some(client_id) = set(&format!("{name}_client_id")) else {
+                continue;
+            };
+            if name == "oidc" && issuer.is_none() {
+                return Err(
+                    "variable oidc_client_id: set oidc_issuer (CYFR_OIDC_ISSUER) too".into(),
+                );
+            }
+            c.login_providers.push(LoginProvider {
+                name,
+                client_id,
+                client_secret: set(&format!("{name}_client_secret")).map(zeroize::Zeroizing::new),
+                issuer: (name == "oidc").then(|| issuer.clone()).flatten(),
+            });
+        }
+        if issuer.is_some() && c.login_provider("oidc").is_none() {
+            return Err(
+                "variable oidc_issuer: set oidc_client_id (CYFR_OIDC_CLIENT_ID) too".into(),
+            );
         }
         if let Some(v) = get("user_rate_limit").filter(|v| !v.trim().is_empty()) {
             c.user_rate_limit = Some(
@@ -308,5 +408,51 @@ mod tests {
             |n| (n == "execution_retention_days").then(|| "a week".to_string())
         )
         .is_err());
+    }
+
+    fn lookup(vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_lookup(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn providers_need_their_client_id_and_an_oidc_issuer_must_be_https_or_loopback() {
+        let c = lookup(&[
+            ("github_client_id", "gh-id"),
+            ("github_client_secret", "gh-secret-value"),
+        ])
+        .unwrap();
+        let gh = c.login_provider("github").unwrap();
+        assert_eq!(gh.client_id, "gh-id");
+        assert!(c.login_provider("google").is_none());
+        // The secret is held but never printed.
+        assert!(!format!("{c:?}").contains("gh-secret-value"));
+        let c = lookup(&[
+            ("oidc_issuer", "http://127.0.0.1:9999/"),
+            ("oidc_client_id", "cli"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.login_provider("oidc").unwrap().issuer.as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
+        for bad in [
+            "http://auth.example.com",
+            "http://127.0.0.1.evil.example",
+            "ftp://x",
+        ] {
+            let e = lookup(&[("oidc_issuer", bad), ("oidc_client_id", "cli")]).unwrap_err();
+            assert!(e.contains("https://"), "{bad}: {e}");
+        }
+        assert!(lookup(&[("oidc_issuer", "https://auth.example.com")]).is_err());
+        assert!(lookup(&[("oidc_client_id", "cli")]).is_err());
+        assert!(lookup(&[
+            ("oidc_issuer", "https://auth.example.com"),
+            ("oidc_client_id", "cli")
+        ])
+        .is_ok());
     }
 }

@@ -1,4 +1,5 @@
-//! Where runs go: the host, over HTTP or in-process.
+//! Where runs go: the host, over HTTP or in-process; and the one outbound HTTP seam
+//! (`Transport`, `OutboundRequest`) that host calls and identity-provider calls share.
 
 use crate::host_api::{LoadedComponent, RunRequest, RunResponse};
 
@@ -34,4 +35,84 @@ pub trait Dispatch {
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError>;
     /// Reads `cyfr-manifest.json` and `{type}.wasm` from a directory on the host.
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError>;
+    /// Sends one request to an identity provider (`cyfr login`'s device flow). The platform
+    /// lets it reach only the configured providers' origins; by default nothing is sent.
+    async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
+        Err(SendError::NotSent(format!(
+            "no outbound HTTP here to reach {}",
+            req.url
+        )))
+    }
+}
+
+/// The HTTP methods the router sends (to hosts, and to identity providers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: an identity provider's discovery document and userinfo.
+    Get,
+    /// `POST`: runs, cancels, directory loads; device authorization and token requests.
+    Post,
+    /// `PUT`: artifact uploads.
+    Put,
+}
+
+impl Method {
+    /// The method as the wire spells it (and as the token's `req` binds it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// One outbound request (to a host or an identity provider), complete: the transport adds nothing and reads nothing into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboundRequest {
+    /// The method.
+    pub method: Method,
+    /// The full URL (`{host url}{path}`).
+    pub url: String,
+    /// Header names (lower case) and values, in order.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body bytes, exactly as they go on the wire.
+    pub body: Vec<u8>,
+}
+
+impl OutboundRequest {
+    /// The value of header `name`, if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer: its status and body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a send failed, as far as delivery goes: the one thing failover decides on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SendError {
+    /// Nothing reached the host (connection refused, name not resolved, connect timed out,
+    /// the platform denied the request): another host may take it.
+    NotSent(String),
+    /// The request may have reached the host (it failed while sending or answering): it
+    /// may have started, so it is never sent again.
+    Failed(String),
+}
+
+/// Sends one request to a host and waits for its answer.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Sends `req`; a host's error status is an `Ok` answer, only a failed exchange is `Err`.
+    async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError>;
 }

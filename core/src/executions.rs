@@ -41,6 +41,9 @@ pub struct Origin<'a> {
     /// Whether the request came over a secure transport (HTTPS, loopback, development mode).
     /// A formula's callbacks act with its top-level request's, never their own loopback one.
     pub secure: bool,
+    /// The request id its `tools/call` audit row carries (a top-level run only): the run's
+    /// end batch writes that row's duration, so it costs no round trip of its own.
+    pub request_id: Option<&'a str>,
 }
 
 /// The arguments of `execution.run` (and of a formula's `invoke`).
@@ -512,6 +515,9 @@ impl<'a> Run<'a> {
             .into_iter()
             .collect();
         out.extend(self.after.iter().cloned());
+        if let Some(rid) = self.origin.request_id {
+            out.push(crate::audit::duration_stmt(rid, now));
+        }
         out
     }
 

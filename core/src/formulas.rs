@@ -125,6 +125,7 @@ pub(crate) async fn run_child<D: Db, X: Dispatch, E: Env>(
         executions::Origin {
             opened,
             secure: parent.secure,
+            request_id: None,
         },
     )
     .await

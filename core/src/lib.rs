@@ -16,7 +16,7 @@
 //!    [`manifest`], [`mcp_headers`] (2026-07-28's `Mcp-*` header values).
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], `oauth` (a provider's device flow over `Dispatch::fetch`), [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
@@ -63,6 +63,7 @@ pub mod hosts;
 pub mod keys;
 pub mod logins;
 pub mod migrate;
+pub(crate) mod oauth;
 pub mod permissions;
 pub mod policy;
 pub(crate) mod ratelimit;

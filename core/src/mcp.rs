@@ -350,6 +350,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
                     stateless_req: stateless.then_some(req),
+                    request_id: req.header("x-request-id"),
                 };
                 return call_tool(cx, Ok(&call), id, params).await;
             }
@@ -363,6 +364,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
                     stateless_req: None,
+                    request_id: req.header("x-request-id"),
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -488,6 +490,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         session_hash: session.map(|s| s.id_hash.as_str()),
                         secure: cx.secure(req),
                         stateless_req: None,
+                        request_id: req.header("x-request-id"),
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
                         return Ok(v);

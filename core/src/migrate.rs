@@ -17,6 +17,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/0010_users.sql")),
     (11, include_str!("../../migrations/0011_audit.sql")),
     (12, include_str!("../../migrations/0012_logins.sql")),
+    (
+        13,
+        include_str!("../../migrations/0013_provider_logins.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -561,6 +561,13 @@ impl Server {
             }))
         };
         let mut allowed_outbound = Vec::new();
+        // The identity providers `cyfr login` signs in with: their origins only.
+        let providers = cyfr_core::config::Config::from_lookup(|n| opts.variables.get(n).cloned())
+            .map(|c| c.login_providers)
+            .unwrap_or_default();
+        for p in &providers {
+            allowed_outbound.extend(p.authorities());
+        }
         if !opts.hosts.is_empty() {
             let targets = cyfr_core::host_api::HostTarget::parse_list(&opts.hosts.join(","))
                 .map_err(|e| anyhow::anyhow!("--host: {e}"))?;

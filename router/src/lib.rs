@@ -37,6 +37,10 @@ const VARIABLES: &[&str] = &[
     "google_client_id",
     "oidc_client_id",
     "mcp_tools",
+    "github_client_secret",
+    "google_client_secret",
+    "oidc_client_secret",
+    "oidc_issuer",
 ];
 
 #[spin_sdk::http_component]
@@ -192,6 +196,7 @@ struct SpinTransport;
 impl Transport for SpinTransport {
     async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         let method = match req.method {
+            hosts::Method::Get => Method::Get,
             hosts::Method::Post => Method::Post,
             hosts::Method::Put => Method::Put,
         };

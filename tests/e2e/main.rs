@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod catalysts;
+mod checklist;
 mod cli;
 mod crash;
 mod executions;
@@ -11,6 +12,7 @@ mod formulas;
 mod hosts;
 mod identity;
 mod lineage;
+mod login;
 mod net;
 mod sealed;
 mod secrets;

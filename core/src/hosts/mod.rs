@@ -5,14 +5,13 @@
 
 mod seal;
 mod token;
-mod transport;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::dispatch::{Answer, Method, OutboundRequest, SendError, Transport};
 pub use seal::{run_body, seal, EnvRng};
 pub use token::{claims, sign, TOKEN_TTL_S};
-pub use transport::{Answer, Method, OutboundRequest, SendError, Transport};
 
 use crate::config::Config;
 use crate::dispatch::{Dispatch, DispatchError};
@@ -200,6 +199,11 @@ fn run_response(answer: Answer) -> Result<RunResponse, DispatchError> {
 }
 
 impl<T: Transport, E: Env> Dispatch for HostPool<T, E> {
+    /// Provider requests go out as they are, through the same transport (the platform
+    /// decides which origins it may reach).
+    async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
+        self.transport.send(req).await
+    }
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
         let answer = self
             .call(

@@ -392,6 +392,7 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
             let origin = Origin {
                 opened: &[],
                 secure: call.secure,
+                request_id: call.request_id,
             };
             let reference = c.reference.clone();
             executions::run_found(cx, call.who, c, policy, Some(args), None, origin)

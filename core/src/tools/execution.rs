@@ -79,6 +79,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
             let origin = Origin {
                 opened,
                 secure: call.secure,
+                request_id: call.request_id,
             };
             executions::run(cx, who, &args, origin).await
         }

@@ -41,6 +41,8 @@ pub struct Call<'a> {
     /// The HTTP request of a stateless (2026-07-28) `tools/call`, whose `Mcp-Param-*`
     /// headers a component tool checks against its arguments; `None` otherwise.
     pub stateless_req: Option<&'a crate::http::HttpRequest>,
+    /// The request id its audit row carries (`x-request-id`); `None` for a formula's calls.
+    pub request_id: Option<&'a str>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.
@@ -236,6 +238,7 @@ pub(crate) fn read_ahead(params: &Json) -> Vec<crate::db::Stmt> {
         Ok((Action::Policy(a), ..)) => policy::read_ahead(a, args),
         Ok((Action::Key(a), ..)) => key::read_ahead(a, args),
         Ok((Action::Secret(a), ..)) => secret::read_ahead(a, args),
+        Ok((Action::Session(a), ..)) => session::read_ahead(a, args),
         _ => Vec::new(),
     }
 }

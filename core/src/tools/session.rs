@@ -7,12 +7,14 @@ use super::decl::{actions, NoArgs};
 use crate::access::Need;
 use crate::args::{fields, loose_bool, opt_str, required};
 use crate::auth::Identity;
+use crate::config::{Config, LoginProvider};
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
 use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::logins::{self, LoginUser};
+use crate::oauth;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -43,7 +45,7 @@ fields!(
 /// `session.device-init`.
 #[derive(Deserialize, JsonSchema)]
 pub(crate) struct InitArgs {
-    /// device-init/poll: github, google, oidc, or cyfr (its own verification; the default when no provider is configured)
+    /// device-init/poll: github, google, oidc, or cyfr (its own verification); default: the configured provider, else cyfr
     #[serde(default, deserialize_with = "opt_str::<Provider, _>")]
     provider: Option<String>,
 }
@@ -54,7 +56,7 @@ pub(crate) struct PollArgs {
     /// device-poll: the device_code device-init returned
     #[serde(default, deserialize_with = "opt_str::<DeviceCode, _>")]
     device_code: Option<String>,
-    /// device-init/poll: github, google, oidc, or cyfr (its own verification; the default when no provider is configured)
+    /// device-init/poll: github, google, oidc, or cyfr (its own verification); default: the configured provider, else cyfr
     #[serde(default, deserialize_with = "opt_str::<Provider, _>")]
     provider: Option<String>,
 }
@@ -79,23 +81,74 @@ pub(crate) struct ApproveArgs {
     deny: Option<bool>,
 }
 
-fn provider(cx_providers: &[String], asked: Option<&str>) -> Result<String> {
-    match asked.unwrap_or("cyfr") {
-        "cyfr" => Ok("cyfr".into()),
-        p @ ("github" | "google" | "oidc") => {
-            if !cx_providers.iter().any(|c| c == p) {
+/// The provider asked for: `None` is cyfr's own verification. Without `provider`, the one
+/// configured provider runs the flow (the first of github, google, oidc), else cyfr's own.
+fn provider<'a>(config: &'a Config, asked: Option<&str>) -> Result<Option<&'a LoginProvider>> {
+    match asked {
+        None => Ok(config.login_providers.first()),
+        Some("cyfr") => Ok(None),
+        Some(p @ ("github" | "google" | "oidc")) => match config.login_provider(p) {
+            Some(found) => Ok(Some(found)),
+            None => {
                 let var = format!("CYFR_{}_CLIENT_ID", p.to_ascii_uppercase());
-                return Err(Error::invalid_params(format!(
+                Err(Error::invalid_params(format!(
                     "{p} client ID not configured. Set {var}"
-                )));
+                )))
             }
-            Err(Error::invalid_params(format!(
-                "the {p} device flow is not available in this build yet; omit `provider` to use cyfr's own verification"
-            )))
-        }
-        other => Err(Error::invalid_params(format!(
+        },
+        Some(other) => Err(Error::invalid_params(format!(
             "provider `{other}` must be github, google, oidc or cyfr"
         ))),
+    }
+}
+
+/// Asks the provider about a pending code and writes what it said: at most one more round
+/// trip (the provider's HTTP calls are not database round trips).
+async fn poll_provider<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    p: logins::ProviderPoll,
+) -> Result<Json> {
+    let Some(provider) = cx.config.login_provider(&p.provider) else {
+        // The provider was unconfigured since: its code yields nothing.
+        return logins::provider_said(&cx.db, &cx.env, &p, "expired").await;
+    };
+    let ends = oauth::endpoints(&cx.dispatch, provider).await?;
+    let token = match oauth::poll(&cx.dispatch, provider, &ends, &p.device_code).await? {
+        oauth::Token::Pending => {
+            return logins::provider_said(&cx.db, &cx.env, &p, "pending").await
+        }
+        oauth::Token::SlowDown => {
+            return logins::provider_said(&cx.db, &cx.env, &p, "slow_down").await
+        }
+        oauth::Token::Expired => {
+            return logins::provider_said(&cx.db, &cx.env, &p, "expired").await
+        }
+        oauth::Token::Denied => return logins::provider_said(&cx.db, &cx.env, &p, "denied").await,
+        oauth::Token::Granted(t) => t,
+    };
+    let user = oauth::identity(&cx.dispatch, provider, &ends, &token).await?;
+    if !logins::allowed(&cx.config.allowed_users, &user) {
+        logins::provider_said(&cx.db, &cx.env, &p, "denied").await?;
+        return Err(not_allowed(&user.sub));
+    }
+    logins::provider_complete(&cx.db, &cx.env, &p, &user, cx.config.session_ttl_ms).await
+}
+
+fn not_allowed(user: &str) -> Error {
+    Error::new(
+        Code::InsufficientPermissions,
+        format!("`{user}` is not an allowed user (CYFR_ALLOWED_USER)"),
+    )
+}
+
+/// A poll's first read, sent ahead with the caller check.
+pub(super) fn read_ahead(a: Action, args: &Json) -> Vec<crate::db::Stmt> {
+    match a.call(args) {
+        Ok(Calls::DevicePoll(PollArgs {
+            device_code: Some(c),
+            ..
+        })) => vec![logins::poll_peek_stmt(&c)],
+        _ => Vec::new(),
     }
 }
 
@@ -106,17 +159,40 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
 ) -> Result<Json> {
     match args {
         Calls::DeviceInit(a) => {
-            let p = provider(&cx.config.login_providers, a.provider.as_deref())?;
+            if let Some(p) = provider(&cx.config, a.provider.as_deref())? {
+                let ends = oauth::endpoints(&cx.dispatch, p).await?;
+                let g = oauth::start(&cx.dispatch, p, &ends).await?;
+                let mut answer = logins::device_init_provider(
+                    &cx.db,
+                    &cx.env,
+                    p.name,
+                    &g.device_code,
+                    &g.user_code,
+                    g.expires_in,
+                    g.interval,
+                )
+                .await?;
+                answer["verification_uri"] = json!(g.verification_uri);
+                if let Some(c) = g.verification_uri_complete {
+                    answer["verification_uri_complete"] = json!(c);
+                }
+                answer["provider"] = json!(p.name);
+                return Ok(answer);
+            }
             let uri = match &cx.config.router_url {
                 Some(base) => format!("{base}{}", logins::VERIFICATION_PATH),
                 None => logins::VERIFICATION_PATH.to_string(),
             };
-            logins::device_init(&cx.db, &cx.env, &p, &uri).await
+            logins::device_init(&cx.db, &cx.env, "cyfr", &uri).await
         }
         Calls::DevicePoll(a) => {
-            provider(&cx.config.login_providers, a.provider.as_deref())?;
+            // Which provider runs a code is the stored row's; `provider` is only checked.
+            provider(&cx.config, a.provider.as_deref())?;
             let code = required::<DeviceCode>(&a.device_code)?;
-            logins::device_poll(&cx.db, &cx.env, code, cx.config.session_ttl_ms).await
+            match logins::device_poll(&cx.db, &cx.env, code, cx.config.session_ttl_ms).await? {
+                logins::Poll::Answer(v) => Ok(v),
+                logins::Poll::Provider(p) => poll_provider(cx, p).await,
+            }
         }
         Calls::Login(NoArgs {}) => Ok(json!({
             "message": "Login uses the device flow: call session device-init, open verification_uri, then poll device-poll until complete (`cyfr login` does this)",
@@ -167,23 +243,14 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 logins::decide(&cx.db, code, None, cx.env.now_ms()).await?;
                 return Ok(json!({ "user_code": code, "approved": false }));
             }
-            let user = required::<User>(&a.user)?.trim().to_string();
-            let allowed = &cx.config.allowed_users;
-            if !allowed.is_empty()
-                && !allowed
-                    .iter()
-                    .any(|u| *u == user || Some(u.as_str()) == a.email.as_deref())
-            {
-                return Err(Error::new(
-                    Code::InsufficientPermissions,
-                    format!("`{user}` is not an allowed user (CYFR_ALLOWED_USER)"),
-                ));
-            }
             let u = LoginUser {
-                sub: user,
+                sub: required::<User>(&a.user)?.trim().to_string(),
                 email: a.email,
                 name: a.display_name,
             };
+            if !logins::allowed(&cx.config.allowed_users, &u) {
+                return Err(not_allowed(&u.sub));
+            }
             logins::decide(&cx.db, code, Some(&u), cx.env.now_ms()).await?;
             Ok(json!({ "user_code": code, "approved": true, "user": u.sub }))
         }

@@ -407,3 +407,29 @@ async fn a_calls_row_carries_the_request_id_its_answer_carried() {
         .unwrap();
     assert_eq!(rows.first().unwrap().text("request_id"), header[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_runs_row_carries_its_duration_within_the_runs_three_round_trips() {
+    let h = Harness::new().await;
+    let r = h.register("reagent", "cyfr.timed", "0.1.0").await;
+    h.host().run_ms.set(1_234);
+    h.app.db.inner().reset();
+    h.ok(
+        ADMIN,
+        "execution",
+        json!({ "action": "run", "reference": r, "input": {} }),
+    )
+    .await;
+    assert_eq!(
+        h.app.db.inner().trips().len(),
+        3,
+        "the end batch carries it"
+    );
+    h.ok(ADMIN, "key", json!({ "action": "list" })).await;
+    let rows = events(&h, json!({ "tool": "execution" })).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["duration_ms"], 1_234, "{:?}", rows[0]);
+    // Other successful calls leave it null: their row is written before they run.
+    let rows = events(&h, json!({ "tool": "key" })).await;
+    assert_eq!(rows[0]["duration_ms"], Json::Null, "{:?}", rows[0]);
+}

@@ -15,6 +15,7 @@ mod happy;
 mod jwt;
 mod modern;
 mod permissions;
+mod providers;
 mod resources;
 mod scopes;
 mod sessions;

@@ -6,7 +6,7 @@
 use cyfr_core::app::App;
 use cyfr_core::config::Config;
 use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
-use cyfr_core::dispatch::{Dispatch, DispatchError};
+use cyfr_core::dispatch::{Answer, Dispatch, DispatchError, OutboundRequest, SendError};
 use cyfr_core::env::Env;
 use cyfr_core::host_api::{LoadedComponent, RunRequest, RunResponse, RunStatus};
 use cyfr_core::http::{HttpRequest, HttpResponse};
@@ -158,6 +158,33 @@ pub struct FakeHost {
     pub cancels: RefCell<Vec<String>>,
     /// What `cancel` answers.
     pub cancel_finds: Cell<bool>,
+    /// Every request sent to an identity provider (`Dispatch::fetch`), in order.
+    pub fetches: RefCell<Vec<OutboundRequest>>,
+    /// The fake provider's next token answers (status, body); then `authorization_pending`.
+    pub tokens: RefCell<VecDeque<(u16, Json)>>,
+    /// The fake provider's discovery document, when a test wants another.
+    pub discovery: RefCell<Option<Json>>,
+    /// How long (on the fixed clock) each run takes.
+    pub run_ms: Cell<u64>,
+}
+
+/// The fake OIDC issuer [`FakeHost::fetch`] plays.
+pub const ISSUER: &str = "http://127.0.0.1:9";
+/// The device code the fake provider hands out: it must never reach a client.
+pub const PROVIDER_DEVICE_CODE: &str = "prov-device-code-0123456789";
+/// The access token the fake provider grants.
+pub const PROVIDER_TOKEN: &str = "prov-access-token-0123456789";
+
+impl FakeHost {
+    /// The fake provider's discovery document.
+    pub fn default_discovery() -> Json {
+        json!({
+            "issuer": ISSUER,
+            "device_authorization_endpoint": format!("{ISSUER}/device"),
+            "token_endpoint": format!("{ISSUER}/token"),
+            "userinfo_endpoint": format!("{ISSUER}/userinfo"),
+        })
+    }
 }
 
 /// A completed run answering `output`.
@@ -251,6 +278,11 @@ impl FakeHost {
 impl Dispatch for FakeHost {
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
         self.runs.borrow_mut().push(req.clone());
+        if self.run_ms.get() > 0 {
+            if let Some(app) = self.app.borrow().upgrade() {
+                app.env.advance(self.run_ms.get());
+            }
+        }
         if let Some(resp) = self.play(req).await {
             return Ok(resp);
         }
@@ -275,6 +307,59 @@ impl Dispatch for FakeHost {
         Err(DispatchError::Refused {
             code: "not_found".into(),
             message: format!("no component directory {directory}"),
+        })
+    }
+    /// A fake RFC 8628 + OIDC provider at [`ISSUER`], answering by path.
+    async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
+        self.fetches.borrow_mut().push(req.clone());
+        // GitHub's fixed endpoints, played here too (GitHub answers its errors with 200).
+        let github = match req.url.as_str() {
+            "https://github.com/login/device/code" => Some("/device"),
+            "https://github.com/login/oauth/access_token" => Some("/token"),
+            "https://api.github.com/user" => Some("/github-user"),
+            _ => None,
+        };
+        let path = github
+            .or_else(|| req.url.strip_prefix(ISSUER))
+            .ok_or_else(|| SendError::NotSent(format!("no such provider: {}", req.url)))?;
+        let (status, body) = match path {
+            "/github-user"
+                if req.header("authorization") == Some(&format!("Bearer {PROVIDER_TOKEN}")) =>
+            {
+                (
+                    200,
+                    json!({ "id": 12345, "login": "octocat", "name": null, "email": "octo@example.com" }),
+                )
+            }
+            "/.well-known/openid-configuration" => (
+                200,
+                self.discovery
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(FakeHost::default_discovery),
+            ),
+            "/device" => (
+                200,
+                json!({ "device_code": PROVIDER_DEVICE_CODE, "user_code": "WDJB-MJHT", "verification_uri": format!("{ISSUER}/activate"), "expires_in": 900, "interval": 5 }),
+            ),
+            "/token" => self
+                .tokens
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or((400, json!({ "error": "authorization_pending" }))),
+            "/userinfo"
+                if req.header("authorization") == Some(&format!("Bearer {PROVIDER_TOKEN}")) =>
+            {
+                (
+                    200,
+                    json!({ "sub": "alice-1", "email": "alice@example.com", "email_verified": true, "name": "Alice" }),
+                )
+            }
+            _ => (401, json!({ "error": "invalid_token" })),
+        };
+        Ok(Answer {
+            status,
+            body: body.to_string().into_bytes(),
         })
     }
 }
