@@ -1,6 +1,7 @@
 //! The Streamable HTTP transport of `/mcp`: methods, headers, sessions, origins; and the
 //! routes beside it (`/health`, formula callbacks). JSON-RPC itself is in `crate::mcp`.
 
+use crate::config::ToolFamilies;
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
@@ -15,6 +16,10 @@ pub use crate::config::PROTOCOL_VERSIONS;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// The agents' MCP endpoint: the same JSON-RPC as `/mcp`, listing and calling only the
+/// registered components (each as a tool of its own), never the administrative tools.
+pub const AGENT_PATH: &str = "/mcp/agent";
 
 /// The router: everything behind `/mcp`, over a database, a dispatcher and an environment.
 /// It is the services' [`Context`]; this module adds the HTTP rules on top.
@@ -52,8 +57,19 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
     }
 
     async fn route(&self, req: &HttpRequest) -> HttpResponse {
-        match req.path.as_str() {
-            "/mcp" | "/mcp/" => {}
+        // `/mcp` serves the families `mcp_tools` names; `/mcp/agent`, for agents that only
+        // use components, the components alone (absent when the server hides them).
+        let families = match req.path.as_str() {
+            "/mcp" | "/mcp/" => self.config.mcp_tools,
+            AGENT_PATH => match self.config.mcp_tools.for_agents() {
+                Some(f) => f,
+                None => {
+                    return HttpResponse::json(
+                        404,
+                        &json!({ "error": "this server does not serve components as tools (mcp_tools = admin)" }),
+                    )
+                }
+            },
             "/health" => return HttpResponse::json(200, &json!({ "status": "ok" })),
             // CYFR's path (its `cyfr up` polls it), in CYFR's shape.
             "/api/health" => {
@@ -69,7 +85,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
                     &json!({ "error": "not found; POST JSON-RPC to /mcp" }),
                 )
             }
-        }
+        };
         // A browser sends Origin; a page we do not know must not drive /mcp (DNS rebinding, CSRF).
         if let Some(origin) = req.header("origin") {
             if !self.config.origin_allowed(origin) {
@@ -87,7 +103,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
             .header("mcp-protocol-version")
             .is_some_and(crate::modern::is_modern_version);
         match req.method.as_str() {
-            "POST" => self.post(req).await,
+            "POST" => self.post(req, families).await,
             "GET" | "DELETE" if stateless => {
                 let mut r = HttpResponse::json(
                     405,
@@ -118,7 +134,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
     }
 
     /// `POST /mcp`: one JSON-RPC message, after the transport's own checks.
-    async fn post(&self, req: &HttpRequest) -> HttpResponse {
+    async fn post(&self, req: &HttpRequest, families: ToolFamilies) -> HttpResponse {
         if req.body.len() > MAX_BODY_BYTES {
             return rpc_error(
                 None,
@@ -171,7 +187,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
                 return rpc_error(msg.get("id").cloned(), &e.before_any_method());
             }
         }
-        mcp::handle_message(self, req, msg).await
+        mcp::handle_message(self, req, msg, families).await
     }
 
     async fn delete_session(&self, req: &HttpRequest) -> HttpResponse {

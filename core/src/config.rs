@@ -94,6 +94,11 @@ impl ToolFamilies {
     pub fn components(self) -> bool {
         self != ToolFamilies::Admin
     }
+    /// What the agents' endpoint (`/mcp/agent`) serves: the components alone, when this
+    /// server serves them at all.
+    pub fn for_agents(self) -> Option<ToolFamilies> {
+        self.components().then_some(ToolFamilies::Components)
+    }
 }
 
 /// An identity provider whose device flow `cyfr login` runs (RFC 8628).

@@ -3,7 +3,7 @@
 //! tools are listed and how a component tool is called is `tools::component_tools`'.
 
 use crate::auth::{self, Identity};
-use crate::config::PROTOCOL_VERSIONS;
+use crate::config::{ToolFamilies, PROTOCOL_VERSIONS};
 use crate::context::Context;
 use crate::db::Db;
 use crate::dispatch::Dispatch;
@@ -52,11 +52,13 @@ fn frame(msg: &Json) -> std::result::Result<Message<'_>, HttpResponse> {
     Ok(Message { id, method, params })
 }
 
-/// Handles one JSON-RPC message (already known to be JSON and not a batch).
+/// Handles one JSON-RPC message (already known to be JSON and not a batch) for an
+/// endpoint that serves the tool `families` (which the transport chose).
 pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     req: &HttpRequest,
     msg: Json,
+    families: ToolFamilies,
 ) -> HttpResponse {
     let Message { id, method, params } = match frame(&msg) {
         Ok(m) => m,
@@ -69,16 +71,17 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
             Ok(()) if method == "server/discover" && id.is_some() => {
                 ok(id, modern::discover(&cx.config))
             }
-            Ok(()) => answer(cx, req, id, method, &params, None, true).await,
+            Ok(()) => answer(cx, req, id, method, &params, None, true, families).await,
         };
         return modern::finish(resp, method);
     }
     let sid = req.header("mcp-session-id");
-    answer(cx, req, id, method, &params, sid, false).await
+    answer(cx, req, id, method, &params, sid, false, families).await
 }
 
 /// Answers a message of either revision (`stateless`: 2026-07-28), within session `sid`
 /// if it names one.
+#[allow(clippy::too_many_arguments)]
 async fn answer<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     req: &HttpRequest,
@@ -87,6 +90,7 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
     params: &Json,
     sid: Option<&str>,
     stateless: bool,
+    families: ToolFamilies,
 ) -> HttpResponse {
     let now = cx.env.now_ms();
     if method == "initialize" {
@@ -114,7 +118,7 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             cx.db.read_ahead(tools::resources::read_ahead(uri));
         }
     }
-    if identify && method == "tools/list" && cx.config.mcp_tools.components() {
+    if identify && method == "tools/list" && families.components() {
         cx.db.read_ahead(tools::component_tools::list_reads(params));
     }
     // Every tool call is audited: its row rides in the caller check's round trip, written
@@ -155,6 +159,7 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
         session.as_ref(),
         identity,
         stateless,
+        families,
     )
     .await;
     if let Some(e) = failed {
@@ -307,6 +312,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     session: Option<&sessions::Session>,
     identity: Option<Identity>,
     stateless: bool,
+    families: ToolFamilies,
 ) -> (HttpResponse, Option<Error>) {
     if method == "ping" {
         return (ok(Some(id), json!({})), None);
@@ -330,7 +336,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     let result = match method {
         "tools/list" => match require(identity) {
             Ok(who) => {
-                return match tools::component_tools::list(cx, &who, params).await {
+                return match tools::component_tools::list(cx, &who, params, families).await {
                     Ok(text) => (ok_raw(id, &text), None),
                     Err(e) => (rpc_error(Some(id), &e), Some(e)),
                 }
@@ -352,10 +358,10 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     stateless_req: stateless.then_some(req),
                     request_id: req.header("x-request-id"),
                 };
-                return call_tool(cx, Ok(&call), id, params).await;
+                return call_tool(cx, Ok(&call), id, params, families).await;
             }
             // Signing in needs no credentials (`Need::Anyone`); anything else does.
-            Err(e) => return call_tool(cx, Err(e), id, params).await,
+            Err(e) => return call_tool(cx, Err(e), id, params, families).await,
         },
         "completion/complete" => match require(identity) {
             Ok(who) => {
@@ -546,6 +552,7 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
     who: std::result::Result<&tools::Call<'_>, Error>,
     id: Json,
     params: &Json,
+    families: ToolFamilies,
 ) -> (HttpResponse, Option<Error>) {
     let Some(name) = params.get("name").and_then(Json::as_str) else {
         let e = Error::invalid_params("tools/call needs `params.name`");
@@ -559,9 +566,8 @@ async fn call_tool<D: Db, X: Dispatch, E: Env>(
             return (rpc_error(Some(id), &e), Some(e));
         }
     };
-    // A family the endpoint hides is unknown here (`mcp_tools`).
+    // A family the endpoint hides is unknown here (`mcp_tools`, `/mcp/agent`).
     let admin = tools::exists(name);
-    let families = cx.config.mcp_tools;
     let shown = if admin {
         families.admin()
     } else {

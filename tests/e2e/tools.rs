@@ -64,3 +64,49 @@ fn cyfr_mcp_tools_chooses_the_families_mcp_serves() {
     let r = s.call(&s.admin, "cyfr.json-transform", json!({ "data": [1] }));
     assert_eq!(code(&r), -32602, "{r}");
 }
+
+#[test]
+fn the_agent_endpoint_lists_and_runs_components_only() {
+    let s = Server::start();
+    register_json_transform(&s);
+    let agent = format!("{}/agent", s.url);
+    let post = |method: &str, params: Json| -> Json {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        let resp = reqwest::blocking::Client::new()
+            .post(&agent)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("authorization", format!("Bearer {}", s.admin))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        serde_json::from_str(&resp.text().unwrap()).unwrap()
+    };
+    let listed = post("tools/list", json!({}));
+    let names: Vec<&Json> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["name"])
+        .collect();
+    assert_eq!(names, vec![&json!("cyfr.json-transform")], "{listed}");
+    let r = post(
+        "tools/call",
+        json!({ "name": "cyfr.json-transform", "arguments": { "data": [2, 1], "ops": [{ "op": "sort" }] } }),
+    );
+    assert_eq!(
+        r["result"]["structuredContent"]["data"],
+        json!([1, 2]),
+        "{r}"
+    );
+    let r = post(
+        "tools/call",
+        json!({ "name": "key", "arguments": { "action": "list" } }),
+    );
+    assert_eq!(
+        code(&r),
+        -32602,
+        "an admin tool is unknown at /mcp/agent: {r}"
+    );
+}

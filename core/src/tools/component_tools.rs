@@ -17,6 +17,7 @@
 
 use super::Call;
 use crate::auth::Identity;
+use crate::config::ToolFamilies;
 use crate::context::Context;
 use crate::db::{Db, Row, Stmt, Value};
 use crate::dispatch::Dispatch;
@@ -147,9 +148,9 @@ pub async fn list<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,
     params: &Json,
+    families: ToolFamilies,
 ) -> Result<String> {
     let after = cursor_of(params)?;
-    let families = cx.config.mcp_tools;
     let mut items: Vec<String> = Vec::new();
     if after.is_none() && families.admin() {
         let admin = super::DEFINITIONS_JSON.trim();

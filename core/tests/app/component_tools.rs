@@ -515,3 +515,52 @@ async fn a_component_tool_call_is_audited_as_execution_run_of_its_tool_name() {
         "the refused run is recorded as refused: {outcomes:?}"
     );
 }
+
+/// A JSON-RPC call to the agents' endpoint, `/mcp/agent`; status and body.
+async fn at_agent_path(h: &Harness, key: &str, method: &str, params: Json) -> (u16, Json) {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let mut req = crate::support::mcp_request(Some(key), &body);
+    req.path = cyfr_core::app::AGENT_PATH.into();
+    let resp = h.app.handle(req).await;
+    (
+        resp.status,
+        serde_json::from_slice(&resp.body).unwrap_or(Json::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_agent_endpoint_serves_components_only_beside_a_full_mcp() {
+    let h = Harness::new().await;
+    h.register("reagent", "acme.sum", "0.1.0").await;
+    // `/mcp` shows both families...
+    let n = names(&listed(&h, ADMIN).await);
+    assert!(n.contains(&"key".to_string()) && n.contains(&"acme.sum".to_string()));
+    // ...`/mcp/agent`, on the same server, the component alone, even to an admin key.
+    let (status, r) = at_agent_path(&h, ADMIN, "tools/list", json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        names(r["result"]["tools"].as_array().unwrap()),
+        vec!["acme.sum".to_string()]
+    );
+    let (_, r) = at_agent_path(
+        &h,
+        ADMIN,
+        "tools/call",
+        json!({ "name": "key", "arguments": { "action": "list" } }),
+    )
+    .await;
+    assert_eq!(code(&r), -32602, "an admin tool is unknown there: {r}");
+    let (_, r) = at_agent_path(
+        &h,
+        ADMIN,
+        "tools/call",
+        json!({ "name": "acme.sum", "arguments": {} }),
+    )
+    .await;
+    assert_eq!(r["result"]["isError"], false, "{r}");
+
+    // A server that hides components has no agents' endpoint.
+    let admin_only = Harness::with(|c| c.mcp_tools = cyfr_core::config::ToolFamilies::Admin).await;
+    let (status, _) = at_agent_path(&admin_only, ADMIN, "tools/list", json!({})).await;
+    assert_eq!(status, 404);
+}
