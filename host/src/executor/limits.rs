@@ -17,6 +17,9 @@ use super::{Cancel, ExecError};
 /// How much of each guest memory stays resident between runs (the bench's baseline uses the same).
 pub const KEEP_RESIDENT: usize = 2 << 20;
 
+/// Bytes of each table slot kept resident between runs and reset in place.
+pub const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
 /// How often the background thread advances the engine's epoch.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest linear memory a single instance may ever have: the pooling allocator's slot size.
@@ -96,6 +99,9 @@ pub(crate) fn engine() -> anyhow::Result<Engine> {
         // A run's first pages stay resident and only those it touched are reset (memset, with
         // PAGEMAP_SCAN on Linux ≥ 6.7): no madvise, TLB shootdown or page faults per run.
         .linear_memory_keep_resident(KEEP_RESIDENT)
+        // Tables too: without this each run's tables are decommitted with `madvise`, a TLB
+        // shootdown on every core (the baseline and the router's pool keep 64 KiB as well).
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
 
     let mut config = Config::new();
