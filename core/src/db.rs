@@ -182,29 +182,39 @@ pub trait Db {
     /// which is what a connection without a batch call (Spin SQLite) can do; drivers with a
     /// batch call (D1's `batch()`, Hrana, embedded libsql) send them at once.
     async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
-        if atomic {
-            self.query("BEGIN IMMEDIATE", &[]).await?;
-        }
-        let mut out = Vec::with_capacity(stmts.len());
-        for s in stmts {
-            match self.query(&s.sql, &s.params).await {
-                Ok(rows) => out.push(rows),
-                Err(e) => {
-                    if atomic {
-                        let _ = self.query("ROLLBACK", &[]).await;
-                    }
-                    return Err(e);
+        batch_by_queries(self, stmts, atomic).await
+    }
+}
+
+/// [`Db::batch`] as a loop over [`Db::query`] (inside `BEGIN IMMEDIATE … COMMIT` when
+/// atomic): the default, and what a driver falls back to when it has no batch call.
+pub async fn batch_by_queries<D: Db + ?Sized>(
+    db: &D,
+    stmts: &[Stmt],
+    atomic: bool,
+) -> Result<Vec<Rows>, DbError> {
+    if atomic {
+        db.query("BEGIN IMMEDIATE", &[]).await?;
+    }
+    let mut out = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        match db.query(&s.sql, &s.params).await {
+            Ok(rows) => out.push(rows),
+            Err(e) => {
+                if atomic {
+                    let _ = db.query("ROLLBACK", &[]).await;
                 }
-            }
-        }
-        if atomic {
-            if let Err(e) = self.query("COMMIT", &[]).await {
-                let _ = self.query("ROLLBACK", &[]).await;
                 return Err(e);
             }
         }
-        Ok(out)
     }
+    if atomic {
+        if let Err(e) = db.query("COMMIT", &[]).await {
+            let _ = db.query("ROLLBACK", &[]).await;
+            return Err(e);
+        }
+    }
+    Ok(out)
 }
 
 /// A request's [`Db`] with **read-ahead**: reads a later step will need (e.g. the component

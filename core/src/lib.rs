@@ -51,6 +51,7 @@ pub mod kms;
 pub mod manifest;
 pub mod mcp_headers;
 pub mod reference;
+pub mod sql_batch;
 pub mod units;
 
 // 2. services

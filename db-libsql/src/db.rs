@@ -231,6 +231,47 @@ impl LocalDb {
         }
     }
 
+    /// Runs `stmts` in order under one hold of the connection as ONE commit, with a loose
+    /// batch's meaning: the first error stops it and is returned, and what ran before it
+    /// stays (it is committed). The runner's one-call batch (`cyfr_core::sql_batch`) for a
+    /// non-atomic batch: one WAL commit instead of one per statement.
+    pub async fn batch_one_commit(
+        &self,
+        stmts: Vec<(String, Vec<SqlValue>)>,
+    ) -> anyhow::Result<Vec<QueryResult>> {
+        let mut conn = lock(&self.conn, self.lock_timeout).await?;
+        conn.run("BEGIN IMMEDIATE", Vec::new()).await?;
+        let mut results = Vec::with_capacity(stmts.len());
+        let mut failed = None;
+        for (sql, params) in stmts {
+            match conn.run(&sql, params).await {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if !conn.in_transaction() {
+                failed = Some(anyhow::anyhow!(
+                    "a statement of a batch ended its transaction: {sql}"
+                ));
+                break;
+            }
+        }
+        // SQLite may have rolled the transaction back itself (a full disk, say): then there
+        // is nothing to commit.
+        if conn.in_transaction() {
+            if let Err(e) = conn.run("COMMIT", Vec::new()).await {
+                conn.rollback();
+                return Err(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
     /// The same database waiting at most `timeout` for the shared connection (tests use a
     /// short bound instead of [`BUSY_TIMEOUT`]).
     #[cfg(test)]

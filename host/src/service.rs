@@ -543,6 +543,8 @@ impl Server {
             "schema_version".into(),
             cyfr_core::migrate::latest_version().to_string(),
         );
+        // This runner takes a whole batch in one `execute` (`cyfr_core::sql_batch`).
+        variables.insert("sqlite_batch".into(), "1".into());
         // Failing to read the keys is fatal at start. The environment cannot change under a
         // running process; key files can (`cyfr secret rotate-master` next to a running
         // server takes effect without a restart), so those are looked up per request.

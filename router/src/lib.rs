@@ -7,7 +7,7 @@
 
 use cyfr_core::app::App;
 use cyfr_core::config::Config;
-use cyfr_core::db::{Db, DbError, Rows, Value};
+use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use cyfr_core::env::Env;
 use cyfr_core::hosts::{self, Answer, HostPool, OutboundRequest, SendError, Transport};
 use cyfr_core::http::HttpRequest;
@@ -41,6 +41,7 @@ const VARIABLES: &[&str] = &[
     "google_client_secret",
     "oidc_client_secret",
     "oidc_issuer",
+    "sqlite_batch",
 ];
 
 #[spin_sdk::http_component]
@@ -55,7 +56,7 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         Err(e) => return Ok(text(500, &format!("cyfr router misconfigured: {e}"))),
     };
     // Opened on the first statement: `/health` and refusals before any SQL open nothing.
-    let db = SpinDb(std::cell::OnceCell::new());
+    let db = SpinDb(std::cell::OnceCell::new(), std::cell::OnceCell::new());
     let dispatch = HostPool::new(&config, SpinTransport, WasiEnv);
     let app = App::new(db, dispatch, WasiEnv, config);
     let resp = app.handle(to_core(req)).await;
@@ -121,8 +122,10 @@ fn to_core(req: Request) -> HttpRequest {
     }
 }
 
-/// Spin SQLite behind the core's `Db`, its connection opened on first use.
-struct SpinDb(std::cell::OnceCell<Connection>);
+/// Spin SQLite behind the core's `Db`, its connection opened on first use; whether the
+/// runner takes a whole batch in one call (`sqlite_batch`, see `cyfr_core::sql_batch`) is
+/// read on the first batch.
+struct SpinDb(std::cell::OnceCell<Connection>, std::cell::OnceCell<bool>);
 
 impl SpinDb {
     fn connection(&self) -> Result<&Connection, DbError> {
@@ -171,6 +174,18 @@ impl Db for SpinDb {
             columns: result.columns,
             rows,
         })
+    }
+
+    async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
+        let whole = *self.1.get_or_init(|| {
+            spin_sdk::variables::get("sqlite_batch").is_ok_and(|v| v.trim() == "1")
+        });
+        if !whole || stmts.len() < 2 {
+            return cyfr_core::db::batch_by_queries(self, stmts, atomic).await;
+        }
+        let (sql, params) = cyfr_core::sql_batch::encode(stmts, atomic);
+        let all = self.query(&sql, &params).await?;
+        cyfr_core::sql_batch::decode_results(all).map_err(DbError)
     }
 }
 

@@ -483,3 +483,30 @@ async fn the_checkpointer_keeps_the_wal_bounded_over_many_inserts() {
         .checkpoints()
         .is_none());
 }
+
+#[tokio::test]
+async fn a_one_commit_batch_keeps_what_ran_before_its_error_and_nothing_after() {
+    let db = LocalDb::open(temp_path("one-commit")).await.unwrap();
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x)", vec![])
+        .await
+        .unwrap();
+    let ins = |x| ("INSERT INTO t (x) VALUES (?)".to_owned(), vec![int(x)]);
+    let err = db
+        .batch_one_commit(vec![
+            ins(1),
+            ins(2),
+            ("INSERT INTO missing VALUES (1)".into(), vec![]),
+            ins(4),
+        ])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("missing"), "{err:#}");
+    // A loose batch's meaning: the two before the error stay, the one after never ran.
+    assert_eq!(ints(&db, "SELECT x FROM t ORDER BY x").await, vec![1, 2]);
+    assert!(!db.conn.lock().await.in_transaction());
+    let r = db
+        .batch_one_commit(vec![ins(5), ("SELECT count(*) FROM t".into(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(r[1].rows, vec![vec![int(3)]], "reads see the batch's own writes");
+}

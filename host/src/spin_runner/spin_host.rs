@@ -86,6 +86,94 @@ fn from_wit(v: sqlite::Value) -> SqlValue {
     }
 }
 
+/// A whole batch in one call (`cyfr_core::sql_batch`: the router sends one when the
+/// `sqlite_batch` variable says this runner takes it): one hold of the database, and a loose
+/// batch as one commit. Not inside a transaction the guest opened itself.
+async fn whole_batch(
+    db: &LocalDb,
+    session: &LocalSession,
+    statement: &str,
+    parameters: Vec<sqlite::Value>,
+) -> Result<sqlite::QueryResult, sqlite::Error> {
+    use cyfr_core::db::{Rows, Value};
+    let to_core = |v: sqlite::Value| match v {
+        sqlite::Value::Null => Value::Null,
+        sqlite::Value::Integer(i) => Value::Integer(i),
+        sqlite::Value::Real(f) => Value::Real(f),
+        sqlite::Value::Text(s) => Value::Text(s),
+        sqlite::Value::Blob(b) => Value::Blob(b),
+    };
+    let to_sql = |v: Value| match v {
+        Value::Null => SqlValue::Null,
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+    };
+    let params = parameters.into_iter().map(to_core).collect();
+    let (stmts, atomic) = match cyfr_core::sql_batch::decode(statement, params) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return Err(sqlite::Error::Io(e)),
+        None => return Err(sqlite::Error::Io("not a batch".into())),
+    };
+    if session.in_transaction() {
+        return Err(sqlite::Error::Io(
+            "a batch cannot run inside a transaction the connection opened".into(),
+        ));
+    }
+    let stmts = stmts
+        .into_iter()
+        .map(|(sql, ps)| (sql, ps.into_iter().map(to_sql).collect()))
+        .collect();
+    let done = if atomic {
+        db.batch(stmts, true).await
+    } else {
+        db.batch_one_commit(stmts).await
+    };
+    let results = done.map_err(|e| sqlite::Error::Io(format!("{e:#}")))?;
+    let rows = results
+        .into_iter()
+        .map(|r| Rows {
+            columns: r.columns,
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|v| match v {
+                            SqlValue::Null => Value::Null,
+                            SqlValue::Integer(i) => Value::Integer(i),
+                            SqlValue::Real(f) => Value::Real(f),
+                            SqlValue::Text(s) => Value::Text(s),
+                            SqlValue::Blob(b) => Value::Blob(b),
+                        })
+                        .collect()
+                })
+                .collect(),
+        })
+        .collect();
+    let all = cyfr_core::sql_batch::encode_results(rows);
+    Ok(sqlite::QueryResult {
+        columns: all.columns,
+        rows: all
+            .rows
+            .into_iter()
+            .map(|row| sqlite::RowResult {
+                values: row
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Null => sqlite::Value::Null,
+                        Value::Integer(i) => sqlite::Value::Integer(i),
+                        Value::Real(f) => sqlite::Value::Real(f),
+                        Value::Text(s) => sqlite::Value::Text(s),
+                        Value::Blob(b) => sqlite::Value::Blob(b),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
 /// Spin's `default` database is the only one.
 const DEFAULT_DATABASE: &str = "default";
 
@@ -111,6 +199,10 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
         let session = &mut self.table.get_mut(&connection)?.session;
+        if statement.starts_with(cyfr_core::sql_batch::PREFIX) {
+            let db = self.state.db.clone();
+            return Ok(whole_batch(&db, session, &statement, parameters).await);
+        }
         let params = parameters.into_iter().map(from_wit).collect();
         Ok(match session.execute(&statement, params).await {
             Ok(r) => Ok(sqlite::QueryResult {
