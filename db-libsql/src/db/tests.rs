@@ -508,5 +508,9 @@ async fn a_one_commit_batch_keeps_what_ran_before_its_error_and_nothing_after() 
         .batch_one_commit(vec![ins(5), ("SELECT count(*) FROM t".into(), vec![])])
         .await
         .unwrap();
-    assert_eq!(r[1].rows, vec![vec![int(3)]], "reads see the batch's own writes");
+    assert_eq!(
+        r[1].rows,
+        vec![vec![int(3)]],
+        "reads see the batch's own writes"
+    );
 }
