@@ -26,12 +26,12 @@ pub fn encode(stmts: &[Stmt], atomic: bool) -> (String, Vec<Value>) {
     (format!("{PREFIX}{mode}"), params)
 }
 
+/// A decoded batch: each statement's SQL and parameters, and whether it is atomic.
+pub type Batch = (Vec<(String, Vec<Value>)>, bool);
+
 /// The statements and atomicity of a batch statement; `None` when `sql` is not one, an
 /// error when it is one but malformed.
-pub fn decode(
-    sql: &str,
-    params: Vec<Value>,
-) -> Option<Result<(Vec<(String, Vec<Value>)>, bool), String>> {
+pub fn decode(sql: &str, params: Vec<Value>) -> Option<Result<Batch, String>> {
     let mode = sql.strip_prefix(PREFIX)?;
     let atomic = match mode.trim() {
         "atomic" => true,

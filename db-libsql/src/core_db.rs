@@ -38,7 +38,8 @@ impl Db for CoreDb {
     }
 }
 
-fn to_sql(params: &[Value]) -> Vec<SqlValue> {
+/// Core's parameter values as libsql's.
+pub fn to_sql(params: &[Value]) -> Vec<SqlValue> {
     params
         .iter()
         .map(|p| match p {
@@ -51,7 +52,8 @@ fn to_sql(params: &[Value]) -> Vec<SqlValue> {
         .collect()
 }
 
-fn from_sql(r: crate::db::QueryResult) -> Rows {
+/// A libsql result as core's rows.
+pub fn from_sql(r: crate::db::QueryResult) -> Rows {
     let rows = r
         .rows
         .into_iter()

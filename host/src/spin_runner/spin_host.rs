@@ -103,13 +103,6 @@ async fn whole_batch(
         sqlite::Value::Text(s) => Value::Text(s),
         sqlite::Value::Blob(b) => Value::Blob(b),
     };
-    let to_sql = |v: Value| match v {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(i),
-        Value::Real(f) => SqlValue::Real(f),
-        Value::Text(s) => SqlValue::Text(s),
-        Value::Blob(b) => SqlValue::Blob(b),
-    };
     let params = parameters.into_iter().map(to_core).collect();
     let (stmts, atomic) = match cyfr_core::sql_batch::decode(statement, params) {
         Some(Ok(b)) => b,
@@ -123,7 +116,7 @@ async fn whole_batch(
     }
     let stmts = stmts
         .into_iter()
-        .map(|(sql, ps)| (sql, ps.into_iter().map(to_sql).collect()))
+        .map(|(sql, ps)| (sql, crate::core_db::to_sql(&ps)))
         .collect();
     let done = if atomic {
         db.batch(stmts, true).await
@@ -131,27 +124,7 @@ async fn whole_batch(
         db.batch_one_commit(stmts).await
     };
     let results = done.map_err(|e| sqlite::Error::Io(format!("{e:#}")))?;
-    let rows = results
-        .into_iter()
-        .map(|r| Rows {
-            columns: r.columns,
-            rows: r
-                .rows
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .map(|v| match v {
-                            SqlValue::Null => Value::Null,
-                            SqlValue::Integer(i) => Value::Integer(i),
-                            SqlValue::Real(f) => Value::Real(f),
-                            SqlValue::Text(s) => Value::Text(s),
-                            SqlValue::Blob(b) => Value::Blob(b),
-                        })
-                        .collect()
-                })
-                .collect(),
-        })
-        .collect();
+    let rows: Vec<Rows> = results.into_iter().map(crate::core_db::from_sql).collect();
     let all = cyfr_core::sql_batch::encode_results(rows);
     Ok(sqlite::QueryResult {
         columns: all.columns,
