@@ -61,9 +61,9 @@ impl Baseline {
             .total_tables(256 * 8)
             .total_stacks(256)
             .max_memory_size(64 << 20)
-            // The same reset as the executor's pool (cyfr_host::executor::KEEP_RESIDENT).
-            .linear_memory_keep_resident(2 << 20)
-            .table_keep_resident(64 << 10)
+            // The same reset as the executor's pool: like is compared with like.
+            .linear_memory_keep_resident(cyfr_host::executor::KEEP_RESIDENT)
+            .table_keep_resident(cyfr_host::executor::TABLE_KEEP_RESIDENT)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

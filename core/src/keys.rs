@@ -267,11 +267,11 @@ async fn insert(
     lineage: Option<&str>,
     budget: Option<&str>,
 ) -> Result<(ApiKey, String)> {
-    new.validated_scopes()?;
+    // Scopes are checked (in `prepare`) before the name, as they always were.
+    let (key, raw, params) = prepare(env, new, created_by, lineage, budget)?;
     if find_by_name(db, &new.name).await?.is_some() {
         return Err(name_taken(&new.name));
     }
-    let (key, raw, params) = prepare(env, new, created_by, lineage, budget)?;
     db.query(
         &format!("{INSERT_KEY} VALUES ({})", placeholders(params.len())),
         &params,

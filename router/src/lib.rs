@@ -180,7 +180,8 @@ impl Db for SpinDb {
         let whole = *self.1.get_or_init(|| {
             spin_sdk::variables::get("sqlite_batch").is_ok_and(|v| v.trim() == "1")
         });
-        if !whole || stmts.len() < 2 {
+        // One plain statement is one call either way; an atomic one would be three.
+        if !whole || stmts.is_empty() || (stmts.len() == 1 && !atomic) {
             return cyfr_core::db::batch_by_queries(self, stmts, atomic).await;
         }
         let (sql, params) = cyfr_core::sql_batch::encode(stmts, atomic);

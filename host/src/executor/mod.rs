@@ -64,8 +64,8 @@ mod worlds;
 
 pub use cancel::Cancel;
 pub use limits::{
-    Limits, CALLER_SHARE, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT,
-    MAX_MEMORY_CEILING, MAX_TABLES_PER_COMPONENT,
+    Limits, CALLER_SHARE, KEEP_RESIDENT, MAX_CORE_INSTANCES_PER_COMPONENT,
+    MAX_MEMORIES_PER_COMPONENT, MAX_MEMORY_CEILING, MAX_TABLES_PER_COMPONENT, TABLE_KEEP_RESIDENT,
 };
 pub use outcome::{ExecError, ExecOutcome, Leftovers};
 pub use worlds::catalyst::CatalystCtx;
