@@ -168,6 +168,37 @@ impl LoginProvider {
     }
 }
 
+/// Every variable `Config::from_lookup` reads: what an adapter passes through and what
+/// `spin.toml` declares (a test keeps them equal). Secrets among them never print.
+pub const VARIABLES: &[&str] = &[
+    "host_url",
+    "trusted_proxies",
+    "allowed_origins",
+    "session_ttl_hours",
+    "session_encryption",
+    "dev_mode",
+    "master_keys",
+    "hosts",
+    "host_token_key",
+    "router_url",
+    "execution_retention_days",
+    "schema_version",
+    "jwt_signing_key",
+    "jwt_clock_skew_seconds",
+    "user_rate_limit",
+    "audit_retention_days",
+    "allowed_users",
+    "github_client_id",
+    "google_client_id",
+    "oidc_client_id",
+    "mcp_tools",
+    "github_client_secret",
+    "google_client_secret",
+    "oidc_client_secret",
+    "oidc_issuer",
+    "sqlite_batch",
+];
+
 impl Config {
     /// The configured provider `name`, if any.
     pub fn login_provider(&self, name: &str) -> Option<&LoginProvider> {

@@ -6,43 +6,13 @@
 //! Spin gives every request a fresh instance.
 
 use cyfr_core::app::App;
-use cyfr_core::config::Config;
+use cyfr_core::config::{Config, VARIABLES};
 use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use cyfr_core::env::Env;
 use cyfr_core::hosts::{self, Answer, HostPool, OutboundRequest, SendError, Transport};
 use cyfr_core::http::HttpRequest;
 use spin_sdk::http::{IntoResponse, Method, Request, Response};
 use spin_sdk::sqlite3::{self, Connection};
-
-/// The variables the router reads (declared in spin.toml).
-const VARIABLES: &[&str] = &[
-    "host_url",
-    "trusted_proxies",
-    "allowed_origins",
-    "session_ttl_hours",
-    "session_encryption",
-    "dev_mode",
-    "master_keys",
-    "hosts",
-    "host_token_key",
-    "router_url",
-    "execution_retention_days",
-    "schema_version",
-    "jwt_signing_key",
-    "jwt_clock_skew_seconds",
-    "user_rate_limit",
-    "audit_retention_days",
-    "allowed_users",
-    "github_client_id",
-    "google_client_id",
-    "oidc_client_id",
-    "mcp_tools",
-    "github_client_secret",
-    "google_client_secret",
-    "oidc_client_secret",
-    "oidc_issuer",
-    "sqlite_batch",
-];
 
 #[spin_sdk::http_component]
 async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {

@@ -134,9 +134,9 @@ fn spin_toml_names_the_router_that_cyfr_up_serves() {
 #[test]
 fn spin_toml_declares_and_passes_every_variable_the_router_reads() {
     let spin = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
-    let router = std::fs::read_to_string(workspace().join("router/src/lib.rs")).unwrap();
+    let router = std::fs::read_to_string(workspace().join("core/src/config.rs")).unwrap();
     let list = router
-        .split_once("const VARIABLES: &[&str] = &[")
+        .split_once("pub const VARIABLES: &[&str] = &[")
         .and_then(|(_, rest)| rest.split_once("];"))
         .unwrap()
         .0;
