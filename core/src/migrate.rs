@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/0013_provider_logins.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/0016_fewer_pages_per_run.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
