@@ -67,19 +67,23 @@ fn steps(s: &Secrets) -> serde_json::Value {
             .map(|(n, v)| format!("printf '%s' '{v}' | npx wrangler secret put {n}")),
     );
     cloudflare.push("npx wrangler deploy".into());
-    let fermyon = vec![
-        "spin deploy".to_string(),
-        format!(
-            "spin cloud variables set {} --app cyfr",
-            vars.iter()
-                .map(|(n, v)| format!("{n}='{v}'"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+    // The host's origin and public key are known once `cyfr host` runs: placeholders.
+    let host_vars = [
+        ("host_url", "https://YOUR-CYFR-HOST:4100"),
+        ("host_key", "PUBLIC-KEY-CYFR-HOST-PRINTS"),
     ];
+    let fermyon = vec![format!(
+        "spin deploy {}",
+        vars.iter()
+            .chain(host_vars.iter())
+            .map(|(n, v)| format!("--variable {n}='{v}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )];
     let spin_up = vec![format!(
         "{} spin up --runtime-config-file runtime-config.toml",
         vars.iter()
+            .chain(host_vars.iter())
             .map(|(n, v)| format!("SPIN_VARIABLE_{}='{v}'", n.to_ascii_uppercase()))
             .collect::<Vec<_>>()
             .join(" ")
@@ -131,14 +135,15 @@ pub fn init(out: &Output) -> Result<()> {
             };
             format!(
                 "New edge deployment. Nothing was written to disk: copy what you need now.\n\n\
-                 First admin key (shown only this once; it is in none of the commands below,\n\
+                 First admin key (shown only this once; it is in none of the platform commands below,\n\
                  which carry only its SHA-256):\n\n    {key}\n\n\
                  Start each line with a space so your shell keeps it out of its history.\n\n\
+                 First the host the router dispatches to, on a machine it can reach (it prints\n\
+                 the URL#KEY: the URL is host_url, the KEY host_key below):\n{host}\n\n\
                  Cloudflare Workers (D1; the router migrates it on its first request):\n{cf}\n\n\
-                 Fermyon Cloud:\n{fermyon}\n\n\
+                 Fermyon Cloud (change them later with `spin cloud variables set NAME=VALUE --app cyfr`):\n{fermyon}\n\n\
                  Self-hosted Spin (spin up; see docs/deploy/):\n{spin}\n\n\
                  SpinKube (a Secret the SpinApp's variables read; see docs/deploy/spinapp.yaml):\n{kube}\n\n\
-                 The host the router dispatches to (it prints the URL#KEY for `hosts`):\n{host}\n\n\
                  Then, once deployed:\n    export CYFR_URL=https://YOUR-ROUTER/mcp CYFR_API_KEY={key}\n    cyfr key list\n\n\
                  The first request with that key creates it as the admin key; after that,\n\
                  bootstrap_admin_key does nothing (any key in the database turns it off).",

@@ -350,22 +350,20 @@ impl HostServer {
                 };
                 // The handshake is bounded like a request head: a client that stalls in it
                 // holds its connection slot no longer.
-                let stream = match tokio::time::timeout(
-                    limits.header_timeout,
-                    tls.acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::warn!(peer = %peer.ip(), "TLS handshake refused: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!(peer = %peer.ip(), "TLS handshake timed out");
-                        return;
-                    }
-                };
+                let stream =
+                    match tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %peer.ip(), "TLS handshake refused: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!(peer = %peer.ip(), "TLS handshake timed out");
+                            return;
+                        }
+                    };
                 match tls.router_of(stream.get_ref().1) {
                     Some(router) => {
                         let span = tracing::info_span!("router", name = %router);
@@ -393,18 +391,19 @@ impl HostServer {
     {
         let body_timeout = limits.body_timeout;
         let this = self;
-        let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let this = this.clone();
-            async move {
-                let rid = request_id(req.headers().get("x-request-id"));
-                let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
-                let mut resp = this.serve_request(req, body_timeout).instrument(span).await;
-                if let Ok(v) = http::HeaderValue::from_str(&rid) {
-                    resp.headers_mut().insert("x-request-id", v);
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let this = this.clone();
+                async move {
+                    let rid = request_id(req.headers().get("x-request-id"));
+                    let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
+                    let mut resp = this.serve_request(req, body_timeout).instrument(span).await;
+                    if let Ok(v) = http::HeaderValue::from_str(&rid) {
+                        resp.headers_mut().insert("x-request-id", v);
+                    }
+                    Ok::<_, Infallible>(resp.map(Full::new))
                 }
-                Ok::<_, Infallible>(resp.map(Full::new))
-            }
-        });
+            });
         let _ = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)

@@ -65,7 +65,9 @@ impl ServerTls {
         allowed_routers: Vec<String>,
     ) -> Result<ServerTls> {
         if client_ca.is_none() && !allowed_routers.is_empty() {
-            bail!("--allow-router needs --client-ca: router names are read from client certificates");
+            bail!(
+                "--allow-router needs --client-ca: router names are read from client certificates"
+            );
         }
         for n in &allowed_routers {
             ServerName::try_from(n.as_str())

@@ -609,13 +609,20 @@ fn spin_toml_defaults_dispatch_to_a_host_with_tokens_the_manifest_lets_it_reach(
     // The defaults alone: refused with what is missing, not a router sending tokenless runs.
     let vars = spin_defaults(&spin, &[("master_keys", "")]);
     let e = Config::from_lookup(|n| vars.get(n).cloned()).unwrap_err();
-    assert!(e.contains("host_key") && e.contains("host_token_key"), "{e}");
+    assert!(
+        e.contains("host_key") && e.contains("host_token_key"),
+        "{e}"
+    );
     // With what `cyfr host` prints and the shared key: one remote host, with a token key.
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     let token = "0123456789abcdef0123456789abcdef";
     let vars = spin_defaults(
         &spin,
-        &[("master_keys", ""), ("host_key", key), ("host_token_key", token)],
+        &[
+            ("master_keys", ""),
+            ("host_key", key),
+            ("host_token_key", token),
+        ],
     );
     let c = Config::from_lookup(|n| vars.get(n).cloned()).unwrap();
     assert_eq!(c.hosts.len(), 1);
@@ -627,12 +634,19 @@ fn spin_toml_defaults_dispatch_to_a_host_with_tokens_the_manifest_lets_it_reach(
         .lines()
         .find_map(|l| l.trim().strip_prefix("allowed_outbound_hosts = "))
         .unwrap();
-    let expanded = vars
-        .iter()
-        .fold(allowed.to_string(), |a, (k, v)| a.replace(&format!("{{{{ {k} }}}}"), v));
-    assert!(!expanded.contains("{{"), "an undeclared variable in {allowed}");
+    let expanded = vars.iter().fold(allowed.to_string(), |a, (k, v)| {
+        a.replace(&format!("{{{{ {k} }}}}"), v)
+    });
+    assert!(
+        !expanded.contains("{{"),
+        "an undeclared variable in {allowed}"
+    );
     for h in &c.hosts {
-        assert!(expanded.contains(&format!("\"{}\"", h.url)), "{} not in {expanded}", h.url);
+        assert!(
+            expanded.contains(&format!("\"{}\"", h.url)),
+            "{} not in {expanded}",
+            h.url
+        );
     }
     // The hash-only bootstrap variable is declared secret.
     assert!(spin.contains("bootstrap_admin_key = { default = \"\", secret = true }"));

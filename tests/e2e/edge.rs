@@ -20,7 +20,11 @@ fn init_edge(dir: &std::path::Path) -> Json {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -34,7 +38,10 @@ fn init_edge_prints_every_secret_once_and_writes_nothing() {
         "cyfr init --edge wrote into its directory"
     );
     let admin = a["admin_key"].as_str().unwrap();
-    assert!(admin.starts_with("cyfr_ak_") && admin.len() == 40, "{admin}");
+    assert!(
+        admin.starts_with("cyfr_ak_") && admin.len() == 40,
+        "{admin}"
+    );
     let vars = &a["variables"];
     assert_eq!(vars["bootstrap_admin_key"], sha256_hex(admin.as_bytes()));
     // Each variable is one the router reads, set by its own name on every target.
@@ -42,8 +49,18 @@ fn init_edge_prints_every_secret_once_and_writes_nothing() {
     for (name, value) in vars.as_object().unwrap() {
         let value = value.as_str().unwrap();
         assert!(!value.is_empty(), "{name}");
-        assert!(steps.contains(&format!("wrangler secret put {name}")), "{steps}");
-        assert!(steps.contains(&format!("{name}='{value}'")), "{steps}");
+        assert!(
+            steps.contains(&format!("wrangler secret put {name}")),
+            "{steps}"
+        );
+        assert!(
+            steps.contains(&format!("--variable {name}='{value}'")),
+            "{steps}"
+        );
+        assert!(
+            steps.contains(&format!("--from-literal={name}='{value}'")),
+            "{steps}"
+        );
         assert!(
             steps.contains(&format!("SPIN_VARIABLE_{}='{value}'", name.to_uppercase())),
             "{steps}"
@@ -70,9 +87,9 @@ fn a_fresh_database_is_bootstrapped_by_the_printed_key_once() {
     let edge = init_edge(&tmp.0);
     let admin = edge["admin_key"].as_str().unwrap().to_string();
     let vars = &edge["variables"];
-    // No `cyfr init`: the data directory does not exist; the runner makes and migrates it.
+    // No `cyfr init`: an empty directory (it holds only the test's server.log), no
+    // database, no key file; the runner makes and migrates the database.
     let data = std::sync::Arc::new(TempDir::new("edge-up"));
-    std::fs::remove_dir_all(&data.0).unwrap();
     let env = [
         ("CYFR_MASTER_KEY", vars["master_keys"].as_str().unwrap()),
         (
@@ -83,12 +100,23 @@ fn a_fresh_database_is_bootstrapped_by_the_printed_key_once() {
     let s = Server::up_env(data, admin.clone(), &[], &env);
     // A wrong admin key first: refused with the usual code, and it creates nothing.
     let wrong = "cyfr_ak_wrongwrongwrongwrongwrongwrong0001";
-    assert_eq!(code(&s.call(wrong, "key", json!({"action": "list"}))), -33002);
+    assert_eq!(
+        code(&s.call(wrong, "key", json!({"action": "list"}))),
+        -33002
+    );
     // The printed key is the admin: it makes a key and runs a component.
-    let made = s.ok(&admin, "key", json!({"action": "create", "name": "app", "type": "secret", "scope": ["execution"]}));
+    let made = s.ok(
+        &admin,
+        "key",
+        json!({"action": "create", "name": "app", "type": "secret", "scope": ["execution"]}),
+    );
     assert!(made["key"].as_str().unwrap().starts_with("cyfr_sk_"));
     let jt = register_json_transform(&s);
-    let r = s.ok(&admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [2, 3]}}));
+    let r = s.ok(
+        &admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [2, 3]}}),
+    );
     assert_eq!(r["result"]["sum"], 5);
     let keys = s.ok(&admin, "key", json!({"action": "list"}));
     assert_eq!(keys["count"], 2, "{keys}");
@@ -101,9 +129,16 @@ fn a_fresh_database_is_bootstrapped_by_the_printed_key_once() {
         ("CYFR_BOOTSTRAP_ADMIN_KEY", other_hash.as_str()),
     ];
     let s = Server::up_env(data, admin.clone(), &[], &env);
-    assert_eq!(code(&s.call(other, "key", json!({"action": "list"}))), -33002);
+    assert_eq!(
+        code(&s.call(other, "key", json!({"action": "list"}))),
+        -33002
+    );
     assert_eq!(s.ok(&admin, "key", json!({"action": "list"}))["count"], 2);
     s.assert_nowhere_on_disk(&admin);
+    assert!(
+        !s.data.0.join("master.key").exists(),
+        "the master key came from the environment"
+    );
 }
 
 #[test]

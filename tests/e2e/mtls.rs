@@ -28,15 +28,23 @@ impl Ca {
     }
 
     /// A leaf for `names` (DNS or IP SANs) with usage `eku`: (cert PEM, key PEM) files.
-    fn leaf(&self, dir: &Path, file: &str, names: &[&str], eku: ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
+    fn leaf(
+        &self,
+        dir: &Path,
+        file: &str,
+        names: &[&str],
+        eku: ExtendedKeyUsagePurpose,
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
         p.distinguished_name.push(DnType::CommonName, names[0]);
         p.extended_key_usages = vec![eku];
         let cert = p.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+        let (c, k) = (
+            dir.join(format!("{file}.crt")),
+            dir.join(format!("{file}.key")),
+        );
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
@@ -64,10 +72,30 @@ fn pki() -> Pki {
     let other = Ca::new("another CA");
     Pki {
         ca: ca.write(&dir.0, "ca"),
-        server: ca.leaf(&dir.0, "host", &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth),
-        router_a: ca.leaf(&dir.0, "router-a", &["router-a.cyfr.test"], ExtendedKeyUsagePurpose::ClientAuth),
-        router_b: ca.leaf(&dir.0, "router-b", &["router-b.cyfr.test"], ExtendedKeyUsagePurpose::ClientAuth),
-        stranger: other.leaf(&dir.0, "stranger", &["router-a.cyfr.test"], ExtendedKeyUsagePurpose::ClientAuth),
+        server: ca.leaf(
+            &dir.0,
+            "host",
+            &["127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        router_a: ca.leaf(
+            &dir.0,
+            "router-a",
+            &["router-a.cyfr.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        router_b: ca.leaf(
+            &dir.0,
+            "router-b",
+            &["router-b.cyfr.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        stranger: other.leaf(
+            &dir.0,
+            "stranger",
+            &["router-a.cyfr.test"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
         dir,
     }
 }
@@ -113,7 +141,11 @@ fn a_host_requiring_mtls_serves_only_allowed_routers_with_the_cas_certificate() 
     // (a) router-a: the CA's certificate, an allowed name: runs go through.
     let a = router(&k, &h, Some(&k.router_a));
     let jt = register_json_transform(&a);
-    let r = a.ok(&a.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [4, 5]}}));
+    let r = a.ok(
+        &a.admin,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [4, 5]}}),
+    );
     assert_eq!(r["result"]["sum"], 9);
     assert_eq!(h.artifacts(), 1, "the run happened on the mTLS host");
 
@@ -127,7 +159,11 @@ fn a_host_requiring_mtls_serves_only_allowed_routers_with_the_cas_certificate() 
         let before = host_log(&h).matches(logged).count();
         let s = router(&k, &h, identity);
         let jt = register_json_transform(&s);
-        let r = s.call(&s.admin, "execution", json!({"action": "run", "reference": jt, "input": {"data": [1]}}));
+        let r = s.call(
+            &s.admin,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [1]}}),
+        );
         assert_eq!(code(&r), -33202, "{who}: {r}");
         assert!(
             host_log(&h).matches(logged).count() > before,
@@ -139,7 +175,12 @@ fn a_host_requiring_mtls_serves_only_allowed_routers_with_the_cas_certificate() 
 
 /// A raw HTTP/1.1 exchange over TLS as `identity`; the response text, or `None` when the
 /// host refused the connection.
-fn raw_tls(k: &Pki, url: &str, identity: Option<&(PathBuf, PathBuf)>, request: &str) -> Option<String> {
+fn raw_tls(
+    k: &Pki,
+    url: &str,
+    identity: Option<&(PathBuf, PathBuf)>,
+    request: &str,
+) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = cyfr_host::tls::client_config(
         Some(&k.ca),
@@ -147,11 +188,17 @@ fn raw_tls(k: &Pki, url: &str, identity: Option<&(PathBuf, PathBuf)>, request: &
     )
     .unwrap();
     let addr = url.strip_prefix("https://").unwrap().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.ok()?;
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
         // In TLS 1.3 the host's verdict on our certificate arrives after our Finished: the
         // write may succeed and the read then fails.
         tls.write_all(request.as_bytes()).await.ok()?;
@@ -181,9 +228,23 @@ fn mtls_does_not_replace_the_host_token() {
 fn allow_router_without_a_client_ca_is_refused_at_start() {
     let k = pki();
     let out = cyfr()
-        .args(["host", "--listen", "127.0.0.1:0", "--tls-cert", path(&k.server.0), "--tls-key", path(&k.server.1), "--allow-router", "router-a.cyfr.test"])
+        .args([
+            "host",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&k.server.0),
+            "--tls-key",
+            path(&k.server.1),
+            "--allow-router",
+            "router-a.cyfr.test",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("client-ca"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("client-ca"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

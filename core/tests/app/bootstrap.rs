@@ -26,7 +26,11 @@ fn with_hash(raw: &str) -> impl FnOnce(&mut Config) {
 
 async fn key_count(h: &Harness, admin: &str) -> usize {
     let keys = h
-        .ok(admin, "key", json!({ "action": "list", "include_revoked": true }))
+        .ok(
+            admin,
+            "key",
+            json!({ "action": "list", "include_revoked": true }),
+        )
         .await;
     keys["keys"].as_array().unwrap().len()
 }
@@ -36,12 +40,14 @@ async fn the_bootstrap_key_becomes_the_first_admin_on_an_empty_database() {
     let h = Harness::empty(with_hash(BOOT)).await;
     // Its first request migrates the database, creates the key and acts as it.
     let made = h
-        .ok(BOOT, "key", json!({ "action": "create", "name": "ci", "type": "secret", "scope": ["execution"] }))
+        .ok(
+            BOOT,
+            "key",
+            json!({ "action": "create", "name": "ci", "type": "secret", "scope": ["execution"] }),
+        )
         .await;
     assert!(made["key"].as_str().unwrap().starts_with("cyfr_sk_"));
-    let keys = h
-        .ok(BOOT, "key", json!({ "action": "list" }))
-        .await;
+    let keys = h.ok(BOOT, "key", json!({ "action": "list" })).await;
     let admin = keys["keys"]
         .as_array()
         .unwrap()
@@ -54,11 +60,18 @@ async fn the_bootstrap_key_becomes_the_first_admin_on_an_empty_database() {
         .app
         .db
         .inner()
-        .query("SELECT count(*) AS n FROM api_keys WHERE key_hash = ?", &[hash(BOOT).into()])
+        .query(
+            "SELECT count(*) AS n FROM api_keys WHERE key_hash = ?",
+            &[hash(BOOT).into()],
+        )
         .await
         .unwrap();
     assert_eq!(raw_in_db.first().unwrap().int("n"), 1);
-    assert_eq!(keys.to_string().find(BOOT), None, "the raw key is never listed");
+    assert_eq!(
+        keys.to_string().find(BOOT),
+        None,
+        "the raw key is never listed"
+    );
     // And it keeps working as an ordinary key.
     assert_eq!(key_count(&h, BOOT).await, 2);
 }
@@ -75,9 +88,14 @@ async fn once_any_key_exists_the_variable_does_nothing() {
     // Even when every key was revoked: the database once had a key, so no new admin.
     let h = Harness::empty(with_hash(BOOT)).await;
     h.ok(BOOT, "key", json!({ "action": "list" })).await;
-    h.ok(BOOT, "key", json!({ "action": "revoke", "name": "admin" })).await;
+    h.ok(BOOT, "key", json!({ "action": "revoke", "name": "admin" }))
+        .await;
     let r = h.call(BOOT, "key", json!({ "action": "list" })).await;
-    assert_eq!(code(&r), -33002, "a revoked bootstrap key is not made again: {r}");
+    assert_eq!(
+        code(&r),
+        -33002,
+        "a revoked bootstrap key is not made again: {r}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

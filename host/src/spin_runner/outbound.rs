@@ -95,7 +95,11 @@ async fn send_mtls(
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?.clone();
     let https = uri.scheme_str() == Some("https");
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     parts.uri = uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
