@@ -317,9 +317,13 @@ pub fn host(args: HostArgs, out: &Output) -> Result<()> {
         out.show(
             &json!({ "listening": url, "public_key": public, "host": format!("{url}#{public}") }),
             || {
+                let mtls = match args.client_ca.is_some() {
+                    true => "\n(mutual TLS: routers present CYFR_HOST_CLIENT_CERT/KEY signed by the client CA)",
+                    false => "",
+                };
                 format!(
                     "cyfr host listening on {url}
-Routers dispatch here with:  cyfr up --host {url}#{public}"
+Routers dispatch here with:  cyfr up --host {url}#{public}{mtls}"
                 )
             },
         );

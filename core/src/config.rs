@@ -251,8 +251,8 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `mcp_tools`, and for each
+    /// `master_keys`, `hosts` (or `host_url` + `host_key`), `host_token_key`, `router_url`, `execution_retention_days`,
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `mcp_tools`, `bootstrap_admin_key`, and for each
     /// of `github`, `google`, `oidc` `{name}_client_id` and `{name}_client_secret`, with
     /// `oidc_issuer`);
     /// missing variables keep their defaults.

@@ -147,3 +147,18 @@ async fn a_known_key_costs_the_same_round_trips_with_the_variable_set() {
     }
     assert_eq!(trips[0], trips[1]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_key_costs_no_extra_round_trip_with_the_variable_set() {
+    // Guessing at the bootstrap key is a hash and a constant-time compare, not a write.
+    let plain = Harness::new().await;
+    let boot = Harness::with(with_hash(BOOT)).await;
+    let mut trips = Vec::new();
+    for h in [&plain, &boot] {
+        h.app.db.inner().reset();
+        let r = h.call(OTHER, "key", json!({ "action": "list" })).await;
+        assert_eq!(code(&r), -33002, "{r}");
+        trips.push(h.app.db.inner().trips());
+    }
+    assert_eq!(trips[0], trips[1]);
+}
