@@ -307,7 +307,7 @@ pub async fn bootstrap(
             &[
                 BOOTSTRAP_ID.into(),
                 hash.into(),
-                raw[..12.min(raw.len())].into(),
+                raw.get(..12).unwrap_or(raw).into(),
                 Value::Integer(now_ms as i64),
             ],
         )
