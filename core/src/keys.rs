@@ -312,7 +312,15 @@ pub async fn bootstrap(
             ],
         )
         .await?;
-    rows.first().map(|r| ApiKey::from_row(&r)).transpose()
+    if let Some(r) = rows.first() {
+        return ApiKey::from_row(&r).map(Some);
+    }
+    // Nothing inserted: a key exists. It may be this very one, made by a concurrent first
+    // request since this request's lookup; only the holder of the key gets this far.
+    let by = KeyRef::Hash(hash_raw(raw));
+    let select = by.select(now_ms);
+    let found = db.query(&select.sql, &select.params).await?;
+    Ok(by.key_of(&found)?.filter(|k| k.revoked_at.is_none()))
 }
 
 /// The columns of a new key row, in the order [`prepare`] gives their values.

@@ -162,3 +162,18 @@ async fn a_wrong_key_costs_no_extra_round_trip_with_the_variable_set() {
     }
     assert_eq!(trips[0], trips[1]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_first_requests_racing_both_act_as_the_one_admin() {
+    let h = Harness::empty(with_hash(BOOT)).await;
+    h.rpc(None, "ping", json!({})).await; // migrates
+                                          // Another request with the same key creates it between this one's lookup and its insert.
+    h.app.db.inner().meddle(
+        "INSERT INTO api_keys (id, name, key_type, key_hash",
+        "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, created_at, lineage_id, budget_id) \
+         SELECT 'key_bootstrap', 'admin', 'admin', '44f59b1cb4962a489405bd96d907f75eb3212a3a488a78f055ffbb115e630c40', 'cyfr_ak_boot', '*', 0, 'key_bootstrap', 'key_bootstrap'",
+    );
+    let r = h.call(BOOT, "key", json!({ "action": "list" })).await;
+    assert!(r.get("error").is_none(), "{r}");
+    assert_eq!(r["result"]["structuredContent"]["count"], 1, "{r}");
+}
