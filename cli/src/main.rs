@@ -6,6 +6,7 @@ mod catalog;
 mod client;
 mod compile;
 mod contexts;
+mod edge;
 mod key;
 mod login;
 mod policy;
@@ -111,6 +112,11 @@ enum Command {
         /// Data directory.
         #[arg(long, env = "CYFR_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// For an edge deployment (Workers, Fermyon Cloud, SpinKube, `spin up`): print the
+        /// master key, the host token key, the first admin key and the exact commands that
+        /// set them there, and write nothing (no data directory).
+        #[arg(long)]
+        edge: bool,
     },
     /// Serve /mcp: the embedded router.wasm with embedded libsql, running components locally.
     Up(server::UpArgs),
@@ -316,7 +322,8 @@ fn run(cli: Cli) -> Result<()> {
         context: cli.context,
     };
     match cli.command {
-        Command::Init { data_dir } => server::init(&data_dir, &out),
+        Command::Init { edge: true, .. } => edge::init(&out),
+        Command::Init { data_dir, .. } => server::init(&data_dir, &out),
         Command::Up(args) => server::up(args, &out),
         Command::Host(args) => server::host(args, &out),
         Command::Build { dir } => {

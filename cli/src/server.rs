@@ -142,7 +142,17 @@ fn listen_addr(args: &UpArgs) -> String {
 /// Serves until interrupted.
 pub fn up(args: UpArgs, out: &Output) -> Result<()> {
     init_tracing(args.log_format);
-    if !db_path(&args.data_dir).exists() {
+    // An empty database (one a platform would create) is served only to be bootstrapped:
+    // the master key from the environment, the first admin key by `bootstrap_admin_key`.
+    let bootstrap = std::env::var("CYFR_BOOTSTRAP_ADMIN_KEY").is_ok_and(|v| !v.trim().is_empty());
+    if bootstrap && !db_path(&args.data_dir).exists() {
+        if !cyfr_host::keyring::env_mode() {
+            bail!("CYFR_BOOTSTRAP_ADMIN_KEY on a new data directory needs CYFR_MASTER_KEY too (`cyfr init --edge` prints both)");
+        }
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        restrict(&args.data_dir, 0o700)?;
+    } else if !db_path(&args.data_dir).exists() {
         bail!(
             "{} is not initialized: run `cyfr init --data-dir {}` first",
             args.data_dir.display(),
@@ -190,6 +200,7 @@ pub fn up(args: UpArgs, out: &Output) -> Result<()> {
         ("CYFR_GOOGLE_CLIENT_SECRET", "google_client_secret"),
         ("CYFR_OIDC_CLIENT_SECRET", "oidc_client_secret"),
         ("CYFR_OIDC_ISSUER", "oidc_issuer"),
+        ("CYFR_BOOTSTRAP_ADMIN_KEY", "bootstrap_admin_key"),
     ] {
         if let Ok(v) = std::env::var(env) {
             variables.insert(var.to_string(), v);
@@ -252,6 +263,18 @@ pub struct HostArgs {
     /// Log format on stderr: `human` or `json`; filter with RUST_LOG.
     #[arg(long, env = "CYFR_LOG_FORMAT", default_value = "human")]
     log_format: LogFormat,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require mutual TLS: routers must present a client certificate this PEM CA signed.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Only routers whose client certificate names this DNS name (SAN); repeatable.
+    #[arg(long = "allow-router", requires = "client_ca")]
+    allow_router: Vec<String>,
 }
 
 /// `cyfr host`: runs components for remote routers.
@@ -272,20 +295,35 @@ pub fn host(args: HostArgs, out: &Output) -> Result<()> {
         .with_context(|| format!("components root {}", args.components.display()))?;
     let api = cyfr_host::service::HostApi::new(executor, components);
     let public = key.public_b64();
-    let server = Arc::new(cyfr_host::host_server::HostServer::new(
-        api, key, token_key,
-    )?);
+    let mut server = cyfr_host::host_server::HostServer::new(api, key, token_key)?;
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            server = server.with_tls(cyfr_host::tls::ServerTls::new(
+                cert,
+                key,
+                args.client_ca.as_deref(),
+                args.allow_router.clone(),
+            )?);
+            "https"
+        }
+        _ => "http",
+    };
+    let server = Arc::new(server);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let url = format!("{scheme}://{}", listener.local_addr()?);
         out.show(
             &json!({ "listening": url, "public_key": public, "host": format!("{url}#{public}") }),
             || {
+                let mtls = match args.client_ca.is_some() {
+                    true => "\n(mutual TLS: routers present CYFR_HOST_CLIENT_CERT/KEY signed by the client CA)",
+                    false => "",
+                };
                 format!(
                     "cyfr host listening on {url}
-Routers dispatch here with:  cyfr up --host {url}#{public}"
+Routers dispatch here with:  cyfr up --host {url}#{public}{mtls}"
                 )
             },
         );

@@ -265,7 +265,11 @@ pub async fn check_with(
             let key = k.key_of(&found)?.filter(|key| key.revoked_at.is_none());
             let key = match (key, raw) {
                 (Some(key), _) => key,
-                (None, Some(_)) => return Err(Error::new(Code::AuthInvalid, "Invalid API key")),
+                // Unknown: only here, off the hot path, may it be the bootstrap admin key.
+                (None, Some(raw)) => match bootstrap(db, cfg, raw, now_ms).await? {
+                    Some(key) => key,
+                    None => return Err(Error::new(Code::AuthInvalid, "Invalid API key")),
+                },
                 // The key behind the session was revoked or rotated: its authority ends with it.
                 (None, None) => {
                     return Err(Error::new(
@@ -473,12 +477,23 @@ pub async fn authenticate_key(
     }
     let by = KeyRef::raw(raw);
     let rows = db.batch(&by.use_stmts(now_ms), true).await?;
-    let key = by
-        .key_of(&rows[0])?
-        .filter(|k| k.revoked_at.is_none())
-        .ok_or_else(|| Error::new(Code::AuthInvalid, "Invalid API key"))?;
+    let key = match by.key_of(&rows[0])? {
+        Some(k) if k.revoked_at.is_none() => k,
+        Some(_) => return Err(Error::new(Code::AuthInvalid, "Invalid API key")),
+        None => bootstrap(db, cfg, raw, now_ms)
+            .await?
+            .ok_or_else(|| Error::new(Code::AuthInvalid, "Invalid API key"))?,
+    };
     admit(db, cfg, req, &key, !rows[1].rows.is_empty(), now_ms).await?;
     Ok(Identity { key, user: None })
+}
+
+/// An unknown key that may be `bootstrap_admin_key`'s (see `keys::bootstrap`).
+async fn bootstrap(db: &impl Db, cfg: &Config, raw: &str, now_ms: u64) -> Result<Option<ApiKey>> {
+    match &cfg.bootstrap_admin_key {
+        Some(hash) => keys::bootstrap(db, hash, raw, now_ms).await,
+        None => Ok(None),
+    }
 }
 
 /// The checks of a key already read and charged in the caller check's round trip: the IP

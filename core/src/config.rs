@@ -60,6 +60,10 @@ pub struct Config {
     /// Which tools `/mcp` shows and accepts (`mcp_tools`: `all`, the default, `admin` or
     /// `components`).
     pub mcp_tools: ToolFamilies,
+    /// SHA-256 hex of the one admin key an edge deployment may bootstrap itself with
+    /// (`bootstrap_admin_key`, from `cyfr init --edge`): honoured only while the database
+    /// holds no key at all (`keys::bootstrap`).
+    pub bootstrap_admin_key: Option<String>,
 }
 
 /// The families of MCP tools an endpoint serves: cyfr's administrative tools, the
@@ -179,6 +183,7 @@ pub const VARIABLES: &[&str] = &[
     "dev_mode",
     "master_keys",
     "hosts",
+    "host_key",
     "host_token_key",
     "router_url",
     "execution_retention_days",
@@ -197,6 +202,7 @@ pub const VARIABLES: &[&str] = &[
     "oidc_client_secret",
     "oidc_issuer",
     "sqlite_batch",
+    "bootstrap_admin_key",
 ];
 
 impl Config {
@@ -237,6 +243,7 @@ impl Default for Config {
             allowed_users: Vec::new(),
             login_providers: Vec::new(),
             mcp_tools: ToolFamilies::All,
+            bootstrap_admin_key: None,
         }
     }
 }
@@ -244,8 +251,8 @@ impl Default for Config {
 impl Config {
     /// Builds the config from a variable lookup (`host_url`, `trusted_proxies`,
     /// `allowed_origins`, `session_ttl_hours`, `session_encryption`, `dev_mode`,
-    /// `master_keys`, `hosts`, `host_token_key`, `router_url`, `execution_retention_days`,
-    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `mcp_tools`, and for each
+    /// `master_keys`, `hosts` (or `host_url` + `host_key`), `host_token_key`, `router_url`, `execution_retention_days`,
+    /// `schema_version`, `jwt_signing_key`, `jwt_clock_skew_seconds`, `user_rate_limit`, `audit_retention_days`, `allowed_users`, `mcp_tools`, `bootstrap_admin_key`, and for each
     /// of `github`, `google`, `oidc` `{name}_client_id` and `{name}_client_secret`, with
     /// `oidc_issuer`);
     /// missing variables keep their defaults.
@@ -282,7 +289,21 @@ impl Config {
                 .checked_mul(86_400_000)
                 .ok_or("variable execution_retention_days: too large")?;
         }
-        if let Some(v) = get("hosts").filter(|v| !v.trim().is_empty()) {
+        // One remote host can also be `host_url` + `host_key` (what spin.toml suggests, its
+        // origin being the manifest's templated outbound host); a remote `host_url` alone
+        // would be sent runs without a token, which every `cyfr host` refuses.
+        let single = get("host_key")
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .map(|k| format!("{}#{k}", c.host_url));
+        let hosts = get("hosts").filter(|v| !v.trim().is_empty());
+        if hosts.is_none() && single.is_none() && c.host_url != Config::default().host_url {
+            return Err(format!(
+                "variable host_url: the remote host `{}` needs host_key (the public key `cyfr host` prints) and host_token_key, or list it in hosts as URL#KEY",
+                c.host_url
+            ));
+        }
+        if let Some(v) = hosts.or(single) {
             c.hosts = crate::host_api::HostTarget::parse_list(&v)
                 .map_err(|e| format!("variable hosts: {e}"))?;
             let key = get("host_token_key").filter(|k| k.len() >= 32).ok_or(
@@ -374,6 +395,13 @@ impl Config {
                 crate::units::Rate::parse(&serde_json::Value::String(v.clone()))
                     .map_err(|e| format!("variable user_rate_limit: {e}"))?,
             );
+        }
+        if let Some(v) = get("bootstrap_admin_key").filter(|v| !v.trim().is_empty()) {
+            let v = v.trim().to_ascii_lowercase();
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("variable bootstrap_admin_key: must be the SHA-256 (64 hex digits) of the admin key `cyfr init --edge` printed, never the key itself".into());
+            }
+            c.bootstrap_admin_key = Some(v);
         }
         c.session_encryption = flag(get("session_encryption"));
         c.dev_mode = flag(get("dev_mode"));

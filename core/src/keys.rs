@@ -280,6 +280,49 @@ async fn insert(
     Ok((key, raw))
 }
 
+/// The id of the key `bootstrap_admin_key` lets in: there is at most one.
+const BOOTSTRAP_ID: &str = "key_bootstrap";
+
+/// The first admin key of an edge deployment (the `bootstrap_admin_key` variable holds its
+/// SHA-256, never the key): inserted when `raw` is an admin key hashing to `expected`
+/// (compared in constant time) and the database holds no key at all, revoked ones included.
+/// One conditional statement, so racing requests create one key at most and a database
+/// that ever had a key ignores the variable. `None`: not that key, or too late.
+pub async fn bootstrap(
+    db: &impl Db,
+    expected: &str,
+    raw: &str,
+    now_ms: u64,
+) -> Result<Option<ApiKey>> {
+    let hash = hash_raw(raw);
+    if KeyType::of_raw(raw) != Some(KeyType::Admin) || !ct_eq(hash.as_bytes(), expected.as_bytes())
+    {
+        return Ok(None);
+    }
+    let rows = db
+        .query(
+            "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, created_at, lineage_id, budget_id) \
+             SELECT ?1, 'admin', 'admin', ?2, ?3, '*', ?4, ?1, ?1 \
+             WHERE NOT EXISTS (SELECT 1 FROM api_keys) RETURNING *",
+            &[
+                BOOTSTRAP_ID.into(),
+                hash.into(),
+                raw.get(..12).unwrap_or(raw).into(),
+                Value::Integer(now_ms as i64),
+            ],
+        )
+        .await?;
+    if let Some(r) = rows.first() {
+        return ApiKey::from_row(&r).map(Some);
+    }
+    // Nothing inserted: a key exists. It may be this very one, made by a concurrent first
+    // request since this request's lookup; only the holder of the key gets this far.
+    let by = KeyRef::Hash(hash_raw(raw));
+    let select = by.select(now_ms);
+    let found = db.query(&select.sql, &select.params).await?;
+    Ok(by.key_of(&found)?.filter(|k| k.revoked_at.is_none()))
+}
+
 /// The columns of a new key row, in the order [`prepare`] gives their values.
 const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, rate_limit, ip_allowlist, created_by, created_at, lineage_id, budget_id, rate_interval_us, rate_window_us)";
 

@@ -87,6 +87,8 @@ pub struct HostServer {
     validation: jsonwebtoken::Validation,
     /// Token ids seen, with their expiry: a token works once.
     seen: Mutex<HashMap<String, u64>>,
+    /// TLS (and mutual TLS) on the listener; `None`: plain HTTP.
+    tls: Option<crate::tls::ServerTls>,
 }
 
 fn now_secs() -> u64 {
@@ -129,7 +131,15 @@ impl HostServer {
             decoding_key,
             validation,
             seen: Mutex::new(HashMap::new()),
+            tls: None,
         })
+    }
+
+    /// Serves over TLS: with a client CA, a connection without a certificate it signed (or,
+    /// with allowed router names, without one of them) is closed before any request is read.
+    pub fn with_tls(mut self, tls: crate::tls::ServerTls) -> HostServer {
+        self.tls = Some(tls);
+        self
     }
 
     /// Checks the token from the headers alone (signature, audience, expiry, lifetime, `jti`
@@ -335,29 +345,70 @@ impl HostServer {
             let limits = limits.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let body_timeout = limits.body_timeout;
-                let service = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| {
-                        let this = this.clone();
-                        async move {
-                            let rid = request_id(req.headers().get("x-request-id"));
-                            let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
-                            let mut resp =
-                                this.serve_request(req, body_timeout).instrument(span).await;
-                            if let Ok(v) = http::HeaderValue::from_str(&rid) {
-                                resp.headers_mut().insert("x-request-id", v);
-                            }
-                            Ok::<_, Infallible>(resp.map(Full::new))
+                let Some(tls) = &this.tls else {
+                    return this.serve_connection(stream, peer, &limits).await;
+                };
+                // The handshake is bounded like a request head: a client that stalls in it
+                // holds its connection slot no longer.
+                let stream =
+                    match tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %peer.ip(), "TLS handshake refused: {e}");
+                            return;
                         }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_timeout)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                        Err(_) => {
+                            tracing::warn!(peer = %peer.ip(), "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                match tls.router_of(stream.get_ref().1) {
+                    Some(router) => {
+                        let span = tracing::info_span!("router", name = %router);
+                        this.serve_connection(stream, peer, &limits)
+                            .instrument(span)
+                            .await
+                    }
+                    None => tracing::warn!(
+                        peer = %peer.ip(),
+                        "connection refused: the client certificate names no allowed router"
+                    ),
+                }
             });
         }
+    }
+
+    /// Serves one connection's requests (HTTP/1.1).
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: std::net::SocketAddr,
+        limits: &ServeLimits,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let body_timeout = limits.body_timeout;
+        let this = self;
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let this = this.clone();
+                async move {
+                    let rid = request_id(req.headers().get("x-request-id"));
+                    let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
+                    let mut resp = this.serve_request(req, body_timeout).instrument(span).await;
+                    if let Ok(v) = http::HeaderValue::from_str(&rid) {
+                        resp.headers_mut().insert("x-request-id", v);
+                    }
+                    Ok::<_, Infallible>(resp.map(Full::new))
+                }
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .serve_connection(TokioIo::new(io), service)
+            .await;
     }
 }
 

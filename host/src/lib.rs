@@ -15,6 +15,7 @@ pub mod keyring;
 pub(crate) mod recovery;
 pub mod service;
 pub mod spin_runner;
+pub mod tls;
 
 // Moved to the cyfr-libsql crate (core's tests use it too); the old paths keep working.
 pub use cyfr_libsql::{core_db, db};

@@ -588,7 +588,13 @@ impl Server {
             })?;
             variables.insert("host_token_key".into(), key);
         }
+        // Remote hosts over mutual TLS: the client certificate and CA from the environment.
+        let host_tls = match opts.hosts.is_empty() {
+            true => None,
+            false => crate::tls::client_from_env()?,
+        };
         let config = RouterConfig {
+            host_tls,
             allowed_outbound,
             wasm: opts.router_wasm,
             db,

@@ -91,6 +91,8 @@ pub struct RouterConfig {
     pub dynamic_variables: Option<DynamicVariables>,
     /// Authorities (`host:port`) the router may call over the network (remote cyfr hosts).
     pub allowed_outbound: Vec<String>,
+    /// The TLS client (client certificate, hosts' CA) for those hosts, if configured.
+    pub host_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// What the router's outbound requests to `internal_authority` are answered by (in-process;
@@ -114,6 +116,7 @@ pub struct SpinRunner {
     variables: Arc<HashMap<String, String>>,
     dynamic_variables: Option<DynamicVariables>,
     allowed_outbound: Arc<[String]>,
+    host_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     internal_authority: Arc<str>,
     internal: Arc<dyn InternalService>,
     stop_ticker: Arc<AtomicBool>,
@@ -264,6 +267,7 @@ impl SpinRunner {
             variables: Arc::new(variables),
             dynamic_variables: config.dynamic_variables,
             allowed_outbound: config.allowed_outbound.into(),
+            host_tls: config.host_tls,
             internal_authority: config.internal_authority.into(),
             internal,
             stop_ticker,
@@ -290,6 +294,7 @@ impl SpinRunner {
                 internal_authority: self.internal_authority.clone(),
                 internal: self.internal.clone(),
                 allowed: self.allowed_outbound.clone(),
+                tls: self.host_tls.clone(),
             },
             spin: SpinState {
                 db: self.db.clone(),

@@ -101,6 +101,7 @@ fn config(db: Arc<LocalDb>) -> RouterConfig {
         compiled_cache: None,
         dynamic_variables: None,
         allowed_outbound: Vec::new(),
+        host_tls: None,
     }
 }
 

@@ -580,3 +580,74 @@ fn the_integration_guides_key_and_secret_lines_work_as_written() {
     let r: Json = serde_json::from_str(&out).unwrap();
     assert_eq!(r["allowed"], true, "{r}");
 }
+
+/// spin.toml's `[variables]` defaults, as Spin would resolve them with `set` on top.
+fn spin_defaults(spin: &str, set: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    let body = spin.split_once("\n[variables]\n").unwrap().1;
+    let mut vars: std::collections::HashMap<String, String> = body
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let default = v.split_once("default = \"")?.1.split_once('"')?.0;
+            Some((k.trim().to_string(), default.to_string()))
+        })
+        .collect();
+    for (k, v) in set {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    vars
+}
+
+/// What spin.toml suggests works: a `cyfr host` named by host_url + host_key + the token
+/// key is a remote host with tokens, and its origin is the templated outbound host.
+#[test]
+fn spin_toml_defaults_dispatch_to_a_host_with_tokens_the_manifest_lets_it_reach() {
+    use cyfr_core::config::Config;
+    let spin = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
+    // The defaults alone: refused with what is missing, not a router sending tokenless runs.
+    let vars = spin_defaults(&spin, &[("master_keys", "")]);
+    let e = Config::from_lookup(|n| vars.get(n).cloned()).unwrap_err();
+    assert!(
+        e.contains("host_key") && e.contains("host_token_key"),
+        "{e}"
+    );
+    // With what `cyfr host` prints and the shared key: one remote host, with a token key.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let token = "0123456789abcdef0123456789abcdef";
+    let vars = spin_defaults(
+        &spin,
+        &[
+            ("master_keys", ""),
+            ("host_key", key),
+            ("host_token_key", token),
+        ],
+    );
+    let c = Config::from_lookup(|n| vars.get(n).cloned()).unwrap();
+    assert_eq!(c.hosts.len(), 1);
+    assert_eq!(c.hosts[0].url, vars["host_url"]);
+    assert_eq!(c.host_token_key.as_deref(), Some(token));
+    // Every origin the router dispatches to is an allowed outbound host once Spin expands
+    // the manifest's templates.
+    let allowed = spin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("allowed_outbound_hosts = "))
+        .unwrap();
+    let expanded = vars.iter().fold(allowed.to_string(), |a, (k, v)| {
+        a.replace(&format!("{{{{ {k} }}}}"), v)
+    });
+    assert!(
+        !expanded.contains("{{"),
+        "an undeclared variable in {allowed}"
+    );
+    for h in &c.hosts {
+        assert!(
+            expanded.contains(&format!("\"{}\"", h.url)),
+            "{} not in {expanded}",
+            h.url
+        );
+    }
+    // The hash-only bootstrap variable is declared secret.
+    assert!(spin.contains("bootstrap_admin_key = { default = \"\", secret = true }"));
+}

@@ -51,12 +51,18 @@ pub struct Host {
 impl Host {
     /// `cyfr host` on an ephemeral loopback port.
     pub fn start() -> Host {
+        Host::start_with(&[])
+    }
+
+    /// Same, with extra `cyfr host` arguments (e.g. its TLS options).
+    pub fn start_with(extra: &[&str]) -> Host {
         let data = TempDir::new("host");
         let mut child = cyfr()
             .args(["host", "--json", "--listen", "127.0.0.1:0", "--components"])
             .arg(workspace())
             .arg("--data-dir")
             .arg(&data.0)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(data.0.join("host.log")).unwrap())
             .spawn()

@@ -5,6 +5,7 @@ mod support;
 
 mod arguments;
 mod audit;
+mod bootstrap;
 mod budget;
 mod catalog;
 mod component_tools;

@@ -49,6 +49,13 @@ impl<D> Counting<D> {
 
 impl<D: Db> Db for Counting<D> {
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let due = self
+            .meddle
+            .borrow()
+            .is_some_and(|(p, _)| sql.starts_with(p));
+        if let Some((_, other)) = due.then(|| self.meddle.take()).flatten() {
+            self.inner.query(other, &[]).await?;
+        }
         self.trips.borrow_mut().push(vec![sql.to_string()]);
         self.inner.query(sql, params).await
     }
@@ -381,6 +388,23 @@ impl Harness {
 
     /// A router whose config `tweak` adjusts.
     pub async fn with(tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::build(tweak, true).await
+    }
+
+    /// A router on a database nobody prepared: not migrated (the router migrates it on its
+    /// first request, as on a database Spin created) and holding no key.
+    pub async fn empty(tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::build(
+            |c| {
+                c.schema_version = None;
+                tweak(c)
+            },
+            false,
+        )
+        .await
+    }
+
+    async fn build(tweak: impl FnOnce(&mut Config), prepared: bool) -> Harness {
         use base64::Engine;
         let master = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let mut config =
@@ -389,9 +413,10 @@ impl Harness {
         config.schema_version = Some(cyfr_core::migrate::latest_version());
         tweak(&mut config);
         let db = CoreDb::open_in_memory().await.unwrap();
-        cyfr_core::migrate::migrate(&db).await.unwrap();
-        // The first admin key, as `cyfr init` leaves it: the database holds its SHA-256.
-        db.query(
+        if prepared {
+            cyfr_core::migrate::migrate(&db).await.unwrap();
+            // The first admin key, as `cyfr init` leaves it: the database holds its SHA-256.
+            db.query(
             "INSERT INTO api_keys (id, name, key_type, key_hash, prefix, scopes, created_at, lineage_id, budget_id) \
              VALUES ('key_admin', 'admin', 'admin', ?, ?, '*', ?, 'key_admin', 'key_admin')",
             &[
@@ -402,6 +427,7 @@ impl Harness {
         )
         .await
         .unwrap();
+        }
         let db = Counting {
             inner: db,
             trips: RefCell::new(Vec::new()),

@@ -89,16 +89,27 @@ pub(crate) async fn send(
     tls: bool,
     request: http::Request<Full<Bytes>>,
 ) -> Result<Exchange, ClientError> {
+    send_with(dial, host, tls.then(tls_config), request).await
+}
+
+/// [`send`] with a TLS configuration of the caller's (a router's client certificate and
+/// the CA of its hosts); `None`: plain TCP.
+pub(crate) async fn send_with(
+    dial: Dial<'_>,
+    host: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<Exchange, ClientError> {
     let tcp = match dial {
         Dial::Pinned(addr) => tokio::net::TcpStream::connect(addr).await,
         Dial::Lookup(name, port) => tokio::net::TcpStream::connect((name, port)).await,
     }
     .map_err(ClientError::Connect)?;
     let _ = tcp.set_nodelay(true);
-    let io: Box<dyn Io> = if tls {
+    let io: Box<dyn Io> = if let Some(config) = tls {
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(ClientError::ServerName)?;
-        let stream = tokio_rustls::TlsConnector::from(tls_config())
+        let stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(ClientError::Tls)?;
