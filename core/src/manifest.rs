@@ -30,7 +30,8 @@ pub fn valid_tool_name(s: &str) -> bool {
 }
 
 /// The optional fields: `secrets`, `schema`, `defaults`, `examples`, `wasi`, and the MCP
-/// ones `tool_name`, `title` and `mcp_content`.
+/// ones `tool_name`, `title`, `mcp_content` and `mcp_input` (it asks for input:
+/// `tools::input_required`).
 fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Result<()> {
     if let Some(secrets) = o.get("secrets") {
         let ok = secrets
@@ -54,8 +55,10 @@ fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Resu
     if o.get("title").is_some_and(|v| !v.is_string()) {
         return Err(invalid("title", "must be a string"));
     }
-    if o.get("mcp_content").is_some_and(|v| !v.is_boolean()) {
-        return Err(invalid("mcp_content", "must be true or false"));
+    for f in ["mcp_content", "mcp_input"] {
+        if o.get(f).is_some_and(|v| !v.is_boolean()) {
+            return Err(invalid(f, "must be true or false"));
+        }
     }
     if o.get("examples").is_some_and(|v| !v.is_array()) {
         return Err(invalid("examples", "must be an array"));

@@ -124,7 +124,11 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
     // Every tool call is audited: its row rides in the caller check's round trip, written
     // as `ok`; a failure rewrites its outcome afterwards (a refusal may cost a round trip).
     let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, params, sid));
-    let also = entry.iter().map(audit::insert_stmt).collect();
+    let mut also: Vec<_> = entry.iter().map(audit::insert_stmt).collect();
+    // A `requestState` is opened now and spent in the same round trip (single use).
+    let mut asked = (identify && method == "tools/call")
+        .then(|| tools::input_required::Asked::of(&cx.config, params, stateless));
+    also.extend(asked.iter().flat_map(|a| a.stmts(now)));
     let caller = match auth::check_with(&cx.db, &cx.config, req, sid, identify, now, also).await {
         Ok(c) => c,
         Err(e) => {
@@ -132,6 +136,9 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             return rpc_error(id, &e);
         }
     };
+    if let Some(a) = &mut asked {
+        a.took(&caller.also);
+    }
     let Some(id) = id else {
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
         return HttpResponse::empty(202);
@@ -160,6 +167,7 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
         identity,
         stateless,
         families,
+        asked.as_ref(),
     )
     .await;
     if let Some(e) = failed {
@@ -313,6 +321,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     identity: Option<Identity>,
     stateless: bool,
     families: ToolFamilies,
+    asked: Option<&tools::input_required::Asked>,
 ) -> (HttpResponse, Option<Error>) {
     if method == "ping" {
         return (ok(Some(id), json!({})), None);
@@ -357,6 +366,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     secure: cx.secure(req),
                     stateless_req: stateless.then_some(req),
                     request_id: req.header("x-request-id"),
+                    input: asked,
                 };
                 return call_tool(cx, Ok(&call), id, params, families).await;
             }
@@ -371,6 +381,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     secure: cx.secure(req),
                     stateless_req: None,
                     request_id: req.header("x-request-id"),
+                    input: None,
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -497,6 +508,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         secure: cx.secure(req),
                         stateless_req: None,
                         request_id: req.header("x-request-id"),
+                        input: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
                         return Ok(v);
