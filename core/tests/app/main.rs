@@ -12,6 +12,7 @@ mod contract;
 mod executions;
 mod formulas;
 mod happy;
+mod input_required;
 mod jwt;
 mod modern;
 mod permissions;
