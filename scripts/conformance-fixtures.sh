@@ -18,5 +18,7 @@ done
 for m in tests/fixtures/conformance-input/manifests/*.json; do
   reg "$m" "input-$(basename "$m" .json)" "$built/conformance_input.wasm"
 done
+# The suite's prompts and resources, declared by a manifest (its tool is the content reagent).
+reg tests/fixtures/conformance-prompts/cyfr-manifest.json prompts "$built/conformance_content.wasm"
 reg tests/fixtures/conformance-error/cyfr-manifest.json error-handling "$built/conformance_error.wasm"
-echo "conformance fixtures: $(ls tests/fixtures/conformance-content/manifests/*.json | wc -l) content tools, $(ls tests/fixtures/conformance-input/manifests/*.json | wc -l) input tools + test_error_handling registered"
+echo "conformance fixtures: $(ls tests/fixtures/conformance-content/manifests/*.json | wc -l) content tools, $(ls tests/fixtures/conformance-input/manifests/*.json | wc -l) input tools, the prompts and resources + test_error_handling registered"

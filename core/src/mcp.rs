@@ -118,6 +118,9 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             cx.db.read_ahead(tools::resources::read_ahead(uri));
         }
     }
+    if identify && (method.starts_with("prompts/") || method.starts_with("resources/")) {
+        cx.db.read_ahead(tools::prompts::reads());
+    }
     if identify && method == "tools/list" && families.components() {
         cx.db.read_ahead(tools::component_tools::list_reads(params));
     }
@@ -352,12 +355,15 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             }
             Err(e) => Err(e),
         },
-        // No manifest declares prompts yet: the list is empty, and honest.
-        "prompts/list" => require(identity).map(|_| json!({ "prompts": [] })),
-        "prompts/get" => require(identity).and_then(|_| {
-            let name = params.get("name").and_then(Json::as_str).unwrap_or("");
-            Err(Error::invalid_params(format!("no prompt `{name}`")))
-        }),
+        // The prompts component manifests declare (`tools::prompts`).
+        "prompts/list" => match require(identity) {
+            Ok(who) => tools::prompts::list_prompts(cx, &who).await,
+            Err(e) => Err(e),
+        },
+        "prompts/get" => match require(identity) {
+            Ok(who) => tools::prompts::get_prompt(cx, &who, params, stateless).await,
+            Err(e) => Err(e),
+        },
         "tools/call" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
@@ -442,6 +448,7 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     // and components are resources through templates (`tools::resources`).
     let capabilities = json!({
         "tools": { "listChanged": false },
+        "prompts": { "listChanged": false },
         "resources": { "subscribe": false, "listChanged": false },
         "completions": {},
     });
@@ -490,10 +497,18 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
             } else {
                 Vec::new()
             };
+            let mut list = list;
+            if let Some(who) = identity {
+                list.extend(tools::prompts::list_resources(cx, who).await?);
+            }
             Ok(json!({ "resources": list }))
         }
         "resources/templates/list" => {
-            Ok(json!({ "resourceTemplates": tools::resources::templates() }))
+            let mut list = tools::resources::templates();
+            if let (Some(who), Json::Array(l)) = (identity, &mut list) {
+                l.extend(tools::prompts::list_templates(cx, who).await?);
+            }
+            Ok(json!({ "resourceTemplates": list }))
         }
         "resources/read" => {
             let uri = params
@@ -511,6 +526,9 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         input: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
+                        return Ok(v);
+                    }
+                    if let Some(v) = tools::prompts::read_resource(cx, who, uri).await? {
                         return Ok(v);
                     }
                 } else if tools::resources::action_of(uri).is_some() {

@@ -38,9 +38,9 @@ const REMOVED: &[&str] = &[
 const CACHEABLE: &[(&str, u64, &str)] = &[
     ("tools/list", 60_000, "private"),
     ("resources/list", 60_000, "private"),
-    ("resources/templates/list", 300_000, "public"),
+    ("resources/templates/list", 60_000, "private"),
     ("resources/read", 0, "private"),
-    ("prompts/list", 300_000, "public"),
+    ("prompts/list", 60_000, "private"),
 ];
 
 /// Every version we serve, stateless first: what `server/discover` and -32022 list.

@@ -90,7 +90,7 @@ pub(crate) fn check_declared(m: &Manifest) -> Result<()> {
 }
 
 /// Whether `who` may see and call component tools: it holds what `execution.run` needs.
-fn may_run(who: &Identity) -> bool {
+pub(crate) fn may_run(who: &Identity) -> bool {
     super::resolve_action("execution", "run")
         .is_some_and(|r| crate::access::satisfied(&who.key.scopes, r.need))
 }

@@ -178,6 +178,32 @@ impl Asked {
     }
 }
 
+/// Refuses (-32021, `data.requiredCapabilities`) input requests the client's declared
+/// `capabilities` cannot answer; `what` names the asker in the message.
+pub fn require_capabilities(
+    what: &str,
+    requests: &Map<String, Json>,
+    capabilities: &Json,
+) -> Result<()> {
+    let mut missing = Map::new();
+    for r in requests.values() {
+        let method = r.get("method").and_then(Json::as_str).unwrap_or("");
+        let cap = METHODS.iter().find(|(m, _)| *m == method).map(|(_, c)| *c);
+        if let Some(cap) = cap.filter(|c| capabilities.get(*c).is_none_or(|v| !v.is_object())) {
+            missing.insert(cap.into(), json!({}));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&String> = missing.keys().collect();
+    Err(Error::new(
+        Code::MissingClientCapability,
+        format!("{what} needs the client capabilities {names:?}, which this request did not declare in `_meta`"),
+    )
+    .with_data(json!({ "requiredCapabilities": missing })))
+}
+
 /// A component's ask, when its output is one: `{"cyfr_input_required": {...}}` alone.
 pub fn asks(output: &Json) -> Option<&Json> {
     let o = output.as_object()?;
@@ -209,32 +235,21 @@ pub fn answer(
         .get("inputRequests")
         .and_then(Json::as_object)
         .ok_or_else(|| bad("has no `inputRequests` object".into()))?;
-    let mut missing = Map::new();
     for (k, r) in requests {
         let method = r.get("method").and_then(Json::as_str).unwrap_or("");
-        let Some((_, cap)) = METHODS.iter().find(|(m, _)| *m == method) else {
+        if !METHODS.iter().any(|(m, _)| *m == method) {
             return Err(bad(format!(
                 "asks `{k}` by method `{method}`, not elicitation/create, sampling/createMessage or roots/list"
             )));
-        };
+        }
         if !r.get("params").is_none_or(Json::is_object) {
             return Err(bad(format!("has `{k}.params` that is not an object")));
-        }
-        if asked.capabilities.get(*cap).is_none_or(|c| !c.is_object()) {
-            missing.insert((*cap).into(), json!({}));
         }
     }
     if !asked.stateless {
         return Ok(None);
     }
-    if !missing.is_empty() {
-        let names: Vec<&String> = missing.keys().collect();
-        return Err(Error::new(
-            Code::MissingClientCapability,
-            format!("tool `{tool}` needs the client capabilities {names:?}, which this request did not declare in `_meta`"),
-        )
-        .with_data(json!({ "requiredCapabilities": missing })));
-    }
+    require_capabilities(&format!("tool `{tool}`"), requests, &asked.capabilities)?;
     let state = ask.get("state").cloned().unwrap_or(Json::Null);
     if state.to_string().len() > MAX_STATE_BYTES {
         return Err(bad(format!("`state` is over {MAX_STATE_BYTES} bytes")));

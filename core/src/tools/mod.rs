@@ -15,6 +15,7 @@ pub mod input_required;
 mod key;
 mod permission;
 mod policy;
+pub mod prompts;
 pub mod resources;
 mod secret;
 mod session;
