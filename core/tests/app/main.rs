@@ -16,6 +16,7 @@ mod input_required;
 mod jwt;
 mod modern;
 mod permissions;
+mod prompts;
 mod providers;
 mod resources;
 mod scopes;
