@@ -129,8 +129,10 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
     let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, params, sid));
     let mut also: Vec<_> = entry.iter().map(audit::insert_stmt).collect();
     // A `requestState` is opened now and spent in the same round trip (single use).
-    let mut asked = (identify && method == "tools/call")
-        .then(|| tools::input_required::Asked::of(&cx.config, params, stateless));
+    let mut asked = (identify && method == "tools/call").then(|| {
+        let caps = stateless.then(|| modern::client_capabilities(params));
+        tools::input_required::Asked::of(&cx.config, params, caps)
+    });
     also.extend(asked.iter().flat_map(|a| a.stmts(now)));
     let caller = match auth::check_with(&cx.db, &cx.config, req, sid, identify, now, also).await {
         Ok(c) => c,
@@ -361,7 +363,10 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             Err(e) => Err(e),
         },
         "prompts/get" => match require(identity) {
-            Ok(who) => tools::prompts::get_prompt(cx, &who, params, stateless).await,
+            Ok(who) => {
+                let caps = stateless.then(|| modern::client_capabilities(params));
+                tools::prompts::get_prompt(cx, &who, params, caps.as_ref()).await
+            }
             Err(e) => Err(e),
         },
         "tools/call" => match require(identity) {

@@ -143,6 +143,17 @@ pub fn check(
     Ok(())
 }
 
+/// The client capabilities a stateless request declared (`{}` when none): what a method
+/// may ask of the client (`tools::input_required`).
+pub fn client_capabilities(params: &Json) -> Json {
+    params
+        .get("_meta")
+        .and_then(|m| m.get(META_CAPABILITIES))
+        .filter(|c| c.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}))
+}
+
 /// What `Mcp-Name` must carry for a method: the tool or prompt name, the resource URI.
 fn named<'a>(method: &str, params: &'a Json) -> Option<&'a str> {
     let key = match method {

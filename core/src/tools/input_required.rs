@@ -73,14 +73,11 @@ pub struct Asked {
 }
 
 impl Asked {
-    /// Reads `params` of a `tools/call` (`stateless`: 2026-07-28).
-    pub fn of(cfg: &Config, params: &Json, stateless: bool) -> Asked {
-        let capabilities = params
-            .get("_meta")
-            .and_then(|m| m.get(crate::modern::META_CAPABILITIES))
-            .filter(|c| stateless && c.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+    /// Reads `params` of a `tools/call`; `capabilities` are the client's of a 2026-07-28
+    /// request, `None` for 2025-11-25.
+    pub fn of(cfg: &Config, params: &Json, capabilities: Option<Json>) -> Asked {
+        let stateless = capabilities.is_some();
+        let capabilities = capabilities.unwrap_or_else(|| json!({}));
         let responses = params
             .get("inputResponses")
             .filter(|r| stateless && !r.is_null())

@@ -103,12 +103,13 @@ pub async fn list_prompts<D: Db, X: Dispatch, E: Env>(
 
 /// `prompts/get`: the prompt's messages with its arguments substituted; when it declares
 /// `inputRequests`, first an `InputRequiredResult` until every one is answered
-/// (2026-07-28 only; -32021 for a capability the request did not declare).
+/// (2026-07-28 only: `capabilities` are its client's, `None` on 2025-11-25; -32021 for a
+/// capability the request did not declare).
 pub async fn get_prompt<D: Db, X: Dispatch, E: Env>(
     cx: &Context<D, X, E>,
     who: &Identity,
     params: &Json,
-    stateless: bool,
+    capabilities: Option<&Json>,
 ) -> Result<Json> {
     let name = params.get("name").and_then(Json::as_str).unwrap_or("");
     let [all, _, _] = declared(cx, who).await?;
@@ -151,18 +152,13 @@ pub async fn get_prompt<D: Db, X: Dispatch, E: Env>(
         }
     }
     if let Some(requests) = prompt.get("inputRequests").and_then(Json::as_object) {
-        if !stateless {
+        let Some(caps) = capabilities else {
             return Err(Error::new(
                 Code::MissingClientCapability,
                 format!("prompt `{name}` needs input from the user, which cyfr asks for only on MCP 2026-07-28 (InputRequiredResult)"),
             ));
-        }
-        let caps = params
-            .get("_meta")
-            .and_then(|m| m.get(crate::modern::META_CAPABILITIES))
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        input_required::require_capabilities(&format!("prompt `{name}`"), requests, &caps)?;
+        };
+        input_required::require_capabilities(&format!("prompt `{name}`"), requests, caps)?;
         let responses = params.get("inputResponses").and_then(Json::as_object);
         let answered = |k: &String| responses.is_some_and(|r| r.contains_key(k));
         if !requests.keys().all(answered) {
