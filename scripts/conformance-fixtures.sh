@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cyfr="${1:-./target/debug/cyfr}"
 cargo build --locked --release --target wasm32-wasip2 --target-dir target/wasm \
-    -p conformance-content -p conformance-error 2>&1 | grep -v '^ *\(Compiling\|Finished\)' || true
+    -p conformance-content -p conformance-error -p conformance-input 2>&1 | grep -v '^ *\(Compiling\|Finished\)' || true
 built=target/wasm/wasm32-wasip2/release
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 # One directory per manifest, as `cyfr register` reads one: the manifest and its wasm.
@@ -15,5 +15,10 @@ reg() { mkdir -p "$tmp/$2"; cp "$1" "$tmp/$2/cyfr-manifest.json"; cp "$3" "$tmp/
 for m in tests/fixtures/conformance-content/manifests/*.json; do
   reg "$m" "$(basename "$m" .json)" "$built/conformance_content.wasm"
 done
+for m in tests/fixtures/conformance-input/manifests/*.json; do
+  reg "$m" "input-$(basename "$m" .json)" "$built/conformance_input.wasm"
+done
+# The suite's prompts and resources, declared by a manifest (its tool is the content reagent).
+reg tests/fixtures/conformance-prompts/cyfr-manifest.json prompts "$built/conformance_content.wasm"
 reg tests/fixtures/conformance-error/cyfr-manifest.json error-handling "$built/conformance_error.wasm"
-echo "conformance fixtures: $(ls tests/fixtures/conformance-content/manifests/*.json | wc -l) content tools + test_error_handling registered"
+echo "conformance fixtures: $(ls tests/fixtures/conformance-content/manifests/*.json | wc -l) content tools, $(ls tests/fixtures/conformance-input/manifests/*.json | wc -l) input tools, the prompts and resources + test_error_handling registered"

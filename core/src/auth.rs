@@ -107,6 +107,8 @@ pub struct Caller {
     pub session: Option<Session>,
     /// The authenticated key: the bearer key, else the key the session was opened with.
     pub identity: Option<Identity>,
+    /// The rows of the `also` statements of [`check_with`], in order.
+    pub also: Vec<crate::db::Rows>,
 }
 
 /// The caller check of a `/mcp` request, in ONE round trip: the session named by
@@ -179,19 +181,22 @@ pub async fn check_with(
         stmts.extend(user_stmts(cfg, claims, now_ms));
     }
     // Last, so the rows above are read by position as before.
+    let also_len = also.len();
     stmts.extend(also);
     // Not atomic: each statement stands alone (as before batches), and over `spin:sqlite` an
     // atomic batch is BEGIN … COMMIT across host calls, holding the one connection for the
     // whole span; measured, that serialised concurrent requests (keyed tools/list 1.4k →
     // 2.2k req/s without it).
+    let also_len = also_len.min(stmts.len());
     let mut rows = if stmts.is_empty() {
         Vec::new()
     } else {
         db.batch(&stmts, false)
             .await
             .map_err(|e| Error::from(e).before_any_method())?
-    }
-    .into_iter();
+    };
+    let also = rows.split_off(rows.len().saturating_sub(also_len));
+    let mut rows = rows.into_iter();
     let mcp = session_id.map(|sid| rows.next().and_then(|r| sessions::touched(sid, &r)));
     let login_rows = login.map(|_| {
         let live = rows.next().unwrap_or_default();
@@ -232,6 +237,7 @@ pub async fn check_with(
             return Ok(Caller {
                 session: None,
                 identity: Some(identity),
+                also,
             });
         }
     }
@@ -239,6 +245,7 @@ pub async fn check_with(
         return Ok(Caller {
             session,
             identity: None,
+            also,
         });
     }
     if let Some(claims) = token {
@@ -246,6 +253,7 @@ pub async fn check_with(
         return Ok(Caller {
             session,
             identity: Some(identity),
+            also,
         });
     }
     let identity = match (raw, key_ref) {
@@ -282,7 +290,11 @@ pub async fn check_with(
             Some(Identity { key, user: None })
         }
     };
-    Ok(Caller { session, identity })
+    Ok(Caller {
+        session,
+        identity,
+        also,
+    })
 }
 
 /// Who the request's credentials say is calling, for its audit row before they are checked:

@@ -62,6 +62,22 @@ impl LocalKms {
         LocalKms::new(keys)
     }
 
+    /// Keys for one purpose (`label`), one per key-encryption key, current first:
+    /// HMAC-SHA256 of the label under each key, so no new secret is needed and rotation
+    /// keeps what the older keys sealed readable.
+    pub fn derived(&self, label: &[u8]) -> Vec<Zeroizing<[u8; 32]>> {
+        use hmac::Mac;
+        self.keys
+            .iter()
+            .map(|(_, k)| {
+                let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&k[..])
+                    .expect("HMAC takes any key length");
+                m.update(label);
+                Zeroizing::new(m.finalize().into_bytes().into())
+            })
+            .collect()
+    }
+
     fn key(&self, id: &str) -> Result<&[u8; 32]> {
         self.keys
             .iter()

@@ -30,7 +30,8 @@ pub fn valid_tool_name(s: &str) -> bool {
 }
 
 /// The optional fields: `secrets`, `schema`, `defaults`, `examples`, `wasi`, and the MCP
-/// ones `tool_name`, `title` and `mcp_content`.
+/// ones `tool_name`, `title`, `mcp_content` and `mcp_input` (it asks for input:
+/// `tools::input_required`).
 fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Result<()> {
     if let Some(secrets) = o.get("secrets") {
         let ok = secrets
@@ -54,12 +55,15 @@ fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Resu
     if o.get("title").is_some_and(|v| !v.is_string()) {
         return Err(invalid("title", "must be a string"));
     }
-    if o.get("mcp_content").is_some_and(|v| !v.is_boolean()) {
-        return Err(invalid("mcp_content", "must be true or false"));
+    for f in ["mcp_content", "mcp_input"] {
+        if o.get(f).is_some_and(|v| !v.is_boolean()) {
+            return Err(invalid(f, "must be true or false"));
+        }
     }
     if o.get("examples").is_some_and(|v| !v.is_array()) {
         return Err(invalid("examples", "must be an array"));
     }
+    check_mcp_declarations(o)?;
     if let Some(wasi) = o.get("wasi").and_then(Json::as_object) {
         for (k, v) in wasi {
             if !v.is_boolean() {
@@ -72,6 +76,115 @@ fn check_extras(o: &serde_json::Map<String, Json>, ctype: ComponentType) -> Resu
         {
             return Err(invalid("wasi", "a reagent is pure compute: http, streaming and secrets must be false (make it a catalyst)"));
         }
+    }
+    Ok(())
+}
+
+/// The MCP prompts and resources a manifest may declare (docs/components.md, "Prompts and
+/// resources"): `prompts`, `resources` and `resource_templates`, each an array of objects.
+fn check_mcp_declarations(o: &serde_json::Map<String, Json>) -> Result<()> {
+    let list = |f: &str| -> Result<Vec<&serde_json::Map<String, Json>>> {
+        match o.get(f) {
+            None => Ok(Vec::new()),
+            Some(Json::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_object()
+                        .ok_or_else(|| invalid(f, "must be an array of objects"))
+                })
+                .collect(),
+            Some(_) => Err(invalid(f, "must be an array of objects")),
+        }
+    };
+    let text = |x: &serde_json::Map<String, Json>, f: &str, k: &str| -> Result<()> {
+        match x.get(k) {
+            Some(Json::String(s)) if !s.is_empty() => Ok(()),
+            _ => Err(invalid(
+                f,
+                format!("needs `{k}`, a non-empty string, in each entry"),
+            )),
+        }
+    };
+    for p in list("prompts")? {
+        text(p, "prompts", "description")?;
+        if !p
+            .get("name")
+            .and_then(Json::as_str)
+            .is_some_and(valid_tool_name)
+        {
+            return Err(invalid(
+                "prompts",
+                "needs `name` of 1-64 characters of A-Z, a-z, 0-9, '_' and '-' in each entry",
+            ));
+        }
+        let args = p.get("arguments").map(|a| {
+            a.as_array()
+                .filter(|a| a.iter().all(|x| x.get("name").is_some_and(Json::is_string)))
+        });
+        if args.is_some_and(|a| a.is_none()) {
+            return Err(invalid(
+                "prompts",
+                "`arguments` must be an array of {name, description, required}",
+            ));
+        }
+        let messages = p
+            .get("messages")
+            .and_then(Json::as_array)
+            .filter(|m| !m.is_empty());
+        let good = messages.is_some_and(|m| {
+            m.iter().all(|x| {
+                matches!(
+                    x.get("role").and_then(Json::as_str),
+                    Some("user" | "assistant")
+                ) && x
+                    .get("content")
+                    .and_then(|c| c.get("type"))
+                    .is_some_and(Json::is_string)
+            })
+        });
+        if !good {
+            return Err(invalid("prompts", "`messages` must be a non-empty array of {role: user|assistant, content: {type, …}}"));
+        }
+        if p.get("inputRequests").is_some_and(|r| !r.is_object()) {
+            return Err(invalid("prompts", "`inputRequests` must be an object"));
+        }
+    }
+    for r in list("resources")? {
+        text(r, "resources", "uri")?;
+        text(r, "resources", "name")?;
+        let blob = r.get("blob").and_then(Json::as_str);
+        use base64::Engine;
+        let ok = match (r.get("text"), blob) {
+            (Some(Json::String(_)), None) => true,
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).is_ok(),
+            _ => false,
+        };
+        if !ok {
+            return Err(invalid(
+                "resources",
+                "needs either `text` (a string) or `blob` (base64) in each entry",
+            ));
+        }
+    }
+    let cyfrs = |x: &serde_json::Map<String, Json>, k: &str| {
+        x.get(k)
+            .and_then(Json::as_str)
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("cyfr:"))
+    };
+    if list("resources")?.iter().any(|r| cyfrs(r, "uri"))
+        || list("resource_templates")?
+            .iter()
+            .any(|t| cyfrs(t, "uriTemplate"))
+    {
+        return Err(invalid(
+            "resources",
+            "may not use the `cyfr:` scheme, which is cyfr's own",
+        ));
+    }
+    for t in list("resource_templates")? {
+        text(t, "resource_templates", "uriTemplate")?;
+        text(t, "resource_templates", "name")?;
+        text(t, "resource_templates", "text")?;
     }
     Ok(())
 }

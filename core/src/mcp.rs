@@ -118,13 +118,22 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             cx.db.read_ahead(tools::resources::read_ahead(uri));
         }
     }
+    if identify && (method.starts_with("prompts/") || method.starts_with("resources/")) {
+        cx.db.read_ahead(tools::prompts::reads());
+    }
     if identify && method == "tools/list" && families.components() {
         cx.db.read_ahead(tools::component_tools::list_reads(params));
     }
     // Every tool call is audited: its row rides in the caller check's round trip, written
     // as `ok`; a failure rewrites its outcome afterwards (a refusal may cost a round trip).
     let entry = (identify && method == "tools/call").then(|| audit_entry(cx, req, params, sid));
-    let also = entry.iter().map(audit::insert_stmt).collect();
+    let mut also: Vec<_> = entry.iter().map(audit::insert_stmt).collect();
+    // A `requestState` is opened now and spent in the same round trip (single use).
+    let mut asked = (identify && method == "tools/call").then(|| {
+        let caps = stateless.then(|| modern::client_capabilities(params));
+        tools::input_required::Asked::of(&cx.config, params, caps)
+    });
+    also.extend(asked.iter().flat_map(|a| a.stmts(now)));
     let caller = match auth::check_with(&cx.db, &cx.config, req, sid, identify, now, also).await {
         Ok(c) => c,
         Err(e) => {
@@ -132,6 +141,9 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             return rpc_error(id, &e);
         }
     };
+    if let Some(a) = &mut asked {
+        a.took(&caller.also);
+    }
     let Some(id) = id else {
         // Notifications (notifications/initialized, cancelled, ...) need no answer.
         return HttpResponse::empty(202);
@@ -160,6 +172,7 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
         identity,
         stateless,
         families,
+        asked.as_ref(),
     )
     .await;
     if let Some(e) = failed {
@@ -313,6 +326,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
     identity: Option<Identity>,
     stateless: bool,
     families: ToolFamilies,
+    asked: Option<&tools::input_required::Asked>,
 ) -> (HttpResponse, Option<Error>) {
     if method == "ping" {
         return (ok(Some(id), json!({})), None);
@@ -343,12 +357,18 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             }
             Err(e) => Err(e),
         },
-        // No manifest declares prompts yet: the list is empty, and honest.
-        "prompts/list" => require(identity).map(|_| json!({ "prompts": [] })),
-        "prompts/get" => require(identity).and_then(|_| {
-            let name = params.get("name").and_then(Json::as_str).unwrap_or("");
-            Err(Error::invalid_params(format!("no prompt `{name}`")))
-        }),
+        // The prompts component manifests declare (`tools::prompts`).
+        "prompts/list" => match require(identity) {
+            Ok(who) => tools::prompts::list_prompts(cx, &who).await,
+            Err(e) => Err(e),
+        },
+        "prompts/get" => match require(identity) {
+            Ok(who) => {
+                let caps = stateless.then(|| modern::client_capabilities(params));
+                tools::prompts::get_prompt(cx, &who, params, caps.as_ref()).await
+            }
+            Err(e) => Err(e),
+        },
         "tools/call" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
@@ -357,6 +377,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     secure: cx.secure(req),
                     stateless_req: stateless.then_some(req),
                     request_id: req.header("x-request-id"),
+                    input: asked,
                 };
                 return call_tool(cx, Ok(&call), id, params, families).await;
             }
@@ -371,6 +392,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     secure: cx.secure(req),
                     stateless_req: None,
                     request_id: req.header("x-request-id"),
+                    input: None,
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -431,6 +453,7 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     // and components are resources through templates (`tools::resources`).
     let capabilities = json!({
         "tools": { "listChanged": false },
+        "prompts": { "listChanged": false },
         "resources": { "subscribe": false, "listChanged": false },
         "completions": {},
     });
@@ -479,10 +502,18 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
             } else {
                 Vec::new()
             };
+            let mut list = list;
+            if let Some(who) = identity {
+                list.extend(tools::prompts::list_resources(cx, who).await?);
+            }
             Ok(json!({ "resources": list }))
         }
         "resources/templates/list" => {
-            Ok(json!({ "resourceTemplates": tools::resources::templates() }))
+            let mut list = tools::resources::templates();
+            if let (Some(who), Json::Array(l)) = (identity, &mut list) {
+                l.extend(tools::prompts::list_templates(cx, who).await?);
+            }
+            Ok(json!({ "resourceTemplates": list }))
         }
         "resources/read" => {
             let uri = params
@@ -497,8 +528,12 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         secure: cx.secure(req),
                         stateless_req: None,
                         request_id: req.header("x-request-id"),
+                        input: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
+                        return Ok(v);
+                    }
+                    if let Some(v) = tools::prompts::read_resource(cx, who, uri).await? {
                         return Ok(v);
                     }
                 } else if tools::resources::action_of(uri).is_some() {

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/0013_provider_logins.sql"),
     ),
+    (15, include_str!("../../migrations/0015_request_states.sql")),
     (
         16,
         include_str!("../../migrations/0016_fewer_pages_per_run.sql"),

@@ -38,9 +38,9 @@ const REMOVED: &[&str] = &[
 const CACHEABLE: &[(&str, u64, &str)] = &[
     ("tools/list", 60_000, "private"),
     ("resources/list", 60_000, "private"),
-    ("resources/templates/list", 300_000, "public"),
+    ("resources/templates/list", 60_000, "private"),
     ("resources/read", 0, "private"),
-    ("prompts/list", 300_000, "public"),
+    ("prompts/list", 60_000, "private"),
 ];
 
 /// Every version we serve, stateless first: what `server/discover` and -32022 list.
@@ -141,6 +141,17 @@ pub fn check(
         return Err(unknown_method(method));
     }
     Ok(())
+}
+
+/// The client capabilities a stateless request declared (`{}` when none): what a method
+/// may ask of the client (`tools::input_required`).
+pub fn client_capabilities(params: &Json) -> Json {
+    params
+        .get("_meta")
+        .and_then(|m| m.get(META_CAPABILITIES))
+        .filter(|c| c.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}))
 }
 
 /// What `Mcp-Name` must carry for a method: the tool or prompt name, the resource URI.

@@ -31,6 +31,7 @@ pub const GUESTS: &[&str] = &[
     // the MCP conformance suite's fixture tools (scripts/mcp-check.sh registers them)
     "conformance-content",
     "conformance-error",
+    "conformance-input",
     // host/tests/spin-guest: a spin-sdk component for the Spin runner's tests.
     "cyfr-spin-test-guest",
 ];

@@ -110,3 +110,67 @@ fn the_agent_endpoint_lists_and_runs_components_only() {
         "an admin tool is unknown at /mcp/agent: {r}"
     );
 }
+
+/// A stateless (2026-07-28) `tools/call` with the client capabilities `caps` and `extra`
+/// params; (HTTP status, whole response).
+fn modern_call(s: &Server, tool: &str, caps: Json, extra: Json) -> (u16, Json) {
+    let mut params = json!({ "name": tool, "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": caps,
+    } });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params });
+    let auth = format!("Bearer {}", s.admin);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", tool),
+    ];
+    let (status, _, r) = s.post(&headers, &body.to_string());
+    (status, r)
+}
+
+#[test]
+fn a_real_component_asks_for_input_over_several_rounds() {
+    let s = Server::start();
+    let dir = workspace().join("tests/fixtures/conformance-input/manifests");
+    let m: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("multi-round.json")).unwrap())
+            .unwrap();
+    s.register(m, &wasm("conformance-input"));
+    let tool = "test_input_required_result_multi_round";
+    let caps = json!({ "elicitation": {} });
+    let (status, r) = modern_call(&s, tool, caps.clone(), json!({}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    assert!(r["result"]["inputRequests"]["step1"].is_object(), "{r}");
+    let first = r["result"]["requestState"].as_str().unwrap().to_string();
+    let answer =
+        |k: &str, f: &str, v: &str| json!({ k: { "action": "accept", "content": { f: v } } });
+    let retry = json!({ "inputResponses": answer("step1", "name", "Ada"), "requestState": first });
+    let (_, r) = modern_call(&s, tool, caps.clone(), retry.clone());
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    assert!(r["result"]["inputRequests"]["step2"].is_object(), "{r}");
+    let second = r["result"]["requestState"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    // The component kept the name in its state, sealed: the client never sees it.
+    assert!(!second.contains("Ada"));
+    let done =
+        json!({ "inputResponses": answer("step2", "color", "green"), "requestState": second });
+    let (_, r) = modern_call(&s, tool, caps.clone(), done);
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    assert_eq!(r["result"]["content"][0]["text"], "Ada likes green", "{r}");
+    // The first state was spent: replaying it is refused, and nothing runs.
+    let (_, r) = modern_call(&s, tool, caps, retry);
+    assert_eq!(code(&r), -32602, "{r}");
+    // A client that cannot elicit is told so: -32021 at 400.
+    let (status, r) = modern_call(&s, tool, json!({}), json!({}));
+    assert_eq!((status, code(&r)), (400, -32021), "{r}");
+    assert_eq!(
+        r["error"]["data"]["requiredCapabilities"],
+        json!({ "elicitation": {} })
+    );
+}

@@ -15,7 +15,7 @@
 //! A component whose derived name would pass 128 characters is not listed (run it with
 //! `execution.run`).
 
-use super::Call;
+use super::{input_required, Call};
 use crate::auth::Identity;
 use crate::config::ToolFamilies;
 use crate::context::Context;
@@ -90,7 +90,7 @@ pub(crate) fn check_declared(m: &Manifest) -> Result<()> {
 }
 
 /// Whether `who` may see and call component tools: it holds what `execution.run` needs.
-fn may_run(who: &Identity) -> bool {
+pub(crate) fn may_run(who: &Identity) -> bool {
     super::resolve_action("execution", "run")
         .is_some_and(|r| crate::access::satisfied(&who.key.scopes, r.need))
 }
@@ -390,20 +390,57 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
                 let schema = manifest.get("schema").and_then(|s| s.get("input"));
                 crate::mcp_headers::check_params(r, schema.unwrap_or(&Json::Null), args)?;
             }
+            // A component that asks for input (`mcp_input`) runs with `cyfr_input`.
+            let asking = call
+                .input
+                .filter(|_| manifest.get("mcp_input").and_then(Json::as_bool) == Some(true));
+            let input = match asking {
+                Some(a) => a.input(call.who, tool, args, cx.env.now_ms())?,
+                None => args.clone(),
+            };
             let origin = Origin {
                 opened: &[],
                 secure: call.secure,
                 request_id: call.request_id,
             };
             let reference = c.reference.clone();
-            executions::run_found(cx, call.who, c, policy, Some(args), None, origin)
+            executions::run_found(cx, call.who, c, policy, Some(&input), None, origin)
                 .await
-                .map(|v| (v, manifest, reference))
+                .map(|v| (v, manifest, reference, asking))
         }
         Err(e) => Err(e),
     };
     match outcome {
-        Ok((v, manifest, reference)) => match result(&v, &manifest, &reference) {
+        Ok((v, _, reference, Some(asked)))
+            if v.get("result").and_then(input_required::asks).is_some() =>
+        {
+            let ask = v
+                .get("result")
+                .and_then(input_required::asks)
+                .unwrap_or(&Json::Null);
+            let asked_for = input_required::answer(
+                &cx.config, &cx.env, asked, call.who, tool, args, ask, &reference,
+            )
+            .map_err(|e| match e.code {
+                Code::ExecutionFailed => e.with_data(
+                    json!({ "execution_id": v.get("execution_id"), "reference": reference }),
+                ),
+                _ => e,
+            });
+            match asked_for {
+                Ok(Some(r)) => Ok((r, None)),
+                Ok(None) => {
+                    let e = Error::new(
+                        Code::MissingClientCapability,
+                        format!("tool `{tool}` needs input from the user, which cyfr asks for only on MCP 2026-07-28 (InputRequiredResult); this request is 2025-11-25"),
+                    );
+                    Ok((error_result(&e), Some(e)))
+                }
+                Err(e) if e.code == Code::ExecutionFailed => Ok((error_result(&e), Some(e))),
+                Err(e) => Err(e),
+            }
+        }
+        Ok((v, manifest, reference, _)) => match result(&v, &manifest, &reference) {
             Ok(r) => Ok((r, None)),
             Err(e) => Ok((error_result(&e), Some(e))),
         },

@@ -74,6 +74,7 @@ pub(crate) async fn call_tool<D: Db, X: Dispatch, E: Env>(
         session_hash: None,
         secure: parent.secure,
         stateless_req: None,
+        input: None,
         request_id: None,
     };
     super::call(cx, &call, name, &args)

@@ -11,9 +11,11 @@ mod encryption;
 mod execution;
 pub(crate) mod formula;
 mod guide;
+pub mod input_required;
 mod key;
 mod permission;
 mod policy;
+pub mod prompts;
 pub mod resources;
 mod secret;
 mod session;
@@ -43,6 +45,9 @@ pub struct Call<'a> {
     pub stateless_req: Option<&'a crate::http::HttpRequest>,
     /// The request id its audit row carries (`x-request-id`); `None` for a formula's calls.
     pub request_id: Option<&'a str>,
+    /// What a component tool call brings for input (`inputResponses`, `requestState`,
+    /// client capabilities); `None` outside `tools/call`.
+    pub input: Option<&'a input_required::Asked>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.

@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 
 const V: &str = "2026-07-28";
 
-fn meta() -> Json {
+pub(crate) fn meta() -> Json {
     json!({
         "io.modelcontextprotocol/protocolVersion": V,
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -18,7 +18,7 @@ fn meta() -> Json {
 
 /// A stateless request as a 2026-07-28 client sends it: `_meta`, the version header and
 /// `Mcp-Method` (and `Mcp-Name` where the method names something).
-fn modern_request(key: Option<&str>, method: &str, mut params: Json) -> HttpRequest {
+pub(crate) fn modern_request(key: Option<&str>, method: &str, mut params: Json) -> HttpRequest {
     if params.get("_meta").is_none() {
         params["_meta"] = meta();
     }
@@ -38,7 +38,7 @@ fn modern_request(key: Option<&str>, method: &str, mut params: Json) -> HttpRequ
     req
 }
 
-async fn send(h: &Harness, req: HttpRequest) -> (u16, Json, Vec<(String, String)>) {
+pub(crate) async fn send(h: &Harness, req: HttpRequest) -> (u16, Json, Vec<(String, String)>) {
     let resp = h.app.handle(req).await;
     let body = serde_json::from_slice(&resp.body).unwrap_or(Json::Null);
     (resp.status, body, resp.headers)
