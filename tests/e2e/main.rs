@@ -18,3 +18,4 @@ mod sealed;
 mod secrets;
 mod tools;
 mod transport;
+mod worker;
