@@ -4,7 +4,8 @@
 # before installing), builds worker/ with worker-build offline, then runs the e2e scenario
 # (tests/e2e/worker.rs), which starts a `cyfr host` and `wrangler dev --local` on free
 # loopback ports over a fresh local D1 and stops both. Fails, never skips.
-# Usage: scripts/worker-check.sh   (run by .ci/run)
+# Usage: scripts/worker-check.sh           (run by .ci/run)
+#        scripts/worker-check.sh --bench   (instead: p50/p99 of execution.run, worker vs cyfr up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -54,6 +55,10 @@ built=$(date +%s)
 echo "worker-check: the scenario under wrangler dev (tests/e2e/worker.rs)"
 export CYFR_WRANGLER="$tools/node_modules/.bin/wrangler" CYFR_PYTHON="$python"
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-cargo test --locked -p cyfr --test e2e worker:: -- --include-ignored --test-threads 1
+if [ "${1:-}" = "--bench" ]; then
+  cargo test --locked -p cyfr --test e2e worker::bench -- --ignored --nocapture
+  exit 0
+fi
+cargo test --locked -p cyfr --test e2e -- --include-ignored --test-threads 1 worker::the worker::wrangler
 done_at=$(date +%s)
 echo "worker-check: ok (installs $((installed - started)) s, build $((built - installed)) s, scenario $((done_at - built)) s)"

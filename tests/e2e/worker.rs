@@ -58,6 +58,18 @@ fn wrangler_toml_declares_only_core_variables_and_no_secret() {
         cyfr_core::migrate::latest_version()
     );
     assert!(toml.contains("migrations_dir = \"migrations\""));
+    // `wrangler d1 migrations apply` appends its own INSERT to each file's SQL: a last
+    // statement without its `;` becomes a syntax error there.
+    for e in std::fs::read_dir(workspace().join("migrations")).unwrap() {
+        let path = e.unwrap().path();
+        let sql = std::fs::read_to_string(&path).unwrap();
+        let last = sql
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+            .last()
+            .unwrap();
+        assert!(last.trim_end().ends_with(';'), "{}: ends without `;`", path.display());
+    }
 }
 
 /// The whole scenario against the worker's `/mcp`.
@@ -244,9 +256,9 @@ struct ProcessGroup(u32);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        for sig in ["-TERM", "-KILL"] {
+        for sig in ["TERM", "KILL"] {
             let _ = Command::new("kill")
-                .args([sig, &format!("-{}", self.0)])
+                .args(["-s", sig, "--", &format!("-{}", self.0)])
                 .stderr(Stdio::null())
                 .status();
             std::thread::sleep(Duration::from_millis(300));
@@ -272,7 +284,8 @@ impl Worker {
         std::fs::write(
             &vars,
             format!(
-                "master_keys={}\nhost_token_key={HOST_TOKEN_KEY}\nhosts={}\nrouter_url={url}\n",
+                // Quoted: unquoted, the `#` of URL#KEY would start a comment.
+                "master_keys=\"{}\"\nhost_token_key=\"{HOST_TOKEN_KEY}\"\nhosts=\"{}\"\nrouter_url=\"{url}\"\n",
                 base64::engine::general_purpose::STANDARD.encode(master),
                 host.spec
             ),
@@ -320,7 +333,10 @@ impl Worker {
             .env("CI", "1")
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            // Its own group (so every process of it is stopped), reading no terminal: a
+            // background group that reads one is stopped by SIGTTIN.
             .process_group(0)
+            .stdin(Stdio::null())
             .stdout(std::fs::File::create(state.0.join("wrangler.log")).unwrap())
             .stderr(std::fs::File::create(state.0.join("wrangler.err")).unwrap())
             .spawn()
@@ -330,14 +346,19 @@ impl Worker {
         // Ready when /health answers (workerd compiles the worker first).
         let http = reqwest::blocking::Client::new();
         let start = Instant::now();
-        while http
-            .get(format!("{url}/health"))
-            .send()
-            .map_or(true, |r| !r.status().is_success())
-        {
+        loop {
+            let health = http.get(format!("{url}/health")).send();
+            match health {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) if r.status().as_u16() == 500 => {
+                    panic!("the worker answers /health with 500: {}", r.text().unwrap())
+                }
+                _ => {}
+            }
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "wrangler dev did not come up: {}",
+                start.elapsed() < Duration::from_secs(180),
+                "wrangler dev did not come up: {}{}",
+                std::fs::read_to_string(state.0.join("wrangler.log")).unwrap_or_default(),
                 std::fs::read_to_string(state.0.join("wrangler.err")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(250));
@@ -428,5 +449,43 @@ impl cyfr_core::env::Env for Clock {
     }
     fn fill_random(&self, buf: &mut [u8]) {
         getrandom::fill(buf).unwrap();
+    }
+}
+
+/// The same `execution.run` (json-transform) through `wrangler dev` and through `cyfr up`,
+/// both dispatching to one `cyfr host`: sequential, `CYFR_WORKER_BENCH` runs each (default
+/// 100), p50/p99 printed (BENCHMARKS.md). Run by `scripts/worker-check.sh --bench`.
+#[test]
+#[ignore = "a measurement: run scripts/worker-check.sh --bench"]
+fn bench_execution_run_worker_vs_cyfr_up() {
+    let n: usize = std::env::var("CYFR_WORKER_BENCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let host = Host::start();
+    let w = Worker::start(&host);
+    let up = Server::start_with(&["--host", &host.spec]);
+    for (name, s) in [("wrangler dev", &w.server), ("cyfr up", &up)] {
+        let jt = register_json_transform(s);
+        let run = json!({"action": "run", "reference": jt, "input": {"data": [1, 2, 3]}});
+        // Warm: compiled code, connections, the host's artifact.
+        for _ in 0..5 {
+            s.ok(&s.admin, "execution", run.clone());
+        }
+        let mut ms: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                let r = s.ok(&s.admin, "execution", run.clone());
+                assert_eq!(r["result"]["sum"], 6, "{r}");
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+        println!(
+            "bench {name}: {n} sequential execution.run, p50 {:.1} ms, p99 {:.1} ms",
+            at(0.50),
+            at(0.99)
+        );
     }
 }
