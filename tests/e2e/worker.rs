@@ -68,7 +68,11 @@ fn wrangler_toml_declares_only_core_variables_and_no_secret() {
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
             .last()
             .unwrap();
-        assert!(last.trim_end().ends_with(';'), "{}: ends without `;`", path.display());
+        assert!(
+            last.trim_end().ends_with(';'),
+            "{}: ends without `;`",
+            path.display()
+        );
     }
 }
 
