@@ -471,6 +471,8 @@ fn bench_execution_run_worker_vs_cyfr_up() {
     let up = Server::start_with(&["--host", &host.spec]);
     for (name, s) in [("wrangler dev", &w.server), ("cyfr up", &up)] {
         let jt = register_json_transform(s);
+        // The default per-caller limit (100/1m) would refuse a fast loop: lift it.
+        policy(s, &jt, "rate_limit", json!("100000/1m"));
         let run = json!({"action": "run", "reference": jt, "input": {"data": [1, 2, 3]}});
         // Warm: compiled code, connections, the host's artifact.
         for _ in 0..5 {

@@ -82,7 +82,7 @@ async fn to_core(mut req: worker::Request) -> worker::Result<HttpRequest> {
         method,
         path: req.path(),
         headers,
-        body: req.bytes().await.unwrap_or_default(),
+        body: req.bytes().await?,
         peer,
         scheme,
     })
