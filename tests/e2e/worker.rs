@@ -65,8 +65,7 @@ fn wrangler_toml_declares_only_core_variables_and_no_secret() {
         let sql = std::fs::read_to_string(&path).unwrap();
         let last = sql
             .lines()
-            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-            .last()
+            .rfind(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
             .unwrap();
         assert!(
             last.trim_end().ends_with(';'),
