@@ -1,2 +1,2 @@
 -- Egress refusals of a run (JSON array of {type, method, url, message}).
-ALTER TABLE executions ADD COLUMN refusals TEXT
+ALTER TABLE executions ADD COLUMN refusals TEXT;

@@ -15,18 +15,18 @@ const KEY: &str = "sk-ant-e2e-SECRET-KEY-9f8e7d6c5b4a3210";
 
 /// One request the stand-in API received.
 #[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: String,
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1 standing in for the remote API (one thread per
 /// connection, `Connection: close`). Routes: `/ok`, `/echo`, `/redirect?to=URL`, `/slow?ms=N`,
 /// `/v1/messages`.
 pub(crate) struct Upstream {
-    port: u16,
+    pub(crate) port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -61,7 +61,7 @@ impl Upstream {
         format!("http://localhost:{}{path}", self.port)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }

@@ -20,3 +20,4 @@ mod sealed;
 mod secrets;
 mod tools;
 mod transport;
+mod worker;

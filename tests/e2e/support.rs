@@ -218,6 +218,28 @@ impl Server {
         }
     }
 
+    /// A client of a router some other process serves at `url` (`/mcp`), with `admin` its
+    /// admin key; `child` is stopped when this is dropped.
+    pub fn attach(
+        child: Child,
+        url: String,
+        admin: String,
+        data: std::sync::Arc<TempDir>,
+    ) -> Server {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Server {
+            child,
+            url,
+            admin,
+            started: Json::Null,
+            data,
+            http,
+        }
+    }
+
     /// Stops the server and returns its data directory and admin key for a restart.
     /// The server process's id (to signal it).
     pub fn pid(&self) -> u32 {
