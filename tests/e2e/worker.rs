@@ -8,12 +8,11 @@
 use crate::catalysts::{policy, register, Upstream};
 use crate::formulas::{register_probe, PROBE};
 use crate::support::*;
-use cyfr_core::db::{Db, DbError, Rows, Value};
 use serde_json::{json, Value as Json};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ANTHROPIC_KEY: &str = "sk-ant-worker-SECRET-KEY-0a1b2c3d4e5f6789";
@@ -270,8 +269,8 @@ impl Drop for ProcessGroup {
 }
 
 impl Worker {
-    /// Applies the migrations to a fresh local D1, stores an admin key the way `cyfr init`
-    /// does, and starts `wrangler dev --local` on a free loopback port pointed at `host`.
+    /// Applies the migrations to a fresh local D1 (no key in it: the first admin key comes
+    /// from `bootstrap_admin_key`, as on a real deployment) and starts `wrangler dev --local` on a free loopback port pointed at `host`.
     fn start(host: &Host) -> Worker {
         use std::os::unix::process::CommandExt;
         let wrangler = std::env::var("CYFR_WRANGLER")
@@ -279,17 +278,26 @@ impl Worker {
         let state = Arc::new(TempDir::new("worker"));
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        // Secrets only here, in the test's own directory: never in wrangler.toml.
-        let mut master = [0u8; 32];
-        getrandom::fill(&mut master).unwrap();
-        use base64::Engine;
+        // The deployment's secrets as a user makes them (`cyfr init --edge`, which writes
+        // nothing), kept only here, in the test's own directory: never in wrangler.toml. The
+        // admin key is not stored anywhere: its first request creates it from
+        // `bootstrap_admin_key` on the empty, freshly migrated D1.
+        let edge = Command::new(env!("CARGO_BIN_EXE_cyfr"))
+            .args(["--json", "init", "--edge"])
+            .output()
+            .unwrap();
+        assert!(edge.status.success(), "cyfr init --edge: {edge:?}");
+        let edge: Json = serde_json::from_slice(&edge.stdout).unwrap();
+        let admin = edge["admin_key"].as_str().unwrap().to_string();
+        let var = |n: &str| edge["variables"][n].as_str().unwrap().to_string();
         let vars = state.0.join("dev.vars");
         std::fs::write(
             &vars,
             format!(
                 // Quoted: unquoted, the `#` of URL#KEY would start a comment.
-                "master_keys=\"{}\"\nhost_token_key=\"{HOST_TOKEN_KEY}\"\nhosts=\"{}\"\nrouter_url=\"{url}\"\n",
-                base64::engine::general_purpose::STANDARD.encode(master),
+                "master_keys=\"{}\"\nbootstrap_admin_key=\"{}\"\nhost_token_key=\"{HOST_TOKEN_KEY}\"\nhosts=\"{}\"\nrouter_url=\"{url}\"\n",
+                var("master_keys"),
+                var("bootstrap_admin_key"),
                 host.spec
             ),
         )
@@ -315,8 +323,6 @@ impl Worker {
             );
         };
         d1(&["migrations", "apply", "DB"]);
-        let (admin, insert) = admin_key_insert();
-        d1(&["execute", "DB", "--command", &insert]);
         let child = Command::new(&wrangler)
             .args(["dev", "--local", "--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
@@ -379,80 +385,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A new admin key and the `INSERT` that stores it: core's own `keys::create` (what `cyfr
-/// init` calls) run over a database that records the statement, rendered as SQL literals.
-fn admin_key_insert() -> (String, String) {
-    use cyfr_core::keys::{self, KeyType, NewKey};
-    let db = Recorder::default();
-    let new = NewKey {
-        name: "admin".into(),
-        key_type: KeyType::Admin,
-        scopes: vec![],
-        rate_limit: None,
-        ip_allowlist: Default::default(),
-    };
-    let (_, raw) = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(keys::create(&db, &Clock, &new, None))
-        .unwrap();
-    let stmts = db.0.lock().unwrap();
-    let (sql, params) = stmts
-        .iter()
-        .find(|(sql, _)| sql.starts_with("INSERT INTO api_keys"))
-        .expect("keys::create inserts the key");
-    let mut literals = params.iter().map(literal);
-    let sql: String = sql
-        .chars()
-        .map(|c| match c {
-            '?' => literals.next().unwrap(),
-            c => c.to_string(),
-        })
-        .collect();
-    (raw, sql)
-}
-
-fn literal(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".into(),
-        Value::Integer(n) => n.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
-        Value::Blob(b) => format!(
-            "X'{}'",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        ),
-    }
-}
-
-/// Records every statement and answers none (no key of that name exists yet).
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Vec<Value>)>>);
-
-impl Db for Recorder {
-    async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        self.0
-            .lock()
-            .unwrap()
-            .push((sql.to_string(), params.to_vec()));
-        Ok(Rows::default())
-    }
-}
-
-struct Clock;
-
-impl cyfr_core::env::Env for Clock {
-    fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    }
-    fn fill_random(&self, buf: &mut [u8]) {
-        getrandom::fill(buf).unwrap();
-    }
 }
 
 /// The same `execution.run` (json-transform) through `wrangler dev` and through `cyfr up`,
