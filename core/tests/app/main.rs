@@ -19,3 +19,4 @@ mod providers;
 mod resources;
 mod scopes;
 mod sessions;
+mod stream;
