@@ -36,6 +36,16 @@ pub trait Dispatch {
         let _ = events;
         self.run(req).await
     }
+    /// [`Dispatch::run_again`], streamed as [`Dispatch::run_streamed`] is; by default the
+    /// same as `run_again`, with no events.
+    async fn run_again_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let _ = events;
+        self.run_again(req).await
+    }
     /// Runs again on the host the last `run` went to (after `put_artifact` there). By
     /// default the same as `run`.
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {

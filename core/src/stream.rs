@@ -270,11 +270,14 @@ impl<X: Dispatch, S: Sink> RunEvents for Forward<'_, X, S> {
     }
 }
 
-impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
-    async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        let Some(wanted) = &self.wanted else {
-            return self.inner.run(req).await;
-        };
+impl<X: Dispatch, S: Sink> Streaming<X, S> {
+    /// The run, streamed (sent again after an upload when `again`).
+    async fn streamed(
+        &self,
+        wanted: &Wanted,
+        req: &RunRequest,
+        again: bool,
+    ) -> Result<RunResponse, DispatchError> {
         let opened: Vec<Vec<u8>> = req
             .redact
             .iter()
@@ -296,10 +299,26 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
             forms,
             cancelled: Cell::new(false),
         };
-        self.inner.run_streamed(req, &events).await
+        if again {
+            self.inner.run_again_streamed(req, &events).await
+        } else {
+            self.inner.run_streamed(req, &events).await
+        }
+    }
+}
+
+impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
+    async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
+        match &self.wanted {
+            Some(wanted) => self.streamed(wanted, req, false).await,
+            None => self.inner.run(req).await,
+        }
     }
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        self.inner.run_again(req).await
+        match &self.wanted {
+            Some(wanted) => self.streamed(wanted, req, true).await,
+            None => self.inner.run_again(req).await,
+        }
     }
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError> {
         self.inner.put_artifact(digest, bytes).await

@@ -16,5 +16,6 @@ mod login;
 mod net;
 mod sealed;
 mod secrets;
+mod streaming;
 mod tools;
 mod transport;

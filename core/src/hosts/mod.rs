@@ -210,6 +210,32 @@ impl<T: Transport, E: Env> HostPool<T, E> {
             })
     }
 
+    /// The run sent again to the host the last run went to; with `lines`, a `200`
+    /// answer streamed into them.
+    async fn again<R: RunEvents>(
+        &self,
+        req: &RunRequest,
+        lines: Option<&RunLines<'_, R>>,
+    ) -> Result<Answer, DispatchError> {
+        let body = self.run_body(self.last.get(), req)?;
+        // A fresh token id: the first attempt's was used, and this run never started.
+        let jti = format!("{}-retry", req.execution_id);
+        self.send_with(
+            self.last.get(),
+            Method::Post,
+            host_api::RUN_PATH,
+            body,
+            "application/json",
+            &jti,
+            lines,
+        )
+        .await
+        .map_err(|e| match e {
+            SendError::Failed(text) => DispatchError::Unreachable(text),
+            SendError::NotSent(_) => DispatchError::Unreachable("the host went away".into()),
+        })
+    }
+
     fn nonce(&self) -> String {
         random_token(&self.env, 16)
     }
@@ -238,6 +264,24 @@ struct RunLines<'a, R> {
 /// Longest line of a streamed answer kept whole (a `done` line carries the logs).
 const MAX_STREAM_LINE: usize = 16 << 20;
 
+/// The events of an unstreamed send: none.
+struct NoEvents;
+
+impl RunEvents for NoEvents {
+    async fn line(&self, _: &str) {}
+    async fn tick(&self) {}
+}
+
+impl<'a, R: RunEvents> RunLines<'a, R> {
+    fn new(events: &'a R) -> Self {
+        RunLines {
+            events,
+            partial: RefCell::new(Vec::new()),
+            end: RefCell::new(None),
+        }
+    }
+}
+
 impl<R: RunEvents> RunLines<'_, R> {
     async fn line(&self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -255,9 +299,13 @@ impl<R: RunEvents> RunLines<'_, R> {
                 )))
             }
             Err(e) => {
-                *self.end.borrow_mut() = Some(Err(DispatchError::Unreachable(format!(
-                    "bad streamed run response from host: {e}"
-                ))))
+                // A host that does not stream answers one `RunResponse`, as before.
+                *self.end.borrow_mut() =
+                    Some(serde_json::from_slice::<RunResponse>(line).map_err(|_| {
+                        DispatchError::Unreachable(format!(
+                            "bad streamed run response from host: {e}"
+                        ))
+                    }))
             }
         }
     }
@@ -350,11 +398,7 @@ impl<T: Transport, E: Env> Dispatch for HostPool<T, E> {
         req: &RunRequest,
         events: &impl RunEvents,
     ) -> Result<RunResponse, DispatchError> {
-        let lines = RunLines {
-            events,
-            partial: RefCell::new(Vec::new()),
-            end: RefCell::new(None),
-        };
+        let lines = RunLines::new(events);
         let answer = self
             .call_with(
                 Method::Post,
@@ -392,19 +436,20 @@ impl<T: Transport, E: Env> Dispatch for HostPool<T, E> {
     }
 
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        let body = self.run_body(self.last.get(), req)?;
-        // A fresh token id: the first attempt's was used, and this run never started.
-        let answer = self
-            .send_to_last(
-                Method::Post,
-                host_api::RUN_PATH,
-                body,
-                "application/json",
-                &format!("{}-retry", req.execution_id),
-                "the host went away",
-            )
-            .await?;
-        run_response(answer)
+        run_response(self.again(req, None::<&RunLines<'_, NoEvents>>).await?)
+    }
+
+    async fn run_again_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let lines = RunLines::new(events);
+        let answer = self.again(req, Some(&lines)).await?;
+        if answer.status != 200 {
+            return Err(host_error(answer.status, &answer.body));
+        }
+        lines.finish().await
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError> {
