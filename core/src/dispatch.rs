@@ -55,6 +55,11 @@ pub trait Dispatch {
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError>;
     /// Stops a run under way on whichever host has it; whether one did.
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError>;
+    /// The log level the caller's session asked for (`logging/setLevel`), for a dispatcher
+    /// that streams run logs (`stream::Streaming`); by default nothing to do with it.
+    fn session_log_level(&self, level: &str) {
+        let _ = level;
+    }
     /// Reads `cyfr-manifest.json` and `{type}.wasm` from a directory on the host.
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError>;
     /// Sends one request to an identity provider (`cyfr login`'s device flow). The platform

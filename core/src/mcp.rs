@@ -149,6 +149,10 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
             return rpc_error(Some(id), &e);
         }
+        // A streamed run of this session sends its logs at the level the session asked for.
+        if let Some(level) = s.log_level.as_deref() {
+            cx.dispatch.session_log_level(level);
+        }
     }
     let (resp, failed) = method_call(
         cx,
@@ -363,6 +367,13 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
             // Signing in needs no credentials (`Need::Anyone`); anything else does.
             Err(e) => return call_tool(cx, Err(e), id, params, families).await,
         },
+        "logging/setLevel" => match (require(identity), session) {
+            (Ok(_), Some(s)) => set_log_level(cx, s, params).await,
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(Error::invalid_params(
+                "logging/setLevel needs a session (MCP-Session-Id): the level is the session's",
+            )),
+        },
         "completion/complete" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
@@ -385,6 +396,23 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         Ok(v) => (ok(Some(id), v), None),
         Err(e) => (rpc_error(Some(id), &e), Some(e)),
     }
+}
+
+/// `logging/setLevel`: the session keeps the level (in SQL); `{}`.
+async fn set_log_level<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    session: &sessions::Session,
+    params: &Json,
+) -> Result<Json> {
+    let level = params.get("level").and_then(Json::as_str).unwrap_or("");
+    if sessions::severity(level).is_none() {
+        return Err(Error::invalid_params(format!(
+            "`level` must be one of {}",
+            sessions::LEVELS.join(", ")
+        )));
+    }
+    sessions::set_log_level(&cx.db, &session.id_hash, level).await?;
+    Ok(json!({}))
 }
 
 async fn initialize<D: Db, X: Dispatch, E: Env>(
@@ -433,6 +461,8 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         "tools": { "listChanged": false },
         "resources": { "subscribe": false, "listChanged": false },
         "completions": {},
+        // A streamed tools/call sends its run's log lines at the level set here.
+        "logging": {},
     });
     let result = json!({
         "protocolVersion": version,

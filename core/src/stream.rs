@@ -55,22 +55,7 @@ pub const PROGRESS_PREFIX: &str = "cyfr:progress ";
 /// (`cyfr:log {"level":"warning","data":...}`); any other stderr line is `info`.
 pub const LOG_PREFIX: &str = "cyfr:log ";
 
-/// MCP's log levels (RFC 5424's), least severe first.
-pub const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
-/// How severe `level` is (its index in [`LEVELS`]), if it is one.
-pub fn severity(level: &str) -> Option<usize> {
-    LEVELS.iter().position(|l| *l == level)
-}
+pub use crate::sessions::{severity, LEVELS};
 
 /// What a request asked to be streamed: taken from its `Accept` and body.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -82,9 +67,9 @@ pub struct Wanted {
 }
 
 /// Whether `req` is a `tools/call` whose client accepts an event stream, and what it wants
-/// streamed. `session_level` is the level a 2025-11-25 session set (`logging/setLevel`); a
-/// 2026-07-28 request's own `_meta` level wins.
-pub fn wanted(req: &HttpRequest, session_level: Option<&str>) -> Option<Wanted> {
+/// streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
+/// only SQL knows, arrives later through `Dispatch::session_log_level`).
+pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
     if req.method != "POST" {
         return None;
     }
@@ -100,7 +85,7 @@ pub fn wanted(req: &HttpRequest, session_level: Option<&str>) -> Option<Wanted> 
         return None;
     }
     let meta = &msg["params"]["_meta"];
-    let level = meta[META_LOG_LEVEL].as_str().or(session_level);
+    let level = meta[META_LOG_LEVEL].as_str();
     Some(Wanted {
         progress_token: meta
             .get("progressToken")
@@ -120,6 +105,8 @@ pub struct Streaming<X, S> {
     started: Cell<bool>,
     /// A write failed: the client is gone.
     closed: Cell<bool>,
+    /// The level the caller's session asked for (when the request's `_meta` names none).
+    session_level: Cell<Option<usize>>,
 }
 
 impl<X: Dispatch, S: Sink> Streaming<X, S> {
@@ -131,6 +118,7 @@ impl<X: Dispatch, S: Sink> Streaming<X, S> {
             wanted,
             started: Cell::new(false),
             closed: Cell::new(false),
+            session_level: Cell::new(None),
         }
     }
 
@@ -248,7 +236,8 @@ impl<X: Dispatch, S: Sink> RunEvents for Forward<'_, X, S> {
             },
             None => ("info".to_string(), json!(line)),
         };
-        let shown = match (self.wanted.min_level, severity(&level)) {
+        let min = self.wanted.min_level.or(self.s.session_level.get());
+        let shown = match (min, severity(&level)) {
             (Some(min), Some(sev)) => sev >= min,
             _ => false,
         };
@@ -328,6 +317,9 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
     }
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError> {
         self.inner.load_directory(directory).await
+    }
+    fn session_log_level(&self, level: &str) {
+        self.session_level.set(severity(level));
     }
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.inner.fetch(req).await

@@ -42,7 +42,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
         out: RefCell::new(Some(out)),
         body: RefCell::new(None),
     };
-    let wanted = stream::wanted(&req, None);
+    let wanted = stream::wanted(&req);
     let dispatch = Streaming::new(HostPool::new(&config, SpinTransport, WasiEnv), sink, wanted);
     let app = App::new(db, dispatch, WasiEnv, config);
     let resp = app.handle(req).await;

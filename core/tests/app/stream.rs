@@ -220,3 +220,48 @@ async fn without_an_event_stream_in_accept_the_answer_is_whole_and_costs_three_r
         app.db.inner().trips()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_sessions_log_level_filters_its_streamed_runs_and_is_kept_in_sql() {
+    let h = Harness::new().await;
+    let reference = h.register("reagent", "local.session", "0.1.0").await;
+    let sid = h.initialize(ADMIN).await;
+    let set = |level: &str| {
+        let body = json!({ "jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": { "level": level } });
+        let mut req = mcp_request(None, &body);
+        req.headers.push(("mcp-session-id".into(), sid.clone()));
+        req
+    };
+    let bad = h.app.handle(set("loud")).await;
+    let bad: Json = serde_json::from_slice(&bad.body).unwrap();
+    assert_eq!(bad["error"]["code"], json!(-32602), "{bad}");
+    let (status, none) = h
+        .post(Some(ADMIN), json!({ "jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": { "level": "info" } }))
+        .await;
+    assert_eq!(
+        (status, none["error"]["code"].clone()),
+        (200, json!(-32602)),
+        "{none}"
+    );
+    let ok = h.app.handle(set("warning")).await;
+    let ok: Json = serde_json::from_slice(&ok.body).unwrap();
+    assert_eq!(ok["result"], json!({}), "{ok}");
+
+    // Another request (another app: nothing kept in memory) of the same session.
+    let mut req = sse_run(&reference, json!({}));
+    req.headers.retain(|(k, _)| k != "authorization");
+    req.headers.push(("mcp-session-id".into(), sid.clone()));
+    let host = host_saying(&[
+        "an info line",
+        r#"cyfr:log {"level":"warning","data":"careful"}"#,
+    ]);
+    let app = h.streaming(&req, host, RecSink::default());
+    let (last, events, _) = answer(&app, req).await;
+    assert_eq!(
+        events,
+        vec![
+            json!({ "jsonrpc": "2.0", "method": "notifications/message", "params": { "level": "warning", "logger": "cyfr", "data": "careful" } })
+        ]
+    );
+    assert_eq!(last["result"]["isError"], json!(false), "{last}");
+}

@@ -482,7 +482,7 @@ impl Harness {
             trips: RefCell::new(Vec::new()),
             meddle: RefCell::new(None),
         };
-        let wanted = cyfr_core::stream::wanted(req, None);
+        let wanted = cyfr_core::stream::wanted(req);
         // Its own randomness (execution ids unlike every other app's), the harness's time.
         static APPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
