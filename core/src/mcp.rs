@@ -133,7 +133,16 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
         }
     };
     let Some(id) = id else {
-        // Notifications (notifications/initialized, cancelled, ...) need no answer.
+        // A session's `notifications/cancelled` stops the run its request started (found
+        // in SQL: it came on another HTTP request). Other notifications need nothing.
+        if let (Some(s), "notifications/cancelled") = (&caller.session, method) {
+            if let Some(rid) = params
+                .get("requestId")
+                .filter(|r| r.is_string() || r.is_number())
+            {
+                let _ = crate::executions::cancel_request(cx, &rpc_id(&s.id_hash, rid)).await;
+            }
+        }
         return HttpResponse::empty(202);
     };
     if method == "ping" && caller.session.is_none() {
@@ -355,12 +364,14 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         }),
         "tools/call" => match require(identity) {
             Ok(who) => {
+                let rpc_id = session.map(|s| rpc_id(&s.id_hash, &id));
                 let call = tools::Call {
                     who: &who,
                     session_hash: session.map(|s| s.id_hash.as_str()),
                     secure: cx.secure(req),
                     stateless_req: stateless.then_some(req),
                     request_id: req.header("x-request-id"),
+                    rpc_id: rpc_id.as_deref(),
                 };
                 return call_tool(cx, Ok(&call), id, params, families).await;
             }
@@ -382,6 +393,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     secure: cx.secure(req),
                     stateless_req: None,
                     request_id: req.header("x-request-id"),
+                    rpc_id: None,
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -396,6 +408,11 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         Ok(v) => (ok(Some(id), v), None),
         Err(e) => (rpc_error(Some(id), &e), Some(e)),
     }
+}
+
+/// How a session's request is named in its runs' records: `<session hash>:<JSON-RPC id>`.
+fn rpc_id(session_hash: &str, id: &Json) -> String {
+    format!("{session_hash}:{id}")
 }
 
 /// `logging/setLevel`: the session keeps the level (in SQL); `{}`.
@@ -527,6 +544,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         secure: cx.secure(req),
                         stateless_req: None,
                         request_id: req.header("x-request-id"),
+                        rpc_id: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
                         return Ok(v);

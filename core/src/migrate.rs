@@ -21,10 +21,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/0013_provider_logins.sql"),
     ),
-    (
-        14,
-        include_str!("../../migrations/0014_session_log_level.sql"),
-    ),
+    (14, include_str!("../../migrations/0014_streaming.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -49,7 +49,7 @@ impl HostApi {
 
     /// The run, streamed. A run refused before it starts (no artifact, wrong world) gets
     /// its plain error answer, so the router uploads and retries as it would.
-    async fn run_streamed(&self, run: RunRequest) -> http::Response<StreamedBody> {
+    pub(crate) async fn run_streamed(&self, run: RunRequest) -> http::Response<StreamedBody> {
         if !self.executor().has_artifact(&run.digest) {
             let e = HostError {
                 code: HostErrorKind::ArtifactMissing,

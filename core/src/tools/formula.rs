@@ -75,6 +75,7 @@ pub(crate) async fn call_tool<D: Db, X: Dispatch, E: Env>(
         secure: parent.secure,
         stateless_req: None,
         request_id: None,
+        rpc_id: None,
     };
     super::call(cx, &call, name, &args)
         .await

@@ -43,6 +43,9 @@ pub struct Call<'a> {
     pub stateless_req: Option<&'a crate::http::HttpRequest>,
     /// The request id its audit row carries (`x-request-id`); `None` for a formula's calls.
     pub request_id: Option<&'a str>,
+    /// `<session hash>:<JSON-RPC id>` of a session's `tools/call` (its runs' records keep it
+    /// for `notifications/cancelled`); `None` otherwise.
+    pub rpc_id: Option<&'a str>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.

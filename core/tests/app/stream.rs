@@ -265,3 +265,55 @@ async fn a_sessions_log_level_filters_its_streamed_runs_and_is_kept_in_sql() {
     );
     assert_eq!(last["result"]["isError"], json!(false), "{last}");
 }
+
+/// `notifications/cancelled` for request `request_id`, in session `sid`.
+fn cancelled(sid: &str, request_id: Json) -> HttpRequest {
+    let body = json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": request_id, "reason": "user" } });
+    let mut req = mcp_request(None, &body);
+    req.headers.push(("mcp-session-id".into(), sid.into()));
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn notifications_cancelled_stops_the_run_its_sessions_request_started_and_no_other() {
+    use cyfr_core::db::Db;
+    let h = Harness::new().await;
+    let reference = h.register("reagent", "local.cancellable", "0.1.0").await;
+    let sid = h.initialize(ADMIN).await;
+    let other = h.initialize(ADMIN).await;
+    // A session's tools/call keeps `<session hash>:<JSON-RPC id>` with its run's record.
+    let r = h
+        .call_in(
+            &sid,
+            "execution",
+            json!({ "action": "run", "reference": reference }),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], json!(false), "{r}");
+    let hash = cyfr_core::crypto::sha256_hex(sid.as_bytes());
+    let rows = h
+        .app
+        .db
+        .query("SELECT rpc_id FROM executions", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.first().unwrap().text("rpc_id"), format!("{hash}:1"));
+    // A run of that session still going (as another request, mid-run, would see it).
+    h.app.db.query(
+        "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, depth, deadline_at, rpc_id) \
+         VALUES ('exec_going', ?1, 'reagent', 'sha256:00', 'started', 'key_admin', '{}', 1, 0, 99999999999999, ?2)",
+        &[reference.clone().into(), format!("{hash}:\"call-9\"").into()],
+    ).await.unwrap();
+    // The attack: another session names the same request id. Nothing is stopped.
+    let resp = h.app.handle(cancelled(&other, json!("call-9"))).await;
+    assert_eq!(resp.status, 202);
+    assert!(h.host().cancels.borrow().is_empty());
+    // Its own session's cancellation stops it on the host.
+    let resp = h.app.handle(cancelled(&sid, json!("call-9"))).await;
+    assert_eq!(resp.status, 202);
+    assert_eq!(*h.host().cancels.borrow(), vec!["exec_going".to_string()]);
+    // A finished run is not asked again.
+    let resp = h.app.handle(cancelled(&sid, json!(1))).await;
+    assert_eq!(resp.status, 202);
+    assert_eq!(h.host().cancels.borrow().len(), 1);
+}
