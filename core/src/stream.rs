@@ -207,8 +207,9 @@ impl<X: Dispatch, S: Sink> RunEvents for Forward<'_, X, S> {
         }
         let line = self.forms.redact(line);
         if let Some(p) = line.strip_prefix(PROGRESS_PREFIX) {
+            // Not asked for: nothing is written (the host's ticks notice a closed stream).
             let Some(token) = &self.wanted.progress_token else {
-                return self.tick().await;
+                return;
             };
             let Ok(p) = serde_json::from_str::<Json>(p) else {
                 return;
@@ -242,7 +243,7 @@ impl<X: Dispatch, S: Sink> RunEvents for Forward<'_, X, S> {
             _ => false,
         };
         if !shown {
-            return self.tick().await;
+            return;
         }
         let bytes = self.notification(
             "notifications/message",

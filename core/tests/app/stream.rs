@@ -317,3 +317,23 @@ async fn notifications_cancelled_stops_the_run_its_sessions_request_started_and_
     assert_eq!(resp.status, 202);
     assert_eq!(h.host().cancels.borrow().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn lines_nobody_asked_for_open_no_stream() {
+    let h = Harness::new().await;
+    let reference = h.register("reagent", "local.quiet", "0.1.0").await;
+    // Accepts a stream, but asks for neither progress nor logs: a quick run answers whole.
+    let req = sse_run(&reference, json!({}));
+    let host = FakeHost::default();
+    host.lines.replace(vec![
+        r#"cyfr:progress {"progress":1}"#.into(),
+        "a log line".into(),
+    ]);
+    host.quick.set(true);
+    let app = h.streaming(&req, host, RecSink::default());
+    let resp = app.handle(req).await;
+    assert_eq!(app.dispatch.tail(&resp), None, "answered whole");
+    assert!(app.dispatch.sink().writes.borrow().is_empty());
+    let whole: Json = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(whole["result"]["isError"], json!(false), "{whole}");
+}

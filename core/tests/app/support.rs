@@ -210,6 +210,8 @@ pub struct FakeHost {
     pub run_ms: Cell<u64>,
     /// The stderr lines a streamed run reports (each followed by a tick) before it answers.
     pub lines: RefCell<Vec<String>>,
+    /// A quick run: its lines come without ticks.
+    pub quick: Cell<bool>,
 }
 
 /// The fake OIDC issuer [`FakeHost::fetch`] plays.
@@ -343,7 +345,9 @@ impl Dispatch for FakeHost {
         let lines = self.lines.take();
         for line in &lines {
             events.line(line).await;
-            events.tick().await;
+            if !self.quick.get() {
+                events.tick().await;
+            }
         }
         if self.cancels.borrow().contains(&req.execution_id) {
             self.runs.borrow_mut().push(req.clone());
