@@ -28,8 +28,8 @@ pub trait Sink {
 }
 
 /// The response head of a streamed answer: `200` with these headers (`x-accel-buffering:
-/// no` keeps a proxy from holding the events back).
-pub fn head(req: &HttpRequest) -> Vec<(String, String)> {
+/// no` keeps a proxy from holding the events back), CORS as every answer's.
+pub fn head(config: &crate::config::Config, req: &HttpRequest) -> Vec<(String, String)> {
     let mut h = vec![
         ("content-type".to_string(), "text/event-stream".to_string()),
         ("cache-control".to_string(), "no-cache".to_string()),
@@ -41,6 +41,7 @@ pub fn head(req: &HttpRequest) -> Vec<(String, String)> {
     {
         h.push(("x-request-id".to_string(), rid.to_string()));
     }
+    h.extend(crate::app::cors(config, req));
     h
 }
 
@@ -70,7 +71,9 @@ pub struct Wanted {
 /// streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
 /// only SQL knows, arrives later through `Dispatch::session_log_level`).
 pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
-    if req.method != "POST" {
+    if req.method != "POST"
+        || !matches!(req.path.as_str(), "/mcp" | "/mcp/" | crate::app::AGENT_PATH)
+    {
         return None;
     }
     let accepts = req.header("accept").is_some_and(|a| {
@@ -324,5 +327,73 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
     }
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.inner.fetch(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(path: &str, accept: &str, body: Json) -> HttpRequest {
+        HttpRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: vec![
+                ("accept".into(), accept.into()),
+                ("origin".into(), "http://localhost:3000".into()),
+            ],
+            body: body.to_string().into_bytes(),
+            peer: None,
+            scheme: None,
+        }
+    }
+
+    #[test]
+    fn only_a_tools_call_to_mcp_that_accepts_an_event_stream_is_streamed() {
+        let call = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "_meta": { "progressToken": 5, "io.modelcontextprotocol/logLevel": "notice" } } });
+        let w = wanted(&post(
+            "/mcp",
+            "application/json, text/event-stream",
+            call.clone(),
+        ));
+        assert_eq!(
+            w,
+            Some(Wanted {
+                progress_token: Some(json!(5)),
+                min_level: Some(2)
+            })
+        );
+        assert!(wanted(&post("/mcp/agent", "text/event-stream;q=1", call.clone())).is_some());
+        assert_eq!(
+            wanted(&post("/mcp", "application/json", call.clone())),
+            None
+        );
+        assert_eq!(
+            wanted(&post("/v1/formula/invoke", "text/event-stream", call)),
+            None
+        );
+        let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" });
+        assert_eq!(wanted(&post("/mcp", "text/event-stream", list)), None);
+        let note = json!({ "jsonrpc": "2.0", "method": "tools/call" });
+        assert_eq!(wanted(&post("/mcp", "text/event-stream", note)), None);
+    }
+
+    #[test]
+    fn the_head_says_event_stream_unbuffered_with_cors_for_an_allowed_origin() {
+        let config = crate::config::Config::default();
+        let req = post("/mcp", "text/event-stream", json!({}));
+        let head = head(&config, &req);
+        let get = |k: &str| head.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("content-type"), Some("text/event-stream"));
+        assert_eq!(get("x-accel-buffering"), Some("no"));
+        // A loopback page is allowed by default; another site is not.
+        assert_eq!(
+            get("access-control-allow-origin"),
+            Some("http://localhost:3000")
+        );
+        let mut evil = req.clone();
+        evil.headers[1].1 = "https://evil.example".into();
+        let head = super::head(&config, &evil);
+        assert!(!head.iter().any(|(n, _)| n.starts_with("access-control")));
     }
 }

@@ -38,7 +38,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
     // A `tools/call` whose client accepts an event stream streams its run's events; the
     // outparam is set by the first one (or, when none came, by the whole answer below).
     let sink = SpinSink {
-        head: stream::head(&req),
+        head: stream::head(&config, &req),
         out: RefCell::new(Some(out)),
         body: RefCell::new(None),
     };
