@@ -2,7 +2,7 @@
 //! long-running component (`slow-progress`): its progress arrives while it still runs,
 //! before its result; a client that closes the stream cancels the run for real.
 
-use crate::support::{manifest, wasm, Server};
+use crate::support::{manifest, wasm, Host, Server};
 use serde_json::{json, Value as Json};
 use std::io::{BufRead, BufReader};
 
@@ -10,7 +10,11 @@ const REFERENCE: &str = "r:test.slow-progress:0.1.0";
 
 /// Registers the fixture with room for a long run.
 fn with_slow_progress() -> Server {
-    let s = Server::start();
+    slow_progress_on(Server::start())
+}
+
+/// Registers the fixture on `s`.
+fn slow_progress_on(s: Server) -> Server {
     s.register(
         manifest("test.slow-progress", "0.1.0"),
         &wasm("slow-progress"),
@@ -107,25 +111,38 @@ fn progress_arrives_while_the_run_goes_and_before_its_result() {
     assert_eq!(newest_status(&s), "completed");
 }
 
-#[test]
-fn closing_the_stream_cancels_the_run_and_its_record_says_cancelled() {
-    let s = with_slow_progress();
+/// Reads the first event of a long run, checks it still runs, closes the stream; the
+/// record's status once it left `running`.
+fn close_after_first_event(s: &Server) -> String {
     // 100 steps of 300 ms: half a minute unless it is stopped.
-    let resp = start_streamed(&s, json!({ "steps": 100, "step_ms": 300 }));
+    let resp = start_streamed(s, json!({ "steps": 100, "step_ms": 300 }));
     let mut lines = BufReader::new(resp).lines();
     let first = next_event(&mut lines).expect("a first event");
     assert_eq!(first["method"], "notifications/progress", "{first}");
-    assert_eq!(newest_status(&s), "running");
+    assert_eq!(newest_status(s), "running");
     drop(lines); // the client goes away
-    let mut status = newest_status(&s);
+    let mut status = newest_status(s);
     for _ in 0..200 {
         if status != "running" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        status = newest_status(&s);
+        status = newest_status(s);
     }
-    assert_eq!(status, "cancelled");
+    status
+}
+
+#[test]
+fn a_remote_host_streams_the_run_and_a_closed_stream_cancels_it_there() {
+    let h = Host::start();
+    let s = slow_progress_on(Server::start_with(&["--host", &h.spec]));
+    assert_eq!(close_after_first_event(&s), "cancelled");
+}
+
+#[test]
+fn closing_the_stream_cancels_the_run_and_its_record_says_cancelled() {
+    let s = with_slow_progress();
+    assert_eq!(close_after_first_event(&s), "cancelled");
     let listed = s.ok(
         &s.admin,
         "execution",
