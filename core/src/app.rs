@@ -42,17 +42,7 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
         resp.headers
             .retain(|(k, _)| !k.eq_ignore_ascii_case("x-request-id"));
         resp.headers.push(("x-request-id".into(), rid));
-        if let Some(origin) = req.header("origin") {
-            if self.config.origin_allowed(origin) {
-                resp.headers
-                    .push(("access-control-allow-origin".into(), origin.to_string()));
-                resp.headers.push((
-                    "access-control-expose-headers".into(),
-                    "mcp-session-id, x-request-id".into(),
-                ));
-                resp.headers.push(("vary".into(), "origin".into()));
-            }
-        }
+        resp.headers.extend(cors(&self.config, &req));
         resp
     }
 
@@ -228,6 +218,22 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
             ),
             Err(e) => rpc_error(None, &e.before_any_method()),
         }
+    }
+}
+
+/// The CORS headers of an answer to `req` (none unless its `Origin` is allowed): every
+/// answer's, and a streamed answer's head (`stream::head`).
+pub fn cors(config: &crate::config::Config, req: &HttpRequest) -> Vec<(String, String)> {
+    match req.header("origin") {
+        Some(origin) if config.origin_allowed(origin) => vec![
+            ("access-control-allow-origin".into(), origin.to_string()),
+            (
+                "access-control-expose-headers".into(),
+                "mcp-session-id, x-request-id".into(),
+            ),
+            ("vary".into(), "origin".into()),
+        ],
+        _ => Vec::new(),
     }
 }
 

@@ -24,6 +24,28 @@ pub enum DispatchError {
 pub trait Dispatch {
     /// Runs a component; a failed run is `Ok` with `status: "failed"`.
     async fn run(&self, req: &RunRequest) -> Result<RunResponse, DispatchError>;
+    /// Runs a component as [`Dispatch::run`] does, telling `events` each line its guest
+    /// writes to stderr while it runs, and that it still runs (a tick about every second),
+    /// so a streamed answer can pass progress on and notice a client that left. By default
+    /// the same as `run`, with no events.
+    async fn run_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let _ = events;
+        self.run(req).await
+    }
+    /// [`Dispatch::run_again`], streamed as [`Dispatch::run_streamed`] is; by default the
+    /// same as `run_again`, with no events.
+    async fn run_again_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let _ = events;
+        self.run_again(req).await
+    }
     /// Runs again on the host the last `run` went to (after `put_artifact` there). By
     /// default the same as `run`.
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
@@ -33,6 +55,11 @@ pub trait Dispatch {
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError>;
     /// Stops a run under way on whichever host has it; whether one did.
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError>;
+    /// The log level the caller's session asked for (`logging/setLevel`), for a dispatcher
+    /// that streams run logs (`stream::Streaming`); by default nothing to do with it.
+    fn session_log_level(&self, level: &str) {
+        let _ = level;
+    }
     /// Reads `cyfr-manifest.json` and `{type}.wasm` from a directory on the host.
     async fn load_directory(&self, directory: &str) -> Result<LoadedComponent, DispatchError>;
     /// Sends one request to an identity provider (`cyfr login`'s device flow). The platform
@@ -43,6 +70,22 @@ pub trait Dispatch {
             req.url
         )))
     }
+}
+
+/// What a running component reports while it runs ([`Dispatch::run_streamed`]).
+#[allow(async_fn_in_trait)]
+pub trait RunEvents {
+    /// One line the guest wrote to stderr (not yet redacted by the router), as it came.
+    async fn line(&self, line: &str);
+    /// The run is still going: sent about every second, so a closed stream is noticed.
+    async fn tick(&self);
+}
+
+/// Takes bytes of a host's answer as they arrive ([`Transport::send_streamed`]).
+#[allow(async_fn_in_trait)]
+pub trait Chunks {
+    /// The next bytes of a `200` answer's body.
+    async fn chunk(&self, bytes: &[u8]);
 }
 
 /// The HTTP methods the router sends (to hosts, and to identity providers).
@@ -115,4 +158,18 @@ pub enum SendError {
 pub trait Transport {
     /// Sends `req`; a host's error status is an `Ok` answer, only a failed exchange is `Err`.
     async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError>;
+    /// Sends `req`, handing a `200` answer's body to `chunks` as it arrives (the returned
+    /// answer's body is then empty); any other status comes back whole. By default the
+    /// body arrives in one piece once the exchange is over.
+    async fn send_streamed(
+        &self,
+        req: OutboundRequest,
+        chunks: &impl Chunks,
+    ) -> Result<Answer, SendError> {
+        let mut answer = self.send(req).await?;
+        if answer.status == 200 {
+            chunks.chunk(&std::mem::take(&mut answer.body)).await;
+        }
+        Ok(answer)
+    }
 }

@@ -44,6 +44,9 @@ pub struct Origin<'a> {
     /// The request id its `tools/call` audit row carries (a top-level run only): the run's
     /// end batch writes that row's duration, so it costs no round trip of its own.
     pub request_id: Option<&'a str>,
+    /// `<session hash>:<JSON-RPC id>` of a session's `tools/call`: what its
+    /// `notifications/cancelled` names the run by ([`cancel_request`]).
+    pub rpc_id: Option<&'a str>,
 }
 
 /// The arguments of `execution.run` (and of a formula's `invoke`).
@@ -292,8 +295,8 @@ impl<'a> Run<'a> {
             (&self.id, &self.component, &self.policy, &self.callback);
         let deadline = self.started + self.timeout_ms;
         Stmt::new(
-            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried) \
-             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 \
+            "INSERT INTO executions (id, reference, component_type, digest, status, caller, policy, started_at, parent_execution_id, depth, deadline_at, callback_hash, transport_secure, carried_kek, carried, rpc_id) \
+             SELECT ?1, ?2, ?3, ?4, 'started', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15 \
              WHERE ?8 IS NULL OR EXISTS (SELECT 1 FROM executions WHERE id = ?8 AND status = 'started' AND callback_hash IS NOT NULL) \
              RETURNING id",
             vec![
@@ -311,6 +314,7 @@ impl<'a> Run<'a> {
                 Value::Integer(self.origin.secure as i64),
                 carried.as_ref().map(|c| c.0.clone()).into(),
                 carried.map_or(Value::Null, |c| Value::Blob(c.1)),
+                self.origin.rpc_id.map(str::to_string).into(),
             ],
         )
     }
@@ -970,6 +974,32 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
             &[id.into()],
         )
         .await?;
+    stop(cx, id).await
+}
+
+/// `notifications/cancelled` of a 2025-11-25 session for its request `rpc_id` (the
+/// session's hash and the JSON-RPC id, as the run's record keeps it): the run it started,
+/// if still going, is stopped as [`cancel`] stops one. Whether one was.
+pub async fn cancel_request<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    rpc_id: &str,
+) -> Result<bool> {
+    let rows = cx
+        .db
+        .query(
+            "UPDATE executions SET callback_hash = NULL WHERE rpc_id = ?1 AND status = 'started' RETURNING id",
+            &[rpc_id.into()],
+        )
+        .await?;
+    let mut any = false;
+    for row in rows.iter() {
+        any |= stop(cx, &row.text("id")).await.is_ok();
+    }
+    Ok(any)
+}
+
+/// Stops run `id` on its host, then its children; its answer says whether it was stopped.
+async fn stop<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, id: &str) -> Result<Json> {
     let stopped = cx
         .dispatch
         .cancel(id)

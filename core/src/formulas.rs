@@ -126,6 +126,7 @@ pub(crate) async fn run_child<D: Db, X: Dispatch, E: Env>(
             opened,
             secure: parent.secure,
             request_id: None,
+            rpc_id: None,
         },
     )
     .await

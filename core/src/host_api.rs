@@ -434,6 +434,25 @@ impl<'de> Deserialize<'de> for HostErrorKind {
     }
 }
 
+/// The `accept` value with which a router asks for `POST /v1/executions` as a stream: one
+/// [`RunEvent`] per line (NDJSON), the last one `done` (or `error`). Without it the answer
+/// is one [`RunResponse`], as before.
+pub const RUN_STREAM: &str = "application/x-ndjson";
+
+/// One line of a streamed run answer (`{"log": "..."}`, `{"tick": n}`, `{"done": {...}}`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunEvent {
+    /// A line the guest wrote to stderr, redacted by the host, without its newline.
+    Log(String),
+    /// The run still goes (seconds since it started); lets the router notice a closed stream.
+    Tick(u64),
+    /// The run's answer, as the unstreamed one; the last line.
+    Done(RunResponse),
+    /// The host could not finish it (what the unstreamed answer's error status would say).
+    Error(HostError),
+}
+
 /// How a run ended, as the host reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

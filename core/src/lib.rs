@@ -24,7 +24,8 @@
 //! 4. **rpc** — `mcp`: JSON-RPC methods; [`modern`]: the stateless 2026-07-28 rules
 //!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
-//!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification).
+//!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification),
+//!    [`stream`] (a `tools/call` answered as an event stream: progress, logs, cancel on close).
 //!
 //! The public surface is what the adapters and tests use: the seams (`db`, `dispatch`,
 //! `env`, `config`, `context`, `http`, `host_api`, `hosts`), `app::App`, and the services
@@ -85,3 +86,4 @@ pub mod modern;
 pub mod app;
 pub(crate) mod callbacks;
 pub(crate) mod device_page;
+pub mod stream;

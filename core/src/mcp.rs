@@ -145,7 +145,16 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
         a.took(&caller.also);
     }
     let Some(id) = id else {
-        // Notifications (notifications/initialized, cancelled, ...) need no answer.
+        // A session's `notifications/cancelled` stops the run its request started (found
+        // in SQL: it came on another HTTP request). Other notifications need nothing.
+        if let (Some(s), "notifications/cancelled") = (&caller.session, method) {
+            if let Some(rid) = params
+                .get("requestId")
+                .filter(|r| r.is_string() || r.is_number())
+            {
+                let _ = crate::executions::cancel_request(cx, &rpc_id(&s.id_hash, rid)).await;
+            }
+        }
         return HttpResponse::empty(202);
     };
     if method == "ping" && caller.session.is_none() {
@@ -160,6 +169,10 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             let e = auth::session_gone();
             audit_failure(cx, req, entry.as_ref(), method, sid, &e).await;
             return rpc_error(Some(id), &e);
+        }
+        // A streamed run of this session sends its logs at the level the session asked for.
+        if let Some(level) = s.log_level.as_deref() {
+            cx.dispatch.session_log_level(level);
         }
     }
     let (resp, failed) = method_call(
@@ -371,6 +384,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         },
         "tools/call" => match require(identity) {
             Ok(who) => {
+                let rpc_id = session.map(|s| rpc_id(&s.id_hash, &id));
                 let call = tools::Call {
                     who: &who,
                     session_hash: session.map(|s| s.id_hash.as_str()),
@@ -378,11 +392,19 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     stateless_req: stateless.then_some(req),
                     request_id: req.header("x-request-id"),
                     input: asked,
+                    rpc_id: rpc_id.as_deref(),
                 };
                 return call_tool(cx, Ok(&call), id, params, families).await;
             }
             // Signing in needs no credentials (`Need::Anyone`); anything else does.
             Err(e) => return call_tool(cx, Err(e), id, params, families).await,
+        },
+        "logging/setLevel" => match (require(identity), session) {
+            (Ok(_), Some(s)) => set_log_level(cx, s, params).await,
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(Error::invalid_params(
+                "logging/setLevel needs a session (MCP-Session-Id): the level is the session's",
+            )),
         },
         "completion/complete" => match require(identity) {
             Ok(who) => {
@@ -393,6 +415,7 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                     stateless_req: None,
                     request_id: req.header("x-request-id"),
                     input: None,
+                    rpc_id: None,
                 };
                 tools::resources::complete(cx, &call, params).await
             }
@@ -407,6 +430,28 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
         Ok(v) => (ok(Some(id), v), None),
         Err(e) => (rpc_error(Some(id), &e), Some(e)),
     }
+}
+
+/// How a session's request is named in its runs' records: `<session hash>:<JSON-RPC id>`.
+fn rpc_id(session_hash: &str, id: &Json) -> String {
+    format!("{session_hash}:{id}")
+}
+
+/// `logging/setLevel`: the session keeps the level (in SQL); `{}`.
+async fn set_log_level<D: Db, X: Dispatch, E: Env>(
+    cx: &Context<D, X, E>,
+    session: &sessions::Session,
+    params: &Json,
+) -> Result<Json> {
+    let level = params.get("level").and_then(Json::as_str).unwrap_or("");
+    if sessions::severity(level).is_none() {
+        return Err(Error::invalid_params(format!(
+            "`level` must be one of {}",
+            sessions::LEVELS.join(", ")
+        )));
+    }
+    sessions::set_log_level(&cx.db, &session.id_hash, level).await?;
+    Ok(json!({}))
 }
 
 async fn initialize<D: Db, X: Dispatch, E: Env>(
@@ -456,6 +501,8 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
         "prompts": { "listChanged": false },
         "resources": { "subscribe": false, "listChanged": false },
         "completions": {},
+        // A streamed tools/call sends its run's log lines at the level set here.
+        "logging": {},
     });
     let result = json!({
         "protocolVersion": version,
@@ -529,6 +576,7 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                         stateless_req: None,
                         request_id: req.header("x-request-id"),
                         input: None,
+                        rpc_id: None,
                     };
                     if let Some(v) = tools::resources::read(cx, &call, uri).await? {
                         return Ok(v);

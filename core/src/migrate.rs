@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../migrations/0016_fewer_pages_per_run.sql"),
     ),
+    (17, include_str!("../../migrations/0017_streaming.sql")),
 ];
 
 /// The newest schema version this build knows.

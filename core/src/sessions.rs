@@ -14,6 +14,8 @@ pub struct Session {
     pub key_id: Option<String>,
     /// The negotiated protocol version.
     pub protocol_version: String,
+    /// The log level it asked for (`logging/setLevel`), if any.
+    pub log_level: Option<String>,
 }
 
 /// Starts a session and returns its id (shown only in the `initialize` response header).
@@ -50,7 +52,7 @@ pub async fn touch(db: &impl Db, id: &str, now_ms: u64, ttl_ms: u64) -> Result<O
 /// The statement of [`touch`], to send in a batch; [`touched`] reads its rows.
 pub fn touch_stmt(id: &str, now_ms: u64, ttl_ms: u64) -> Stmt {
     Stmt::new(
-        "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version",
+        "UPDATE sessions SET expires_at = ?1 + ?2 WHERE id_hash = ?3 AND expires_at > ?1 RETURNING key_id, protocol_version, log_level",
         vec![
             Value::Integer(now_ms as i64),
             Value::Integer(ttl_ms as i64),
@@ -65,7 +67,35 @@ pub fn touched(id: &str, rows: &Rows) -> Option<Session> {
         id_hash: id_hash(id),
         key_id: r.opt_text("key_id"),
         protocol_version: r.text("protocol_version"),
+        log_level: r.opt_text("log_level"),
     })
+}
+
+/// Keeps the log level session `id_hash` asked for (`logging/setLevel`), one statement.
+pub async fn set_log_level(db: &impl Db, id_hash: &str, level: &str) -> Result<()> {
+    db.query(
+        "UPDATE sessions SET log_level = ?1 WHERE id_hash = ?2",
+        &[level.into(), id_hash.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// MCP's log levels (RFC 5424's), least severe first.
+pub const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// How severe `level` is (its index in [`LEVELS`]), if it is one.
+pub fn severity(level: &str) -> Option<usize> {
+    LEVELS.iter().position(|l| *l == level)
 }
 
 /// How a session id is stored (the id itself never is).

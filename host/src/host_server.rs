@@ -9,6 +9,7 @@
 
 use crate::service::HostApi;
 use crate::spin_runner::limits::{request_id, ConnGate, ServeLimits};
+use crate::spin_runner::StreamedBody;
 use anyhow::{Context, Result};
 use base64::Engine;
 use bytes::Bytes;
@@ -250,11 +251,11 @@ impl HostServer {
         &self,
         req: http::Request<hyper::body::Incoming>,
         body_timeout: Duration,
-    ) -> http::Response<Bytes> {
+    ) -> http::Response<StreamedBody> {
         let (parts, body) = req.into_parts();
         let claimed = match self.check_token(&parts) {
             Ok(c) => c,
-            Err(r) => return close(r),
+            Err(r) => return whole(close(r)),
         };
         let declared = parts
             .headers
@@ -262,52 +263,59 @@ impl HostServer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return close(error(
+            return whole(close(error(
                 HostErrorKind::TooLarge,
                 format!("request body over {MAX_BODY} bytes"),
-            ));
+            )));
         }
         let body = match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY).collect())
             .await
         {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return close(error(
+                return whole(close(error(
                     HostErrorKind::TooLarge,
                     format!("request body over {MAX_BODY} bytes"),
-                ));
+                )));
             }
             Ok(Err(e)) => {
                 tracing::debug!("reading request body: {e}");
-                return close(error(
+                return whole(close(error(
                     HostErrorKind::BadRequest,
                     "the request body could not be read",
-                ));
+                )));
             }
             Err(_) => {
                 tracing::warn!("refused 408: request body not received in time");
-                return close(error(
+                return whole(close(error(
                     HostErrorKind::Timeout,
                     "the request body was not received in time",
-                ));
+                )));
             }
         };
         let req = http::Request::from_parts(parts, body);
         if let Err(r) = Self::check_binding(&claimed, &req) {
-            return r;
+            return whole(r);
         }
         self.respond(req).await
     }
 
-    async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
-        // A run is handed over opened, not written back to JSON with its secrets in clear.
+    async fn respond(&self, req: http::Request<Bytes>) -> http::Response<StreamedBody> {
+        // A run is handed over opened, not written back to JSON with its secrets in clear;
+        // streamed (its stderr lines as they come, then its answer) when the router asks.
         if req.method() == http::Method::POST && req.uri().path() == cyfr_core::host_api::RUN_PATH {
+            let streamed = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(cyfr_core::host_api::RUN_STREAM));
             return match self.unseal(req.body()) {
-                Ok(run) => self.api.run(run).await,
-                Err(r) => r,
+                Ok(run) if streamed => self.api.run_streamed(run).await,
+                Ok(run) => whole(self.api.run(run).await),
+                Err(r) => whole(r),
             };
         }
-        self.api.respond(req).await
+        whole(self.api.respond(req).await)
     }
 
     /// Serves until `shutdown` resolves, under the connection caps and read deadlines of
@@ -401,7 +409,7 @@ impl HostServer {
                     if let Ok(v) = http::HeaderValue::from_str(&rid) {
                         resp.headers_mut().insert("x-request-id", v);
                     }
-                    Ok::<_, Infallible>(resp.map(Full::new))
+                    Ok::<_, Infallible>(resp)
                 }
             });
         let _ = hyper::server::conn::http1::Builder::new()
@@ -410,6 +418,11 @@ impl HostServer {
             .serve_connection(TokioIo::new(io), service)
             .await;
     }
+}
+
+/// A whole answer as the (possibly streamed) body type every answer here has.
+fn whole(resp: http::Response<Bytes>) -> http::Response<StreamedBody> {
+    resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
 }
 
 /// Marks a response as the connection's last: its request body was not (fully) read.

@@ -13,6 +13,7 @@ pub(crate) mod guest_error;
 pub mod host_server;
 pub mod keyring;
 pub(crate) mod recovery;
+mod run_stream;
 pub mod service;
 pub mod spin_runner;
 pub mod tls;

@@ -43,6 +43,11 @@ impl HostApi {
         }
     }
 
+    /// The executor runs go to.
+    pub(crate) fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+
     /// Answers one host API request.
     pub async fn respond(&self, req: http::Request<Bytes>) -> http::Response<Bytes> {
         let path = req.uri().path().to_string();
@@ -104,13 +109,28 @@ impl HostApi {
     /// (the router redacts its own answer again); refused outbound requests are appended to
     /// stderr as `cyfr egress: refused …` lines.
     pub(crate) async fn run(&self, run: RunRequest) -> http::Response<Bytes> {
-        let guest = match self.guest_of(&run) {
-            Ok(guest) => guest,
-            Err((kind, message)) => return error(kind, message),
-        };
+        match self.execute(run, None).await {
+            Ok(resp) => json(200, &resp),
+            Err(e) => error(e.code, e.message),
+        }
+    }
+
+    /// [`HostApi::run`]'s run: its answer, or the error its answer's status carries. With
+    /// `tap`, every byte the guest writes to stderr is also sent there as it is written.
+    pub(crate) async fn execute(
+        &self,
+        run: RunRequest,
+        tap: Option<crate::executor::StderrTap>,
+    ) -> Result<RunResponse, HostError> {
+        let guest = self
+            .guest_of(&run)
+            .map_err(|(code, message)| HostError { code, message })?;
         if !self.executor.has_artifact(&run.digest) {
             let message = format!("no artifact {}", run.digest);
-            return error(HostErrorKind::ArtifactMissing, message);
+            return Err(HostError {
+                code: HostErrorKind::ArtifactMissing,
+                message,
+            });
         }
         let scrub = Scrub::new(&run, &guest);
         let limits = limits_of(&run.limits);
@@ -127,6 +147,7 @@ impl HostApi {
                 input: &run.input,
                 limits: &limits,
                 guest: guest.as_guest(),
+                stderr_tap: tap.as_ref(),
             };
             let result = executor.run_async(spec, &mut left).await;
             (result, left)
@@ -147,10 +168,10 @@ impl HostApi {
                 }
             }
             Ok((Err(ExecError::ArtifactMissing { digest }), _)) => {
-                return error(
-                    HostErrorKind::ArtifactMissing,
-                    format!("no artifact {digest}"),
-                )
+                return Err(HostError {
+                    code: HostErrorKind::ArtifactMissing,
+                    message: format!("no artifact {digest}"),
+                })
             }
             Ok((Err(e), left)) => {
                 // A failed run keeps what its guest wrote and what it was refused.
@@ -170,13 +191,13 @@ impl HostApi {
                 }
             }
             Err(join) => {
-                return error(
-                    HostErrorKind::HostPanic,
-                    format!("execution task failed: {join}"),
-                )
+                return Err(HostError {
+                    code: HostErrorKind::HostPanic,
+                    message: format!("execution task failed: {join}"),
+                })
             }
         };
-        json(200, &resp)
+        Ok(resp)
     }
 
     /// The world a run asks for, with what it is given: a catalyst needs its egress policy
@@ -230,6 +251,15 @@ impl InternalService for HostApi {
     ) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>> {
         let api = self.clone();
         Box::pin(async move { api.respond(req).await })
+    }
+
+    fn handle_streaming(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<crate::spin_runner::StreamedBody>> + Send>>
+    {
+        let api = self.clone();
+        Box::pin(async move { api.respond_streaming(req).await })
     }
 }
 
@@ -340,7 +370,7 @@ impl Scrub {
 }
 
 /// The opened values a run's input holds (base64 on the wire).
-fn opened_values(redact: &[String]) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+pub(crate) fn opened_values(redact: &[String]) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
     redact
         .iter()
         .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())

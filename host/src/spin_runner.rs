@@ -104,7 +104,35 @@ pub trait InternalService: Send + Sync + 'static {
         &self,
         req: http::Request<Bytes>,
     ) -> Pin<Box<dyn Future<Output = http::Response<Bytes>> + Send>>;
+
+    /// Answers one request whose answer may stream (a run the router asked to have
+    /// streamed); by default [`InternalService::handle`]'s answer, whole.
+    fn handle_streaming(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<StreamedBody>> + Send>> {
+        let whole = self.handle(req);
+        Box::pin(async move {
+            whole
+                .await
+                .map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
+        })
+    }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of an answer to a client: whole, or the router's event stream as it is written.
+pub type RouterBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The router's answer: buffered, or an event stream going out as it is written.
+enum RouterAnswer {
+    Whole(http::Response<Bytes>),
+    Stream(http::Response<RouterBody>),
+}
+
+/// A response body that may arrive in pieces (a streamed run, a streamed router answer).
+pub type StreamedBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// Runs `router.wasm` as Spin would: one compiled component, a fresh instance per request.
 ///
@@ -319,15 +347,33 @@ impl SpinRunner {
         req: http::Request<Bytes>,
         peer: SocketAddr,
     ) -> anyhow::Result<http::Response<Bytes>> {
+        match self.answer(req, peer, false).await? {
+            RouterAnswer::Whole(r) => Ok(r),
+            RouterAnswer::Stream(_) => anyhow::bail!("a buffered answer streamed"),
+        }
+    }
+
+    /// [`SpinRunner::handle`], except that with `may_stream` an event stream
+    /// (`text/event-stream`) the router sets goes out as the router writes it.
+    async fn answer(
+        &self,
+        req: http::Request<Bytes>,
+        peer: SocketAddr,
+        may_stream: bool,
+    ) -> anyhow::Result<RouterAnswer> {
         if req.body().len() > MAX_REQUEST_BODY {
-            return Ok(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
+            return Ok(RouterAnswer::Whole(simple_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )));
         }
         let req = match prepare_request(req, peer) {
             Ok(r) => r,
             // The client's Host (or path) cannot form a URL: its fault, not ours.
             Err(e) => {
                 tracing::debug!(peer = %peer.ip(), "bad request: {e}");
-                return Ok(simple_response(StatusCode::BAD_REQUEST));
+                return Ok(RouterAnswer::Whole(simple_response(
+                    StatusCode::BAD_REQUEST,
+                )));
             }
         };
 
@@ -340,7 +386,9 @@ impl SpinRunner {
                 Ok(Ok(p)) => p,
                 _ => {
                     tracing::warn!(peer = %peer.ip(), "router instance pool exhausted");
-                    return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
+                    return Ok(RouterAnswer::Whole(simple_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    )));
                 }
             };
         let mut store = self.new_store();
@@ -348,7 +396,9 @@ impl SpinRunner {
             Ok(proxy) => proxy,
             Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
                 tracing::warn!(peer = %peer.ip(), "router instance pool exhausted: {e}");
-                return Ok(simple_response(StatusCode::SERVICE_UNAVAILABLE));
+                return Ok(RouterAnswer::Whole(simple_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )));
             }
             Err(e) => return Err(anyhow::Error::from(e).context("instantiating the router")),
         };
@@ -373,7 +423,7 @@ impl SpinRunner {
             .in_current_span(),
         );
 
-        buffered_response(rx, guest).await
+        buffered_response(rx, guest, may_stream).await
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, one task per connection.
@@ -464,15 +514,20 @@ impl SpinRunner {
         &self,
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
-    ) -> http::Response<Full<Bytes>> {
+    ) -> http::Response<RouterBody> {
         let rid = limits::request_id(req.headers().get("x-request-id"));
         let span = tracing::info_span!("request", request_id = %rid, peer = %peer.ip());
-        let mut resp = self.serve_one_inner(req, peer, &rid).instrument(span).await;
+        let mut resp = match self.serve_one_inner(req, peer, &rid).instrument(span).await {
+            RouterAnswer::Whole(r) => {
+                r.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync())
+            }
+            RouterAnswer::Stream(r) => r,
+        };
         if let Ok(v) = HeaderValue::from_str(&rid) {
             resp.headers_mut()
                 .insert(HeaderName::from_static("x-request-id"), v);
         }
-        resp.map(Full::new)
+        resp
     }
 
     async fn serve_one_inner(
@@ -480,7 +535,7 @@ impl SpinRunner {
         mut req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
         rid: &str,
-    ) -> http::Response<Bytes> {
+    ) -> RouterAnswer {
         // Requests without credentials are rate-limited per peer before anything else runs
         // (SQL, a router instance): anonymous floods cost a map lookup.
         if !req.headers().contains_key(http::header::AUTHORIZATION) {
@@ -490,7 +545,7 @@ impl SpinRunner {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 r.headers_mut()
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                return r;
+                return RouterAnswer::Whole(r);
             }
         }
         let declared = req
@@ -499,7 +554,7 @@ impl SpinRunner {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
-            return close(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
+            return RouterAnswer::Whole(close(simple_response(StatusCode::PAYLOAD_TOO_LARGE)));
         }
         // The router sees the id this request is logged under.
         if let Ok(v) = HeaderValue::from_str(rid) {
@@ -516,25 +571,25 @@ impl SpinRunner {
         let body = match read {
             Ok(Ok(body)) => body.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return close(simple_response(StatusCode::PAYLOAD_TOO_LARGE));
+                return RouterAnswer::Whole(close(simple_response(StatusCode::PAYLOAD_TOO_LARGE)));
             }
             Ok(Err(e)) => {
                 tracing::debug!("reading request body: {e}");
-                return close(simple_response(StatusCode::BAD_REQUEST));
+                return RouterAnswer::Whole(close(simple_response(StatusCode::BAD_REQUEST)));
             }
             Err(_) => {
                 tracing::warn!("refused 408: request body not received in time");
-                return close(simple_response(StatusCode::REQUEST_TIMEOUT));
+                return RouterAnswer::Whole(close(simple_response(StatusCode::REQUEST_TIMEOUT)));
             }
         };
         match self
-            .handle(http::Request::from_parts(parts, body), peer)
+            .answer(http::Request::from_parts(parts, body), peer, true)
             .await
         {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!("router request failed: {e:?}");
-                simple_response(StatusCode::INTERNAL_SERVER_ERROR)
+                RouterAnswer::Whole(simple_response(StatusCode::INTERNAL_SERVER_ERROR))
             }
         }
     }
@@ -695,15 +750,32 @@ fn prepare_request(
 async fn buffered_response<B, E>(
     rx: tokio::sync::oneshot::Receiver<Result<http::Response<B>, E>>,
     guest: tokio::task::JoinHandle<wasmtime::Result<()>>,
-) -> anyhow::Result<http::Response<Bytes>>
+    may_stream: bool,
+) -> anyhow::Result<RouterAnswer>
 where
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::fmt::Display,
     E: std::fmt::Debug,
 {
     match rx.await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
+            let events = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+            if may_stream && events {
+                // Goes out as the router writes it; the guest task runs on. A client that
+                // leaves drops the body, so the router's next write fails (and it cancels
+                // the run it streams). A guest that fails mid-stream cuts the stream short.
+                let body = body
+                    .map_err(|e| -> BoxError { e.to_string().into() })
+                    .boxed_unsync();
+                drop(guest);
+                return Ok(RouterAnswer::Stream(http::Response::from_parts(
+                    parts, body,
+                )));
+            }
             let body = body
                 .collect()
                 .await
@@ -721,7 +793,7 @@ where
             // The body is buffered: hyper sets the length.
             parts.headers.remove(http::header::CONTENT_LENGTH);
             parts.headers.remove(http::header::TRANSFER_ENCODING);
-            Ok(http::Response::from_parts(parts, body))
+            Ok(RouterAnswer::Whole(http::Response::from_parts(parts, body)))
         }
         Ok(Err(code)) => {
             // Let the guest task finish (it normally already has).

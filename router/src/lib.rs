@@ -8,14 +8,21 @@
 use cyfr_core::app::App;
 use cyfr_core::config::{Config, VARIABLES};
 use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
+use cyfr_core::dispatch::Chunks;
 use cyfr_core::env::Env;
 use cyfr_core::hosts::{self, Answer, HostPool, OutboundRequest, SendError, Transport};
 use cyfr_core::http::HttpRequest;
-use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use cyfr_core::stream::{self, Closed, Streaming};
+use futures::{SinkExt, StreamExt};
+use spin_sdk::http::{
+    IncomingResponse, Method, OutgoingResponse, Request, Response, ResponseOutparam,
+};
 use spin_sdk::sqlite3::{self, Connection};
+use std::cell::RefCell;
+use std::pin::Pin;
 
 #[spin_sdk::http_component]
-async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
+async fn handle(req: Request, out: ResponseOutparam) {
     let config = match Config::from_lookup(|name| {
         VARIABLES
             .contains(&name)
@@ -23,19 +30,85 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             .flatten()
     }) {
         Ok(c) => c,
-        Err(e) => return Ok(text(500, &format!("cyfr router misconfigured: {e}"))),
+        Err(e) => return whole(out, text(500, &format!("cyfr router misconfigured: {e}"))).await,
     };
     // Opened on the first statement: `/health` and refusals before any SQL open nothing.
     let db = SpinDb(std::cell::OnceCell::new(), std::cell::OnceCell::new());
-    let dispatch = HostPool::new(&config, SpinTransport, WasiEnv);
+    let req = to_core(req);
+    // A `tools/call` whose client accepts an event stream streams its run's events; the
+    // outparam is set by the first one (or, when none came, by the whole answer below).
+    let sink = SpinSink {
+        head: stream::head(&config, &req),
+        out: RefCell::new(Some(out)),
+        body: RefCell::new(None),
+    };
+    let wanted = stream::wanted(&req);
+    let dispatch = Streaming::new(HostPool::new(&config, SpinTransport, WasiEnv), sink, wanted);
     let app = App::new(db, dispatch, WasiEnv, config);
-    let resp = app.handle(to_core(req)).await;
-    let mut b = Response::builder();
-    b.status(resp.status);
-    for (k, v) in resp.headers {
-        b.header(k, v);
+    let resp = app.handle(req).await;
+    match app.dispatch.tail(&resp) {
+        Some(tail) => {
+            if !tail.is_empty() {
+                let _ = cyfr_core::stream::Sink::send(app.dispatch.sink(), &tail).await;
+            }
+            // Dropping the body ends the stream.
+        }
+        None => {
+            let Some(out) = app.dispatch.sink().out.take() else {
+                return;
+            };
+            let mut b = Response::builder();
+            b.status(resp.status);
+            for (k, v) in resp.headers {
+                b.header(k, v);
+            }
+            whole(out, b.body(resp.body).build()).await
+        }
     }
-    Ok(b.body(resp.body).build())
+}
+
+/// Sends `resp` as the whole answer.
+async fn whole(out: ResponseOutparam, mut resp: Response) {
+    let body = std::mem::take(resp.body_mut());
+    match OutgoingResponse::try_from(resp) {
+        Ok(r) => {
+            if let Err(e) = out.set_with_body(r, body).await {
+                eprintln!("cyfr router: could not send the response: {e}");
+            }
+        }
+        Err(e) => eprintln!("cyfr router: could not convert the response: {e}"),
+    }
+}
+
+type BodySink = Pin<Box<dyn futures::Sink<Vec<u8>, Error = ()>>>;
+
+/// The response as an event stream: the head goes out with the first write.
+struct SpinSink {
+    head: Vec<(String, String)>,
+    out: RefCell<Option<ResponseOutparam>>,
+    body: RefCell<Option<BodySink>>,
+}
+
+impl cyfr_core::stream::Sink for SpinSink {
+    async fn send(&self, bytes: &[u8]) -> Result<(), Closed> {
+        if let Some(out) = self.out.take() {
+            let mut b = Response::builder();
+            b.status(200);
+            for (k, v) in &self.head {
+                b.header(k.as_str(), v.as_str());
+            }
+            let resp =
+                OutgoingResponse::try_from(b.body(Vec::new()).build()).map_err(|_| Closed)?;
+            let body: BodySink = Box::pin(resp.take_body().sink_map_err(|_| ()));
+            out.set(resp);
+            self.body.replace(Some(body));
+        }
+        // Taken out for the write: no borrow is held across the await.
+        let mut body = self.body.take().ok_or(Closed)?;
+        let sent = body.send(bytes.to_vec()).await;
+        self.body.replace(Some(body));
+        sent.map_err(|_| Closed)
+    }
 }
 
 fn text(status: u16, msg: &str) -> Response {
@@ -198,6 +271,46 @@ impl Transport for SpinTransport {
             }),
             Err(e) => Err(classify(e)),
         }
+    }
+
+    async fn send_streamed(
+        &self,
+        req: OutboundRequest,
+        chunks: &impl Chunks,
+    ) -> Result<Answer, SendError> {
+        let method = match req.method {
+            hosts::Method::Get => Method::Get,
+            hosts::Method::Post => Method::Post,
+            hosts::Method::Put => Method::Put,
+        };
+        let mut b = Request::builder();
+        b.method(method).uri(req.url);
+        for (name, value) in req.headers {
+            b.header(name, value);
+        }
+        let resp = spin_sdk::http::send::<_, IncomingResponse>(b.body(req.body).build())
+            .await
+            .map_err(classify)?;
+        let status = resp.status();
+        if status != 200 {
+            let body = resp
+                .into_body()
+                .await
+                .map_err(|e| SendError::Failed(format!("reading the host's answer: {e}")))?;
+            return Ok(Answer { status, body });
+        }
+        // The body as it arrives: a streamed run's events.
+        let mut stream = resp.take_body_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| SendError::Failed(format!("reading the host's answer: {e}")))?;
+            chunks.chunk(&chunk).await;
+        }
+        drop(resp);
+        Ok(Answer {
+            status,
+            body: Vec::new(),
+        })
     }
 }
 

@@ -26,6 +26,7 @@ pub const GUESTS: &[&str] = &[
     // tests/fixtures/
     "memory-bomb",
     "endless-loop",
+    "slow-progress",
     "catalyst-probe",
     "formula-probe",
     // the MCP conformance suite's fixture tools (scripts/mcp-check.sh registers them)

@@ -18,6 +18,7 @@ mod mtls;
 mod net;
 mod sealed;
 mod secrets;
+mod streaming;
 mod tools;
 mod transport;
 mod worker;

@@ -14,10 +14,10 @@ pub use seal::{run_body, seal, EnvRng};
 pub use token::{claims, sign, TOKEN_TTL_S};
 
 use crate::config::Config;
-use crate::dispatch::{Dispatch, DispatchError};
+use crate::dispatch::{Chunks, Dispatch, DispatchError, RunEvents};
 use crate::env::{random_token, Env};
 use crate::host_api::{self, HostTarget, LoadRequest, LoadedComponent, RunRequest, RunResponse};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 /// A host runs can go to.
 #[derive(Clone, Debug)]
@@ -112,8 +112,39 @@ impl<T: Transport, E: Env> HostPool<T, E> {
         content_type: &str,
         jti: &str,
     ) -> Result<Answer, SendError> {
-        let req = self.request(idx, method, path, body, content_type, jti);
-        self.transport.send(req).await
+        self.send_with(
+            idx,
+            method,
+            path,
+            body,
+            content_type,
+            jti,
+            None::<&NoChunks>,
+        )
+        .await
+    }
+
+    /// Sends to one host; with `chunks`, asks for a streamed run answer and hands it over
+    /// as it arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_with(
+        &self,
+        idx: usize,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        jti: &str,
+        chunks: Option<&impl Chunks>,
+    ) -> Result<Answer, SendError> {
+        let mut req = self.request(idx, method, path, body, content_type, jti);
+        match chunks {
+            Some(c) => {
+                req.headers.push(("accept", host_api::RUN_STREAM.into()));
+                self.transport.send_streamed(req, c).await
+            }
+            None => self.transport.send(req).await,
+        }
     }
 
     /// Tries the hosts in turn from the one after the last, until one takes the request;
@@ -126,12 +157,26 @@ impl<T: Transport, E: Env> HostPool<T, E> {
         content_type: &str,
         jti: &str,
     ) -> Result<Answer, DispatchError> {
+        self.call_with(method, path, body, content_type, jti, None::<&NoChunks>)
+            .await
+    }
+
+    /// [`HostPool::call`], the answer handed to `chunks` as it arrives when given.
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Fn(usize) -> Result<Vec<u8>, DispatchError>,
+        content_type: &str,
+        jti: &str,
+        chunks: Option<&impl Chunks>,
+    ) -> Result<Answer, DispatchError> {
         let n = self.hosts.len();
         let first = (self.last.get() + 1) % n;
         for i in 0..n {
             let idx = (first + i) % n;
             match self
-                .send(idx, method, path, body(idx)?, content_type, jti)
+                .send_with(idx, method, path, body(idx)?, content_type, jti, chunks)
                 .await
             {
                 Ok(answer) => {
@@ -165,12 +210,143 @@ impl<T: Transport, E: Env> HostPool<T, E> {
             })
     }
 
+    /// The run sent again to the host the last run went to; with `lines`, a `200`
+    /// answer streamed into them.
+    async fn again<R: RunEvents>(
+        &self,
+        req: &RunRequest,
+        lines: Option<&RunLines<'_, R>>,
+    ) -> Result<Answer, DispatchError> {
+        let body = self.run_body(self.last.get(), req)?;
+        // A fresh token id: the first attempt's was used, and this run never started.
+        let jti = format!("{}-retry", req.execution_id);
+        self.send_with(
+            self.last.get(),
+            Method::Post,
+            host_api::RUN_PATH,
+            body,
+            "application/json",
+            &jti,
+            lines,
+        )
+        .await
+        .map_err(|e| match e {
+            SendError::Failed(text) => DispatchError::Unreachable(text),
+            SendError::NotSent(_) => DispatchError::Unreachable("the host went away".into()),
+        })
+    }
+
     fn nonce(&self) -> String {
         random_token(&self.env, 16)
     }
 
     fn run_body(&self, idx: usize, req: &RunRequest) -> Result<Vec<u8>, DispatchError> {
         run_body(&self.env, self.hosts[idx].remote.as_ref(), req)
+    }
+}
+
+/// The chunks of nothing: the unstreamed sends.
+struct NoChunks;
+
+impl Chunks for NoChunks {
+    async fn chunk(&self, _: &[u8]) {}
+}
+
+/// A streamed run answer read line by line: logs and ticks go to the run's events as they
+/// arrive; the last `done` (or `error`) line is the answer.
+struct RunLines<'a, R> {
+    events: &'a R,
+    /// The bytes of a line not yet ended.
+    partial: RefCell<Vec<u8>>,
+    end: RefCell<Option<Result<RunResponse, DispatchError>>>,
+}
+
+/// Longest line of a streamed answer kept whole (a `done` line carries the logs).
+const MAX_STREAM_LINE: usize = 16 << 20;
+
+/// The events of an unstreamed send: none.
+struct NoEvents;
+
+impl RunEvents for NoEvents {
+    async fn line(&self, _: &str) {}
+    async fn tick(&self) {}
+}
+
+impl<'a, R: RunEvents> RunLines<'a, R> {
+    fn new(events: &'a R) -> Self {
+        RunLines {
+            events,
+            partial: RefCell::new(Vec::new()),
+            end: RefCell::new(None),
+        }
+    }
+}
+
+impl<R: RunEvents> RunLines<'_, R> {
+    async fn line(&self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return;
+        }
+        match serde_json::from_slice::<host_api::RunEvent>(line) {
+            Ok(host_api::RunEvent::Log(text)) => self.events.line(&text).await,
+            Ok(host_api::RunEvent::Tick(_)) => self.events.tick().await,
+            Ok(host_api::RunEvent::Done(resp)) => *self.end.borrow_mut() = Some(Ok(resp)),
+            Ok(host_api::RunEvent::Error(e)) => {
+                *self.end.borrow_mut() = Some(Err(host_error(
+                    500,
+                    &serde_json::to_vec(&e).unwrap_or_default(),
+                )))
+            }
+            Err(e) => {
+                // A host that does not stream answers one `RunResponse`, as before.
+                *self.end.borrow_mut() =
+                    Some(serde_json::from_slice::<RunResponse>(line).map_err(|_| {
+                        DispatchError::Unreachable(format!(
+                            "bad streamed run response from host: {e}"
+                        ))
+                    }))
+            }
+        }
+    }
+
+    /// The answer, once the stream has ended.
+    async fn finish(self) -> Result<RunResponse, DispatchError> {
+        let rest = std::mem::take(&mut *self.partial.borrow_mut());
+        self.line(&rest).await;
+        self.end.into_inner().unwrap_or_else(|| {
+            Err(DispatchError::Unreachable(
+                "the host's streamed run response ended without its result".into(),
+            ))
+        })
+    }
+}
+
+impl<R: RunEvents> Chunks for RunLines<'_, R> {
+    async fn chunk(&self, bytes: &[u8]) {
+        self.partial.borrow_mut().extend_from_slice(bytes);
+        loop {
+            // Take one whole line out before awaiting: no borrow is held across the await.
+            let line = {
+                let mut partial = self.partial.borrow_mut();
+                match partial.iter().position(|b| *b == b'\n') {
+                    Some(at) => {
+                        let rest = partial.split_off(at + 1);
+                        std::mem::replace(&mut *partial, rest)
+                    }
+                    None => {
+                        if partial.len() > MAX_STREAM_LINE {
+                            partial.clear();
+                            *self.end.borrow_mut() = Some(Err(DispatchError::Unreachable(
+                                "a streamed run response line is too long".into(),
+                            )));
+                        }
+                        return;
+                    }
+                }
+            };
+            self.line(&line[..line.len() - 1]).await;
+        }
     }
 }
 
@@ -217,6 +393,28 @@ impl<T: Transport, E: Env> Dispatch for HostPool<T, E> {
         run_response(answer)
     }
 
+    async fn run_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let lines = RunLines::new(events);
+        let answer = self
+            .call_with(
+                Method::Post,
+                host_api::RUN_PATH,
+                |idx| self.run_body(idx, req),
+                "application/json",
+                &req.execution_id,
+                Some(&lines),
+            )
+            .await?;
+        if answer.status != 200 {
+            return Err(host_error(answer.status, &answer.body));
+        }
+        lines.finish().await
+    }
+
     async fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<(), DispatchError> {
         // To the host that just said it lacks the artifact.
         let path = format!("{}{}", host_api::ARTIFACT_PATH, digest);
@@ -238,19 +436,20 @@ impl<T: Transport, E: Env> Dispatch for HostPool<T, E> {
     }
 
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
-        let body = self.run_body(self.last.get(), req)?;
-        // A fresh token id: the first attempt's was used, and this run never started.
-        let answer = self
-            .send_to_last(
-                Method::Post,
-                host_api::RUN_PATH,
-                body,
-                "application/json",
-                &format!("{}-retry", req.execution_id),
-                "the host went away",
-            )
-            .await?;
-        run_response(answer)
+        run_response(self.again(req, None::<&RunLines<'_, NoEvents>>).await?)
+    }
+
+    async fn run_again_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let lines = RunLines::new(events);
+        let answer = self.again(req, Some(&lines)).await?;
+        if answer.status != 200 {
+            return Err(host_error(answer.status, &answer.body));
+        }
+        lines.finish().await
     }
 
     async fn cancel(&self, execution_id: &str) -> Result<bool, DispatchError> {

@@ -57,6 +57,33 @@ impl Transport for Recorder {
         self.sent.borrow_mut().push(req);
         scripted.unwrap_or_else(|| Ok(completed()))
     }
+    /// The body in 7-byte pieces: lines arrive cut anywhere.
+    async fn send_streamed(
+        &self,
+        req: OutboundRequest,
+        chunks: &impl crate::dispatch::Chunks,
+    ) -> Result<Answer, SendError> {
+        let mut answer = self.send(req).await?;
+        if answer.status == 200 {
+            for piece in std::mem::take(&mut answer.body).chunks(7) {
+                chunks.chunk(piece).await;
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// What a streamed run reported.
+#[derive(Default)]
+struct Heard(RefCell<Vec<String>>);
+
+impl crate::dispatch::RunEvents for Heard {
+    async fn line(&self, line: &str) {
+        self.0.borrow_mut().push(line.to_string());
+    }
+    async fn tick(&self) {
+        self.0.borrow_mut().push("<tick>".into());
+    }
 }
 
 fn completed() -> Answer {
@@ -447,4 +474,65 @@ fn tokens_are_what_jsonwebtoken_signs() {
     )
     .unwrap();
     assert_eq!(ours, theirs);
+}
+
+#[test]
+fn a_streamed_run_reports_its_lines_and_ticks_in_order_then_answers() {
+    let pool = local_pool();
+    let body = [
+        r#"{"log":"step 1"}"#,
+        r#"{"tick":1}"#,
+        r#"{"log":"cyfr:progress {\"progress\":2}"}"#,
+        r#"{"done":{"status":"completed","output":"{\"n\":2}","duration_ms":5}}"#,
+    ]
+    .join("\n");
+    pool.transport().answer(
+        "http://host.cyfr.internal",
+        Ok(Answer {
+            status: 200,
+            body: body.into_bytes(),
+        }),
+    );
+    let heard = Heard::default();
+    let resp = block_on(pool.run_streamed(&run_request("e1"), &heard)).unwrap();
+    assert_eq!(resp.output.as_deref(), Some(r#"{"n":2}"#));
+    assert_eq!(
+        *heard.0.borrow(),
+        ["step 1", "<tick>", r#"cyfr:progress {"progress":2}"#]
+    );
+    let sent = &pool.transport().sent.borrow()[0];
+    assert_eq!(sent.header("accept"), Some(host_api::RUN_STREAM));
+}
+
+#[test]
+fn a_streamed_run_from_a_host_that_does_not_stream_is_its_one_answer() {
+    let pool = local_pool();
+    let heard = Heard::default();
+    let resp = block_on(pool.run_streamed(&run_request("e2"), &heard)).unwrap();
+    assert_eq!(resp.output.as_deref(), Some("{}"));
+    assert!(heard.0.borrow().is_empty());
+}
+
+#[test]
+fn a_stream_that_ends_without_its_answer_is_unreachable_and_an_error_line_is_the_hosts() {
+    let pool = local_pool();
+    let h = "http://host.cyfr.internal";
+    let cut = Answer {
+        status: 200,
+        body: b"{\"log\":\"a\"}\n{\"tick\":1}\n".to_vec(),
+    };
+    pool.transport().answer(h, Ok(cut));
+    let heard = Heard::default();
+    let r = block_on(pool.run_streamed(&run_request("e3"), &heard));
+    assert!(matches!(r, Err(DispatchError::Unreachable(_))), "{r:?}");
+    let err = Answer {
+        status: 200,
+        body: br#"{"error":{"code":"busy","message":"full"}}"#.to_vec(),
+    };
+    pool.transport().answer(h, Ok(err));
+    let r = block_on(pool.run_streamed(&run_request("e4"), &heard));
+    assert!(
+        matches!(&r, Err(DispatchError::Refused { code, .. }) if *code == host_api::HostErrorKind::Busy),
+        "{r:?}"
+    );
 }

@@ -402,6 +402,7 @@ pub async fn call<D: Db, X: Dispatch, E: Env>(
                 opened: &[],
                 secure: call.secure,
                 request_id: call.request_id,
+                rpc_id: call.rpc_id,
             };
             let reference = c.reference.clone();
             executions::run_found(cx, call.who, c, policy, Some(&input), None, origin)

@@ -80,6 +80,7 @@ pub(super) async fn handle<D: Db, X: Dispatch, E: Env>(
                 opened,
                 secure: call.secure,
                 request_id: call.request_id,
+                rpc_id: call.rpc_id,
             };
             executions::run(cx, who, &args, origin).await
         }

@@ -76,6 +76,7 @@ pub(crate) async fn call_tool<D: Db, X: Dispatch, E: Env>(
         stateless_req: None,
         input: None,
         request_id: None,
+        rpc_id: None,
     };
     super::call(cx, &call, name, &args)
         .await

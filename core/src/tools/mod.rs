@@ -48,6 +48,9 @@ pub struct Call<'a> {
     /// What a component tool call brings for input (`inputResponses`, `requestState`,
     /// client capabilities); `None` outside `tools/call`.
     pub input: Option<&'a input_required::Asked>,
+    /// `<session hash>:<JSON-RPC id>` of a session's `tools/call` (its runs' records keep it
+    /// for `notifications/cancelled`); `None` otherwise.
+    pub rpc_id: Option<&'a str>,
 }
 
 /// One action of one tool, named: what [`call`] dispatches on.

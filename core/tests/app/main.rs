@@ -22,3 +22,4 @@ mod providers;
 mod resources;
 mod scopes;
 mod sessions;
+mod stream;

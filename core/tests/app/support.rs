@@ -6,10 +6,11 @@
 use cyfr_core::app::App;
 use cyfr_core::config::Config;
 use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
-use cyfr_core::dispatch::{Answer, Dispatch, DispatchError, OutboundRequest, SendError};
+use cyfr_core::dispatch::{Answer, Dispatch, DispatchError, OutboundRequest, RunEvents, SendError};
 use cyfr_core::env::Env;
 use cyfr_core::host_api::{LoadedComponent, RunRequest, RunResponse, RunStatus};
 use cyfr_core::http::{HttpRequest, HttpResponse};
+use cyfr_core::stream::{Closed, Sink, Streaming};
 use cyfr_libsql::core_db::CoreDb;
 use serde_json::{json, Value as Json};
 use std::cell::{Cell, RefCell};
@@ -71,6 +72,47 @@ impl<D: Db> Db for Counting<D> {
             .borrow_mut()
             .push(stmts.iter().map(|s| s.sql.to_string()).collect());
         self.inner.batch(stmts, atomic).await
+    }
+}
+
+/// An app whose runs stream ([`Harness::streaming`]).
+pub type StreamApp = App<Counting<CoreDb>, Streaming<FakeHost, RecSink>, FixedEnv>;
+
+/// A streaming body that records what is written; closed (every write refused) once it
+/// holds `open_for` writes, when set.
+#[derive(Default)]
+pub struct RecSink {
+    /// Each write, in order.
+    pub writes: RefCell<Vec<String>>,
+    /// How many writes succeed before the client "closes" the stream.
+    pub open_for: Cell<Option<usize>>,
+}
+
+impl RecSink {
+    /// The JSON of each `data:` event written (comments left out).
+    pub fn events(&self) -> Vec<Json> {
+        self.writes
+            .borrow()
+            .iter()
+            .filter_map(|w| w.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+}
+
+impl Sink for RecSink {
+    async fn send(&self, bytes: &[u8]) -> Result<(), Closed> {
+        if self
+            .open_for
+            .get()
+            .is_some_and(|n| self.writes.borrow().len() >= n)
+        {
+            return Err(Closed);
+        }
+        self.writes
+            .borrow_mut()
+            .push(String::from_utf8(bytes.to_vec()).unwrap());
+        Ok(())
     }
 }
 
@@ -173,6 +215,10 @@ pub struct FakeHost {
     pub discovery: RefCell<Option<Json>>,
     /// How long (on the fixed clock) each run takes.
     pub run_ms: Cell<u64>,
+    /// The stderr lines a streamed run reports (each followed by a tick) before it answers.
+    pub lines: RefCell<Vec<String>>,
+    /// A quick run: its lines come without ticks.
+    pub quick: Cell<bool>,
 }
 
 /// The fake OIDC issuer [`FakeHost::fetch`] plays.
@@ -295,6 +341,26 @@ impl Dispatch for FakeHost {
         }
         let next = self.answers.borrow_mut().pop_front();
         next.unwrap_or_else(|| Ok(completed(json!({ "ok": true }))))
+    }
+    /// Reports the scripted lines, then answers as `run` does, or `cancelled` when the
+    /// run was cancelled meanwhile (as a real host's cancelled run ends).
+    async fn run_streamed(
+        &self,
+        req: &RunRequest,
+        events: &impl RunEvents,
+    ) -> Result<RunResponse, DispatchError> {
+        let lines = self.lines.take();
+        for line in &lines {
+            events.line(line).await;
+            if !self.quick.get() {
+                events.tick().await;
+            }
+        }
+        if self.cancels.borrow().contains(&req.execution_id) {
+            self.runs.borrow_mut().push(req.clone());
+            return Ok(failed("cancelled", "the run was cancelled"));
+        }
+        self.run(req).await
     }
     async fn run_again(&self, req: &RunRequest) -> Result<RunResponse, DispatchError> {
         self.reruns.set(self.reruns.get() + 1);
@@ -436,6 +502,30 @@ impl Harness {
         let app = Rc::new(App::new(db, FakeHost::default(), FixedEnv::new(), config));
         app.dispatch.app.replace(Rc::downgrade(&app));
         Harness { app }
+    }
+
+    /// The app as an adapter that streams builds it for `req`: this harness's database and
+    /// settings, a fresh clock, `host` behind [`Streaming`] writing to `sink`.
+    pub fn streaming(&self, req: &HttpRequest, host: FakeHost, sink: RecSink) -> StreamApp {
+        let db = Counting {
+            inner: CoreDb(self.app.db.inner().inner.0.clone()),
+            trips: RefCell::new(Vec::new()),
+            meddle: RefCell::new(None),
+        };
+        let wanted = cyfr_core::stream::wanted(req);
+        // Its own randomness (execution ids unlike every other app's), the harness's time.
+        static APPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let env = FixedEnv {
+            now: Cell::new(self.app.env.now.get()),
+            seed: Cell::new(0x5eed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        };
+        App::new(
+            db,
+            Streaming::new(host, sink, wanted),
+            env,
+            self.app.config.clone(),
+        )
     }
 
     /// The fake host.

@@ -105,7 +105,12 @@ pub struct RunSpec<'a> {
     pub limits: &'a Limits,
     /// The component's world and what it is given.
     pub guest: Guest<'a>,
+    /// Where the guest's stderr also goes as it is written (a streamed run), if anywhere.
+    pub stderr_tap: Option<&'a StderrTap>,
 }
+
+/// A receiver of a running guest's stderr bytes as they are written (at most the log cap).
+pub type StderrTap = tokio::sync::mpsc::UnboundedSender<bytes::Bytes>;
 
 /// Runs reagent, catalyst and formula components; shared as `Arc<Executor>` (it is
 /// `Send + Sync`).
@@ -264,6 +269,7 @@ impl Executor {
             input,
             limits,
             guest,
+            stderr_tap: None,
         };
         self.run(spec, left)
     }
@@ -289,6 +295,7 @@ impl Executor {
             input,
             limits,
             guest: Guest::Formula(link),
+            stderr_tap: None,
         };
         self.run(spec, left)
     }
@@ -318,6 +325,7 @@ impl Executor {
             input,
             limits,
             guest,
+            stderr_tap: None,
         };
         self.run(spec, &mut Leftovers::default())
     }

@@ -18,6 +18,8 @@ pub(crate) const LOG_CAP: usize = 1024 * 1024;
 #[derive(Clone)]
 pub(crate) struct CappedPipe {
     buf: Arc<Mutex<CappedBuf>>,
+    /// Where the kept bytes also go as they are written (a streamed run's stderr).
+    tap: Option<super::StderrTap>,
 }
 
 struct CappedBuf {
@@ -34,7 +36,14 @@ impl CappedPipe {
                 cap,
                 dropped: 0,
             })),
+            tap: None,
         }
+    }
+
+    /// The same pipe, also sending what it keeps to `tap` as it is written.
+    pub(crate) fn tapped(mut self, tap: Option<super::StderrTap>) -> Self {
+        self.tap = tap;
+        self
     }
 
     pub(crate) fn push(&self, bytes: &[u8]) {
@@ -43,6 +52,10 @@ impl CappedPipe {
         let take = room.min(bytes.len());
         buf.data.extend_from_slice(&bytes[..take]);
         buf.dropped += bytes.len() - take;
+        // Only what is kept: a streamed run's logs are bounded by the same cap.
+        if let (Some(tap), true) = (&self.tap, take > 0) {
+            let _ = tap.send(bytes::Bytes::copy_from_slice(&bytes[..take]));
+        }
     }
 
     pub(crate) fn text(&self) -> String {

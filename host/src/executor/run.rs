@@ -77,7 +77,7 @@ impl Executor {
 
         let memory_cap = limits.max_memory_bytes.min(MAX_MEMORY_CEILING);
         let stdout = CappedPipe::new(LOG_CAP);
-        let stderr = CappedPipe::new(LOG_CAP);
+        let stderr = CappedPipe::new(LOG_CAP).tapped(spec.stderr_tap.cloned());
         let mut store = self.store::<W>(given, &stdout, &stderr, memory_cap, timeout);
         limits::arm(&mut store, limits.fuel, timeout, cancel)?;
         let called = call::<W>(&pre, store, spec.input, timeout, cancel).await;

@@ -1153,6 +1153,7 @@ async fn an_endless_guest_does_not_hold_the_only_worker() {
             input: "{}",
             limits: &limits,
             guest: Guest::Reagent,
+            stderr_tap: None,
         };
         exec.run_async(spec, &mut Leftovers::default()).await
     });
@@ -1168,6 +1169,7 @@ async fn an_endless_guest_does_not_hold_the_only_worker() {
         input: r#"{"data":[]}"#,
         limits: &limits,
         guest: Guest::Reagent,
+        stderr_tap: None,
     };
     let out = exec
         .run_async(spec, &mut Leftovers::default())

@@ -69,11 +69,11 @@ impl WasiHttpHooks for OutboundHooks {
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
+            // Streamed as the service answers it (a run's events as they happen).
             let response = internal
-                .handle(http::Request::from_parts(parts, body))
+                .handle_streaming(http::Request::from_parts(parts, body))
                 .await;
-            let response = response
-                .map(|b: Bytes| Full::new(b).map_err(|never| match never {}).boxed_unsync());
+            let response = response.map(|b| b.map_err(|never| match never {}).boxed_unsync());
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
     }
