@@ -252,19 +252,24 @@ impl Env for WasiEnv {
 /// which token and body; this only sends it and says whether it could have been delivered.
 struct SpinTransport;
 
+/// The Spin request for one of core's outbound requests.
+fn spin_request(req: OutboundRequest) -> Request {
+    let method = match req.method {
+        hosts::Method::Get => Method::Get,
+        hosts::Method::Post => Method::Post,
+        hosts::Method::Put => Method::Put,
+    };
+    let mut b = Request::builder();
+    b.method(method).uri(req.url);
+    for (name, value) in req.headers {
+        b.header(name, value);
+    }
+    b.body(req.body).build()
+}
+
 impl Transport for SpinTransport {
     async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError> {
-        let method = match req.method {
-            hosts::Method::Get => Method::Get,
-            hosts::Method::Post => Method::Post,
-            hosts::Method::Put => Method::Put,
-        };
-        let mut b = Request::builder();
-        b.method(method).uri(req.url);
-        for (name, value) in req.headers {
-            b.header(name, value);
-        }
-        match spin_sdk::http::send::<_, Response>(b.body(req.body).build()).await {
+        match spin_sdk::http::send::<_, Response>(spin_request(req)).await {
             Ok(resp) => Ok(Answer {
                 status: *resp.status(),
                 body: resp.into_body(),
@@ -278,17 +283,7 @@ impl Transport for SpinTransport {
         req: OutboundRequest,
         chunks: &impl Chunks,
     ) -> Result<Answer, SendError> {
-        let method = match req.method {
-            hosts::Method::Get => Method::Get,
-            hosts::Method::Post => Method::Post,
-            hosts::Method::Put => Method::Put,
-        };
-        let mut b = Request::builder();
-        b.method(method).uri(req.url);
-        for (name, value) in req.headers {
-            b.header(name, value);
-        }
-        let resp = spin_sdk::http::send::<_, IncomingResponse>(b.body(req.body).build())
+        let resp = spin_sdk::http::send::<_, IncomingResponse>(spin_request(req))
             .await
             .map_err(classify)?;
         let status = resp.status();
