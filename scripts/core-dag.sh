@@ -13,7 +13,7 @@ if [ "${1:-}" = "--self-test" ]; then
   # `super::`, from a nested module, and a cycle between two services.
   plants=(
     "keys.rs|fn _planted() { let _ = crate::mcp::handle_message; }"
-    "executions.rs|use super::tools as _planted;"
+    "executions/mod.rs|use super::tools as _planted;"
     "hosts/seal.rs|use super::super::app as _planted;"
     "policy.rs|use crate::executions as _planted;"
   )
