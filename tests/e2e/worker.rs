@@ -199,6 +199,83 @@ fn the_worker_serves_mcp_over_d1_and_dispatches_to_a_cyfr_host() {
     s.assert_nowhere_on_disk(ANTHROPIC_KEY);
 }
 
+/// Hosts that refuse connections are passed over: with three closed loopback ports before
+/// the live host in `hosts`, every run completes there. Each request starts at a random
+/// host, so without failover five runs would all succeed only once in 1024.
+#[test]
+#[ignore = "needs the Workers toolchain: run scripts/worker-check.sh"]
+fn the_worker_fails_over_from_unreachable_hosts_to_a_live_one() {
+    let host = Host::start();
+    let (_, key) = host.spec.split_once('#').unwrap();
+    let mut hosts: Vec<String> = (0..3)
+        .map(|_| format!("http://127.0.0.1:{}#{key}", free_port()))
+        .collect();
+    hosts.push(host.spec.clone());
+    let w = Worker::start_with(&hosts.join(","), &workspace().join("wrangler.toml"));
+    let s = &w.server;
+    let app = s.key("app", "secret", &["execution"], json!({}));
+    let jt = register_json_transform(s);
+    for i in 0..5 {
+        let r = s.ok(
+            &app,
+            "execution",
+            json!({"action": "run", "reference": jt, "input": {"data": [i, 1]}}),
+        );
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["result"]["sum"], i + 1, "{r}");
+    }
+    assert_eq!(host.artifacts(), 1, "every run went to the live host");
+}
+
+/// With an `mtls_certificates` binding `HOST_MTLS`, host requests go through it and through
+/// nothing else. `wrangler dev --local` cannot present a certificate (such a binding's
+/// fetch only says it "needs to be run remotely"), so what is proven here is the routing:
+/// the run fails on the binding and nothing reaches the host without it, while requests
+/// that need no host still work.
+#[test]
+#[ignore = "needs the Workers toolchain: run scripts/worker-check.sh"]
+fn the_worker_sends_host_requests_through_its_mtls_binding() {
+    let host = Host::start();
+    let dir = TempDir::new("worker-mtls");
+    let toml = std::fs::read_to_string(workspace().join("wrangler.toml")).unwrap();
+    let abs = |rel: &str| workspace().join(rel).display().to_string();
+    let toml = toml
+        .replacen(
+            "main = \"worker/build/index.js\"",
+            &format!("main = \"{}\"", abs("worker/build/index.js")),
+            1,
+        )
+        .replacen(
+            "migrations_dir = \"migrations\"",
+            &format!("migrations_dir = \"{}\"", abs("migrations")),
+            1,
+        );
+    assert!(
+        toml.contains(&abs("migrations")),
+        "wrangler.toml changed shape"
+    );
+    let config = dir.0.join("wrangler.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{toml}\n[[mtls_certificates]]\nbinding = \"HOST_MTLS\"\ncertificate_id = \"00000000-0000-0000-0000-000000000000\"\n"
+        ),
+    )
+    .unwrap();
+    let w = Worker::start_with(&host.spec, &config);
+    let s = &w.server;
+    let app = s.key("app", "secret", &["execution"], json!({}));
+    let jt = register_json_transform(s);
+    let r = s.call(
+        &app,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [1, 2]}}),
+    );
+    assert!(r.to_string().contains("run remotely"), "{r}");
+    assert_eq!(host.artifacts(), 0, "nothing reached the host: {r}");
+    s.ok(&app, "execution", json!({"action": "list"}));
+}
+
 /// Seed 000's "Python Backend" block, run as written by python3 (with `requests`) against
 /// the worker; only its example input gains the stand-in API's `base_url` and a message,
 /// so the call stays on loopback. Returns (exit ok, stdout + stderr).
@@ -272,6 +349,11 @@ impl Worker {
     /// Applies the migrations to a fresh local D1 (no key in it: the first admin key comes
     /// from `bootstrap_admin_key`, as on a real deployment) and starts `wrangler dev --local` on a free loopback port pointed at `host`.
     fn start(host: &Host) -> Worker {
+        Worker::start_with(&host.spec, &workspace().join("wrangler.toml"))
+    }
+
+    /// [`Worker::start`] with `hosts` as given (`URL#KEY,…`) and the deployment `config`.
+    fn start_with(hosts: &str, config: &Path) -> Worker {
         use std::os::unix::process::CommandExt;
         let wrangler = std::env::var("CYFR_WRANGLER")
             .expect("CYFR_WRANGLER: the wrangler scripts/worker-check.sh installed");
@@ -298,7 +380,7 @@ impl Worker {
                 "master_keys=\"{}\"\nbootstrap_admin_key=\"{}\"\nhost_token_key=\"{HOST_TOKEN_KEY}\"\nhosts=\"{}\"\nrouter_url=\"{url}\"\n",
                 var("master_keys"),
                 var("bootstrap_admin_key"),
-                host.spec
+                hosts
             ),
         )
         .unwrap();
@@ -310,7 +392,7 @@ impl Worker {
                 .args(["--local", "--persist-to"])
                 .arg(&persist)
                 .arg("--config")
-                .arg(workspace().join("wrangler.toml"))
+                .arg(config)
                 .env("CI", "1")
                 .env("WRANGLER_SEND_METRICS", "false")
                 .output()
@@ -333,7 +415,7 @@ impl Worker {
             .arg("--env-file")
             .arg(&vars)
             .arg("--config")
-            .arg(workspace().join("wrangler.toml"))
+            .arg(config)
             .args([
                 "--show-interactive-dev-session=false",
                 "--log-level",

@@ -2,7 +2,8 @@
 //!
 //! `Db` is the D1 binding `DB` (a core batch is one D1 `batch()`), configuration comes from
 //! the Worker's `[vars]` and secrets, and runs are dispatched to `cyfr host`s over `fetch`
-//! (the policy is core's `hosts::HostPool`; this adapter only sends). Nothing is kept
+//! (the policy is core's `hosts::HostPool`; this adapter only sends), through the
+//! `mtls_certificates` binding `HOST_MTLS` when the deployment has one. Nothing is kept
 //! between requests: every value here is built for one request and dropped with it.
 
 use cyfr_core::app::App;
@@ -14,7 +15,7 @@ use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::types as sys;
-use worker::{Fetch, Headers, Method, RequestInit};
+use worker::{Fetch, Fetcher, Headers, Method, RequestInit, Socket, Url};
 
 #[worker::event(fetch)]
 async fn fetch(
@@ -35,7 +36,12 @@ async fn fetch(
             )
         }
     };
-    let dispatch = HostPool::new(&config, FetchTransport, WorkerEnv);
+    let mtls = match host_mtls(&env) {
+        Ok(m) => m,
+        Err(e) => return text(500, &format!("cyfr worker misconfigured: {e}")),
+    };
+    let transport = FetchTransport::new(&config, mtls);
+    let dispatch = HostPool::new(&config, transport, WorkerEnv);
     let app = App::new(db, dispatch, WorkerEnv, config);
     let resp = app.handle(to_core(req).await?).await;
     let headers = Headers::new();
@@ -226,12 +232,83 @@ impl cyfr_core::env::Env for WorkerEnv {
     }
 }
 
+/// The binding that presents the router's client certificate to `cyfr host --client-ca`.
+const HOST_MTLS: &str = "HOST_MTLS";
+
+/// The `mtls_certificates` binding `HOST_MTLS`, if the deployment declares one; a
+/// `HOST_MTLS` that is not such a binding is an error, never a silent fallback to a
+/// certificate-less fetch.
+fn host_mtls(env: &worker::Env) -> Result<Option<Fetcher>, String> {
+    let bound = js_sys::Reflect::get(env, &JsValue::from_str(HOST_MTLS))
+        .map_err(|_| format!("cannot read binding {HOST_MTLS}"))?;
+    if bound.is_undefined() {
+        return Ok(None);
+    }
+    env.get_binding::<Fetcher>(HOST_MTLS)
+        .map(Some)
+        .map_err(|e| format!("{HOST_MTLS} is not an mtls_certificates binding: {e}"))
+}
+
 /// Outbound `fetch`: the core's [`HostPool`] decides where each request goes, with which
 /// token and body; this only sends it and says whether it could have been delivered.
-struct FetchTransport;
+struct FetchTransport {
+    /// The origins of the configured hosts: only requests to them go through `mtls` (an
+    /// identity provider never sees the router's certificate) and are probed.
+    hosts: Vec<String>,
+    /// The `HOST_MTLS` binding, when configured.
+    mtls: Option<Fetcher>,
+    /// Whether a failed connection may send the request to another host (more than one
+    /// host): only then is it worth proving that nothing was sent.
+    probe: bool,
+}
+
+impl FetchTransport {
+    fn new(config: &Config, mtls: Option<Fetcher>) -> Self {
+        let hosts: Vec<String> = if config.hosts.is_empty() {
+            vec![config.host_url.clone()]
+        } else {
+            config.hosts.iter().map(|h| h.url.clone()).collect()
+        };
+        let probe = hosts.len() > 1;
+        let hosts = hosts.iter().filter_map(|h| origin(h)).collect();
+        FetchTransport { hosts, mtls, probe }
+    }
+
+    /// Opens and closes a TCP connection to the host of `url`. workerd's fetch() answers a
+    /// refused connection and a host that read the whole request then dropped it with the
+    /// same error ("Network connection lost.", measured under wrangler dev), so no fetch
+    /// error proves that nothing was sent; a failed connect before the fetch does, and it
+    /// is the only `SendError::NotSent` of an exchange here.
+    async fn reachable(url: &Url) -> Result<(), SendError> {
+        let gone = |e: &dyn std::fmt::Display| SendError::NotSent(format!("{url}: {e}"));
+        let host = url.host_str().ok_or_else(|| gone(&"no host"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| gone(&"no port"))?;
+        let mut socket = Socket::builder()
+            .connect(host, port)
+            .map_err(|e| gone(&e))?;
+        socket.opened().await.map_err(|e| gone(&e))?;
+        // Reachable: whether this socket closes cleanly says nothing about the fetch.
+        let _ = socket.close().await;
+        Ok(())
+    }
+}
+
+/// `scheme://host:port` of a URL, the form the hosts are compared in.
+fn origin(url: &str) -> Option<String> {
+    Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
 
 impl Transport for FetchTransport {
     async fn send(&self, req: OutboundRequest) -> Result<Answer, SendError> {
+        let to_host = origin(&req.url).is_some_and(|o| self.hosts.contains(&o));
+        if to_host && self.probe {
+            let url = Url::parse(&req.url).map_err(|e| SendError::NotSent(e.to_string()))?;
+            Self::reachable(&url).await?;
+        }
         let headers = Headers::new();
         for (name, value) in &req.headers {
             headers
@@ -252,10 +329,11 @@ impl Transport for FetchTransport {
             .map_err(|e| SendError::NotSent(format!("{}: {e}", req.url)))?;
         // fetch() does not say how far a failed exchange got, so a failure counts as
         // possibly delivered: never sent again (the safe side of `SendError`).
-        let mut resp = Fetch::Request(request)
-            .send()
-            .await
-            .map_err(|e| SendError::Failed(e.to_string()))?;
+        let sent = match (&self.mtls, to_host) {
+            (Some(mtls), true) => mtls.fetch_request(request).await,
+            _ => Fetch::Request(request).send().await,
+        };
+        let mut resp = sent.map_err(|e| SendError::Failed(e.to_string()))?;
         let body = resp
             .bytes()
             .await
