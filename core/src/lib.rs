@@ -16,7 +16,7 @@
 //!    [`manifest`], [`mcp_headers`] (2026-07-28's `Mcp-*` header values).
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], `oauth` (a provider's device flow over `Dispatch::fetch`), [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`subscriptions`] (a 2025-11-25 session's watched resources), [`permissions`], [`logins`], `oauth` (a provider's device flow over `Dispatch::fetch`), [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
@@ -73,6 +73,7 @@ pub mod registry;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
+pub mod subscriptions;
 
 // 3. tools
 pub mod scopes;

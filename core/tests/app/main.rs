@@ -23,3 +23,4 @@ mod resources;
 mod scopes;
 mod sessions;
 mod stream;
+mod subscriptions;
