@@ -22,7 +22,8 @@
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
 //! 4. **rpc** — `mcp`: JSON-RPC methods; [`modern`]: the stateless 2026-07-28 rules
-//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25.
+//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25;
+//!    `listen`: `subscriptions/listen`, change notifications on an open stream by polling SQL.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
 //!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification),
 //!    [`stream`] (a `tools/call` answered as an event stream: progress, logs, cancel on close).
@@ -80,6 +81,7 @@ pub mod scopes;
 pub(crate) mod tools;
 
 // 4. rpc
+pub(crate) mod listen;
 pub(crate) mod mcp;
 pub mod modern;
 

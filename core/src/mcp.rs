@@ -409,6 +409,11 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                 "logging/setLevel needs a session (MCP-Session-Id): the level is the session's",
             )),
         },
+        // 2026-07-28's change notifications (`listen`); not a 2025-11-25 method.
+        "subscriptions/listen" if stateless => match require(identity) {
+            Ok(_) => crate::listen::listen(cx, &id, params).await,
+            Err(e) => Err(e),
+        },
         "completion/complete" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {

@@ -25,6 +25,8 @@ pub trait Sink {
     /// Writes `bytes` of the event stream and flushes them. The first write sends the head
     /// first ([`head`]: status 200 and its headers). `Err` once the client has gone.
     async fn send(&self, bytes: &[u8]) -> Result<(), Closed>;
+    /// Waits about `ms` milliseconds (between two polls of a `subscriptions/listen` stream).
+    async fn sleep(&self, ms: u64);
 }
 
 /// The response head of a streamed answer: `200` with these headers (`x-accel-buffering:
@@ -84,7 +86,15 @@ pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
         return None;
     }
     let msg: Json = serde_json::from_slice(&req.body).ok()?;
-    if msg.get("method").and_then(Json::as_str) != Some("tools/call") || msg.get("id").is_none() {
+    let method = msg.get("method").and_then(Json::as_str);
+    if msg.get("id").is_none() {
+        return None;
+    }
+    // A listen stream carries only its own notifications (`listen`).
+    if method == Some("subscriptions/listen") {
+        return Some(Wanted::default());
+    }
+    if method != Some("tools/call") {
         return None;
     }
     let meta = &msg["params"]["_meta"];
@@ -327,6 +337,22 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
     }
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.inner.fetch(req).await
+    }
+    fn can_push(&self) -> bool {
+        self.wanted.is_some()
+    }
+    async fn push(&self, msg: Option<&Json>) -> bool {
+        if self.wanted.is_none() {
+            return false;
+        }
+        let bytes = match msg {
+            Some(m) => event(&m.to_string()),
+            None => b": listening\n\n".to_vec(),
+        };
+        self.write(&bytes).await.is_ok()
+    }
+    async fn pause(&self, ms: u64) {
+        self.sink.sleep(ms).await
     }
 }
 

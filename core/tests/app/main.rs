@@ -15,6 +15,7 @@ mod formulas;
 mod happy;
 mod input_required;
 mod jwt;
+mod listen;
 mod modern;
 mod permissions;
 mod prompts;
