@@ -88,7 +88,10 @@ async fn a_listener_is_acknowledged_then_told_the_tool_list_changed_by_a_registr
     let writes = app.dispatch.sink().writes.borrow().clone();
     assert_eq!(writes.len(), 4, "{writes:?}");
     assert!(writes[3].starts_with(':'), "{writes:?}");
-    assert_eq!(*app.dispatch.sink().naps.borrow(), vec![1_000, 1_000, 1_000]);
+    assert_eq!(
+        *app.dispatch.sink().naps.borrow(),
+        vec![1_000, 1_000, 1_000]
+    );
     // The client had gone: nothing more is written.
     assert_eq!(last, Json::Null);
     // The tool list did change.
