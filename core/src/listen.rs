@@ -79,7 +79,7 @@ pub async fn listen<D: Db, X: Dispatch, E: Env>(
     if !cx.dispatch.can_push() {
         return Err(Error::new(
             Code::InvalidRequest,
-            "subscriptions/listen answers as an event stream: send `Accept: text/event-stream`",
+            "subscriptions/listen answers as an event stream: send `Accept: text/event-stream` (a deployment whose adapter streams no answer, such as Workers, cannot listen)",
         ));
     }
     // Read before the acknowledgement: a change made once it was sent is always noticed.

@@ -69,8 +69,8 @@ pub struct Wanted {
     pub min_level: Option<usize>,
 }
 
-/// Whether `req` is a `tools/call` whose client accepts an event stream, and what it wants
-/// streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
+/// Whether `req` is a `tools/call` (or a `subscriptions/listen`: `Wanted::default()`) whose
+/// client accepts an event stream, and what it wants streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
 /// only SQL knows, arrives later through `Dispatch::session_log_level`).
 pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
     if req.method != "POST"
@@ -87,9 +87,8 @@ pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
     }
     let msg: Json = serde_json::from_slice(&req.body).ok()?;
     let method = msg.get("method").and_then(Json::as_str);
-    if msg.get("id").is_none() {
-        return None;
-    }
+    // A notification has no answer to stream.
+    msg.get("id")?;
     // A listen stream carries only its own notifications (`listen`).
     if method == Some("subscriptions/listen") {
         return Some(Wanted::default());
