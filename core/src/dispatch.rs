@@ -70,6 +70,22 @@ pub trait Dispatch {
             req.url
         )))
     }
+    /// Whether this request's answer is an open event stream that [`Dispatch::push`] writes
+    /// to (`stream::Streaming` of a `subscriptions/listen`); by default it is not.
+    fn can_push(&self) -> bool {
+        false
+    }
+    /// Writes `msg` (a JSON-RPC notification; `None`: a keep-alive comment) to the open
+    /// event stream; `false` once the client has gone, or when there is no stream.
+    async fn push(&self, msg: Option<&serde_json::Value>) -> bool {
+        let _ = msg;
+        false
+    }
+    /// Waits about `ms` milliseconds (the platform's timer; core has none) between two polls
+    /// of an open stream. By default it returns at once.
+    async fn pause(&self, ms: u64) {
+        let _ = ms;
+    }
 }
 
 /// What a running component reports while it runs ([`Dispatch::run_streamed`]).

@@ -16,13 +16,14 @@
 //!    [`manifest`], [`mcp_headers`] (2026-07-28's `Mcp-*` header values).
 //! 2. **services** — the rules over storage, one subject each: [`audit`], [`keys`], [`sessions`],
 //!    `auth`, `ratelimit`, [`secrets`], [`registry`], [`component_config`], [`policy`], `executions`,
-//!    [`formulas`], [`retention`], [`migrate`], [`permissions`], [`logins`], `oauth` (a provider's device flow over `Dispatch::fetch`), [`hosts`] (which host a run goes to, sealing
+//!    [`formulas`], [`retention`], [`migrate`], [`subscriptions`] (a 2025-11-25 session's watched resources), [`permissions`], [`logins`], `oauth` (a provider's device flow over `Dispatch::fetch`), [`hosts`] (which host a run goes to, sealing
 //!    and tokens, over a `Transport`). They know nothing of tools, JSON-RPC or
 //!    HTTP transport.
 //! 3. **tools** — `tools`: each tool action declared once (scope, typed arguments,
 //!    handler); [`scopes`] is the scope table they make.
 //! 4. **rpc** — `mcp`: JSON-RPC methods; [`modern`]: the stateless 2026-07-28 rules
-//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25.
+//!    (request checks, `server/discover`, answer shape) `mcp` applies beside 2025-11-25;
+//!    `listen`: `subscriptions/listen`, change notifications on an open stream by polling SQL.
 //! 5. **transport** — [`app`] (the HTTP rules of `/mcp`), `callbacks` (the formula
 //!    callback endpoint), `device_page` (`/auth/device`, cyfr's own device verification),
 //!    [`stream`] (a `tools/call` answered as an event stream: progress, logs, cancel on close).
@@ -73,12 +74,14 @@ pub mod registry;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
+pub mod subscriptions;
 
 // 3. tools
 pub mod scopes;
 pub(crate) mod tools;
 
 // 4. rpc
+pub(crate) mod listen;
 pub(crate) mod mcp;
 pub mod modern;
 

@@ -11,7 +11,7 @@ use crate::env::Env;
 use crate::errors::{Code, Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::secrets::sealed;
-use crate::{audit, modern, sessions, tools};
+use crate::{audit, modern, sessions, subscriptions, tools};
 use serde_json::{json, Value as Json};
 
 /// A JSON-RPC request taken apart: its id (none for a notification), method and params.
@@ -118,7 +118,10 @@ async fn answer<D: Db, X: Dispatch, E: Env>(
             cx.db.read_ahead(tools::resources::read_ahead(uri));
         }
     }
-    if identify && (method.starts_with("prompts/") || method.starts_with("resources/")) {
+    if identify
+        && (method.starts_with("prompts/") || method.starts_with("resources/"))
+        && !method.ends_with("subscribe")
+    {
         cx.db.read_ahead(tools::prompts::reads());
     }
     if identify && method == "tools/list" && families.components() {
@@ -406,6 +409,11 @@ async fn method_call<D: Db, X: Dispatch, E: Env>(
                 "logging/setLevel needs a session (MCP-Session-Id): the level is the session's",
             )),
         },
+        // 2026-07-28's change notifications (`listen`); not a 2025-11-25 method.
+        "subscriptions/listen" if stateless => match require(identity) {
+            Ok(_) => crate::listen::listen(cx, &id, params).await,
+            Err(e) => Err(e),
+        },
         "completion/complete" => match require(identity) {
             Ok(who) => {
                 let call = tools::Call {
@@ -499,7 +507,7 @@ async fn initialize<D: Db, X: Dispatch, E: Env>(
     let capabilities = json!({
         "tools": { "listChanged": false },
         "prompts": { "listChanged": false },
-        "resources": { "subscribe": false, "listChanged": false },
+        "resources": { "subscribe": true, "listChanged": false },
         "completions": {},
         // A streamed tools/call sends its run's log lines at the level set here.
         "logging": {},
@@ -554,6 +562,22 @@ async fn resources<D: Db, X: Dispatch, E: Env>(
                 list.extend(tools::prompts::list_resources(cx, who).await?);
             }
             Ok(json!({ "resources": list }))
+        }
+        // A session's subscriptions are kept in SQL; 2026-07-28 never gets here (`modern`).
+        "resources/subscribe" | "resources/unsubscribe" => {
+            identity.ok_or_else(auth_required)?;
+            let session = session.ok_or_else(|| {
+                Error::invalid_params(format!(
+                    "{method} needs a session (MCP-Session-Id): subscriptions are the session's"
+                ))
+            })?;
+            let uri = subscriptions::uri(params)?;
+            if method == "resources/subscribe" {
+                subscriptions::subscribe(&cx.db, &session.id_hash, uri, cx.env.now_ms()).await?;
+            } else {
+                subscriptions::unsubscribe(&cx.db, &session.id_hash, uri).await?;
+            }
+            Ok(json!({}))
         }
         "resources/templates/list" => {
             let mut list = tools::resources::templates();

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/0016_fewer_pages_per_run.sql"),
     ),
     (17, include_str!("../../migrations/0017_streaming.sql")),
+    (18, include_str!("../../migrations/0018_subscriptions.sql")),
 ];
 
 /// The newest schema version this build knows.

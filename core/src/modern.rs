@@ -180,13 +180,14 @@ pub fn unknown_method(method: &str) -> Error {
 /// every caller, so it needs no credentials and no database.
 pub fn discover(config: &Config) -> Json {
     let mut capabilities = json!({
-        "tools": { "listChanged": false },
-        "prompts": { "listChanged": false },
-        "resources": { "subscribe": false, "listChanged": false },
+        // Delivered on a `subscriptions/listen` stream (`listen`).
+        "tools": { "listChanged": true },
+        "prompts": { "listChanged": true },
+        "resources": { "subscribe": false, "listChanged": true },
     });
     if !config.session_encryption {
         // Without session encryption the resource list is empty but still answered.
-        capabilities["resources"] = json!({ "listChanged": false });
+        capabilities["resources"] = json!({ "listChanged": true });
     }
     json!({
         "resultType": "complete",

@@ -111,6 +111,11 @@ pub async fn delete(db: &impl Db, id: &str) -> Result<bool> {
         &[hash.clone().into()],
     )
     .await?;
+    db.query(
+        "DELETE FROM resource_subscriptions WHERE session_hash = ?",
+        &[hash.clone().into()],
+    )
+    .await?;
     let rows = db
         .query(
             "DELETE FROM sessions WHERE id_hash = ? RETURNING id_hash",
@@ -124,13 +129,18 @@ pub async fn delete(db: &impl Db, id: &str) -> Result<bool> {
 pub const PURGE_BATCH: usize = 100;
 
 /// Deletes up to [`PURGE_BATCH`] sessions that expired before `now_ms`, with their
-/// encryption keys; how many sessions went. Bounded and indexed (`sessions_expires_at`), so
+/// encryption keys and resource subscriptions; how many sessions went. Bounded and indexed (`sessions_expires_at`), so
 /// it can run often without growing with the table.
 pub async fn purge_expired(db: &impl Db, now_ms: u64) -> Result<usize> {
     let now = Value::Integer(now_ms as i64);
     // Keys first: the same subquery then still finds their sessions.
     db.query(
         "DELETE FROM session_keys WHERE session_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT 100)",
+        std::slice::from_ref(&now),
+    )
+    .await?;
+    db.query(
+        "DELETE FROM resource_subscriptions WHERE session_hash IN (SELECT id_hash FROM sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT 100)",
         std::slice::from_ref(&now),
     )
     .await?;

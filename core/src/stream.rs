@@ -25,6 +25,8 @@ pub trait Sink {
     /// Writes `bytes` of the event stream and flushes them. The first write sends the head
     /// first ([`head`]: status 200 and its headers). `Err` once the client has gone.
     async fn send(&self, bytes: &[u8]) -> Result<(), Closed>;
+    /// Waits about `ms` milliseconds (between two polls of a `subscriptions/listen` stream).
+    async fn sleep(&self, ms: u64);
 }
 
 /// The response head of a streamed answer: `200` with these headers (`x-accel-buffering:
@@ -67,8 +69,8 @@ pub struct Wanted {
     pub min_level: Option<usize>,
 }
 
-/// Whether `req` is a `tools/call` whose client accepts an event stream, and what it wants
-/// streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
+/// Whether `req` is a `tools/call` (or a `subscriptions/listen`: `Wanted::default()`) whose
+/// client accepts an event stream, and what it wants streamed (a 2026-07-28 request's own `_meta` level; a 2025-11-25 session's level, which
 /// only SQL knows, arrives later through `Dispatch::session_log_level`).
 pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
     if req.method != "POST"
@@ -84,7 +86,14 @@ pub fn wanted(req: &HttpRequest) -> Option<Wanted> {
         return None;
     }
     let msg: Json = serde_json::from_slice(&req.body).ok()?;
-    if msg.get("method").and_then(Json::as_str) != Some("tools/call") || msg.get("id").is_none() {
+    let method = msg.get("method").and_then(Json::as_str);
+    // A notification has no answer to stream.
+    msg.get("id")?;
+    // A listen stream carries only its own notifications (`listen`).
+    if method == Some("subscriptions/listen") {
+        return Some(Wanted::default());
+    }
+    if method != Some("tools/call") {
         return None;
     }
     let meta = &msg["params"]["_meta"];
@@ -327,6 +336,22 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
     }
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.inner.fetch(req).await
+    }
+    fn can_push(&self) -> bool {
+        self.wanted.is_some()
+    }
+    async fn push(&self, msg: Option<&Json>) -> bool {
+        if self.wanted.is_none() {
+            return false;
+        }
+        let bytes = match msg {
+            Some(m) => event(&m.to_string()),
+            None => b": listening\n\n".to_vec(),
+        };
+        self.write(&bytes).await.is_ok()
+    }
+    async fn pause(&self, ms: u64) {
+        self.sink.sleep(ms).await
     }
 }
 

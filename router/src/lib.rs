@@ -109,6 +109,12 @@ impl cyfr_core::stream::Sink for SpinSink {
         self.body.replace(Some(body));
         sent.map_err(|_| Closed)
     }
+
+    async fn sleep(&self, ms: u64) {
+        // Blocking is fine: this instance serves only this stream, which has nothing else
+        // to do until the next poll.
+        wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+    }
 }
 
 fn text(status: u16, msg: &str) -> Response {

@@ -160,3 +160,64 @@ fn closing_the_stream_cancels_the_run_and_its_record_says_cancelled() {
     // It stopped long before its 100th step.
     assert!(!logs.to_string().contains("step 100 of 100"), "{logs}");
 }
+
+/// A `subscriptions/listen` (2026-07-28, id `listen-1`) asking for tool list changes; the
+/// open event stream.
+fn start_listening(s: &Server) -> reqwest::blocking::Response {
+    let body = json!({ "jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {
+        "notifications": { "toolsListChanged": true },
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        } } });
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .post(&s.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .header("authorization", format!("Bearer {}", s.admin))
+        .body(body.to_string())
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn a_listener_hears_that_the_tool_list_changed_when_another_request_registers() {
+    let s = Server::start();
+    let resp = start_listening(&s);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut lines = BufReader::new(resp).lines();
+    let ack = next_event(&mut lines).expect("the acknowledgement");
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+    // Another request (another router instance: nothing shared but SQL) registers.
+    s.register(
+        manifest("test.newly-listed", "0.1.0"),
+        &wasm("slow-progress"),
+    );
+    let changed = next_event(&mut lines).expect("a list_changed");
+    assert_eq!(
+        changed["method"], "notifications/tools/list_changed",
+        "{changed}"
+    );
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+    // The listener goes; the server stays healthy for the next request.
+    drop(lines);
+    let (status, listed) = s.rpc(Some(&s.admin), "tools/list", json!({}));
+    assert_eq!(status, 200);
+    assert!(listed.to_string().contains("newly-listed"), "{listed}");
+}

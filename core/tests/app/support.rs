@@ -86,6 +86,11 @@ pub struct RecSink {
     pub writes: RefCell<Vec<String>>,
     /// How many writes succeed before the client "closes" the stream.
     pub open_for: Cell<Option<usize>>,
+    /// Each wait asked for (`Sink::sleep`), in milliseconds.
+    pub naps: RefCell<Vec<u64>>,
+    /// Played during the first wait: another request's work (a registration).
+    #[allow(clippy::type_complexity)]
+    pub on_nap: RefCell<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>>,
 }
 
 impl RecSink {
@@ -113,6 +118,15 @@ impl Sink for RecSink {
             .borrow_mut()
             .push(String::from_utf8(bytes.to_vec()).unwrap());
         Ok(())
+    }
+
+    async fn sleep(&self, ms: u64) {
+        self.naps.borrow_mut().push(ms);
+        // What another request does while this stream waits (once).
+        let due = self.on_nap.borrow_mut().take();
+        if let Some(f) = due {
+            f.await;
+        }
     }
 }
 
