@@ -70,6 +70,11 @@ pub trait Dispatch {
             req.url
         )))
     }
+    /// Whether this runtime can answer with an event stream at all (its adapter wraps the
+    /// dispatcher in `stream::Streaming`): what `server/discover` may promise.
+    fn streams(&self) -> bool {
+        false
+    }
     /// Whether this request's answer is an open event stream that [`Dispatch::push`] writes
     /// to (`stream::Streaming` of a `subscriptions/listen`); by default it is not.
     fn can_push(&self) -> bool {

@@ -69,7 +69,7 @@ pub async fn handle_message<D: Db, X: Dispatch, E: Env>(
         let resp = match modern::check(req, id.as_ref(), method, &params) {
             Err(e) => rpc_error(id, &e),
             Ok(()) if method == "server/discover" && id.is_some() => {
-                ok(id, modern::discover(&cx.config))
+                ok(id, modern::discover(&cx.config, cx.dispatch.streams()))
             }
             Ok(()) => answer(cx, req, id, method, &params, None, true, families).await,
         };

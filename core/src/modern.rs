@@ -178,16 +178,21 @@ pub fn unknown_method(method: &str) -> Error {
 
 /// The `server/discover` result: versions, capabilities and who we are. The same for
 /// every caller, so it needs no credentials and no database.
-pub fn discover(config: &Config) -> Json {
+pub fn discover(config: &Config, streams: bool) -> Json {
+    // List changes are delivered on a `subscriptions/listen` stream (`listen`) and log
+    // lines on a streamed `tools/call`: promised only where the runtime streams answers
+    // (not on the Worker, which answers whole).
     let mut capabilities = json!({
-        // Delivered on a `subscriptions/listen` stream (`listen`).
-        "tools": { "listChanged": true },
-        "prompts": { "listChanged": true },
-        "resources": { "subscribe": false, "listChanged": true },
+        "tools": { "listChanged": streams },
+        "prompts": { "listChanged": streams },
+        "resources": { "subscribe": false, "listChanged": streams },
     });
     if !config.session_encryption {
         // Without session encryption the resource list is empty but still answered.
-        capabilities["resources"] = json!({ "listChanged": true });
+        capabilities["resources"] = json!({ "listChanged": streams });
+    }
+    if streams {
+        capabilities["logging"] = json!({});
     }
     json!({
         "resultType": "complete",

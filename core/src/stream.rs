@@ -337,6 +337,9 @@ impl<X: Dispatch, S: Sink> Dispatch for Streaming<X, S> {
     async fn fetch(&self, req: OutboundRequest) -> Result<Answer, SendError> {
         self.inner.fetch(req).await
     }
+    fn streams(&self) -> bool {
+        true
+    }
     fn can_push(&self) -> bool {
         self.wanted.is_some()
     }

@@ -57,12 +57,19 @@ async fn run(app: &StreamApp, req: HttpRequest) -> (Vec<Json>, Json) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_listener_is_acknowledged_then_told_the_tool_list_changed_by_a_registration() {
     let h = Harness::new().await;
+    // A runtime that answers whole (the Worker) promises no list changes and no logging...
     let (_, d, _) = send(&h, modern_request(None, "server/discover", json!({}))).await;
-    assert_eq!(
-        d["result"]["capabilities"]["tools"]["listChanged"],
-        json!(true),
-        "{d}"
-    );
+    let caps = &d["result"]["capabilities"];
+    assert_eq!(caps["tools"]["listChanged"], json!(false), "{d}");
+    assert!(caps.get("logging").is_none(), "{d}");
+    // ...one that streams (Spin, our runner) promises both.
+    let discover = modern_request(None, "server/discover", json!({}));
+    let app = h.streaming(&discover, FakeHost::default(), sink_registering(&h, 0));
+    let (_, d) = run(&app, discover).await;
+    let caps = &d["result"]["capabilities"];
+    assert_eq!(caps["tools"]["listChanged"], json!(true), "{d}");
+    assert_eq!(caps["prompts"]["listChanged"], json!(true), "{d}");
+    assert_eq!(caps["logging"], json!({}), "{d}");
 
     let req = listen(json!({ "toolsListChanged": true, "resourcesListChanged": true }));
     // Open for: the ack, the two notifications, one keep-alive; the next write fails.
