@@ -29,9 +29,13 @@ args="${CYFR_CHECK_ARGS:-$run}"
 fails=0
 python3 "$tools/http_probe.py" "$url" --bearer "$admin" || fails=$((fails+1))
 "$tools/check-py.sh" "$url" --bearer "$admin" --tool "$tool" --args "$args" || fails=$((fails+1))
-# The 2.x client in its default auto mode probes server/discover: it must adopt 2026-07-28.
-"$tools/check-py.sh" "$url" --mcp 'mcp==2.3.0' --auto --protocol 2026-07-28 --bearer "$admin" \
-    --tool "$tool" --args "$args" || fails=$((fails+1))
+# The 2.x client in its default auto mode probes server/discover: it must adopt 2026-07-28,
+# and, with an app's key that holds only `execution`, list the component tools and call one
+# by its tool name (json-transform's derived name).
+app_key="$(CYFR_URL="$url" CYFR_API_KEY="$admin" $cyfr --json key create --name mcp-check \
+    --type secret --scope execution | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+"$tools/check-py.sh" "$url" --mcp 'mcp==2.3.0' --auto --protocol 2026-07-28 --bearer "$app_key" \
+    --tool cyfr.json-transform --args '{"data":[1,2,3]}' || fails=$((fails+1))
 "$tools/check-ts.sh" "$url" --header "Authorization: Bearer $admin" --tool "$tool" --args "$args" || fails=$((fails+1))
 scripts/conformance.sh "$tools" "$url" "$admin" || fails=$((fails+1))
 echo "mcp-check: $((5-fails)) passed, $fails failed"
