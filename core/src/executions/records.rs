@@ -55,10 +55,7 @@ pub async fn show(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
             &[id.into()],
         )
         .await?;
-    let row = rows
-        .first()
-        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
-        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    let row = own(&rows, who, id)?;
     Ok(json!({
         "execution_id": row.text("id"),
         "reference": row.text("reference"),
@@ -77,10 +74,7 @@ pub async fn show(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
 /// or an admin; anyone else's run looks missing.
 pub async fn logs(db: &impl Db, who: &Identity, id: &str) -> Result<Json> {
     let rows = db.query("SELECT id, caller, reference, component_type, digest, status, error, started_at, finished_at, duration_ms, stdout, stderr, refusals FROM executions WHERE id = ?", &[id.into()]).await?;
-    let row = rows
-        .first()
-        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
-        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    let row = own(&rows, who, id)?;
     let (stdout, stderr) = (row.text("stdout"), row.text("stderr"));
     // CYFR's `logs` is one text; cyfr keeps the two streams apart as well.
     let logs = match (stdout.is_empty(), stderr.is_empty()) {
@@ -120,10 +114,7 @@ pub async fn cancel<D: Db, X: Dispatch, E: Env>(
             &[id.into()],
         )
         .await?;
-    let row = rows
-        .first()
-        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
-        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))?;
+    let row = own(&rows, who, id)?;
     let status = row.text("status");
     if status != RecordStatus::Started.as_str() {
         return Ok(
@@ -175,4 +166,12 @@ async fn stop<D: Db, X: Dispatch, E: Env>(cx: &Context<D, X, E>, id: &str) -> Re
     Ok(
         json!({ "execution_id": id, "cancelled": stopped, "status": status_word(if stopped { RecordStatus::Cancelled } else { RecordStatus::Started }.as_str()) }),
     )
+}
+
+/// The run record in `rows` if `who` may see it (its caller, or an admin); anyone else's
+/// run looks missing.
+fn own<'r>(rows: &'r crate::db::Rows, who: &Identity, id: &str) -> Result<crate::db::Row<'r>> {
+    rows.first()
+        .filter(|r| who.is_admin() || r.opt_text("caller").as_deref() == Some(who.id()))
+        .ok_or_else(|| Error::invalid_params(format!("no execution `{id}` of yours")))
 }
