@@ -318,10 +318,16 @@ impl Transport for SpinTransport {
 /// Whether a failed send reached the host. Only the `wasi:http` error codes that end a
 /// request before any byte of it was written mean "not sent": refused, unresolvable or
 /// unreachable destinations, a connect that timed out, and requests the platform denied.
+/// A body that could not be written whole counts too: the runtime closes the body stream
+/// when the connect fails (often before the refusal itself is reported), and a host acts
+/// only on a whole body, so nothing ran.
 fn classify(e: spin_sdk::http::SendError) -> SendError {
     use spin_sdk::http::ErrorCode;
     let text = e.to_string();
     match e {
+        spin_sdk::http::SendError::Io(_) => {
+            SendError::NotSent(format!("writing the request: {text}"))
+        }
         spin_sdk::http::SendError::Http(
             ErrorCode::ConnectionRefused
             | ErrorCode::DnsTimeout
