@@ -273,6 +273,8 @@ fn workspace() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Both sides alike: the baseline's wasmtime errors would capture backtraces too.
+    cyfr_host::quiet_error_backtraces();
     let args = Args::parse();
     let concurrency = args.concurrency();
     anyhow::ensure!(

@@ -296,6 +296,7 @@ enum SecretAction {
 }
 
 fn main() {
+    cyfr_host::quiet_error_backtraces();
     let cli = Cli::parse();
     let json_out = cli.json;
     if let Err(e) = run(cli) {
