@@ -518,7 +518,8 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
         manifest("test.endless-loop", "0.1.0"),
         &wasm("endless-loop"),
     );
-    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "60s"}));
+    // Long enough that no loop ends by itself however slow the machine; each is cancelled.
+    s.ok(&s.admin, "policy", json!({"action": "set", "reference": "r:test.endless-loop:0.1.0", "field": "timeout", "value": "10m"}));
     let jt = register_json_transform(&s);
     // A's probe loop below may run long on a loaded machine: only the slots may refuse it.
     s.ok(
@@ -533,6 +534,22 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
         json!({"rate_limit": "100000/1m"}),
     );
     let b = s.key("b", "secret", &["execution"], json!({}));
+    // Both components compiled first (a quick panicking run): on a loaded debug build a
+    // compile takes seconds, and A's share must fill from runs, not from compiles.
+    let warm = s.call(
+        &b,
+        "execution",
+        json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {"mode": "panic"}}),
+    );
+    assert!(
+        warm.get("error").is_some() || warm["result"]["isError"] == true,
+        "{warm}"
+    );
+    s.ok(
+        &b,
+        "execution",
+        json!({"action": "run", "reference": jt, "input": {"data": [0]}}),
+    );
     // A fills its share of the host's slots (16) with runs that never end by themselves.
     let share = 16;
     let loops: Vec<_> = (0..share)
@@ -544,7 +561,12 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
     // A's next run is refused at once with the rate-limit answer (until all 16 hold their
     // places, an extra quick run may still get through: it just completes).
     let mut busy = None;
-    for _ in 0..400 {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < give_up {
+        if let Some(ended) = loops.iter().position(|l| l.is_finished()) {
+            let r = loops.into_iter().nth(ended).unwrap().join().unwrap();
+            panic!("one of A's endless runs ended before its share filled: {r}");
+        }
         let r = s.call(
             &a,
             "execution",
