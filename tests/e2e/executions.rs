@@ -541,10 +541,7 @@ fn one_key_holding_its_share_of_runs_is_refused_busy_and_another_keys_run_comple
         "execution",
         json!({"action": "run", "reference": "r:test.endless-loop:0.1.0", "input": {"mode": "panic"}}),
     );
-    assert!(
-        warm.get("error").is_some() || warm["result"]["isError"] == true,
-        "{warm}"
-    );
+    assert_eq!(warm["error"]["data"]["reason"], "trap", "{warm}");
     s.ok(
         &b,
         "execution",
