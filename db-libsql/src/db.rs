@@ -148,11 +148,12 @@ impl LocalDb {
         // requests) only once it has read in WAL mode.
         conn.run("SELECT count(*) FROM sqlite_schema", Vec::new())
             .await?;
-        let checkpointer = checkpoint::Checkpointer::start(db.clone())?;
-        conn.writes = Some(checkpointer.signal());
+        let conn = Arc::new(Mutex::new(conn));
+        let checkpointer = checkpoint::Checkpointer::start(db.clone(), Arc::downgrade(&conn))?;
+        conn.lock().await.writes = Some(checkpointer.signal());
         Ok(LocalDb {
             checkpointer: Some(checkpointer),
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             lock_timeout: BUSY_TIMEOUT,
             path,
         })
