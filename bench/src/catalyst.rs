@@ -99,6 +99,7 @@ pub(crate) fn run(b: &Bench, args: &Args, rate_limit: Option<&str>) -> anyhow::R
         headers: vec![],
         body: Bytes::new(),
         verify: verify_native,
+        verify_errors: false,
     });
     results.push(b.row("native (new connection)", || {
         HttpClient::fresh(native.clone(), None)

@@ -22,6 +22,7 @@
 //! cargo run --release -p cyfr-bench -- --catalyst [--concurrency 8] [...]
 //! cargo run --release -p cyfr-bench -- --formula [--concurrency 1] [...]
 //! cargo run --release -p cyfr-bench -- --soak [--minutes 10] [--rate 50]
+//! cargo run --release -p cyfr-bench -- --memory --concurrency 1000 [--mib 48] [--keys 1]
 //! ```
 
 /// A progress line on stderr.
@@ -33,6 +34,7 @@ mod baseline;
 mod catalyst;
 mod formula;
 mod load;
+mod memory;
 mod server;
 mod soak;
 mod verify;
@@ -98,6 +100,18 @@ struct Args {
     /// with latency and RSS every 30 s; fails on any error.
     #[arg(long, conflicts_with_all = ["catalyst", "formula", "breakdown"])]
     soak: bool,
+    /// Instead: `--concurrency` runs at once of a reagent that touches `--mib` MiB under the
+    /// default 64 MiB cap ([`memory`]); reports answers by kind and the peak RSS, and fails on
+    /// any answer but completed, busy or timeout. Raises the server's connection caps to fit.
+    #[arg(long, conflicts_with_all = ["catalyst", "formula", "breakdown", "soak"])]
+    memory: bool,
+    /// MiB each `--memory` run allocates and touches.
+    #[arg(long, default_value_t = 48)]
+    mib: u64,
+    /// Keys (callers) the `--memory` connections are spread over: one caller's share of the
+    /// host's slots is 16 runs, so more keys fill more of them.
+    #[arg(long, default_value_t = 1)]
+    keys: usize,
     /// Soak length in minutes.
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
@@ -261,6 +275,7 @@ impl Bench {
             headers: Bench::mcp_headers(Some(&self.cyfr.key)),
             body: Bench::run_body(reference, component_type, input),
             verify,
+            verify_errors: false,
         })
     }
 }
@@ -286,6 +301,16 @@ fn main() -> anyhow::Result<()> {
         concurrency > 0 && args.seconds > 0,
         "--concurrency and --seconds must be positive"
     );
+    if args.memory {
+        // One loopback peer opens them all: let the server accept them (before any thread
+        // that could read the environment starts).
+        let cap = (concurrency * 2).max(64).to_string();
+        for var in ["CYFR_MAX_CONNECTIONS", "CYFR_MAX_CONNECTIONS_PER_PEER"] {
+            if std::env::var_os(var).is_none() {
+                std::env::set_var(var, &cap);
+            }
+        }
+    }
     let ws = workspace();
     if !args.no_build {
         build_wasm()?;
@@ -307,7 +332,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
 
     // Baseline (the default mode only).
-    let baseline = if args.catalyst || args.formula || args.soak {
+    let baseline = if args.catalyst || args.formula || args.soak || args.memory {
         None
     } else {
         say!("compiling the reagent for the baseline");
@@ -367,6 +392,7 @@ fn main() -> anyhow::Result<()> {
         _ if args.catalyst => catalyst::run(&bench, &args, rate_limit.as_deref()),
         _ if args.formula => formula::run(&bench, &args, rate_limit.as_deref()),
         _ if args.soak => soak::run(&bench, args.minutes, args.rate),
+        _ if args.memory => memory::run(&bench, args.mib, args.keys, args.json),
         Some((base, base_addr)) => {
             execution_run(&bench, &args, base, base_addr, rate_limit.as_deref())
         }
@@ -401,6 +427,7 @@ fn execution_run(
         headers: vec![("content-type".into(), "application/json".into())],
         body: Bytes::from_static(INPUT.as_bytes()),
         verify: verify_baseline,
+        verify_errors: false,
     });
     let cyfr_target = b.run_target(
         &cyfr.reference,
@@ -420,6 +447,7 @@ fn execution_run(
             headers: vec![],
             body: Bytes::new(),
             verify: verify_health,
+            verify_errors: false,
         });
         results.push(b.http_row("cyfr GET /health", &health));
         let ping = Arc::new(HttpTarget {
@@ -429,6 +457,7 @@ fn execution_run(
             headers: Bench::mcp_headers(None),
             body: Bytes::from(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string()),
             verify: verify_ping,
+            verify_errors: false,
         });
         results.push(b.http_row("cyfr ping (no key)", &ping));
         let list = Arc::new(HttpTarget {
@@ -440,6 +469,7 @@ fn execution_run(
                 json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string(),
             ),
             verify: verify_tools_list,
+            verify_errors: false,
         });
         results.push(b.http_row("cyfr tools/list (key)", &list));
 

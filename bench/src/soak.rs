@@ -43,6 +43,7 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
             headers: Bench::mcp_headers(Some(key)),
             body: Bytes::from(body.to_string()),
             verify,
+            verify_errors: false,
         })
     };
     let call = |tool: &str, args: serde_json::Value| json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": tool, "arguments": args } });

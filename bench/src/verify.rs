@@ -8,8 +8,22 @@ pub(crate) fn excerpt(v: &Json, n: usize) -> String {
     s[..s.floor_char_boundary(n)].to_string()
 }
 
+/// The answer's JSON: the body, or, when the server streamed it as an event stream (a long
+/// run gets `: running` keep-alives before its result), the last event's `data`.
 pub(crate) fn parse(body: &[u8]) -> Result<Json, String> {
-    serde_json::from_slice(body).map_err(|e| {
+    let text = String::from_utf8_lossy(body);
+    let streamed = text.starts_with(':') || text.starts_with("event:") || text.starts_with("data:");
+    let json = match streamed {
+        true => text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("data:"))
+            .unwrap_or("")
+            .trim()
+            .as_bytes(),
+        false => body,
+    };
+    serde_json::from_slice(json).map_err(|e| {
         format!(
             "not JSON ({e}): {}",
             String::from_utf8_lossy(&body[..body.len().min(300)])

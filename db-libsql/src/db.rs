@@ -4,14 +4,18 @@
 //! (`cyfr_host::spin_runner`), and what [`crate::core_db::CoreDb`] sits on. Tests open it
 //! in memory ([`LocalDb::open_in_memory`]).
 //!
-//! A `LocalDb` is ONE long-lived libsql connection behind an async mutex: one connection in the
-//! process means our own requests never wait on each other's SQLite locks, and its schema and
-//! page cache stay warm. Statements run inline on the calling task while the guard is held
-//! (libsql's local futures complete without yielding; SQLite work is microseconds), from a
-//! cache of prepared statements. [`LocalDb::execute`] and [`LocalDb::batch`] hold the guard
-//! for their statements; a [`LocalSession`] (a guest's `spin:sqlite` connection) holds it per
-//! statement, or from a statement that opens a transaction until the one that ends it.
-//! Waiting for the guard is bounded by [`BUSY_TIMEOUT`], like SQLite's own lock waits.
+//! A `LocalDb` is ONE long-lived libsql connection (a [`Gate`]): one connection in the process
+//! means our own requests never wait on each other's SQLite locks, and its schema and page
+//! cache stay warm. Statements run inline on the calling task under a plain mutex, from a cache
+//! of prepared statements (libsql's local futures complete without yielding; SQLite work is
+//! microseconds), and the mutex is never held across an `.await`. It used to be an async,
+//! fair mutex: under load it was handed to the next waiting task, which then held it while it
+//! sat in the runtime's queue behind busy tasks — 1,000 concurrent runs made that convoy wait
+//! past 5 s. [`LocalDb::execute`] and [`LocalDb::batch`] hold the mutex for their statements; a
+//! [`LocalSession`] (a guest's `spin:sqlite` connection) per statement, and from a statement
+//! that opens a transaction until the one that ends it the session OWNS the connection: others
+//! wait (asynchronously, for its end) meanwhile. That wait is bounded by [`BUSY_TIMEOUT`], like
+//! SQLite's own lock waits.
 //!
 //! Every statement goes through `query` and all of its rows are collected, so `SELECT`s and
 //! `INSERT/UPDATE/DELETE ... RETURNING` both return rows. Automatic WAL checkpoints are off on
@@ -29,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 pub use session::LocalSession;
 
@@ -101,7 +106,7 @@ pub struct LocalDb {
     /// Held for that `Drop` (read only by tests).
     #[cfg_attr(not(test), allow(dead_code))]
     checkpointer: Option<checkpoint::Checkpointer>,
-    conn: Arc<Mutex<Conn>>,
+    conn: Arc<Gate>,
     lock_timeout: Duration,
     path: PathBuf,
 }
@@ -148,9 +153,9 @@ impl LocalDb {
         // requests) only once it has read in WAL mode.
         conn.run("SELECT count(*) FROM sqlite_schema", Vec::new())
             .await?;
-        let conn = Arc::new(Mutex::new(conn));
+        let conn = Gate::new(conn);
         let checkpointer = checkpoint::Checkpointer::start(db.clone(), Arc::downgrade(&conn))?;
-        conn.lock().await.writes = Some(checkpointer.signal());
+        conn.lock_now().writes = Some(checkpointer.signal());
         Ok(LocalDb {
             checkpointer: Some(checkpointer),
             conn,
@@ -169,7 +174,7 @@ impl LocalDb {
         );
         Ok(LocalDb {
             checkpointer: None,
-            conn: Arc::new(Mutex::new(Conn::connect(&db)?)),
+            conn: Gate::new(Conn::connect(&db)?),
             lock_timeout: BUSY_TIMEOUT,
             path: PathBuf::from(":memory:"),
         })
@@ -190,13 +195,16 @@ impl LocalDb {
     /// `sql` is run. A statement that would leave a transaction open is rolled back and
     /// refused: transactions belong in a [`LocalSession`] or an atomic [`LocalDb::batch`].
     pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
-        let mut conn = lock(&self.conn, self.lock_timeout).await?;
-        let r = conn.run(sql, params).await;
-        // The statement's own error, if any, says more than "rolled back".
-        match conn.end_stray_transaction() {
-            Ok(()) => r,
-            Err(e) => r.and(Err(e)),
-        }
+        self.conn
+            .with(NOT_A_SESSION, self.lock_timeout, |conn| {
+                let r = at_once(conn.run(sql, params));
+                // The statement's own error, if any, says more than "rolled back".
+                match conn.end_stray_transaction() {
+                    Ok(()) => r,
+                    Err(e) => r.and(Err(e)),
+                }
+            })
+            .await?
     }
 
     /// Runs `stmts` in order under one hold of the connection and returns each one's result.
@@ -208,28 +216,31 @@ impl LocalDb {
         stmts: Vec<(String, Vec<SqlValue>)>,
         atomic: bool,
     ) -> anyhow::Result<Vec<QueryResult>> {
-        let mut conn = lock(&self.conn, self.lock_timeout).await?;
-        if atomic {
-            conn.run("BEGIN IMMEDIATE", Vec::new()).await?;
-        }
-        let r = conn.run_batch(stmts, atomic).await;
-        match r {
-            Ok(results) if atomic => match conn.run("COMMIT", Vec::new()).await {
-                Ok(_) => Ok(results),
-                Err(e) => {
-                    conn.rollback();
-                    Err(e)
+        self.conn
+            .with(NOT_A_SESSION, self.lock_timeout, |conn| {
+                if atomic {
+                    at_once(conn.run("BEGIN IMMEDIATE", Vec::new()))?;
                 }
-            },
-            Ok(results) => {
-                conn.end_stray_transaction()?;
-                Ok(results)
-            }
-            Err(e) => {
-                conn.rollback();
-                Err(e)
-            }
-        }
+                let r = at_once(conn.run_batch(stmts, atomic));
+                match r {
+                    Ok(results) if atomic => match at_once(conn.run("COMMIT", Vec::new())) {
+                        Ok(_) => Ok(results),
+                        Err(e) => {
+                            conn.rollback();
+                            Err(e)
+                        }
+                    },
+                    Ok(results) => {
+                        conn.end_stray_transaction()?;
+                        Ok(results)
+                    }
+                    Err(e) => {
+                        conn.rollback();
+                        Err(e)
+                    }
+                }
+            })
+            .await?
     }
 
     /// Runs `stmts` in order under one hold of the connection as ONE commit, with a loose
@@ -240,37 +251,40 @@ impl LocalDb {
         &self,
         stmts: Vec<(String, Vec<SqlValue>)>,
     ) -> anyhow::Result<Vec<QueryResult>> {
-        let mut conn = lock(&self.conn, self.lock_timeout).await?;
-        conn.run("BEGIN IMMEDIATE", Vec::new()).await?;
-        let mut results = Vec::with_capacity(stmts.len());
-        let mut failed = None;
-        for (sql, params) in stmts {
-            match conn.run(&sql, params).await {
-                Ok(r) => results.push(r),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+        self.conn
+            .with(NOT_A_SESSION, self.lock_timeout, |conn| {
+                at_once(conn.run("BEGIN IMMEDIATE", Vec::new()))?;
+                let mut results = Vec::with_capacity(stmts.len());
+                let mut failed = None;
+                for (sql, params) in stmts {
+                    match at_once(conn.run(&sql, params)) {
+                        Ok(r) => results.push(r),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    if !conn.in_transaction() {
+                        failed = Some(anyhow::anyhow!(
+                            "a statement of a batch ended its transaction: {sql}"
+                        ));
+                        break;
+                    }
                 }
-            }
-            if !conn.in_transaction() {
-                failed = Some(anyhow::anyhow!(
-                    "a statement of a batch ended its transaction: {sql}"
-                ));
-                break;
-            }
-        }
-        // SQLite may have rolled the transaction back itself (a full disk, say): then there
-        // is nothing to commit.
-        if conn.in_transaction() {
-            if let Err(e) = conn.run("COMMIT", Vec::new()).await {
-                conn.rollback();
-                return Err(e);
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(results),
-        }
+                // SQLite may have rolled the transaction back itself (a full disk, say): then
+                // there is nothing to commit.
+                if conn.in_transaction() {
+                    if let Err(e) = at_once(conn.run("COMMIT", Vec::new())) {
+                        conn.rollback();
+                        return Err(e);
+                    }
+                }
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(results),
+                }
+            })
+            .await?
     }
 
     /// The same database waiting at most `timeout` for the shared connection (tests use a
@@ -288,21 +302,74 @@ impl LocalDb {
     }
 }
 
-/// Takes the shared connection, waiting at most `timeout` (then failing as SQLite does when a
-/// lock is held too long), so a guest that keeps a transaction open cannot stall the server.
-async fn lock(conn: &Arc<Mutex<Conn>>, timeout: Duration) -> anyhow::Result<OwnedMutexGuard<Conn>> {
-    // Uncontended (the common case): no timer.
-    if let Ok(guard) = conn.clone().try_lock_owned() {
-        return Ok(guard);
-    }
-    tokio::time::timeout(timeout, conn.clone().lock_owned())
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "database is locked: another session held a transaction for over {} ms",
-                timeout.as_millis()
-            )
+/// Who asks for the connection when it is not a session (sessions are numbered from 1).
+const NOT_A_SESSION: u64 = 0;
+
+/// The one shared connection, and which session (if any) has a transaction open on it.
+struct Gate {
+    conn: Mutex<Conn>,
+    /// Woken when a session's transaction ends (or the session goes).
+    released: tokio::sync::Notify,
+    /// The next session's number.
+    sessions: AtomicU64,
+}
+
+impl Gate {
+    fn new(conn: Conn) -> Arc<Gate> {
+        Arc::new(Gate {
+            conn: Mutex::new(conn),
+            released: tokio::sync::Notify::new(),
+            sessions: AtomicU64::new(NOT_A_SESSION + 1),
         })
+    }
+
+    /// A number for a new session.
+    fn session_id(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The connection now, whoever owns it (its own statements, the checkpointer, tests). A
+    /// panic while it was held poisons nothing that matters here: SQLite's state is its own.
+    fn lock_now(&self) -> MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection once no other session has a transaction open on it, waiting
+    /// at most `timeout` for that (then failing as SQLite does when a lock is held too long,
+    /// so a guest that keeps a transaction open cannot stall the server). `f` runs under the
+    /// mutex and must not block on anything but SQLite.
+    async fn with<R>(
+        &self,
+        me: u64,
+        timeout: Duration,
+        f: impl FnOnce(&mut Conn) -> R,
+    ) -> anyhow::Result<R> {
+        let mut f = Some(f);
+        let mut deadline = None;
+        loop {
+            // Made before looking, so an end that comes between the look and the wait wakes it.
+            let released = self.released.notified();
+            {
+                let mut conn = self.lock_now();
+                if conn.owner.is_none_or(|owner| owner == me) {
+                    let f = f.take().expect("runs once");
+                    return Ok(f(&mut conn));
+                }
+            }
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                anyhow::bail!(
+                    "database is locked: another session held a transaction for over {} ms",
+                    timeout.as_millis()
+                );
+            }
+        }
+    }
+}
+
+/// Runs a libsql local future, which completes on its first poll (see [`now`]).
+fn at_once<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    now(f).unwrap_or_else(|| Err(anyhow::anyhow!("a statement did not complete at once")))
 }
 
 /// The one libsql connection of a [`LocalDb`] and its prepared statements.
@@ -312,6 +379,8 @@ struct Conn {
     conn: libsql::Connection,
     /// Tells the checkpointer about writes (files only).
     writes: Option<checkpoint::Signal>,
+    /// The session whose open transaction this is, if a session opened one.
+    owner: Option<u64>,
     _db: Arc<libsql::Database>,
 }
 
@@ -324,6 +393,7 @@ impl Conn {
             stmts: HashMap::new(),
             conn,
             writes: None,
+            owner: None,
             _db: db.clone(),
         })
     }

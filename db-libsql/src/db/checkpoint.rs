@@ -131,7 +131,7 @@ impl Drop for Checkpointer {
 
 /// The shared connection, which every write goes through; weak, so the thread never keeps it
 /// open.
-pub(super) type Writer = std::sync::Weak<tokio::sync::Mutex<super::Conn>>;
+pub(super) type Writer = std::sync::Weak<super::Gate>;
 
 /// The thread: checkpoint when there are writes no complete checkpoint has covered yet.
 fn run(
@@ -190,9 +190,9 @@ fn finish(
     let Some(writer) = writer.upgrade() else {
         return Ok(None);
     };
-    // Queued fairly behind the requests that wait for it (`try_lock` would lose to them
-    // forever); a session's open transaction is bounded by its lock timeout.
-    let held = writer.blocking_lock();
+    // Statements hold it for microseconds at a time, never across a wait. (A session's open
+    // transaction is not waited for: the RESTART then finds a reader and does what it can.)
+    let held = writer.lock_now();
     if stop.load(Ordering::Relaxed) {
         return Ok(None);
     }

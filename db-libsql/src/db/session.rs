@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, OwnedMutexGuard};
-
-use super::{lock, Conn, QueryResult, SqlValue};
+use super::{at_once, Gate, QueryResult, SqlValue};
 
 /// A session on a [`super::LocalDb`] (what a guest's `spin:sqlite` connection is): it takes the
 /// shared connection for each statement, except that a statement which leaves a transaction
@@ -16,20 +14,23 @@ use super::{lock, Conn, QueryResult, SqlValue};
 /// `last_insert_rowid` and `changes` are remembered from the session's own statements: the
 /// connection is shared, so its current values may be another session's.
 pub struct LocalSession {
-    conn: Arc<Mutex<Conn>>,
+    conn: Arc<Gate>,
     lock_timeout: Duration,
-    /// The connection while this session has a transaction open on it.
-    held: Option<OwnedMutexGuard<Conn>>,
+    /// This session's number (what the connection's owner is while it has a transaction).
+    id: u64,
+    /// Whether this session has a transaction open (and so owns the connection).
+    owns: bool,
     last_insert_rowid: i64,
     changes: u64,
 }
 
 impl LocalSession {
-    pub(super) fn new(conn: Arc<Mutex<Conn>>, lock_timeout: Duration) -> LocalSession {
+    pub(super) fn new(conn: Arc<Gate>, lock_timeout: Duration) -> LocalSession {
         LocalSession {
+            id: conn.session_id(),
             conn,
             lock_timeout,
-            held: None,
+            owns: false,
             last_insert_rowid: 0,
             changes: 0,
         }
@@ -43,15 +44,21 @@ impl LocalSession {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> anyhow::Result<QueryResult> {
-        let mut conn = match self.held.take() {
-            Some(conn) => conn,
-            None => lock(&self.conn, self.lock_timeout).await?,
-        };
-        let rowid_before = conn.conn.last_insert_rowid();
-        let r = conn.run(sql, params).await;
-        if conn.in_transaction() {
-            self.held = Some(conn);
+        let id = self.id;
+        let (r, rowid_before, open) = self
+            .conn
+            .with(id, self.lock_timeout, |conn| {
+                let rowid_before = conn.conn.last_insert_rowid();
+                let r = at_once(conn.run(sql, params));
+                let open = conn.in_transaction();
+                conn.owner = open.then_some(id);
+                (r, rowid_before, open)
+            })
+            .await?;
+        if self.owns && !open {
+            self.conn.released.notify_waiters();
         }
+        self.owns = open;
         if let Ok(r) = &r {
             // SQLite leaves last_insert_rowid alone unless a row is inserted; unchanged, the
             // connection's value may be another session's insert.
@@ -65,7 +72,7 @@ impl LocalSession {
 
     /// Whether this session has a transaction open (and so holds the database).
     pub fn in_transaction(&self) -> bool {
-        self.held.is_some()
+        self.owns
     }
 
     /// The rowid of the most recent row this session inserted (0 if none).
@@ -81,8 +88,12 @@ impl LocalSession {
 
 impl Drop for LocalSession {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.held.take() {
+        if self.owns {
+            let mut conn = self.conn.lock_now();
             conn.rollback();
+            conn.owner = None;
+            drop(conn);
+            self.conn.released.notify_waiters();
         }
     }
 }

@@ -246,7 +246,7 @@ async fn the_statement_cache_is_bounded_and_still_answers_past_it() {
     for i in 0..(STATEMENT_CACHE as i64 * 2 + 3) {
         let r = db.execute(&format!("SELECT {i}"), vec![]).await.unwrap();
         assert_eq!(r.rows, vec![vec![int(i)]]);
-        assert!(db.conn.lock().await.stmts.len() <= STATEMENT_CACHE);
+        assert!(db.conn.lock_now().stmts.len() <= STATEMENT_CACHE);
     }
 }
 
@@ -270,7 +270,7 @@ async fn an_atomic_batch_that_fails_leaves_nothing_and_one_that_succeeds_answers
         .unwrap_err();
     assert!(format!("{err:#}").contains("missing"), "{err:#}");
     assert_eq!(ints(&db, "SELECT count(*) FROM t").await, vec![0]);
-    assert!(!db.conn.lock().await.in_transaction());
+    assert!(!db.conn.lock_now().in_transaction());
 
     let r = db
         .batch(
@@ -310,7 +310,7 @@ async fn an_atomic_batch_that_fails_leaves_nothing_and_one_that_succeeds_answers
         .batch(vec![ins(30), ("COMMIT".into(), vec![])], true)
         .await
         .is_err());
-    assert!(!db.conn.lock().await.in_transaction());
+    assert!(!db.conn.lock_now().in_transaction());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +386,7 @@ async fn a_session_dropped_inside_a_transaction_rolls_it_back_and_frees_the_data
     drop(a);
     b.await.unwrap();
     assert_eq!(ints(&db, "SELECT x FROM t").await, vec![10]);
-    assert!(!db.conn.lock().await.in_transaction());
+    assert!(!db.conn.lock_now().in_transaction());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +435,7 @@ async fn the_checkpointer_keeps_the_wal_bounded_over_many_inserts() {
     .await
     .unwrap();
     let page = ints(&db, "PRAGMA page_size").await[0] as u64;
-    let signal = db.conn.lock().await.writes.clone().unwrap();
+    let signal = db.conn.lock_now().writes.clone().unwrap();
     const ROUNDS: usize = 10;
     const PER_ROUND: usize = 500;
     let mut max_wal = 0;
@@ -503,7 +503,7 @@ async fn a_one_commit_batch_keeps_what_ran_before_its_error_and_nothing_after() 
     assert!(format!("{err:#}").contains("missing"), "{err:#}");
     // A loose batch's meaning: the two before the error stay, the one after never ran.
     assert_eq!(ints(&db, "SELECT x FROM t ORDER BY x").await, vec![1, 2]);
-    assert!(!db.conn.lock().await.in_transaction());
+    assert!(!db.conn.lock_now().in_transaction());
     let r = db
         .batch_one_commit(vec![ins(5), ("SELECT count(*) FROM t".into(), vec![])])
         .await
@@ -567,5 +567,51 @@ async fn the_wal_stays_bounded_while_writers_never_pause() {
     assert_eq!(
         ints(&db, "SELECT count(*) FROM t").await,
         vec![(WRITERS * EACH) as i64]
+    );
+}
+
+/// Many tasks using the database while the runtime's threads are busy (as when reagent runs
+/// fill them): a waiter must never hold the connection while it sits in the run queue, or the
+/// waits add up past the lock bound and plain statements fail as "database is locked" (1,000
+/// concurrent `execution.run`s of a memory-heavy reagent did, with a fair async mutex).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_never_fail_as_locked_while_the_runtime_is_busy() {
+    let db = Arc::new(
+        LocalDb::open(temp_path("busy-runtime"))
+            .await
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(100)),
+    );
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x)", vec![])
+        .await
+        .unwrap();
+    const TASKS: usize = 200;
+    const EACH: usize = 10;
+    let mut tasks = Vec::new();
+    for n in 0..TASKS {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                db.execute(
+                    "INSERT INTO t (x) VALUES (?)",
+                    vec![int((n * EACH + i) as i64)],
+                )
+                .await?;
+                // A slice of CPU-bound work that does not yield, then a yield.
+                let until = std::time::Instant::now() + Duration::from_millis(1);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                tokio::task::yield_now().await;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        ints(&db, "SELECT count(*) FROM t").await,
+        vec![(TASKS * EACH) as i64]
     );
 }
