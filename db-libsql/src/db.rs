@@ -4,7 +4,7 @@
 //! (`cyfr_host::spin_runner`), and what [`crate::core_db::CoreDb`] sits on. Tests open it
 //! in memory ([`LocalDb::open_in_memory`]).
 //!
-//! A `LocalDb` is ONE long-lived libsql connection (a [`Gate`]): one connection in the process
+//! A `LocalDb` is ONE long-lived libsql connection (a `Gate`): one connection in the process
 //! means our own requests never wait on each other's SQLite locks, and its schema and page
 //! cache stay warm. Statements run inline on the calling task under a plain mutex, from a cache
 //! of prepared statements (libsql's local futures complete without yielding; SQLite work is
