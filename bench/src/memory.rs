@@ -74,7 +74,8 @@ pub(crate) fn run(b: &Bench, mib: u64, keys: usize, json_out: bool) -> anyhow::R
         HttpClient::new(targets[i].clone())
     });
     let counts = [&COMPLETED, &BUSY, &TIMEOUT, &OTHER].map(|c| c.load(Ordering::Relaxed));
-    let hwm = peak_rss_mib();
+    // The process's peak resident set.
+    let hwm = crate::soak::proc_status_mib("VmHWM:");
     if json_out {
         println!(
             "{}",
@@ -138,17 +139,4 @@ fn verify_memory_run(body: &[u8]) -> Result<(), String> {
 fn other(why: String) {
     OTHER.fetch_add(1, Ordering::Relaxed);
     FIRST_OTHER.lock().unwrap().get_or_insert(why);
-}
-
-/// The process's peak resident set (`VmHWM`), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -200,11 +200,16 @@ pub fn run(b: &Bench, minutes: f64, rate: f64) -> anyhow::Result<()> {
 
 /// VmRSS of this process (which serves cyfr), in MiB.
 fn rss_mib() -> f64 {
+    proc_status_mib("VmRSS:")
+}
+
+/// A `kB` line of this process's `/proc/self/status` (`VmRSS:`, `VmHWM:`), in MiB; 0 if absent.
+pub(crate) fn proc_status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
