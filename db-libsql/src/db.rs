@@ -136,9 +136,9 @@ impl LocalDb {
         // In WAL mode NORMAL keeps the database consistent and skips an fsync per commit
         // (a power cut may lose the last commits, never corrupt the file; a killed process
         // loses nothing).
-        conn.run("PRAGMA synchronous=NORMAL", Vec::new()).await?;
+        conn.run("PRAGMA synchronous=NORMAL", Vec::new())?;
         // journal_mode=WAL is persistent in the file; check that it took.
-        let r = conn.run("PRAGMA journal_mode=WAL", Vec::new()).await?;
+        let r = conn.run("PRAGMA journal_mode=WAL", Vec::new())?;
         let mode = match r.rows.first().and_then(|row| row.first()) {
             Some(SqlValue::Text(m)) => m.to_ascii_lowercase(),
             other => anyhow::bail!("unexpected journal_mode result: {other:?}"),
@@ -148,11 +148,10 @@ impl LocalDb {
             "could not enable WAL on {} (journal_mode is {mode})",
             path.display()
         );
-        conn.run("PRAGMA wal_autocheckpoint=0", Vec::new()).await?;
+        conn.run("PRAGMA wal_autocheckpoint=0", Vec::new())?;
         // A connection holds the WAL open (so it is not checkpointed away and deleted between
         // requests) only once it has read in WAL mode.
-        conn.run("SELECT count(*) FROM sqlite_schema", Vec::new())
-            .await?;
+        conn.run("SELECT count(*) FROM sqlite_schema", Vec::new())?;
         let conn = Gate::new(conn);
         let checkpointer = checkpoint::Checkpointer::start(db.clone(), Arc::downgrade(&conn))?;
         conn.lock_now().writes = Some(checkpointer.signal());
@@ -197,7 +196,7 @@ impl LocalDb {
     pub async fn execute(&self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
         self.conn
             .with(NOT_A_SESSION, self.lock_timeout, |conn| {
-                let r = at_once(conn.run(sql, params));
+                let r = conn.run(sql, params);
                 // The statement's own error, if any, says more than "rolled back".
                 match conn.end_stray_transaction() {
                     Ok(()) => r,
@@ -219,11 +218,11 @@ impl LocalDb {
         self.conn
             .with(NOT_A_SESSION, self.lock_timeout, |conn| {
                 if atomic {
-                    at_once(conn.run("BEGIN IMMEDIATE", Vec::new()))?;
+                    conn.run("BEGIN IMMEDIATE", Vec::new())?;
                 }
-                let r = at_once(conn.run_batch(stmts, atomic));
+                let r = conn.run_batch(stmts, atomic);
                 match r {
-                    Ok(results) if atomic => match at_once(conn.run("COMMIT", Vec::new())) {
+                    Ok(results) if atomic => match conn.run("COMMIT", Vec::new()) {
                         Ok(_) => Ok(results),
                         Err(e) => {
                             conn.rollback();
@@ -253,11 +252,11 @@ impl LocalDb {
     ) -> anyhow::Result<Vec<QueryResult>> {
         self.conn
             .with(NOT_A_SESSION, self.lock_timeout, |conn| {
-                at_once(conn.run("BEGIN IMMEDIATE", Vec::new()))?;
+                conn.run("BEGIN IMMEDIATE", Vec::new())?;
                 let mut results = Vec::with_capacity(stmts.len());
                 let mut failed = None;
                 for (sql, params) in stmts {
-                    match at_once(conn.run(&sql, params)) {
+                    match conn.run(&sql, params) {
                         Ok(r) => results.push(r),
                         Err(e) => {
                             failed = Some(e);
@@ -274,7 +273,7 @@ impl LocalDb {
                 // SQLite may have rolled the transaction back itself (a full disk, say): then
                 // there is nothing to commit.
                 if conn.in_transaction() {
-                    if let Err(e) = at_once(conn.run("COMMIT", Vec::new())) {
+                    if let Err(e) = conn.run("COMMIT", Vec::new()) {
                         conn.rollback();
                         return Err(e);
                     }
@@ -398,8 +397,14 @@ impl Conn {
         })
     }
 
-    /// Runs the first statement of `sql` from the statement cache and collects its rows.
-    async fn run(&mut self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
+    /// Runs the first statement of `sql` from the statement cache and collects its rows, there
+    /// and then (see [`at_once`]): nothing holds the connection across an `.await`.
+    fn run(&mut self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
+        at_once(self.run_async(sql, params))
+    }
+
+    /// [`Conn::run`]'s work, in libsql's async API.
+    async fn run_async(&mut self, sql: &str, params: Vec<SqlValue>) -> anyhow::Result<QueryResult> {
         if !self.stmts.contains_key(sql) {
             let stmt = self.conn.prepare(sql).await?;
             if self.stmts.len() >= STATEMENT_CACHE {
@@ -435,14 +440,14 @@ impl Conn {
     }
 
     /// The statements of a batch, in order; the first error ends it.
-    async fn run_batch(
+    fn run_batch(
         &mut self,
         stmts: Vec<(String, Vec<SqlValue>)>,
         atomic: bool,
     ) -> anyhow::Result<Vec<QueryResult>> {
         let mut results = Vec::with_capacity(stmts.len());
         for (sql, params) in stmts {
-            results.push(self.run(&sql, params).await?);
+            results.push(self.run(&sql, params)?);
             anyhow::ensure!(
                 !atomic || !self.conn.is_autocommit(),
                 "a statement of an atomic batch ended its transaction: {sql}"

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{at_once, Gate, QueryResult, SqlValue};
+use super::{Gate, QueryResult, SqlValue};
 
 /// A session on a [`super::LocalDb`] (what a guest's `spin:sqlite` connection is): it takes the
 /// shared connection for each statement, except that a statement which leaves a transaction
@@ -49,7 +49,7 @@ impl LocalSession {
             .conn
             .with(id, self.lock_timeout, |conn| {
                 let rowid_before = conn.conn.last_insert_rowid();
-                let r = at_once(conn.run(sql, params));
+                let r = conn.run(sql, params);
                 let open = conn.in_transaction();
                 conn.owner = open.then_some(id);
                 (r, rowid_before, open)

@@ -423,10 +423,9 @@ async fn a_session_that_never_commits_makes_others_fail_as_locked_after_the_boun
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_checkpointer_keeps_the_wal_bounded_over_many_inserts() {
-    let path = temp_path("checkpoint");
-    let wal = path.with_extension("db-wal");
+/// A fresh file database with a table `t (id, body)`, its WAL's path and its page size.
+async fn wal_db(name: &str) -> (LocalDb, PathBuf, u64) {
+    let path = temp_path(name);
     let db = LocalDb::open(&path).await.unwrap();
     db.execute(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -435,6 +434,12 @@ async fn the_checkpointer_keeps_the_wal_bounded_over_many_inserts() {
     .await
     .unwrap();
     let page = ints(&db, "PRAGMA page_size").await[0] as u64;
+    (db, path.with_extension("db-wal"), page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpointer_keeps_the_wal_bounded_over_many_inserts() {
+    let (db, wal, page) = wal_db("checkpoint").await;
     let signal = db.conn.lock_now().writes.clone().unwrap();
     const ROUNDS: usize = 10;
     const PER_ROUND: usize = 500;
@@ -520,16 +525,8 @@ async fn a_one_commit_batch_keeps_what_ran_before_its_error_and_nothing_after() 
 /// for as long as the load lasts (a busy `cyfr up` once grew it to 900 MB in 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_while_writers_never_pause() {
-    let path = temp_path("checkpoint-busy");
-    let wal = path.with_extension("db-wal");
-    let db = Arc::new(LocalDb::open(&path).await.unwrap());
-    db.execute(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
-        vec![],
-    )
-    .await
-    .unwrap();
-    let page = ints(&db, "PRAGMA page_size").await[0] as u64;
+    let (db, wal, page) = wal_db("checkpoint-busy").await;
+    let db = Arc::new(db);
     const WRITERS: usize = 4;
     const EACH: usize = 3000;
     let mut tasks = Vec::new();
