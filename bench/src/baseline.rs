@@ -66,7 +66,10 @@ impl Baseline {
             .table_keep_resident(cyfr_host::executor::TABLE_KEEP_RESIDENT)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // As the executor and the router: no async component model machinery.
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .concurrency_support(false);
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("baseline engine")?;

@@ -205,6 +205,26 @@ pub const VARIABLES: &[&str] = &[
     "bootstrap_admin_key",
 ];
 
+/// A variable no deployment declares: the runner of `cyfr up` answers it with every
+/// [`VARIABLES`] value it has, as one JSON object ([`bundle`]), so a router instance reads its
+/// configuration in one host call instead of one per name. Spin has no such variable (the
+/// router then reads each name).
+pub const BUNDLE_VARIABLE: &str = "all_variables";
+
+/// The [`BUNDLE_VARIABLE`] value: each of [`VARIABLES`] that `get` has, as a JSON object.
+pub fn bundle(get: impl Fn(&str) -> Option<String>) -> String {
+    let set: serde_json::Map<String, serde_json::Value> = VARIABLES
+        .iter()
+        .filter_map(|n| get(n).map(|v| (n.to_string(), serde_json::Value::String(v))))
+        .collect();
+    serde_json::Value::Object(set).to_string()
+}
+
+/// The variables of a [`bundle`], by name; `None` if it is not one.
+pub fn unbundle(text: &str) -> Option<std::collections::HashMap<String, String>> {
+    serde_json::from_str(text).ok()
+}
+
 impl Config {
     /// The configured provider `name`, if any.
     pub fn login_provider(&self, name: &str) -> Option<&LoginProvider> {
@@ -441,6 +461,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bundle_carries_the_routers_variables_as_they_are() {
+        let vars = std::collections::HashMap::from([
+            ("allowed_origins", "https://a.example, https://b.example"),
+            ("oidc_client_secret", "s3\"cret\nwith a newline"),
+            ("not_a_router_variable", "x"),
+        ]);
+        let text = bundle(|n| vars.get(n).map(|v| v.to_string()));
+        let all = unbundle(&text).expect("a bundle");
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all["oidc_client_secret"], "s3\"cret\nwith a newline");
+        let c = Config::from_lookup(|n| all.get(n).cloned()).unwrap();
+        assert_eq!(c.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(unbundle("not json"), None);
+    }
 
     #[test]
     fn loopback_origins_pass_and_foreign_ones_do_not() {

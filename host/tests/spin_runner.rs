@@ -92,6 +92,7 @@ fn config(db: Arc<LocalDb>) -> RouterConfig {
         variables: HashMap::from([
             ("greeting".to_owned(), "hello from the host".to_owned()),
             ("MixedCase".to_owned(), "mixed".to_owned()),
+            ("session_ttl_hours".to_owned(), "12".to_owned()),
             (
                 "internal_authority".to_owned(),
                 INTERNAL_AUTHORITY.to_owned(),
@@ -380,6 +381,18 @@ fn variables_are_read_from_the_config() {
     assert_eq!(
         (r.status, r.text()),
         (404, "Error::Undefined(\"missing\")".to_owned())
+    );
+}
+
+#[test]
+fn the_router_gets_all_its_variables_in_one_call() {
+    // The router's names only (`config::VARIABLES`), not every variable the runner holds.
+    let r = get(&format!("/var?name={}", cyfr_core::config::BUNDLE_VARIABLE));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let all = cyfr_core::config::unbundle(&r.text()).expect("a bundle");
+    assert_eq!(
+        all,
+        HashMap::from([("session_ttl_hours".to_owned(), "12".to_owned())])
     );
 }
 

@@ -6,7 +6,7 @@
 //! Spin gives every request a fresh instance.
 
 use cyfr_core::app::App;
-use cyfr_core::config::{Config, VARIABLES};
+use cyfr_core::config::{unbundle, Config, BUNDLE_VARIABLE, VARIABLES};
 use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use cyfr_core::dispatch::Chunks;
 use cyfr_core::env::Env;
@@ -23,11 +23,16 @@ use std::pin::Pin;
 
 #[spin_sdk::http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    let config = match Config::from_lookup(|name| {
-        VARIABLES
+    // Our runner hands over every variable in one call; on Spin each is read by name.
+    let bundle = spin_sdk::variables::get(BUNDLE_VARIABLE)
+        .ok()
+        .and_then(|b| unbundle(&b));
+    let config = match Config::from_lookup(|name| match &bundle {
+        Some(all) => all.get(name).cloned(),
+        None => VARIABLES
             .contains(&name)
             .then(|| spin_sdk::variables::get(name).ok())
-            .flatten()
+            .flatten(),
     }) {
         Ok(c) => c,
         Err(e) => return whole(out, text(500, &format!("cyfr router misconfigured: {e}"))).await,

@@ -109,6 +109,9 @@ pub(crate) fn engine() -> anyhow::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        // No component here uses the async component model; without it a host call skips
+        // the concurrent-task bookkeeping wasmtime otherwise does on every entry and exit.
+        .concurrency_support(false)
         .consume_fuel(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)

@@ -42,6 +42,16 @@ pub(crate) struct SpinState {
     pub dynamic: Option<crate::spin_runner::DynamicVariables>,
 }
 
+impl SpinState {
+    /// The variable `lower` (a lower-cased name): computed, else from the fixed map.
+    fn lookup(&self, lower: &str) -> Option<String> {
+        if let Some(v) = self.dynamic.as_ref().and_then(|d| d(lower)) {
+            return Some(v);
+        }
+        self.variables.get(lower).cloned()
+    }
+}
+
 /// What the Spin interfaces need from the store's data.
 pub(crate) trait SpinView: Send + 'static {
     fn spin(&mut self) -> SpinCtxView<'_>;
@@ -212,13 +222,12 @@ impl sqlite::HostConnection for SpinCtxView<'_> {
 impl variables::Host for SpinCtxView<'_> {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
         let lower = name.to_ascii_lowercase();
-        if let Some(v) = self.state.dynamic.as_ref().and_then(|d| d(&lower)) {
-            return Ok(Ok(v));
+        if lower == cyfr_core::config::BUNDLE_VARIABLE {
+            return Ok(Ok(cyfr_core::config::bundle(|n| self.state.lookup(n))));
         }
-        let vars = &self.state.variables;
-        Ok(match vars.get(&lower) {
-            Some(v) => Ok(v.clone()),
-            None => Err(variables::Error::Undefined(name)),
-        })
+        Ok(self
+            .state
+            .lookup(&lower)
+            .ok_or(variables::Error::Undefined(name)))
     }
 }
