@@ -474,7 +474,10 @@ mod tests {
         assert_eq!(all.len(), 2, "{all:?}");
         assert_eq!(all["oidc_client_secret"], "s3\"cret\nwith a newline");
         let c = Config::from_lookup(|n| all.get(n).cloned()).unwrap();
-        assert_eq!(c.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
         assert_eq!(unbundle("not json"), None);
     }
 

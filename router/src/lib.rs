@@ -11,18 +11,21 @@ use cyfr_core::db::{Db, DbError, Rows, Stmt, Value};
 use cyfr_core::dispatch::Chunks;
 use cyfr_core::env::Env;
 use cyfr_core::hosts::{self, Answer, HostPool, OutboundRequest, SendError, Transport};
-use cyfr_core::http::HttpRequest;
+use cyfr_core::http::HttpResponse;
 use cyfr_core::stream::{self, Closed, Streaming};
 use futures::{SinkExt, StreamExt};
 use spin_sdk::http::{
-    IncomingResponse, Method, OutgoingResponse, Request, Response, ResponseOutparam,
+    IncomingRequest, IncomingResponse, Method, OutgoingResponse, Request, Response,
+    ResponseOutparam,
 };
 use spin_sdk::sqlite3::{self, Connection};
 use std::cell::RefCell;
 use std::pin::Pin;
 
+mod wire;
+
 #[spin_sdk::http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     // Our runner hands over every variable in one call; on Spin each is read by name.
     let bundle = spin_sdk::variables::get(BUNDLE_VARIABLE)
         .ok()
@@ -35,11 +38,16 @@ async fn handle(req: Request, out: ResponseOutparam) {
             .flatten(),
     }) {
         Ok(c) => c,
-        Err(e) => return whole(out, text(500, &format!("cyfr router misconfigured: {e}"))).await,
+        Err(e) => {
+            return wire::send_whole(out, &text(500, &format!("cyfr router misconfigured: {e}")))
+        }
     };
     // Opened on the first statement: `/health` and refusals before any SQL open nothing.
     let db = SpinDb(std::cell::OnceCell::new(), std::cell::OnceCell::new());
-    let req = to_core(req);
+    let req = match wire::read_request(req) {
+        Ok(r) => r,
+        Err(e) => return wire::send_whole(out, &text(400, &e)),
+    };
     // A `tools/call` whose client accepts an event stream streams its run's events; the
     // outparam is set by the first one (or, when none came, by the whole answer below).
     let sink = SpinSink {
@@ -62,26 +70,8 @@ async fn handle(req: Request, out: ResponseOutparam) {
             let Some(out) = app.dispatch.sink().out.take() else {
                 return;
             };
-            let mut b = Response::builder();
-            b.status(resp.status);
-            for (k, v) in resp.headers {
-                b.header(k, v);
-            }
-            whole(out, b.body(resp.body).build()).await
+            wire::send_whole(out, &resp)
         }
-    }
-}
-
-/// Sends `resp` as the whole answer.
-async fn whole(out: ResponseOutparam, mut resp: Response) {
-    let body = std::mem::take(resp.body_mut());
-    match OutgoingResponse::try_from(resp) {
-        Ok(r) => {
-            if let Err(e) = out.set_with_body(r, body).await {
-                eprintln!("cyfr router: could not send the response: {e}");
-            }
-        }
-        Err(e) => eprintln!("cyfr router: could not convert the response: {e}"),
     }
 }
 
@@ -122,12 +112,12 @@ impl cyfr_core::stream::Sink for SpinSink {
     }
 }
 
-fn text(status: u16, msg: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(msg.to_string())
-        .build()
+fn text(status: u16, msg: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: msg.as_bytes().to_vec(),
+    }
 }
 
 /// The method as the wire spells it.
@@ -141,38 +131,6 @@ fn method_name(method: &Method) -> &'static str {
         Method::Head => "HEAD",
         Method::Options => "OPTIONS",
         _ => "OTHER",
-    }
-}
-
-fn to_core(req: Request) -> HttpRequest {
-    let method = method_name(req.method()).to_string();
-    // Spin sets spin-client-addr from the TCP peer; a client cannot supply it.
-    let peer = req
-        .header("spin-client-addr")
-        .and_then(|v| v.as_str())
-        .and_then(|s| {
-            s.parse::<std::net::SocketAddr>()
-                .map(|a| a.ip())
-                .ok()
-                .or_else(|| s.parse().ok())
-        });
-    // Spin records the URL it received, scheme included; clients cannot set it.
-    let scheme = req
-        .header("spin-full-url")
-        .and_then(|v| v.as_str())
-        .and_then(|u| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase()));
-    let headers = req
-        .headers()
-        .filter(|(k, _)| !k.starts_with("spin-"))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or("").to_string()))
-        .collect();
-    HttpRequest {
-        method,
-        path: req.path().to_string(),
-        headers,
-        body: req.into_body(),
-        peer,
-        scheme,
     }
 }
 
