@@ -15,6 +15,9 @@ pub(crate) struct Artifacts {
     dir: PathBuf,
     /// Unique suffix for temporary files.
     tmp_seq: AtomicU64,
+    /// Hex digests seen stored: a file is never changed in place, so a run need not stat it
+    /// again (one that went missing since is found missing when it is read).
+    present: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Artifacts {
@@ -23,6 +26,7 @@ impl Artifacts {
         Artifacts {
             dir,
             tmp_seq: AtomicU64::new(0),
+            present: Default::default(),
         }
     }
 
@@ -51,12 +55,20 @@ impl Artifacts {
 
     /// Whether the bytes of `digest` are stored.
     pub(crate) fn has(&self, digest: &str) -> bool {
-        parse_digest(digest).is_some_and(|hex| self.path(hex).is_file())
+        parse_digest(digest).is_some_and(|hex| self.has_hex(hex))
     }
 
     /// Whether the bytes of the digest with hex part `hex` are stored.
     pub(crate) fn has_hex(&self, hex: &str) -> bool {
-        self.path(hex).is_file()
+        let present = || self.present.lock().unwrap_or_else(|p| p.into_inner());
+        if present().contains(hex) {
+            return true;
+        }
+        let stored = self.path(hex).is_file();
+        if stored {
+            present().insert(hex.to_string());
+        }
+        stored
     }
 
     /// The stored bytes of `hex`, hashed again: a file changed on disk is refused.
