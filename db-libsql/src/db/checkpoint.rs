@@ -31,9 +31,11 @@ use super::now;
 const TICK: Duration = Duration::from_millis(500);
 
 /// Writes after which the thread is woken early. A committed write adds at least one page
-/// (usually 2–4 with indexes) to the WAL, so this keeps it to roughly 1000 pages between
-/// checkpoints under a steady stream of writes.
-const NUDGE_EVERY: u64 = 256;
+/// (usually 2–4 with indexes) to the WAL, so this keeps it to a few thousand pages (~10 MB)
+/// between checkpoints under a steady stream of writes. Rarer checkpoints copy each hot page
+/// (a key's rate-limit row, the tails of `executions` and `audit`) fewer times and sync less:
+/// `execution.run` ran 7–13 % faster at 1024 than at 256 (4096 gained ~2 % more).
+const NUDGE_EVERY: u64 = 1024;
 
 /// State shared by the thread, its handle and the connection's [`Signal`].
 struct Shared {

@@ -554,10 +554,11 @@ async fn the_wal_stays_bounded_while_writers_never_pause() {
         max_wal = max_wal.max(t.await.unwrap());
     }
     // 12,000 commits of a page or two each: without complete checkpoints the WAL would
-    // hold them all (~50 MB); with them it starts over every few hundred writes.
+    // hold them all (~12,000 frames, ~50 MB); with them it starts over about every thousand
+    // writes (1,300–1,800 frames seen at most; the bound leaves room for a loaded machine).
     let frame = page + 24;
     assert!(
-        max_wal < 3000 * frame,
+        max_wal < 5000 * frame,
         "the WAL grew to {max_wal} bytes ({} frames)",
         max_wal / frame
     );
