@@ -32,6 +32,7 @@ macro_rules! say {
 
 mod baseline;
 mod catalyst;
+mod floor;
 mod formula;
 mod load;
 mod memory;
@@ -450,6 +451,20 @@ fn execution_run(
             verify_errors: false,
         });
         results.push(b.http_row("cyfr GET /health", &health));
+        let floor_wasm =
+            std::fs::read(b.ws.join("target/wasm/wasm32-wasip2/release/http_floor.wasm"))
+                .context("reading http_floor.wasm")?;
+        let floor_addr = b.server_rt.block_on(floor::start(floor_wasm))?;
+        let floor = Arc::new(HttpTarget {
+            addr: floor_addr,
+            method: Method::GET,
+            path: "/health".into(),
+            headers: vec![],
+            body: Bytes::new(),
+            verify: floor::verify,
+            verify_errors: false,
+        });
+        results.push(b.http_row("runner floor (no router)", &floor));
         let ping = Arc::new(HttpTarget {
             addr: cyfr.addr,
             method: Method::POST,

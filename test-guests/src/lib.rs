@@ -35,6 +35,8 @@ pub const GUESTS: &[&str] = &[
     "conformance-input",
     // host/tests/spin-guest: a spin-sdk component for the Spin runner's tests.
     "cyfr-spin-test-guest",
+    // tests/fixtures/http-floor: the runner's floor for cyfr-bench (answers without reading).
+    "http-floor",
 ];
 
 /// The workspace root: `$CYFR_WORKSPACE_DIR` if set, else this crate's parent directory.
