@@ -87,8 +87,8 @@ struct Args {
     /// would refuse this load). The default never refuses.
     #[arg(long, default_value = "1000000/1s")]
     policy_rate_limit: String,
-    /// Also measure the steps in between (cyfr /health, ping, tools/list; the executor and
-    /// the baseline called in-process, without HTTP).
+    /// Also measure the steps in between (cyfr /health, the runner floor, ping, tools/list;
+    /// the executor and the baseline called in-process, without HTTP).
     #[arg(long, conflicts_with_all = ["catalyst", "formula"])]
     breakdown: bool,
     /// Instead: the http catalyst's GET through cyfr vs the same GET made natively.
