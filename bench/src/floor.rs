@@ -1,6 +1,7 @@
 //! The runner's floor: `tests/fixtures/http-floor` (a `wasi:http` component that answers
-//! without reading its request) served by the same [`SpinRunner`] as `router.wasm`, with the
-//! same engine, instance pool, per-request set-up and HTTP server, over an empty database.
+//! without reading its request) served by a [`SpinRunner`] of its own, configured as the
+//! router's (engine settings, instance pool, per-request set-up, HTTP server), over an empty
+//! database.
 //! No router can answer faster on this runner, so its row bounds what `/health` can reach.
 
 use std::collections::HashMap;

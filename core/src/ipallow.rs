@@ -119,10 +119,11 @@ pub fn transport_secure(
         return false;
     };
     // A trusted proxy (even one on this machine) speaks for a client elsewhere: only its
-    // word that the client used HTTPS counts.
+    // word that the client used HTTPS counts, and its word is the right-most value (what
+    // the client sent itself comes before it, in the same line or an earlier one).
     if trusted.contains(peer) {
         return forwarded_proto
-            .is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"));
+            .is_some_and(|p| p.rsplit(',').next().map(str::trim) == Some("https"));
     }
     peer.is_loopback()
 }
@@ -201,6 +202,11 @@ mod tests {
             Some("https"),
             &local_proxy
         ));
+        // A client's own `https` in front of what the proxy appended is not believed.
+        let from_proxy =
+            |proto| transport_secure(Some("http"), Some(ip("10.0.0.1")), Some(proto), &trusted);
+        assert!(!from_proxy("https, http"));
+        assert!(from_proxy("http, https"));
     }
 
     #[test]

@@ -43,7 +43,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
     };
     // Opened on the first statement: `/health` and refusals before any SQL open nothing.
-    let db = SpinDb(std::cell::OnceCell::new(), std::cell::OnceCell::new());
+    let whole = match &bundle {
+        Some(all) => {
+            std::cell::OnceCell::from(all.get("sqlite_batch").is_some_and(|v| batches_whole(v)))
+        }
+        None => std::cell::OnceCell::new(),
+    };
+    let db = SpinDb(std::cell::OnceCell::new(), whole);
     let req = match wire::read_request(req) {
         Ok(r) => r,
         Err(e) => return wire::send_whole(out, &text(400, &e)),
@@ -134,9 +140,14 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
+/// Whether a `sqlite_batch` value says the runner takes a whole batch in one call.
+fn batches_whole(v: &str) -> bool {
+    v.trim() == "1"
+}
+
 /// Spin SQLite behind the core's `Db`, its connection opened on first use; whether the
-/// runner takes a whole batch in one call (`sqlite_batch`, see `cyfr_core::sql_batch`) is
-/// read on the first batch.
+/// runner takes a whole batch in one call (`sqlite_batch`, see `cyfr_core::sql_batch`) comes
+/// with the variables' bundle, else is read on the first batch.
 struct SpinDb(std::cell::OnceCell<Connection>, std::cell::OnceCell<bool>);
 
 impl SpinDb {
@@ -190,7 +201,7 @@ impl Db for SpinDb {
 
     async fn batch(&self, stmts: &[Stmt], atomic: bool) -> Result<Vec<Rows>, DbError> {
         let whole = *self.1.get_or_init(|| {
-            spin_sdk::variables::get("sqlite_batch").is_ok_and(|v| v.trim() == "1")
+            spin_sdk::variables::get("sqlite_batch").is_ok_and(|v| batches_whole(&v))
         });
         // One plain statement is one call either way; an atomic one would be three.
         if !whole || stmts.is_empty() || (stmts.len() == 1 && !atomic) {

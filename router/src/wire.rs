@@ -14,7 +14,10 @@ use wasi::io::streams::StreamError;
 const READ_SIZE: u64 = 64 * 1024;
 
 /// The request as the core sees it. Spin's own headers (`spin-*`) are not passed on; the
-/// peer and the scheme come from the two of them that Spin sets and a client cannot.
+/// peer and the scheme come from the two of them that Spin sets and a client cannot. Lines
+/// of one name are combined into one comma-separated value (RFC 9110, 5.3), so a reader of
+/// one value sees them all: a proxy's appended `X-Forwarded-Proto` stays right-most, and
+/// two `Authorization` lines make one credential that matches nothing.
 pub(crate) fn read_request(req: IncomingRequest) -> Result<HttpRequest, String> {
     let method = crate::method_name(&req.method()).to_string();
     let path_with_query = req.path_with_query().unwrap_or_else(|| "/".into());
@@ -49,8 +52,18 @@ pub(crate) fn read_request(req: IncomingRequest) -> Result<HttpRequest, String> 
             }
             _ => {}
         }
-        if !name.starts_with("spin-") {
-            headers.push((name, value));
+        if name.starts_with("spin-") {
+            continue;
+        }
+        match headers
+            .iter_mut()
+            .find(|(k, _): &&mut (String, String)| *k == name)
+        {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => headers.push((name, value)),
         }
     }
     let body = read_body(req)?;

@@ -380,6 +380,21 @@ fn secrets_travel_only_over_https_unless_from_this_machine() {
     assert_eq!(code(&from("http")), -33004);
     let r = from("https");
     assert_eq!(r["result"]["isError"], false, "{r}");
+    // The proxy appends what it saw to what the client claimed: the proxy's word is last.
+    for claimed in [
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "http"),
+        ][..],
+        &[("x-forwarded-proto", "https, http")][..],
+    ] {
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            ("x-forwarded-for", "203.0.113.5"),
+        ];
+        headers.extend_from_slice(claimed);
+        assert_eq!(code(&s.post(&headers, &body).2), -33004, "{claimed:?}");
+    }
     let dev = Server::start_with(&["--trusted-proxies", "127.0.0.1", "--dev"]);
     let auth = format!("Bearer {}", dev.admin);
     let r = dev

@@ -554,7 +554,7 @@ async fn the_wal_stays_bounded_while_writers_never_pause() {
         max_wal = max_wal.max(t.await.unwrap());
     }
     // 12,000 commits of a page or two each: without complete checkpoints the WAL would
-    // hold them all (~12,000 frames, ~50 MB); with them it starts over about every thousand
+    // hold them all (12,000 frames or more, ~50 MB); with them it starts over about every thousand
     // writes (1,300–1,800 frames seen at most; the bound leaves room for a loaded machine).
     let frame = page + 24;
     assert!(

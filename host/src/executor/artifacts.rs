@@ -16,7 +16,8 @@ pub(crate) struct Artifacts {
     /// Unique suffix for temporary files.
     tmp_seq: AtomicU64,
     /// Hex digests seen stored: a file is never changed in place, so a run need not stat it
-    /// again (one that went missing since is found missing when it is read).
+    /// again. One removed since is found missing when it must be read (no compiled form of
+    /// it is held); until then its verified compiled code runs, as it would have anyway.
     present: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 

@@ -109,8 +109,9 @@ pub(crate) fn engine() -> anyhow::Result<Engine> {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        // No component here uses the async component model; without it a host call skips
-        // the concurrent-task bookkeeping wasmtime otherwise does on every entry and exit.
+        // The component ABI (guest-wit) is synchronous: without the async component model a
+        // host call skips the concurrent-task bookkeeping wasmtime otherwise does on every
+        // entry and exit, and a component built for the async ABI is refused as invalid.
         .concurrency_support(false)
         .consume_fuel(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
