@@ -451,10 +451,9 @@ fn execution_run(
             verify_errors: false,
         });
         results.push(b.http_row("cyfr GET /health", &health));
-        let floor_wasm =
-            std::fs::read(b.ws.join("target/wasm/wasm32-wasip2/release/http_floor.wasm"))
-                .context("reading http_floor.wasm")?;
-        let floor_addr = b.server_rt.block_on(floor::start(floor_wasm))?;
+        let floor_addr = b
+            .server_rt
+            .block_on(floor::start(b.wasm("http_floor.wasm")?))?;
         let floor = Arc::new(HttpTarget {
             addr: floor_addr,
             method: Method::GET,

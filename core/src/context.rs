@@ -37,7 +37,8 @@ impl<D: Db, X: Dispatch, E: Env> Context<D, X, E> {
             || crate::ipallow::transport_secure(
                 req.scheme.as_deref(),
                 req.peer,
-                req.header("x-forwarded-proto"),
+                // Every line: a trusted proxy appends its own after any the client sent.
+                req.header_all("x-forwarded-proto").last(),
                 &self.config.trusted_proxies,
             )
     }
